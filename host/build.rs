@@ -1,0 +1,81 @@
+//! Builds the bundled format plugins (`plugins/`) for `wasm32-wasip2`, so that `cargo build` of the host on
+//! a fresh clone yields a binary with its plugins inside it.
+//!
+//! Why a nested cargo: the plugins are a workspace of their own for another target. The nested build uses
+//! its own target directory (`target/wasm-plugins`), so it never waits on the outer build's lock, and it is
+//! shared by every profile and by clippy, so the plugins are compiled once rather than once per profile.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const WASM_TARGET: &str = "wasm32-wasip2";
+/// The bundled plugins, by the crate name of each.
+const BUNDLED: &[&str] = &["sluice_csv", "sluice_json", "sluice_jsonl"];
+
+fn main() {
+    let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
+    let root = manifest_dir.parent().expect("host/ sits in the workspace root").to_path_buf();
+    let plugins = root.join("plugins");
+    for watched in ["Cargo.toml", "Cargo.lock", ".cargo/config.toml", "sdk", "csv", "json", "jsonl"] {
+        println!("cargo:rerun-if-changed={}", plugins.join(watched).display());
+    }
+    println!("cargo:rerun-if-changed={}", root.join("wit").display());
+
+    require_wasm_target();
+    let target_dir = env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("wasm-plugins");
+    build_plugins(&plugins, &target_dir);
+
+    let out = target_dir.join(WASM_TARGET).join("release");
+    for name in BUNDLED {
+        let wasm = out.join(format!("{name}.wasm"));
+        assert!(wasm.exists(), "the plugin build did not produce {}", wasm.display());
+    }
+    println!("cargo:rustc-env=SLUICE_BUNDLED_PLUGINS={}", out.display());
+}
+
+/// Fails with the fix when the wasm target's standard library is not installed.
+fn require_wasm_target() {
+    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let sysroot = Command::new(&rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .expect("running rustc --print sysroot");
+    let sysroot = String::from_utf8_lossy(&sysroot.stdout).trim().to_string();
+    let target_lib = Path::new(&sysroot).join("lib/rustlib").join(WASM_TARGET);
+    if !target_lib.exists() {
+        panic!(
+            "the Rust target {WASM_TARGET} is not installed, and Sluice's bundled plugins are built for it.\n\
+             Install it with:  rustup target add {WASM_TARGET}"
+        );
+    }
+}
+
+fn build_plugins(plugins: &Path, target_dir: &Path) {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .current_dir(plugins)
+        .args(["build", "--release", "--locked", "--target", WASM_TARGET])
+        .env("CARGO_TARGET_DIR", target_dir);
+    // The outer build's flags are for the host target; passed on, they would break the wasm build or force
+    // a rebuild of it on every change of profile.
+    for (key, _) in env::vars_os() {
+        let key = key.to_string_lossy();
+        if key == "RUSTFLAGS"
+            || key == "RUSTC_WRAPPER"
+            || key == "RUSTC_WORKSPACE_WRAPPER"
+            || key.starts_with("CARGO_ENCODED_RUSTFLAGS")
+            || key.starts_with("CARGO_PROFILE_")
+            || key.starts_with("CARGO_BUILD_")
+            || key == "CARGO_MAKEFLAGS"
+        {
+            command.env_remove(key.as_ref());
+        }
+    }
+    let status = command.status().expect("running cargo for the bundled plugins");
+    assert!(status.success(), "building the bundled plugins for {WASM_TARGET} failed (see above)");
+}

@@ -1,0 +1,78 @@
+//! Streams a file through a format plugin: the path every file takes from bytes to record batches.
+
+use crate::plugin::{FormatPlugin, Parsed, PluginError};
+use std::io::{self, Read};
+use std::time::{Duration, Instant};
+
+/// Bytes handed to a plugin per call. Big enough that the cost of crossing into the component is lost
+/// in the parsing; small enough that a chunk and its batches stay a few MiB.
+pub const CHUNK_SIZE: usize = 1 << 20;
+
+/// Totals of one file.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ParseSummary {
+    pub rows: u64,
+    pub rejected: u64,
+    pub bytes: u64,
+    pub elapsed: Duration,
+}
+
+/// Why a file could not be read to its end.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    #[error("reading `{object}` failed after {bytes} bytes: {source}")]
+    Read { object: String, bytes: u64, source: io::Error },
+    /// The consumer of the records failed (a closed pipe, a full disk).
+    #[error("writing the records of `{object}` failed: {source}")]
+    Consume { object: String, source: io::Error },
+}
+
+/// Reads `input` to its end through `plugin`, handing each call's batches and rejects to `consume` as they
+/// come, so that a file of any size streams through in bounded memory.
+pub fn parse_stream(
+    plugin: &FormatPlugin,
+    object: &str,
+    options: &[(String, String)],
+    mut input: impl Read,
+    mut consume: impl FnMut(&Parsed) -> io::Result<()>,
+) -> Result<ParseSummary, ParseError> {
+    let started = Instant::now();
+    let mut summary = ParseSummary::default();
+    let mut parse = plugin.open(object, options)?;
+    let mut chunk = vec![0u8; CHUNK_SIZE];
+    let mut hand_on = |parsed: Parsed, summary: &mut ParseSummary| {
+        summary.rows += parsed.batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+        summary.rejected += parsed.rejects.len() as u64;
+        consume(&parsed).map_err(|source| ParseError::Consume { object: object.to_string(), source })
+    };
+    loop {
+        let filled = fill(&mut input, &mut chunk)
+            .map_err(|source| ParseError::Read { object: object.to_string(), bytes: summary.bytes, source })?;
+        if filled == 0 {
+            break;
+        }
+        summary.bytes += filled as u64;
+        let parsed = parse.feed(&chunk[..filled])?;
+        hand_on(parsed, &mut summary)?;
+    }
+    let parsed = parse.finish()?;
+    hand_on(parsed, &mut summary)?;
+    summary.elapsed = started.elapsed();
+    Ok(summary)
+}
+
+/// Reads until `buffer` is full or the input ends, so every call into the plugin carries a full chunk.
+fn fill(input: &mut impl Read, buffer: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match input.read(&mut buffer[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}

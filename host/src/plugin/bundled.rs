@@ -1,0 +1,27 @@
+//! The format plugins built into the binary (by `build.rs`), by the names `connector.toml` uses for them.
+
+const CSV: &[u8] = include_bytes!(concat!(env!("SLUICE_BUNDLED_PLUGINS"), "/sluice_csv.wasm"));
+const JSON: &[u8] = include_bytes!(concat!(env!("SLUICE_BUNDLED_PLUGINS"), "/sluice_json.wasm"));
+const JSONL: &[u8] = include_bytes!(concat!(env!("SLUICE_BUNDLED_PLUGINS"), "/sluice_jsonl.wasm"));
+
+/// The names of the bundled format plugins.
+pub const BUNDLED_FORMATS: &[&str] = &["csv", "tsv", "json", "jsonl"];
+
+/// A bundled plugin: its component and the options it starts from (which a dataflow's own override).
+#[derive(Clone, Copy, Debug)]
+pub struct Bundled {
+    pub(crate) wasm: &'static [u8],
+    pub(crate) default_options: &'static [(&'static str, &'static str)],
+}
+
+/// The bundled plugin called `name`. `tsv` is the CSV parser with a tab delimiter.
+pub fn bundled_format(name: &str) -> Option<Bundled> {
+    let (wasm, default_options): (_, &'static [_]) = match name {
+        "csv" => (CSV, &[]),
+        "tsv" => (CSV, &[("delimiter", "\t")]),
+        "json" => (JSON, &[]),
+        "jsonl" => (JSONL, &[]),
+        _ => return None,
+    };
+    Some(Bundled { wasm, default_options })
+}

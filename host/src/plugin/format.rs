@@ -1,0 +1,200 @@
+//! Running a format plugin over one file.
+
+use super::engine::EPOCH_TICK;
+use super::sandbox::Sandbox;
+use super::{CompileSource, Limits, PluginError};
+use crate::batch::RecordBatch;
+use std::time::Duration;
+use wasmtime::component::ResourceAny;
+use wasmtime::{Store, Trap};
+
+/// The host side of the `format` world of `wit/sluice.wit`.
+pub(crate) mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "format",
+    });
+}
+
+use bindings::sluice::plugin::types::{FatalError, Output};
+use bindings::{Format, FormatPre};
+
+/// A loaded format plugin. Opening a file with it costs one instantiation, not a compilation.
+#[derive(Clone)]
+pub struct FormatPlugin {
+    name: String,
+    pre: FormatPre<Sandbox>,
+    limits: Limits,
+    default_options: &'static [(&'static str, &'static str)],
+    compiled_from: CompileSource,
+    compile_time: Duration,
+}
+
+/// A row the plugin refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RejectedRow {
+    /// The 1-based line of the file the row starts on.
+    pub line: u64,
+    pub reason: String,
+    /// Up to 1 KiB of the row's raw text.
+    pub raw: String,
+}
+
+/// What one call into a parser produced.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    pub batches: Vec<RecordBatch>,
+    pub rejects: Vec<RejectedRow>,
+}
+
+impl FormatPlugin {
+    pub(crate) fn new(
+        name: String,
+        pre: FormatPre<Sandbox>,
+        limits: Limits,
+        default_options: &'static [(&'static str, &'static str)],
+        compiled_from: CompileSource,
+        compile_time: Duration,
+    ) -> Self {
+        FormatPlugin { name, pre, limits, default_options, compiled_from, compile_time }
+    }
+
+    /// The plugin's name in the configuration.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether the compiled plugin came from the on-disk cache, and how long loading it took.
+    pub fn compiled_from(&self) -> (CompileSource, Duration) {
+        (self.compiled_from, self.compile_time)
+    }
+
+    /// Starts parsing one file, called `object` in messages, with the dataflow's options.
+    pub fn open(&self, object: &str, options: &[(String, String)]) -> Result<FileParse, PluginError> {
+        let mut store = Store::new(self.pre.engine(), Sandbox::new(self.limits.memory));
+        store.limiter(|sandbox| &mut sandbox.limiter);
+        store.epoch_deadline_trap();
+        let mut parse = FileParse {
+            plugin: self.name.clone(),
+            object: object.to_string(),
+            limits: self.limits,
+            deadline_ticks: self.limits.call_timeout.div_duration_f64(EPOCH_TICK).ceil().max(1.0) as u64,
+            store,
+            instance: None,
+            parser: None,
+        };
+        parse.store.set_epoch_deadline(parse.deadline_ticks);
+        let instance = self.pre.instantiate(&mut parse.store).map_err(|e| parse.failure(e))?;
+        let options: Vec<(String, String)> = self
+            .default_options
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .chain(options.iter().cloned())
+            .collect();
+        parse.store.set_epoch_deadline(parse.deadline_ticks);
+        let created = instance
+            .sluice_plugin_parser()
+            .file_parser()
+            .call_create(&mut parse.store, &options)
+            .map_err(|e| parse.failure(e))?;
+        parse.parser = Some(created.map_err(|e| parse.format_error(e))?);
+        parse.instance = Some(instance);
+        Ok(parse)
+    }
+}
+
+/// One file being parsed: a store and an instance of its own, fed chunk by chunk.
+pub struct FileParse {
+    plugin: String,
+    object: String,
+    limits: Limits,
+    deadline_ticks: u64,
+    store: Store<Sandbox>,
+    instance: Option<Format>,
+    parser: Option<ResourceAny>,
+}
+
+impl FileParse {
+    /// Feeds the next chunk of the file. Chunks may be cut anywhere.
+    pub fn feed(&mut self, chunk: &[u8]) -> Result<Parsed, PluginError> {
+        let (Some(instance), Some(parser)) = (&self.instance, self.parser) else {
+            return Err(self.used_after_failure());
+        };
+        self.store.set_epoch_deadline(self.deadline_ticks);
+        let result = instance.sluice_plugin_parser().file_parser().call_feed(&mut self.store, parser, chunk);
+        self.output(result)
+    }
+
+    /// Ends the file and returns what the parser still held.
+    pub fn finish(mut self) -> Result<Parsed, PluginError> {
+        let (Some(instance), Some(parser)) = (&self.instance, self.parser) else {
+            return Err(self.used_after_failure());
+        };
+        self.store.set_epoch_deadline(self.deadline_ticks);
+        let result = instance.sluice_plugin_parser().file_parser().call_finish(&mut self.store, parser);
+        self.output(result)
+    }
+
+    fn used_after_failure(&self) -> PluginError {
+        PluginError::Trap {
+            plugin: self.plugin.clone(),
+            object: self.object.clone(),
+            message: "the parser was used after it failed".into(),
+            stderr: None,
+        }
+    }
+
+    fn output(&mut self, result: wasmtime::Result<Result<Output, FatalError>>) -> Result<Parsed, PluginError> {
+        let output = match result {
+            Ok(Ok(output)) => output,
+            Ok(Err(fatal)) => return Err(self.format_error(fatal)),
+            Err(error) => {
+                // A trapped instance may be in any state: it is never called again.
+                self.instance = None;
+                self.parser = None;
+                return Err(self.failure(error));
+            }
+        };
+        let batches = output
+            .batches
+            .into_iter()
+            .map(RecordBatch::from_wire)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|message| PluginError::Contract {
+                plugin: self.plugin.clone(),
+                object: self.object.clone(),
+                message,
+            })?;
+        let rejects = output
+            .rejects
+            .into_iter()
+            .map(|r| RejectedRow { line: r.line, reason: r.reason, raw: r.raw })
+            .collect();
+        Ok(Parsed { batches, rejects })
+    }
+
+    fn format_error(&self, fatal: FatalError) -> PluginError {
+        PluginError::Format {
+            plugin: self.plugin.clone(),
+            object: self.object.clone(),
+            line: fatal.line,
+            message: fatal.message,
+        }
+    }
+
+    /// Turns a trap into an error that says which limit was hit, or what the plugin printed.
+    fn failure(&self, error: wasmtime::Error) -> PluginError {
+        let (plugin, object) = (self.plugin.clone(), self.object.clone());
+        if self.store.data().limiter.exceeded {
+            return PluginError::MemoryLimit { plugin, object, limit: self.limits.memory };
+        }
+        if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+            return PluginError::Timeout { plugin, object, limit: self.limits.call_timeout };
+        }
+        let message = match error.downcast_ref::<Trap>() {
+            Some(trap) => trap.to_string(),
+            None => format!("{error:#}"),
+        };
+        PluginError::Trap { plugin, object, message, stderr: self.store.data().stderr_tail() }
+    }
+}

@@ -1,0 +1,164 @@
+//! The plugin host: loads format plugins (WebAssembly components) and runs them sandboxed.
+//!
+//! - [`PluginHost`] owns the process's one wasmtime engine, the epoch ticker behind time limits, the linker
+//!   and the on-disk cache of compiled components.
+//! - [`PluginHost::load_format`] compiles (or loads from the cache) and checks one plugin, giving a
+//!   [`FormatPlugin`], which is cheap to keep and to share between threads.
+//! - [`FormatPlugin::open`] starts a [`FileParse`] for one file: a fresh store and instance, so whatever
+//!   one file does to a plugin (a trap, a runaway loop, exhausted memory) fails that file alone.
+
+mod bundled;
+mod cache;
+mod engine;
+mod format;
+mod sandbox;
+
+pub use bundled::{BUNDLED_FORMATS, Bundled, bundled_format};
+pub use cache::{CompileSource, default_cache_dir};
+pub use format::{FileParse, FormatPlugin, Parsed, RejectedRow};
+pub(crate) use format::bindings::sluice::plugin::types as format_wire;
+
+use cache::ComponentCache;
+use engine::EpochTicker;
+use sandbox::Sandbox;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use wasmtime::Engine;
+use wasmtime::component::{Component, Linker};
+
+/// Imports a plugin may not have: a parser has no business with the network.
+const FORBIDDEN_IMPORTS: &[&str] = &["wasi:sockets/", "wasi:http/"];
+
+/// Default memory cap of one plugin instance.
+pub const DEFAULT_MEMORY_LIMIT: usize = 256 << 20;
+/// Default time cap of one call into a plugin (one chunk fed, or the end of a file).
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The limits one plugin runs under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// The most linear memory one instance may have, in bytes.
+    pub memory: usize,
+    /// The longest one call may run.
+    pub call_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { memory: DEFAULT_MEMORY_LIMIT, call_timeout: DEFAULT_CALL_TIMEOUT }
+    }
+}
+
+/// Where a plugin's component comes from.
+#[derive(Clone, Debug)]
+pub enum PluginSource {
+    /// Built into the binary.
+    Bundled(Bundled),
+    /// A `.wasm` file.
+    File(PathBuf),
+}
+
+/// Everything needed to load one plugin.
+#[derive(Clone, Debug)]
+pub struct PluginSpec {
+    /// The plugin's name in `connector.toml`, used in every message about it.
+    pub name: String,
+    pub source: PluginSource,
+    pub limits: Limits,
+}
+
+/// Why a plugin could not be loaded, or failed on a file.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    #[error("plugin `{plugin}` could not be loaded: {reason}")]
+    Load { plugin: String, reason: String },
+    /// The file cannot be read as this format (the plugin said so).
+    #[error("plugin `{plugin}` cannot read `{object}`{}: {message}", at_line(*line))]
+    Format { plugin: String, object: String, line: u64, message: String },
+    #[error("plugin `{plugin}` ran past its time limit of {limit:?} on `{object}` and was stopped")]
+    Timeout { plugin: String, object: String, limit: Duration },
+    #[error("plugin `{plugin}` reached its memory limit of {} MiB on `{object}` and was stopped", limit >> 20)]
+    MemoryLimit { plugin: String, object: String, limit: usize },
+    #[error("plugin `{plugin}` crashed on `{object}`: {message}{}", stderr.as_ref().map(|s| format!("\nplugin stderr:\n{s}")).unwrap_or_default())]
+    Trap { plugin: String, object: String, message: String, stderr: Option<String> },
+    /// The plugin broke the contract (a malformed batch).
+    #[error("plugin `{plugin}` returned a malformed batch for `{object}`: {message}")]
+    Contract { plugin: String, object: String, message: String },
+}
+
+fn at_line(line: u64) -> String {
+    if line == 0 { String::new() } else { format!(" at line {line}") }
+}
+
+/// Settings of a [`PluginHost`].
+#[derive(Clone, Debug, Default)]
+pub struct HostSettings {
+    /// Where compiled plugins are cached; `None` compiles at every load.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// Loads and runs plugins. Make one per process: it owns the engine and a ticker thread.
+pub struct PluginHost {
+    engine: Engine,
+    linker: Linker<Sandbox>,
+    cache: ComponentCache,
+    _ticker: EpochTicker,
+}
+
+impl PluginHost {
+    pub fn new(settings: HostSettings) -> wasmtime::Result<Self> {
+        let engine = engine::new_engine()?;
+        let mut linker = Linker::new(&engine);
+        // The WASI interfaces are linked so that plugins built with Rust's standard library instantiate;
+        // the context behind them (see `Sandbox`) grants nothing.
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        Ok(PluginHost {
+            _ticker: EpochTicker::start(&engine),
+            engine,
+            linker,
+            cache: ComponentCache::new(settings.cache_dir),
+        })
+    }
+
+    /// Loads a format plugin: compiles it (or takes it from the cache), refuses forbidden imports, and
+    /// checks that it implements the `format` world.
+    pub fn load_format(&self, spec: &PluginSpec) -> Result<FormatPlugin, PluginError> {
+        let load_error = |reason: String| PluginError::Load { plugin: spec.name.clone(), reason };
+        let (wasm, default_options) = match &spec.source {
+            PluginSource::Bundled(bundled) => (std::borrow::Cow::Borrowed(bundled.wasm), bundled.default_options),
+            PluginSource::File(path) => {
+                let bytes = std::fs::read(path)
+                    .map_err(|e| load_error(format!("cannot read {}: {e}", path.display())))?;
+                (std::borrow::Cow::Owned(bytes), &[][..])
+            }
+        };
+        let started = Instant::now();
+        let (component, compiled_from) = self
+            .cache
+            .load(&self.engine, &wasm)
+            .map_err(|e| load_error(format!("not a valid WebAssembly component: {e:#}")))?;
+        let compile_time = started.elapsed();
+        tracing::debug!(plugin = %spec.name, ?compiled_from, ?compile_time, "plugin loaded");
+        self.check_imports(&component).map_err(load_error)?;
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| load_error(format!("its imports cannot be satisfied: {e:#}")))?;
+        let pre = format::bindings::FormatPre::new(instance_pre).map_err(|e| {
+            load_error(format!(
+                "it is not a Sluice format plugin (it must export `sluice:plugin/parser@0.1.0`): {e:#}"
+            ))
+        })?;
+        Ok(FormatPlugin::new(spec.name.clone(), pre, spec.limits, default_options, compiled_from, compile_time))
+    }
+
+    fn check_imports(&self, component: &Component) -> Result<(), String> {
+        let ty = component.component_type();
+        for (name, _) in ty.imports(&self.engine) {
+            if FORBIDDEN_IMPORTS.iter().any(|forbidden| name.starts_with(forbidden)) {
+                return Err(format!("it imports `{name}`, and plugins get no network access"));
+            }
+        }
+        Ok(())
+    }
+}

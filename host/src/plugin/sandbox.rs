@@ -1,0 +1,71 @@
+//! What a plugin instance may touch: nothing of the host, and a capped amount of memory.
+
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+/// How much of a plugin's stderr (its panic message, say) is kept to explain a failure.
+const STDERR_CAPACITY: usize = 16 * 1024;
+
+/// The state of one plugin store: an empty WASI context and the memory limiter.
+pub(crate) struct Sandbox {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limiter: MemoryLimiter,
+    stderr: MemoryOutputPipe,
+}
+
+impl Sandbox {
+    /// `WasiCtxBuilder::new()` grants nothing: no preopened directories, no environment or arguments, no
+    /// sockets, stdin empty and stdout discarded. Only stderr goes to a small in-memory buffer, read when a
+    /// plugin fails.
+    pub(crate) fn new(memory_limit: usize) -> Self {
+        let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
+        let wasi = WasiCtxBuilder::new().stderr(stderr.clone()).build();
+        Sandbox {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter { limit: memory_limit, exceeded: false },
+            stderr,
+        }
+    }
+
+    /// The last lines the plugin wrote to stderr, if any.
+    pub(crate) fn stderr_tail(&self) -> Option<String> {
+        let bytes = self.stderr.contents();
+        let text = String::from_utf8_lossy(&bytes);
+        let text = text.trim();
+        (!text.is_empty()).then(|| text.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n"))
+    }
+}
+
+impl WasiView for Sandbox {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// Caps a plugin's linear memory. Growing past the cap traps at once (rather than handing the guest a
+/// failed `memory.grow` it may not check), and the limiter remembers why, so the error can say so.
+pub(crate) struct MemoryLimiter {
+    limit: usize,
+    pub(crate) exceeded: bool,
+}
+
+/// Tables hold function references; no parser needs more entries than this.
+const TABLE_ELEMENTS_LIMIT: usize = 100_000;
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            self.exceeded = true;
+            wasmtime::bail!("memory limit of {} MiB reached", self.limit >> 20);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= TABLE_ELEMENTS_LIMIT)
+    }
+}

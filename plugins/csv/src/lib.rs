@@ -1,0 +1,324 @@
+//! The bundled `csv` format plugin (and `tsv`, which the host runs as this plugin with a tab delimiter).
+//!
+//! Options (all optional):
+//! - `delimiter` (`,`), `quote` (`"`), `escape` (none: a quote inside a quoted field is doubled),
+//!   `double_quote` (`true`), `comment` (none: a line starting with it is skipped);
+//! - `header` (`true`): the first row names the columns; `columns`: the names to use instead (a list);
+//!   without either, columns are named `column_1`, `column_2`, ...;
+//! - `skip_rows` (`0`): lines to skip before the header (a preamble);
+//! - `trim` (`false`): strip spaces and tabs around every field and name;
+//! - `null_values` (none): field texts that stand for null, e.g. `["", "NA"]`;
+//! - `ragged_rows` (`reject`): a row with fewer fields than there are columns is rejected with its line,
+//!   or with `pad` filled up with nulls. A row with more fields is always rejected: a field cannot be
+//!   placed without guessing, and a guess would shift values into the wrong columns.
+//!
+//! Input is UTF-8 with or without a byte-order mark, with LF or CRLF line ends; quoted fields may hold
+//! delimiters, quotes and newlines.
+
+use csv_core::{ReadRecordResult, Reader, ReaderBuilder};
+use sluice_plugin_sdk::{Emitter, FatalError, Options, Parser, Value, export_parser, fatal};
+
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+/// How much of a rejected row's raw text is kept (the SDK cuts it to this too).
+const RAW_KEEP: usize = 1024;
+
+struct CsvParser {
+    reader: Reader,
+    quote: u8,
+    /// The quote-parity test for an unterminated quote holds only when quotes are escaped by doubling.
+    can_check_quotes: bool,
+    comment: Option<u8>,
+    trim: bool,
+    null_values: Vec<String>,
+    pad_short_rows: bool,
+
+    /// Bytes of a possible byte-order mark seen so far at the start of the file.
+    bom_prefix: Vec<u8>,
+    bom_done: bool,
+    lines_to_skip: u64,
+    header_pending: bool,
+    /// Column names given by option, or read from the header.
+    names: Option<Vec<String>>,
+    /// The batch column of each field position.
+    column_index: Vec<usize>,
+
+    /// csv-core writes a record's unescaped fields into `fields` and their end offsets into `ends`.
+    fields: Vec<u8>,
+    fields_len: usize,
+    ends: Vec<usize>,
+    ends_len: usize,
+
+    /// Newlines consumed so far: the next line is `lines + 1`.
+    lines: u64,
+    record: RecordTrack,
+}
+
+/// What is known of the record being read, which may span chunks.
+#[derive(Default)]
+struct RecordTrack {
+    /// Whether a byte of the record itself (not a blank or comment line before it) has been seen.
+    started: bool,
+    in_comment: bool,
+    line: u64,
+    newlines: u64,
+    quotes: u64,
+    raw: Vec<u8>,
+    ended_with_newline: bool,
+}
+
+impl Parser for CsvParser {
+    fn create(mut options: Options) -> Result<Self, FatalError> {
+        let delimiter = options.ascii_char("delimiter")?.unwrap_or(b',');
+        let quote = options.ascii_char("quote")?.unwrap_or(b'"');
+        let escape = options.ascii_char("escape")?;
+        let double_quote = options.bool("double_quote", true)?;
+        let comment = options.ascii_char("comment")?;
+        let header = options.bool("header", true)?;
+        let names = options.list("columns")?;
+        let lines_to_skip = options.uint("skip_rows", 0)?;
+        let trim = options.bool("trim", false)?;
+        let null_values = options.list("null_values")?.unwrap_or_default();
+        let pad_short_rows = match options.get("ragged_rows").as_deref() {
+            None | Some("reject") => false,
+            Some("pad") => true,
+            Some(other) => {
+                return Err(fatal(0, format!("option `ragged_rows` is `{other}`; expected reject or pad")));
+            }
+        };
+        options.finish()?;
+        if let Some(names) = &names
+            && let Some(duplicate) = names.iter().enumerate().find(|(i, n)| names[..*i].contains(n))
+        {
+            return Err(fatal(0, format!("option `columns` names `{}` twice", duplicate.1)));
+        }
+        let reader = ReaderBuilder::new()
+            .delimiter(delimiter)
+            .quote(quote)
+            .escape(escape)
+            .double_quote(double_quote)
+            .comment(comment)
+            .build();
+        Ok(CsvParser {
+            reader,
+            quote,
+            can_check_quotes: escape.is_none() && double_quote,
+            comment,
+            trim,
+            null_values,
+            pad_short_rows,
+            bom_prefix: Vec::new(),
+            bom_done: false,
+            lines_to_skip,
+            header_pending: header,
+            names,
+            column_index: Vec::new(),
+            fields: vec![0; 64 * 1024],
+            fields_len: 0,
+            ends: vec![0; 256],
+            ends_len: 0,
+            lines: 0,
+            record: RecordTrack::default(),
+        })
+    }
+
+    fn feed(&mut self, chunk: &[u8], out: &mut Emitter) -> Result<(), FatalError> {
+        let chunk = self.strip_bom(chunk);
+        let chunk = self.skip_preamble(&chunk);
+        if !chunk.is_empty() {
+            self.read(chunk, out);
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, out: &mut Emitter) -> Result<(), FatalError> {
+        if !self.bom_done {
+            // A file shorter than a byte-order mark: whatever was held back is data.
+            let held = std::mem::take(&mut self.bom_prefix);
+            self.bom_done = true;
+            let held = self.skip_preamble(&held).to_vec();
+            self.read(&held, out);
+        }
+        self.read(&[], out);
+        Ok(())
+    }
+}
+
+impl CsvParser {
+    /// Drops a UTF-8 byte-order mark at the start of the file, even when a chunk cuts it in two.
+    fn strip_bom<'a>(&mut self, chunk: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+        if self.bom_done {
+            return chunk.into();
+        }
+        self.bom_prefix.extend_from_slice(chunk);
+        if self.bom_prefix.len() < UTF8_BOM.len() && UTF8_BOM.starts_with(&self.bom_prefix) {
+            return Vec::new().into();
+        }
+        self.bom_done = true;
+        let held = std::mem::take(&mut self.bom_prefix);
+        match held.strip_prefix(UTF8_BOM) {
+            Some(rest) => rest.to_vec().into(),
+            None => held.into(),
+        }
+    }
+
+    /// Skips the `skip_rows` lines of preamble; they count toward line numbers.
+    fn skip_preamble<'a>(&mut self, mut chunk: &'a [u8]) -> &'a [u8] {
+        while self.lines_to_skip > 0 {
+            let Some(end) = chunk.iter().position(|&b| b == b'\n') else { return &[] };
+            chunk = &chunk[end + 1..];
+            self.lines += 1;
+            self.lines_to_skip -= 1;
+        }
+        chunk
+    }
+
+    /// Runs csv-core over `input` (empty at end of file), handling each completed record.
+    fn read(&mut self, input: &[u8], out: &mut Emitter) {
+        let mut pos = 0;
+        loop {
+            let start = pos;
+            let (result, consumed, written, ends_written) = self.reader.read_record(
+                &input[pos..],
+                &mut self.fields[self.fields_len..],
+                &mut self.ends[self.ends_len..],
+            );
+            pos += consumed;
+            self.fields_len += written;
+            self.ends_len += ends_written;
+            self.track(&input[start..pos]);
+            match result {
+                ReadRecordResult::InputEmpty | ReadRecordResult::End => return,
+                ReadRecordResult::OutputFull => self.fields.resize(self.fields.len() * 2, 0),
+                ReadRecordResult::OutputEndsFull => self.ends.resize(self.ends.len() * 2, 0),
+                ReadRecordResult::Record => {
+                    let at_end_of_file = input.is_empty();
+                    self.on_record(at_end_of_file, out);
+                    self.fields_len = 0;
+                    self.ends_len = 0;
+                    let record = std::mem::take(&mut self.record);
+                    self.lines += record.newlines;
+                    self.record.raw = record.raw;
+                    self.record.raw.clear();
+                }
+            }
+        }
+    }
+
+    /// Follows the bytes csv-core consumed for the current record: where it starts (past blank and comment
+    /// lines), how many newlines and quotes it spans, and its first bytes for a reject.
+    fn track(&mut self, mut piece: &[u8]) {
+        let record = &mut self.record;
+        if !record.started {
+            let mut skipped = 0;
+            let mut offset = piece.len();
+            for (i, &b) in piece.iter().enumerate() {
+                match b {
+                    b'\n' => {
+                        skipped += 1;
+                        record.in_comment = false;
+                    }
+                    _ if record.in_comment || b == b'\r' => {}
+                    _ if Some(b) == self.comment => record.in_comment = true,
+                    _ => {
+                        offset = i;
+                        record.started = true;
+                        break;
+                    }
+                }
+            }
+            self.lines += skipped;
+            record.line = self.lines + 1;
+            piece = &piece[offset..];
+        }
+        if piece.is_empty() {
+            return;
+        }
+        record.newlines += piece.iter().filter(|&&b| b == b'\n').count() as u64;
+        if self.can_check_quotes {
+            record.quotes += piece.iter().filter(|&&b| b == self.quote).count() as u64;
+        }
+        let keep = RAW_KEEP.saturating_sub(record.raw.len()).min(piece.len());
+        record.raw.extend_from_slice(&piece[..keep]);
+        record.ended_with_newline = matches!(piece.last(), Some(b'\n' | b'\r'));
+    }
+
+    fn field(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.fields[start..self.ends[i]]
+    }
+
+    fn on_record(&mut self, at_end_of_file: bool, out: &mut Emitter) {
+        let line = self.record.line;
+        if at_end_of_file
+            && self.can_check_quotes
+            && self.record.quotes % 2 == 1
+            && !self.record.ended_with_newline
+        {
+            let reason = format!("unterminated quoted field: the record starting on line {line} runs to the end of the file");
+            out.reject(line, reason, &self.record.raw);
+            return;
+        }
+        if self.header_pending {
+            self.header_pending = false;
+            let header: Vec<String> = (0..self.ends_len).map(|i| self.header_name(i)).collect();
+            self.set_columns(self.names.clone().unwrap_or_else(|| unique_names(header)), out);
+            return;
+        }
+        if self.names.is_none() {
+            self.set_columns((1..=self.ends_len).map(|i| format!("column_{i}")).collect(), out);
+        }
+        let expected = self.column_index.len();
+        let found = self.ends_len;
+        if found > expected || (found < expected && !self.pad_short_rows) {
+            let reason = format!("expected {expected} fields, found {found}");
+            out.reject(line, reason, &self.record.raw);
+            return;
+        }
+        for i in 0..found {
+            let Ok(mut text) = std::str::from_utf8(self.field(i)) else {
+                out.batch().cancel_row();
+                let name = &self.names.as_ref().expect("columns are set before data rows")[i];
+                out.reject(line, format!("invalid UTF-8 in column `{name}`"), &self.record.raw);
+                return;
+            };
+            if self.trim {
+                text = text.trim_matches([' ', '\t']);
+            }
+            let value = if self.null_values.iter().any(|null| null == text) {
+                Value::Null
+            } else {
+                Value::Text(text)
+            };
+            out.batch().push(self.column_index[i], value);
+        }
+        out.end_row(line);
+    }
+
+    fn header_name(&self, i: usize) -> String {
+        let name = String::from_utf8_lossy(self.field(i));
+        let name = if self.trim { name.trim_matches([' ', '\t']) } else { &name };
+        if name.is_empty() { format!("column_{}", i + 1) } else { name.to_string() }
+    }
+
+    fn set_columns(&mut self, names: Vec<String>, out: &mut Emitter) {
+        self.column_index = names.iter().map(|name| out.batch().column(name)).collect();
+        self.names = Some(names);
+    }
+}
+
+/// Makes repeated header names unique (`id`, `id_2`, ...), so no column silently overwrites another.
+fn unique_names(header: Vec<String>) -> Vec<String> {
+    let mut names: Vec<String> = Vec::with_capacity(header.len());
+    for name in header {
+        let mut candidate = name.clone();
+        let mut n = 1;
+        while names.contains(&candidate) {
+            n += 1;
+            candidate = format!("{name}_{n}");
+        }
+        names.push(candidate);
+    }
+    names
+}
+
+export_parser!(CsvParser);

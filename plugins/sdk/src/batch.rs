@@ -1,0 +1,221 @@
+//! Building record batches in the contract's column-major layout, and cutting them at a bounded size.
+
+use crate::bindings::sluice::plugin::types::{Batch, Column, Output, RejectedRow, ValueType};
+use std::collections::HashMap;
+
+/// A batch is handed on once it holds this many rows...
+const BATCH_ROWS: u32 = 16 * 1024;
+/// ...or this many bytes of values, whichever comes first. Large enough that a call across the component
+/// boundary is rare next to the work of parsing; small enough that a batch stays a few MiB.
+const BATCH_BYTES: usize = 4 << 20;
+/// A rejected row's raw text is cut to this many bytes.
+const RAW_LIMIT: usize = 1024;
+
+/// One value of a record.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Value<'a> {
+    Null,
+    Boolean(bool),
+    Integer(i64),
+    Float(f64),
+    Text(&'a str),
+    /// A nested JSON value (object, array, or a number too large for the other types), as JSON text.
+    Json(&'a str),
+}
+
+#[derive(Default)]
+struct ColumnBuilder {
+    name: String,
+    types: Vec<u8>,
+    ends: Vec<u32>,
+    data: Vec<u8>,
+}
+
+impl ColumnBuilder {
+    fn push(&mut self, value: Value<'_>) {
+        let tag = match value {
+            Value::Null => ValueType::Null,
+            Value::Boolean(b) => {
+                self.data.push(b as u8);
+                ValueType::Boolean
+            }
+            Value::Integer(i) => {
+                self.data.extend_from_slice(&i.to_le_bytes());
+                ValueType::Integer
+            }
+            Value::Float(f) => {
+                self.data.extend_from_slice(&f.to_le_bytes());
+                ValueType::Float
+            }
+            Value::Text(s) => {
+                self.data.extend_from_slice(s.as_bytes());
+                ValueType::Text
+            }
+            Value::Json(s) => {
+                self.data.extend_from_slice(s.as_bytes());
+                ValueType::Json
+            }
+        };
+        self.types.push(tag as u8);
+        self.ends.push(self.data.len() as u32);
+    }
+
+    /// Keeps the first `rows` values.
+    fn truncate(&mut self, rows: usize) {
+        self.types.truncate(rows);
+        self.ends.truncate(rows);
+        self.data.truncate(rows.checked_sub(1).map_or(0, |last| self.ends[last] as usize));
+    }
+
+    /// Hands the column's buffers over and starts empty ones of the same capacity.
+    fn take(&mut self) -> Column {
+        Column {
+            name: self.name.clone(),
+            types: take_keeping_capacity(&mut self.types),
+            ends: take_keeping_capacity(&mut self.ends),
+            data: take_keeping_capacity(&mut self.data),
+        }
+    }
+}
+
+/// Moves a buffer out, leaving an empty one of the same capacity: the next batch is about as large, so it
+/// need not grow again from nothing.
+fn take_keeping_capacity<T>(buffer: &mut Vec<T>) -> Vec<T> {
+    let capacity = buffer.capacity();
+    std::mem::replace(buffer, Vec::with_capacity(capacity))
+}
+
+/// Builds one batch row by row: [`BatchBuilder::push`] values into columns, then end the row with
+/// [`Emitter::end_row`]. Columns are found or added by name; a column added part-way through a batch holds
+/// nulls for the rows before it, and a column a row leaves out holds null for that row.
+#[derive(Default)]
+pub struct BatchBuilder {
+    columns: Vec<ColumnBuilder>,
+    by_name: HashMap<String, usize>,
+    rows: u32,
+    lines: Vec<u64>,
+    bytes: usize,
+}
+
+impl BatchBuilder {
+    /// The index of the column `name`, added if the batch does not have it yet.
+    pub fn column(&mut self, name: &str) -> usize {
+        if let Some(&index) = self.by_name.get(name) {
+            return index;
+        }
+        let mut column = ColumnBuilder { name: name.to_string(), ..Default::default() };
+        for _ in 0..self.rows {
+            column.push(Value::Null);
+        }
+        self.columns.push(column);
+        self.by_name.insert(name.to_string(), self.columns.len() - 1);
+        self.columns.len() - 1
+    }
+
+    /// How many columns the batch has.
+    pub fn column_count(&self) -> usize {
+        self.columns.len()
+    }
+
+    /// Sets the current row's value in column `index`. Setting it twice keeps the later value (as a JSON
+    /// object with a repeated key does).
+    pub fn push(&mut self, index: usize, value: Value<'_>) {
+        let rows = self.rows as usize;
+        let column = &mut self.columns[index];
+        if column.types.len() > rows {
+            self.bytes -= column.data.len();
+            column.truncate(rows);
+            self.bytes += column.data.len();
+        }
+        let before = column.data.len();
+        column.push(value);
+        self.bytes += column.data.len() - before;
+    }
+
+    /// Drops the values pushed for the current row (a record found bad half-way).
+    pub fn cancel_row(&mut self) {
+        let rows = self.rows as usize;
+        for column in &mut self.columns {
+            self.bytes -= column.data.len();
+            column.truncate(rows);
+            self.bytes += column.data.len();
+        }
+    }
+
+    fn end_row(&mut self, line: u64) {
+        let rows = self.rows as usize;
+        for column in &mut self.columns {
+            if column.types.len() == rows {
+                column.push(Value::Null);
+            }
+        }
+        self.rows += 1;
+        self.lines.push(line);
+    }
+
+    fn is_full(&self) -> bool {
+        self.rows >= BATCH_ROWS || self.bytes >= BATCH_BYTES
+    }
+
+    fn take(&mut self) -> Option<Batch> {
+        if self.rows == 0 {
+            return None;
+        }
+        let batch = Batch {
+            rows: self.rows,
+            columns: self.columns.iter_mut().map(ColumnBuilder::take).collect(),
+            lines: take_keeping_capacity(&mut self.lines),
+        };
+        self.rows = 0;
+        self.bytes = 0;
+        Some(batch)
+    }
+}
+
+/// Where a parser puts its results: records through [`Emitter::batch`] and [`Emitter::end_row`], refused
+/// rows through [`Emitter::reject`].
+#[derive(Default)]
+pub struct Emitter {
+    current: BatchBuilder,
+    completed: Vec<Batch>,
+    rejects: Vec<RejectedRow>,
+}
+
+impl Emitter {
+    /// The batch being built.
+    pub fn batch(&mut self) -> &mut BatchBuilder {
+        &mut self.current
+    }
+
+    /// Ends the current row, which starts on 1-based line `line` of the input.
+    pub fn end_row(&mut self, line: u64) {
+        self.current.end_row(line);
+        if self.current.is_full() {
+            self.completed.extend(self.current.take());
+        }
+    }
+
+    /// Refuses a row: nothing of it is kept but its line, the reason and up to 1 KiB of its raw bytes.
+    pub fn reject(&mut self, line: u64, reason: impl Into<String>, raw: &[u8]) {
+        let raw = &raw[..raw.len().min(RAW_LIMIT)];
+        self.rejects.push(RejectedRow {
+            line,
+            reason: reason.into(),
+            raw: String::from_utf8_lossy(raw).into_owned(),
+        });
+    }
+
+    /// The completed batches and the rejects so far; a batch still filling is kept.
+    pub(crate) fn take_completed(&mut self) -> Output {
+        Output {
+            batches: std::mem::take(&mut self.completed),
+            rejects: std::mem::take(&mut self.rejects),
+        }
+    }
+
+    /// Everything, including the batch still filling: the input has ended.
+    pub(crate) fn take_all(&mut self) -> Output {
+        self.completed.extend(self.current.take());
+        self.take_completed()
+    }
+}

@@ -1,0 +1,120 @@
+//! Guest-side helpers for Sluice format plugins.
+//!
+//! A format plugin implements [`Parser`] and exports it with [`export_parser!`]; this crate owns the
+//! WebAssembly Interface Types bindings of the `sluice:plugin` contract (`wit/sluice.wit`), so a plugin
+//! never touches the ABI. What a parser produces goes into an [`Emitter`]: records through its
+//! [`BatchBuilder`], refused rows through [`Emitter::reject`]. The emitter cuts batches at a bounded size so
+//! a large file streams through in bounded memory.
+//!
+//! ```ignore
+//! use sluice_plugin_sdk::{Emitter, FatalError, LineSplitter, Options, Parser, Value, export_parser};
+//!
+//! /// One record per line, with the whole line in a column `line`.
+//! struct Lines { splitter: LineSplitter }
+//!
+//! impl Parser for Lines {
+//!     fn create(options: Options) -> Result<Self, FatalError> {
+//!         options.finish()?; // refuses options this parser does not know
+//!         Ok(Lines { splitter: LineSplitter::default() })
+//!     }
+//!     fn feed(&mut self, chunk: &[u8], out: &mut Emitter) -> Result<(), FatalError> {
+//!         self.splitter.feed(chunk, |line_no, line| emit(line_no, line, out))
+//!     }
+//!     fn finish(&mut self, out: &mut Emitter) -> Result<(), FatalError> {
+//!         self.splitter.finish(|line_no, line| emit(line_no, line, out))
+//!     }
+//! }
+//!
+//! fn emit(line_no: u64, line: &[u8], out: &mut Emitter) -> Result<(), FatalError> {
+//!     match std::str::from_utf8(line) {
+//!         Ok(text) => {
+//!             let column = out.batch().column("line");
+//!             out.batch().push(column, Value::Text(text));
+//!             out.end_row(line_no);
+//!         }
+//!         Err(_) => out.reject(line_no, "invalid UTF-8", line),
+//!     }
+//!     Ok(())
+//! }
+//!
+//! export_parser!(Lines);
+//! ```
+
+mod batch;
+mod json;
+mod lines;
+mod options;
+
+pub use batch::{BatchBuilder, Emitter, Value};
+pub use json::number_value;
+pub use lines::LineSplitter;
+pub use options::Options;
+
+/// The bindings generated from `wit/sluice.wit`. Plugins use them only through this crate's types.
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "format",
+        pub_export_macro: true,
+        default_bindings_module: "sluice_plugin_sdk::bindings",
+    });
+}
+
+use bindings::exports::sluice::plugin::parser::{FileParser, GuestFileParser};
+pub use bindings::sluice::plugin::types::FatalError;
+use bindings::sluice::plugin::types::Output;
+use std::cell::RefCell;
+
+/// Makes a [`FatalError`]: the input cannot be read on as this format. `line` is 1-based, 0 for none.
+pub fn fatal(line: u64, message: impl Into<String>) -> FatalError {
+    FatalError { line, message: message.into() }
+}
+
+/// A streaming parser of one file. The host makes one per file and feeds it the file's bytes in chunks that
+/// may end anywhere (inside a line, a quoted field or a UTF-8 sequence).
+pub trait Parser: Sized + 'static {
+    /// Builds a parser from the dataflow's `[format.options]`.
+    fn create(options: Options) -> Result<Self, FatalError>;
+    /// Takes the next chunk; completed records and rejects go to `out`.
+    fn feed(&mut self, chunk: &[u8], out: &mut Emitter) -> Result<(), FatalError>;
+    /// The file has ended: emit whatever is still held back.
+    fn finish(&mut self, out: &mut Emitter) -> Result<(), FatalError>;
+}
+
+/// Adapts a [`Parser`] to the contract's `file-parser` resource. Used by [`export_parser!`].
+#[doc(hidden)]
+pub struct ParserResource<P> {
+    state: RefCell<(P, Emitter)>,
+}
+
+impl<P: Parser> GuestFileParser for ParserResource<P> {
+    fn create(options: Vec<(String, String)>) -> Result<FileParser, FatalError> {
+        let parser = P::create(Options::new(options))?;
+        Ok(FileParser::new(ParserResource { state: RefCell::new((parser, Emitter::default())) }))
+    }
+
+    fn feed(&self, chunk: Vec<u8>) -> Result<Output, FatalError> {
+        let (parser, out) = &mut *self.state.borrow_mut();
+        parser.feed(&chunk, out)?;
+        Ok(out.take_completed())
+    }
+
+    fn finish(&self) -> Result<Output, FatalError> {
+        let (parser, out) = &mut *self.state.borrow_mut();
+        parser.finish(out)?;
+        Ok(out.take_all())
+    }
+}
+
+/// Exports a [`Parser`] as the plugin's `format` world.
+#[macro_export]
+macro_rules! export_parser {
+    ($parser:ty) => {
+        struct SluiceFormatExport;
+        impl $crate::bindings::exports::sluice::plugin::parser::Guest for SluiceFormatExport {
+            type FileParser = $crate::ParserResource<$parser>;
+        }
+        $crate::bindings::export!(SluiceFormatExport with_types_in $crate::bindings);
+    };
+}
