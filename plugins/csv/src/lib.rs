@@ -63,7 +63,6 @@ struct RecordTrack {
     newlines: u64,
     quotes: u64,
     raw: Vec<u8>,
-    ended_with_newline: bool,
 }
 
 impl Parser for CsvParser {
@@ -239,7 +238,6 @@ impl CsvParser {
         }
         let keep = RAW_KEEP.saturating_sub(record.raw.len()).min(piece.len());
         record.raw.extend_from_slice(&piece[..keep]);
-        record.ended_with_newline = matches!(piece.last(), Some(b'\n' | b'\r'));
     }
 
     fn field(&self, i: usize) -> &[u8] {
@@ -249,11 +247,9 @@ impl CsvParser {
 
     fn on_record(&mut self, at_end_of_file: bool, out: &mut Emitter) {
         let line = self.record.line;
-        if at_end_of_file
-            && self.can_check_quotes
-            && self.record.quotes % 2 == 1
-            && !self.record.ended_with_newline
-        {
+        // Quotes balance in every well-formed record; an odd count in the record that ran into the end of
+        // the file means a quoted field was opened and never closed.
+        if at_end_of_file && self.can_check_quotes && self.record.quotes % 2 == 1 {
             let reason = format!("unterminated quoted field: the record starting on line {line} runs to the end of the file");
             out.reject(line, reason, &self.record.raw);
             return;
@@ -264,8 +260,9 @@ impl CsvParser {
             self.set_columns(self.names.clone().unwrap_or_else(|| unique_names(header)), out);
             return;
         }
-        if self.names.is_none() {
-            self.set_columns((1..=self.ends_len).map(|i| format!("column_{i}")).collect(), out);
+        if self.column_index.is_empty() {
+            let names = self.names.clone();
+            self.set_columns(names.unwrap_or_else(|| (1..=self.ends_len).map(|i| format!("column_{i}")).collect()), out);
         }
         let expected = self.column_index.len();
         let found = self.ends_len;

@@ -25,6 +25,8 @@ struct JsonParser {
     /// The containers open above the records (none are open inside a record: `row` tracks those).
     containers: Vec<Container>,
     found_pointer: bool,
+    /// Whether the input held any JSON at all.
+    seen_value: bool,
     row: Option<Row>,
     /// The 1-based line of the parser's position, and how much of the current chunk it has counted.
     line: u64,
@@ -49,6 +51,7 @@ impl Parser for JsonParser {
             pointer,
             containers: Vec::new(),
             found_pointer: false,
+            seen_value: false,
             row: None,
             line: 1,
             counted: 0,
@@ -71,7 +74,11 @@ impl Parser for JsonParser {
     fn finish(&mut self, out: &mut Emitter) -> Result<(), FatalError> {
         self.counted = 0;
         self.actson.feeder.done();
-        self.drain(&[], out)?;
+        let drained = self.drain(&[], out);
+        if drained.is_err() && !self.seen_value {
+            return Err(fatal(self.line, "the file holds no JSON value (it is empty or blank)"));
+        }
+        drained?;
         if !self.found_pointer {
             return Err(fatal(self.line, format!("no value at pointer `{}`", self.pointer_text())));
         }
@@ -110,6 +117,7 @@ impl JsonParser {
     }
 
     fn on_event(&mut self, event: JsonEvent, out: &mut Emitter) -> Result<(), FatalError> {
+        self.seen_value = true;
         if self.row.is_some() {
             return self.on_row_event(event, out);
         }
