@@ -55,6 +55,7 @@ fn invalid_utf8_rejects_the_row_and_the_rest_loads() {
 
     let json = parse(&bundled("json"), &[], b"[{\"a\":\"x\"},\n{\"a\":\"\xff\"}]");
     assert_eq!(format_error(&json).0, 2);
+    assert_eq!(json.rows, vec![json!({"a": "x"})], "the record before the error is kept");
     assert_next_file_parses("csv");
     assert_next_file_parses("json");
 }

@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 use sluice::config::{Config, ConfigError};
 use sluice::parse::{ParseError, parse_stream};
-use sluice::plugin::{HostSettings, PluginHost, default_cache_dir};
+use sluice::plugin::{HostSettings, PluginError, PluginHost, default_cache_dir};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -156,6 +156,8 @@ fn parse_command(
         }
         // A reader that went away (`sluice parse ... | head`) is not an error of the file.
         Err(ParseError::Consume { source, .. }) if source.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        // Options the plugin refused are a configuration error, like an unknown plugin.
+        Err(error @ ParseError::Open(PluginError::Format { .. })) => Err(Failure::Usage(error.to_string())),
         Err(error) => Err(Failure::Input(error.to_string())),
     }
 }

@@ -1,6 +1,6 @@
 //! Streams a file through a format plugin: the path every file takes from bytes to record batches.
 
-use crate::plugin::{FormatPlugin, Parsed, PluginError};
+use crate::plugin::{FileParse, FormatPlugin, Parsed, PluginError};
 use std::io::{self, Read};
 use std::time::{Duration, Instant};
 
@@ -20,8 +20,12 @@ pub struct ParseSummary {
 /// Why a file could not be read to its end.
 #[derive(Debug, thiserror::Error)]
 pub enum ParseError {
+    /// The plugin could not start on the file: its options are wrong, or it failed at once.
     #[error(transparent)]
-    Plugin(#[from] PluginError),
+    Open(PluginError),
+    /// The plugin failed part-way; what it completed before has been handed on.
+    #[error(transparent)]
+    Plugin(PluginError),
     #[error("reading `{object}` failed after {bytes} bytes: {source}")]
     Read { object: String, bytes: u64, source: io::Error },
     /// The consumer of the records failed (a closed pipe, a full disk).
@@ -40,7 +44,7 @@ pub fn parse_stream(
 ) -> Result<ParseSummary, ParseError> {
     let started = Instant::now();
     let mut summary = ParseSummary::default();
-    let mut parse = plugin.open(object, options)?;
+    let mut parse = plugin.open(object, options).map_err(ParseError::Open)?;
     let mut chunk = vec![0u8; CHUNK_SIZE];
     let mut hand_on = |parsed: Parsed, summary: &mut ParseSummary| {
         summary.rows += parsed.batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
@@ -54,13 +58,30 @@ pub fn parse_stream(
             break;
         }
         summary.bytes += filled as u64;
-        let parsed = parse.feed(&chunk[..filled])?;
-        hand_on(parsed, &mut summary)?;
+        let fed = parse.feed(&chunk[..filled]);
+        hand_on_or_salvage(fed, &mut parse, &mut summary, &mut hand_on)?;
     }
-    let parsed = parse.finish()?;
-    hand_on(parsed, &mut summary)?;
+    let finished = parse.finish();
+    hand_on_or_salvage(finished, &mut parse, &mut summary, &mut hand_on)?;
     summary.elapsed = started.elapsed();
     Ok(summary)
+}
+
+/// Hands on what a call produced; where it failed, hands on what the parser completed before the error,
+/// then reports the error.
+fn hand_on_or_salvage(
+    result: Result<Parsed, PluginError>,
+    parse: &mut FileParse,
+    summary: &mut ParseSummary,
+    hand_on: &mut impl FnMut(Parsed, &mut ParseSummary) -> Result<(), ParseError>,
+) -> Result<(), ParseError> {
+    match result {
+        Ok(parsed) => hand_on(parsed, summary),
+        Err(error) => {
+            hand_on(parse.take_completed_before_failure(), summary)?;
+            Err(ParseError::Plugin(error))
+        }
+    }
 }
 
 /// Reads until `buffer` is full or the input ends, so every call into the plugin carries a full chunk.

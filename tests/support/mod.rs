@@ -75,6 +75,7 @@ pub fn parse_chunked(plugin: &FormatPlugin, options: &[(&str, &str)], input: &[u
         match parse.feed(chunk) {
             Ok(parsed) => collect(parsed, &mut outcome),
             Err(error) => {
+                collect(parse.take_completed_before_failure(), &mut outcome);
                 outcome.error = Some(error);
                 return outcome;
             }
@@ -82,7 +83,10 @@ pub fn parse_chunked(plugin: &FormatPlugin, options: &[(&str, &str)], input: &[u
     }
     match parse.finish() {
         Ok(parsed) => collect(parsed, &mut outcome),
-        Err(error) => outcome.error = Some(error),
+        Err(error) => {
+            collect(parse.take_completed_before_failure(), &mut outcome);
+            outcome.error = Some(error);
+        }
     }
     outcome
 }

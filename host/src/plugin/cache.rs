@@ -59,15 +59,17 @@ impl ComponentCache {
 }
 
 fn load_cached(engine: &Engine, path: &Path) -> Option<Component> {
-    match Engine::detect_precompiled_file(path) {
-        Ok(Some(Precompiled::Component)) => {}
-        _ => return None,
+    // Read into memory rather than mapped (`deserialize_file`): a mapped entry that anything truncates
+    // while the process runs would kill it with SIGBUS. Entries are a few hundred KiB.
+    let bytes = std::fs::read(path).ok()?;
+    if Engine::detect_precompiled(&bytes) != Some(Precompiled::Component) {
+        return None;
     }
-    // SAFETY: `deserialize_file` trusts its input to be wasmtime's own output. The file lies in Sluice's
-    // own cache directory, was written there by `store` from `precompile_component`, and its name carries
-    // the engine's compatibility hash, so a file from another engine configuration is never opened. A
-    // truncated or foreign file is still rejected by wasmtime's header checks, and we recompile.
-    match unsafe { Component::deserialize_file(engine, path) } {
+    // SAFETY: `deserialize` trusts its input to be wasmtime's own output. The entry lies in Sluice's own
+    // cache directory, was written there by `store` from `precompile_component`, and its name carries the
+    // engine's compatibility hash, so an entry from another engine configuration is never read. A
+    // truncated or foreign file still fails wasmtime's header checks, and we compile again.
+    match unsafe { Component::deserialize(engine, &bytes) } {
         Ok(component) => Some(component),
         Err(error) => {
             tracing::warn!(path = %path.display(), %error, "ignoring an unreadable cached plugin");

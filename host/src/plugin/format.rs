@@ -78,10 +78,13 @@ impl FormatPlugin {
             plugin: self.name.clone(),
             object: object.to_string(),
             limits: self.limits,
-            deadline_ticks: self.limits.call_timeout.div_duration_f64(EPOCH_TICK).ceil().max(1.0) as u64,
+            // The first tick may come at once after the deadline is set, so one more tick makes the limit
+            // a floor: a call is stopped between `call_timeout` and one tick later.
+            deadline_ticks: self.limits.call_timeout.div_duration_f64(EPOCH_TICK).ceil() as u64 + 1,
             store,
             instance: None,
             parser: None,
+            completed_before_failure: Parsed::default(),
         };
         parse.store.set_epoch_deadline(parse.deadline_ticks);
         let instance = self.pre.instantiate(&mut parse.store).map_err(|e| parse.failure(e))?;
@@ -112,6 +115,8 @@ pub struct FileParse {
     store: Store<Sandbox>,
     instance: Option<Format>,
     parser: Option<ResourceAny>,
+    /// What the parser completed before a fatal error, until taken.
+    completed_before_failure: Parsed,
 }
 
 impl FileParse {
@@ -126,13 +131,19 @@ impl FileParse {
     }
 
     /// Ends the file and returns what the parser still held.
-    pub fn finish(mut self) -> Result<Parsed, PluginError> {
+    pub fn finish(&mut self) -> Result<Parsed, PluginError> {
         let (Some(instance), Some(parser)) = (&self.instance, self.parser) else {
             return Err(self.used_after_failure());
         };
         self.store.set_epoch_deadline(self.deadline_ticks);
         let result = instance.sluice_plugin_parser().file_parser().call_finish(&mut self.store, parser);
         self.output(result)
+    }
+
+    /// After a call failed because the file cannot be read as this format: the records and rejects the
+    /// parser completed before the error, which are as good as any others.
+    pub fn take_completed_before_failure(&mut self) -> Parsed {
+        std::mem::take(&mut self.completed_before_failure)
     }
 
     fn used_after_failure(&self) -> PluginError {
@@ -147,7 +158,11 @@ impl FileParse {
     fn output(&mut self, result: wasmtime::Result<Result<Output, FatalError>>) -> Result<Parsed, PluginError> {
         let output = match result {
             Ok(Ok(output)) => output,
-            Ok(Err(fatal)) => return Err(self.format_error(fatal)),
+            Ok(Err(mut fatal)) => {
+                let completed = std::mem::replace(&mut fatal.completed, Output { batches: Vec::new(), rejects: Vec::new() });
+                self.completed_before_failure = self.convert(completed)?;
+                return Err(self.format_error(fatal));
+            }
             Err(error) => {
                 // A trapped instance may be in any state: it is never called again.
                 self.instance = None;
@@ -155,6 +170,10 @@ impl FileParse {
                 return Err(self.failure(error));
             }
         };
+        self.convert(output)
+    }
+
+    fn convert(&self, output: Output) -> Result<Parsed, PluginError> {
         let batches = output
             .batches
             .into_iter()

@@ -67,8 +67,9 @@ use bindings::sluice::plugin::types::Output;
 use std::cell::RefCell;
 
 /// Makes a [`FatalError`]: the input cannot be read on as this format. `line` is 1-based, 0 for none.
+/// The records completed before it are added when it is handed to the host.
 pub fn fatal(line: u64, message: impl Into<String>) -> FatalError {
-    FatalError { line, message: message.into() }
+    FatalError { line, message: message.into(), completed: Output { batches: Vec::new(), rejects: Vec::new() } }
 }
 
 /// A streaming parser of one file. The host makes one per file and feeds it the file's bytes in chunks that
@@ -96,15 +97,25 @@ impl<P: Parser> GuestFileParser for ParserResource<P> {
 
     fn feed(&self, chunk: Vec<u8>) -> Result<Output, FatalError> {
         let (parser, out) = &mut *self.state.borrow_mut();
-        parser.feed(&chunk, out)?;
-        Ok(out.take_completed())
+        match parser.feed(&chunk, out) {
+            Ok(()) => Ok(out.take_completed()),
+            Err(error) => Err(with_completed(error, out)),
+        }
     }
 
     fn finish(&self) -> Result<Output, FatalError> {
         let (parser, out) = &mut *self.state.borrow_mut();
-        parser.finish(out)?;
-        Ok(out.take_all())
+        match parser.finish(out) {
+            Ok(()) => Ok(out.take_all()),
+            Err(error) => Err(with_completed(error, out)),
+        }
     }
+}
+
+/// Hands everything completed before a fatal error to the host along with it.
+fn with_completed(mut error: FatalError, out: &mut Emitter) -> FatalError {
+    error.completed = out.take_all();
+    error
 }
 
 /// Exports a [`Parser`] as the plugin's `format` world.

@@ -1,0 +1,78 @@
+//! Hostile plugins, each a small component under tests/guests/: each gets a clear error within its limit,
+//! the host survives, and the next file still parses.
+
+mod support;
+
+use sluice::plugin::{Limits, PluginError};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+use support::{bundled, load_file, parse};
+
+fn guests() -> &'static PathBuf {
+    static GUESTS: OnceLock<PathBuf> = OnceLock::new();
+    GUESTS.get_or_init(|| support::build_guests("tests/guests"))
+}
+
+const LIMITS: Limits = Limits { memory: 64 << 20, call_timeout: Duration::from_millis(500) };
+
+fn run_hostile(guest: &str) -> (PluginError, Duration) {
+    let plugin = load_file(guest, guests().join(format!("{guest}.wasm")), LIMITS).expect("hostile plugins load");
+    let started = Instant::now();
+    let outcome = parse(&plugin, &[], b"id,name\n1,Ann\n");
+    let elapsed = started.elapsed();
+    // The host survived: the bundled parser still reads a file, and so would the hostile plugin again
+    // (every file gets a fresh instance).
+    let good = parse(&bundled("csv"), &[], b"a\n1\n");
+    assert_eq!(good.rows.len(), 1);
+    assert!(parse(&plugin, &[], b"again").error.is_some());
+    (outcome.error.expect("a hostile plugin fails"), elapsed)
+}
+
+#[test]
+fn a_plugin_cannot_read_host_files_or_environment() {
+    let (error, _) = run_hostile("reads_host_files");
+    let message = error.to_string();
+    assert!(matches!(error, PluginError::Format { .. }), "{message}");
+    assert!(message.contains("opening /etc/passwd failed"), "{message}");
+    assert!(message.contains("listing / failed"), "{message}");
+    assert!(message.contains("0 environment variables"), "{message}");
+    assert!(!message.contains("root:"), "{message}");
+}
+
+#[test]
+fn a_plugin_that_loops_forever_is_stopped_at_its_time_limit() {
+    let (error, elapsed) = run_hostile("loops_forever");
+    assert!(matches!(error, PluginError::Timeout { .. }), "{error}");
+    assert!(error.to_string().contains("plugin `loops_forever` ran past its time limit of 500ms on `test-object`"), "{error}");
+    assert!(elapsed >= LIMITS.call_timeout && elapsed < LIMITS.call_timeout * 4, "stopped after {elapsed:?}");
+}
+
+#[test]
+fn a_plugin_that_allocates_forever_is_stopped_at_its_memory_limit() {
+    let (error, _) = run_hostile("allocates_forever");
+    assert!(matches!(error, PluginError::MemoryLimit { limit, .. } if limit == 64 << 20), "{error}");
+    assert!(error.to_string().contains("reached its memory limit of 64 MiB on `test-object`"), "{error}");
+}
+
+#[test]
+fn a_plugin_that_traps_fails_that_file_with_its_panic_message() {
+    let (error, _) = run_hostile("traps");
+    let PluginError::Trap { plugin, object, stderr, .. } = &error else { panic!("{error}") };
+    assert_eq!((plugin.as_str(), object.as_str()), ("traps", "test-object"));
+    assert!(stderr.as_deref().unwrap_or_default().contains("this plugin always fails (fed 14 bytes)"), "{error}");
+}
+
+#[test]
+fn a_core_module_or_garbage_is_refused_at_load_with_the_plugin_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.wasm");
+    std::fs::write(&garbage, b"this is not wasm").unwrap();
+    let module = dir.path().join("module.wasm");
+    std::fs::write(&module, b"\0asm\x01\0\0\0").unwrap();
+    for (name, path) in [("garbage", garbage), ("module", module), ("missing", dir.path().join("none.wasm"))] {
+        let error = load_file(name, path, Limits::default()).err().expect("refused");
+        assert!(matches!(error, PluginError::Load { .. }), "{error}");
+        assert!(error.to_string().starts_with(&format!("plugin `{name}` could not be loaded")), "{error}");
+    }
+}
