@@ -48,21 +48,20 @@ struct CsvParser {
     ends: Vec<usize>,
     ends_len: usize,
 
-    /// Newlines consumed so far: the next line is `lines + 1`.
-    lines: u64,
-    record: RecordTrack,
+    record: RecordStart,
 }
 
-/// What is known of the record being read, which may span chunks.
+/// What is known of the record being read before it completes.
 #[derive(Default)]
-struct RecordTrack {
+struct RecordStart {
     /// Whether a byte of the record itself (not a blank or comment line before it) has been seen.
     started: bool,
     in_comment: bool,
+    /// The 1-based line the record starts on.
     line: u64,
-    newlines: u64,
-    quotes: u64,
-    raw: Vec<u8>,
+    /// For a record that spans chunks: its first bytes (for a reject) and its count of quote bytes.
+    carried: Vec<u8>,
+    carried_quotes: u64,
 }
 
 impl Parser for CsvParser {
@@ -115,8 +114,7 @@ impl Parser for CsvParser {
             fields_len: 0,
             ends: vec![0; 256],
             ends_len: 0,
-            lines: 0,
-            record: RecordTrack::default(),
+            record: RecordStart::default(),
         })
     }
 
@@ -165,7 +163,7 @@ impl CsvParser {
         while self.lines_to_skip > 0 {
             let Some(end) = chunk.iter().position(|&b| b == b'\n') else { return &[] };
             chunk = &chunk[end + 1..];
-            self.lines += 1;
+            self.reader.set_line(self.reader.line() + 1);
             self.lines_to_skip -= 1;
         }
         chunk
@@ -176,6 +174,7 @@ impl CsvParser {
         let mut pos = 0;
         loop {
             let start = pos;
+            let line_before = self.reader.line();
             let (result, consumed, written, ends_written) = self.reader.read_record(
                 &input[pos..],
                 &mut self.fields[self.fields_len..],
@@ -184,74 +183,82 @@ impl CsvParser {
             pos += consumed;
             self.fields_len += written;
             self.ends_len += ends_written;
-            self.track(&input[start..pos]);
+            let piece = self.record_part(&input[start..pos], line_before);
             match result {
-                ReadRecordResult::InputEmpty | ReadRecordResult::End => return,
-                ReadRecordResult::OutputFull => self.fields.resize(self.fields.len() * 2, 0),
-                ReadRecordResult::OutputEndsFull => self.ends.resize(self.ends.len() * 2, 0),
                 ReadRecordResult::Record => {
-                    let at_end_of_file = input.is_empty();
-                    self.on_record(at_end_of_file, out);
+                    let carried;
+                    let raw = if self.record.carried.is_empty() {
+                        piece
+                    } else {
+                        self.carry(piece);
+                        carried = std::mem::take(&mut self.record.carried);
+                        &carried
+                    };
+                    self.on_record(input.is_empty(), raw, out);
                     self.fields_len = 0;
                     self.ends_len = 0;
-                    let record = std::mem::take(&mut self.record);
-                    self.lines += record.newlines;
-                    self.record.raw = record.raw;
-                    self.record.raw.clear();
+                    self.record = RecordStart::default();
+                }
+                ReadRecordResult::InputEmpty | ReadRecordResult::End => {
+                    self.carry(piece);
+                    return;
+                }
+                ReadRecordResult::OutputFull => {
+                    self.carry(piece);
+                    self.fields.resize(self.fields.len() * 2, 0);
+                }
+                ReadRecordResult::OutputEndsFull => {
+                    self.carry(piece);
+                    self.ends.resize(self.ends.len() * 2, 0);
                 }
             }
         }
     }
 
-    /// Follows the bytes csv-core consumed for the current record: where it starts (past blank and comment
-    /// lines), how many newlines and quotes it spans, and its first bytes for a reject.
-    fn track(&mut self, mut piece: &[u8]) {
+    /// The part of a consumed piece that belongs to the record itself, past any blank or comment lines
+    /// before it; notes the line the record starts on.
+    fn record_part<'a>(&mut self, piece: &'a [u8], line_before: u64) -> &'a [u8] {
         let record = &mut self.record;
-        if !record.started {
-            let mut skipped = 0;
-            let mut offset = piece.len();
-            for (i, &b) in piece.iter().enumerate() {
-                match b {
-                    b'\n' => {
-                        skipped += 1;
-                        record.in_comment = false;
-                    }
-                    _ if record.in_comment || b == b'\r' => {}
-                    _ if Some(b) == self.comment => record.in_comment = true,
-                    _ => {
-                        offset = i;
-                        record.started = true;
-                        break;
-                    }
+        if record.started {
+            return piece;
+        }
+        let mut skipped = 0;
+        for (i, &b) in piece.iter().enumerate() {
+            match b {
+                b'\n' => {
+                    skipped += 1;
+                    record.in_comment = false;
+                }
+                _ if record.in_comment || b == b'\r' => {}
+                _ if Some(b) == self.comment => record.in_comment = true,
+                _ => {
+                    record.started = true;
+                    record.line = line_before + skipped;
+                    return &piece[i..];
                 }
             }
-            self.lines += skipped;
-            record.line = self.lines + 1;
-            piece = &piece[offset..];
         }
-        if piece.is_empty() {
-            return;
-        }
-        record.newlines += piece.iter().filter(|&&b| b == b'\n').count() as u64;
+        &[]
+    }
+
+    /// Keeps what is needed of a record that continues past this piece. Only such a record can run into
+    /// the end of the file, so only its quotes are counted.
+    fn carry(&mut self, piece: &[u8]) {
+        let record = &mut self.record;
         if self.can_check_quotes {
-            record.quotes += piece.iter().filter(|&&b| b == self.quote).count() as u64;
+            record.carried_quotes += piece.iter().filter(|&&b| b == self.quote).count() as u64;
         }
-        let keep = RAW_KEEP.saturating_sub(record.raw.len()).min(piece.len());
-        record.raw.extend_from_slice(&piece[..keep]);
+        let keep = RAW_KEEP.saturating_sub(record.carried.len()).min(piece.len());
+        record.carried.extend_from_slice(&piece[..keep]);
     }
 
-    fn field(&self, i: usize) -> &[u8] {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        &self.fields[start..self.ends[i]]
-    }
-
-    fn on_record(&mut self, at_end_of_file: bool, out: &mut Emitter) {
+    fn on_record(&mut self, at_end_of_file: bool, raw: &[u8], out: &mut Emitter) {
         let line = self.record.line;
         // Quotes balance in every well-formed record; an odd count in the record that ran into the end of
         // the file means a quoted field was opened and never closed.
-        if at_end_of_file && self.can_check_quotes && self.record.quotes % 2 == 1 {
+        if at_end_of_file && self.can_check_quotes && self.record.carried_quotes % 2 == 1 {
             let reason = format!("unterminated quoted field: the record starting on line {line} runs to the end of the file");
-            out.reject(line, reason, &self.record.raw);
+            out.reject(line, reason, raw);
             return;
         }
         if self.header_pending {
@@ -267,28 +274,38 @@ impl CsvParser {
         let expected = self.column_index.len();
         let found = self.ends_len;
         if found > expected || (found < expected && !self.pad_short_rows) {
-            let reason = format!("expected {expected} fields, found {found}");
-            out.reject(line, reason, &self.record.raw);
+            out.reject(line, format!("expected {expected} fields, found {found}"), raw);
             return;
         }
+        // One UTF-8 check for the whole record; a field is then valid unless its bounds split a character.
+        let text = std::str::from_utf8(&self.fields[..self.fields_len]).ok();
+        let mut start = 0;
         for i in 0..found {
-            let Ok(mut text) = std::str::from_utf8(self.field(i)) else {
+            let end = self.ends[i];
+            let Some(mut field) = text.and_then(|text| text.get(start..end)) else {
                 out.batch().cancel_row();
-                let name = &self.names.as_ref().expect("columns are set before data rows")[i];
-                out.reject(line, format!("invalid UTF-8 in column `{name}`"), &self.record.raw);
+                let bad = (0..found).find(|&j| std::str::from_utf8(self.field(j)).is_err()).unwrap_or(i);
+                let name = &self.names.as_ref().expect("columns are set before data rows")[bad];
+                out.reject(line, format!("invalid UTF-8 in column `{name}`"), raw);
                 return;
             };
+            start = end;
             if self.trim {
-                text = text.trim_matches([' ', '\t']);
+                field = field.trim_matches([' ', '\t']);
             }
-            let value = if self.null_values.iter().any(|null| null == text) {
+            let value = if self.null_values.iter().any(|null| null == field) {
                 Value::Null
             } else {
-                Value::Text(text)
+                Value::Text(field)
             };
             out.batch().push(self.column_index[i], value);
         }
         out.end_row(line);
+    }
+
+    fn field(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.fields[start..self.ends[i]]
     }
 
     fn header_name(&self, i: usize) -> String {
