@@ -40,10 +40,8 @@ fn main() {
 /// Fails with the fix when the wasm target's standard library is not installed.
 fn require_wasm_target() {
     let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    let sysroot = Command::new(&rustc)
-        .args(["--print", "sysroot"])
-        .output()
-        .expect("running rustc --print sysroot");
+    let sysroot =
+        Command::new(&rustc).args(["--print", "sysroot"]).output().expect("running rustc --print sysroot");
     let sysroot = String::from_utf8_lossy(&sysroot.stdout).trim().to_string();
     let target_lib = Path::new(&sysroot).join("lib/rustlib").join(WASM_TARGET);
     if !target_lib.exists() {

@@ -29,13 +29,16 @@ fn format_error(outcome: &support::Outcome) -> (u64, String) {
 fn ragged_csv_rows_are_rejected_with_their_line_never_shifted() {
     let input = b"id,name,city\n1,Ann,Oslo\n2,Bob\n3,Cy,Rome,extra\n4,Dee,Lima\n";
     let outcome = parse(&bundled("csv"), &[], input);
-    assert_eq!(outcome.rows, vec![
-        json!({"id": "1", "name": "Ann", "city": "Oslo"}),
-        json!({"id": "4", "name": "Dee", "city": "Lima"}),
-    ]);
+    assert_eq!(
+        outcome.rows,
+        vec![
+            json!({"id": "1", "name": "Ann", "city": "Oslo"}),
+            json!({"id": "4", "name": "Dee", "city": "Lima"}),
+        ]
+    );
     let rejected: Vec<(u64, &str)> = outcome.rejects.iter().map(|r| (r.line, r.reason.as_str())).collect();
     assert_eq!(rejected, vec![(3, "expected 3 fields, found 2"), (4, "expected 3 fields, found 4")]);
-    assert_eq!(outcome.rejects[0].raw, "2,Bob\n");
+    assert_eq!(outcome.rejects[0].raw, "2,Bob");
 
     let padded = parse(&bundled("csv"), &[("ragged_rows", "pad")], input);
     assert_eq!(padded.rows[1], json!({"id": "2", "name": "Bob", "city": null}));
@@ -128,11 +131,14 @@ fn a_json_value_that_is_not_an_object_is_a_rejected_row() {
     assert_eq!(json.rows, vec![json!({"a": 1}), json!({"a": 2})]);
     let rejected: Vec<(u64, &str, &str)> =
         json.rejects.iter().map(|r| (r.line, r.reason.as_str(), r.raw.as_str())).collect();
-    assert_eq!(rejected, vec![
-        (2, "expected a JSON object, found a number", "5"),
-        (3, "expected a JSON object, found a string", "\"s\""),
-        (4, "expected a JSON object, found an array", "[1,2]"),
-    ]);
+    assert_eq!(
+        rejected,
+        vec![
+            (2, "expected a JSON object, found a number", "5"),
+            (3, "expected a JSON object, found a string", "\"s\""),
+            (4, "expected a JSON object, found an array", "[1,2]"),
+        ]
+    );
     let scalar = parse(&bundled("json"), &[], b"42");
     assert!(scalar.error.is_none() && scalar.rows.is_empty() && scalar.rejects.len() == 1);
 
@@ -146,7 +152,8 @@ fn chunk_boundaries_never_change_the_result() {
     let csv = "\u{feff}id,\"na,me\",note\r\n1,\"multi\r\nline\",\"say \"\"hi\"\"\"\r\n# not a comment\r\n2,x,y\r\n3,short\r\n";
     let jsonl = "{\"a\":\"\\u00e9t\u{e9}\",\"n\":[1,{\"b\":null}]}\n\n{\"a\":1e400}\r\n{bad\n{\"a\":-0}";
     let json = "{\"object\":\"list\",\"data\":[{\"id\":\"cus_1\",\"m\":{\"k\":[true,false]}},\n7,\n{\"id\":\"cus_\\\"2\"}],\"has_more\":false}";
-    let cases = [("csv", csv, &[][..]), ("jsonl", jsonl, &[][..]), ("json", json, &[("pointer", "/data")][..])];
+    let cases =
+        [("csv", csv, &[][..]), ("jsonl", jsonl, &[][..]), ("json", json, &[("pointer", "/data")][..])];
     for (format, input, options) in cases {
         let plugin = bundled(format);
         let whole = parse(&plugin, options, input.as_bytes());
@@ -154,7 +161,11 @@ fn chunk_boundaries_never_change_the_result() {
         assert!(!whole.rows.is_empty() && !whole.rejects.is_empty(), "{format}: {whole:?}");
         for chunk_size in 1..=7 {
             let chunked = parse_chunked(&plugin, options, input.as_bytes(), chunk_size);
-            assert_eq!((&chunked.rows, &chunked.lines), (&whole.rows, &whole.lines), "{format} in chunks of {chunk_size}");
+            assert_eq!(
+                (&chunked.rows, &chunked.lines),
+                (&whole.rows, &whole.lines),
+                "{format} in chunks of {chunk_size}"
+            );
             assert_eq!(chunked.rejects, whole.rejects, "{format} in chunks of {chunk_size}");
         }
     }
@@ -163,13 +174,22 @@ fn chunk_boundaries_never_change_the_result() {
 #[test]
 fn csv_options_shape_the_records() {
     let input = b"exported by a tool\nsecond preamble line\n# comment\nid;amount;note\n 1 ; NA ;x\n2;3.5;\n";
-    let options = [("skip_rows", "2"), ("delimiter", ";"), ("comment", "#"), ("trim", "true"), ("null_values", "[\"NA\", \"\"]")];
+    let options = [
+        ("skip_rows", "2"),
+        ("delimiter", ";"),
+        ("comment", "#"),
+        ("trim", "true"),
+        ("null_values", "[\"NA\", \"\"]"),
+    ];
     let outcome = parse(&bundled("csv"), &options, input);
     assert!(outcome.error.is_none(), "{:?}", outcome.error);
-    assert_eq!(outcome.rows, vec![
-        json!({"id": "1", "amount": null, "note": "x"}),
-        json!({"id": "2", "amount": "3.5", "note": null}),
-    ]);
+    assert_eq!(
+        outcome.rows,
+        vec![
+            json!({"id": "1", "amount": null, "note": "x"}),
+            json!({"id": "2", "amount": "3.5", "note": null}),
+        ]
+    );
     assert_eq!(outcome.lines, vec![5, 6]);
 
     let named = parse(&bundled("csv"), &[("header", "false"), ("columns", "a,b")], b"1,2\n3,4\n");
@@ -202,8 +222,73 @@ fn bad_options_are_refused_before_reading() {
 fn json_types_survive() {
     let input = br#"[{"s":"t","i":-42,"f":2.5,"b":true,"n":null,"o":{"x":[1,"y"]},"big":123456789012345678901234567890}]"#;
     let outcome = parse(&bundled("json"), &[], input);
-    assert_eq!(outcome.rows[0], json!({"s":"t","i":-42,"f":2.5,"b":true,"n":null,"o":{"x":[1,"y"]},
-        "big": serde_json::from_str::<serde_json::Value>("123456789012345678901234567890").unwrap()}));
+    assert_eq!(
+        outcome.rows[0],
+        json!({"s":"t","i":-42,"f":2.5,"b":true,"n":null,"o":{"x":[1,"y"]},
+        "big": serde_json::from_str::<serde_json::Value>("123456789012345678901234567890").unwrap()})
+    );
     let jsonl = parse(&bundled("jsonl"), &[], &input[1..input.len() - 1]);
     assert_eq!(jsonl.rows, outcome.rows);
+}
+
+/// The CSV plugin has two tokenizers: a block scanner for the common dialect and csv-core for the others
+/// (a comment character selects csv-core). On the same awkward input, at chunk sizes that cut 64-byte
+/// blocks anywhere, both give the same rows, lines and rejects.
+#[test]
+fn csv_block_scanner_agrees_with_csv_core() {
+    let mut input = String::from("id,text,n\r\n");
+    let awkward = [
+        "plain,3",
+        "\"quoted, with comma\",4",
+        "\"doubled \"\"quotes\"\" inside\",5",
+        "\"multi\nline\r\nfield\",6",
+        "5'10\" tall,7",
+        "ab\"c\"d mid-field,8",
+        "\"closed\"then text,9",
+        "",
+        "short",
+        "too,many,fields,here",
+        "\"\",,10",
+        "ünïcödé,ok,11",
+    ];
+    for (i, case) in awkward.iter().cycle().take(200).enumerate() {
+        if case.is_empty() {
+            input.push_str("\r\n");
+        } else {
+            input.push_str(&format!("{i},{case}\r\n"));
+        }
+    }
+    input.push_str("999,last line without end,12");
+    let csv = bundled("csv");
+    let scanned = parse(&csv, &[], input.as_bytes());
+    assert!(scanned.error.is_none(), "{:?}", scanned.error);
+    assert!(
+        scanned.rows.len() > 100 && scanned.rejects.len() > 10,
+        "{} rows, {} rejects",
+        scanned.rows.len(),
+        scanned.rejects.len()
+    );
+    assert_eq!(scanned.rows[4], json!({"id": "4", "text": "5'10\" tall", "n": "7"}));
+    assert_eq!(scanned.rows[5], json!({"id": "5", "text": "ab\"c\"d mid-field", "n": "8"}));
+    assert_eq!(scanned.rows[3], json!({"id": "3", "text": "multi\nline\r\nfield", "n": "6"}));
+    for chunk_size in [1, 7, 63, 64, 65, 1000] {
+        let by_scanner = parse_chunked(&csv, &[], input.as_bytes(), chunk_size);
+        let by_csv_core = parse_chunked(&csv, &[("comment", "~")], input.as_bytes(), chunk_size);
+        for (name, other) in [("scanner", &by_scanner), ("csv-core", &by_csv_core)] {
+            let first_difference = (0..other.rows.len().max(scanned.rows.len())).find(|&i| {
+                (other.rows.get(i), other.lines.get(i)) != (scanned.rows.get(i), scanned.lines.get(i))
+            });
+            assert_eq!(
+                first_difference,
+                None,
+                "{name} in chunks of {chunk_size}: {:?} != {:?}",
+                first_difference.map(|i| (other.rows.get(i), other.lines.get(i))),
+                first_difference.map(|i| (scanned.rows.get(i), scanned.lines.get(i)))
+            );
+            let lines = |o: &support::Outcome| {
+                o.rejects.iter().map(|r| (r.line, r.reason.clone())).collect::<Vec<_>>()
+            };
+            assert_eq!(lines(other), lines(&scanned), "{name} in chunks of {chunk_size}");
+        }
+    }
 }

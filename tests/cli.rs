@@ -25,7 +25,10 @@ fn parse_prints_records_on_stdout_and_rejects_with_a_summary_on_stderr() {
     std::fs::write(dir.path().join("people.csv"), "id,name\n1,Ann\n2\n3,\"Cy, Jr.\"\n").unwrap();
     let output = sluice(dir.path(), &["parse", "--format", "csv", "people.csv"]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
-    assert_eq!(text(&output.stdout), "{\"id\":\"1\",\"name\":\"Ann\"}\n{\"id\":\"3\",\"name\":\"Cy, Jr.\"}\n");
+    assert_eq!(
+        text(&output.stdout),
+        "{\"id\":\"1\",\"name\":\"Ann\"}\n{\"id\":\"3\",\"name\":\"Cy, Jr.\"}\n"
+    );
     let stderr = text(&output.stderr);
     assert!(stderr.contains("rejected: people.csv line 3: expected 2 fields, found 1"), "{stderr}");
     assert!(stderr.contains("people.csv: 2 rows, 1 rejected, 28 bytes,"), "{stderr}");
@@ -46,15 +49,22 @@ fn a_file_that_is_not_valid_json_exits_1_naming_plugin_file_and_line() {
 fn usage_and_configuration_errors_exit_2_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("a.csv"), "a\n1\n").unwrap();
-    std::fs::write(dir.path().join("bad-name.toml"), "[dataflows.9lives.format]\nplugin = \"csv\"\n").unwrap();
+    std::fs::write(dir.path().join("bad-name.toml"), "[dataflows.9lives.format]\nplugin = \"csv\"\n")
+        .unwrap();
     std::fs::write(dir.path().join("typo.toml"), "[dataflows.Orders.format]\nplugn = \"csv\"\n").unwrap();
     let cases: &[(&[&str], &str)] = &[
-        (&["parse", "--format", "xml", "a.csv"], "unknown plugin `xml`: the bundled ones are csv, tsv, json, jsonl"),
+        (
+            &["parse", "--format", "xml", "a.csv"],
+            "unknown plugin `xml`: the bundled ones are csv, tsv, json, jsonl",
+        ),
         (&["parse", "--format", "csv", "missing.csv"], "cannot open missing.csv"),
         (&["parse", "--format", "csv", "-o", "novalue", "a.csv"], "`novalue` is not KEY=VALUE"),
         (&["parse", "a.csv"], "--format"),
         (&["parse", "--format", "csv", "-o", "delimitr=;", "a.csv"], "unknown option(s): delimitr"),
-        (&["--config", "bad-name.toml", "parse", "--dataflow", "x", "a.csv"], "starts with a letter and holds letters and digits only"),
+        (
+            &["--config", "bad-name.toml", "parse", "--dataflow", "x", "a.csv"],
+            "starts with a letter and holds letters and digits only",
+        ),
         (&["--config", "typo.toml", "parse", "--dataflow", "Orders", "a.csv"], "line 2"),
         (&["--config", "nowhere.toml", "parse", "--format", "csv", "a.csv"], "cannot read nowhere.toml"),
     ];
@@ -69,7 +79,11 @@ fn usage_and_configuration_errors_exit_2_with_the_reason() {
 #[test]
 fn a_dataflow_reads_files_with_its_plugin_and_options() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("list.json"), r#"{"object":"list","data":[{"id":"prod_1","active":true}]}"#).unwrap();
+    std::fs::write(
+        dir.path().join("list.json"),
+        r#"{"object":"list","data":[{"id":"prod_1","active":true}]}"#,
+    )
+    .unwrap();
     std::fs::write(
         dir.path().join("connector.toml"),
         "[dataflows.Products.format]\nplugin = \"json\"\noptions = { pointer = \"/data\" }\n",
@@ -95,7 +109,8 @@ fn a_custom_plugin_built_out_of_tree_runs_by_path_without_rebuilding_the_host() 
         ),
     )
     .unwrap();
-    std::fs::write(dir.path().join("ledger.txt"), "0001Ann       12.50\n0002Bo\n0003Zoë          7\n").unwrap();
+    std::fs::write(dir.path().join("ledger.txt"), "0001Ann       12.50\n0002Bo\n0003Zoë          7\n")
+        .unwrap();
     let output = sluice(dir.path(), &["parse", "--dataflow", "Ledger", "ledger.txt"]);
     let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
@@ -103,6 +118,9 @@ fn a_custom_plugin_built_out_of_tree_runs_by_path_without_rebuilding_the_host() 
         text(&output.stdout),
         "{\"id\":\"0001\",\"name\":\"Ann\",\"amount\":\"12.50\"}\n{\"id\":\"0003\",\"name\":\"Zoë\",\"amount\":\"7\"}\n"
     );
-    assert!(stderr.contains("rejected: ledger.txt line 2: line has 6 characters, fields need at least 14"), "{stderr}");
+    assert!(
+        stderr.contains("rejected: ledger.txt line 2: line has 6 characters, fields need at least 14"),
+        "{stderr}"
+    );
     assert!(stderr.contains("via plugin `fixedwidth`"), "{stderr}");
 }

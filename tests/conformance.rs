@@ -13,8 +13,11 @@ fn csv_spectrum_every_file_parses_to_its_json() {
     for entry in fs::read_dir(dir.join("csvs")).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_stem().unwrap().to_str().unwrap().to_string();
-        let expected =
-            with_errata(&name, serde_json::from_slice(&fs::read(dir.join("json").join(format!("{name}.json"))).unwrap()).unwrap());
+        let expected = with_errata(
+            &name,
+            serde_json::from_slice(&fs::read(dir.join("json").join(format!("{name}.json"))).unwrap())
+                .unwrap(),
+        );
         let outcome = parse(&csv, &[], &fs::read(&path).unwrap());
         assert!(outcome.error.is_none(), "{name}: {:?}", outcome.error);
         assert!(outcome.rejects.is_empty(), "{name}: {:?}", outcome.rejects);
@@ -59,7 +62,10 @@ fn json_test_suite_accepts_valid_refuses_invalid_and_never_crashes() {
             "n_" => {
                 counts[1] += 1;
                 if !is_format_error {
-                    wrong.push(format!("{name}: invalid JSON accepted: {:?} {:?}", outcome.rows, outcome.error));
+                    wrong.push(format!(
+                        "{name}: invalid JSON accepted: {:?} {:?}",
+                        outcome.rows, outcome.error
+                    ));
                 }
             }
             _ => {

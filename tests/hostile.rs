@@ -17,7 +17,8 @@ fn guests() -> &'static PathBuf {
 const LIMITS: Limits = Limits { memory: 64 << 20, call_timeout: Duration::from_millis(500) };
 
 fn run_hostile(guest: &str) -> (PluginError, Duration) {
-    let plugin = load_file(guest, guests().join(format!("{guest}.wasm")), LIMITS).expect("hostile plugins load");
+    let plugin =
+        load_file(guest, guests().join(format!("{guest}.wasm")), LIMITS).expect("hostile plugins load");
     let started = Instant::now();
     let outcome = parse(&plugin, &[], b"id,name\n1,Ann\n");
     let elapsed = started.elapsed();
@@ -44,7 +45,12 @@ fn a_plugin_cannot_read_host_files_or_environment() {
 fn a_plugin_that_loops_forever_is_stopped_at_its_time_limit() {
     let (error, elapsed) = run_hostile("loops_forever");
     assert!(matches!(error, PluginError::Timeout { .. }), "{error}");
-    assert!(error.to_string().contains("plugin `loops_forever` ran past its time limit of 500ms on `test-object`"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("plugin `loops_forever` ran past its time limit of 500ms on `test-object`"),
+        "{error}"
+    );
     assert!(elapsed >= LIMITS.call_timeout && elapsed < LIMITS.call_timeout * 4, "stopped after {elapsed:?}");
 }
 
@@ -60,7 +66,10 @@ fn a_plugin_that_traps_fails_that_file_with_its_panic_message() {
     let (error, _) = run_hostile("traps");
     let PluginError::Trap { plugin, object, stderr, .. } = &error else { panic!("{error}") };
     assert_eq!((plugin.as_str(), object.as_str()), ("traps", "test-object"));
-    assert!(stderr.as_deref().unwrap_or_default().contains("this plugin always fails (fed 14 bytes)"), "{error}");
+    assert!(
+        stderr.as_deref().unwrap_or_default().contains("this plugin always fails (fed 14 bytes)"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -70,7 +79,8 @@ fn a_core_module_or_garbage_is_refused_at_load_with_the_plugin_named() {
     std::fs::write(&garbage, b"this is not wasm").unwrap();
     let module = dir.path().join("module.wasm");
     std::fs::write(&module, b"\0asm\x01\0\0\0").unwrap();
-    for (name, path) in [("garbage", garbage), ("module", module), ("missing", dir.path().join("none.wasm"))] {
+    for (name, path) in [("garbage", garbage), ("module", module), ("missing", dir.path().join("none.wasm"))]
+    {
         let error = load_file(name, path, Limits::default()).err().expect("refused");
         assert!(matches!(error, PluginError::Load { .. }), "{error}");
         assert!(error.to_string().starts_with(&format!("plugin `{name}` could not be loaded")), "{error}");

@@ -1,6 +1,8 @@
 //! Compiled plugins are cached on disk: a second host (a restart) loads them without compiling.
 
-use sluice::plugin::{CompileSource, HostSettings, Limits, PluginHost, PluginSource, PluginSpec, bundled_format};
+use sluice::plugin::{
+    CompileSource, HostSettings, Limits, PluginHost, PluginSource, PluginSpec, bundled_format,
+};
 
 #[test]
 fn a_restart_loads_compiled_plugins_from_the_cache() {

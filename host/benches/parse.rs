@@ -10,7 +10,9 @@
 //! median of the rounds.
 
 use sluice::parse::parse_stream;
-use sluice::plugin::{FormatPlugin, HostSettings, Limits, PluginHost, PluginSource, PluginSpec, bundled_format};
+use sluice::plugin::{
+    FormatPlugin, HostSettings, Limits, PluginHost, PluginSource, PluginSpec, bundled_format,
+};
 use std::hint::black_box;
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -32,7 +34,11 @@ fn main() {
     let host = PluginHost::new(HostSettings::default()).expect("plugin host");
     let csv = generate(megabytes << 20, csv_rows);
     let jsonl = generate(megabytes << 20, jsonl_rows);
-    println!("input: {} MB of CSV, {} MB of JSONL; median of {rounds} rounds", csv.len() / 1_000_000, jsonl.len() / 1_000_000);
+    println!(
+        "input: {} MB of CSV, {} MB of JSONL; median of {rounds} rounds",
+        csv.len() / 1_000_000,
+        jsonl.len() / 1_000_000
+    );
     println!("{:<34} {:>10} {:>12} {:>8}", "parser", "MB/s", "rows", "ratio");
 
     let native = measure(rounds, csv.len(), || native_csv(&csv));
@@ -127,7 +133,8 @@ impl Lcg {
     }
 }
 
-const WORDS: &[&str] = &["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliett"];
+const WORDS: &[&str] =
+    &["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliett"];
 
 /// Rows of an order export: ids, names, an e-mail, amounts, a timestamp, a quoted note with a comma.
 fn csv_rows(out: &mut Vec<u8>, first: u64, count: u64, rng: &mut Lcg) {
@@ -147,7 +154,7 @@ fn csv_rows(out: &mut Vec<u8>, first: u64, count: u64, rng: &mut Lcg) {
             1 + rng.next() % 28,
             rng.next() % 24,
             rng.next() % 60,
-            if rng.next() % 5 == 0 { "refunded" } else { "paid" },
+            if rng.next().is_multiple_of(5) { "refunded" } else { "paid" },
         )
         .unwrap();
     }
@@ -164,7 +171,7 @@ fn jsonl_rows(out: &mut Vec<u8>, first: u64, count: u64, rng: &mut Lcg) {
             rng.next() % 100_000,
             rng.next() % 100,
             rng.next() % 50,
-            rng.next() % 5 != 0,
+            !rng.next().is_multiple_of(5),
             1 + rng.next() % 12,
             1 + rng.next() % 28,
             rng.next() % 10_000,

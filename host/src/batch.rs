@@ -112,11 +112,19 @@ impl RecordBatch {
                     _ => false,
                 };
                 if !valid {
-                    return Err(format!("column `{}` row {row}: bad type tag {tag} or offset {end}", column.name));
+                    return Err(format!(
+                        "column `{}` row {row}: bad type tag {tag} or offset {end}",
+                        column.name
+                    ));
                 }
                 start = end;
             }
-            columns.push(Column { name: column.name, types: column.types, ends: column.ends, data: column.data });
+            columns.push(Column {
+                name: column.name,
+                types: column.types,
+                ends: column.ends,
+                data: column.data,
+            });
         }
         Ok(RecordBatch { rows, columns, lines: batch.lines })
     }
@@ -159,7 +167,10 @@ impl RecordBatch {
                 Value::Text(s) => serde_json::to_writer(&mut *out, s)?,
                 Value::Json(s) => {
                     let raw: &serde_json::value::RawValue = serde_json::from_str(s).map_err(|e| {
-                        io::Error::new(io::ErrorKind::InvalidData, format!("column `{}`: not JSON: {e}", column.name))
+                        io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!("column `{}`: not JSON: {e}", column.name),
+                        )
                     })?;
                     out.write_all(raw.get().as_bytes())?;
                 }

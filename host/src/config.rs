@@ -103,7 +103,8 @@ impl Config {
     /// Checks configuration text; `path` names it in messages and anchors relative paths.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let invalid = |message: String| ConfigError::Invalid { path: path.to_path_buf(), message };
-        let mut config: Config = toml::from_str(text).map_err(|e| invalid(e.to_string().trim_end().to_string()))?;
+        let mut config: Config =
+            toml::from_str(text).map_err(|e| invalid(e.to_string().trim_end().to_string()))?;
         config.path = path.to_path_buf();
         config.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         for name in config.dataflows.keys() {

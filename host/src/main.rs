@@ -12,7 +12,11 @@ use std::process::ExitCode;
 const DEFAULT_CONFIG: &str = "connector.toml";
 
 #[derive(Parser)]
-#[command(name = "sluice", version, about = "Moves data from sources to sinks through sandboxed WebAssembly plugins")]
+#[command(
+    name = "sluice",
+    version,
+    about = "Moves data from sources to sinks through sandboxed WebAssembly plugins"
+)]
 struct Cli {
     /// The configuration file [default: ./connector.toml, where it exists].
     #[arg(long, global = true)]

@@ -52,8 +52,11 @@ pub fn parse_stream(
         consume(&parsed).map_err(|source| ParseError::Consume { object: object.to_string(), source })
     };
     loop {
-        let filled = fill(&mut input, &mut chunk)
-            .map_err(|source| ParseError::Read { object: object.to_string(), bytes: summary.bytes, source })?;
+        let filled = fill(&mut input, &mut chunk).map_err(|source| ParseError::Read {
+            object: object.to_string(),
+            bytes: summary.bytes,
+            source,
+        })?;
         if filled == 0 {
             break;
         }

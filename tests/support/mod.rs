@@ -49,10 +49,16 @@ pub struct Outcome {
 }
 
 /// Feeds `input` to `plugin` in chunks of `chunk_size` bytes.
-pub fn parse_chunked(plugin: &FormatPlugin, options: &[(&str, &str)], input: &[u8], chunk_size: usize) -> Outcome {
-    let options: Vec<(String, String)> = options.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+pub fn parse_chunked(
+    plugin: &FormatPlugin,
+    options: &[(&str, &str)],
+    input: &[u8],
+    chunk_size: usize,
+) -> Outcome {
+    let options: Vec<(String, String)> =
+        options.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     let mut outcome = Outcome { rows: Vec::new(), lines: Vec::new(), rejects: Vec::new(), error: None };
-    let mut collect = |parsed: sluice::plugin::Parsed, outcome: &mut Outcome| {
+    let collect = |parsed: sluice::plugin::Parsed, outcome: &mut Outcome| {
         for batch in &parsed.batches {
             for row in 0..batch.num_rows() {
                 let mut line = Vec::new();

@@ -45,7 +45,12 @@ fn bad_field(spec: &str) -> FatalError {
     fatal(0, format!("field `{spec}` is not `name:width`"))
 }
 
-fn read_line(fields: &[(String, usize)], line: u64, bytes: &[u8], out: &mut Emitter) -> Result<(), FatalError> {
+fn read_line(
+    fields: &[(String, usize)],
+    line: u64,
+    bytes: &[u8],
+    out: &mut Emitter,
+) -> Result<(), FatalError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(());
     }
@@ -56,7 +61,11 @@ fn read_line(fields: &[(String, usize)], line: u64, bytes: &[u8], out: &mut Emit
     let needed: usize = fields[..fields.len() - 1].iter().map(|(_, width)| width).sum();
     let chars: Vec<(usize, char)> = text.char_indices().collect();
     if chars.len() < needed {
-        out.reject(line, format!("line has {} characters, fields need at least {needed}", chars.len()), bytes);
+        out.reject(
+            line,
+            format!("line has {} characters, fields need at least {needed}", chars.len()),
+            bytes,
+        );
         return Ok(());
     }
     let byte_at = |char_index: usize| chars.get(char_index).map_or(text.len(), |(byte, _)| *byte);

@@ -155,11 +155,17 @@ impl FileParse {
         }
     }
 
-    fn output(&mut self, result: wasmtime::Result<Result<Output, FatalError>>) -> Result<Parsed, PluginError> {
+    fn output(
+        &mut self,
+        result: wasmtime::Result<Result<Output, FatalError>>,
+    ) -> Result<Parsed, PluginError> {
         let output = match result {
             Ok(Ok(output)) => output,
             Ok(Err(mut fatal)) => {
-                let completed = std::mem::replace(&mut fatal.completed, Output { batches: Vec::new(), rejects: Vec::new() });
+                let completed = std::mem::replace(
+                    &mut fatal.completed,
+                    Output { batches: Vec::new(), rejects: Vec::new() },
+                );
                 self.completed_before_failure = self.convert(completed)?;
                 return Err(self.format_error(fatal));
             }
@@ -174,16 +180,14 @@ impl FileParse {
     }
 
     fn convert(&self, output: Output) -> Result<Parsed, PluginError> {
-        let batches = output
-            .batches
-            .into_iter()
-            .map(RecordBatch::from_wire)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|message| PluginError::Contract {
-                plugin: self.plugin.clone(),
-                object: self.object.clone(),
-                message,
-            })?;
+        let batches =
+            output.batches.into_iter().map(RecordBatch::from_wire).collect::<Result<Vec<_>, _>>().map_err(
+                |message| PluginError::Contract {
+                    plugin: self.plugin.clone(),
+                    object: self.object.clone(),
+                    message,
+                },
+            )?;
         let rejects = output
             .rejects
             .into_iter()

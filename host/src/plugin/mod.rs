@@ -15,8 +15,8 @@ mod sandbox;
 
 pub use bundled::{BUNDLED_FORMATS, Bundled, bundled_format};
 pub use cache::{CompileSource, default_cache_dir};
-pub use format::{FileParse, FormatPlugin, Parsed, RejectedRow};
 pub(crate) use format::bindings::sluice::plugin::types as format_wire;
+pub use format::{FileParse, FormatPlugin, Parsed, RejectedRow};
 
 use cache::ComponentCache;
 use engine::EpochTicker;
@@ -125,7 +125,9 @@ impl PluginHost {
     pub fn load_format(&self, spec: &PluginSpec) -> Result<FormatPlugin, PluginError> {
         let load_error = |reason: String| PluginError::Load { plugin: spec.name.clone(), reason };
         let (wasm, default_options) = match &spec.source {
-            PluginSource::Bundled(bundled) => (std::borrow::Cow::Borrowed(bundled.wasm), bundled.default_options),
+            PluginSource::Bundled(bundled) => {
+                (std::borrow::Cow::Borrowed(bundled.wasm), bundled.default_options)
+            }
             PluginSource::File(path) => {
                 let bytes = std::fs::read(path)
                     .map_err(|e| load_error(format!("cannot read {}: {e}", path.display())))?;
@@ -149,7 +151,14 @@ impl PluginHost {
                 "it is not a Sluice format plugin (it must export `sluice:plugin/parser@0.1.0`): {e:#}"
             ))
         })?;
-        Ok(FormatPlugin::new(spec.name.clone(), pre, spec.limits, default_options, compiled_from, compile_time))
+        Ok(FormatPlugin::new(
+            spec.name.clone(),
+            pre,
+            spec.limits,
+            default_options,
+            compiled_from,
+            compile_time,
+        ))
     }
 
     fn check_imports(&self, component: &Component) -> Result<(), String> {

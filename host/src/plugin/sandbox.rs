@@ -36,7 +36,9 @@ impl Sandbox {
         let bytes = self.stderr.contents();
         let text = String::from_utf8_lossy(&bytes);
         let text = text.trim();
-        (!text.is_empty()).then(|| text.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n"))
+        (!text.is_empty()).then(|| {
+            text.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+        })
     }
 }
 
@@ -57,7 +59,12 @@ pub(crate) struct MemoryLimiter {
 const TABLE_ELEMENTS_LIMIT: usize = 100_000;
 
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.limit {
             self.exceeded = true;
             wasmtime::bail!("memory limit of {} MiB reached", self.limit >> 20);
@@ -65,7 +72,12 @@ impl ResourceLimiter for MemoryLimiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= TABLE_ELEMENTS_LIMIT)
     }
 }

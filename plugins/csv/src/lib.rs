@@ -15,53 +15,45 @@
 //! Input is UTF-8 with or without a byte-order mark, with LF or CRLF line ends; quoted fields may hold
 //! delimiters, quotes and newlines.
 
-use csv_core::{ReadRecordResult, Reader, ReaderBuilder};
+mod core_reader;
+mod scan;
+
+use core_reader::CoreReader;
+use scan::{Fields, RawRecord, Scanner};
 use sluice_plugin_sdk::{Emitter, FatalError, Options, Parser, Value, export_parser, fatal};
 
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
-/// How much of a rejected row's raw text is kept (the SDK cuts it to this too).
-const RAW_KEEP: usize = 1024;
 
 struct CsvParser {
-    reader: Reader,
-    quote: u8,
-    /// The quote-parity test for an unterminated quote holds only when quotes are escaped by doubling.
-    can_check_quotes: bool,
-    comment: Option<u8>,
-    trim: bool,
-    null_values: Vec<String>,
-    pad_short_rows: bool,
-
+    tokenizer: Tokenizer,
+    records: Records,
     /// Bytes of a possible byte-order mark seen so far at the start of the file.
     bom_prefix: Vec<u8>,
     bom_done: bool,
     lines_to_skip: u64,
+}
+
+/// Splits the input into records: the block scanner for the common dialect, csv-core for the others.
+enum Tokenizer {
+    Scan(Scanner),
+    Core(CoreReader),
+}
+
+/// Turns records into rows: the header, ragged rows, UTF-8, trimming and null values.
+struct Records {
+    quote: u8,
+    trim: bool,
+    null_values: Vec<String>,
+    pad_short_rows: bool,
     header_pending: bool,
     /// Column names given by option, or read from the header.
     names: Option<Vec<String>>,
     /// The batch column of each field position.
     column_index: Vec<usize>,
-
-    /// csv-core writes a record's unescaped fields into `fields` and their end offsets into `ends`.
-    fields: Vec<u8>,
-    fields_len: usize,
-    ends: Vec<usize>,
-    ends_len: usize,
-
-    record: RecordStart,
-}
-
-/// What is known of the record being read before it completes.
-#[derive(Default)]
-struct RecordStart {
-    /// Whether a byte of the record itself (not a blank or comment line before it) has been seen.
-    started: bool,
-    in_comment: bool,
-    /// The 1-based line the record starts on.
-    line: u64,
-    /// For a record that spans chunks: its first bytes (for a reject) and its count of quote bytes.
-    carried: Vec<u8>,
-    carried_quotes: u64,
+    /// Where a field with doubled quotes is unquoted.
+    scratch: String,
+    /// An error found inside a tokenizer callback, returned when the call ends.
+    failed: Option<FatalError>,
 }
 
 impl Parser for CsvParser {
@@ -89,54 +81,56 @@ impl Parser for CsvParser {
         {
             return Err(fatal(0, format!("option `columns` names `{}` twice", duplicate.1)));
         }
-        let reader = ReaderBuilder::new()
-            .delimiter(delimiter)
-            .quote(quote)
-            .escape(escape)
-            .double_quote(double_quote)
-            .comment(comment)
-            .build();
+        let tokenizer = if escape.is_none() && double_quote && comment.is_none() {
+            Tokenizer::Scan(Scanner::new(delimiter, quote))
+        } else {
+            Tokenizer::Core(CoreReader::new(delimiter, quote, escape, double_quote, comment))
+        };
         Ok(CsvParser {
-            reader,
-            quote,
-            can_check_quotes: escape.is_none() && double_quote,
-            comment,
-            trim,
-            null_values,
-            pad_short_rows,
+            tokenizer,
+            records: Records {
+                quote,
+                trim,
+                null_values,
+                pad_short_rows,
+                header_pending: header,
+                names,
+                column_index: Vec::new(),
+                scratch: String::new(),
+                failed: None,
+            },
             bom_prefix: Vec::new(),
             bom_done: false,
             lines_to_skip,
-            header_pending: header,
-            names,
-            column_index: Vec::new(),
-            fields: vec![0; 64 * 1024],
-            fields_len: 0,
-            ends: vec![0; 256],
-            ends_len: 0,
-            record: RecordStart::default(),
         })
     }
 
     fn feed(&mut self, chunk: &[u8], out: &mut Emitter) -> Result<(), FatalError> {
         let chunk = self.strip_bom(chunk);
         let chunk = self.skip_preamble(&chunk);
-        if !chunk.is_empty() {
-            self.read(chunk, out);
+        let records = &mut self.records;
+        let mut each = |record: RawRecord<'_>| records.on_record(record, out);
+        match &mut self.tokenizer {
+            Tokenizer::Scan(scanner) => scanner.feed(chunk, &mut each),
+            Tokenizer::Core(reader) => reader.feed(chunk, &mut each),
         }
-        Ok(())
+        self.records.failed.take().map_or(Ok(()), Err)
     }
 
     fn finish(&mut self, out: &mut Emitter) -> Result<(), FatalError> {
         if !self.bom_done {
             // A file shorter than a byte-order mark: whatever was held back is data.
-            let held = std::mem::take(&mut self.bom_prefix);
             self.bom_done = true;
-            let held = self.skip_preamble(&held).to_vec();
-            self.read(&held, out);
+            let held = std::mem::take(&mut self.bom_prefix);
+            self.feed(&held, out)?;
         }
-        self.read(&[], out);
-        Ok(())
+        let records = &mut self.records;
+        let mut each = |record: RawRecord<'_>| records.on_record(record, out);
+        match &mut self.tokenizer {
+            Tokenizer::Scan(scanner) => scanner.finish(&mut each),
+            Tokenizer::Core(reader) => reader.finish(&mut each),
+        }
+        self.records.failed.take().map_or(Ok(()), Err)
     }
 }
 
@@ -163,154 +157,93 @@ impl CsvParser {
         while self.lines_to_skip > 0 {
             let Some(end) = chunk.iter().position(|&b| b == b'\n') else { return &[] };
             chunk = &chunk[end + 1..];
-            self.reader.set_line(self.reader.line() + 1);
             self.lines_to_skip -= 1;
+            match &mut self.tokenizer {
+                Tokenizer::Scan(scanner) => scanner.skip_lines(1),
+                Tokenizer::Core(reader) => reader.skip_lines(1),
+            }
         }
         chunk
     }
+}
 
-    /// Runs csv-core over `input` (empty at end of file), handling each completed record.
-    fn read(&mut self, input: &[u8], out: &mut Emitter) {
-        let mut pos = 0;
-        loop {
-            let start = pos;
-            let line_before = self.reader.line();
-            let (result, consumed, written, ends_written) = self.reader.read_record(
-                &input[pos..],
-                &mut self.fields[self.fields_len..],
-                &mut self.ends[self.ends_len..],
-            );
-            pos += consumed;
-            self.fields_len += written;
-            self.ends_len += ends_written;
-            let piece = self.record_part(&input[start..pos], line_before);
-            match result {
-                ReadRecordResult::Record => {
-                    let carried;
-                    let raw = if self.record.carried.is_empty() {
-                        piece
-                    } else {
-                        self.carry(piece);
-                        carried = std::mem::take(&mut self.record.carried);
-                        &carried
-                    };
-                    self.on_record(input.is_empty(), raw, out);
-                    self.fields_len = 0;
-                    self.ends_len = 0;
-                    self.record = RecordStart::default();
-                }
-                ReadRecordResult::InputEmpty | ReadRecordResult::End => {
-                    self.carry(piece);
-                    return;
-                }
-                ReadRecordResult::OutputFull => {
-                    self.carry(piece);
-                    self.fields.resize(self.fields.len() * 2, 0);
-                }
-                ReadRecordResult::OutputEndsFull => {
-                    self.carry(piece);
-                    self.ends.resize(self.ends.len() * 2, 0);
-                }
+impl Records {
+    fn on_record(&mut self, record: RawRecord<'_>, out: &mut Emitter) {
+        let line = record.line;
+        let (bytes, ends, in_raw) = match record.fields {
+            Fields::Unterminated => {
+                let reason = format!(
+                    "unterminated quoted field: the record starting on line {line} runs to the end of the file"
+                );
+                out.reject(line, reason, record.raw);
+                return;
             }
-        }
-    }
-
-    /// The part of a consumed piece that belongs to the record itself, past any blank or comment lines
-    /// before it; notes the line the record starts on.
-    fn record_part<'a>(&mut self, piece: &'a [u8], line_before: u64) -> &'a [u8] {
-        let record = &mut self.record;
-        if record.started {
-            return piece;
-        }
-        let mut skipped = 0;
-        for (i, &b) in piece.iter().enumerate() {
-            match b {
-                b'\n' => {
-                    skipped += 1;
-                    record.in_comment = false;
-                }
-                _ if record.in_comment || b == b'\r' => {}
-                _ if Some(b) == self.comment => record.in_comment = true,
-                _ => {
-                    record.started = true;
-                    record.line = line_before + skipped;
-                    return &piece[i..];
-                }
-            }
-        }
-        &[]
-    }
-
-    /// Keeps what is needed of a record that continues past this piece. Only such a record can run into
-    /// the end of the file, so only its quotes are counted.
-    fn carry(&mut self, piece: &[u8]) {
-        let record = &mut self.record;
-        if self.can_check_quotes {
-            record.carried_quotes += piece.iter().filter(|&&b| b == self.quote).count() as u64;
-        }
-        let keep = RAW_KEEP.saturating_sub(record.carried.len()).min(piece.len());
-        record.carried.extend_from_slice(&piece[..keep]);
-    }
-
-    fn on_record(&mut self, at_end_of_file: bool, raw: &[u8], out: &mut Emitter) {
-        let line = self.record.line;
-        // Quotes balance in every well-formed record; an odd count in the record that ran into the end of
-        // the file means a quoted field was opened and never closed.
-        if at_end_of_file && self.can_check_quotes && self.record.carried_quotes % 2 == 1 {
-            let reason = format!("unterminated quoted field: the record starting on line {line} runs to the end of the file");
-            out.reject(line, reason, raw);
-            return;
-        }
+            Fields::InRaw(ends) => (record.raw, ends, true),
+            Fields::Unquoted { data, ends } => (data, ends, false),
+        };
+        // One UTF-8 check for the whole record; a field is then valid unless its bounds split a character.
+        let text = std::str::from_utf8(bytes).ok();
+        let bounds = |i: usize| {
+            let start = match (i, in_raw) {
+                (0, _) => 0,
+                (_, true) => ends[i - 1] + 1,
+                (_, false) => ends[i - 1],
+            };
+            start..ends[i]
+        };
+        // Field `i` of the record, as the tokenizer left it. `None`: not valid UTF-8.
+        let field = |i: usize| text.and_then(|text| text.get(bounds(i)));
         if self.header_pending {
             self.header_pending = false;
-            let header: Vec<String> = (0..self.ends_len).map(|i| self.header_name(i)).collect();
+            let Some(header) = (0..ends.len())
+                .map(|i| field(i).map(|f| unquote(&mut self.scratch, self.quote, f, in_raw).to_string()))
+                .collect::<Option<Vec<_>>>()
+            else {
+                self.failed = Some(fatal(line, "the header row is not valid UTF-8"));
+                return;
+            };
+            let header = header.into_iter().enumerate().map(|(i, name)| self.column_name(i, &name)).collect();
             self.set_columns(self.names.clone().unwrap_or_else(|| unique_names(header)), out);
             return;
         }
         if self.column_index.is_empty() {
             let names = self.names.clone();
-            self.set_columns(names.unwrap_or_else(|| (1..=self.ends_len).map(|i| format!("column_{i}")).collect()), out);
+            self.set_columns(
+                names.unwrap_or_else(|| (1..=ends.len()).map(|i| format!("column_{i}")).collect()),
+                out,
+            );
         }
         let expected = self.column_index.len();
-        let found = self.ends_len;
+        let found = ends.len();
         if found > expected || (found < expected && !self.pad_short_rows) {
-            out.reject(line, format!("expected {expected} fields, found {found}"), raw);
+            out.reject(line, format!("expected {expected} fields, found {found}"), record.raw);
             return;
         }
-        // One UTF-8 check for the whole record; a field is then valid unless its bounds split a character.
-        let text = std::str::from_utf8(&self.fields[..self.fields_len]).ok();
-        let mut start = 0;
         for i in 0..found {
-            let end = self.ends[i];
-            let Some(mut field) = text.and_then(|text| text.get(start..end)) else {
+            let Some(raw_field) = field(i) else {
                 out.batch().cancel_row();
-                let bad = (0..found).find(|&j| std::str::from_utf8(self.field(j)).is_err()).unwrap_or(i);
+                let bad = (0..found).find(|&j| std::str::from_utf8(&bytes[bounds(j)]).is_err()).unwrap_or(i);
                 let name = &self.names.as_ref().expect("columns are set before data rows")[bad];
-                out.reject(line, format!("invalid UTF-8 in column `{name}`"), raw);
+                out.reject(line, format!("invalid UTF-8 in column `{name}`"), record.raw);
                 return;
             };
-            start = end;
+            let column = self.column_index[i];
+            let mut value = unquote(&mut self.scratch, self.quote, raw_field, in_raw);
             if self.trim {
-                field = field.trim_matches([' ', '\t']);
+                value = value.trim_matches([' ', '\t']);
             }
-            let value = if self.null_values.iter().any(|null| null == field) {
+            let value = if self.null_values.iter().any(|null| null == value) {
                 Value::Null
             } else {
-                Value::Text(field)
+                Value::Text(value)
             };
-            out.batch().push(self.column_index[i], value);
+            out.batch().push(column, value);
         }
         out.end_row(line);
     }
 
-    fn field(&self, i: usize) -> &[u8] {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        &self.fields[start..self.ends[i]]
-    }
-
-    fn header_name(&self, i: usize) -> String {
-        let name = String::from_utf8_lossy(self.field(i));
-        let name = if self.trim { name.trim_matches([' ', '\t']) } else { &name };
+    fn column_name(&self, i: usize, name: &str) -> String {
+        let name = if self.trim { name.trim_matches([' ', '\t']) } else { name };
         if name.is_empty() { format!("column_{}", i + 1) } else { name.to_string() }
     }
 
@@ -318,6 +251,39 @@ impl CsvParser {
         self.column_index = names.iter().map(|name| out.batch().column(name)).collect();
         self.names = Some(names);
     }
+}
+
+/// A field's value: a quoted field loses its quotes, and a doubled quote inside becomes one (as csv-core
+/// reads it, text after the closing quote is kept as it is). Fields csv-core already unquoted (`in_raw`
+/// false) pass unchanged; only a field with a doubled quote is copied, into `scratch`.
+fn unquote<'a>(scratch: &'a mut String, quote: u8, field: &'a str, in_raw: bool) -> &'a str {
+    if !in_raw || field.as_bytes().first() != Some(&quote) {
+        return field;
+    }
+    // The quote is ASCII, so byte offsets next to it are character boundaries.
+    let inner = &field[1..];
+    match inner.bytes().position(|b| b == quote) {
+        None => return inner,
+        Some(close) if close + 1 == inner.len() => return &inner[..close],
+        Some(_) => {}
+    }
+    scratch.clear();
+    let quote = quote as char;
+    let mut chars = inner.chars().peekable();
+    let mut quoted = true;
+    while let Some(c) = chars.next() {
+        if quoted && c == quote {
+            if chars.peek() == Some(&quote) {
+                scratch.push(quote);
+                chars.next();
+            } else {
+                quoted = false;
+            }
+        } else {
+            scratch.push(c);
+        }
+    }
+    scratch
 }
 
 /// Makes repeated header names unique (`id`, `id_2`, ...), so no column silently overwrites another.

@@ -138,11 +138,9 @@ impl JsonParser {
             _ if self.at_pointer() => {
                 self.found_pointer = true;
                 match event {
-                    JsonEvent::StartArray => self.containers.push(Container {
-                        is_array: true,
-                        key: None,
-                        holds_records: true,
-                    }),
+                    JsonEvent::StartArray => {
+                        self.containers.push(Container { is_array: true, key: None, holds_records: true })
+                    }
                     // With no pointer, a top-level object (or other value) is one record.
                     _ if self.pointer.is_empty() => {
                         self.row = Some(Row::new(self.line));

@@ -9,8 +9,10 @@
 
 use serde::de::{DeserializeSeed, Deserializer, Error as _, MapAccess, Visitor};
 use serde_json::value::RawValue;
-use sluice_plugin_sdk::{BatchBuilder, Emitter, FatalError, LineSplitter, Options, Parser, Value, export_parser};
 use sluice_plugin_sdk::number_value;
+use sluice_plugin_sdk::{
+    BatchBuilder, Emitter, FatalError, LineSplitter, Options, Parser, Value, export_parser,
+};
 use std::borrow::Cow;
 use std::fmt;
 
@@ -44,9 +46,7 @@ fn read_line(line: u64, bytes: &[u8], out: &mut Emitter) {
         return;
     }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let result = RecordSeed(out.batch())
-        .deserialize(&mut deserializer)
-        .and_then(|()| deserializer.end());
+    let result = RecordSeed(out.batch()).deserialize(&mut deserializer).and_then(|()| deserializer.end());
     match result {
         Ok(()) => out.end_row(line),
         Err(error) => {

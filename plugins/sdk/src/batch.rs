@@ -207,10 +207,7 @@ impl Emitter {
 
     /// The completed batches and the rejects so far; a batch still filling is kept.
     pub(crate) fn take_completed(&mut self) -> Output {
-        Output {
-            batches: std::mem::take(&mut self.completed),
-            rejects: std::mem::take(&mut self.rejects),
-        }
+        Output { batches: std::mem::take(&mut self.completed), rejects: std::mem::take(&mut self.rejects) }
     }
 
     /// Everything, including the batch still filling: the input has ended.

@@ -69,7 +69,11 @@ use std::cell::RefCell;
 /// Makes a [`FatalError`]: the input cannot be read on as this format. `line` is 1-based, 0 for none.
 /// The records completed before it are added when it is handed to the host.
 pub fn fatal(line: u64, message: impl Into<String>) -> FatalError {
-    FatalError { line, message: message.into(), completed: Output { batches: Vec::new(), rejects: Vec::new() } }
+    FatalError {
+        line,
+        message: message.into(),
+        completed: Output { batches: Vec::new(), rejects: Vec::new() },
+    }
 }
 
 /// A streaming parser of one file. The host makes one per file and feeds it the file's bytes in chunks that

@@ -66,9 +66,7 @@ impl Options {
     pub fn list(&mut self, key: &str) -> Result<Option<Vec<String>>, FatalError> {
         let Some(text) = self.get(key) else { return Ok(None) };
         if text.trim_start().starts_with('[') {
-            serde_json::from_str(&text)
-                .map(Some)
-                .map_err(|_| invalid(key, &text, "an array of strings"))
+            serde_json::from_str(&text).map(Some).map_err(|_| invalid(key, &text, "an array of strings"))
         } else {
             Ok(Some(text.split(',').map(str::to_string).collect()))
         }

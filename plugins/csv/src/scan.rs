@@ -1,0 +1,291 @@
+//! Finds the records and fields of a CSV stream 64 bytes at a time.
+//!
+//! For each block of 64 bytes the scanner builds bit masks of the delimiter, `\n`, `\r` and quote bytes
+//! (with WebAssembly SIMD where the target has it). A running XOR over the quote mask marks the bytes
+//! inside quotes; the delimiters and line ends outside quotes are the field and record ends, found one
+//! bit at a time. Nothing is copied until a record is complete, and a typical field costs a few
+//! instructions rather than a state-machine step per byte as in csv-core.
+//!
+//! The masks assume that a quote opens a quoted field only at the start of a field, as RFC 4180 has it.
+//! A quote that opens one elsewhere (`5'10",tall`) is found exactly, and that one record is read by
+//! csv-core instead, which takes such a quote literally; scanning resumes after it.
+
+use csv_core::{ReadRecordResult, Reader, ReaderBuilder};
+
+/// One record, as the bytes of the file hold it.
+pub(crate) struct RawRecord<'a> {
+    /// The 1-based line the record starts on.
+    pub line: u64,
+    /// The record's bytes, without its line end.
+    pub raw: &'a [u8],
+    pub fields: Fields<'a>,
+}
+
+/// The fields of a record.
+pub(crate) enum Fields<'a> {
+    /// Each field's end offset in `raw` (a delimiter or the end follows it); quoted fields still have
+    /// their quotes.
+    InRaw(&'a [usize]),
+    /// Fields already unquoted by csv-core: `data` holds them one after another, `ends` their ends.
+    Unquoted { data: &'a [u8], ends: &'a [usize] },
+    /// A quoted field was opened and never closed before the end of the file.
+    Unterminated,
+}
+
+const BLOCK: usize = 64;
+
+pub(crate) struct Scanner {
+    delimiter: u8,
+    quote: u8,
+    /// Bytes not yet handed out: `buffer[0]` is the first byte of the current record.
+    buffer: Vec<u8>,
+    /// How much of `buffer` has been scanned, and the state there.
+    scanned: usize,
+    in_quotes: bool,
+    /// Whether the byte before `scanned` ended a field or was a quote, so that a quote at `scanned` may
+    /// open a quoted field (or be the second of a doubled quote).
+    open_allowed: bool,
+    newlines_before_scanned: u64,
+    /// Ends of the current record's fields found so far, relative to `buffer[0]`.
+    ends: Vec<usize>,
+    record_line: u64,
+    /// Reads the one record with a stray quote, when there is one.
+    fallback: Reader,
+    fallback_fields: Vec<u8>,
+    fallback_ends: Vec<usize>,
+}
+
+impl Scanner {
+    pub(crate) fn new(delimiter: u8, quote: u8) -> Self {
+        let first_line = 1;
+        Scanner {
+            delimiter,
+            quote,
+            buffer: Vec::new(),
+            scanned: 0,
+            in_quotes: false,
+            open_allowed: true,
+            newlines_before_scanned: first_line - 1,
+            ends: Vec::new(),
+            record_line: first_line,
+            fallback: ReaderBuilder::new().delimiter(delimiter).quote(quote).build(),
+            fallback_fields: vec![0; 1024],
+            fallback_ends: vec![0; 64],
+        }
+    }
+
+    /// Counts `lines` skipped before the first byte the scanner sees.
+    pub(crate) fn skip_lines(&mut self, lines: u64) {
+        self.record_line += lines;
+        self.newlines_before_scanned += lines;
+    }
+
+    /// Takes the next chunk, handing each record it completes to `each`.
+    pub(crate) fn feed(&mut self, chunk: &[u8], each: &mut impl FnMut(RawRecord<'_>)) {
+        self.buffer.extend_from_slice(chunk);
+        self.scan(false, each);
+    }
+
+    /// The input has ended: hands out the last record, if it had no line end.
+    pub(crate) fn finish(&mut self, each: &mut impl FnMut(RawRecord<'_>)) {
+        self.scan(true, each);
+        if self.buffer.is_empty() {
+            return;
+        }
+        let fields = if self.in_quotes {
+            Fields::Unterminated
+        } else {
+            self.ends.push(self.buffer.len());
+            Fields::InRaw(&self.ends)
+        };
+        each(RawRecord { line: self.record_line, raw: &self.buffer, fields });
+        self.buffer.clear();
+    }
+
+    fn scan(&mut self, at_end: bool, each: &mut impl FnMut(RawRecord<'_>)) {
+        let mut record_start = 0;
+        let mut pos = self.scanned;
+        'blocks: while pos < self.buffer.len() && (at_end || pos + BLOCK <= self.buffer.len()) {
+            let valid = (self.buffer.len() - pos).min(BLOCK);
+            let masks = Masks::of(&self.buffer[pos..pos + valid], self.delimiter, self.quote);
+            let inside = prefix_xor(masks.quotes) ^ if self.in_quotes { !0 } else { 0 };
+            let ends = (masks.delimiters | masks.newlines | masks.returns) & !inside;
+            // A quote that opens a quoted region must start a field, or follow a quote (a doubled quote).
+            let openers = masks.quotes & inside & !(inside << 1 | self.in_quotes as u64);
+            let open_allowed = (ends | masks.quotes) << 1 | self.open_allowed as u64;
+            if openers & !open_allowed != 0 {
+                match self.read_with_fallback(record_start, at_end, each) {
+                    Some(next) => {
+                        record_start = next;
+                        pos = next;
+                        self.in_quotes = false;
+                        self.open_allowed = true;
+                        continue 'blocks;
+                    }
+                    None => {
+                        // The record goes on past the data so far: it is read again when more comes.
+                        pos = record_start;
+                        self.newlines_before_scanned = self.record_line - 1;
+                        self.ends.clear();
+                        break 'blocks;
+                    }
+                }
+            }
+            let mut remaining = ends;
+            while remaining != 0 {
+                let bit = remaining.trailing_zeros() as usize;
+                remaining &= remaining - 1;
+                let at = pos + bit;
+                self.ends.push(at - record_start);
+                if self.buffer[at] == self.delimiter {
+                    continue;
+                }
+                let newlines_before =
+                    self.newlines_before_scanned + (masks.newlines & ((1u64 << bit) - 1)).count_ones() as u64;
+                // An empty line (and the `\n` of a `\r\n`) holds no record.
+                if at > record_start || self.ends.len() > 1 {
+                    each(RawRecord {
+                        line: self.record_line,
+                        raw: &self.buffer[record_start..at],
+                        fields: Fields::InRaw(&self.ends),
+                    });
+                }
+                self.ends.clear();
+                record_start = at + 1;
+                self.record_line = newlines_before + 1 + (self.buffer[at] == b'\n') as u64;
+            }
+            self.newlines_before_scanned += masks.newlines.count_ones() as u64;
+            self.in_quotes = inside >> (valid - 1) & 1 == 1;
+            self.open_allowed = (ends | masks.quotes) >> (valid - 1) & 1 == 1;
+            pos += valid;
+        }
+        // Field ends are kept relative to the record's start, so they hold across this move.
+        self.buffer.drain(..record_start);
+        self.scanned = pos - record_start;
+    }
+
+    /// Reads the record at `start` with csv-core; returns where the next record starts, or `None` when the
+    /// record is not complete in the data so far.
+    fn read_with_fallback(
+        &mut self,
+        start: usize,
+        at_end: bool,
+        each: &mut impl FnMut(RawRecord<'_>),
+    ) -> Option<usize> {
+        self.fallback.reset();
+        let (mut pos, mut written, mut ends) = (start, 0, 0);
+        loop {
+            let input = if pos < self.buffer.len() { &self.buffer[pos..] } else { &[][..] };
+            if input.is_empty() && !at_end {
+                return None;
+            }
+            let (result, consumed, out, ends_out) = self.fallback.read_record(
+                input,
+                &mut self.fallback_fields[written..],
+                &mut self.fallback_ends[ends..],
+            );
+            pos += consumed;
+            written += out;
+            ends += ends_out;
+            match result {
+                ReadRecordResult::OutputFull => {
+                    self.fallback_fields.resize(self.fallback_fields.len() * 2, 0)
+                }
+                ReadRecordResult::OutputEndsFull => {
+                    self.fallback_ends.resize(self.fallback_ends.len() * 2, 0)
+                }
+                ReadRecordResult::InputEmpty => {}
+                ReadRecordResult::Record | ReadRecordResult::End => break,
+            }
+        }
+        // csv-core skips blank lines (such as the `\n` left of a `\r\n`) before the record; they count.
+        let consumed = &self.buffer[start..pos];
+        let is_line_end = |b: &u8| *b == b'\n' || *b == b'\r';
+        let record_start = consumed.iter().position(|b| !is_line_end(b)).unwrap_or(consumed.len());
+        let record_end = consumed.iter().rposition(|b| !is_line_end(b)).map_or(record_start, |i| i + 1);
+        let count_newlines = |bytes: &[u8]| bytes.iter().filter(|&&b| b == b'\n').count() as u64;
+        let line = self.record_line + count_newlines(&consumed[..record_start]);
+        if ends > 0 {
+            each(RawRecord {
+                line,
+                raw: &consumed[record_start..record_end],
+                fields: Fields::Unquoted {
+                    data: &self.fallback_fields[..written],
+                    ends: &self.fallback_ends[..ends],
+                },
+            });
+        }
+        self.ends.clear();
+        self.record_line = line + count_newlines(&consumed[record_start..]);
+        self.newlines_before_scanned = self.record_line - 1;
+        Some(pos)
+    }
+}
+
+/// Bit `i` of each mask is set where byte `i` of the block is that character.
+struct Masks {
+    delimiters: u64,
+    newlines: u64,
+    returns: u64,
+    quotes: u64,
+}
+
+impl Masks {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    fn of(block: &[u8], delimiter: u8, quote: u8) -> Masks {
+        use core::arch::wasm32::{u8x16_bitmask, u8x16_eq, u8x16_splat, v128, v128_load};
+        if block.len() < BLOCK {
+            let mut padded = [0u8; BLOCK];
+            padded[..block.len()].copy_from_slice(block);
+            let masks = Self::of(&padded, delimiter, quote);
+            let valid = (1u64 << block.len()) - 1;
+            return Masks {
+                delimiters: masks.delimiters & valid,
+                newlines: masks.newlines & valid,
+                returns: masks.returns & valid,
+                quotes: masks.quotes & valid,
+            };
+        }
+        let lanes: [v128; 4] = core::array::from_fn(|i| {
+            // SAFETY: `block` holds 64 bytes, so each 16-byte load at 16 * i is in bounds; `v128_load`
+            // needs no alignment.
+            unsafe { v128_load(block.as_ptr().add(16 * i) as *const v128) }
+        });
+        let mask_of = |byte: u8| {
+            let wanted = u8x16_splat(byte);
+            lanes.iter().enumerate().fold(0u64, |mask, (i, lane)| {
+                mask | (u8x16_bitmask(u8x16_eq(*lane, wanted)) as u64) << (16 * i)
+            })
+        };
+        Masks {
+            delimiters: mask_of(delimiter),
+            newlines: mask_of(b'\n'),
+            returns: mask_of(b'\r'),
+            quotes: mask_of(quote),
+        }
+    }
+
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    fn of(block: &[u8], delimiter: u8, quote: u8) -> Masks {
+        let mut masks = Masks { delimiters: 0, newlines: 0, returns: 0, quotes: 0 };
+        for (i, &b) in block.iter().enumerate() {
+            let bit = 1u64 << i;
+            match b {
+                _ if b == delimiter => masks.delimiters |= bit,
+                b'\n' => masks.newlines |= bit,
+                b'\r' => masks.returns |= bit,
+                _ if b == quote => masks.quotes |= bit,
+                _ => {}
+            }
+        }
+        masks
+    }
+}
+
+/// Bit `i` of the result is the XOR of bits `0..=i`: set from an opening quote up to its closing quote.
+fn prefix_xor(mut bits: u64) -> u64 {
+    for shift in [1, 2, 4, 8, 16, 32] {
+        bits ^= bits << shift;
+    }
+    bits
+}
