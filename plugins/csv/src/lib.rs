@@ -181,16 +181,12 @@ impl Records {
             Fields::InRaw(ends) => (record.raw, ends, true),
             Fields::Unquoted { data, ends } => (data, ends, false),
         };
-        // One UTF-8 check for the whole record; a field is then valid unless its bounds split a character.
+        // One UTF-8 check for the whole record; a field is then valid unless its bounds split a character
+        // (which only csv-core's unquoted output can do, and only for invalid input).
         let text = std::str::from_utf8(bytes).ok();
-        let bounds = |i: usize| {
-            let start = match (i, in_raw) {
-                (0, _) => 0,
-                (_, true) => ends[i - 1] + 1,
-                (_, false) => ends[i - 1],
-            };
-            start..ends[i]
-        };
+        // Fields in the raw record are separated by a delimiter byte; unquoted ones lie end to end.
+        let separator = usize::from(in_raw);
+        let bounds = |i: usize| if i == 0 { 0 } else { ends[i - 1] + separator }..ends[i];
         // Field `i` of the record, as the tokenizer left it. `None`: not valid UTF-8.
         let field = |i: usize| text.and_then(|text| text.get(bounds(i)));
         if self.header_pending {
@@ -219,27 +215,32 @@ impl Records {
             out.reject(line, format!("expected {expected} fields, found {found}"), record.raw);
             return;
         }
-        for i in 0..found {
-            let Some(raw_field) = field(i) else {
+        let Some(text) = text else {
+            let bad = (0..found).find(|&j| std::str::from_utf8(&bytes[bounds(j)]).is_err()).unwrap_or(0);
+            self.reject_invalid_utf8(line, bad, record.raw, out);
+            return;
+        };
+        let mut start = 0;
+        for (i, &end) in ends.iter().enumerate() {
+            let Some(raw_field) = text.get(start..end) else {
                 out.batch().cancel_row();
-                let bad = (0..found).find(|&j| std::str::from_utf8(&bytes[bounds(j)]).is_err()).unwrap_or(i);
-                let name = &self.names.as_ref().expect("columns are set before data rows")[bad];
-                out.reject(line, format!("invalid UTF-8 in column `{name}`"), record.raw);
+                self.reject_invalid_utf8(line, i, record.raw, out);
                 return;
             };
-            let column = self.column_index[i];
+            start = end + separator;
             let mut value = unquote(&mut self.scratch, self.quote, raw_field, in_raw);
             if self.trim {
                 value = value.trim_matches([' ', '\t']);
             }
-            let value = if self.null_values.iter().any(|null| null == value) {
-                Value::Null
-            } else {
-                Value::Text(value)
-            };
-            out.batch().push(column, value);
+            let value = if self.null_values.iter().any(|null| null == value) { Value::Null } else { Value::Text(value) };
+            out.batch().push(self.column_index[i], value);
         }
         out.end_row(line);
+    }
+
+    fn reject_invalid_utf8(&self, line: u64, field: usize, raw: &[u8], out: &mut Emitter) {
+        let name = &self.names.as_ref().expect("columns are set before data rows")[field];
+        out.reject(line, format!("invalid UTF-8 in column `{name}`"), raw);
     }
 
     fn column_name(&self, i: usize, name: &str) -> String {
@@ -267,22 +268,21 @@ fn unquote<'a>(scratch: &'a mut String, quote: u8, field: &'a str, in_raw: bool)
         Some(close) if close + 1 == inner.len() => return &inner[..close],
         Some(_) => {}
     }
+    // Copy the runs between quotes: a doubled quote is one quote, the closing quote ends the quoted part
+    // and whatever follows it is kept as it is.
     scratch.clear();
-    let quote = quote as char;
-    let mut chars = inner.chars().peekable();
-    let mut quoted = true;
-    while let Some(c) = chars.next() {
-        if quoted && c == quote {
-            if chars.peek() == Some(&quote) {
-                scratch.push(quote);
-                chars.next();
-            } else {
-                quoted = false;
-            }
+    let mut rest = inner;
+    while let Some(at) = rest.bytes().position(|b| b == quote) {
+        scratch.push_str(&rest[..at]);
+        if rest.as_bytes().get(at + 1) == Some(&quote) {
+            scratch.push(quote as char);
+            rest = &rest[at + 2..];
         } else {
-            scratch.push(c);
+            rest = &rest[at + 1..];
+            break;
         }
     }
+    scratch.push_str(rest);
     scratch
 }
 
