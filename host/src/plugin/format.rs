@@ -22,12 +22,13 @@ use bindings::{Format, FormatPre};
 /// A loaded format plugin. Opening a file with it costs one instantiation, not a compilation.
 #[derive(Clone)]
 pub struct FormatPlugin {
-    name: String,
-    pre: FormatPre<Sandbox>,
-    limits: Limits,
-    default_options: &'static [(&'static str, &'static str)],
-    compiled_from: CompileSource,
-    compile_time: Duration,
+    pub(super) name: String,
+    pub(super) pre: FormatPre<Sandbox>,
+    pub(super) limits: Limits,
+    /// Options the plugin starts from (a bundled `tsv` is `csv` with a tab delimiter).
+    pub(super) default_options: &'static [(&'static str, &'static str)],
+    pub(super) compiled_from: CompileSource,
+    pub(super) compile_time: Duration,
 }
 
 /// A row the plugin refused.
@@ -48,17 +49,6 @@ pub struct Parsed {
 }
 
 impl FormatPlugin {
-    pub(crate) fn new(
-        name: String,
-        pre: FormatPre<Sandbox>,
-        limits: Limits,
-        default_options: &'static [(&'static str, &'static str)],
-        compiled_from: CompileSource,
-        compile_time: Duration,
-    ) -> Self {
-        FormatPlugin { name, pre, limits, default_options, compiled_from, compile_time }
-    }
-
     /// The plugin's name in the configuration.
     pub fn name(&self) -> &str {
         &self.name

@@ -151,14 +151,14 @@ impl PluginHost {
                 "it is not a Sluice format plugin (it must export `sluice:plugin/parser@0.1.0`): {e:#}"
             ))
         })?;
-        Ok(FormatPlugin::new(
-            spec.name.clone(),
+        Ok(FormatPlugin {
+            name: spec.name.clone(),
             pre,
-            spec.limits,
+            limits: spec.limits,
             default_options,
             compiled_from,
             compile_time,
-        ))
+        })
     }
 
     fn check_imports(&self, component: &Component) -> Result<(), String> {

@@ -92,6 +92,9 @@ fn take_keeping_capacity<T>(buffer: &mut Vec<T>) -> Vec<T> {
 pub struct BatchBuilder {
     columns: Vec<ColumnBuilder>,
     by_name: HashMap<String, usize>,
+    /// The column after the one last looked up: records of one file mostly list their keys in the same
+    /// order, so this is usually the next one asked for, found without hashing.
+    next_guess: usize,
     rows: u32,
     lines: Vec<u64>,
     bytes: usize,
@@ -100,7 +103,13 @@ pub struct BatchBuilder {
 impl BatchBuilder {
     /// The index of the column `name`, added if the batch does not have it yet.
     pub fn column(&mut self, name: &str) -> usize {
+        let guess = self.next_guess;
+        if self.columns.get(guess).is_some_and(|column| column.name == name) {
+            self.next_guess += 1;
+            return guess;
+        }
         if let Some(&index) = self.by_name.get(name) {
+            self.next_guess = index + 1;
             return index;
         }
         let mut column = ColumnBuilder { name: name.to_string(), ..Default::default() };
@@ -109,6 +118,7 @@ impl BatchBuilder {
         }
         self.columns.push(column);
         self.by_name.insert(name.to_string(), self.columns.len() - 1);
+        self.next_guess = self.columns.len();
         self.columns.len() - 1
     }
 
@@ -151,6 +161,7 @@ impl BatchBuilder {
         }
         self.rows += 1;
         self.lines.push(line);
+        self.next_guess = 0;
     }
 
     fn is_full(&self) -> bool {

@@ -18,7 +18,7 @@ impl LineSplitter {
         mut each: impl FnMut(u64, &[u8]) -> Result<(), FatalError>,
     ) -> Result<(), FatalError> {
         let mut rest = chunk;
-        while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+        while let Some(end) = memchr::memchr(b'\n', rest) {
             self.line += 1;
             if self.partial.is_empty() {
                 each(self.line, strip_cr(&rest[..end]))?;
