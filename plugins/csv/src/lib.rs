@@ -263,7 +263,7 @@ fn unquote<'a>(scratch: &'a mut String, quote: u8, field: &'a str, in_raw: bool)
     }
     // The quote is ASCII, so byte offsets next to it are character boundaries.
     let inner = &field[1..];
-    match inner.bytes().position(|b| b == quote) {
+    match memchr::memchr(quote, inner.as_bytes()) {
         None => return inner,
         Some(close) if close + 1 == inner.len() => return &inner[..close],
         Some(_) => {}
@@ -272,7 +272,7 @@ fn unquote<'a>(scratch: &'a mut String, quote: u8, field: &'a str, in_raw: bool)
     // and whatever follows it is kept as it is.
     scratch.clear();
     let mut rest = inner;
-    while let Some(at) = rest.bytes().position(|b| b == quote) {
+    while let Some(at) = memchr::memchr(quote, rest.as_bytes()) {
         scratch.push_str(&rest[..at]);
         if rest.as_bytes().get(at + 1) == Some(&quote) {
             scratch.push(quote as char);
