@@ -31,14 +31,14 @@ impl Sandbox {
         }
     }
 
-    /// The last lines the plugin wrote to stderr, if any.
+    /// The last lines the plugin wrote to stderr (a panic message, say), if any.
     pub(crate) fn stderr_tail(&self) -> Option<String> {
+        const LINES: usize = 5;
         let bytes = self.stderr.contents();
         let text = String::from_utf8_lossy(&bytes);
-        let text = text.trim();
-        (!text.is_empty()).then(|| {
-            text.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
-        })
+        let lines: Vec<&str> = text.trim().lines().collect();
+        let tail = lines[lines.len().saturating_sub(LINES)..].join("\n");
+        (!tail.is_empty()).then_some(tail)
     }
 }
 

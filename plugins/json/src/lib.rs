@@ -112,10 +112,6 @@ impl JsonParser {
         }
     }
 
-    fn current_str(&self) -> Result<&str, FatalError> {
-        self.actson.current_str().map_err(|_| fatal(self.line, "invalid UTF-8 in a JSON string"))
-    }
-
     fn on_event(&mut self, event: JsonEvent, out: &mut Emitter) -> Result<(), FatalError> {
         self.seen_value = true;
         if self.row.is_some() {
@@ -123,7 +119,7 @@ impl JsonParser {
         }
         match event {
             JsonEvent::FieldName => {
-                let key = self.current_str()?.to_string();
+                let key = current_str(&self.actson, self.line)?.to_string();
                 if let Some(container) = self.containers.last_mut() {
                     container.key = Some(key);
                 }
@@ -179,16 +175,21 @@ impl JsonParser {
     fn on_row_event(&mut self, event: JsonEvent, out: &mut Emitter) -> Result<(), FatalError> {
         let text = match event {
             JsonEvent::FieldName | JsonEvent::ValueString | JsonEvent::ValueInt | JsonEvent::ValueFloat => {
-                Some(self.current_str()?.to_string())
+                Some(current_str(&self.actson, self.line)?)
             }
             _ => None,
         };
         let row = self.row.as_mut().expect("called inside a row");
-        if row.on_event(event, text.as_deref(), out) {
+        if row.on_event(event, text, out) {
             self.row = None;
         }
         Ok(())
     }
+}
+
+/// The text of the string, key or number the parser has just read.
+fn current_str(actson: &Actson<PushJsonFeeder>, line: u64) -> Result<&str, FatalError> {
+    actson.current_str().map_err(|_| fatal(line, "invalid UTF-8 in a JSON string"))
 }
 
 /// One record being read. At depth 1 (the record object's own keys) values go straight into the batch;
