@@ -79,3 +79,23 @@ fn json_test_suite_accepts_valid_refuses_invalid_and_never_crashes() {
     assert!(wrong.is_empty(), "{} files wrong:\n{}", wrong.len(), wrong.join("\n"));
     assert_eq!(counts, [95, 188, 35], "every file of the suite was checked");
 }
+
+/// The same JSONTestSuite files through the other plugins: whatever they make of them (rows, rejects, or
+/// an error that the file is not their format), nothing crashes a plugin.
+#[test]
+fn json_test_suite_crashes_no_other_plugin() {
+    let dir = root().join("tests/conformance/json-test-suite/test_parsing");
+    for format in ["jsonl", "csv", "tsv"] {
+        let plugin = bundled(format);
+        for entry in fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let outcome = parse(&plugin, &[], &fs::read(&path).unwrap());
+            assert!(
+                matches!(outcome.error, None | Some(sluice::plugin::PluginError::Format { .. })),
+                "{format} on {}: {:?}",
+                path.display(),
+                outcome.error
+            );
+        }
+    }
+}
