@@ -99,6 +99,12 @@ fn a_50_mb_single_line_parses() {
     assert!(csv.error.is_none(), "{:?}", csv.error);
     assert_eq!(csv.rows[0]["b"].as_str().map(str::len), Some(50 << 20));
 
+    // A stray quote makes the scanner hand the record to csv-core, which reads it once, chunk by chunk.
+    let stray = parse(&bundled("csv"), &[], format!("a,b\n1,5'10\" {big}\n2,ok\n").as_bytes());
+    assert!(stray.error.is_none() && stray.rejects.is_empty(), "{:?}", stray.error);
+    assert_eq!(stray.rows[0]["b"].as_str().map(str::len), Some((50 << 20) + 6));
+    assert_eq!((stray.rows[1]["b"].as_str(), stray.lines[1]), (Some("ok"), 3));
+
     let jsonl = parse(&bundled("jsonl"), &[], format!("{{\"b\":\"{big}\"}}\n").as_bytes());
     assert!(jsonl.error.is_none(), "{:?}", jsonl.error);
     assert_eq!(jsonl.rows[0]["b"].as_str().map(str::len), Some(50 << 20));

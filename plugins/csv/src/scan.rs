@@ -51,6 +51,9 @@ pub(crate) struct Scanner {
     record_line: u64,
     /// Reads the one record with a stray quote, when there is one.
     fallback: Reader,
+    /// How far csv-core got through such a record that the data so far did not complete: bytes of the
+    /// record consumed, bytes and ends written. It goes on from there, so a long record is read once.
+    fallback_progress: Option<(usize, usize, usize)>,
     fallback_fields: Vec<u8>,
     fallback_ends: Vec<usize>,
 }
@@ -69,6 +72,7 @@ impl Scanner {
             ends: Vec::new(),
             record_line: first_line,
             fallback: ReaderBuilder::new().delimiter(delimiter).quote(quote).build(),
+            fallback_progress: None,
             fallback_fields: vec![0; 1024],
             fallback_ends: vec![0; 64],
         }
@@ -105,6 +109,13 @@ impl Scanner {
     fn scan(&mut self, at_end: bool, each: &mut impl FnMut(RawRecord<'_>)) {
         let mut record_start = 0;
         let mut pos = self.scanned;
+        if self.fallback_progress.is_some() {
+            // csv-core is part-way through the record at the start of the buffer.
+            let Some(next) = self.read_with_fallback(0, at_end, each) else { return };
+            (record_start, pos) = (next, next);
+            self.in_quotes = false;
+            self.open_allowed = true;
+        }
         'blocks: while pos < self.buffer.len() && (at_end || pos + BLOCK <= self.buffer.len()) {
             let valid = (self.buffer.len() - pos).min(BLOCK);
             let masks = Masks::of(&self.buffer[pos..pos + valid], self.delimiter, self.quote);
@@ -172,11 +183,17 @@ impl Scanner {
         at_end: bool,
         each: &mut impl FnMut(RawRecord<'_>),
     ) -> Option<usize> {
-        self.fallback.reset();
-        let (mut pos, mut written, mut ends) = (start, 0, 0);
+        let (mut pos, mut written, mut ends) = match self.fallback_progress.take() {
+            Some((consumed, written, ends)) => (start + consumed, written, ends),
+            None => {
+                self.fallback.reset();
+                (start, 0, 0)
+            }
+        };
         loop {
             let input = if pos < self.buffer.len() { &self.buffer[pos..] } else { &[][..] };
             if input.is_empty() && !at_end {
+                self.fallback_progress = Some((pos - start, written, ends));
                 return None;
             }
             let (result, consumed, out, ends_out) = self.fallback.read_record(
