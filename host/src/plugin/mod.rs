@@ -26,8 +26,9 @@ use std::time::{Duration, Instant};
 use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 
-/// Imports a plugin may not have: a parser has no business with the network.
-const FORBIDDEN_IMPORTS: &[&str] = &["wasi:sockets/", "wasi:http/"];
+/// Imports a plugin may not have: a parser reads the bytes it is fed and has no business with files or
+/// the network. (The context behind the imports it may have grants nothing either; see `Sandbox`.)
+const FORBIDDEN_IMPORTS: &[&str] = &["wasi:filesystem/", "wasi:sockets/", "wasi:http/"];
 
 /// Default memory cap of one plugin instance.
 pub const DEFAULT_MEMORY_LIMIT: usize = 256 << 20;
@@ -165,7 +166,7 @@ impl PluginHost {
         let ty = component.component_type();
         for (name, _) in ty.imports(&self.engine) {
             if FORBIDDEN_IMPORTS.iter().any(|forbidden| name.starts_with(forbidden)) {
-                return Err(format!("it imports `{name}`, and plugins get no network access"));
+                return Err(format!("it imports `{name}`, and plugins get no file or network access"));
             }
         }
         Ok(())
