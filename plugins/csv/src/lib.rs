@@ -39,6 +39,30 @@ enum Tokenizer {
     Core(CoreReader),
 }
 
+impl Tokenizer {
+    fn feed(&mut self, chunk: &[u8], each: &mut impl FnMut(RawRecord<'_>)) {
+        match self {
+            Tokenizer::Scan(scanner) => scanner.feed(chunk, each),
+            Tokenizer::Core(reader) => reader.feed(chunk, each),
+        }
+    }
+
+    fn finish(&mut self, each: &mut impl FnMut(RawRecord<'_>)) {
+        match self {
+            Tokenizer::Scan(scanner) => scanner.finish(each),
+            Tokenizer::Core(reader) => reader.finish(each),
+        }
+    }
+
+    /// Counts `lines` of preamble skipped before the first byte the tokenizer sees.
+    fn skip_lines(&mut self, lines: u64) {
+        match self {
+            Tokenizer::Scan(scanner) => scanner.skip_lines(lines),
+            Tokenizer::Core(reader) => reader.skip_lines(lines),
+        }
+    }
+}
+
 /// Turns records into rows: the header, ragged rows, UTF-8, trimming and null values.
 struct Records {
     quote: u8,
@@ -109,11 +133,7 @@ impl Parser for CsvParser {
         let chunk = self.strip_bom(chunk);
         let chunk = self.skip_preamble(&chunk);
         let records = &mut self.records;
-        let mut each = |record: RawRecord<'_>| records.on_record(record, out);
-        match &mut self.tokenizer {
-            Tokenizer::Scan(scanner) => scanner.feed(chunk, &mut each),
-            Tokenizer::Core(reader) => reader.feed(chunk, &mut each),
-        }
+        self.tokenizer.feed(chunk, &mut |record| records.on_record(record, out));
         self.records.failed.take().map_or(Ok(()), Err)
     }
 
@@ -125,11 +145,7 @@ impl Parser for CsvParser {
             self.feed(&held, out)?;
         }
         let records = &mut self.records;
-        let mut each = |record: RawRecord<'_>| records.on_record(record, out);
-        match &mut self.tokenizer {
-            Tokenizer::Scan(scanner) => scanner.finish(&mut each),
-            Tokenizer::Core(reader) => reader.finish(&mut each),
-        }
+        self.tokenizer.finish(&mut |record| records.on_record(record, out));
         self.records.failed.take().map_or(Ok(()), Err)
     }
 }
@@ -158,10 +174,7 @@ impl CsvParser {
             let Some(end) = chunk.iter().position(|&b| b == b'\n') else { return &[] };
             chunk = &chunk[end + 1..];
             self.lines_to_skip -= 1;
-            match &mut self.tokenizer {
-                Tokenizer::Scan(scanner) => scanner.skip_lines(1),
-                Tokenizer::Core(reader) => reader.skip_lines(1),
-            }
+            self.tokenizer.skip_lines(1);
         }
         chunk
     }
@@ -220,14 +233,12 @@ impl Records {
             self.reject_invalid_utf8(line, bad, record.raw, out);
             return;
         };
-        let mut start = 0;
-        for (i, &end) in ends.iter().enumerate() {
-            let Some(raw_field) = text.get(start..end) else {
+        for i in 0..found {
+            let Some(raw_field) = text.get(bounds(i)) else {
                 out.batch().cancel_row();
                 self.reject_invalid_utf8(line, i, record.raw, out);
                 return;
             };
-            start = end + separator;
             let mut value = unquote(&mut self.scratch, self.quote, raw_field, in_raw);
             if self.trim {
                 value = value.trim_matches([' ', '\t']);
