@@ -90,7 +90,8 @@ impl FormatPlugin {
             .file_parser()
             .call_create(&mut parse.store, &options)
             .map_err(|e| parse.failure(e))?;
-        parse.parser = Some(created.map_err(|e| parse.format_error(e))?);
+        // `create` has completed nothing, so only the error itself matters.
+        parse.parser = Some(created.map_err(|fatal| parse.format_error(fatal.line, fatal.message))?);
         parse.instance = Some(instance);
         Ok(parse)
     }
@@ -151,13 +152,9 @@ impl FileParse {
     ) -> Result<Parsed, PluginError> {
         let output = match result {
             Ok(Ok(output)) => output,
-            Ok(Err(mut fatal)) => {
-                let completed = std::mem::replace(
-                    &mut fatal.completed,
-                    Output { batches: Vec::new(), rejects: Vec::new() },
-                );
+            Ok(Err(FatalError { line, message, completed })) => {
                 self.completed_before_failure = self.convert(completed)?;
-                return Err(self.format_error(fatal));
+                return Err(self.format_error(line, message));
             }
             Err(error) => {
                 // A trapped instance may be in any state: it is never called again.
@@ -186,13 +183,8 @@ impl FileParse {
         Ok(Parsed { batches, rejects })
     }
 
-    fn format_error(&self, fatal: FatalError) -> PluginError {
-        PluginError::Format {
-            plugin: self.plugin.clone(),
-            object: self.object.clone(),
-            line: fatal.line,
-            message: fatal.message,
-        }
+    fn format_error(&self, line: u64, message: String) -> PluginError {
+        PluginError::Format { plugin: self.plugin.clone(), object: self.object.clone(), line, message }
     }
 
     /// Turns a trap into an error that says which limit was hit, or what the plugin printed.
