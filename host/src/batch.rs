@@ -59,7 +59,7 @@ impl Column {
         &self.data[start..self.ends[row] as usize]
     }
 
-    fn value(&self, row: usize) -> Result<Value<'_>, InvalidText> {
+    pub fn value(&self, row: usize) -> Result<Value<'_>, InvalidText> {
         let bytes = self.bytes(row);
         let text = || std::str::from_utf8(bytes).map_err(|_| InvalidText { column: self.name.clone(), row });
         Ok(match self.types[row] {

@@ -2,11 +2,19 @@
 //! components.
 //!
 //! - [`config`]: `connector.toml`, read and checked.
+//! - [`source`]: where objects come from (S3, a local folder), listed and streamed.
 //! - [`plugin`]: the wasmtime host that loads format plugins and runs them under memory and time limits.
 //! - [`batch`]: record batches as plugins hand them over (column-major buffers).
 //! - [`parse`]: streaming one file through a format plugin.
+//! - [`sink`]: where records go (tables in SQLite).
+//! - [`state`]: runs, the object ledger and cursors.
+//! - [`sync`]: a dataflow's run: planning, then each object from source to sink, exactly once.
 
 pub mod batch;
 pub mod config;
 pub mod parse;
 pub mod plugin;
+pub mod sink;
+pub mod source;
+pub mod state;
+pub mod sync;

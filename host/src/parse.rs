@@ -40,7 +40,7 @@ pub fn parse_stream(
     object: &str,
     options: &[(String, String)],
     mut input: impl Read,
-    mut consume: impl FnMut(&Parsed) -> io::Result<()>,
+    mut consume: impl FnMut(Parsed) -> io::Result<()>,
 ) -> Result<ParseSummary, ParseError> {
     let started = Instant::now();
     let mut summary = ParseSummary::default();
@@ -49,7 +49,7 @@ pub fn parse_stream(
     let mut hand_on = |parsed: Parsed, summary: &mut ParseSummary| {
         summary.rows += parsed.batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
         summary.rejected += parsed.rejects.len() as u64;
-        consume(&parsed).map_err(|source| ParseError::Consume { object: object.to_string(), source })
+        consume(parsed).map_err(|source| ParseError::Consume { object: object.to_string(), source })
     };
     loop {
         let filled = fill(&mut input, &mut chunk).map_err(|source| ParseError::Read {

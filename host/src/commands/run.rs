@@ -1,0 +1,37 @@
+//! `sluice run`: runs dataflows now and ends with a summary.
+
+use super::progress::RunProgress;
+use super::{Failure, load_dataflows, plugin_host, runtime};
+use indicatif::HumanBytes;
+use sluice::state::RunStatus;
+use sluice::sync::Runner;
+use std::path::Path;
+
+pub fn run(config_path: Option<&Path>, only: Option<&str>) -> Result<(), Failure> {
+    let config = load_dataflows(config_path)?;
+    let names: Vec<String> = match only {
+        Some(name) => vec![config.dataflow(name).map(|_| name.to_string())?],
+        None => config.dataflows.keys().cloned().collect(),
+    };
+    let host = plugin_host(&config)?;
+    let runtime = runtime()?;
+    let runner = Runner::new(&config, &host, runtime.handle().clone());
+    let mut incomplete = Vec::new();
+    for name in &names {
+        let report = runner.run(name, &RunProgress::new(name))?;
+        let counts = report.counts;
+        println!(
+            "{name}: {} — {} objects, {} rows, {} rejected, {}, {:.2} s",
+            report.status.as_str(),
+            counts.objects,
+            counts.rows,
+            counts.rejected,
+            HumanBytes(counts.bytes),
+            report.elapsed.as_secs_f64()
+        );
+        if report.status != RunStatus::Succeeded {
+            incomplete.push(format!("{name}: {}", report.error.unwrap_or_default()));
+        }
+    }
+    if incomplete.is_empty() { Ok(()) } else { Err(Failure::Input(incomplete.join("\n"))) }
+}

@@ -1,0 +1,248 @@
+//! `[dataflows.NAME]`: where a dataflow reads, how it parses, where it writes, and when.
+
+use super::duration;
+use super::env::{self, Secret};
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The first run of a dataflow takes objects modified this recently (the product Sluice reproduces takes
+/// the last 90 days).
+pub const DEFAULT_INITIAL_LOOKBACK: Duration = Duration::from_secs(90 * 24 * 3600);
+
+/// How far before the cursor each later run looks again. S3's LastModified is when an upload began, so a
+/// large upload can appear after a sync with a LastModified before that sync's cursor; the object ledger
+/// keeps what the overlap lists again from being imported twice.
+pub const DEFAULT_OVERLAP: Duration = Duration::from_secs(24 * 3600);
+
+/// `[dataflows.NAME]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataflowConfig {
+    /// The name shown in listings (default: the dataflow's key).
+    pub display_name: Option<String>,
+    pub description: Option<String>,
+    /// Where the dataflow's objects come from.
+    pub source: SourceConfig,
+    /// How the objects are read.
+    pub format: FormatConfig,
+    /// A data template that turns records into target objects.
+    pub template: Option<TemplateConfig>,
+    /// Where the records go (default: a table named after the dataflow in `sluice.db`).
+    #[serde(default)]
+    pub sink: SinkConfig,
+    /// When the daemon runs the dataflow: `daily` (default), `daily at HH:MM`, `every 6h`, a cron
+    /// expression, or `manual`.
+    #[serde(default, deserialize_with = "schedule")]
+    pub schedule: Schedule,
+    /// The first run takes objects modified within this (default `90d`).
+    #[serde(default, deserialize_with = "duration")]
+    pub initial_lookback: Option<Duration>,
+    /// Later runs look this far before the cursor again (default `1d`).
+    #[serde(default, deserialize_with = "duration")]
+    pub overlap: Option<Duration>,
+}
+
+impl DataflowConfig {
+    pub fn initial_lookback(&self) -> Duration {
+        self.initial_lookback.unwrap_or(DEFAULT_INITIAL_LOOKBACK)
+    }
+
+    pub fn overlap(&self) -> Duration {
+        self.overlap.unwrap_or(DEFAULT_OVERLAP)
+    }
+}
+
+/// `[dataflows.NAME.source]`, by `type`.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum SourceConfig {
+    /// A folder whose files stand in for a bucket.
+    Local(LocalSourceConfig),
+    /// An Amazon S3 bucket, or a bucket of an S3-compatible store.
+    S3(S3SourceConfig),
+}
+
+/// `type = "local"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalSourceConfig {
+    /// The folder, relative to the configuration file.
+    #[serde(deserialize_with = "env::string")]
+    pub path: String,
+    /// Only keys (paths below `path`, with `/`) that start with this are read.
+    #[serde(default, deserialize_with = "env::optional")]
+    pub prefix: Option<String>,
+}
+
+/// `type = "s3"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3SourceConfig {
+    #[serde(deserialize_with = "env::string")]
+    pub bucket: String,
+    /// The bucket's region (default: from the environment or profile, else `us-east-1`).
+    #[serde(default, deserialize_with = "env::optional")]
+    pub region: Option<String>,
+    /// Only this folder (key prefix) is read.
+    #[serde(default, deserialize_with = "env::optional")]
+    pub prefix: Option<String>,
+    /// A role to assume for access, as with a cross-account IAM role.
+    #[serde(default, deserialize_with = "env::optional")]
+    pub role_arn: Option<String>,
+    /// The external ID the role's trust policy asks for.
+    pub external_id: Option<Secret>,
+    /// An S3-compatible store's address (`http://127.0.0.1:9000`).
+    #[serde(default, deserialize_with = "env::optional")]
+    pub endpoint: Option<String>,
+    /// Address buckets as `endpoint/bucket` rather than `bucket.endpoint` (default: true when `endpoint`
+    /// is set).
+    pub force_path_style: Option<bool>,
+    /// Static credentials; without them the default chain is used (environment, profile, web identity,
+    /// container or instance role).
+    pub access_key_id: Option<Secret>,
+    pub secret_access_key: Option<Secret>,
+    pub session_token: Option<Secret>,
+}
+
+/// `[dataflows.NAME.format]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FormatConfig {
+    /// A bundled format (`csv`, `tsv`, `json`, `jsonl`), a `[plugins]` name, or a path to a `.wasm` file.
+    pub plugin: String,
+    /// Handed to the plugin; see each plugin's documentation.
+    #[serde(default)]
+    pub options: toml::Table,
+    /// How objects are compressed: `auto` (by extension or magic bytes, the default), `none`, `gzip`,
+    /// `zstd`.
+    #[serde(default)]
+    pub compression: Compression,
+}
+
+/// How an object's bytes are compressed.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// By the key's extension (`.gz`, `.zst`), else by the first bytes.
+    #[default]
+    Auto,
+    None,
+    Gzip,
+    Zstd,
+}
+
+/// `[dataflows.NAME.template]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateConfig {
+    /// A bundled template or a path to a `.wasm` component of the `template` world.
+    pub plugin: String,
+    #[serde(default)]
+    pub options: toml::Table,
+}
+
+/// `[dataflows.NAME.sink]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkConfig {
+    /// `tables`: records become rows of a database table.
+    #[serde(rename = "type", default)]
+    pub kind: SinkKind,
+    /// The database: `sqlite://PATH` (relative to the configuration file). Default `sqlite://sluice.db`.
+    #[serde(default, deserialize_with = "env::optional")]
+    pub url: Option<String>,
+    /// The table (default: the dataflow's name in lower case).
+    pub table: Option<String>,
+}
+
+impl Default for SinkConfig {
+    fn default() -> Self {
+        SinkConfig { kind: SinkKind::Tables, url: None, table: None }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkKind {
+    #[default]
+    Tables,
+}
+
+/// The database a sink or the state store uses, from its URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Sqlite(PathBuf),
+}
+
+/// When a dataflow runs under the daemon.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Schedule {
+    /// Once a day, at a time of day (`HH:MM`) or at midnight.
+    #[default]
+    Daily,
+    DailyAt {
+        hour: u8,
+        minute: u8,
+    },
+    Every(Duration),
+    /// A five-field cron expression, checked for shape here and fully by the scheduler.
+    Cron(String),
+    /// Only when asked.
+    Manual,
+}
+
+fn schedule<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Schedule, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    parse_schedule(&text).map_err(serde::de::Error::custom)
+}
+
+/// Reads `daily`, `daily at HH:MM`, `every DURATION`, `manual` or a five-field cron expression.
+pub fn parse_schedule(text: &str) -> Result<Schedule, String> {
+    let text = text.trim();
+    let invalid = || {
+        format!(
+            "schedule `{text}` is not one of: `daily`, `daily at HH:MM`, `every 6h`, `manual`, or a cron expression like `0 3 * * *`"
+        )
+    };
+    if text == "daily" {
+        return Ok(Schedule::Daily);
+    }
+    if text == "manual" {
+        return Ok(Schedule::Manual);
+    }
+    if let Some(at) = text.strip_prefix("daily at ") {
+        let (hour, minute) = at.trim().split_once(':').ok_or_else(invalid)?;
+        let hour: u8 = hour.parse().ok().filter(|h| *h < 24).ok_or_else(invalid)?;
+        let minute: u8 = minute.parse().ok().filter(|m| *m < 60).ok_or_else(invalid)?;
+        return Ok(Schedule::DailyAt { hour, minute });
+    }
+    if let Some(every) = text.strip_prefix("every ") {
+        let interval = humantime::parse_duration(every.trim()).map_err(|_| invalid())?;
+        if interval < Duration::from_secs(60) {
+            return Err(format!("schedule `{text}`: the shortest interval is 1 minute"));
+        }
+        return Ok(Schedule::Every(interval));
+    }
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    let cron_like = fields.len() == 5
+        && fields.iter().all(|f| f.chars().all(|c| c.is_ascii_alphanumeric() || "*/,-?".contains(c)));
+    if cron_like { Ok(Schedule::Cron(text.to_string())) } else { Err(invalid()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedules() {
+        assert_eq!(parse_schedule("daily"), Ok(Schedule::Daily));
+        assert_eq!(parse_schedule("daily at 03:30"), Ok(Schedule::DailyAt { hour: 3, minute: 30 }));
+        assert_eq!(parse_schedule("every 6h"), Ok(Schedule::Every(Duration::from_secs(6 * 3600))));
+        assert_eq!(parse_schedule("0 3 * * 1-5"), Ok(Schedule::Cron("0 3 * * 1-5".into())));
+        assert_eq!(parse_schedule("manual"), Ok(Schedule::Manual));
+        for bad in ["hourly", "daily at 25:00", "every 5s", "every soon", "0 3 * *"] {
+            assert!(parse_schedule(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,350 @@
+//! `connector.toml`: the plugins, dataflows and state store Sluice runs with, read and checked.
+//!
+//! ```toml
+//! [state]                           # runs, cursors and the object ledger
+//! url = "sqlite://sluice-state.db"  # the default
+//!
+//! [plugins.fixedwidth]              # a custom format plugin, by path (relative to this file)
+//! path = "plugins/fixedwidth.wasm"
+//! memory_limit_mib = 64             # default 256
+//! call_timeout = "5s"               # default 30s
+//!
+//! [dataflows.Orders]                # a name starts with a letter and holds letters and digits only
+//! display_name = "Shop orders"
+//! schedule = "daily"
+//! initial_lookback = "90d"
+//!
+//! [dataflows.Orders.source]
+//! type = "s3"
+//! bucket = "acme-exports"
+//! prefix = "orders/"
+//! role_arn = "arn:aws:iam::123456789012:role/sluice"
+//! external_id = "${SLUICE_EXTERNAL_ID}"  # ${VAR} comes from the environment
+//!
+//! [dataflows.Orders.format]
+//! plugin = "csv"
+//! options = { delimiter = ";", null_values = ["", "NA"] }
+//!
+//! [dataflows.Orders.sink]
+//! type = "tables"
+//! url = "sqlite://sluice.db"
+//! table = "orders"
+//! ```
+//!
+//! Every error names the file, the line and the key.
+
+mod dataflow;
+pub mod env;
+mod locate;
+
+pub use dataflow::*;
+pub use env::Secret;
+
+use crate::plugin::{BUNDLED_FORMATS, Limits, PluginSource, PluginSpec, bundled_format};
+use locate::Locator;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The state store when `[state]` names none, relative to the configuration file.
+pub const DEFAULT_STATE_URL: &str = "sqlite://sluice-state.db";
+/// The tables sink's database when a dataflow names none, relative to the configuration file.
+pub const DEFAULT_SINK_URL: &str = "sqlite://sluice.db";
+
+/// A configuration error, with where it is.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{}{message}", Place { path, line: *line, key: key.as_deref() })]
+    Invalid { path: PathBuf, line: Option<usize>, key: Option<String>, message: String },
+}
+
+/// "connector.toml line 12, `dataflows.Orders.source.bucket`: " before a message.
+struct Place<'a> {
+    path: &'a Path,
+    line: Option<usize>,
+    key: Option<&'a str>,
+}
+
+impl fmt::Display for Place<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        if !self.path.as_os_str().is_empty() {
+            parts.push(self.path.display().to_string());
+        }
+        if let Some(line) = self.line {
+            parts.push(format!("line {line}"));
+        }
+        let place = parts.join(" ");
+        match (place.is_empty(), self.key) {
+            (true, None) => Ok(()),
+            (true, Some(key)) => write!(f, "`{key}`: "),
+            (false, None) => write!(f, "{place}: "),
+            (false, Some(key)) => write!(f, "{place}, `{key}`: "),
+        }
+    }
+}
+
+/// The whole of `connector.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Plugins by name: custom ones by path, bundled ones with other limits.
+    #[serde(default)]
+    pub plugins: BTreeMap<String, PluginConfig>,
+    /// Dataflows by name.
+    #[serde(default)]
+    pub dataflows: BTreeMap<String, DataflowConfig>,
+    /// Where compiled plugins are cached (default: see [`crate::plugin::default_cache_dir`]).
+    pub plugin_cache: Option<PathBuf>,
+    /// Where runs, cursors and the object ledger are kept.
+    #[serde(default)]
+    pub state: StateConfig,
+    /// The folder relative paths in the file are taken from: the file's own folder.
+    #[serde(skip)]
+    base_dir: PathBuf,
+    #[serde(skip)]
+    path: PathBuf,
+}
+
+/// `[plugins.NAME]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// The `.wasm` component; omitted for a bundled plugin.
+    pub path: Option<PathBuf>,
+    /// The most linear memory one instance may use, in MiB.
+    pub memory_limit_mib: Option<u64>,
+    /// The longest one call into the plugin may run (`"30s"`, `"500ms"`).
+    #[serde(default, deserialize_with = "duration")]
+    pub call_timeout: Option<Duration>,
+}
+
+/// `[state]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// `sqlite://PATH`, relative to the configuration file (default `sqlite://sluice-state.db`).
+    #[serde(default, deserialize_with = "env::optional")]
+    pub url: Option<String>,
+}
+
+fn duration<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    humantime::parse_duration(&text).map(Some).map_err(|e| {
+        serde::de::Error::custom(format!("`{text}` is not a duration like \"30s\" or \"90d\": {e}"))
+    })
+}
+
+impl Config {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        Self::parse(&text, path)
+    }
+
+    /// Checks configuration text; `path` names it in messages and anchors relative paths.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let locator = Locator::new(text);
+        let mut config: Config = toml::from_str(text).map_err(|e| {
+            let span = e.span();
+            ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line: span.as_ref().map(|span| locator.line(span.start)),
+                key: span.as_ref().and_then(|span| locator.key_at(span)).map(str::to_string),
+                message: e.message().trim_end().to_string(),
+            }
+        })?;
+        config.path = path.to_path_buf();
+        config.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        config.check().map_err(|(key, message)| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            line: locator.line_of(&key),
+            key: Some(key),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    /// What serde cannot check: names, plugins, URLs; as (key, message).
+    fn check(&self) -> Result<(), (String, String)> {
+        if let Some(url) = &self.state.url {
+            self.database(url).map_err(|message| ("state.url".to_string(), message))?;
+        }
+        for (name, dataflow) in &self.dataflows {
+            let key = |sub: &str| format!("dataflows.{name}{sub}");
+            check_dataflow_name(name).map_err(|message| (key(""), message))?;
+            self.plugin_spec(&dataflow.format.plugin).map_err(|e| (key(".format.plugin"), e.message()))?;
+            if dataflow.template.is_some() {
+                return Err((
+                    key(".template"),
+                    format!(
+                        "dataflow `{name}`: data templates are not available in this version of Sluice; remove [dataflows.{name}.template]"
+                    ),
+                ));
+            }
+            if let Some(url) = &dataflow.sink.url {
+                self.database(url).map_err(|message| (key(".sink.url"), message))?;
+            }
+            if let Some(table) = &dataflow.sink.table {
+                check_table_name(table).map_err(|message| (key(".sink.table"), message))?;
+            }
+            if let SourceConfig::S3(s3) = &dataflow.source
+                && s3.access_key_id.is_some() != s3.secret_access_key.is_some()
+            {
+                return Err((
+                    key(".source"),
+                    "access_key_id and secret_access_key go together: give both or neither".to_string(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The configuration file this was read from (empty for a default configuration).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A path of the file, taken from the file's own folder.
+    pub fn resolve(&self, path: impl AsRef<Path>) -> PathBuf {
+        self.base_dir.join(path)
+    }
+
+    /// Reads a database URL; relative SQLite paths are taken from the configuration file's folder.
+    pub fn database(&self, url: &str) -> Result<DatabaseUrl, String> {
+        match url.split_once("://") {
+            Some(("sqlite", path)) if !path.is_empty() => Ok(DatabaseUrl::Sqlite(self.resolve(path))),
+            _ => Err(format!("`{url}` is not a database URL Sluice can use: write sqlite://PATH")),
+        }
+    }
+
+    /// The state store's database.
+    pub fn state_database(&self) -> DatabaseUrl {
+        let url = self.state.url.as_deref().unwrap_or(DEFAULT_STATE_URL);
+        self.database(url).expect("checked when the configuration was read")
+    }
+
+    /// A dataflow's sink database.
+    pub fn sink_database(&self, dataflow: &DataflowConfig) -> DatabaseUrl {
+        let url = dataflow.sink.url.as_deref().unwrap_or(DEFAULT_SINK_URL);
+        self.database(url).expect("checked when the configuration was read")
+    }
+
+    /// The plugin called `name`: a `[plugins]` entry, a bundled format, or a path to a `.wasm` file.
+    pub fn plugin_spec(&self, name: &str) -> Result<PluginSpec, ConfigError> {
+        let invalid = |key: String, message: String| ConfigError::Invalid {
+            path: self.path.clone(),
+            line: None,
+            key: Some(key),
+            message,
+        };
+        let configured = self.plugins.get(name);
+        let mut limits = Limits::default();
+        if let Some(plugin) = configured {
+            if let Some(mib) = plugin.memory_limit_mib {
+                limits.memory = usize::try_from(mib << 20).map_err(|_| {
+                    invalid(format!("plugins.{name}.memory_limit_mib"), "is too large".to_string())
+                })?;
+            }
+            if let Some(timeout) = plugin.call_timeout {
+                limits.call_timeout = timeout;
+            }
+        }
+        let source = match (configured.and_then(|p| p.path.as_ref()), bundled_format(name)) {
+            (Some(path), _) => PluginSource::File(self.resolve(path)),
+            (None, Some(bundled)) => PluginSource::Bundled(bundled),
+            (None, None) if name.ends_with(".wasm") => PluginSource::File(PathBuf::from(name)),
+            (None, None) => {
+                return Err(invalid(
+                    format!("plugins.{name}"),
+                    format!(
+                        "unknown plugin `{name}`: the bundled ones are {}; name a custom one in [plugins.{name}] with path = \"...wasm\"",
+                        BUNDLED_FORMATS.join(", ")
+                    ),
+                ));
+            }
+        };
+        Ok(PluginSpec { name: name.to_string(), source, limits })
+    }
+
+    /// The dataflow called `name`.
+    pub fn dataflow(&self, name: &str) -> Result<&DataflowConfig, ConfigError> {
+        self.dataflows.get(name).ok_or_else(|| ConfigError::Invalid {
+            path: self.path.clone(),
+            line: None,
+            key: None,
+            message: format!(
+                "no dataflow `{name}`; the dataflows are: {}",
+                self.dataflows.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        })
+    }
+}
+
+impl ConfigError {
+    /// The message without the place.
+    fn message(&self) -> String {
+        match self {
+            ConfigError::Invalid { message, .. } => message.clone(),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl DataflowConfig {
+    /// The table a dataflow writes: its `sink.table`, else its name in lower case.
+    pub fn table_name(&self, dataflow: &str) -> String {
+        self.sink.table.clone().unwrap_or_else(|| dataflow.to_ascii_lowercase())
+    }
+}
+
+impl FormatConfig {
+    /// The options as the plugin contract hands them over: strings as they are, numbers and booleans as
+    /// their TOML text, arrays and tables as JSON text.
+    pub fn option_pairs(&self) -> Vec<(String, String)> {
+        self.options.iter().map(|(key, value)| (key.clone(), option_text(value))).collect()
+    }
+}
+
+fn option_text(value: &toml::Value) -> String {
+    match value {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Array(_) | toml::Value::Table(_) => {
+            serde_json::to_string(value).expect("TOML values serialize as JSON")
+        }
+        other => other.to_string(),
+    }
+}
+
+/// A dataflow's name starts with a letter and holds letters and digits only, as in the product Sluice
+/// reproduces (it names tables and schemas).
+pub fn check_dataflow_name(name: &str) -> Result<(), String> {
+    let starts_with_letter = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic());
+    if starts_with_letter && name.chars().all(|c| c.is_ascii_alphanumeric()) {
+        Ok(())
+    } else {
+        Err(format!(
+            "dataflow name `{name}` is not allowed: a name starts with a letter and holds letters and digits only"
+        ))
+    }
+}
+
+/// A table name is a plain SQL identifier, so it needs no quoting in any database.
+fn check_table_name(name: &str) -> Result<(), String> {
+    let starts_well = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    if starts_well
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with("_sluice")
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "table name `{name}` is not allowed: a table name starts with a letter and holds letters, digits and `_` (names starting `_sluice` are Sluice's own)"
+        ))
+    }
+}

@@ -1,0 +1,51 @@
+//! Sinks: where records go. A tables sink writes each object's rows, its rejected rows and a marker that
+//! the object is loaded in one transaction, so a crash leaves an object either wholly loaded and marked,
+//! or not there at all. The markers are the truth the runner squares the state ledger with.
+
+mod sqlite;
+
+pub use sqlite::SqliteTables;
+
+use crate::batch::RecordBatch;
+use crate::plugin::RejectedRow;
+use crate::source::ObjectMeta;
+
+/// A sink error: what failed, on which table.
+#[derive(Debug, thiserror::Error)]
+#[error("writing table `{table}` failed: {message}")]
+pub struct SinkError {
+    pub table: String,
+    pub message: String,
+}
+
+/// An object version a tables sink holds committed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommittedObject {
+    pub key: String,
+    pub etag: String,
+    pub size: u64,
+    pub last_modified: std::time::SystemTime,
+    pub rows: u64,
+    pub rejected: u64,
+    pub run_id: i64,
+}
+
+/// A sink of tables for one dataflow.
+pub trait TableSink {
+    /// The object versions whose rows this sink holds.
+    fn committed_objects(&mut self) -> Result<Vec<CommittedObject>, SinkError>;
+    /// Starts writing one object; nothing is visible until [`ObjectWrite::commit`].
+    fn begin_object<'s>(
+        &'s mut self,
+        object: &ObjectMeta,
+        run_id: i64,
+    ) -> Result<Box<dyn ObjectWrite + 's>, SinkError>;
+}
+
+/// The rows of one object being written. Dropped without a commit, it leaves nothing behind.
+pub trait ObjectWrite {
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), SinkError>;
+    fn reject(&mut self, rejects: &[RejectedRow]) -> Result<(), SinkError>;
+    /// Makes the object's rows visible together with its marker.
+    fn commit(self: Box<Self>) -> Result<CommittedObject, SinkError>;
+}

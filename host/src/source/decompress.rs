@@ -1,0 +1,73 @@
+//! gzip and zstd objects, decompressed as they stream, by the key's extension or the first bytes.
+
+use crate::config::Compression;
+use std::io::{self, BufReader, Read};
+
+const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
+const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
+
+/// `input` as its decompressed bytes.
+pub fn decompressing(
+    key: &str,
+    compression: Compression,
+    mut input: impl Read + Send + 'static,
+) -> io::Result<Box<dyn Read + Send>> {
+    let lower = key.to_ascii_lowercase();
+    let (compression, input): (Compression, Box<dyn Read + Send>) = match compression {
+        Compression::Auto if lower.ends_with(".gz") || lower.ends_with(".gzip") => {
+            (Compression::Gzip, Box::new(input))
+        }
+        Compression::Auto if lower.ends_with(".zst") || lower.ends_with(".zstd") => {
+            (Compression::Zstd, Box::new(input))
+        }
+        Compression::Auto => {
+            // Sniff the first bytes, then put them back in front of the rest.
+            let mut head = Vec::with_capacity(ZSTD_MAGIC.len());
+            (&mut input).take(ZSTD_MAGIC.len() as u64).read_to_end(&mut head)?;
+            let detected = if head.starts_with(ZSTD_MAGIC) {
+                Compression::Zstd
+            } else if head.starts_with(GZIP_MAGIC) {
+                Compression::Gzip
+            } else {
+                Compression::None
+            };
+            (detected, Box::new(io::Cursor::new(head).chain(input)))
+        }
+        known => (known, Box::new(input)),
+    };
+    Ok(match compression {
+        Compression::Gzip => {
+            Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 16, input)))
+        }
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(input)?),
+        Compression::None | Compression::Auto => input,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn read_all(key: &str, compression: Compression, bytes: Vec<u8>) -> Vec<u8> {
+        let mut out = Vec::new();
+        decompressing(key, compression, io::Cursor::new(bytes)).unwrap().read_to_end(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn by_extension_by_magic_and_plain() {
+        let text = b"id,name\n1,a\n".repeat(1000);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&text).unwrap();
+        let gz = gz.finish().unwrap();
+        let zst = zstd::encode_all(&text[..], 1).unwrap();
+        assert_eq!(read_all("a.csv.gz", Compression::Auto, gz.clone()), text);
+        assert_eq!(read_all("a.csv", Compression::Auto, gz), text);
+        assert_eq!(read_all("a.csv.zst", Compression::Auto, zst.clone()), text);
+        assert_eq!(read_all("noext", Compression::Auto, zst), text);
+        assert_eq!(read_all("a.csv", Compression::Auto, text.clone()), text);
+        assert_eq!(read_all("a", Compression::Auto, b"x".to_vec()), b"x");
+        assert_eq!(read_all("a.gz", Compression::None, b"plain".to_vec()), b"plain");
+    }
+}

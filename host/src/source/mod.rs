@@ -1,0 +1,66 @@
+//! Sources: where a dataflow's objects come from. Each sits behind [`Source`]: list the objects, open one
+//! as a byte stream. The runner knows nothing else about them.
+
+mod decompress;
+mod local;
+mod s3;
+
+pub use decompress::decompressing;
+pub use local::LocalSource;
+pub use s3::S3Source;
+
+use crate::config::{Config, DataflowConfig, SourceConfig};
+use async_trait::async_trait;
+use std::time::SystemTime;
+use tokio::io::AsyncRead;
+
+/// A source that holds more objects than this gets a warning: every run lists them all.
+pub const MANY_OBJECTS: usize = 1000;
+
+/// One object of a source, as listed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// The key: a path below the bucket or folder, with `/`.
+    pub key: String,
+    pub size: u64,
+    /// Changes whenever the object's content is replaced (S3's ETag; for a local file, its mtime and size).
+    pub etag: String,
+    /// When the object was last written (S3: when its upload began).
+    pub last_modified: SystemTime,
+}
+
+/// An object's bytes, as they arrive.
+pub type ObjectReader = Box<dyn AsyncRead + Send + Unpin>;
+
+/// A place objects are read from.
+#[async_trait]
+pub trait Source: Send + Sync {
+    /// Where the source reads, for messages: `s3://bucket/prefix`, `local:/data/orders`.
+    fn describe(&self) -> String;
+    /// Every object of the source (below its prefix).
+    async fn list(&self) -> Result<Vec<ObjectMeta>, SourceError>;
+    /// Opens an object to be read from its start. Where the source can tell, an object that changed since
+    /// it was listed is refused rather than read as another version.
+    async fn open(&self, object: &ObjectMeta) -> Result<ObjectReader, SourceError>;
+}
+
+/// Why a source could not list or open.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("listing {source_name} failed: {message}")]
+    List { source_name: String, message: String },
+    #[error("opening `{key}` of {source_name} failed: {message}")]
+    Open { source_name: String, key: String, message: String },
+    #[error("{source_name}: {message}")]
+    Setup { source_name: String, message: String },
+}
+
+/// Builds the source a dataflow names.
+pub async fn build(config: &Config, dataflow: &DataflowConfig) -> Result<Box<dyn Source>, SourceError> {
+    Ok(match &dataflow.source {
+        SourceConfig::Local(local) => {
+            Box::new(LocalSource::new(config.resolve(&local.path), local.prefix.clone().unwrap_or_default()))
+        }
+        SourceConfig::S3(s3) => Box::new(S3Source::connect(s3).await?),
+    })
+}

@@ -1,0 +1,50 @@
+//! Sync: a dataflow's run from listing to committed rows.
+//!
+//! - [`plan`]: which listed objects a run imports (lookback, cursor, overlap, ledger).
+//! - [`runner`]: one run: plan, then per object stream ─► decompress ─► format plugin ─► sink, each object
+//!   committed with its marker; then the ledger, the cursor and the run's record.
+//! - [`preview`]: what the next run would import, and its first records, without writing anything.
+
+pub mod plan;
+pub mod preview;
+pub mod runner;
+
+pub use plan::{Decision, Plan, PlannedObject};
+pub use preview::{Preview, Sample};
+pub use runner::{ObjectReport, RunReport, Runner};
+
+use crate::config::ConfigError;
+use crate::plugin::PluginError;
+use crate::sink::SinkError;
+use crate::source::{ObjectMeta, SourceError};
+use crate::state::StateError;
+
+/// What the runner tells whoever watches a run. Every method has a default that does nothing.
+pub trait Progress: Sync {
+    /// The source was listed and the run planned.
+    fn planned(&self, _dataflow: &str, _plan: &Plan) {}
+    fn object_started(&self, _object: &ObjectMeta) {}
+    /// `bytes` of the object (as stored, so compressed where it is) have been read, `rows` written.
+    fn object_progress(&self, _object: &ObjectMeta, _bytes: u64, _rows: u64) {}
+    fn object_finished(&self, _object: &ObjectMeta, _report: &ObjectReport) {}
+}
+
+/// A [`Progress`] that shows nothing.
+pub struct Quiet;
+
+impl Progress for Quiet {}
+
+/// Why a run could not start, or could not be recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("dataflow `{dataflow}`: {source}")]
+    Plugin { dataflow: String, source: PluginError },
+    #[error("dataflow `{dataflow}`: {source}")]
+    State { dataflow: String, source: StateError },
+    #[error("dataflow `{dataflow}`: {source}")]
+    Sink { dataflow: String, source: SinkError },
+    #[error("dataflow `{dataflow}`: {source}")]
+    Source { dataflow: String, source: SourceError },
+}

@@ -1,0 +1,212 @@
+//! Planning: which listed objects a run imports.
+//!
+//! The first run takes objects modified within the initial lookback. Later runs take objects modified
+//! after the cursor, looking `overlap` before it again: S3's LastModified is when an upload began, so an
+//! object can appear after a sync with a LastModified before that sync's cursor. The ledger (key + ETag)
+//! keeps what the overlap lists again from being imported twice; an object whose ETag changed is a new
+//! version and is imported again.
+
+use crate::source::ObjectMeta;
+use crate::state::{LedgerEntry, ObjectStatus};
+use std::collections::{HashMap, HashSet};
+use std::time::SystemTime;
+
+/// What a run does with a listed object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Never seen: imported.
+    New,
+    /// Seen with another ETag: imported again as a new version.
+    Changed,
+    /// A run before could not read it (network, source): imported.
+    Retry,
+    /// Already loaded: left alone.
+    AlreadyImported,
+    /// Could not be read as its format before, unchanged since: left alone until it changes.
+    FailedBefore,
+}
+
+impl Decision {
+    pub fn imports(self) -> bool {
+        matches!(self, Decision::New | Decision::Changed | Decision::Retry)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::New => "new",
+            Decision::Changed => "changed",
+            Decision::Retry => "retry",
+            Decision::AlreadyImported => "already imported",
+            Decision::FailedBefore => "failed before",
+        }
+    }
+}
+
+/// A listed object inside the run's window, and what the run does with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedObject {
+    pub object: ObjectMeta,
+    pub decision: Decision,
+}
+
+/// A run's plan.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// Objects modified before this are outside the run.
+    pub window_start: SystemTime,
+    /// How many objects the source listed.
+    pub listed: usize,
+    /// The objects inside the window, oldest first.
+    pub objects: Vec<PlannedObject>,
+}
+
+impl Plan {
+    /// The objects the run imports, oldest first.
+    pub fn to_import(&self) -> impl Iterator<Item = &ObjectMeta> {
+        self.objects.iter().filter(|p| p.decision.imports()).map(|p| &p.object)
+    }
+}
+
+/// How far back a run looks.
+#[derive(Clone, Copy, Debug)]
+pub struct Window {
+    pub now: SystemTime,
+    pub cursor: Option<SystemTime>,
+    pub initial_lookback: std::time::Duration,
+    pub overlap: std::time::Duration,
+}
+
+impl Window {
+    pub fn start(&self) -> SystemTime {
+        let start = match self.cursor {
+            None => self.now.checked_sub(self.initial_lookback),
+            Some(cursor) => cursor.checked_sub(self.overlap),
+        };
+        start.unwrap_or(SystemTime::UNIX_EPOCH)
+    }
+}
+
+/// Decides, for every listed object, whether the run imports it.
+pub fn plan(listing: Vec<ObjectMeta>, ledger: &[LedgerEntry], window: Window) -> Plan {
+    let versions: HashMap<(&str, &str), ObjectStatus> =
+        ledger.iter().map(|entry| ((entry.key.as_str(), entry.etag.as_str()), entry.status)).collect();
+    let known_keys: HashSet<&str> = ledger.iter().map(|entry| entry.key.as_str()).collect();
+    let window_start = window.start();
+    let listed = listing.len();
+    let mut objects: Vec<PlannedObject> = listing
+        .into_iter()
+        .filter(|object| object.last_modified >= window_start)
+        .map(|object| {
+            let decision = match versions.get(&(object.key.as_str(), object.etag.as_str())) {
+                Some(ObjectStatus::Loaded) => Decision::AlreadyImported,
+                Some(ObjectStatus::Failed) => Decision::FailedBefore,
+                Some(ObjectStatus::Pending) => Decision::Retry,
+                None if known_keys.contains(object.key.as_str()) => Decision::Changed,
+                None => Decision::New,
+            };
+            PlannedObject { object, decision }
+        })
+        .collect();
+    objects.sort_by(|a, b| {
+        (a.object.last_modified, &a.object.key).cmp(&(b.object.last_modified, &b.object.key))
+    });
+    Plan { window_start, listed, objects }
+}
+
+/// The cursor after a run: the newest LastModified below which every object of the window is settled.
+/// `settled` says whether an object of the plan is settled now (loaded, or failed for good).
+pub fn next_cursor(plan: &Plan, settled: impl Fn(&PlannedObject) -> bool) -> Option<SystemTime> {
+    let oldest_unsettled = plan.objects.iter().filter(|p| !settled(p)).map(|p| p.object.last_modified).min();
+    plan.objects
+        .iter()
+        .filter(|p| settled(p))
+        .map(|p| p.object.last_modified)
+        .filter(|modified| oldest_unsettled.is_none_or(|unsettled| *modified < unsettled))
+        .max()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    fn at(days: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + DAY * days
+    }
+
+    fn object(key: &str, etag: &str, day: u64) -> ObjectMeta {
+        ObjectMeta { key: key.into(), size: 1, etag: etag.into(), last_modified: at(day) }
+    }
+
+    fn entry(key: &str, etag: &str, status: ObjectStatus) -> LedgerEntry {
+        LedgerEntry {
+            key: key.into(),
+            etag: etag.into(),
+            size: 1,
+            last_modified: at(0),
+            status,
+            rows: 0,
+            rejected: 0,
+            error: None,
+            run_id: 1,
+        }
+    }
+
+    fn window(now: u64, cursor: Option<u64>) -> Window {
+        Window { now: at(now), cursor: cursor.map(at), initial_lookback: DAY * 90, overlap: DAY }
+    }
+
+    fn decisions(plan: &Plan) -> Vec<(&str, Decision)> {
+        plan.objects.iter().map(|p| (p.object.key.as_str(), p.decision)).collect()
+    }
+
+    #[test]
+    fn the_first_run_takes_the_lookback_window() {
+        let listing = vec![object("old", "a", 9), object("edge", "b", 10), object("recent", "c", 99)];
+        let plan = plan(listing, &[], window(100, None));
+        assert_eq!(decisions(&plan), [("edge", Decision::New), ("recent", Decision::New)]);
+        assert_eq!(plan.listed, 3);
+    }
+
+    #[test]
+    fn later_runs_take_what_is_after_the_cursor_less_what_the_ledger_holds() {
+        let listing = vec![
+            object("before-overlap", "a", 40),
+            object("late-upload", "b", 49),
+            object("loaded", "c", 50),
+            object("changed", "d2", 50),
+            object("failed", "e", 50),
+            object("retry", "f", 50),
+            object("fresh", "g", 51),
+        ];
+        let ledger = [
+            entry("loaded", "c", ObjectStatus::Loaded),
+            entry("changed", "d1", ObjectStatus::Loaded),
+            entry("failed", "e", ObjectStatus::Failed),
+            entry("retry", "f", ObjectStatus::Pending),
+        ];
+        let plan = plan(listing, &ledger, window(60, Some(50)));
+        assert_eq!(
+            decisions(&plan),
+            [
+                ("late-upload", Decision::New),
+                ("changed", Decision::Changed),
+                ("failed", Decision::FailedBefore),
+                ("loaded", Decision::AlreadyImported),
+                ("retry", Decision::Retry),
+                ("fresh", Decision::New),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_cursor_stops_before_the_oldest_unsettled_object() {
+        let listing = vec![object("a", "1", 10), object("b", "1", 20), object("c", "1", 30)];
+        let plan = plan(listing, &[], window(31, None));
+        assert_eq!(next_cursor(&plan, |_| true), Some(at(30)));
+        assert_eq!(next_cursor(&plan, |p| p.object.key != "b"), Some(at(10)));
+        assert_eq!(next_cursor(&plan, |p| p.object.key != "a"), None);
+    }
+}

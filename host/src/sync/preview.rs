@@ -1,0 +1,124 @@
+//! `sluice preview`: what the next run would import and its first records, with nothing written: the
+//! state store is only read (and not created), the sink not opened.
+
+use super::SyncError;
+use super::plan::{Plan, Window, plan};
+use super::runner::Runner;
+use crate::config::DatabaseUrl;
+use crate::parse::{ParseError, parse_stream};
+use crate::plugin::RejectedRow;
+use crate::source::decompressing;
+use crate::state::StateStore;
+use std::io;
+use std::time::SystemTime;
+use tokio_util::io::SyncIoBridge;
+
+/// The first records of one object.
+#[derive(Clone, Debug)]
+pub struct Sample {
+    pub key: String,
+    /// Each record as one line of JSON.
+    pub records: Vec<String>,
+    /// Rows refused among the first ones read.
+    pub rejects: Vec<RejectedRow>,
+    /// Why the object could not be read, where it could not.
+    pub error: Option<String>,
+}
+
+/// A preview of a dataflow's next run.
+#[derive(Clone, Debug)]
+pub struct Preview {
+    pub plan: Plan,
+    /// The first records of the first object the run would import (else of the newest object listed).
+    pub sample: Option<Sample>,
+}
+
+impl Runner<'_> {
+    /// Lists and plans the dataflow's next run, and reads the first `limit` records of its first object.
+    pub fn preview(&self, name: &str, limit: usize) -> Result<Preview, SyncError> {
+        let dataflow = self.config().dataflow(name)?;
+        let plugin = self.load_plugin(name, dataflow)?;
+        let DatabaseUrl::Sqlite(state_path) = self.config().state_database();
+        let state_error = |source| SyncError::State { dataflow: name.to_string(), source };
+        let state = StateStore::open_read_only(&state_path).map_err(state_error)?;
+        let source = self.build_source(name, dataflow)?;
+        let source_error = |message: String| SyncError::Source {
+            dataflow: name.to_string(),
+            source: crate::source::SourceError::Setup { source_name: source.describe(), message },
+        };
+        let plan = match &state {
+            Some(state) => self.plan(name, dataflow, source.as_ref(), state).map_err(source_error)?,
+            None => {
+                let listing =
+                    self.runtime().block_on(source.list()).map_err(|e| source_error(e.to_string()))?;
+                let window = Window {
+                    now: SystemTime::now(),
+                    cursor: None,
+                    initial_lookback: dataflow.initial_lookback(),
+                    overlap: dataflow.overlap(),
+                };
+                plan(listing, &[], window)
+            }
+        };
+        let sampled = plan.to_import().next().or_else(|| plan.objects.last().map(|p| &p.object));
+        let Some(object) = sampled.cloned() else { return Ok(Preview { plan, sample: None }) };
+
+        let mut sample =
+            Sample { key: object.key.clone(), records: Vec::new(), rejects: Vec::new(), error: None };
+        let result = match self.runtime().block_on(source.open(&object)) {
+            Err(error) => Err(error.to_string()),
+            Ok(reader) => {
+                let input = SyncIoBridge::new_with_handle(reader, self.runtime().clone());
+                decompressing(&object.key, dataflow.format.compression, input)
+                    .map_err(|e| e.to_string())
+                    .and_then(|input| {
+                        let options = dataflow.format.option_pairs();
+                        let parsed = parse_stream(&plugin, &object.key, &options, input, |parsed| {
+                            for batch in &parsed.batches {
+                                for row in 0..batch.num_rows() {
+                                    if sample.records.len() == limit {
+                                        break;
+                                    }
+                                    let mut line = Vec::new();
+                                    batch.write_json_row(row, &mut line)?;
+                                    line.pop();
+                                    sample.records.push(String::from_utf8(line).expect("JSON is UTF-8"));
+                                }
+                            }
+                            sample.rejects.extend(
+                                parsed.rejects.into_iter().take(limit - sample.rejects.len().min(limit)),
+                            );
+                            if sample.records.len() == limit {
+                                // Enough read: stop the parse here.
+                                return Err(io::Error::other(EnoughRead));
+                            }
+                            Ok(())
+                        });
+                        match parsed {
+                            Ok(_) => Ok(()),
+                            Err(ParseError::Consume { source, .. })
+                                if source.get_ref().is_some_and(|e| e.is::<EnoughRead>()) =>
+                            {
+                                Ok(())
+                            }
+                            Err(error) => Err(error.to_string()),
+                        }
+                    })
+            }
+        };
+        sample.error = result.err();
+        Ok(Preview { plan, sample: Some(sample) })
+    }
+}
+
+/// Ends a preview's parse once it has its records.
+#[derive(Debug)]
+struct EnoughRead;
+
+impl std::fmt::Display for EnoughRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the preview has its records")
+    }
+}
+
+impl std::error::Error for EnoughRead {}

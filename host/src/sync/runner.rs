@@ -1,0 +1,409 @@
+//! One run of a dataflow.
+//!
+//! Per object, three things overlap: the source's bytes arrive on the async runtime, a parser thread runs
+//! them through the format plugin, and this thread writes the batches into the object's transaction. The
+//! object commits with its marker; only then does the ledger say it is loaded. A killed process therefore
+//! leaves, at worst, a committed object the ledger does not know yet: the next run reads the sink's markers
+//! first and records it.
+
+use super::plan::{Decision, Plan, PlannedObject, Window, next_cursor, plan};
+use super::{Progress, SyncError};
+use crate::config::{Config, DatabaseUrl, DataflowConfig};
+use crate::parse::{ParseError, parse_stream};
+use crate::plugin::{FormatPlugin, Parsed, PluginHost};
+use crate::sink::{SqliteTables, TableSink};
+use crate::source::{self, MANY_OBJECTS, ObjectMeta, Source, decompressing};
+use crate::state::{ObjectStatus, RunCounts, RunStatus, StateStore};
+use std::collections::HashSet;
+use std::io::{self, Read};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::sync_channel;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::runtime::Handle;
+use tokio_util::io::SyncIoBridge;
+
+/// Calls' worth of batches the parser may run ahead of the writer.
+const PARSED_AHEAD: usize = 2;
+
+/// How one object of a run ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ObjectReport {
+    pub key: String,
+    pub status: ObjectStatus,
+    pub rows: u64,
+    pub rejected: u64,
+    /// Bytes read from the source (compressed, where the object is).
+    pub bytes: u64,
+    pub error: Option<String>,
+    pub elapsed: Duration,
+}
+
+/// How a run ended.
+#[derive(Clone, Debug)]
+pub struct RunReport {
+    pub dataflow: String,
+    pub run_id: i64,
+    pub status: RunStatus,
+    pub counts: RunCounts,
+    /// The run's error: why it failed, or which objects failed.
+    pub error: Option<String>,
+    pub objects: Vec<ObjectReport>,
+    pub elapsed: Duration,
+}
+
+/// Runs dataflows of one configuration.
+pub struct Runner<'a> {
+    config: &'a Config,
+    host: &'a PluginHost,
+    runtime: Handle,
+}
+
+impl<'a> Runner<'a> {
+    /// `runtime` drives the sources' I/O; the runner itself blocks, so call it off the runtime's threads.
+    pub fn new(config: &'a Config, host: &'a PluginHost, runtime: Handle) -> Runner<'a> {
+        Runner { config, host, runtime }
+    }
+
+    pub(super) fn runtime(&self) -> &Handle {
+        &self.runtime
+    }
+
+    pub(super) fn config(&self) -> &Config {
+        self.config
+    }
+
+    pub(super) fn load_plugin(
+        &self,
+        name: &str,
+        dataflow: &DataflowConfig,
+    ) -> Result<FormatPlugin, SyncError> {
+        let spec = self.config.plugin_spec(&dataflow.format.plugin)?;
+        self.host
+            .load_format(&spec)
+            .map_err(|source| SyncError::Plugin { dataflow: name.to_string(), source })
+    }
+
+    pub(super) fn build_source(
+        &self,
+        name: &str,
+        dataflow: &DataflowConfig,
+    ) -> Result<Box<dyn Source>, SyncError> {
+        self.runtime
+            .block_on(source::build(self.config, dataflow))
+            .map_err(|source| SyncError::Source { dataflow: name.to_string(), source })
+    }
+
+    /// Runs the dataflow called `name` now.
+    pub fn run(&self, name: &str, progress: &dyn Progress) -> Result<RunReport, SyncError> {
+        let started = Instant::now();
+        let dataflow = self.config.dataflow(name)?;
+        let plugin = self.load_plugin(name, dataflow)?;
+        let DatabaseUrl::Sqlite(state_path) = self.config.state_database();
+        let state_error = |source| SyncError::State { dataflow: name.to_string(), source };
+        let mut state = StateStore::open(&state_path).map_err(state_error)?;
+        let DatabaseUrl::Sqlite(sink_path) = self.config.sink_database(dataflow);
+        let mut sink = SqliteTables::open(&sink_path, name, &dataflow.table_name(name))
+            .map_err(|source| SyncError::Sink { dataflow: name.to_string(), source })?;
+
+        let run_id = state.begin_run(name, SystemTime::now()).map_err(state_error)?;
+        let mut report = RunReport {
+            dataflow: name.to_string(),
+            run_id,
+            status: RunStatus::Running,
+            counts: RunCounts::default(),
+            error: None,
+            objects: Vec::new(),
+            elapsed: Duration::ZERO,
+        };
+        let outcome =
+            self.load(name, dataflow, &plugin, &mut state, &mut sink, run_id, progress, &mut report);
+        if let Err(error) = outcome {
+            report.status = RunStatus::Failed;
+            report.error = Some(error);
+        }
+        state
+            .end_run(run_id, report.status, report.counts, report.error.as_deref(), SystemTime::now())
+            .map_err(state_error)?;
+        report.elapsed = started.elapsed();
+        Ok(report)
+    }
+
+    /// The run's work after it is recorded as started; an error here fails the run.
+    #[allow(clippy::too_many_arguments)]
+    fn load(
+        &self,
+        name: &str,
+        dataflow: &DataflowConfig,
+        plugin: &FormatPlugin,
+        state: &mut StateStore,
+        sink: &mut SqliteTables,
+        run_id: i64,
+        progress: &dyn Progress,
+        report: &mut RunReport,
+    ) -> Result<(), String> {
+        reconcile(name, state, sink)?;
+        let source = self.build_source(name, dataflow).map_err(|e| e.to_string())?;
+        let plan = self.plan(name, dataflow, source.as_ref(), state)?;
+        progress.planned(name, &plan);
+
+        let options = dataflow.format.option_pairs();
+        let mut settled_now = HashSet::new();
+        for object in plan.to_import() {
+            progress.object_started(object);
+            let outcome = self.load_object(
+                name,
+                dataflow,
+                plugin,
+                &options,
+                source.as_ref(),
+                sink,
+                object,
+                run_id,
+                progress,
+            );
+            let now = SystemTime::now();
+            state
+                .record_object(
+                    name,
+                    object,
+                    outcome.status,
+                    outcome.rows,
+                    outcome.rejected,
+                    outcome.error.as_deref(),
+                    run_id,
+                    now,
+                )
+                .map_err(|e| e.to_string())?;
+            if outcome.status.is_settled() {
+                settled_now.insert((object.key.clone(), object.etag.clone()));
+            }
+            report.counts.objects += 1;
+            report.counts.bytes += outcome.bytes;
+            if outcome.status == ObjectStatus::Loaded {
+                report.counts.rows += outcome.rows;
+                report.counts.rejected += outcome.rejected;
+            } else {
+                report.counts.failed_objects += 1;
+            }
+            progress.object_finished(object, &outcome);
+            report.objects.push(outcome);
+        }
+
+        let settled = |p: &PlannedObject| match p.decision {
+            Decision::AlreadyImported | Decision::FailedBefore => true,
+            _ => settled_now.contains(&(p.object.key.clone(), p.object.etag.clone())),
+        };
+        if let Some(cursor) = next_cursor(&plan, settled) {
+            state.advance_cursor(name, cursor, run_id, SystemTime::now()).map_err(|e| e.to_string())?;
+        }
+
+        let failed: Vec<&ObjectReport> =
+            report.objects.iter().filter(|o| o.status != ObjectStatus::Loaded).collect();
+        report.status = match (failed.len(), report.objects.len()) {
+            (0, _) => RunStatus::Succeeded,
+            (f, n) if f == n => RunStatus::Failed,
+            _ => RunStatus::Partial,
+        };
+        if !failed.is_empty() {
+            let errors: Vec<String> = failed.iter().filter_map(|o| o.error.clone()).collect();
+            report.error = Some(format!(
+                "{} of {} objects failed: {}",
+                failed.len(),
+                report.objects.len(),
+                errors.join("; ")
+            ));
+        }
+        Ok(())
+    }
+
+    /// Lists the source and plans the run against the ledger and cursor.
+    pub(super) fn plan(
+        &self,
+        name: &str,
+        dataflow: &DataflowConfig,
+        source: &dyn Source,
+        state: &StateStore,
+    ) -> Result<Plan, String> {
+        let listing = self.runtime.block_on(source.list()).map_err(|e| format!("dataflow `{name}`: {e}"))?;
+        if listing.len() > MANY_OBJECTS {
+            tracing::warn!(
+                dataflow = name,
+                objects = listing.len(),
+                "{} holds more than {MANY_OBJECTS} objects and every run lists them all; a prefix that narrows it makes runs faster",
+                source.describe()
+            );
+        }
+        let ledger = state.ledger(name).map_err(|e| e.to_string())?;
+        let window = Window {
+            now: SystemTime::now(),
+            cursor: state.cursor(name).map_err(|e| e.to_string())?,
+            initial_lookback: dataflow.initial_lookback(),
+            overlap: dataflow.overlap(),
+        };
+        Ok(plan(listing, &ledger, window))
+    }
+
+    /// Streams one object into the sink, all of it in one transaction or none of it.
+    #[allow(clippy::too_many_arguments)]
+    fn load_object(
+        &self,
+        name: &str,
+        dataflow: &DataflowConfig,
+        plugin: &FormatPlugin,
+        options: &[(String, String)],
+        source: &dyn Source,
+        sink: &mut dyn TableSink,
+        object: &ObjectMeta,
+        run_id: i64,
+        progress: &dyn Progress,
+    ) -> ObjectReport {
+        let started = Instant::now();
+        let bytes_read = Arc::new(AtomicU64::new(0));
+        let mut report = ObjectReport {
+            key: object.key.clone(),
+            status: ObjectStatus::Pending,
+            rows: 0,
+            rejected: 0,
+            bytes: 0,
+            error: None,
+            elapsed: Duration::ZERO,
+        };
+        let failed = |mut report: ObjectReport, status: ObjectStatus, error: String, bytes: &AtomicU64| {
+            report.status = status;
+            report.error = Some(format!("dataflow `{name}`, object `{}`: {error}", object.key));
+            report.bytes = bytes.load(Ordering::Relaxed);
+            report.elapsed = started.elapsed();
+            report
+        };
+        let reader = match self.runtime.block_on(source.open(object)) {
+            Ok(reader) => reader,
+            Err(error) => return failed(report, ObjectStatus::Pending, error.to_string(), &bytes_read),
+        };
+        let input = Counted {
+            inner: SyncIoBridge::new_with_handle(reader, self.runtime.clone()),
+            count: bytes_read.clone(),
+        };
+        let compression = dataflow.format.compression;
+
+        let mut writer = match sink.begin_object(object, run_id) {
+            Ok(writer) => writer,
+            Err(error) => return failed(report, ObjectStatus::Pending, error.to_string(), &bytes_read),
+        };
+        let (sender, receiver) = sync_channel::<Parsed>(PARSED_AHEAD);
+        let (parsed, written) = std::thread::scope(|scope| {
+            let parser = scope.spawn(move || {
+                let input = decompressing(&object.key, compression, input)
+                    .map_err(|source| ParseError::Read { object: object.key.clone(), bytes: 0, source })?;
+                parse_stream(plugin, &object.key, options, input, |parsed| {
+                    sender.send(parsed).map_err(|_| io::Error::other("the sink stopped taking records"))
+                })
+            });
+            let mut written = Ok(());
+            for parsed in receiver.iter() {
+                written = parsed
+                    .batches
+                    .iter()
+                    .try_for_each(|batch| writer.write(batch))
+                    .and_then(|()| writer.reject(&parsed.rejects));
+                if written.is_err() {
+                    // Dropping the receiver stops the parser at its next hand-over.
+                    break;
+                }
+                report.rows += parsed.batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+                report.rejected += parsed.rejects.len() as u64;
+                progress.object_progress(object, bytes_read.load(Ordering::Relaxed), report.rows);
+            }
+            drop(receiver);
+            (parser.join().expect("the parser thread does not panic"), written)
+        });
+        if let Err(error) = written {
+            return failed(report, ObjectStatus::Pending, error.to_string(), &bytes_read);
+        }
+        match parsed {
+            Ok(_) => {}
+            Err(error @ (ParseError::Open(_) | ParseError::Plugin(_))) => {
+                return failed(report, ObjectStatus::Failed, error.to_string(), &bytes_read);
+            }
+            Err(ParseError::Read { source, .. }) => {
+                // Bytes that do not decompress are the object's fault; a connection that broke is not.
+                let status = match source.kind() {
+                    io::ErrorKind::InvalidData
+                    | io::ErrorKind::InvalidInput
+                    | io::ErrorKind::UnexpectedEof => ObjectStatus::Failed,
+                    _ => ObjectStatus::Pending,
+                };
+                return failed(report, status, format!("reading failed: {source}"), &bytes_read);
+            }
+            Err(error @ ParseError::Consume { .. }) => {
+                return failed(report, ObjectStatus::Pending, error.to_string(), &bytes_read);
+            }
+        }
+        match writer.commit() {
+            Ok(committed) => {
+                report.status = ObjectStatus::Loaded;
+                report.rows = committed.rows;
+                report.rejected = committed.rejected;
+                report.bytes = bytes_read.load(Ordering::Relaxed);
+                report.elapsed = started.elapsed();
+                report
+            }
+            Err(error) => failed(report, ObjectStatus::Pending, error.to_string(), &bytes_read),
+        }
+    }
+}
+
+/// Records in the ledger every object the sink committed but the ledger does not know as loaded: the
+/// process stopped between the sink's commit and the ledger's.
+fn reconcile(name: &str, state: &mut StateStore, sink: &mut dyn TableSink) -> Result<(), String> {
+    let loaded: HashSet<(String, String)> = state
+        .ledger(name)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|entry| entry.status == ObjectStatus::Loaded)
+        .map(|entry| (entry.key, entry.etag))
+        .collect();
+    for committed in sink.committed_objects().map_err(|e| e.to_string())? {
+        if loaded.contains(&(committed.key.clone(), committed.etag.clone())) {
+            continue;
+        }
+        let object = ObjectMeta {
+            key: committed.key,
+            size: committed.size,
+            etag: committed.etag,
+            last_modified: committed.last_modified,
+        };
+        tracing::info!(
+            dataflow = name,
+            object = object.key,
+            "recording an object the sink committed before the last run stopped"
+        );
+        state
+            .record_object(
+                name,
+                &object,
+                ObjectStatus::Loaded,
+                committed.rows,
+                committed.rejected,
+                None,
+                committed.run_id,
+                SystemTime::now(),
+            )
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// A reader that counts the bytes through it.
+struct Counted<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        let read = self.inner.read(buffer)?;
+        self.count.fetch_add(read as u64, Ordering::Relaxed);
+        Ok(read)
+    }
+}

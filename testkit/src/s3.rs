@@ -1,0 +1,223 @@
+//! A real S3 protocol server for tests: s3s parses and answers the wire protocol (SigV4 checked against
+//! one static key pair), and a small store keeps objects as files with the ETag and LastModified a test
+//! chooses, so a test can put an object "uploaded 100 days ago" without a clock of its own.
+
+use async_trait::async_trait;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder as ConnectionBuilder;
+use md5::{Digest, Md5};
+use s3s::auth::SimpleAuth;
+use s3s::dto::{
+    ETag, GetObjectInput, GetObjectOutput, HeadBucketInput, HeadBucketOutput, ListObjectsV2Input,
+    ListObjectsV2Output, Object, StreamingBlob, Timestamp,
+};
+use s3s::service::S3ServiceBuilder;
+use s3s::{S3, S3Request, S3Response, S3Result, s3_error};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+use tokio_util::io::ReaderStream;
+
+/// The key pair the server accepts.
+pub const ACCESS_KEY: &str = "AKIASLUICETEST";
+pub const SECRET_KEY: &str = "sluice-test-secret-key";
+/// The region the server claims; any works with path-style requests.
+pub const REGION: &str = "us-east-1";
+
+/// The most keys one ListObjectsV2 page holds, as on S3.
+const PAGE_LIMIT: usize = 1000;
+
+#[derive(Clone, Debug)]
+struct StoredObject {
+    etag: String,
+    size: u64,
+    last_modified: SystemTime,
+    file: PathBuf,
+}
+
+#[derive(Default)]
+struct Store {
+    buckets: Mutex<BTreeMap<String, BTreeMap<String, StoredObject>>>,
+    gets: AtomicUsize,
+    lists: AtomicUsize,
+}
+
+/// An S3 server on 127.0.0.1 with its own runtime; it stops when dropped.
+pub struct S3Server {
+    endpoint: String,
+    store: Arc<Store>,
+    files: tempfile::TempDir,
+    next_file: AtomicUsize,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl S3Server {
+    /// Starts a server on a free port of 127.0.0.1.
+    pub fn start() -> S3Server {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("s3-test-server")
+            .enable_all()
+            .build()
+            .expect("a runtime for the S3 test server");
+        let store = Arc::new(Store::default());
+        let listener =
+            runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("a free port on 127.0.0.1");
+        let endpoint = format!("http://{}", listener.local_addr().expect("a bound address"));
+        let service = {
+            let mut builder = S3ServiceBuilder::new(StoreService(store.clone()));
+            builder.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+            builder.build()
+        };
+        runtime.spawn(async move {
+            let connections = ConnectionBuilder::new(TokioExecutor::new());
+            while let Ok((socket, _)) = listener.accept().await {
+                let connection =
+                    connections.serve_connection(TokioIo::new(socket), service.clone()).into_owned();
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+            }
+        });
+        S3Server {
+            endpoint,
+            store,
+            files: tempfile::tempdir().expect("a folder for the test objects"),
+            next_file: AtomicUsize::new(0),
+            runtime: Some(runtime),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    pub fn create_bucket(&self, bucket: &str) {
+        self.store.buckets.lock().unwrap().entry(bucket.to_string()).or_default();
+    }
+
+    /// Stores an object as if uploaded at `last_modified`; returns its ETag (the MD5 of its bytes, as S3
+    /// gives for a single-part upload).
+    pub fn put(&self, bucket: &str, key: &str, bytes: &[u8], last_modified: SystemTime) -> String {
+        let file = self.files.path().join(self.next_file.fetch_add(1, Ordering::Relaxed).to_string());
+        std::fs::write(&file, bytes).expect("the test object is written");
+        let etag = format!("{:x}", Md5::digest(bytes));
+        let object = StoredObject { etag: etag.clone(), size: bytes.len() as u64, last_modified, file };
+        self.store
+            .buckets
+            .lock()
+            .unwrap()
+            .get_mut(bucket)
+            .unwrap_or_else(|| panic!("create bucket `{bucket}` first"))
+            .insert(key.to_string(), object);
+        etag
+    }
+
+    /// Changes an object's LastModified, as a late-finishing upload shows.
+    pub fn set_last_modified(&self, bucket: &str, key: &str, last_modified: SystemTime) {
+        let mut buckets = self.store.buckets.lock().unwrap();
+        buckets.get_mut(bucket).and_then(|b| b.get_mut(key)).expect("the object exists").last_modified =
+            last_modified;
+    }
+
+    /// How many GetObject requests the server has answered.
+    pub fn gets(&self) -> usize {
+        self.store.gets.load(Ordering::Relaxed)
+    }
+
+    /// How many ListObjectsV2 pages the server has answered.
+    pub fn list_pages(&self) -> usize {
+        self.store.lists.load(Ordering::Relaxed)
+    }
+
+    /// Where the server keeps objects (one file each).
+    pub fn files(&self) -> &Path {
+        self.files.path()
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+struct StoreService(Arc<Store>);
+
+impl StoreService {
+    fn bucket(&self, bucket: &str) -> S3Result<BTreeMap<String, StoredObject>> {
+        // A copy keeps the lock short; test buckets are small enough.
+        self.0.buckets.lock().unwrap().get(bucket).cloned().ok_or_else(|| s3_error!(NoSuchBucket))
+    }
+}
+
+#[async_trait]
+impl S3 for StoreService {
+    async fn head_bucket(&self, req: S3Request<HeadBucketInput>) -> S3Result<S3Response<HeadBucketOutput>> {
+        self.bucket(&req.input.bucket)?;
+        Ok(S3Response::new(HeadBucketOutput::default()))
+    }
+
+    async fn list_objects_v2(
+        &self,
+        req: S3Request<ListObjectsV2Input>,
+    ) -> S3Result<S3Response<ListObjectsV2Output>> {
+        self.0.lists.fetch_add(1, Ordering::Relaxed);
+        let input = req.input;
+        let objects = self.bucket(&input.bucket)?;
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let after = input.continuation_token.clone().or(input.start_after.clone()).unwrap_or_default();
+        let limit = input.max_keys.map_or(PAGE_LIMIT, |m| (m.max(0) as usize).min(PAGE_LIMIT));
+        let mut matching =
+            objects.range(after.clone()..).filter(|(key, _)| key.starts_with(&prefix) && **key != after);
+        let page: Vec<(&String, &StoredObject)> = matching.by_ref().take(limit).collect();
+        let truncated = matching.next().is_some();
+        let contents: Vec<Object> = page
+            .iter()
+            .map(|(key, object)| Object {
+                key: Some((*key).clone()),
+                size: Some(object.size as i64),
+                e_tag: Some(ETag::Strong(object.etag.clone())),
+                last_modified: Some(Timestamp::from(object.last_modified)),
+                ..Default::default()
+            })
+            .collect();
+        let output = ListObjectsV2Output {
+            name: Some(input.bucket),
+            prefix: input.prefix,
+            key_count: Some(contents.len() as i32),
+            max_keys: Some(limit as i32),
+            is_truncated: Some(truncated),
+            next_continuation_token: truncated.then(|| page.last().map(|(key, _)| (*key).clone())).flatten(),
+            continuation_token: input.continuation_token,
+            contents: Some(contents),
+            ..Default::default()
+        };
+        Ok(S3Response::new(output))
+    }
+
+    async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
+        self.0.gets.fetch_add(1, Ordering::Relaxed);
+        let input = req.input;
+        let object = self.bucket(&input.bucket)?.remove(&input.key).ok_or_else(|| s3_error!(NoSuchKey))?;
+        if let Some(expected) = input.if_match.as_ref().and_then(|c| c.as_etag())
+            && expected.value() != object.etag
+        {
+            return Err(s3_error!(PreconditionFailed));
+        }
+        let file = tokio::fs::File::open(&object.file).await.map_err(|e| s3_error!(e, InternalError))?;
+        let body = ReaderStream::with_capacity(file, 1 << 16);
+        Ok(S3Response::new(GetObjectOutput {
+            body: Some(StreamingBlob::wrap(body)),
+            content_length: Some(object.size as i64),
+            e_tag: Some(ETag::Strong(object.etag)),
+            last_modified: Some(Timestamp::from(object.last_modified)),
+            ..Default::default()
+        }))
+    }
+}
