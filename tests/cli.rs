@@ -49,9 +49,16 @@ fn a_file_that_is_not_valid_json_exits_1_naming_plugin_file_and_line() {
 fn usage_and_configuration_errors_exit_2_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("a.csv"), "a\n1\n").unwrap();
-    std::fs::write(dir.path().join("bad-name.toml"), "[dataflows.9lives.format]\nplugin = \"csv\"\n")
-        .unwrap();
-    std::fs::write(dir.path().join("typo.toml"), "[dataflows.Orders.format]\nplugn = \"csv\"\n").unwrap();
+    std::fs::write(
+        dir.path().join("bad-name.toml"),
+        "[dataflows.9lives]\nsource = { type = \"local\", path = \".\" }\nformat = { plugin = \"csv\" }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("typo.toml"),
+        "[dataflows.Orders.source]\ntype = \"local\"\npath = \".\"\n[dataflows.Orders.format]\nplugn = \"csv\"\n",
+    )
+    .unwrap();
     let cases: &[(&[&str], &str)] = &[
         (
             &["parse", "--format", "xml", "a.csv"],
@@ -65,7 +72,7 @@ fn usage_and_configuration_errors_exit_2_with_the_reason() {
             &["--config", "bad-name.toml", "parse", "--dataflow", "x", "a.csv"],
             "starts with a letter and holds letters and digits only",
         ),
-        (&["--config", "typo.toml", "parse", "--dataflow", "Orders", "a.csv"], "line 2"),
+        (&["--config", "typo.toml", "parse", "--dataflow", "Orders", "a.csv"], "line 5"),
         (&["--config", "nowhere.toml", "parse", "--format", "csv", "a.csv"], "cannot read nowhere.toml"),
     ];
     for (args, expected) in cases {
@@ -86,7 +93,8 @@ fn a_dataflow_reads_files_with_its_plugin_and_options() {
     .unwrap();
     std::fs::write(
         dir.path().join("connector.toml"),
-        "[dataflows.Products.format]\nplugin = \"json\"\noptions = { pointer = \"/data\" }\n",
+        "[dataflows.Products.source]\ntype = \"local\"\npath = \".\"\n\n\
+         [dataflows.Products.format]\nplugin = \"json\"\noptions = { pointer = \"/data\" }\n",
     )
     .unwrap();
     let output = sluice(dir.path(), &["parse", "--dataflow", "Products", "list.json"]);
@@ -104,14 +112,16 @@ fn a_custom_plugin_built_out_of_tree_runs_by_path_without_rebuilding_the_host() 
         dir.path().join("connector.toml"),
         format!(
             "[plugins.fixedwidth]\npath = \"{}\"\nmemory_limit_mib = 32\ncall_timeout = \"2s\"\n\n\
-             [dataflows.Ledger.format]\nplugin = \"fixedwidth\"\noptions = {{ fields = [\"id:4\", \"name:10\", \"amount:8\"] }}\n",
+             [dataflows.Ledger]\nsource = {{ type = \"local\", path = \"data\" }}\n\
+             format = {{ plugin = \"fixedwidth\", options = {{ fields = [\"id:4\", \"name:10\", \"amount:8\"] }} }}\n",
             wasm.display()
         ),
     )
     .unwrap();
-    std::fs::write(dir.path().join("ledger.txt"), "0001Ann       12.50\n0002Bo\n0003Zoë          7\n")
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    std::fs::write(dir.path().join("data/ledger.txt"), "0001Ann       12.50\n0002Bo\n0003Zoë          7\n")
         .unwrap();
-    let output = sluice(dir.path(), &["parse", "--dataflow", "Ledger", "ledger.txt"]);
+    let output = sluice(dir.path(), &["parse", "--dataflow", "Ledger", "data/ledger.txt"]);
     let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert_eq!(
@@ -119,8 +129,26 @@ fn a_custom_plugin_built_out_of_tree_runs_by_path_without_rebuilding_the_host() 
         "{\"id\":\"0001\",\"name\":\"Ann\",\"amount\":\"12.50\"}\n{\"id\":\"0003\",\"name\":\"Zoë\",\"amount\":\"7\"}\n"
     );
     assert!(
-        stderr.contains("rejected: ledger.txt line 2: line has 6 characters, fields need at least 14"),
+        stderr.contains("rejected: data/ledger.txt line 2: line has 6 characters, fields need at least 14"),
         "{stderr}"
     );
     assert!(stderr.contains("via plugin `fixedwidth`"), "{stderr}");
+
+    // The same plugin in a dataflow's run: its records become rows of a table.
+    let run = sluice(dir.path(), &["run", "Ledger"]);
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+    assert!(
+        text(&run.stdout).contains("Ledger: succeeded — 1 objects, 2 rows, 1 rejected"),
+        "{}",
+        text(&run.stdout)
+    );
+    let tables = rusqlite::Connection::open(dir.path().join("sluice.db")).unwrap();
+    let names: Vec<String> = tables
+        .prepare("SELECT name FROM ledger ORDER BY id")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(names, ["Ann", "Zoë"]);
 }

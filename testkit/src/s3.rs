@@ -150,16 +150,21 @@ impl Drop for S3Server {
 struct StoreService(Arc<Store>);
 
 impl StoreService {
-    fn bucket(&self, bucket: &str) -> S3Result<BTreeMap<String, StoredObject>> {
-        // A copy keeps the lock short; test buckets are small enough.
-        self.0.buckets.lock().unwrap().get(bucket).cloned().ok_or_else(|| s3_error!(NoSuchBucket))
+    /// Runs `f` on a bucket's objects under the store's lock.
+    fn with_bucket<T>(
+        &self,
+        bucket: &str,
+        f: impl FnOnce(&BTreeMap<String, StoredObject>) -> T,
+    ) -> S3Result<T> {
+        let buckets = self.0.buckets.lock().unwrap();
+        buckets.get(bucket).map(f).ok_or_else(|| s3_error!(NoSuchBucket))
     }
 }
 
 #[async_trait]
 impl S3 for StoreService {
     async fn head_bucket(&self, req: S3Request<HeadBucketInput>) -> S3Result<S3Response<HeadBucketOutput>> {
-        self.bucket(&req.input.bucket)?;
+        self.with_bucket(&req.input.bucket, |_| ())?;
         Ok(S3Response::new(HeadBucketOutput::default()))
     }
 
@@ -169,31 +174,32 @@ impl S3 for StoreService {
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
         self.0.lists.fetch_add(1, Ordering::Relaxed);
         let input = req.input;
-        let objects = self.bucket(&input.bucket)?;
         let prefix = input.prefix.clone().unwrap_or_default();
         let after = input.continuation_token.clone().or(input.start_after.clone()).unwrap_or_default();
         let limit = input.max_keys.map_or(PAGE_LIMIT, |m| (m.max(0) as usize).min(PAGE_LIMIT));
-        let mut matching =
-            objects.range(after.clone()..).filter(|(key, _)| key.starts_with(&prefix) && **key != after);
-        let page: Vec<(&String, &StoredObject)> = matching.by_ref().take(limit).collect();
-        let truncated = matching.next().is_some();
-        let contents: Vec<Object> = page
-            .iter()
-            .map(|(key, object)| Object {
-                key: Some((*key).clone()),
-                size: Some(object.size as i64),
-                e_tag: Some(ETag::Strong(object.etag.clone())),
-                last_modified: Some(Timestamp::from(object.last_modified)),
-                ..Default::default()
-            })
-            .collect();
+        let (contents, truncated) = self.with_bucket(&input.bucket, |objects| {
+            let mut matching =
+                objects.range(after.clone()..).filter(|(key, _)| key.starts_with(&prefix) && **key != after);
+            let page: Vec<Object> = matching
+                .by_ref()
+                .take(limit)
+                .map(|(key, object)| Object {
+                    key: Some(key.clone()),
+                    size: Some(object.size as i64),
+                    e_tag: Some(ETag::Strong(object.etag.clone())),
+                    last_modified: Some(Timestamp::from(object.last_modified)),
+                    ..Default::default()
+                })
+                .collect();
+            (page, matching.next().is_some())
+        })?;
         let output = ListObjectsV2Output {
             name: Some(input.bucket),
             prefix: input.prefix,
             key_count: Some(contents.len() as i32),
             max_keys: Some(limit as i32),
             is_truncated: Some(truncated),
-            next_continuation_token: truncated.then(|| page.last().map(|(key, _)| (*key).clone())).flatten(),
+            next_continuation_token: truncated.then(|| contents.last().and_then(|o| o.key.clone())).flatten(),
             continuation_token: input.continuation_token,
             contents: Some(contents),
             ..Default::default()
@@ -204,7 +210,9 @@ impl S3 for StoreService {
     async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
         self.0.gets.fetch_add(1, Ordering::Relaxed);
         let input = req.input;
-        let object = self.bucket(&input.bucket)?.remove(&input.key).ok_or_else(|| s3_error!(NoSuchKey))?;
+        let object = self
+            .with_bucket(&input.bucket, |objects| objects.get(&input.key).cloned())?
+            .ok_or_else(|| s3_error!(NoSuchKey))?;
         if let Some(expected) = input.if_match.as_ref().and_then(|c| c.as_etag())
             && expected.value() != object.etag
         {

@@ -38,10 +38,34 @@ impl<'t> Locator<'t> {
         self.keys.iter().find(|key| key.path == path).map(|key| self.line(key.offset))
     }
 
-    /// The key written last at or before a span: the key an error at that span is about.
-    pub fn key_at(&self, span: &Range<usize>) -> Option<&str> {
+    /// The key an error at `span` is about. toml points most errors at the key or value itself; errors
+    /// inside a table read as a whole (a source, chosen by its `type`) span that table, and then the key
+    /// the message quotes (`` `tabel` ``, or a `${VAR}` it reads) is the one.
+    pub fn key_at(&self, span: &Range<usize>, message: &str) -> Option<&str> {
+        let quoted: Vec<&str> = message.split('`').skip(1).step_by(2).collect();
+        let at_header = self.text[span.start..].starts_with('[');
+        // The keys the error can be about: those in its span and, for a table, the table's own keys.
+        let table = self.keys.iter().rfind(|key| span.contains(&key.offset)).filter(|_| at_header);
+        let candidates = self.keys.iter().filter(|key| {
+            span.contains(&key.offset) || table.is_some_and(|t| key.path.starts_with(&format!("{}.", t.path)))
+        });
+        let named = candidates.clone().find(|key| {
+            let name = key.path.rsplit('.').next().unwrap_or(&key.path);
+            let line = self.line_text(key.offset);
+            quoted.iter().any(|q| *q == name || line.contains(&format!("${{{q}")))
+        });
+        if let Some(key) = named.or(table) {
+            return Some(&key.path);
+        }
         let index = self.keys.partition_point(|key| key.offset <= span.start);
         index.checked_sub(1).map(|i| self.keys[i].path.as_str())
+    }
+
+    /// The line of the file that `offset` is on.
+    fn line_text(&self, offset: usize) -> &str {
+        let start = self.text[..offset].rfind('\n').map_or(0, |i| i + 1);
+        let end = self.text[offset..].find('\n').map_or(self.text.len(), |i| offset + i);
+        &self.text[start..end]
     }
 }
 

@@ -151,13 +151,13 @@ impl Config {
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let locator = Locator::new(text);
         let mut config: Config = toml::from_str(text).map_err(|e| {
-            let span = e.span();
-            ConfigError::Invalid {
-                path: path.to_path_buf(),
-                line: span.as_ref().map(|span| locator.line(span.start)),
-                key: span.as_ref().and_then(|span| locator.key_at(span)).map(str::to_string),
-                message: e.message().trim_end().to_string(),
-            }
+            let message = e.message().trim_end().to_string();
+            let key = e.span().and_then(|span| locator.key_at(&span, &message).map(str::to_string));
+            let line = match &key {
+                Some(key) => locator.line_of(key),
+                None => e.span().map(|span| locator.line(span.start)),
+            };
+            ConfigError::Invalid { path: path.to_path_buf(), line, key, message }
         })?;
         config.path = path.to_path_buf();
         config.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();

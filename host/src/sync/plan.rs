@@ -132,11 +132,11 @@ mod tests {
 
     const DAY: Duration = Duration::from_secs(86_400);
 
-    fn at(days: u64) -> SystemTime {
+    fn at(days: u32) -> SystemTime {
         SystemTime::UNIX_EPOCH + DAY * days
     }
 
-    fn object(key: &str, etag: &str, day: u64) -> ObjectMeta {
+    fn object(key: &str, etag: &str, day: u32) -> ObjectMeta {
         ObjectMeta { key: key.into(), size: 1, etag: etag.into(), last_modified: at(day) }
     }
 
@@ -154,7 +154,7 @@ mod tests {
         }
     }
 
-    fn window(now: u64, cursor: Option<u64>) -> Window {
+    fn window(now: u32, cursor: Option<u32>) -> Window {
         Window { now: at(now), cursor: cursor.map(at), initial_lookback: DAY * 90, overlap: DAY }
     }
 

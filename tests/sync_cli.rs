@@ -1,0 +1,245 @@
+//! `sluice run` and `sluice preview` as a user runs them: the example dataflows, incremental runs, a
+//! process killed mid-run, and the configuration mistakes users make.
+
+mod support;
+
+use rusqlite::Connection;
+use sluice_testkit::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+fn sluice(dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    command
+        .current_dir(dir)
+        .env("SLUICE_CACHE_DIR", support::root().join("target").join("test-plugin-cache"));
+    command
+}
+
+fn run(dir: &Path, args: &[&str]) -> Output {
+    sluice(dir).args(args).output().expect("running sluice")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The repository's connector.toml and sample files, copied where a test can change them.
+fn example() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(support::root().join("connector.toml"), dir.path().join("connector.toml")).unwrap();
+    for folder in ["orders", "customers", "products"] {
+        let from = support::root().join("examples/data").join(folder);
+        let to = dir.path().join("examples/data").join(folder);
+        std::fs::create_dir_all(&to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+    dir
+}
+
+fn count(database: &Path, sql: &str) -> i64 {
+    Connection::open(database).unwrap().query_row(sql, [], |row| row.get(0)).unwrap()
+}
+
+#[test]
+fn the_example_loads_then_imports_nothing_new_then_a_touched_file_again() {
+    let dir = example();
+    let first = run(dir.path(), &["run"]);
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+    let summary = text(&first.stdout);
+    assert!(summary.contains("Orders: succeeded — 2 objects, 7 rows, 1 rejected"), "{summary}");
+    assert!(summary.contains("Customers: succeeded — 1 objects, 3 rows, 0 rejected"), "{summary}");
+    assert!(summary.contains("Products: succeeded — 1 objects, 3 rows, 0 rejected"), "{summary}");
+    let tables = dir.path().join("sluice.db");
+    assert_eq!(count(&tables, "SELECT count(*) FROM orders"), 7);
+    assert_eq!(count(&tables, "SELECT count(*) FROM orders WHERE _sluice_object LIKE '%.csv.gz'"), 3);
+    assert_eq!(
+        count(&tables, "SELECT count(*) FROM _sluice_rejects WHERE dataflow = 'Orders' AND line = 5"),
+        1
+    );
+
+    let second = run(dir.path(), &["run"]);
+    assert_eq!(second.status.code(), Some(0));
+    for name in ["Orders", "Customers", "Products"] {
+        assert!(
+            text(&second.stdout).contains(&format!("{name}: succeeded — 0 objects, 0 rows")),
+            "{}",
+            text(&second.stdout)
+        );
+    }
+
+    let touched = dir.path().join("examples/data/orders/orders-2026-11.csv");
+    std::fs::File::options()
+        .write(true)
+        .open(&touched)
+        .unwrap()
+        .set_modified(SystemTime::now() + Duration::from_secs(5))
+        .unwrap();
+    let third = run(dir.path(), &["run", "Orders"]);
+    assert!(
+        text(&third.stdout).contains("Orders: succeeded — 1 objects, 4 rows, 1 rejected"),
+        "{}",
+        text(&third.stdout)
+    );
+    assert_eq!(count(&tables, "SELECT count(*) FROM orders"), 11);
+}
+
+#[test]
+fn preview_lists_what_the_next_run_imports_and_its_first_records_and_writes_nothing() {
+    let dir = example();
+    let output = run(dir.path(), &["preview", "Orders", "--records", "2"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(stdout.contains("Orders: 2 objects listed, 2 in the window"), "{stdout}");
+    assert!(stdout.contains("orders/orders-2026-11.csv") && stdout.contains("new"), "{stdout}");
+    assert_eq!(stdout.matches("{\"id\":").count(), 2, "{stdout}");
+    assert!(!dir.path().join("sluice-state.db").exists() && !dir.path().join("sluice.db").exists());
+
+    run(dir.path(), &["run", "Orders"]);
+    let after = text(&run(dir.path(), &["preview", "Orders"]).stdout);
+    assert!(after.contains("0 to import") && after.matches("already imported").count() == 2, "{after}");
+}
+
+#[test]
+fn a_run_killed_mid_way_is_finished_by_the_next_with_every_row_once() {
+    const OBJECTS: u32 = 200;
+    const ROWS: u32 = 2_000;
+    let s3 = S3Server::start();
+    s3.create_bucket("exports");
+    for object in 0..OBJECTS {
+        let mut body = String::from("id,object,note\n");
+        for row in 0..ROWS {
+            body.push_str(&format!("{},{object},\"row {row} of object {object}\"\n", object * ROWS + row));
+        }
+        s3.put(
+            "exports",
+            &format!("orders/{object:04}.csv"),
+            body.as_bytes(),
+            SystemTime::now() - Duration::from_secs(60),
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("connector.toml"),
+        format!(
+            "[dataflows.Orders]\nsource = {{ type = \"s3\", bucket = \"exports\", endpoint = \"{}\", access_key_id = \"{ACCESS_KEY}\", secret_access_key = \"${{TEST_S3_SECRET}}\" }}\nformat = {{ plugin = \"csv\" }}\n",
+            s3.endpoint()
+        ),
+    )
+    .unwrap();
+    let tables = dir.path().join("sluice.db");
+    let committed = || {
+        Connection::open(&tables)
+            .and_then(|c| c.query_row("SELECT count(*) FROM _sluice_objects", [], |row| row.get::<_, i64>(0)))
+            .unwrap_or(0)
+    };
+
+    let mut child = sluice(dir.path())
+        .args(["run"])
+        .env("TEST_S3_SECRET", SECRET_KEY)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while committed() < 5 {
+        assert!(Instant::now() < deadline, "the run committed nothing in time");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let at_kill = committed();
+    assert!(at_kill < OBJECTS as i64, "killed in the middle ({at_kill} of {OBJECTS} objects committed)");
+
+    let resumed = sluice(dir.path()).args(["run"]).env("TEST_S3_SECRET", SECRET_KEY).output().unwrap();
+    assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed.stderr));
+    let total = (OBJECTS * ROWS) as i64;
+    assert_eq!(count(&tables, "SELECT count(*) FROM orders"), total);
+    assert_eq!(count(&tables, "SELECT count(DISTINCT id) FROM orders"), total);
+    assert_eq!(
+        count(&tables, "SELECT count(DISTINCT _sluice_object || ':' || _sluice_line) FROM orders"),
+        total
+    );
+
+    let state = dir.path().join("sluice-state.db");
+    assert_eq!(count(&state, "SELECT count(*) FROM runs WHERE status = 'interrupted'"), 1);
+    assert_eq!(count(&state, "SELECT count(*) FROM objects WHERE status = 'loaded'"), OBJECTS as i64);
+
+    // The ledger lost (a kill between the sink's commit and the ledger's): the sink's markers restore it.
+    Connection::open(&state).unwrap().execute("DELETE FROM objects", []).unwrap();
+    let again = sluice(dir.path()).args(["run"]).env("TEST_S3_SECRET", SECRET_KEY).output().unwrap();
+    assert!(text(&again.stdout).contains("Orders: succeeded — 0 objects"), "{}", text(&again.stdout));
+    assert_eq!(count(&tables, "SELECT count(*) FROM orders"), total);
+}
+
+fn config_error(toml: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("connector.toml"), toml).unwrap();
+    let output = run(dir.path(), &["run"]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    text(&output.stderr)
+}
+
+const LOCAL: &str = "source = { type = \"local\", path = \"data\" }\n";
+
+#[test]
+fn configuration_mistakes_name_the_dataflow_the_key_and_the_line() {
+    let unknown_key = config_error(&format!(
+        "[dataflows.Orders]\n{LOCAL}format = {{ plugin = \"csv\" }}\n\n[dataflows.Orders.sink]\ntable = \"orders\"\ntabel = \"x\"\n"
+    ));
+    for part in ["connector.toml line 7", "dataflows.Orders.sink.tabel", "unknown field `tabel`"] {
+        assert!(unknown_key.contains(part), "`{part}` missing from: {unknown_key}");
+    }
+
+    let unknown_plugin =
+        config_error(&format!("[dataflows.Orders]\n{LOCAL}format = {{ plugin = \"parquet\" }}\n"));
+    for part in
+        ["line 3", "dataflows.Orders.format.plugin", "unknown plugin `parquet`", "csv, tsv, json, jsonl"]
+    {
+        assert!(unknown_plugin.contains(part), "`{part}` missing from: {unknown_plugin}");
+    }
+
+    let bad_name =
+        config_error(&format!("[dataflows.Orders-2024]\n{LOCAL}format = {{ plugin = \"csv\" }}\n"));
+    for part in ["line 1", "`Orders-2024`", "starts with a letter and holds letters and digits only"] {
+        assert!(bad_name.contains(part), "`{part}` missing from: {bad_name}");
+    }
+
+    let missing_env = config_error(
+        "[dataflows.Orders]\nformat = { plugin = \"csv\" }\n[dataflows.Orders.source]\ntype = \"s3\"\nbucket = \"b\"\nsecret_access_key = \"${SLUICE_TEST_UNSET_SECRET}\"\naccess_key_id = \"x\"\n",
+    );
+    for part in
+        ["line 6", "dataflows.Orders.source.secret_access_key", "`SLUICE_TEST_UNSET_SECRET` is not set"]
+    {
+        assert!(missing_env.contains(part), "`{part}` missing from: {missing_env}");
+    }
+
+    let bad_schedule = config_error(&format!(
+        "[dataflows.Orders]\n{LOCAL}format = {{ plugin = \"csv\" }}\nschedule = \"hourly\"\n"
+    ));
+    assert!(bad_schedule.contains("line 4") && bad_schedule.contains("schedule `hourly`"), "{bad_schedule}");
+
+    let bad_source =
+        config_error("[dataflows.Orders]\nsource = { type = \"ftp\" }\nformat = { plugin = \"csv\" }\n");
+    assert!(bad_source.contains("line 2") && bad_source.contains("ftp"), "{bad_source}");
+
+    let no_dataflow = run(tempfile::tempdir().unwrap().path(), &["run"]);
+    assert_eq!(no_dataflow.status.code(), Some(2));
+    assert!(text(&no_dataflow.stderr).contains("no connector.toml"), "{}", text(&no_dataflow.stderr));
+}
+
+#[test]
+fn a_dataflow_that_is_not_configured_is_named_with_those_that_are() {
+    let dir = example();
+    let output = run(dir.path(), &["run", "Refunds"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output.stderr)
+            .contains("no dataflow `Refunds`; the dataflows are: Customers, Orders, Products")
+    );
+}
