@@ -8,6 +8,7 @@ use sluice::config::Config;
 use sluice::state::{ObjectStatus, RunStatus, StateStore};
 use sluice::sync::{Quiet, RunReport, Runner};
 use sluice_testkit::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
+use sluice_testkit::sts::Role;
 use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -262,4 +263,45 @@ fn an_unreachable_endpoint_fails_the_run() {
     );
     let error = failed_run(&config(dir.path(), &source));
     assert!(error.contains(&format!("cannot reach http://127.0.0.1:{port}")), "{error}");
+    assert!(error.contains("Connection refused"), "{error}");
+}
+
+fn role() -> Role {
+    Role { arn: "arn:aws:iam::210987654321:role/sluice-import".into(), external_id: "ext-7d1f".into() }
+}
+
+#[test]
+fn a_bucket_of_another_account_is_read_through_its_role_and_external_id() {
+    let (s3, dir) = (S3Server::start_with_role(role()), tempfile::tempdir().unwrap());
+    s3.create_bucket(BUCKET);
+    s3.put(BUCKET, "orders/a.csv", &csv(0..4), ago(DAY));
+
+    // The caller's own key is refused by the bucket...
+    let own_key = failed_run(&config(dir.path(), &s3_source(&s3, BUCKET, "")));
+    assert!(own_key.contains("access denied"), "{own_key}");
+
+    // ...and the role, assumed with its external ID, reads it.
+    let dir = tempfile::tempdir().unwrap();
+    let with_role = format!(", role_arn = \"{}\", external_id = \"{}\"", role().arn, role().external_id);
+    let report = run(&config(dir.path(), &s3_source(&s3, BUCKET, &with_role)));
+    assert_eq!(report.status, RunStatus::Succeeded, "{:?}", report.error);
+    assert_eq!(report.counts.rows, 4);
+    assert!(s3.assume_role_calls() >= 1);
+}
+
+#[test]
+fn a_wrong_external_id_fails_the_run_without_showing_it() {
+    let (s3, dir) = (S3Server::start_with_role(role()), tempfile::tempdir().unwrap());
+    s3.create_bucket(BUCKET);
+    let wrong = format!(", role_arn = \"{}\", external_id = \"guessed-id\"", role().arn);
+    let error = failed_run(&config(dir.path(), &s3_source(&s3, BUCKET, &wrong)));
+    assert!(error.contains("dataflow `Orders`") && error.contains("listing s3://exports/"), "{error}");
+    assert!(
+        error.contains(
+            "cannot get credentials (assuming role `arn:aws:iam::210987654321:role/sluice-import`)"
+        ),
+        "{error}"
+    );
+    assert!(error.contains("the external ID does not match"), "{error}");
+    assert!(!error.contains("guessed-id"), "{error}");
 }

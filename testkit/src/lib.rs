@@ -2,5 +2,6 @@
 //! Not part of the product; used by the end-to-end tests and the benchmarks.
 
 pub mod s3;
+pub mod sts;
 
 pub use s3::S3Server;

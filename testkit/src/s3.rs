@@ -1,12 +1,13 @@
 //! A real S3 protocol server for tests: s3s parses and answers the wire protocol (SigV4 checked against
 //! one static key pair), and a small store keeps objects as files with the ETag and LastModified a test
-//! chooses, so a test can put an object "uploaded 100 days ago" without a clock of its own.
+//! chooses, so a test can put an object "uploaded 100 days ago" without a clock of its own. Started with a
+//! [`Role`], it also answers STS AssumeRole (see [`crate::sts`]).
 
+use crate::sts::{AssumeRole, Keys, OnlyTheRole, ROLE_ACCESS_KEY, ROLE_SECRET_KEY, Role};
 use async_trait::async_trait;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnectionBuilder;
 use md5::{Digest, Md5};
-use s3s::auth::SimpleAuth;
 use s3s::dto::{
     ETag, GetObjectInput, GetObjectOutput, HeadBucketInput, HeadBucketOutput, ListObjectsV2Input,
     ListObjectsV2Output, Object, StreamingBlob, Timestamp,
@@ -42,6 +43,7 @@ struct Store {
     buckets: Mutex<BTreeMap<String, BTreeMap<String, StoredObject>>>,
     gets: AtomicUsize,
     lists: AtomicUsize,
+    assume_role_calls: Arc<AtomicUsize>,
 }
 
 /// An S3 server on 127.0.0.1 with its own runtime; it stops when dropped.
@@ -54,8 +56,18 @@ pub struct S3Server {
 }
 
 impl S3Server {
-    /// Starts a server on a free port of 127.0.0.1.
+    /// Starts a server on a free port of 127.0.0.1 that takes [`ACCESS_KEY`] and [`SECRET_KEY`].
     pub fn start() -> S3Server {
+        Self::start_with(None)
+    }
+
+    /// Starts a server whose buckets only `role` may read: [`ACCESS_KEY`] may only assume it (with the
+    /// role's external ID), through STS at the same endpoint.
+    pub fn start_with_role(role: Role) -> S3Server {
+        Self::start_with(Some(role))
+    }
+
+    fn start_with(role: Option<Role>) -> S3Server {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("s3-test-server")
@@ -68,7 +80,14 @@ impl S3Server {
         let endpoint = format!("http://{}", listener.local_addr().expect("a bound address"));
         let service = {
             let mut builder = S3ServiceBuilder::new(StoreService(store.clone()));
-            builder.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+            let mut keys =
+                std::collections::HashMap::from([(ACCESS_KEY.to_string(), SECRET_KEY.to_string())]);
+            if let Some(role) = role {
+                keys.insert(ROLE_ACCESS_KEY.to_string(), ROLE_SECRET_KEY.to_string());
+                builder.set_route(AssumeRole { role, calls: store.assume_role_calls.clone() });
+                builder.set_access(OnlyTheRole);
+            }
+            builder.set_auth(Keys(keys));
             builder.build()
         };
         runtime.spawn(async move {
@@ -126,6 +145,11 @@ impl S3Server {
     /// How many GetObject requests the server has answered.
     pub fn gets(&self) -> usize {
         self.store.gets.load(Ordering::Relaxed)
+    }
+
+    /// How many AssumeRole requests the server has answered.
+    pub fn assume_role_calls(&self) -> usize {
+        self.store.assume_role_calls.load(Ordering::Relaxed)
     }
 
     /// How many ListObjectsV2 pages the server has answered.

@@ -25,6 +25,8 @@ pub struct S3Source {
     prefix: Option<String>,
     /// Where requests go, for messages: the endpoint, or AWS.
     endpoint: String,
+    /// The role assumed, for messages.
+    role_arn: Option<String>,
 }
 
 impl S3Source {
@@ -61,6 +63,7 @@ impl S3Source {
             bucket: config.bucket.clone(),
             prefix: config.prefix.clone().filter(|prefix| !prefix.is_empty()),
             endpoint: config.endpoint.clone().unwrap_or_else(|| "AWS".to_string()),
+            role_arn: config.role_arn.clone(),
         })
     }
 
@@ -70,9 +73,17 @@ impl S3Source {
         E: ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug,
     {
+        let context = DisplayErrorContext(error).to_string();
         match error {
+            // The client could not sign the request: its credentials could not be had (a role that
+            // refused to be assumed, an empty credential chain).
+            SdkError::DispatchFailure(_) if context.contains("loading credentials") => {
+                let role =
+                    self.role_arn.as_ref().map(|arn| format!(" (assuming role `{arn}`)")).unwrap_or_default();
+                format!("cannot get credentials{role}: {}", summary(&context))
+            }
             SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
-                format!("cannot reach {}: {}", self.endpoint, DisplayErrorContext(error))
+                format!("cannot reach {}: {}", self.endpoint, summary(&context))
             }
             _ => match (error.code(), error.message()) {
                 (Some("NoSuchBucket"), _) => format!("bucket `{}` does not exist", self.bucket),
@@ -94,6 +105,24 @@ impl S3Source {
                 _ => DisplayErrorContext(error).to_string(),
             },
         }
+    }
+}
+
+/// An SDK error's chain without the debug dump that follows it; where a service answered with an error
+/// code and message, just those.
+fn summary(context: &str) -> String {
+    const DUMPS: [&str; 5] =
+        ["DispatchFailure(", "ServiceError(", "TimeoutError(", "ResponseError(", "ConstructionFailure("];
+    let end =
+        DUMPS.iter().filter_map(|dump| context.find(&format!(" ({dump}"))).min().unwrap_or(context.len());
+    let chain = &context[..end];
+    let quoted = |field: &str| {
+        let start = chain.find(field)? + field.len();
+        chain[start..].find('"').map(|len| &chain[start..start + len])
+    };
+    match (quoted("code: \""), quoted("message: \"")) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        _ => chain.trim_start_matches("dispatch failure: ").to_string(),
     }
 }
 

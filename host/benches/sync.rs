@@ -1,0 +1,210 @@
+//! End-to-end sync speed: CSV objects from an in-process S3 server (s3s, over loopback HTTP, through the
+//! real aws-sdk-s3 client) through the WASM csv plugin into an SQLite table, next to two floors measured in
+//! the same run on the same objects and rows:
+//!
+//! - download: GetObject of every object, read to its end and dropped (the I/O floor);
+//! - SQLite: the same rows, with the same columns, inserted through one prepared statement in one
+//!   transaction (SQLite's own bulk insert), the values generated in memory.
+//!
+//!     cargo bench --bench sync                          # 1 GB: 100 objects of 10 MB (~10 million rows)
+//!     cargo bench --bench sync -- --mb 100 --objects 20 # smaller and quicker
+//!
+//! Peak memory is the process's resident high-water mark (VmHWM), reset before the sync, so it covers the
+//! sync alone (the in-process S3 server streams from files and holds no object in memory).
+
+use rusqlite::Connection;
+use sluice::config::Config;
+use sluice::plugin::{HostSettings, PluginHost};
+use sluice::state::RunStatus;
+use sluice::sync::{Quiet, Runner};
+use sluice_testkit::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
+use std::fmt::Write as _;
+use std::time::{Duration, Instant, SystemTime};
+
+const BUCKET: &str = "bench";
+const COLUMNS: [&str; 7] = ["id", "customer", "email", "amount", "currency", "created", "note"];
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let flag = |name: &str| args.iter().position(|a| a == name).map(|i| args[i + 1].clone());
+    let megabytes: usize = flag("--mb").map_or(1000, |v| v.parse().expect("--mb takes a number"));
+    let objects: usize = flag("--objects").map_or(100, |v| v.parse().expect("--objects takes a number"));
+    let per_object = (megabytes * 1_000_000 / objects).max(1);
+
+    let s3 = S3Server::start();
+    s3.create_bucket(BUCKET);
+    let (mut bytes, mut rows) = (0usize, 0u64);
+    let mut first_id = 0u64;
+    for object in 0..objects {
+        let (body, count) = csv_object(first_id, per_object);
+        first_id += count;
+        bytes += body.len();
+        rows += count;
+        s3.put(BUCKET, &format!("orders/{object:04}.csv"), body.as_bytes(), SystemTime::now());
+    }
+    println!("input: {objects} objects, {:.1} MB, {rows} rows", bytes as f64 / 1e6);
+
+    let dir = tempfile::tempdir().expect("a folder for the databases");
+    let config_path = dir.path().join("connector.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "[dataflows.Orders]\nsource = {{ type = \"s3\", bucket = \"{BUCKET}\", endpoint = \"{}\", access_key_id = \"{ACCESS_KEY}\", secret_access_key = \"{SECRET_KEY}\" }}\nformat = {{ plugin = \"csv\" }}\n",
+            s3.endpoint()
+        ),
+    )
+    .expect("the bench configuration is written");
+    let config = Config::load(&config_path).expect("the bench configuration reads");
+    let host = PluginHost::new(HostSettings::default()).expect("plugin host");
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+
+    // Compile the plugin outside the timing, as a daemon does at start.
+    Runner::new(&config, &host, runtime.handle().clone()).preview("Orders", 1).expect("the preview runs");
+    reset_peak_memory();
+    let started = Instant::now();
+    let report =
+        Runner::new(&config, &host, runtime.handle().clone()).run("Orders", &Quiet).expect("the run");
+    let sync = started.elapsed();
+    let peak = peak_memory_mb();
+    assert_eq!(report.status, RunStatus::Succeeded, "{:?}", report.error);
+    assert_eq!(report.counts.rows, rows);
+
+    let download = download_all(&s3, &runtime, objects);
+    let insert = sqlite_bulk_insert(dir.path(), objects, per_object);
+
+    let floor = download.max(insert);
+    println!("{:<40} {:>9} {:>12} {:>9} {:>7}", "", "seconds", "rows/s", "MB/s", "ratio");
+    let line = |name: &str, time: Duration| {
+        let seconds = time.as_secs_f64();
+        println!(
+            "{name:<40} {seconds:>9.2} {:>12.0} {:>9.1} {:>7.2}",
+            rows as f64 / seconds,
+            bytes as f64 / 1e6 / seconds,
+            seconds / floor.as_secs_f64()
+        );
+    };
+    line("download only (GetObject, I/O floor)", download);
+    line("SQLite bulk insert (prepared, 1 tx)", insert);
+    line("sluice sync (S3 -> csv plugin -> SQLite)", sync);
+    println!("sync time / slower floor: {:.2} (goal: at most 1.5)", sync.as_secs_f64() / floor.as_secs_f64());
+    println!("peak resident memory during the sync: {peak:.1} MB (goal: under 300 MB)");
+}
+
+/// Row `id` of the generated orders, as its seven values.
+fn order(id: u64) -> [String; 7] {
+    [
+        id.to_string(),
+        format!("Customer {}", id % 9973),
+        format!("customer{}@example.com", id % 9973),
+        format!("{}.{:02}", id % 1000, id % 100),
+        ["usd", "eur", "gbp"][(id % 3) as usize].to_string(),
+        format!("2026-{:02}-{:02}T{:02}:{:02}:00Z", id % 12 + 1, id % 28 + 1, id % 24, id % 60),
+        if id % 5 == 0 { "\"gift, wrapped\"".to_string() } else { String::new() },
+    ]
+}
+
+/// A CSV object of about `size` bytes whose ids start at `first_id`; its text and row count.
+fn csv_object(first_id: u64, size: usize) -> (String, u64) {
+    let mut text = String::with_capacity(size + 256);
+    text.push_str(&COLUMNS.join(","));
+    text.push('\n');
+    let mut id = first_id;
+    while text.len() < size {
+        let _ = writeln!(text, "{}", order(id).join(","));
+        id += 1;
+    }
+    (text, id - first_id)
+}
+
+fn download_all(s3: &S3Server, runtime: &tokio::runtime::Runtime, objects: usize) -> Duration {
+    runtime.block_on(async {
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .endpoint_url(s3.endpoint())
+            .force_path_style(true)
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                ACCESS_KEY, SECRET_KEY, None, None, "bench",
+            ))
+            .build();
+        let client = aws_sdk_s3::Client::from_conf(config);
+        let started = Instant::now();
+        for object in 0..objects {
+            let output = client
+                .get_object()
+                .bucket(BUCKET)
+                .key(format!("orders/{object:04}.csv"))
+                .send()
+                .await
+                .expect("GetObject");
+            let mut body = output.body;
+            while let Some(chunk) = body.try_next().await.expect("the body reads") {
+                std::hint::black_box(chunk);
+            }
+        }
+        started.elapsed()
+    })
+}
+
+/// The rows the sync loaded, inserted as SQLite's bulk insert would: one prepared statement, one
+/// transaction, the same columns (Sluice's three lineage columns and the seven of the file, as text).
+fn sqlite_bulk_insert(dir: &std::path::Path, objects: usize, per_object: usize) -> Duration {
+    let mut connection = Connection::open(dir.join("floor.db")).expect("the floor database");
+    connection
+        .execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536;
+             CREATE TABLE orders (_sluice_object TEXT NOT NULL, _sluice_line INTEGER, _sluice_run INTEGER NOT NULL,
+             id TEXT, customer TEXT, email TEXT, amount TEXT, currency TEXT, created TEXT, note TEXT);",
+        )
+        .expect("the floor table");
+    // The values are made before the clock starts, one object at a time, so only inserting is timed.
+    let mut elapsed = Duration::ZERO;
+    let mut first_id = 0u64;
+    let transaction = connection.transaction().expect("a transaction");
+    {
+        let mut insert = transaction
+            .prepare("INSERT INTO orders VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")
+            .expect("the insert");
+        for object in 0..objects {
+            let key = format!("orders/{object:04}.csv");
+            let count = csv_object(first_id, per_object).1;
+            let rows: Vec<[String; 7]> = (first_id..first_id + count).map(order).collect();
+            first_id += count;
+            let started = Instant::now();
+            for (line, row) in rows.iter().enumerate() {
+                insert
+                    .execute(rusqlite::params![
+                        key,
+                        line as i64 + 2,
+                        1,
+                        row[0],
+                        row[1],
+                        row[2],
+                        row[3],
+                        row[4],
+                        row[5],
+                        row[6]
+                    ])
+                    .expect("a row");
+            }
+            elapsed += started.elapsed();
+        }
+    }
+    let started = Instant::now();
+    transaction.commit().expect("the commit");
+    elapsed + started.elapsed()
+}
+
+fn reset_peak_memory() {
+    // Writing 5 to clear_refs resets VmHWM to the current resident size (Linux 4.0 and later).
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn peak_memory_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
