@@ -243,3 +243,46 @@ fn a_dataflow_that_is_not_configured_is_named_with_those_that_are() {
             .contains("no dataflow `Refunds`; the dataflows are: Customers, Orders, Products")
     );
 }
+
+#[test]
+fn a_partial_run_exits_1_naming_the_object_that_failed_and_the_next_run_does_not_retry_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    std::fs::write(dir.path().join("data/good.json"), "[{\"id\": 1}, {\"id\": 2}]").unwrap();
+    std::fs::write(dir.path().join("data/bad.json"), "[{\"id\": 3},\n{\"id\": }]").unwrap();
+    std::fs::write(
+        dir.path().join("connector.toml"),
+        "[dataflows.Items]\nsource = { type = \"local\", path = \"data\" }\nformat = { plugin = \"json\" }\n",
+    )
+    .unwrap();
+    let output = run(dir.path(), &["run"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(text(&output.stdout).contains("Items: partial — 2 objects, 2 rows"), "{}", text(&output.stdout));
+    let stderr = text(&output.stderr);
+    for part in ["dataflow `Items`, object `bad.json`", "plugin `json`", "line 2", "1 of 2 objects failed"] {
+        assert!(stderr.contains(part), "`{part}` missing from: {stderr}");
+    }
+    assert_eq!(count(&dir.path().join("sluice.db"), "SELECT count(*) FROM items"), 2);
+    let again = run(dir.path(), &["run"]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
+    assert!(text(&again.stdout).contains("Items: succeeded — 0 objects"), "{}", text(&again.stdout));
+}
+
+#[test]
+fn a_source_of_more_than_1000_objects_is_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    for n in 0..1_001 {
+        std::fs::write(dir.path().join(format!("data/{n}.csv")), "id\n1\n").unwrap();
+    }
+    std::fs::write(
+        dir.path().join("connector.toml"),
+        "[dataflows.Many]\nsource = { type = \"local\", path = \"data\" }\nformat = { plugin = \"csv\" }\n",
+    )
+    .unwrap();
+    let output = run(dir.path(), &["preview", "Many", "--records", "1"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("holds more than 1000 objects and every run lists them all"), "{stderr}");
+    assert!(text(&output.stdout).contains("1001 objects listed"), "{}", text(&output.stdout));
+}

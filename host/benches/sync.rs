@@ -6,8 +6,10 @@
 //! - SQLite: the same rows, with the same columns, inserted through one prepared statement in one
 //!   transaction (SQLite's own bulk insert), the values generated in memory.
 //!
-//!     cargo bench --bench sync                          # 1 GB: 100 objects of 10 MB (~10 million rows)
-//!     cargo bench --bench sync -- --mb 100 --objects 20 # smaller and quicker
+//! ```sh
+//! cargo bench --bench sync                          # 1 GB: 100 objects of 10 MB (~12 million rows)
+//! cargo bench --bench sync -- --mb 100 --objects 20 # smaller and quicker
+//! ```
 //!
 //! Peak memory is the process's resident high-water mark (VmHWM), reset before the sync, so it covers the
 //! sync alone (the in-process S3 server streams from files and holds no object in memory).
@@ -99,7 +101,7 @@ fn order(id: u64) -> [String; 7] {
         format!("{}.{:02}", id % 1000, id % 100),
         ["usd", "eur", "gbp"][(id % 3) as usize].to_string(),
         format!("2026-{:02}-{:02}T{:02}:{:02}:00Z", id % 12 + 1, id % 28 + 1, id % 24, id % 60),
-        if id % 5 == 0 { "\"gift, wrapped\"".to_string() } else { String::new() },
+        if id.is_multiple_of(5) { "\"gift, wrapped\"".to_string() } else { String::new() },
     ]
 }
 

@@ -128,7 +128,8 @@ impl TableSink for SqliteTables {
             transaction,
             dataflow: &self.dataflow,
             table: &self.table,
-            columns: &mut self.columns,
+            columns: self.columns.clone(),
+            committed_columns: &mut self.columns,
             object: object.clone(),
             run_id,
             rows: 0,
@@ -142,7 +143,11 @@ struct SqliteObject<'s> {
     transaction: Transaction<'s>,
     dataflow: &'s str,
     table: &'s str,
-    columns: &'s mut Vec<String>,
+    /// The table's columns as this transaction sees them.
+    columns: Vec<String>,
+    /// The sink's record of the columns, updated only when the transaction commits (a table or column
+    /// created by a transaction that rolls back is gone).
+    committed_columns: &'s mut Vec<String>,
     object: ObjectMeta,
     run_id: i64,
     rows: u64,
@@ -305,8 +310,10 @@ impl ObjectWrite for SqliteObject<'_> {
             rejected: self.rejected,
             run_id: self.run_id,
         };
-        let table = self.table.to_string();
-        self.transaction.commit().map_err(|e| SinkError { table, message: e.to_string() })?;
+        let this = *self;
+        let table = this.table.to_string();
+        this.transaction.commit().map_err(|e| SinkError { table, message: e.to_string() })?;
+        *this.committed_columns = this.columns;
         Ok(committed)
     }
 }

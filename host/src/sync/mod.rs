@@ -47,4 +47,7 @@ pub enum SyncError {
     Sink { dataflow: String, source: SinkError },
     #[error("dataflow `{dataflow}`: {source}")]
     Source { dataflow: String, source: SourceError },
+    /// Listing or planning failed; the message names the dataflow and the source.
+    #[error("{0}")]
+    Plan(String),
 }

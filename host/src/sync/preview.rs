@@ -2,7 +2,7 @@
 //! state store is only read (and not created), the sink not opened.
 
 use super::SyncError;
-use super::plan::{Plan, Window, plan};
+use super::plan::Plan;
 use super::runner::Runner;
 use crate::config::DatabaseUrl;
 use crate::parse::{ParseError, parse_stream};
@@ -10,7 +10,6 @@ use crate::plugin::RejectedRow;
 use crate::source::decompressing;
 use crate::state::StateStore;
 use std::io;
-use std::time::SystemTime;
 use tokio_util::io::SyncIoBridge;
 
 /// The first records of one object.
@@ -42,24 +41,7 @@ impl Runner<'_> {
         let state_error = |source| SyncError::State { dataflow: name.to_string(), source };
         let state = StateStore::open_read_only(&state_path).map_err(state_error)?;
         let source = self.build_source(name, dataflow)?;
-        let source_error = |message: String| SyncError::Source {
-            dataflow: name.to_string(),
-            source: crate::source::SourceError::Setup { source_name: source.describe(), message },
-        };
-        let plan = match &state {
-            Some(state) => self.plan(name, dataflow, source.as_ref(), state).map_err(source_error)?,
-            None => {
-                let listing =
-                    self.runtime().block_on(source.list()).map_err(|e| source_error(e.to_string()))?;
-                let window = Window {
-                    now: SystemTime::now(),
-                    cursor: None,
-                    initial_lookback: dataflow.initial_lookback(),
-                    overlap: dataflow.overlap(),
-                };
-                plan(listing, &[], window)
-            }
-        };
+        let plan = self.plan(name, dataflow, source.as_ref(), state.as_ref()).map_err(SyncError::Plan)?;
         let sampled = plan.to_import().next().or_else(|| plan.objects.last().map(|p| &p.object));
         let Some(object) = sampled.cloned() else { return Ok(Preview { plan, sample: None }) };
 

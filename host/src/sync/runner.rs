@@ -144,7 +144,7 @@ impl<'a> Runner<'a> {
     ) -> Result<(), String> {
         reconcile(name, state, sink)?;
         let source = self.build_source(name, dataflow).map_err(|e| e.to_string())?;
-        let plan = self.plan(name, dataflow, source.as_ref(), state)?;
+        let plan = self.plan(name, dataflow, source.as_ref(), Some(state))?;
         progress.planned(name, &plan);
 
         let options = dataflow.format.option_pairs();
@@ -217,14 +217,8 @@ impl<'a> Runner<'a> {
         Ok(())
     }
 
-    /// Lists the source and plans the run against the ledger and cursor.
-    pub(super) fn plan(
-        &self,
-        name: &str,
-        dataflow: &DataflowConfig,
-        source: &dyn Source,
-        state: &StateStore,
-    ) -> Result<Plan, String> {
+    /// Lists the source, with a warning where it holds so much that every run's listing costs.
+    pub(super) fn list(&self, name: &str, source: &dyn Source) -> Result<Vec<ObjectMeta>, String> {
         let listing = self.runtime.block_on(source.list()).map_err(|e| format!("dataflow `{name}`: {e}"))?;
         if listing.len() > MANY_OBJECTS {
             tracing::warn!(
@@ -234,10 +228,28 @@ impl<'a> Runner<'a> {
                 source.describe()
             );
         }
-        let ledger = state.ledger(name).map_err(|e| e.to_string())?;
+        Ok(listing)
+    }
+
+    /// Lists the source and plans the run against the ledger and cursor (none yet without a state store).
+    pub(super) fn plan(
+        &self,
+        name: &str,
+        dataflow: &DataflowConfig,
+        source: &dyn Source,
+        state: Option<&StateStore>,
+    ) -> Result<Plan, String> {
+        let listing = self.list(name, source)?;
+        let (ledger, cursor) = match state {
+            Some(state) => (
+                state.ledger(name).map_err(|e| e.to_string())?,
+                state.cursor(name).map_err(|e| e.to_string())?,
+            ),
+            None => (Vec::new(), None),
+        };
         let window = Window {
             now: SystemTime::now(),
-            cursor: state.cursor(name).map_err(|e| e.to_string())?,
+            cursor,
             initial_lookback: dataflow.initial_lookback(),
             overlap: dataflow.overlap(),
         };
