@@ -286,3 +286,55 @@ fn a_source_of_more_than_1000_objects_is_warned_about() {
     assert!(stderr.contains("holds more than 1000 objects and every run lists them all"), "{stderr}");
     assert!(text(&output.stdout).contains("1001 objects listed"), "{}", text(&output.stdout));
 }
+
+#[test]
+fn tables_take_their_columns_and_types_from_the_records_and_grow_new_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    let path = dir.path().join("data/1.jsonl");
+    std::fs::write(&path, "{\"id\": 1, \"name\": \"Ann\", \"score\": 1.5}\n").unwrap();
+    let an_hour_ago = SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::options().write(true).open(&path).unwrap().set_modified(an_hour_ago).unwrap();
+    std::fs::write(
+        dir.path().join("connector.toml"),
+        "[dataflows.People]\nsource = { type = \"local\", path = \"data\" }\nformat = { plugin = \"jsonl\" }\n",
+    )
+    .unwrap();
+    assert_eq!(run(dir.path(), &["run"]).status.code(), Some(0));
+    std::fs::write(
+        dir.path().join("data/2.jsonl"),
+        "{\"id\": 2, \"name\": \"Bo\", \"vip\": true, \"tags\": [\"a\"]}\n",
+    )
+    .unwrap();
+    let output = run(dir.path(), &["run"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+
+    let tables = Connection::open(dir.path().join("sluice.db")).unwrap();
+    let columns: Vec<(String, String)> = tables
+        .prepare("SELECT name, type FROM pragma_table_info('people')")
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let expected = [
+        ("_sluice_object", "TEXT"),
+        ("_sluice_line", "INTEGER"),
+        ("_sluice_run", "INTEGER"),
+        ("id", "INTEGER"),
+        ("name", "TEXT"),
+        ("score", "REAL"),
+        ("vip", "INTEGER"),
+        ("tags", "TEXT"),
+    ];
+    assert_eq!(columns, expected.map(|(n, t)| (n.to_string(), t.to_string())));
+    type Row = (i64, Option<f64>, Option<i64>, Option<String>);
+    let rows: Vec<Row> = tables
+        .prepare("SELECT id, score, vip, tags FROM people ORDER BY id")
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows, [(1, Some(1.5), None, None), (2, None, Some(1), Some("[\"a\"]".to_string()))]);
+}

@@ -408,3 +408,65 @@ pub fn from_millis(millis: i64) -> SystemTime {
         UNIX_EPOCH - Duration::from_millis(millis.unsigned_abs())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_store_is_migrated_to_the_latest_schema_and_a_newer_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let store = StateStore::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len());
+        drop(store);
+        // Opening again applies nothing twice.
+        let store = StateStore::open(&path).unwrap();
+        store.connection.pragma_update(None, "user_version", MIGRATIONS.len() as i64 + 1).unwrap();
+        drop(store);
+        let error = StateStore::open(&path).err().unwrap();
+        assert!(error.message.contains("written by a newer Sluice"), "{error}");
+    }
+
+    #[test]
+    fn runs_ledger_and_cursor_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = StateStore::open(&dir.path().join("state.db")).unwrap();
+        let now = from_millis(1_700_000_000_000);
+        let run = store.begin_run("Orders", now).unwrap();
+        let object = ObjectMeta {
+            key: "a.csv".into(),
+            size: 10,
+            etag: "e1".into(),
+            last_modified: from_millis(1_600_000_000_000),
+        };
+        store
+            .record_object("Orders", &object, ObjectStatus::Pending, 0, 0, Some("timeout"), run, now)
+            .unwrap();
+        store.record_object("Orders", &object, ObjectStatus::Loaded, 5, 1, None, run, now).unwrap();
+        let counts = RunCounts { objects: 1, failed_objects: 0, rows: 5, rejected: 1, bytes: 10 };
+        store.end_run(run, RunStatus::Succeeded, counts, None, now).unwrap();
+        store.advance_cursor("Orders", object.last_modified, run, now).unwrap();
+        store.advance_cursor("Orders", from_millis(0), run, now).unwrap();
+
+        let ledger = store.ledger("Orders").unwrap();
+        assert_eq!(ledger.len(), 1, "one entry per key and ETag");
+        assert_eq!(
+            (ledger[0].status, ledger[0].rows, ledger[0].error.as_deref()),
+            (ObjectStatus::Loaded, 5, None)
+        );
+        assert_eq!(
+            store.cursor("Orders").unwrap(),
+            Some(object.last_modified),
+            "the cursor never moves back"
+        );
+        let runs = store.runs("Orders").unwrap();
+        assert_eq!((runs[0].status, runs[0].counts), (RunStatus::Succeeded, counts));
+
+        // A run left running by a killed process is recorded as interrupted when the next begins.
+        let killed = store.begin_run("Orders", now).unwrap();
+        store.begin_run("Orders", now).unwrap();
+        let interrupted = store.runs("Orders").unwrap().into_iter().find(|r| r.id == killed).unwrap();
+        assert_eq!(interrupted.status, RunStatus::Interrupted);
+    }
+}
