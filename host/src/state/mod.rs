@@ -70,6 +70,15 @@ pub struct LedgerEntry {
     pub run_id: i64,
 }
 
+/// What a run made of an object version, for the ledger.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ObjectOutcome<'a> {
+    pub status: ObjectStatus,
+    pub rows: u64,
+    pub rejected: u64,
+    pub error: Option<&'a str>,
+}
+
 /// How a run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RunStatus {
@@ -318,18 +327,15 @@ impl StateStore {
     }
 
     /// Records how an object version stands.
-    #[allow(clippy::too_many_arguments)]
     pub fn record_object(
         &mut self,
         dataflow: &str,
         object: &ObjectMeta,
-        status: ObjectStatus,
-        rows: u64,
-        rejected: u64,
-        error: Option<&str>,
+        outcome: ObjectOutcome<'_>,
         run_id: i64,
         now: SystemTime,
     ) -> Result<(), StateError> {
+        let ObjectOutcome { status, rows, rejected, error } = outcome;
         self.connection
             .execute(
                 "INSERT INTO objects (dataflow, key, etag, size, last_modified, status, rows, rejected, error,
@@ -440,10 +446,11 @@ mod tests {
             etag: "e1".into(),
             last_modified: from_millis(1_600_000_000_000),
         };
-        store
-            .record_object("Orders", &object, ObjectStatus::Pending, 0, 0, Some("timeout"), run, now)
-            .unwrap();
-        store.record_object("Orders", &object, ObjectStatus::Loaded, 5, 1, None, run, now).unwrap();
+        let pending =
+            ObjectOutcome { status: ObjectStatus::Pending, rows: 0, rejected: 0, error: Some("timeout") };
+        store.record_object("Orders", &object, pending, run, now).unwrap();
+        let loaded = ObjectOutcome { status: ObjectStatus::Loaded, rows: 5, rejected: 1, error: None };
+        store.record_object("Orders", &object, loaded, run, now).unwrap();
         let counts = RunCounts { objects: 1, failed_objects: 0, rows: 5, rejected: 1, bytes: 10 };
         store.end_run(run, RunStatus::Succeeded, counts, None, now).unwrap();
         store.advance_cursor("Orders", object.last_modified, run, now).unwrap();

@@ -13,7 +13,7 @@ use crate::parse::{ParseError, parse_stream};
 use crate::plugin::{FormatPlugin, Parsed, PluginHost};
 use crate::sink::{SqliteTables, TableSink};
 use crate::source::{self, MANY_OBJECTS, ObjectMeta, Source, decompressing};
-use crate::state::{ObjectStatus, RunCounts, RunStatus, StateStore};
+use crate::state::{ObjectOutcome, ObjectStatus, RunCounts, RunStatus, StateStore};
 use std::collections::HashSet;
 use std::io::{self, Read};
 use std::sync::Arc;
@@ -116,8 +116,8 @@ impl<'a> Runner<'a> {
             objects: Vec::new(),
             elapsed: Duration::ZERO,
         };
-        let outcome =
-            self.load(name, dataflow, &plugin, &mut state, &mut sink, run_id, progress, &mut report);
+        let run = DataflowRun { name, dataflow, plugin: &plugin, run_id, progress, runtime: &self.runtime };
+        let outcome = self.load(&run, &mut state, &mut sink, &mut report);
         if let Err(error) = outcome {
             report.status = RunStatus::Failed;
             report.error = Some(error);
@@ -130,50 +130,31 @@ impl<'a> Runner<'a> {
     }
 
     /// The run's work after it is recorded as started; an error here fails the run.
-    #[allow(clippy::too_many_arguments)]
     fn load(
         &self,
-        name: &str,
-        dataflow: &DataflowConfig,
-        plugin: &FormatPlugin,
+        run: &DataflowRun<'_>,
         state: &mut StateStore,
         sink: &mut SqliteTables,
-        run_id: i64,
-        progress: &dyn Progress,
         report: &mut RunReport,
     ) -> Result<(), String> {
+        let name = run.name;
         reconcile(name, state, sink)?;
-        let source = self.build_source(name, dataflow).map_err(|e| e.to_string())?;
-        let plan = self.plan(name, dataflow, source.as_ref(), Some(state))?;
-        progress.planned(name, &plan);
+        let source = self.build_source(name, run.dataflow).map_err(|e| e.to_string())?;
+        let plan = self.plan(name, run.dataflow, source.as_ref(), Some(state))?;
+        run.progress.planned(name, &plan);
 
-        let options = dataflow.format.option_pairs();
         let mut settled_now = HashSet::new();
         for object in plan.to_import() {
-            progress.object_started(object);
-            let outcome = self.load_object(
-                name,
-                dataflow,
-                plugin,
-                &options,
-                source.as_ref(),
-                sink,
-                object,
-                run_id,
-                progress,
-            );
-            let now = SystemTime::now();
+            run.progress.object_started(object);
+            let outcome = run.load_object(source.as_ref(), sink, object);
+            let ledger = ObjectOutcome {
+                status: outcome.status,
+                rows: outcome.rows,
+                rejected: outcome.rejected,
+                error: outcome.error.as_deref(),
+            };
             state
-                .record_object(
-                    name,
-                    object,
-                    outcome.status,
-                    outcome.rows,
-                    outcome.rejected,
-                    outcome.error.as_deref(),
-                    run_id,
-                    now,
-                )
+                .record_object(name, object, ledger, run.run_id, SystemTime::now())
                 .map_err(|e| e.to_string())?;
             if outcome.status.is_settled() {
                 settled_now.insert((object.key.clone(), object.etag.clone()));
@@ -186,7 +167,7 @@ impl<'a> Runner<'a> {
             } else {
                 report.counts.failed_objects += 1;
             }
-            progress.object_finished(object, &outcome);
+            run.progress.object_finished(object, &outcome);
             report.objects.push(outcome);
         }
 
@@ -195,7 +176,7 @@ impl<'a> Runner<'a> {
             _ => settled_now.contains(&(p.object.key.clone(), p.object.etag.clone())),
         };
         if let Some(cursor) = next_cursor(&plan, settled) {
-            state.advance_cursor(name, cursor, run_id, SystemTime::now()).map_err(|e| e.to_string())?;
+            state.advance_cursor(name, cursor, run.run_id, SystemTime::now()).map_err(|e| e.to_string())?;
         }
 
         let failed: Vec<&ObjectReport> =
@@ -255,21 +236,27 @@ impl<'a> Runner<'a> {
         };
         Ok(plan(listing, &ledger, window))
     }
+}
 
+/// One run of one dataflow: what each of its objects is loaded with.
+struct DataflowRun<'r> {
+    name: &'r str,
+    dataflow: &'r DataflowConfig,
+    plugin: &'r FormatPlugin,
+    run_id: i64,
+    progress: &'r dyn Progress,
+    runtime: &'r Handle,
+}
+
+impl DataflowRun<'_> {
     /// Streams one object into the sink, all of it in one transaction or none of it.
-    #[allow(clippy::too_many_arguments)]
     fn load_object(
         &self,
-        name: &str,
-        dataflow: &DataflowConfig,
-        plugin: &FormatPlugin,
-        options: &[(String, String)],
         source: &dyn Source,
         sink: &mut dyn TableSink,
         object: &ObjectMeta,
-        run_id: i64,
-        progress: &dyn Progress,
     ) -> ObjectReport {
+        let (name, plugin, progress) = (self.name, self.plugin, self.progress);
         let started = Instant::now();
         let bytes_read = Arc::new(AtomicU64::new(0));
         let mut report = ObjectReport {
@@ -296,9 +283,10 @@ impl<'a> Runner<'a> {
             inner: SyncIoBridge::new_with_handle(reader, self.runtime.clone()),
             count: bytes_read.clone(),
         };
-        let compression = dataflow.format.compression;
+        let compression = self.dataflow.format.compression;
+        let options = self.dataflow.format.option_pairs();
 
-        let mut writer = match sink.begin_object(object, run_id) {
+        let mut writer = match sink.begin_object(object, self.run_id) {
             Ok(writer) => writer,
             Err(error) => return failed(report, ObjectStatus::Pending, error.to_string(), &bytes_read),
         };
@@ -307,7 +295,7 @@ impl<'a> Runner<'a> {
             let parser = scope.spawn(move || {
                 let input = decompressing(&object.key, compression, input)
                     .map_err(|source| ParseError::Read { object: object.key.clone(), bytes: 0, source })?;
-                parse_stream(plugin, &object.key, options, input, |parsed| {
+                parse_stream(plugin, &object.key, &options, input, |parsed| {
                     sender.send(parsed).map_err(|_| io::Error::other("the sink stopped taking records"))
                 })
             });
@@ -394,10 +382,12 @@ fn reconcile(name: &str, state: &mut StateStore, sink: &mut dyn TableSink) -> Re
             .record_object(
                 name,
                 &object,
-                ObjectStatus::Loaded,
-                committed.rows,
-                committed.rejected,
-                None,
+                ObjectOutcome {
+                    status: ObjectStatus::Loaded,
+                    rows: committed.rows,
+                    rejected: committed.rejected,
+                    error: None,
+                },
                 committed.run_id,
                 SystemTime::now(),
             )
