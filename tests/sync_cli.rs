@@ -13,7 +13,9 @@ fn sluice(dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
     command
         .current_dir(dir)
-        .env("SLUICE_CACHE_DIR", support::root().join("target").join("test-plugin-cache"));
+        .env("SLUICE_CACHE_DIR", support::root().join("target").join("test-plugin-cache"))
+        // The S3 tests' configurations read their secret key from the environment.
+        .env("TEST_S3_SECRET", SECRET_KEY);
     command
 }
 
@@ -104,16 +106,15 @@ fn preview_lists_what_the_next_run_imports_and_its_first_records_and_writes_noth
     assert!(after.contains("0 to import") && after.matches("already imported").count() == 2, "{after}");
 }
 
-#[test]
-fn a_run_killed_mid_way_is_finished_by_the_next_with_every_row_once() {
-    const OBJECTS: u32 = 200;
-    const ROWS: u32 = 2_000;
+/// An S3 server holding `objects` CSV objects of `rows` rows each, and a configuration that reads them
+/// with the secret key taken from `TEST_S3_SECRET`.
+fn many_objects(objects: u32, rows: u32) -> (S3Server, tempfile::TempDir) {
     let s3 = S3Server::start();
     s3.create_bucket("exports");
-    for object in 0..OBJECTS {
+    for object in 0..objects {
         let mut body = String::from("id,object,note\n");
-        for row in 0..ROWS {
-            body.push_str(&format!("{},{object},\"row {row} of object {object}\"\n", object * ROWS + row));
+        for row in 0..rows {
+            body.push_str(&format!("{},{object},\"row {row} of object {object}\"\n", object * rows + row));
         }
         s3.put(
             "exports",
@@ -131,32 +132,44 @@ fn a_run_killed_mid_way_is_finished_by_the_next_with_every_row_once() {
         ),
     )
     .unwrap();
-    let tables = dir.path().join("sluice.db");
-    let committed = || {
-        Connection::open(&tables)
-            .and_then(|c| c.query_row("SELECT count(*) FROM _sluice_objects", [], |row| row.get::<_, i64>(0)))
-            .unwrap_or(0)
-    };
+    (s3, dir)
+}
 
-    let mut child = sluice(dir.path())
-        .args(["run"])
-        .env("TEST_S3_SECRET", SECRET_KEY)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+/// Objects the sink has committed so far (0 before the first).
+fn committed_objects(tables: &Path) -> i64 {
+    Connection::open(tables)
+        .and_then(|c| c.query_row("SELECT count(*) FROM _sluice_objects", [], |row| row.get::<_, i64>(0)))
+        .unwrap_or(0)
+}
+
+/// Starts `sluice run` and waits until it has committed `objects` objects.
+fn start_run(dir: &Path, objects: i64) -> std::process::Child {
+    let mut child = sluice(dir).args(["run"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
-    while committed() < 5 {
+    while committed_objects(&dir.join("sluice.db")) < objects {
         assert!(Instant::now() < deadline, "the run committed nothing in time");
-        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
+        if child.try_wait().unwrap().is_some() {
+            let output = child.wait_with_output().unwrap();
+            panic!("the run ended before the test could act: {}", text(&output.stderr));
+        }
         std::thread::sleep(Duration::from_millis(2));
     }
+    child
+}
+
+#[test]
+fn a_run_killed_mid_way_is_finished_by_the_next_with_every_row_once() {
+    const OBJECTS: u32 = 200;
+    const ROWS: u32 = 2_000;
+    let (_s3, dir) = many_objects(OBJECTS, ROWS);
+    let tables = dir.path().join("sluice.db");
+    let mut child = start_run(dir.path(), 5);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    let at_kill = committed();
+    let at_kill = committed_objects(&tables);
     assert!(at_kill < OBJECTS as i64, "killed in the middle ({at_kill} of {OBJECTS} objects committed)");
 
-    let resumed = sluice(dir.path()).args(["run"]).env("TEST_S3_SECRET", SECRET_KEY).output().unwrap();
+    let resumed = sluice(dir.path()).args(["run"]).output().unwrap();
     assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed.stderr));
     let total = (OBJECTS * ROWS) as i64;
     assert_eq!(count(&tables, "SELECT count(*) FROM orders"), total);
@@ -172,7 +185,7 @@ fn a_run_killed_mid_way_is_finished_by_the_next_with_every_row_once() {
 
     // The ledger lost (a kill between the sink's commit and the ledger's): the sink's markers restore it.
     Connection::open(&state).unwrap().execute("DELETE FROM objects", []).unwrap();
-    let again = sluice(dir.path()).args(["run"]).env("TEST_S3_SECRET", SECRET_KEY).output().unwrap();
+    let again = sluice(dir.path()).args(["run"]).output().unwrap();
     assert!(text(&again.stdout).contains("Orders: succeeded — 0 objects"), "{}", text(&again.stdout));
     assert_eq!(count(&tables, "SELECT count(*) FROM orders"), total);
 }
@@ -218,6 +231,11 @@ fn configuration_mistakes_name_the_dataflow_the_key_and_the_line() {
     {
         assert!(missing_env.contains(part), "`{part}` missing from: {missing_env}");
     }
+
+    let inline_env = config_error(
+        "[dataflows.Orders]\nformat = { plugin = \"csv\" }\nsource = { type = \"s3\", bucket = \"b\", access_key_id = \"x\", secret_access_key = \"${SLUICE_TEST_UNSET_SECRET}\" }\n",
+    );
+    assert!(inline_env.contains("line 3, `dataflows.Orders.source.secret_access_key`"), "{inline_env}");
 
     let bad_schedule = config_error(&format!(
         "[dataflows.Orders]\n{LOCAL}format = {{ plugin = \"csv\" }}\nschedule = \"hourly\"\n"
@@ -337,4 +355,73 @@ fn tables_take_their_columns_and_types_from_the_records_and_grow_new_columns() {
         .map(Result::unwrap)
         .collect();
     assert_eq!(rows, [(1, Some(1.5), None, None), (2, None, Some(1), Some("[\"a\"]".to_string()))]);
+}
+
+#[test]
+fn a_second_run_of_a_dataflow_is_refused_while_the_first_runs_and_history_tells_both() {
+    const OBJECTS: u32 = 150;
+    const ROWS: u32 = 2_000;
+    let (_s3, dir) = many_objects(OBJECTS, ROWS);
+    let first = start_run(dir.path(), 1);
+
+    let listing = run(dir.path(), &["dataflows", "--json"]);
+    let listed: serde_json::Value = serde_json::from_slice(&listing.stdout).unwrap();
+    assert_eq!(listed[0]["status"], "running", "{listed}");
+
+    let second = sluice(dir.path()).args(["run", "Orders"]).output().unwrap();
+    assert_eq!(second.status.code(), Some(1));
+    let stderr = text(&second.stderr);
+    assert!(stderr.contains("dataflow `Orders` is being run by another process (pid"), "{stderr}");
+
+    let first = first.wait_with_output().unwrap();
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+    let tables = dir.path().join("sluice.db");
+    assert_eq!(count(&tables, "SELECT count(*) FROM orders"), (OBJECTS * ROWS) as i64, "never both wrote");
+    assert_eq!(count(&tables, "SELECT count(DISTINCT id) FROM orders"), (OBJECTS * ROWS) as i64);
+
+    let history: serde_json::Value =
+        serde_json::from_slice(&run(dir.path(), &["history", "Orders", "--json"]).stdout).unwrap();
+    assert_eq!(history.as_array().unwrap().len(), 1, "the refused run left no record: {history}");
+    assert_eq!(history[0]["status"], "succeeded");
+    assert_eq!(history[0]["objects"], OBJECTS);
+    assert_eq!(history[0]["rows_written"], OBJECTS * ROWS);
+}
+
+#[test]
+fn the_dataflow_list_and_history_show_status_tables_times_and_the_error_of_a_failed_run() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    std::fs::write(dir.path().join("data/good.json"), "[{\"id\": 1}]").unwrap();
+    std::fs::write(dir.path().join("data/bad.json"), "[{\"id\": }]").unwrap();
+    std::fs::write(
+        dir.path().join("connector.toml"),
+        "[dataflows.Items]\nsource = { type = \"local\", path = \"data\" }\nformat = { plugin = \"json\" }\n\n\
+         [dataflows.Later]\nsource = { type = \"local\", path = \"data\" }\nformat = { plugin = \"json\" }\n",
+    )
+    .unwrap();
+    let before = text(&run(dir.path(), &["dataflows"]).stdout);
+    assert!(before.starts_with("NAME"), "{before}");
+    assert!(before.contains("Items  local ─► sqlite  never run  0       —"), "{before}");
+    run(dir.path(), &["run", "Items"]);
+
+    let listed: serde_json::Value =
+        serde_json::from_slice(&run(dir.path(), &["dataflows", "--json"]).stdout).unwrap();
+    let items = &listed[0];
+    assert_eq!((items["name"].as_str(), items["type"].as_str()), (Some("Items"), Some("local ─► sqlite")));
+    assert_eq!((items["status"].as_str(), items["tables_count"].as_u64()), (Some("partial"), Some(1)));
+    assert!(
+        items["created"].is_string() && items["updated"].is_string() && items["last_refresh"].is_string()
+    );
+    assert_eq!(listed[1]["status"], "never run");
+    assert!(listed[1]["created"].is_null());
+
+    let history = text(&run(dir.path(), &["history", "Items"]).stdout);
+    assert!(history.contains("partial") && history.contains("2 (1 failed)"), "{history}");
+    assert!(
+        history.contains("object `bad.json`: plugin `json` cannot read `bad.json` at line 1"),
+        "{history}"
+    );
+    assert!(text(&run(dir.path(), &["history", "Later"]).stdout).contains("Later has not run yet"));
+    let unknown = run(dir.path(), &["history", "Nope"]);
+    assert_eq!(unknown.status.code(), Some(2));
 }

@@ -9,9 +9,11 @@
 //! - [`sink`]: where records go (tables in SQLite).
 //! - [`state`]: runs, the object ledger and cursors.
 //! - [`sync`]: a dataflow's run: planning, then each object from source to sink, exactly once.
+//! - [`overview`]: the dataflow list and each dataflow's run history, as users look at them.
 
 pub mod batch;
 pub mod config;
+pub mod overview;
 pub mod parse;
 pub mod plugin;
 pub mod sink;

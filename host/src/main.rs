@@ -30,6 +30,20 @@ enum Command {
         /// The dataflow to run [default: every dataflow of the configuration].
         dataflow: Option<String>,
     },
+    /// Lists the dataflows: name, type (source ─► sink), status, tables, created, updated, last refresh.
+    Dataflows {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Shows a dataflow's runs, newest first: start, duration, status, objects, rows written and rejected,
+    /// and the error of a run that failed.
+    History {
+        dataflow: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Shows what the next run of a dataflow would import, and its first records, writing nothing.
     Preview {
         dataflow: String,
@@ -71,6 +85,8 @@ fn main() -> ExitCode {
     let config = cli.config.as_deref();
     let result = match &cli.command {
         Command::Run { dataflow } => commands::run::run(config, dataflow.as_deref()),
+        Command::Dataflows { json } => commands::dataflows::list(config, *json),
+        Command::History { dataflow, json } => commands::dataflows::history(config, dataflow, *json),
         Command::Preview { dataflow, records } => commands::preview::preview(config, dataflow, *records),
         Command::Parse { format, dataflow, options, file } => {
             commands::parse::parse_command(config, format.as_deref(), dataflow.as_deref(), options, file)

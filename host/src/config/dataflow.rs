@@ -51,6 +51,12 @@ impl DataflowConfig {
     pub fn overlap(&self) -> Duration {
         self.overlap.unwrap_or(DEFAULT_OVERLAP)
     }
+
+    /// A digest of the dataflow's settings that changes when they do; secrets count only as present.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        Sha256::digest(format!("{self:?}").as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect()
+    }
 }
 
 /// `[dataflows.NAME.source]`, by `type`.

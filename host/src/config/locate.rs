@@ -4,10 +4,11 @@ use std::ops::Range;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-/// A key of the file: its dotted path and the byte offset where it is written.
+/// A key of the file: its dotted path, the byte offset where it is written, and its value's bytes.
 struct Key {
     path: String,
     offset: usize,
+    value: Range<usize>,
 }
 
 /// The keys of a TOML text by position.
@@ -51,8 +52,8 @@ impl<'t> Locator<'t> {
         });
         let named = candidates.clone().find(|key| {
             let name = key.path.rsplit('.').next().unwrap_or(&key.path);
-            let line = self.line_text(key.offset);
-            quoted.iter().any(|q| *q == name || line.contains(&format!("${{{q}")))
+            let value = self.text.get(key.value.clone()).unwrap_or_default();
+            quoted.iter().any(|q| *q == name || value.contains(&format!("${{{q}")))
         });
         if let Some(key) = named.or(table) {
             return Some(&key.path);
@@ -60,20 +61,13 @@ impl<'t> Locator<'t> {
         let index = self.keys.partition_point(|key| key.offset <= span.start);
         index.checked_sub(1).map(|i| self.keys[i].path.as_str())
     }
-
-    /// The line of the file that `offset` is on.
-    fn line_text(&self, offset: usize) -> &str {
-        let start = self.text[..offset].rfind('\n').map_or(0, |i| i + 1);
-        let end = self.text[offset..].find('\n').map_or(self.text.len(), |i| offset + i);
-        &self.text[start..end]
-    }
 }
 
 fn collect(table: &DeTable<'_>, prefix: &str, keys: &mut Vec<Key>) {
     for (key, value) in table.iter() {
         let path =
             if prefix.is_empty() { key.get_ref().to_string() } else { format!("{prefix}.{}", key.get_ref()) };
-        keys.push(Key { path: path.clone(), offset: key.span().start });
+        keys.push(Key { path: path.clone(), offset: key.span().start, value: value.span() });
         collect_value(value, &path, keys);
     }
 }

@@ -4,7 +4,7 @@
 
 mod sqlite;
 
-pub use sqlite::SqliteTables;
+pub use sqlite::{SqliteTables, table_exists};
 
 use crate::batch::RecordBatch;
 use crate::plugin::RejectedRow;

@@ -318,6 +318,22 @@ impl ObjectWrite for SqliteObject<'_> {
     }
 }
 
+/// Whether the database at `path` holds `table`; read-only, so a database that does not exist stays so.
+pub fn table_exists(path: &Path, table: &str) -> bool {
+    if !path.exists() {
+        return false;
+    }
+    Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .and_then(|c| {
+            c.query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                [table],
+                |row| row.get::<_, i64>(0),
+            )
+        })
+        .is_ok_and(|count| count > 0)
+}
+
 /// An SQL identifier, quoted.
 fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))

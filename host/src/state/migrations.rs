@@ -37,4 +37,11 @@ pub const MIGRATIONS: &[&str] = &[
         run_id INTEGER NOT NULL,
         updated_at INTEGER NOT NULL
     );",
+    // 2: dataflows as first seen by a run, and when their configuration last changed.
+    "CREATE TABLE dataflows (
+        name TEXT PRIMARY KEY,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        config_hash TEXT NOT NULL
+    );",
 ];

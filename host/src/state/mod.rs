@@ -2,6 +2,7 @@
 //! [`MIGRATIONS`] are applied in order and `PRAGMA user_version` records how far, so a newer Sluice
 //! upgrades an older state file and an older Sluice refuses a newer one.
 
+mod lock;
 mod migrations;
 
 use crate::source::ObjectMeta;
@@ -9,6 +10,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+pub use lock::{LockError, RunLock, is_running, lock_dataflow};
 pub use migrations::MIGRATIONS;
 
 /// How long a write waits for another process's transaction before failing.
@@ -137,6 +139,13 @@ pub struct RunRecord {
     pub error: Option<String>,
 }
 
+/// When a dataflow was first run, and when its configuration last changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataflowRecord {
+    pub created_at: SystemTime,
+    pub updated_at: SystemTime,
+}
+
 /// The state database.
 pub struct StateStore {
     connection: Connection,
@@ -237,6 +246,38 @@ impl StateStore {
         let id = transaction.last_insert_rowid();
         transaction.commit().map_err(&fail)?;
         Ok(id)
+    }
+
+    /// Records that a run of `dataflow` starts with a configuration whose fingerprint is `config_hash`:
+    /// the first time, the dataflow is created; when the fingerprint differs, it was updated.
+    pub fn note_dataflow(
+        &mut self,
+        dataflow: &str,
+        config_hash: &str,
+        now: SystemTime,
+    ) -> Result<(), StateError> {
+        self.connection
+            .execute(
+                "INSERT INTO dataflows (name, created_at, updated_at, config_hash) VALUES (?1, ?2, ?2, ?3)
+                 ON CONFLICT (name) DO UPDATE SET updated_at = excluded.updated_at,
+                 config_hash = excluded.config_hash WHERE dataflows.config_hash <> excluded.config_hash",
+                params![dataflow, millis(now), config_hash],
+            )
+            .map(drop)
+            .map_err(|e| self.error(e))
+    }
+
+    /// When `dataflow` was created and last updated, if it has run.
+    pub fn dataflow_record(&self, dataflow: &str) -> Result<Option<DataflowRecord>, StateError> {
+        self.connection
+            .query_row("SELECT created_at, updated_at FROM dataflows WHERE name = ?1", [dataflow], |row| {
+                Ok(DataflowRecord {
+                    created_at: from_millis(row.get(0)?),
+                    updated_at: from_millis(row.get(1)?),
+                })
+            })
+            .optional()
+            .map_err(|e| self.error(e))
     }
 
     /// Records how a run ended.

@@ -17,7 +17,7 @@ use crate::config::ConfigError;
 use crate::plugin::PluginError;
 use crate::sink::SinkError;
 use crate::source::{ObjectMeta, SourceError};
-use crate::state::StateError;
+use crate::state::{LockError, StateError};
 
 /// What the runner tells whoever watches a run. Every method has a default that does nothing.
 pub trait Progress: Sync {
@@ -47,6 +47,9 @@ pub enum SyncError {
     Sink { dataflow: String, source: SinkError },
     #[error("dataflow `{dataflow}`: {source}")]
     Source { dataflow: String, source: SourceError },
+    /// Another process runs the dataflow.
+    #[error(transparent)]
+    Locked(#[from] LockError),
     /// Listing or planning failed; the message names the dataflow and the source.
     #[error("{0}")]
     Plan(String),

@@ -13,7 +13,7 @@ use crate::parse::{ParseError, parse_stream};
 use crate::plugin::{FormatPlugin, Parsed, PluginHost};
 use crate::sink::{SqliteTables, TableSink};
 use crate::source::{self, MANY_OBJECTS, ObjectMeta, Source, decompressing};
-use crate::state::{ObjectOutcome, ObjectStatus, RunCounts, RunStatus, StateStore};
+use crate::state::{ObjectOutcome, ObjectStatus, RunCounts, RunStatus, StateStore, lock_dataflow};
 use std::collections::HashSet;
 use std::io::{self, Read};
 use std::sync::Arc;
@@ -106,6 +106,9 @@ impl<'a> Runner<'a> {
         let mut sink = SqliteTables::open(&sink_path, name, &dataflow.table_name(name))
             .map_err(|source| SyncError::Sink { dataflow: name.to_string(), source })?;
 
+        // Held to the end of the run: a second process running the dataflow is refused, never interleaved.
+        let _lock = lock_dataflow(&state_path, name)?;
+        state.note_dataflow(name, &dataflow.fingerprint(), SystemTime::now()).map_err(state_error)?;
         let run_id = state.begin_run(name, SystemTime::now()).map_err(state_error)?;
         let mut report = RunReport {
             dataflow: name.to_string(),

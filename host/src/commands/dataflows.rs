@@ -1,0 +1,69 @@
+//! `sluice dataflows` and `sluice history`: the dataflow list and a dataflow's runs, as text or JSON.
+
+use super::{Failure, load_dataflows, print_table};
+use sluice::overview;
+use std::path::Path;
+
+pub fn list(config_path: Option<&Path>, json: bool) -> Result<(), Failure> {
+    let config = load_dataflows(config_path)?;
+    let dataflows = overview::dataflows(&config).map_err(|e| Failure::Input(e.to_string()))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&dataflows).expect("summaries serialize"));
+        return Ok(());
+    }
+    let dash = || "—".to_string();
+    print_table(
+        &["NAME", "TYPE", "STATUS", "TABLES", "CREATED", "UPDATED", "LAST REFRESH"],
+        dataflows
+            .into_iter()
+            .map(|d| {
+                vec![
+                    d.name,
+                    d.kind,
+                    d.status,
+                    d.tables_count.to_string(),
+                    d.created.unwrap_or_else(dash),
+                    d.updated.unwrap_or_else(dash),
+                    d.last_refresh.unwrap_or_else(dash),
+                ]
+            })
+            .collect(),
+    );
+    Ok(())
+}
+
+pub fn history(config_path: Option<&Path>, name: &str, json: bool) -> Result<(), Failure> {
+    let config = load_dataflows(config_path)?;
+    config.dataflow(name)?;
+    let runs = overview::history(&config, name).map_err(|e| Failure::Input(e.to_string()))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&runs).expect("runs serialize"));
+        return Ok(());
+    }
+    if runs.is_empty() {
+        println!("{name} has not run yet");
+        return Ok(());
+    }
+    print_table(
+        &["RUN", "STARTED", "DURATION", "STATUS", "OBJECTS", "ROWS", "REJECTED", "ERROR"],
+        runs.into_iter()
+            .map(|r| {
+                vec![
+                    r.run.to_string(),
+                    r.started,
+                    r.duration_seconds.map_or("—".to_string(), |s| format!("{s:.2} s")),
+                    r.status,
+                    if r.failed_objects > 0 {
+                        format!("{} ({} failed)", r.objects, r.failed_objects)
+                    } else {
+                        r.objects.to_string()
+                    },
+                    r.rows_written.to_string(),
+                    r.rows_rejected.to_string(),
+                    r.error.unwrap_or_default(),
+                ]
+            })
+            .collect(),
+    );
+    Ok(())
+}

@@ -1,0 +1,122 @@
+//! The dataflows as a user looks at them: the list (name, type, status, tables, created, updated, last
+//! refresh) and each one's run history. Read-only: nothing is created or changed by looking.
+
+use crate::config::{Config, DatabaseUrl, DataflowConfig, SourceConfig};
+use crate::sink::table_exists;
+use crate::state::{RunRecord, RunStatus, StateError, StateStore, is_running};
+use serde::Serialize;
+use std::time::SystemTime;
+
+/// One line of the dataflow list.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct DataflowSummary {
+    pub name: String,
+    pub display_name: String,
+    /// Source ─► sink: `s3 ─► sqlite`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `never run`, `running`, or how the last run ended.
+    pub status: String,
+    pub tables_count: usize,
+    /// RFC 3339 times; absent before the first run.
+    pub created: Option<String>,
+    pub updated: Option<String>,
+    /// When the last run that loaded data (succeeded or partial) ended.
+    pub last_refresh: Option<String>,
+}
+
+/// One run, as the history shows it.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct RunSummary {
+    pub run: i64,
+    pub started: String,
+    pub ended: Option<String>,
+    pub duration_seconds: Option<f64>,
+    pub status: String,
+    pub objects: u64,
+    pub failed_objects: u64,
+    pub rows_written: u64,
+    pub rows_rejected: u64,
+    pub bytes: u64,
+    pub error: Option<String>,
+}
+
+fn time(at: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
+fn state(config: &Config) -> Result<Option<StateStore>, StateError> {
+    let DatabaseUrl::Sqlite(path) = config.state_database();
+    StateStore::open_read_only(&path)
+}
+
+/// Every dataflow of the configuration, in name order.
+pub fn dataflows(config: &Config) -> Result<Vec<DataflowSummary>, StateError> {
+    let state = state(config)?;
+    let DatabaseUrl::Sqlite(state_path) = config.state_database();
+    let mut summaries = Vec::new();
+    for (name, dataflow) in &config.dataflows {
+        let (record, runs) = match &state {
+            Some(state) => (state.dataflow_record(name)?, state.runs(name)?),
+            None => (None, Vec::new()),
+        };
+        let status = if is_running(&state_path, name) {
+            "running".to_string()
+        } else {
+            runs.first().map_or("never run", |run| run.status.as_str()).to_string()
+        };
+        let last_refresh = runs
+            .iter()
+            .find(|run| matches!(run.status, RunStatus::Succeeded | RunStatus::Partial))
+            .and_then(|run| run.ended_at);
+        let DatabaseUrl::Sqlite(sink_path) = config.sink_database(dataflow);
+        summaries.push(DataflowSummary {
+            name: name.clone(),
+            display_name: dataflow.display_name.clone().unwrap_or_else(|| name.clone()),
+            kind: kind(dataflow),
+            status,
+            tables_count: usize::from(table_exists(&sink_path, &dataflow.table_name(name))),
+            created: record.as_ref().map(|r| time(r.created_at)),
+            updated: record.as_ref().map(|r| time(r.updated_at)),
+            last_refresh: last_refresh.map(time),
+        });
+    }
+    Ok(summaries)
+}
+
+/// `local ─► sqlite`.
+fn kind(dataflow: &DataflowConfig) -> String {
+    let source = match dataflow.source {
+        SourceConfig::Local(_) => "local",
+        SourceConfig::S3(_) => "s3",
+    };
+    format!("{source} ─► sqlite")
+}
+
+/// The runs of `dataflow`, newest first.
+pub fn history(config: &Config, dataflow: &str) -> Result<Vec<RunSummary>, StateError> {
+    let runs = match state(config)? {
+        Some(state) => state.runs(dataflow)?,
+        None => Vec::new(),
+    };
+    Ok(runs.iter().map(run_summary).collect())
+}
+
+fn run_summary(run: &RunRecord) -> RunSummary {
+    RunSummary {
+        run: run.id,
+        started: time(run.started_at),
+        ended: run.ended_at.map(time),
+        duration_seconds: run
+            .ended_at
+            .and_then(|end| end.duration_since(run.started_at).ok())
+            .map(|d| (d.as_secs_f64() * 1000.0).round() / 1000.0),
+        status: run.status.as_str().to_string(),
+        objects: run.counts.objects,
+        failed_objects: run.counts.failed_objects,
+        rows_written: run.counts.rows,
+        rows_rejected: run.counts.rejected,
+        bytes: run.counts.bytes,
+        error: run.error.clone(),
+    }
+}
