@@ -425,3 +425,66 @@ fn the_dataflow_list_and_history_show_status_tables_times_and_the_error_of_a_fai
     let unknown = run(dir.path(), &["history", "Nope"]);
     assert_eq!(unknown.status.code(), Some(2));
 }
+
+#[test]
+fn remove_deletes_the_tables_ledger_cursor_and_history_and_the_next_run_starts_from_scratch() {
+    let dir = example();
+    run(dir.path(), &["run"]);
+    let tables = dir.path().join("sluice.db");
+
+    let unconfirmed = run(dir.path(), &["remove", "Orders"]);
+    assert_eq!(unconfirmed.status.code(), Some(2));
+    assert!(text(&unconfirmed.stderr).contains("pass --yes to confirm"), "{}", text(&unconfirmed.stderr));
+    assert_eq!(count(&tables, "SELECT count(*) FROM orders"), 7, "nothing removed without confirmation");
+
+    let unknown = run(dir.path(), &["remove", "Refunds", "--yes"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(text(&unknown.stderr).contains("no dataflow `Refunds`"), "{}", text(&unknown.stderr));
+
+    let removed = run(dir.path(), &["remove", "Orders", "--yes"]);
+    assert_eq!(removed.status.code(), Some(0), "{}", text(&removed.stderr));
+    assert!(text(&removed.stdout).contains("(7 rows)"), "{}", text(&removed.stdout));
+    assert_eq!(count(&tables, "SELECT count(*) FROM sqlite_master WHERE name = 'orders'"), 0);
+    assert_eq!(count(&tables, "SELECT count(*) FROM _sluice_rejects WHERE dataflow = 'Orders'"), 0);
+    assert_eq!(count(&tables, "SELECT count(*) FROM customers"), 3, "other dataflows are untouched");
+    let state = dir.path().join("sluice-state.db");
+    for table in ["runs", "objects", "cursors"] {
+        assert_eq!(
+            count(&state, &format!("SELECT count(*) FROM {table} WHERE dataflow = 'Orders'")),
+            0,
+            "{table}"
+        );
+    }
+    let listed: serde_json::Value =
+        serde_json::from_slice(&run(dir.path(), &["dataflows", "--json"]).stdout).unwrap();
+    let orders = listed.as_array().unwrap().iter().find(|d| d["name"] == "Orders").unwrap();
+    assert_eq!((orders["status"].as_str(), orders["tables_count"].as_u64()), (Some("never run"), Some(0)));
+
+    let again = run(dir.path(), &["run", "Orders"]);
+    assert!(
+        text(&again.stdout).contains("Orders: succeeded — 2 objects, 7 rows, 1 rejected"),
+        "{}",
+        text(&again.stdout)
+    );
+}
+
+#[test]
+fn a_ledger_that_says_more_than_the_sink_holds_is_squared_and_the_objects_imported_again() {
+    let dir = example();
+    // An older object, so that the cursor (at the newer one) has moved well past it.
+    let older = dir.path().join("examples/data/orders/orders-2026-10.csv.gz");
+    let ten_days_ago = SystemTime::now() - Duration::from_secs(10 * 86_400);
+    std::fs::File::options().write(true).open(&older).unwrap().set_modified(ten_days_ago).unwrap();
+    run(dir.path(), &["run", "Orders"]);
+    // The tables database lost (restored from an old backup, say): the ledger and cursor still say loaded.
+    for file in ["sluice.db", "sluice.db-wal", "sluice.db-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(file));
+    }
+    let output = run(dir.path(), &["run", "Orders"]);
+    assert!(
+        text(&output.stdout).contains("Orders: succeeded — 2 objects, 7 rows"),
+        "{}",
+        text(&output.stdout)
+    );
+    assert_eq!(count(&dir.path().join("sluice.db"), "SELECT count(*) FROM orders"), 7);
+}

@@ -44,6 +44,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Deletes a dataflow's table, rejected rows, ledger, cursor and run history; its configuration stays,
+    /// so the next run starts from scratch. Asks first on a terminal.
+    Remove {
+        dataflow: String,
+        /// Do not ask (required when not on a terminal).
+        #[arg(long)]
+        yes: bool,
+    },
     /// Shows what the next run of a dataflow would import, and its first records, writing nothing.
     Preview {
         dataflow: String,
@@ -87,6 +95,7 @@ fn main() -> ExitCode {
         Command::Run { dataflow } => commands::run::run(config, dataflow.as_deref()),
         Command::Dataflows { json } => commands::dataflows::list(config, *json),
         Command::History { dataflow, json } => commands::dataflows::history(config, dataflow, *json),
+        Command::Remove { dataflow, yes } => commands::remove::remove(config, dataflow, *yes),
         Command::Preview { dataflow, records } => commands::preview::preview(config, dataflow, *records),
         Command::Parse { format, dataflow, options, file } => {
             commands::parse::parse_command(config, format.as_deref(), dataflow.as_deref(), options, file)

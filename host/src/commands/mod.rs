@@ -4,6 +4,7 @@ pub mod dataflows;
 pub mod parse;
 pub mod preview;
 mod progress;
+pub mod remove;
 pub mod run;
 
 use sluice::config::{Config, ConfigError};

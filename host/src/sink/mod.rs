@@ -34,6 +34,9 @@ pub struct CommittedObject {
 pub trait TableSink {
     /// The object versions whose rows this sink holds.
     fn committed_objects(&mut self) -> Result<Vec<CommittedObject>, SinkError>;
+    /// Deletes the dataflow's tables, rejected rows and markers, in one transaction; returns the rows the
+    /// tables held.
+    fn remove(&mut self) -> Result<u64, SinkError>;
     /// Starts writing one object; nothing is visible until [`ObjectWrite::commit`].
     fn begin_object<'s>(
         &'s mut self,

@@ -115,6 +115,30 @@ impl TableSink for SqliteTables {
         rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
     }
 
+    fn remove(&mut self) -> Result<u64, SinkError> {
+        let table = self.table.clone();
+        let error = |e: rusqlite::Error| SinkError { table: table.clone(), message: e.to_string() };
+        let transaction =
+            self.connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(error)?;
+        let rows = if self.columns.is_empty() {
+            0
+        } else {
+            let rows: i64 = transaction
+                .query_row(&format!("SELECT count(*) FROM {}", quote(&self.table)), [], |row| row.get(0))
+                .map_err(error)?;
+            transaction.execute_batch(&format!("DROP TABLE {}", quote(&self.table))).map_err(error)?;
+            rows as u64
+        };
+        for bookkeeping in ["_sluice_objects", "_sluice_rejects"] {
+            transaction
+                .execute(&format!("DELETE FROM {bookkeeping} WHERE dataflow = ?1"), [&self.dataflow])
+                .map_err(error)?;
+        }
+        transaction.commit().map_err(error)?;
+        self.columns.clear();
+        Ok(rows)
+    }
+
     fn begin_object<'s>(
         &'s mut self,
         object: &ObjectMeta,

@@ -280,6 +280,19 @@ impl StateStore {
             .map_err(|e| self.error(e))
     }
 
+    /// Forgets everything about `dataflow`: its runs, ledger, cursor and record, in one transaction.
+    pub fn forget_dataflow(&mut self, dataflow: &str) -> Result<(), StateError> {
+        let fail = failure(&self.path);
+        let transaction = self.connection.transaction().map_err(&fail)?;
+        for table in ["objects", "cursors", "runs"] {
+            transaction
+                .execute(&format!("DELETE FROM {table} WHERE dataflow = ?1"), [dataflow])
+                .map_err(&fail)?;
+        }
+        transaction.execute("DELETE FROM dataflows WHERE name = ?1", [dataflow]).map_err(&fail)?;
+        transaction.commit().map_err(&fail)
+    }
+
     /// Records how a run ended.
     pub fn end_run(
         &mut self,
@@ -412,6 +425,29 @@ impl StateStore {
             .optional()
             .map(|value| value.map(from_millis))
             .map_err(|e| self.error(e))
+    }
+
+    /// Forgets object versions the ledger had as loaded but the sink does not hold, and moves the cursor
+    /// back before the oldest of them, so that the next run imports them again.
+    pub fn forget_objects(&mut self, dataflow: &str, objects: &[LedgerEntry]) -> Result<(), StateError> {
+        let Some(oldest) = objects.iter().map(|o| o.last_modified).min() else { return Ok(()) };
+        let fail = failure(&self.path);
+        let transaction = self.connection.transaction().map_err(&fail)?;
+        for object in objects {
+            transaction
+                .execute(
+                    "DELETE FROM objects WHERE dataflow = ?1 AND key = ?2 AND etag = ?3",
+                    params![dataflow, object.key, object.etag],
+                )
+                .map_err(&fail)?;
+        }
+        transaction
+            .execute(
+                "UPDATE cursors SET last_modified = ?2 WHERE dataflow = ?1 AND last_modified >= ?2",
+                params![dataflow, millis(oldest) - 1],
+            )
+            .map_err(&fail)?;
+        transaction.commit().map_err(&fail)
     }
 
     /// Moves the cursor; it never moves back.

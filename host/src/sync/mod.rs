@@ -4,13 +4,16 @@
 //! - [`runner`]: one run: plan, then per object stream ─► decompress ─► format plugin ─► sink, each object
 //!   committed with its marker; then the ledger, the cursor and the run's record.
 //! - [`preview`]: what the next run would import, and its first records, without writing anything.
+//! - [`remove`]: a dataflow's table, ledger, cursor and history deleted.
 
 pub mod plan;
 pub mod preview;
+mod remove;
 pub mod runner;
 
 pub use plan::{Decision, Plan, PlannedObject};
 pub use preview::{Preview, Sample};
+pub use remove::remove;
 pub use runner::{ObjectReport, RunReport, Runner};
 
 use crate::config::ConfigError;

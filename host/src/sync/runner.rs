@@ -13,7 +13,9 @@ use crate::parse::{ParseError, parse_stream};
 use crate::plugin::{FormatPlugin, Parsed, PluginHost};
 use crate::sink::{SqliteTables, TableSink};
 use crate::source::{self, MANY_OBJECTS, ObjectMeta, Source, decompressing};
-use crate::state::{ObjectOutcome, ObjectStatus, RunCounts, RunStatus, StateStore, lock_dataflow};
+use crate::state::{
+    LedgerEntry, ObjectOutcome, ObjectStatus, RunCounts, RunStatus, StateStore, lock_dataflow,
+};
 use std::collections::HashSet;
 use std::io::{self, Read};
 use std::sync::Arc;
@@ -356,24 +358,36 @@ impl DataflowRun<'_> {
     }
 }
 
-/// Records in the ledger every object the sink committed but the ledger does not know as loaded: the
-/// process stopped between the sink's commit and the ledger's.
+/// Squares the ledger with the sink's markers, which are the truth: an object the sink committed but the
+/// ledger does not know as loaded (the process stopped between the two commits) is recorded; an object the
+/// ledger has as loaded but the sink does not hold (the sink was emptied) is forgotten, to be imported again.
 fn reconcile(name: &str, state: &mut StateStore, sink: &mut dyn TableSink) -> Result<(), String> {
-    let loaded: HashSet<(String, String)> = state
+    let loaded: Vec<LedgerEntry> = state
         .ledger(name)
         .map_err(|e| e.to_string())?
         .into_iter()
         .filter(|entry| entry.status == ObjectStatus::Loaded)
-        .map(|entry| (entry.key, entry.etag))
         .collect();
-    for committed in sink.committed_objects().map_err(|e| e.to_string())? {
-        if loaded.contains(&(committed.key.clone(), committed.etag.clone())) {
-            continue;
-        }
+    let committed = sink.committed_objects().map_err(|e| e.to_string())?;
+    let in_sink: HashSet<(&str, &str)> =
+        committed.iter().map(|c| (c.key.as_str(), c.etag.as_str())).collect();
+    let in_ledger: HashSet<(&str, &str)> = loaded.iter().map(|e| (e.key.as_str(), e.etag.as_str())).collect();
+
+    let missing: Vec<LedgerEntry> =
+        loaded.iter().filter(|e| !in_sink.contains(&(e.key.as_str(), e.etag.as_str()))).cloned().collect();
+    if !missing.is_empty() {
+        tracing::warn!(
+            dataflow = name,
+            objects = missing.len(),
+            "the sink does not hold objects the ledger had as loaded; they will be imported again"
+        );
+        state.forget_objects(name, &missing).map_err(|e| e.to_string())?;
+    }
+    for committed in committed.iter().filter(|c| !in_ledger.contains(&(c.key.as_str(), c.etag.as_str()))) {
         let object = ObjectMeta {
-            key: committed.key,
+            key: committed.key.clone(),
             size: committed.size,
-            etag: committed.etag,
+            etag: committed.etag.clone(),
             last_modified: committed.last_modified,
         };
         tracing::info!(
@@ -381,19 +395,14 @@ fn reconcile(name: &str, state: &mut StateStore, sink: &mut dyn TableSink) -> Re
             object = object.key,
             "recording an object the sink committed before the last run stopped"
         );
+        let outcome = ObjectOutcome {
+            status: ObjectStatus::Loaded,
+            rows: committed.rows,
+            rejected: committed.rejected,
+            error: None,
+        };
         state
-            .record_object(
-                name,
-                &object,
-                ObjectOutcome {
-                    status: ObjectStatus::Loaded,
-                    rows: committed.rows,
-                    rejected: committed.rejected,
-                    error: None,
-                },
-                committed.run_id,
-                SystemTime::now(),
-            )
+            .record_object(name, &object, outcome, committed.run_id, SystemTime::now())
             .map_err(|e| e.to_string())?;
     }
     Ok(())
