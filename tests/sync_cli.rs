@@ -368,10 +368,15 @@ fn a_second_run_of_a_dataflow_is_refused_while_the_first_runs_and_history_tells_
     let listed: serde_json::Value = serde_json::from_slice(&listing.stdout).unwrap();
     assert_eq!(listed[0]["status"], "running", "{listed}");
 
-    let second = sluice(dir.path()).args(["run", "Orders"]).output().unwrap();
-    assert_eq!(second.status.code(), Some(1));
-    let stderr = text(&second.stderr);
-    assert!(stderr.contains("dataflow `Orders` is being run by another process (pid"), "{stderr}");
+    for refused in [&["run", "Orders"][..], &["rollback", "Orders"], &["remove", "Orders", "--yes"]] {
+        let output = run(dir.path(), refused);
+        assert_eq!(output.status.code(), Some(1), "{refused:?}");
+        let stderr = text(&output.stderr);
+        assert!(
+            stderr.contains("dataflow `Orders` is being run by another process (pid"),
+            "{refused:?}: {stderr}"
+        );
+    }
 
     let first = first.wait_with_output().unwrap();
     assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
@@ -487,4 +492,78 @@ fn a_ledger_that_says_more_than_the_sink_holds_is_squared_and_the_objects_import
         text(&output.stdout)
     );
     assert_eq!(count(&dir.path().join("sluice.db"), "SELECT count(*) FROM orders"), 7);
+}
+
+/// Every row of `table` in storage order, each value with its SQLite type, and the table's columns: what
+/// "the same query results, byte for byte" compares.
+fn dump(database: &Path, table: &str) -> String {
+    let connection = Connection::open(database).unwrap();
+    let columns: Vec<String> = connection
+        .prepare(&format!("SELECT name || ' ' || type FROM pragma_table_info('{table}')"))
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let mut out = format!("{columns:?}\n");
+    let mut statement = connection.prepare(&format!("SELECT rowid, * FROM {table} ORDER BY rowid")).unwrap();
+    let width = statement.column_count();
+    let mut rows = statement.query([]).unwrap();
+    while let Some(row) = rows.next().unwrap() {
+        let values: Vec<rusqlite::types::Value> = (0..width).map(|i| row.get(i).unwrap()).collect();
+        out.push_str(&format!("{values:?}\n"));
+    }
+    out
+}
+
+#[test]
+fn rollback_after_append_restores_the_earlier_rows_and_columns_exactly_and_twice_goes_back_two_runs() {
+    let dir = example();
+    let tables = dir.path().join("sluice.db");
+    let nothing = run(dir.path(), &["rollback", "Orders"]);
+    assert_eq!(nothing.status.code(), Some(1));
+    assert!(
+        text(&nothing.stderr).contains("dataflow `Orders` has no run to roll back"),
+        "{}",
+        text(&nothing.stderr)
+    );
+
+    run(dir.path(), &["run", "Orders"]);
+    let after_first = dump(&tables, "orders");
+    let rejects_after_first = count(&tables, "SELECT count(*) FROM _sluice_rejects");
+    std::fs::write(
+        dir.path().join("examples/data/orders/orders-2026-12.csv"),
+        "id,customer,email,amount,currency,created,note,coupon\n2001,Ann,ann@example.com,5.00,usd,2026-12-01T00:00:00Z,,XMAS\n2002,Bo\n",
+    )
+    .unwrap();
+    let second = run(dir.path(), &["run", "Orders"]);
+    assert!(text(&second.stdout).contains("1 objects, 1 rows, 1 rejected"), "{}", text(&second.stdout));
+    assert_ne!(dump(&tables, "orders"), after_first);
+
+    let rolled = run(dir.path(), &["rollback", "Orders"]);
+    assert_eq!(rolled.status.code(), Some(0), "{}", text(&rolled.stderr));
+    assert!(text(&rolled.stdout).contains("(1 rows removed)"), "{}", text(&rolled.stdout));
+    assert_eq!(dump(&tables, "orders"), after_first, "rows, values, types and columns as before the run");
+    assert_eq!(count(&tables, "SELECT count(*) FROM _sluice_rejects"), rejects_after_first);
+    let history: serde_json::Value =
+        serde_json::from_slice(&run(dir.path(), &["history", "Orders", "--json"]).stdout).unwrap();
+    assert_eq!(history[0]["status"], "rolled back");
+
+    // The rolled-back object is imported again by the next run, once.
+    let again = run(dir.path(), &["run", "Orders"]);
+    assert!(text(&again.stdout).contains("Orders: succeeded — 1 objects, 1 rows"), "{}", text(&again.stdout));
+    assert_eq!(count(&tables, "SELECT count(*) FROM orders WHERE coupon = 'XMAS'"), 1);
+
+    // Twice: back past the re-import, then past the first run (which created the table).
+    assert_eq!(run(dir.path(), &["rollback", "Orders"]).status.code(), Some(0));
+    assert_eq!(dump(&tables, "orders"), after_first);
+    assert_eq!(run(dir.path(), &["rollback", "Orders"]).status.code(), Some(0));
+    assert_eq!(count(&tables, "SELECT count(*) FROM sqlite_master WHERE name = 'orders'"), 0);
+    assert_eq!(run(dir.path(), &["rollback", "Orders"]).status.code(), Some(1), "nothing left to undo");
+    let rebuilt = run(dir.path(), &["run", "Orders"]);
+    assert!(
+        text(&rebuilt.stdout).contains("Orders: succeeded — 3 objects, 8 rows"),
+        "{}",
+        text(&rebuilt.stdout)
+    );
 }

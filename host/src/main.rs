@@ -44,6 +44,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Takes a dataflow's table back to where it was before its newest run (rows and columns); the run's
+    /// objects are imported again by the next run. Run it again to go back another run.
+    Rollback { dataflow: String },
     /// Deletes a dataflow's table, rejected rows, ledger, cursor and run history; its configuration stays,
     /// so the next run starts from scratch. Asks first on a terminal.
     Remove {
@@ -95,6 +98,7 @@ fn main() -> ExitCode {
         Command::Run { dataflow } => commands::run::run(config, dataflow.as_deref()),
         Command::Dataflows { json } => commands::dataflows::list(config, *json),
         Command::History { dataflow, json } => commands::dataflows::history(config, dataflow, *json),
+        Command::Rollback { dataflow } => commands::rollback::rollback(config, dataflow),
         Command::Remove { dataflow, yes } => commands::remove::remove(config, dataflow, *yes),
         Command::Preview { dataflow, records } => commands::preview::preview(config, dataflow, *records),
         Command::Parse { format, dataflow, options, file } => {

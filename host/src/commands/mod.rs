@@ -5,6 +5,7 @@ pub mod parse;
 pub mod preview;
 mod progress;
 pub mod remove;
+pub mod rollback;
 pub mod run;
 
 use sluice::config::{Config, ConfigError};

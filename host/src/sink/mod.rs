@@ -30,6 +30,13 @@ pub struct CommittedObject {
     pub run_id: i64,
 }
 
+/// What a rollback undid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RolledBack {
+    pub run_id: i64,
+    pub rows_removed: u64,
+}
+
 /// A sink of tables for one dataflow.
 pub trait TableSink {
     /// The object versions whose rows this sink holds.
@@ -37,6 +44,9 @@ pub trait TableSink {
     /// Deletes the dataflow's tables, rejected rows and markers, in one transaction; returns the rows the
     /// tables held.
     fn remove(&mut self) -> Result<u64, SinkError>;
+    /// Takes the table back to where it was before the newest run that changed it: that run's rows,
+    /// columns, rejected rows and markers go, in one transaction. `None` when no run is left to undo.
+    fn rollback_last(&mut self) -> Result<Option<RolledBack>, SinkError>;
     /// Starts writing one object; nothing is visible until [`ObjectWrite::commit`].
     fn begin_object<'s>(
         &'s mut self,

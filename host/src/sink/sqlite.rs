@@ -3,13 +3,13 @@
 //! `_sluice_run`); its rejected rows go to `_sluice_rejects`, and its marker to `_sluice_objects`, all in the
 //! object's one transaction.
 
-use super::{CommittedObject, ObjectWrite, SinkError, TableSink};
+use super::{CommittedObject, ObjectWrite, RolledBack, SinkError, TableSink};
 use crate::batch::{RecordBatch, Value};
 use crate::plugin::RejectedRow;
 use crate::source::ObjectMeta;
 use crate::state::millis;
 use rusqlite::types::Null;
-use rusqlite::{Connection, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -41,7 +41,19 @@ const SCHEMA: &str = "
         raw TEXT NOT NULL,
         run_id INTEGER NOT NULL
     );
-    CREATE INDEX IF NOT EXISTS _sluice_rejects_by_object ON _sluice_rejects (dataflow, object);";
+    CREATE INDEX IF NOT EXISTS _sluice_rejects_by_object ON _sluice_rejects (dataflow, object);
+    CREATE TABLE IF NOT EXISTS _sluice_versions (
+        dataflow TEXT NOT NULL,
+        run_id INTEGER NOT NULL,
+        created_table INTEGER NOT NULL,
+        committed_at INTEGER NOT NULL,
+        PRIMARY KEY (dataflow, run_id)
+    );
+    CREATE TABLE IF NOT EXISTS _sluice_version_columns (
+        dataflow TEXT NOT NULL,
+        run_id INTEGER NOT NULL,
+        name TEXT NOT NULL
+    );";
 
 /// A dataflow's table in an SQLite database.
 pub struct SqliteTables {
@@ -129,7 +141,9 @@ impl TableSink for SqliteTables {
             transaction.execute_batch(&format!("DROP TABLE {}", quote(&self.table))).map_err(error)?;
             rows as u64
         };
-        for bookkeeping in ["_sluice_objects", "_sluice_rejects"] {
+        for bookkeeping in
+            ["_sluice_objects", "_sluice_rejects", "_sluice_versions", "_sluice_version_columns"]
+        {
             transaction
                 .execute(&format!("DELETE FROM {bookkeeping} WHERE dataflow = ?1"), [&self.dataflow])
                 .map_err(error)?;
@@ -137,6 +151,62 @@ impl TableSink for SqliteTables {
         transaction.commit().map_err(error)?;
         self.columns.clear();
         Ok(rows)
+    }
+
+    fn rollback_last(&mut self) -> Result<Option<RolledBack>, SinkError> {
+        let table = self.table.clone();
+        let error = |e: rusqlite::Error| SinkError { table: table.clone(), message: e.to_string() };
+        let transaction =
+            self.connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(error)?;
+        let last: Option<(i64, bool)> = transaction
+            .query_row(
+                "SELECT run_id, created_table FROM _sluice_versions WHERE dataflow = ?1 ORDER BY run_id DESC LIMIT 1",
+                [&self.dataflow],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()
+            .map_err(error)?;
+        let Some((run_id, created_table)) = last else { return Ok(None) };
+        let rows = if created_table {
+            let rows: i64 = transaction
+                .query_row(&format!("SELECT count(*) FROM {}", quote(&self.table)), [], |row| row.get(0))
+                .map_err(error)?;
+            transaction.execute_batch(&format!("DROP TABLE {}", quote(&self.table))).map_err(error)?;
+            rows as u64
+        } else {
+            let rows = transaction
+                .execute(&format!("DELETE FROM {} WHERE _sluice_run = ?1", quote(&self.table)), [run_id])
+                .map_err(error)?;
+            let added: Vec<String> = transaction
+                .prepare("SELECT name FROM _sluice_version_columns WHERE dataflow = ?1 AND run_id = ?2")
+                .and_then(|mut statement| {
+                    statement.query_map(params![self.dataflow, run_id], |row| row.get(0))?.collect()
+                })
+                .map_err(error)?;
+            for column in added {
+                transaction
+                    .execute_batch(&format!(
+                        "ALTER TABLE {} DROP COLUMN {}",
+                        quote(&self.table),
+                        quote(&column)
+                    ))
+                    .map_err(error)?;
+            }
+            rows as u64
+        };
+        for bookkeeping in
+            ["_sluice_objects", "_sluice_rejects", "_sluice_versions", "_sluice_version_columns"]
+        {
+            transaction
+                .execute(
+                    &format!("DELETE FROM {bookkeeping} WHERE dataflow = ?1 AND run_id = ?2"),
+                    params![self.dataflow, run_id],
+                )
+                .map_err(error)?;
+        }
+        transaction.commit().map_err(error)?;
+        self.columns = self.existing_columns().map_err(|e| self.error(e))?;
+        Ok(Some(RolledBack { run_id, rows_removed: rows }))
     }
 
     fn begin_object<'s>(
@@ -154,6 +224,8 @@ impl TableSink for SqliteTables {
             table: &self.table,
             columns: self.columns.clone(),
             committed_columns: &mut self.columns,
+            created_table: false,
+            added_columns: Vec::new(),
             object: object.clone(),
             run_id,
             rows: 0,
@@ -172,6 +244,10 @@ struct SqliteObject<'s> {
     /// The sink's record of the columns, updated only when the transaction commits (a table or column
     /// created by a transaction that rolls back is gone).
     committed_columns: &'s mut Vec<String>,
+    /// Whether this transaction created the table, and the columns it added: what a rollback of the run
+    /// takes away again.
+    created_table: bool,
+    added_columns: Vec<String>,
     object: ObjectMeta,
     run_id: i64,
     rows: u64,
@@ -221,6 +297,7 @@ impl SqliteObject<'_> {
             }
             let create = format!("CREATE TABLE {} ({})", quote(self.table), definitions.join(", "));
             self.transaction.execute_batch(&create).map_err(|e| self.error(e))?;
+            self.created_table = true;
             self.columns.extend(LINEAGE_COLUMNS.iter().map(|c| c.to_string()));
             self.columns.extend(batch.columns().iter().map(|c| c.name().to_ascii_lowercase()));
             return Ok(());
@@ -236,6 +313,7 @@ impl SqliteObject<'_> {
                 );
                 self.transaction.execute_batch(&alter).map_err(|e| self.error(e))?;
                 self.columns.push(lower);
+                self.added_columns.push(column.name().to_string());
             }
         }
         Ok(())
@@ -325,6 +403,23 @@ impl ObjectWrite for SqliteObject<'_> {
                 ],
             )
             .map_err(error)?;
+        // The run's version of the table: what it created, for a rollback to take away.
+        self.transaction
+            .execute(
+                "INSERT INTO _sluice_versions (dataflow, run_id, created_table, committed_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (dataflow, run_id) DO UPDATE SET
+                 created_table = max(created_table, excluded.created_table)",
+                params![self.dataflow, self.run_id, self.created_table, millis(SystemTime::now())],
+            )
+            .map_err(error)?;
+        for column in &self.added_columns {
+            self.transaction
+                .execute(
+                    "INSERT INTO _sluice_version_columns (dataflow, run_id, name) VALUES (?1, ?2, ?3)",
+                    params![self.dataflow, self.run_id, column],
+                )
+                .map_err(error)?;
+        }
         let committed = CommittedObject {
             key: self.object.key.clone(),
             etag: self.object.etag.clone(),

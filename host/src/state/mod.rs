@@ -93,6 +93,8 @@ pub enum RunStatus {
     Failed,
     /// The process stopped before the run ended.
     Interrupted,
+    /// Its changes were undone by a rollback.
+    RolledBack,
 }
 
 impl RunStatus {
@@ -103,6 +105,7 @@ impl RunStatus {
             RunStatus::Partial => "partial",
             RunStatus::Failed => "failed",
             RunStatus::Interrupted => "interrupted",
+            RunStatus::RolledBack => "rolled back",
         }
     }
 
@@ -112,6 +115,7 @@ impl RunStatus {
             "succeeded" => RunStatus::Succeeded,
             "partial" => RunStatus::Partial,
             "interrupted" => RunStatus::Interrupted,
+            "rolled back" => RunStatus::RolledBack,
             _ => RunStatus::Failed,
         }
     }
@@ -318,6 +322,14 @@ impl StateStore {
                     error
                 ],
             )
+            .map(drop)
+            .map_err(|e| self.error(e))
+    }
+
+    /// Records that a rollback undid a run.
+    pub fn mark_rolled_back(&mut self, run_id: i64) -> Result<(), StateError> {
+        self.connection
+            .execute("UPDATE runs SET status = 'rolled back' WHERE id = ?1", [run_id])
             .map(drop)
             .map_err(|e| self.error(e))
     }

@@ -5,15 +5,18 @@
 //!   committed with its marker; then the ledger, the cursor and the run's record.
 //! - [`preview`]: what the next run would import, and its first records, without writing anything.
 //! - [`remove`]: a dataflow's table, ledger, cursor and history deleted.
+//! - [`rollback`]: a dataflow's table back to where it was before its newest run.
 
 pub mod plan;
 pub mod preview;
 mod remove;
+mod rollback;
 pub mod runner;
 
 pub use plan::{Decision, Plan, PlannedObject};
 pub use preview::{Preview, Sample};
 pub use remove::remove;
+pub use rollback::rollback;
 pub use runner::{ObjectReport, RunReport, Runner};
 
 use crate::config::ConfigError;

@@ -361,7 +361,7 @@ impl DataflowRun<'_> {
 /// Squares the ledger with the sink's markers, which are the truth: an object the sink committed but the
 /// ledger does not know as loaded (the process stopped between the two commits) is recorded; an object the
 /// ledger has as loaded but the sink does not hold (the sink was emptied) is forgotten, to be imported again.
-fn reconcile(name: &str, state: &mut StateStore, sink: &mut dyn TableSink) -> Result<(), String> {
+pub(super) fn reconcile(name: &str, state: &mut StateStore, sink: &mut dyn TableSink) -> Result<(), String> {
     let loaded: Vec<LedgerEntry> = state
         .ledger(name)
         .map_err(|e| e.to_string())?

@@ -1,0 +1,14 @@
+//! `sluice rollback`: a dataflow's table back to where it was before its newest run.
+
+use super::{Failure, load_dataflows};
+use std::path::Path;
+
+pub fn rollback(config_path: Option<&Path>, name: &str) -> Result<(), Failure> {
+    let config = load_dataflows(config_path)?;
+    let rolled_back = sluice::sync::rollback(&config, name)?;
+    println!(
+        "{name}: rolled back run {} ({} rows removed); its objects will be imported again by the next run",
+        rolled_back.run_id, rolled_back.rows_removed
+    );
+    Ok(())
+}
