@@ -567,3 +567,115 @@ fn rollback_after_append_restores_the_earlier_rows_and_columns_exactly_and_twice
         text(&rebuilt.stdout)
     );
 }
+
+/// A folder dataflow `People` over JSONL files, written with `sink` settings.
+fn people(sink: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    std::fs::write(
+        dir.path().join("connector.toml"),
+        format!("[dataflows.People]\nsource = {{ type = \"local\", path = \"data\" }}\nformat = {{ plugin = \"jsonl\" }}\nsink = {{ {sink} }}\n"),
+    )
+    .unwrap();
+    dir
+}
+
+/// Writes a file whose mtime is `minutes_ago`, so files sort in the order a test writes them.
+fn put(dir: &Path, name: &str, text: &str, minutes_ago: u64) {
+    let path = dir.join("data").join(name);
+    std::fs::write(&path, text).unwrap();
+    let at = SystemTime::now() - Duration::from_secs(minutes_ago * 60);
+    std::fs::File::options().write(true).open(&path).unwrap().set_modified(at).unwrap();
+}
+
+fn query(database: &Path, sql: &str) -> Vec<String> {
+    let connection = Connection::open(database).unwrap();
+    let mut statement = connection.prepare(sql).unwrap();
+    statement.query_map([], |row| row.get::<_, String>(0)).unwrap().map(Result::unwrap).collect()
+}
+
+#[test]
+fn merge_upserts_on_the_key_a_later_row_wins_and_rollback_restores_the_table_exactly() {
+    let dir = people("mode = \"merge\", key = [\"id\"]");
+    let tables = dir.path().join("sluice.db");
+    put(
+        dir.path(),
+        "1.jsonl",
+        "{\"id\": 1, \"name\": \"Ann\"}\n{\"id\": 2, \"name\": \"Bo\", \"score\": 2.5}\n",
+        30,
+    );
+    assert_eq!(run(dir.path(), &["run"]).status.code(), Some(0));
+    let before = dump(&tables, "people");
+
+    put(
+        dir.path(),
+        "2.jsonl",
+        "{\"id\": 2, \"name\": \"Bob\"}\n{\"id\": 3, \"name\": \"Cy\"}\n{\"id\": 3, \"name\": \"Cyd\", \"vip\": true}\n",
+        20,
+    );
+    let merged = run(dir.path(), &["run"]);
+    assert_eq!(merged.status.code(), Some(0), "{}", text(&merged.stderr));
+    let sql = "SELECT id || ':' || name FROM people ORDER BY id";
+    assert_eq!(query(&tables, sql), ["1:Ann", "2:Bob", "3:Cyd"]);
+
+    assert_eq!(run(dir.path(), &["rollback", "People"]).status.code(), Some(0));
+    assert_eq!(dump(&tables, "people"), before, "rows, rowids, values and columns as before the merge");
+    let again = run(dir.path(), &["run"]);
+    assert!(text(&again.stdout).contains("1 objects, 3 rows"), "{}", text(&again.stdout));
+    assert_eq!(query(&tables, sql), ["1:Ann", "2:Bob", "3:Cyd"]);
+
+    // The key cannot change under rows merged on it.
+    let config = dir.path().join("connector.toml");
+    let changed = std::fs::read_to_string(&config).unwrap().replace("key = [\"id\"]", "key = [\"name\"]");
+    std::fs::write(&config, changed).unwrap();
+    let refused = run(dir.path(), &["run"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = text(&refused.stderr);
+    assert!(
+        stderr.contains("merged its rows on [id] and is now set to merge on [name]")
+            && stderr.contains("sluice remove People"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn replace_makes_the_table_exactly_what_the_run_loaded_and_rollback_brings_the_old_rows_back() {
+    let dir = people("mode = \"replace\"");
+    let tables = dir.path().join("sluice.db");
+    put(dir.path(), "monday.jsonl", "{\"id\": 1}\n{\"id\": 2}\n", 30);
+    run(dir.path(), &["run"]);
+    let monday = dump(&tables, "people");
+
+    put(dir.path(), "tuesday.jsonl", "{\"id\": 7, \"note\": \"new column\"}\n", 20);
+    put(dir.path(), "tuesday-2.jsonl", "{\"id\": 8}\n", 10);
+    let tuesday = run(dir.path(), &["run"]);
+    assert!(text(&tuesday.stdout).contains("2 objects, 2 rows"), "{}", text(&tuesday.stdout));
+    assert_eq!(query(&tables, "SELECT id || '' FROM people ORDER BY id"), ["7", "8"]);
+
+    let nothing_new = run(dir.path(), &["run"]);
+    assert!(text(&nothing_new.stdout).contains("0 objects"), "{}", text(&nothing_new.stdout));
+    assert_eq!(
+        query(&tables, "SELECT id || '' FROM people ORDER BY id"),
+        ["7", "8"],
+        "a run that loads nothing keeps the table"
+    );
+
+    assert_eq!(run(dir.path(), &["rollback", "People"]).status.code(), Some(0));
+    assert_eq!(dump(&tables, "people"), monday);
+}
+
+#[test]
+fn only_the_configured_number_of_versions_is_kept() {
+    let dir = people("versions = 2");
+    for (n, minutes_ago) in [(1, 40), (2, 30), (3, 20)] {
+        put(dir.path(), &format!("{n}.jsonl"), &format!("{{\"id\": {n}}}\n"), minutes_ago);
+        run(dir.path(), &["run"]);
+    }
+    let tables = dir.path().join("sluice.db");
+    assert_eq!(count(&tables, "SELECT count(*) FROM _sluice_versions WHERE dataflow = 'People'"), 2);
+    assert_eq!(run(dir.path(), &["rollback", "People"]).status.code(), Some(0));
+    assert_eq!(run(dir.path(), &["rollback", "People"]).status.code(), Some(0));
+    let third = run(dir.path(), &["rollback", "People"]);
+    assert_eq!(third.status.code(), Some(1), "the first run's version was let go");
+    assert_eq!(query(&tables, "SELECT id || '' FROM people"), ["1"]);
+}

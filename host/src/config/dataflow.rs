@@ -160,12 +160,41 @@ pub struct SinkConfig {
     pub url: Option<String>,
     /// The table (default: the dataflow's name in lower case).
     pub table: Option<String>,
+    /// How a run's rows meet the table's: `append` (the default), `replace` (the table becomes exactly
+    /// what the run loaded), `merge` (upsert on `key`; a later row with the same key wins).
+    #[serde(default)]
+    pub mode: WriteMode,
+    /// The columns a `merge` matches rows on.
+    #[serde(default)]
+    pub key: Vec<String>,
+    /// How many runs back `sluice rollback` can go (default 7); older versions are let go.
+    pub versions: Option<u32>,
 }
 
 impl Default for SinkConfig {
     fn default() -> Self {
-        SinkConfig { kind: SinkKind::Tables, url: None, table: None }
+        SinkConfig {
+            kind: SinkKind::Tables,
+            url: None,
+            table: None,
+            mode: WriteMode::Append,
+            key: vec![],
+            versions: None,
+        }
     }
+}
+
+/// Runs kept for rollback when `versions` is not set.
+pub const DEFAULT_VERSIONS: u32 = 7;
+
+/// How a run's rows meet the rows already in a table.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum WriteMode {
+    #[default]
+    Append,
+    Replace,
+    Merge,
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]

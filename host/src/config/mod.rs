@@ -193,6 +193,24 @@ impl Config {
             if let Some(table) = &dataflow.sink.table {
                 check_table_name(table).map_err(|message| (key(".sink.table"), message))?;
             }
+            match (dataflow.sink.mode, dataflow.sink.key.is_empty()) {
+                (WriteMode::Merge, true) => {
+                    return Err((
+                        key(".sink.mode"),
+                        "mode `merge` needs the columns to match rows on: key = [\"id\"]".into(),
+                    ));
+                }
+                (WriteMode::Append | WriteMode::Replace, false) => {
+                    return Err((
+                        key(".sink.key"),
+                        "`key` is for mode = \"merge\"; remove it or set the mode".into(),
+                    ));
+                }
+                _ => {}
+            }
+            if dataflow.sink.versions == Some(0) {
+                return Err((key(".sink.versions"), "keep at least 1 version".into()));
+            }
             if let SourceConfig::S3(s3) = &dataflow.source
                 && s3.access_key_id.is_some() != s3.secret_access_key.is_some()
             {
@@ -300,6 +318,16 @@ impl DataflowConfig {
     /// The table a dataflow writes: its `sink.table`, else its name in lower case.
     pub fn table_name(&self, dataflow: &str) -> String {
         self.sink.table.clone().unwrap_or_else(|| dataflow.to_ascii_lowercase())
+    }
+
+    /// The table a dataflow writes, and how.
+    pub fn table_spec(&self, dataflow: &str) -> crate::sink::TableSpec {
+        crate::sink::TableSpec {
+            name: self.table_name(dataflow),
+            mode: self.sink.mode,
+            key: self.sink.key.clone(),
+            versions: self.sink.versions.unwrap_or(DEFAULT_VERSIONS),
+        }
     }
 }
 

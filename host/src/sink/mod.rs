@@ -7,6 +7,7 @@ mod sqlite;
 pub use sqlite::{SqliteTables, table_exists};
 
 use crate::batch::RecordBatch;
+use crate::config::WriteMode;
 use crate::plugin::RejectedRow;
 use crate::source::ObjectMeta;
 
@@ -30,6 +31,17 @@ pub struct CommittedObject {
     pub run_id: i64,
 }
 
+/// A table a dataflow writes, and how.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableSpec {
+    pub name: String,
+    pub mode: WriteMode,
+    /// The columns `merge` matches on.
+    pub key: Vec<String>,
+    /// Runs kept for rollback.
+    pub versions: u32,
+}
+
 /// What a rollback undid.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RolledBack {
@@ -47,6 +59,8 @@ pub trait TableSink {
     /// Takes the table back to where it was before the newest run that changed it: that run's rows,
     /// columns, rejected rows and markers go, in one transaction. `None` when no run is left to undo.
     fn rollback_last(&mut self) -> Result<Option<RolledBack>, SinkError>;
+    /// Lets go of versions beyond the newest `TableSpec::versions`, so that storage stays bounded.
+    fn prune_versions(&mut self) -> Result<(), SinkError>;
     /// Starts writing one object; nothing is visible until [`ObjectWrite::commit`].
     fn begin_object<'s>(
         &'s mut self,

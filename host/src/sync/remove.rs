@@ -15,7 +15,7 @@ pub fn remove(config: &Config, name: &str) -> Result<u64, SyncError> {
     let DatabaseUrl::Sqlite(sink_path) = config.sink_database(dataflow);
     // The sink first: were the process to stop between the two, the ledger would only say too much is
     // loaded, and the next run squares it with the emptied sink.
-    let rows = SqliteTables::open(&sink_path, name, &dataflow.table_name(name))
+    let rows = SqliteTables::open(&sink_path, name, &dataflow.table_spec(name))
         .and_then(|mut sink| sink.remove())
         .map_err(|source| SyncError::Sink { dataflow: name.to_string(), source })?;
     StateStore::open(&state_path)

@@ -16,7 +16,7 @@ pub fn rollback(config: &Config, name: &str) -> Result<RolledBack, SyncError> {
     let _lock = lock_dataflow(&state_path, name)?;
     let DatabaseUrl::Sqlite(sink_path) = config.sink_database(dataflow);
     let sink_error = |source| SyncError::Sink { dataflow: name.to_string(), source };
-    let mut sink = SqliteTables::open(&sink_path, name, &dataflow.table_name(name)).map_err(sink_error)?;
+    let mut sink = SqliteTables::open(&sink_path, name, &dataflow.table_spec(name)).map_err(sink_error)?;
     let rolled_back = sink.rollback_last().map_err(sink_error)?.ok_or_else(|| {
         SyncError::Plan(format!(
             "dataflow `{name}` has no run to roll back: its table holds nothing a run loaded"

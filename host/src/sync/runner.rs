@@ -105,7 +105,7 @@ impl<'a> Runner<'a> {
         let state_error = |source| SyncError::State { dataflow: name.to_string(), source };
         let mut state = StateStore::open(&state_path).map_err(state_error)?;
         let DatabaseUrl::Sqlite(sink_path) = self.config.sink_database(dataflow);
-        let mut sink = SqliteTables::open(&sink_path, name, &dataflow.table_name(name))
+        let mut sink = SqliteTables::open(&sink_path, name, &dataflow.table_spec(name))
             .map_err(|source| SyncError::Sink { dataflow: name.to_string(), source })?;
 
         // Held to the end of the run: a second process running the dataflow is refused, never interleaved.
@@ -175,6 +175,8 @@ impl<'a> Runner<'a> {
             run.progress.object_finished(object, &outcome);
             report.objects.push(outcome);
         }
+
+        sink.prune_versions().map_err(|e| e.to_string())?;
 
         let settled = |p: &PlannedObject| match p.decision {
             Decision::AlreadyImported | Decision::FailedBefore => true,

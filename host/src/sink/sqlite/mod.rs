@@ -1,0 +1,396 @@
+//! The tables sink on SQLite: one table per dataflow, created on the first write, a column added when a
+//! batch brings a new one. Each object's rows carry where they came from (`_sluice_object`, `_sluice_line`,
+//! `_sluice_run`); its rejected rows go to `_sluice_rejects`, and its marker to `_sluice_objects`, all in the
+//! object's one transaction.
+//!
+//! Versions: every run that changes the table leaves a row in `_sluice_versions` (and the columns it added
+//! in `_sluice_version_columns`). Rows a run replaced or merged over are moved, with their rowids, into the
+//! table's undo log `_sluice_undo_TABLE`. A rollback deletes the run's rows, puts the moved rows back under
+//! their rowids and drops the columns the run added: the earlier table exactly, at the cost of what the run
+//! changed rather than of a reload.
+
+mod object;
+
+use super::{CommittedObject, ObjectWrite, RolledBack, SinkError, TableSink, TableSpec};
+use crate::config::WriteMode;
+use crate::source::ObjectMeta;
+use object::SqliteObject;
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use std::path::Path;
+use std::time::Duration;
+
+/// How long a write waits for another writer of the same database.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Sluice's own columns, first in every table.
+const LINEAGE_COLUMNS: [&str; 3] = ["_sluice_object", "_sluice_line", "_sluice_run"];
+
+/// Sluice's bookkeeping tables, each with a `dataflow` column.
+const BOOKKEEPING: [&str; 4] =
+    ["_sluice_objects", "_sluice_rejects", "_sluice_versions", "_sluice_version_columns"];
+
+const SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS _sluice_objects (
+        dataflow TEXT NOT NULL,
+        key TEXT NOT NULL,
+        etag TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        last_modified INTEGER NOT NULL,
+        rows INTEGER NOT NULL,
+        rejected INTEGER NOT NULL,
+        run_id INTEGER NOT NULL,
+        committed_at INTEGER NOT NULL,
+        PRIMARY KEY (dataflow, key, etag)
+    );
+    CREATE TABLE IF NOT EXISTS _sluice_rejects (
+        dataflow TEXT NOT NULL,
+        object TEXT NOT NULL,
+        etag TEXT NOT NULL,
+        line INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        raw TEXT NOT NULL,
+        run_id INTEGER NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS _sluice_rejects_by_object ON _sluice_rejects (dataflow, object);
+    CREATE TABLE IF NOT EXISTS _sluice_versions (
+        dataflow TEXT NOT NULL,
+        run_id INTEGER NOT NULL,
+        created_table INTEGER NOT NULL,
+        committed_at INTEGER NOT NULL,
+        PRIMARY KEY (dataflow, run_id)
+    );
+    CREATE TABLE IF NOT EXISTS _sluice_version_columns (
+        dataflow TEXT NOT NULL,
+        run_id INTEGER NOT NULL,
+        name TEXT NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS _sluice_tables (
+        dataflow TEXT PRIMARY KEY,
+        table_name TEXT NOT NULL,
+        mode TEXT NOT NULL,
+        key TEXT NOT NULL
+    );";
+
+/// A dataflow's table in an SQLite database.
+pub struct SqliteTables {
+    connection: Connection,
+    dataflow: String,
+    spec: TableSpec,
+    /// The table's columns as they are in the database, lower-cased (SQLite compares names that way);
+    /// empty until the table exists.
+    columns: Vec<String>,
+}
+
+impl SqliteTables {
+    /// Opens (creating where missing) the database at `path` for `dataflow`, writing the table `spec`
+    /// names. A merge key other than the one the table's rows were merged on is refused.
+    pub fn open(path: &Path, dataflow: &str, spec: &TableSpec) -> Result<SqliteTables, SinkError> {
+        let error = |message: String| SinkError { table: spec.name.clone(), message };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| error(format!("{}: {e}", parent.display())))?;
+        }
+        let connection = Connection::open(path).map_err(|e| error(format!("{}: {e}", path.display())))?;
+        connection.busy_timeout(BUSY_TIMEOUT).map_err(|e| error(e.to_string()))?;
+        // WAL: readers see committed objects while a run writes; NORMAL: a killed process loses nothing
+        // committed. A 64 MiB page cache keeps index pages of a large table in memory.
+        connection
+            .execute_batch(&format!(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536; {SCHEMA}"
+            ))
+            .map_err(|e| error(format!("{}: {e}", path.display())))?;
+        let mut sink =
+            SqliteTables { connection, dataflow: dataflow.to_string(), spec: spec.clone(), columns: vec![] };
+        sink.columns = sink.existing_columns().map_err(|e| sink.error(e))?;
+        sink.record_spec()?;
+        Ok(sink)
+    }
+
+    fn error(&self, message: impl ToString) -> SinkError {
+        SinkError { table: self.spec.name.clone(), message: message.to_string() }
+    }
+
+    fn existing_columns(&self) -> rusqlite::Result<Vec<String>> {
+        let mut statement = self.connection.prepare("SELECT name FROM pragma_table_info(?1)")?;
+        let names = statement.query_map([&self.spec.name], |row| row.get::<_, String>(0))?;
+        names.map(|name| name.map(|n| n.to_ascii_lowercase())).collect()
+    }
+
+    /// Records how the table is written; a table that holds rows merged on one key is not merged on
+    /// another, since its rows would no longer be unique by it.
+    fn record_spec(&self) -> Result<(), SinkError> {
+        let key = self.spec.key.join(",");
+        let mode = format!("{:?}", self.spec.mode).to_ascii_lowercase();
+        let recorded: Option<(String, String)> = self
+            .connection
+            .query_row("SELECT mode, key FROM _sluice_tables WHERE dataflow = ?1", [&self.dataflow], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .optional()
+            .map_err(|e| self.error(e))?;
+        if let Some((recorded_mode, recorded_key)) = recorded
+            && recorded_mode == "merge"
+            && self.spec.mode == WriteMode::Merge
+            && recorded_key != key
+            && !self.columns.is_empty()
+        {
+            let name = &self.dataflow;
+            return Err(self.error(format!(
+                "dataflow `{name}` merged its rows on [{recorded_key}] and is now set to merge on [{key}], which would break the rows already loaded; remove the dataflow first (`sluice remove {name}`, and the next run loads it again) or write to a new dataflow"
+            )));
+        }
+        self.connection
+            .execute(
+                "INSERT INTO _sluice_tables (dataflow, table_name, mode, key) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (dataflow) DO UPDATE SET table_name = excluded.table_name, mode = excluded.mode,
+                 key = excluded.key",
+                params![self.dataflow, self.spec.name, mode, key],
+            )
+            .map(drop)
+            .map_err(|e| self.error(e))
+    }
+
+    /// A write transaction, taken at once so that two writers queue rather than deadlock.
+    fn write_transaction(&mut self) -> Result<Transaction<'_>, SinkError> {
+        let table = self.spec.name.clone();
+        self.connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| SinkError { table, message: e.to_string() })
+    }
+}
+
+impl TableSink for SqliteTables {
+    fn committed_objects(&mut self) -> Result<Vec<CommittedObject>, SinkError> {
+        let mut statement = self
+            .connection
+            .prepare(
+                "SELECT key, etag, size, last_modified, rows, rejected, run_id FROM _sluice_objects
+                 WHERE dataflow = ?1",
+            )
+            .map_err(|e| self.error(e))?;
+        let rows = statement
+            .query_map([&self.dataflow], |row| {
+                Ok(CommittedObject {
+                    key: row.get(0)?,
+                    etag: row.get(1)?,
+                    size: row.get::<_, i64>(2)? as u64,
+                    last_modified: crate::state::from_millis(row.get(3)?),
+                    rows: row.get::<_, i64>(4)? as u64,
+                    rejected: row.get::<_, i64>(5)? as u64,
+                    run_id: row.get(6)?,
+                })
+            })
+            .map_err(|e| self.error(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+    }
+
+    fn remove(&mut self) -> Result<u64, SinkError> {
+        let (table, dataflow) = (self.spec.name.clone(), self.dataflow.clone());
+        let error = |e: rusqlite::Error| SinkError { table: table.clone(), message: e.to_string() };
+        let transaction = self.write_transaction()?;
+        let rows = if has_table(&transaction, &table).map_err(error)? {
+            let rows = count_rows(&transaction, &table).map_err(error)?;
+            transaction
+                .execute_batch(&format!(
+                    "DROP TABLE {}; DROP TABLE IF EXISTS {}",
+                    quote(&table),
+                    quote(&undo_table(&table))
+                ))
+                .map_err(error)?;
+            rows
+        } else {
+            0
+        };
+        for bookkeeping in BOOKKEEPING.iter().chain(&["_sluice_tables"]) {
+            transaction
+                .execute(&format!("DELETE FROM {bookkeeping} WHERE dataflow = ?1"), [&dataflow])
+                .map_err(error)?;
+        }
+        transaction.commit().map_err(error)?;
+        self.columns.clear();
+        Ok(rows)
+    }
+
+    fn rollback_last(&mut self) -> Result<Option<RolledBack>, SinkError> {
+        let (table, dataflow) = (self.spec.name.clone(), self.dataflow.clone());
+        let error = |e: rusqlite::Error| SinkError { table: table.clone(), message: e.to_string() };
+        let transaction = self.write_transaction()?;
+        let last: Option<(i64, bool)> = transaction
+            .query_row(
+                "SELECT run_id, created_table FROM _sluice_versions WHERE dataflow = ?1 ORDER BY run_id DESC LIMIT 1",
+                [&dataflow],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()
+            .map_err(error)?;
+        let Some((run_id, created_table)) = last else { return Ok(None) };
+        let undo = undo_table(&table);
+        let rows_removed = if created_table {
+            let rows = count_rows(&transaction, &table).map_err(error)?;
+            transaction
+                .execute_batch(&format!(
+                    "DROP TABLE {}; DROP TABLE IF EXISTS {}",
+                    quote(&table),
+                    quote(&undo)
+                ))
+                .map_err(error)?;
+            rows
+        } else {
+            let rows = transaction
+                .execute(&format!("DELETE FROM {} WHERE _sluice_run = ?1", quote(&table)), [run_id])
+                .map_err(error)?;
+            if has_table(&transaction, &undo).map_err(error)? {
+                // The rows the run replaced or merged over go back, under their old rowids.
+                let columns: Vec<String> =
+                    column_names(&transaction, &table).map_err(error)?.iter().map(|c| quote(c)).collect();
+                let columns = columns.join(", ");
+                transaction
+                    .execute(
+                        &format!(
+                            "INSERT INTO {} (rowid, {columns}) SELECT _sluice_rowid, {columns} FROM {} WHERE _sluice_removed_by = ?1",
+                            quote(&table),
+                            quote(&undo)
+                        ),
+                        [run_id],
+                    )
+                    .map_err(error)?;
+                transaction
+                    .execute(&format!("DELETE FROM {} WHERE _sluice_removed_by = ?1", quote(&undo)), [run_id])
+                    .map_err(error)?;
+            }
+            let added: Vec<String> = transaction
+                .prepare("SELECT name FROM _sluice_version_columns WHERE dataflow = ?1 AND run_id = ?2")
+                .and_then(|mut statement| {
+                    statement.query_map(params![dataflow, run_id], |row| row.get(0))?.collect()
+                })
+                .map_err(error)?;
+            let undo_columns = column_names(&transaction, &undo).map_err(error)?;
+            for column in added {
+                transaction
+                    .execute_batch(&format!("ALTER TABLE {} DROP COLUMN {}", quote(&table), quote(&column)))
+                    .map_err(error)?;
+                if undo_columns.iter().any(|c| c.eq_ignore_ascii_case(&column)) {
+                    transaction
+                        .execute_batch(&format!(
+                            "ALTER TABLE {} DROP COLUMN {}",
+                            quote(&undo),
+                            quote(&column)
+                        ))
+                        .map_err(error)?;
+                }
+            }
+            rows as u64
+        };
+        for bookkeeping in BOOKKEEPING {
+            transaction
+                .execute(
+                    &format!("DELETE FROM {bookkeeping} WHERE dataflow = ?1 AND run_id = ?2"),
+                    params![dataflow, run_id],
+                )
+                .map_err(error)?;
+        }
+        transaction.commit().map_err(error)?;
+        self.columns = self.existing_columns().map_err(|e| self.error(e))?;
+        Ok(Some(RolledBack { run_id, rows_removed }))
+    }
+
+    fn prune_versions(&mut self) -> Result<(), SinkError> {
+        let (table, dataflow) = (self.spec.name.clone(), self.dataflow.clone());
+        let keep = i64::from(self.spec.versions);
+        let error = |e: rusqlite::Error| SinkError { table: table.clone(), message: e.to_string() };
+        let transaction = self.write_transaction()?;
+        let oldest_kept: Option<i64> = transaction
+            .query_row(
+                "SELECT run_id FROM _sluice_versions WHERE dataflow = ?1 ORDER BY run_id DESC LIMIT 1 OFFSET ?2",
+                params![dataflow, keep - 1],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(error)?;
+        let Some(oldest_kept) = oldest_kept else { return Ok(()) };
+        for bookkeeping in ["_sluice_versions", "_sluice_version_columns"] {
+            transaction
+                .execute(
+                    &format!("DELETE FROM {bookkeeping} WHERE dataflow = ?1 AND run_id < ?2"),
+                    params![dataflow, oldest_kept],
+                )
+                .map_err(error)?;
+        }
+        let undo = undo_table(&table);
+        if has_table(&transaction, &undo).map_err(error)? {
+            transaction
+                .execute(
+                    &format!("DELETE FROM {} WHERE _sluice_removed_by < ?1", quote(&undo)),
+                    [oldest_kept],
+                )
+                .map_err(error)?;
+        }
+        transaction.commit().map_err(error)
+    }
+
+    fn begin_object<'s>(
+        &'s mut self,
+        object: &ObjectMeta,
+        run_id: i64,
+    ) -> Result<Box<dyn ObjectWrite + 's>, SinkError> {
+        let transaction = self
+            .connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| SinkError { table: self.spec.name.clone(), message: e.to_string() })?;
+        Ok(Box::new(SqliteObject::new(
+            transaction,
+            &self.dataflow,
+            &self.spec,
+            &mut self.columns,
+            object.clone(),
+            run_id,
+        )))
+    }
+}
+
+/// The undo log of `table`: rows runs replaced or merged over, with the run that did and their rowids.
+fn undo_table(table: &str) -> String {
+    format!("_sluice_undo_{table}")
+}
+
+/// The names of a table's columns, as declared, in order (none for a table that does not exist).
+fn column_names(transaction: &Transaction<'_>, table: &str) -> rusqlite::Result<Vec<String>> {
+    transaction
+        .prepare("SELECT name FROM pragma_table_info(?1)")?
+        .query_map([table], |row| row.get(0))?
+        .collect()
+}
+
+fn has_table(transaction: &Transaction<'_>, table: &str) -> rusqlite::Result<bool> {
+    transaction
+        .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1", [table], |row| {
+            row.get::<_, i64>(0)
+        })
+        .map(|count| count > 0)
+}
+
+fn count_rows(transaction: &Transaction<'_>, table: &str) -> rusqlite::Result<u64> {
+    transaction
+        .query_row(&format!("SELECT count(*) FROM {}", quote(table)), [], |row| row.get::<_, i64>(0))
+        .map(|n| n as u64)
+}
+
+/// Whether the database at `path` holds `table`; read-only, so a database that does not exist stays so.
+pub fn table_exists(path: &Path, table: &str) -> bool {
+    if !path.exists() {
+        return false;
+    }
+    Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .and_then(|c| {
+            c.query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                [table],
+                |row| row.get::<_, i64>(0),
+            )
+        })
+        .is_ok_and(|count| count > 0)
+}
+
+/// An SQL identifier, quoted.
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
