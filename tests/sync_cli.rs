@@ -359,9 +359,11 @@ fn tables_take_their_columns_and_types_from_the_records_and_grow_new_columns() {
 
 #[test]
 fn a_second_run_of_a_dataflow_is_refused_while_the_first_runs_and_history_tells_both() {
-    const OBJECTS: u32 = 150;
-    const ROWS: u32 = 2_000;
-    let (_s3, dir) = many_objects(OBJECTS, ROWS);
+    const OBJECTS: u32 = 40;
+    const ROWS: u32 = 500;
+    let (s3, dir) = many_objects(OBJECTS, ROWS);
+    // A slow store: the first run takes seconds, whatever the machine, so the others meet it running.
+    s3.set_get_delay(Duration::from_millis(100));
     let first = start_run(dir.path(), 1);
 
     let listing = run(dir.path(), &["dataflows", "--json"]);

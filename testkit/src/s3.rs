@@ -43,6 +43,8 @@ struct Store {
     buckets: Mutex<BTreeMap<String, BTreeMap<String, StoredObject>>>,
     gets: AtomicUsize,
     lists: AtomicUsize,
+    /// Milliseconds each GetObject waits before answering: a slow store, to widen a test's window.
+    get_delay_ms: std::sync::atomic::AtomicU64,
     assume_role_calls: Arc<AtomicUsize>,
 }
 
@@ -142,6 +144,11 @@ impl S3Server {
             last_modified;
     }
 
+    /// Makes every GetObject wait `delay` before answering.
+    pub fn set_get_delay(&self, delay: std::time::Duration) {
+        self.store.get_delay_ms.store(delay.as_millis() as u64, Ordering::Relaxed);
+    }
+
     /// How many GetObject requests the server has answered.
     pub fn gets(&self) -> usize {
         self.store.gets.load(Ordering::Relaxed)
@@ -233,6 +240,10 @@ impl S3 for StoreService {
 
     async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
         self.0.gets.fetch_add(1, Ordering::Relaxed);
+        let delay = self.0.get_delay_ms.load(Ordering::Relaxed);
+        if delay > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+        }
         let input = req.input;
         let object = self
             .with_bucket(&input.bucket, |objects| objects.get(&input.key).cloned())?

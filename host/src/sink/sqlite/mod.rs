@@ -56,6 +56,8 @@ const SCHEMA: &str = "
         dataflow TEXT NOT NULL,
         run_id INTEGER NOT NULL,
         created_table INTEGER NOT NULL,
+        -- Every row the run inserted has a rowid above this.
+        rowid_start INTEGER NOT NULL,
         committed_at INTEGER NOT NULL,
         PRIMARY KEY (dataflow, run_id)
     );
@@ -214,15 +216,16 @@ impl TableSink for SqliteTables {
         let (table, dataflow) = (self.spec.name.clone(), self.dataflow.clone());
         let error = |e: rusqlite::Error| SinkError { table: table.clone(), message: e.to_string() };
         let transaction = self.write_transaction()?;
-        let last: Option<(i64, bool)> = transaction
+        let last: Option<(i64, bool, i64)> = transaction
             .query_row(
-                "SELECT run_id, created_table FROM _sluice_versions WHERE dataflow = ?1 ORDER BY run_id DESC LIMIT 1",
+                "SELECT run_id, created_table, rowid_start FROM _sluice_versions WHERE dataflow = ?1
+                 ORDER BY run_id DESC LIMIT 1",
                 [&dataflow],
-                |row| Ok((row.get(0)?, row.get(1)?)),
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
             )
             .optional()
             .map_err(error)?;
-        let Some((run_id, created_table)) = last else { return Ok(None) };
+        let Some((run_id, created_table, rowid_start)) = last else { return Ok(None) };
         let undo = undo_table(&table);
         let rows_removed = if created_table {
             let rows = count_rows(&transaction, &table).map_err(error)?;
@@ -235,8 +238,13 @@ impl TableSink for SqliteTables {
                 .map_err(error)?;
             rows
         } else {
+            // The run's rows all lie above its rowid start: a range of the table's own b-tree, so no index
+            // is kept for them.
             let rows = transaction
-                .execute(&format!("DELETE FROM {} WHERE _sluice_run = ?1", quote(&table)), [run_id])
+                .execute(
+                    &format!("DELETE FROM {} WHERE rowid > ?1 AND _sluice_run = ?2", quote(&table)),
+                    params![rowid_start, run_id],
+                )
                 .map_err(error)?;
             if has_table(&transaction, &undo).map_err(error)? {
                 // The rows the run replaced or merged over go back, under their old rowids.

@@ -26,6 +26,9 @@ pub(super) struct SqliteObject<'s> {
     /// takes away again.
     created_table: bool,
     added_columns: Vec<String>,
+    /// Below the smallest rowid this object inserted (a merge can free and reuse rowids, so the first
+    /// insert is not always the smallest).
+    rowid_start: i64,
     object: ObjectMeta,
     run_id: i64,
     rows: u64,
@@ -50,6 +53,8 @@ impl<'s> SqliteObject<'s> {
             committed_columns,
             created_table: false,
             added_columns: Vec::new(),
+            // An object that inserts no rows leaves the run's rowid start as the other objects set it.
+            rowid_start: i64::MAX,
             object,
             run_id,
             rows: 0,
@@ -97,13 +102,8 @@ impl<'s> SqliteObject<'s> {
             for (index, column) in batch.columns().iter().enumerate() {
                 definitions.push(format!("{} {}", quote(column.name()), declared(index)));
             }
-            // Rollback and replace find a run's rows by `_sluice_run`; merge finds rows by the key.
-            let mut create = format!(
-                "CREATE TABLE {table} ({}); CREATE INDEX {} ON {table} (_sluice_run);",
-                definitions.join(", "),
-                quote(&format!("_sluice_run_of_{}", self.table)),
-                table = quote(self.table)
-            );
+            // Merge finds rows by the key; rollback finds a run's rows by rowid, needing no index.
+            let mut create = format!("CREATE TABLE {} ({});", quote(self.table), definitions.join(", "));
             if self.spec.mode == WriteMode::Merge {
                 let key: Vec<String> = self.spec.key.iter().map(|k| quote(k)).collect();
                 create.push_str(&format!(
@@ -276,6 +276,7 @@ impl ObjectWrite for SqliteObject<'_> {
                 .map_err(fail)?;
             }
             statement.raw_execute().map_err(fail)?;
+            self.rowid_start = self.rowid_start.min(self.transaction.last_insert_rowid() - 1);
         }
         self.rows += batch.num_rows() as u64;
         Ok(())
@@ -328,10 +329,18 @@ impl ObjectWrite for SqliteObject<'_> {
         // The run's version of the table: what it created, for a rollback to take away.
         self.transaction
             .execute(
-                "INSERT INTO _sluice_versions (dataflow, run_id, created_table, committed_at) VALUES (?1, ?2, ?3, ?4)
+                "INSERT INTO _sluice_versions (dataflow, run_id, created_table, rowid_start, committed_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (dataflow, run_id) DO UPDATE SET
-                 created_table = max(created_table, excluded.created_table)",
-                params![self.dataflow, self.run_id, self.created_table, millis(SystemTime::now())],
+                 created_table = max(created_table, excluded.created_table),
+                 rowid_start = min(rowid_start, excluded.rowid_start)",
+                params![
+                    self.dataflow,
+                    self.run_id,
+                    self.created_table,
+                    self.rowid_start,
+                    millis(SystemTime::now())
+                ],
             )
             .map_err(error)?;
         for column in &self.added_columns {
