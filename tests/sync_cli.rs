@@ -681,3 +681,22 @@ fn only_the_configured_number_of_versions_is_kept() {
     assert_eq!(third.status.code(), Some(1), "the first run's version was let go");
     assert_eq!(query(&tables, "SELECT id || '' FROM people"), ["1"]);
 }
+
+#[test]
+fn tables_carry_a_purpose_and_a_kind_from_the_config() {
+    let dir = example();
+    let before = text(&run(dir.path(), &["dataflows", "--tables"]).stdout);
+    assert!(before.contains("Customers  customers  customer-360  data  —"), "{before}");
+    run(dir.path(), &["run"]);
+    let listed: serde_json::Value =
+        serde_json::from_slice(&run(dir.path(), &["dataflows", "--tables", "--json"]).stdout).unwrap();
+    let customers = &listed[0];
+    assert_eq!(customers["purpose"], "customer-360");
+    assert_eq!((customers["kind"].as_str(), customers["rows"].as_u64()), (Some("data"), Some(3)));
+    assert_eq!(listed[1]["purpose"], "all");
+
+    let bad = config_error(&format!(
+        "[dataflows.Audit]\n{LOCAL}format = {{ plugin = \"csv\" }}\nsink = {{ purpose = \"marketing\", kind = \"metadata\" }}\n"
+    ));
+    assert!(bad.contains("line 4") && bad.contains("marketing") && bad.contains("customer-360"), "{bad}");
+}

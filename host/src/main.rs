@@ -35,6 +35,9 @@ enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// List each dataflow's tables with their purpose, kind, rows and columns instead.
+        #[arg(long)]
+        tables: bool,
     },
     /// Shows a dataflow's runs, newest first: start, duration, status, objects, rows written and rejected,
     /// and the error of a run that failed.
@@ -96,7 +99,7 @@ fn main() -> ExitCode {
     let config = cli.config.as_deref();
     let result = match &cli.command {
         Command::Run { dataflow } => commands::run::run(config, dataflow.as_deref()),
-        Command::Dataflows { json } => commands::dataflows::list(config, *json),
+        Command::Dataflows { json, tables } => commands::dataflows::list(config, *json, *tables),
         Command::History { dataflow, json } => commands::dataflows::history(config, dataflow, *json),
         Command::Rollback { dataflow } => commands::rollback::rollback(config, dataflow),
         Command::Remove { dataflow, yes } => commands::remove::remove(config, dataflow, *yes),

@@ -1,8 +1,8 @@
 //! The dataflows as a user looks at them: the list (name, type, status, tables, created, updated, last
 //! refresh) and each one's run history. Read-only: nothing is created or changed by looking.
 
-use crate::config::{Config, DatabaseUrl, DataflowConfig, SourceConfig};
-use crate::sink::table_exists;
+use crate::config::{Config, DatabaseUrl, DataflowConfig, SourceConfig, TableKind, TablePurpose};
+use crate::sink::{table_exists, table_shape};
 use crate::state::{RunRecord, RunStatus, StateError, StateStore, is_running};
 use serde::Serialize;
 use std::time::SystemTime;
@@ -23,6 +23,18 @@ pub struct DataflowSummary {
     pub updated: Option<String>,
     /// When the last run that loaded data (succeeded or partial) ended.
     pub last_refresh: Option<String>,
+}
+
+/// A table of a dataflow, with what it is for.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct TableSummary {
+    pub dataflow: String,
+    pub table: String,
+    pub purpose: TablePurpose,
+    pub kind: TableKind,
+    /// Absent until the first run creates the table.
+    pub rows: Option<u64>,
+    pub columns: Option<usize>,
 }
 
 /// One run, as the history shows it.
@@ -82,6 +94,27 @@ pub fn dataflows(config: &Config) -> Result<Vec<DataflowSummary>, StateError> {
         });
     }
     Ok(summaries)
+}
+
+/// The tables of every dataflow, with their purpose, kind, rows and columns.
+pub fn tables(config: &Config) -> Vec<TableSummary> {
+    config
+        .dataflows
+        .iter()
+        .map(|(name, dataflow)| {
+            let DatabaseUrl::Sqlite(sink_path) = config.sink_database(dataflow);
+            let table = dataflow.table_name(name);
+            let shape = table_shape(&sink_path, &table);
+            TableSummary {
+                dataflow: name.clone(),
+                table,
+                purpose: dataflow.sink.purpose,
+                kind: dataflow.sink.table_kind,
+                rows: shape.map(|(rows, _)| rows),
+                columns: shape.map(|(_, columns)| columns),
+            }
+        })
+        .collect()
 }
 
 /// `local ─► sqlite`.

@@ -4,8 +4,11 @@ use super::{Failure, load_dataflows, print_table};
 use sluice::overview;
 use std::path::Path;
 
-pub fn list(config_path: Option<&Path>, json: bool) -> Result<(), Failure> {
+pub fn list(config_path: Option<&Path>, json: bool, tables: bool) -> Result<(), Failure> {
     let config = load_dataflows(config_path)?;
+    if tables {
+        return list_tables(&config, json);
+    }
     let dataflows = overview::dataflows(&config).map_err(|e| Failure::Input(e.to_string()))?;
     if json {
         println!("{}", serde_json::to_string_pretty(&dataflows).expect("summaries serialize"));
@@ -25,6 +28,32 @@ pub fn list(config_path: Option<&Path>, json: bool) -> Result<(), Failure> {
                     d.created.unwrap_or_else(dash),
                     d.updated.unwrap_or_else(dash),
                     d.last_refresh.unwrap_or_else(dash),
+                ]
+            })
+            .collect(),
+    );
+    Ok(())
+}
+
+/// `--tables`: each dataflow's tables with their purpose and kind.
+fn list_tables(config: &sluice::config::Config, json: bool) -> Result<(), Failure> {
+    let tables = overview::tables(config);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&tables).expect("tables serialize"));
+        return Ok(());
+    }
+    print_table(
+        &["DATAFLOW", "TABLE", "PURPOSE", "KIND", "ROWS", "COLUMNS"],
+        tables
+            .into_iter()
+            .map(|t| {
+                vec![
+                    t.dataflow,
+                    t.table,
+                    t.purpose.as_str().to_string(),
+                    t.kind.as_str().to_string(),
+                    t.rows.map_or("—".to_string(), |r| r.to_string()),
+                    t.columns.map_or("—".to_string(), |c| c.to_string()),
                 ]
             })
             .collect(),

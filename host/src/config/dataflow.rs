@@ -169,6 +169,51 @@ pub struct SinkConfig {
     pub key: Vec<String>,
     /// How many runs back `sluice rollback` can go (default 7); older versions are let go.
     pub versions: Option<u32>,
+    /// What the table is for: `all` (the default), `customer-360` or `privacy-metadata`.
+    #[serde(default)]
+    pub purpose: TablePurpose,
+    /// `data` (the default) or `metadata`.
+    #[serde(default, rename = "kind")]
+    pub table_kind: TableKind,
+}
+
+/// What a table is for, as the product Sluice reproduces labels tables.
+#[derive(Clone, Copy, Debug, Default, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum TablePurpose {
+    #[default]
+    All,
+    #[serde(rename = "customer-360")]
+    Customer360,
+    PrivacyMetadata,
+}
+
+impl TablePurpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TablePurpose::All => "all",
+            TablePurpose::Customer360 => "customer-360",
+            TablePurpose::PrivacyMetadata => "privacy-metadata",
+        }
+    }
+}
+
+/// Whether a table holds data or data about data.
+#[derive(Clone, Copy, Debug, Default, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TableKind {
+    #[default]
+    Data,
+    Metadata,
+}
+
+impl TableKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TableKind::Data => "data",
+            TableKind::Metadata => "metadata",
+        }
+    }
 }
 
 impl Default for SinkConfig {
@@ -180,6 +225,8 @@ impl Default for SinkConfig {
             mode: WriteMode::Append,
             key: vec![],
             versions: None,
+            purpose: TablePurpose::All,
+            table_kind: TableKind::Data,
         }
     }
 }

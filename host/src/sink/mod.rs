@@ -4,7 +4,7 @@
 
 mod sqlite;
 
-pub use sqlite::{SqliteTables, table_exists};
+pub use sqlite::{SqliteTables, table_exists, table_shape};
 
 use crate::batch::RecordBatch;
 use crate::config::WriteMode;

@@ -398,6 +398,19 @@ pub fn table_exists(path: &Path, table: &str) -> bool {
         .is_ok_and(|count| count > 0)
 }
 
+/// The rows and columns of `table` in the database at `path`, read-only; `None` where it does not exist.
+pub fn table_shape(path: &Path, table: &str) -> Option<(u64, usize)> {
+    if !table_exists(path, table) {
+        return None;
+    }
+    let connection = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
+    let rows: i64 =
+        connection.query_row(&format!("SELECT count(*) FROM {}", quote(table)), [], |row| row.get(0)).ok()?;
+    let columns: i64 =
+        connection.query_row("SELECT count(*) FROM pragma_table_info(?1)", [table], |row| row.get(0)).ok()?;
+    Some((rows as u64, columns as usize))
+}
+
 /// An SQL identifier, quoted.
 fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
