@@ -252,6 +252,11 @@ impl StateStore {
         Ok(id)
     }
 
+    /// Runs one statement that changes the state.
+    fn execute(&self, sql: &str, params: impl rusqlite::Params) -> Result<(), StateError> {
+        self.connection.execute(sql, params).map(drop).map_err(|e| self.error(e))
+    }
+
     /// Records that a run of `dataflow` starts with a configuration whose fingerprint is `config_hash`:
     /// the first time, the dataflow is created; when the fingerprint differs, it was updated.
     pub fn note_dataflow(
@@ -260,15 +265,12 @@ impl StateStore {
         config_hash: &str,
         now: SystemTime,
     ) -> Result<(), StateError> {
-        self.connection
-            .execute(
-                "INSERT INTO dataflows (name, created_at, updated_at, config_hash) VALUES (?1, ?2, ?2, ?3)
+        self.execute(
+            "INSERT INTO dataflows (name, created_at, updated_at, config_hash) VALUES (?1, ?2, ?2, ?3)
                  ON CONFLICT (name) DO UPDATE SET updated_at = excluded.updated_at,
                  config_hash = excluded.config_hash WHERE dataflows.config_hash <> excluded.config_hash",
-                params![dataflow, millis(now), config_hash],
-            )
-            .map(drop)
-            .map_err(|e| self.error(e))
+            params![dataflow, millis(now), config_hash],
+        )
     }
 
     /// When `dataflow` was created and last updated, if it has run.
@@ -306,32 +308,26 @@ impl StateStore {
         error: Option<&str>,
         now: SystemTime,
     ) -> Result<(), StateError> {
-        self.connection
-            .execute(
-                "UPDATE runs SET ended_at = ?2, status = ?3, objects = ?4, failed_objects = ?5, rows = ?6,
+        self.execute(
+            "UPDATE runs SET ended_at = ?2, status = ?3, objects = ?4, failed_objects = ?5, rows = ?6,
                  rejected = ?7, bytes = ?8, error = ?9 WHERE id = ?1",
-                params![
-                    run_id,
-                    millis(now),
-                    status.as_str(),
-                    counts.objects as i64,
-                    counts.failed_objects as i64,
-                    counts.rows as i64,
-                    counts.rejected as i64,
-                    counts.bytes as i64,
-                    error
-                ],
-            )
-            .map(drop)
-            .map_err(|e| self.error(e))
+            params![
+                run_id,
+                millis(now),
+                status.as_str(),
+                counts.objects as i64,
+                counts.failed_objects as i64,
+                counts.rows as i64,
+                counts.rejected as i64,
+                counts.bytes as i64,
+                error
+            ],
+        )
     }
 
     /// Records that a rollback undid a run.
     pub fn mark_rolled_back(&mut self, run_id: i64) -> Result<(), StateError> {
-        self.connection
-            .execute("UPDATE runs SET status = 'rolled back' WHERE id = ?1", [run_id])
-            .map(drop)
-            .map_err(|e| self.error(e))
+        self.execute("UPDATE runs SET status = 'rolled back' WHERE id = ?1", [run_id])
     }
 
     /// The runs of a dataflow, newest first.
@@ -402,30 +398,27 @@ impl StateStore {
         now: SystemTime,
     ) -> Result<(), StateError> {
         let ObjectOutcome { status, rows, rejected, error } = outcome;
-        self.connection
-            .execute(
-                "INSERT INTO objects (dataflow, key, etag, size, last_modified, status, rows, rejected, error,
+        self.execute(
+            "INSERT INTO objects (dataflow, key, etag, size, last_modified, status, rows, rejected, error,
                  run_id, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
                  ON CONFLICT (dataflow, key, etag) DO UPDATE SET size = excluded.size,
                  last_modified = excluded.last_modified, status = excluded.status, rows = excluded.rows,
                  rejected = excluded.rejected, error = excluded.error, run_id = excluded.run_id,
                  updated_at = excluded.updated_at",
-                params![
-                    dataflow,
-                    object.key,
-                    object.etag,
-                    object.size as i64,
-                    millis(object.last_modified),
-                    status.as_str(),
-                    rows as i64,
-                    rejected as i64,
-                    error,
-                    run_id,
-                    millis(now)
-                ],
-            )
-            .map(drop)
-            .map_err(|e| self.error(e))
+            params![
+                dataflow,
+                object.key,
+                object.etag,
+                object.size as i64,
+                millis(object.last_modified),
+                status.as_str(),
+                rows as i64,
+                rejected as i64,
+                error,
+                run_id,
+                millis(now)
+            ],
+        )
     }
 
     /// The dataflow's cursor: the newest LastModified up to which every object is settled.
@@ -470,16 +463,13 @@ impl StateStore {
         run_id: i64,
         now: SystemTime,
     ) -> Result<(), StateError> {
-        self.connection
-            .execute(
-                "INSERT INTO cursors (dataflow, last_modified, run_id, updated_at) VALUES (?1, ?2, ?3, ?4)
+        self.execute(
+            "INSERT INTO cursors (dataflow, last_modified, run_id, updated_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (dataflow) DO UPDATE SET last_modified = excluded.last_modified,
                  run_id = excluded.run_id, updated_at = excluded.updated_at
                  WHERE excluded.last_modified > cursors.last_modified",
-                params![dataflow, millis(cursor), run_id, millis(now)],
-            )
-            .map(drop)
-            .map_err(|e| self.error(e))
+            params![dataflow, millis(cursor), run_id, millis(now)],
+        )
     }
 }
 
