@@ -12,6 +12,7 @@ pub mod preview;
 mod remove;
 mod rollback;
 pub mod runner;
+mod stores;
 
 pub use plan::{Decision, Plan, PlannedObject};
 pub use preview::{Preview, Sample};

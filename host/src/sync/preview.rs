@@ -3,14 +3,13 @@
 
 use super::SyncError;
 use super::plan::Plan;
-use super::runner::Runner;
-use crate::config::DatabaseUrl;
+use super::runner::{Runner, open_blocking};
+use crate::config::{DatabaseUrl, DataflowConfig};
 use crate::parse::{ParseError, parse_stream};
-use crate::plugin::RejectedRow;
-use crate::source::decompressing;
+use crate::plugin::{FormatPlugin, RejectedRow};
+use crate::source::{ObjectMeta, Source, decompressing};
 use crate::state::StateStore;
 use std::io;
-use tokio_util::io::SyncIoBridge;
 
 /// The first records of one object.
 #[derive(Clone, Debug)]
@@ -45,51 +44,62 @@ impl Runner<'_> {
         let sampled = plan.to_import().next().or_else(|| plan.objects.last().map(|p| &p.object));
         let Some(object) = sampled.cloned() else { return Ok(Preview { plan, sample: None }) };
 
+        let sample = self.read_sample(source.as_ref(), dataflow, &plugin, &object, limit);
+        Ok(Preview { plan, sample: Some(sample) })
+    }
+
+    /// The first `limit` records (and rejects) of `object`, and why it could not be read where it could not.
+    fn read_sample(
+        &self,
+        source: &dyn Source,
+        dataflow: &DataflowConfig,
+        plugin: &FormatPlugin,
+        object: &ObjectMeta,
+        limit: usize,
+    ) -> Sample {
         let mut sample =
             Sample { key: object.key.clone(), records: Vec::new(), rejects: Vec::new(), error: None };
-        let result = match self.runtime().block_on(source.open(&object)) {
-            Err(error) => Err(error.to_string()),
-            Ok(reader) => {
-                let input = SyncIoBridge::new_with_handle(reader, self.runtime().clone());
-                decompressing(&object.key, dataflow.format.compression, input)
-                    .map_err(|e| e.to_string())
-                    .and_then(|input| {
-                        let options = dataflow.format.option_pairs();
-                        let parsed = parse_stream(&plugin, &object.key, &options, input, |parsed| {
-                            for batch in &parsed.batches {
-                                for row in 0..batch.num_rows() {
-                                    if sample.records.len() == limit {
-                                        break;
-                                    }
-                                    let mut line = Vec::new();
-                                    batch.write_json_row(row, &mut line)?;
-                                    line.pop();
-                                    sample.records.push(String::from_utf8(line).expect("JSON is UTF-8"));
-                                }
-                            }
-                            sample.rejects.extend(
-                                parsed.rejects.into_iter().take(limit - sample.rejects.len().min(limit)),
-                            );
-                            if sample.records.len() == limit {
-                                // Enough read: stop the parse here.
-                                return Err(io::Error::other(EnoughRead));
-                            }
-                            Ok(())
-                        });
-                        match parsed {
-                            Ok(_) => Ok(()),
-                            Err(ParseError::Consume { source, .. })
-                                if source.get_ref().is_some_and(|e| e.is::<EnoughRead>()) =>
-                            {
-                                Ok(())
-                            }
-                            Err(error) => Err(error.to_string()),
-                        }
-                    })
+        let input =
+            open_blocking(self.runtime(), source, object).map_err(|e| e.to_string()).and_then(|reader| {
+                decompressing(&object.key, dataflow.format.compression, reader).map_err(|e| e.to_string())
+            });
+        let input = match input {
+            Ok(input) => input,
+            Err(error) => {
+                sample.error = Some(error);
+                return sample;
             }
         };
-        sample.error = result.err();
-        Ok(Preview { plan, sample: Some(sample) })
+        let options = dataflow.format.option_pairs();
+        let parsed = parse_stream(plugin, &object.key, &options, input, |parsed| {
+            for batch in &parsed.batches {
+                for row in 0..batch.num_rows() {
+                    if sample.records.len() == limit {
+                        break;
+                    }
+                    let mut line = Vec::new();
+                    batch.write_json_row(row, &mut line)?;
+                    line.pop();
+                    sample.records.push(String::from_utf8(line).expect("JSON is UTF-8"));
+                }
+            }
+            sample.rejects.extend(parsed.rejects.into_iter().take(limit - sample.rejects.len().min(limit)));
+            if sample.records.len() == limit {
+                // Enough read: stop the parse here.
+                return Err(io::Error::other(EnoughRead));
+            }
+            Ok(())
+        });
+        sample.error = match parsed {
+            Ok(_) => None,
+            Err(ParseError::Consume { source, .. })
+                if source.get_ref().is_some_and(|e| e.is::<EnoughRead>()) =>
+            {
+                None
+            }
+            Err(error) => Some(error.to_string()),
+        };
+        sample
     }
 }
 

@@ -7,15 +7,14 @@
 //! first and records it.
 
 use super::plan::{Decision, Plan, PlannedObject, Window, next_cursor, plan};
+use super::stores::{DataflowStores, state_error};
 use super::{Progress, SyncError};
-use crate::config::{Config, DatabaseUrl, DataflowConfig};
+use crate::config::{Config, DataflowConfig};
 use crate::parse::{ParseError, parse_stream};
 use crate::plugin::{FormatPlugin, Parsed, PluginHost};
 use crate::sink::{SqliteTables, TableSink};
-use crate::source::{self, MANY_OBJECTS, ObjectMeta, Source, decompressing};
-use crate::state::{
-    LedgerEntry, ObjectOutcome, ObjectStatus, RunCounts, RunStatus, StateStore, lock_dataflow,
-};
+use crate::source::{self, MANY_OBJECTS, ObjectMeta, ObjectReader, Source, SourceError, decompressing};
+use crate::state::{LedgerEntry, ObjectOutcome, ObjectStatus, RunCounts, RunStatus, StateStore};
 use std::collections::HashSet;
 use std::io::{self, Read};
 use std::sync::Arc;
@@ -101,17 +100,13 @@ impl<'a> Runner<'a> {
         let started = Instant::now();
         let dataflow = self.config.dataflow(name)?;
         let plugin = self.load_plugin(name, dataflow)?;
-        let DatabaseUrl::Sqlite(state_path) = self.config.state_database();
-        let state_error = |source| SyncError::State { dataflow: name.to_string(), source };
-        let mut state = StateStore::open(&state_path).map_err(state_error)?;
-        let DatabaseUrl::Sqlite(sink_path) = self.config.sink_database(dataflow);
-        let mut sink = SqliteTables::open(&sink_path, name, &dataflow.table_spec(name))
-            .map_err(|source| SyncError::Sink { dataflow: name.to_string(), source })?;
-
-        // Held to the end of the run: a second process running the dataflow is refused, never interleaved.
-        let _lock = lock_dataflow(&state_path, name)?;
-        state.note_dataflow(name, &dataflow.fingerprint(), SystemTime::now()).map_err(state_error)?;
-        let run_id = state.begin_run(name, SystemTime::now()).map_err(state_error)?;
+        // Held to the end of the run (the lock with it): a second process running the dataflow is
+        // refused, never interleaved.
+        let mut stores = DataflowStores::open(self.config, name, dataflow)?;
+        let state_error = state_error(name);
+        let state = &mut stores.state;
+        state.note_dataflow(name, &dataflow.fingerprint(), SystemTime::now()).map_err(&state_error)?;
+        let run_id = state.begin_run(name, SystemTime::now()).map_err(&state_error)?;
         let mut report = RunReport {
             dataflow: name.to_string(),
             run_id,
@@ -122,14 +117,14 @@ impl<'a> Runner<'a> {
             elapsed: Duration::ZERO,
         };
         let run = DataflowRun { name, dataflow, plugin: &plugin, run_id, progress, runtime: &self.runtime };
-        let outcome = self.load(&run, &mut state, &mut sink, &mut report);
+        let outcome = self.load(&run, state, &mut stores.sink, &mut report);
         if let Err(error) = outcome {
             report.status = RunStatus::Failed;
             report.error = Some(error);
         }
         state
             .end_run(run_id, report.status, report.counts, report.error.as_deref(), SystemTime::now())
-            .map_err(state_error)?;
+            .map_err(&state_error)?;
         report.elapsed = started.elapsed();
         Ok(report)
     }
@@ -282,13 +277,9 @@ impl DataflowRun<'_> {
             report.elapsed = started.elapsed();
             report
         };
-        let reader = match self.runtime.block_on(source.open(object)) {
-            Ok(reader) => reader,
+        let input = match open_blocking(self.runtime, source, object) {
+            Ok(reader) => Counted { inner: reader, count: bytes_read.clone() },
             Err(error) => return failed(report, ObjectStatus::Pending, error.to_string(), &bytes_read),
-        };
-        let input = Counted {
-            inner: SyncIoBridge::new_with_handle(reader, self.runtime.clone()),
-            count: bytes_read.clone(),
         };
         let compression = self.dataflow.format.compression;
         let options = self.dataflow.format.option_pairs();
@@ -408,6 +399,16 @@ pub(super) fn reconcile(name: &str, state: &mut StateStore, sink: &mut dyn Table
             .map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+/// Opens `object` as a blocking reader, for the threads that feed plugins.
+pub(super) fn open_blocking(
+    runtime: &Handle,
+    source: &dyn Source,
+    object: &ObjectMeta,
+) -> Result<SyncIoBridge<ObjectReader>, SourceError> {
+    let reader = runtime.block_on(source.open(object))?;
+    Ok(SyncIoBridge::new_with_handle(reader, runtime.clone()))
 }
 
 /// A reader that counts the bytes through it.

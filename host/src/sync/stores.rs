@@ -1,0 +1,37 @@
+//! What a change to a dataflow holds while it works: the run lock, then the table sink and the state
+//! store. The lock comes first, so nothing is opened, let alone written, while another process runs the
+//! dataflow.
+
+use super::SyncError;
+use crate::config::{Config, DatabaseUrl, DataflowConfig};
+use crate::sink::{SinkError, SqliteTables};
+use crate::state::{RunLock, StateError, StateStore, lock_dataflow};
+
+pub(super) struct DataflowStores {
+    _lock: RunLock,
+    pub sink: SqliteTables,
+    pub state: StateStore,
+}
+
+impl DataflowStores {
+    /// Takes the run lock of `name`, then opens its sink and the state store (creating them where missing).
+    pub fn open(config: &Config, name: &str, dataflow: &DataflowConfig) -> Result<DataflowStores, SyncError> {
+        let DatabaseUrl::Sqlite(state_path) = config.state_database();
+        let lock = lock_dataflow(&state_path, name)?;
+        let DatabaseUrl::Sqlite(sink_path) = config.sink_database(dataflow);
+        let sink =
+            SqliteTables::open(&sink_path, name, &dataflow.table_spec(name)).map_err(sink_error(name))?;
+        let state = StateStore::open(&state_path).map_err(state_error(name))?;
+        Ok(DataflowStores { _lock: lock, sink, state })
+    }
+}
+
+/// A sink error of the dataflow `name`.
+pub(super) fn sink_error(name: &str) -> impl Fn(SinkError) -> SyncError + '_ {
+    move |source| SyncError::Sink { dataflow: name.to_string(), source }
+}
+
+/// A state error of the dataflow `name`.
+pub(super) fn state_error(name: &str) -> impl Fn(StateError) -> SyncError + '_ {
+    move |source| SyncError::State { dataflow: name.to_string(), source }
+}
