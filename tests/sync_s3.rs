@@ -4,7 +4,7 @@
 mod support;
 
 use rusqlite::Connection;
-use sluice::config::Config;
+use sluice::config::{Config, DatabaseUrl};
 use sluice::state::{ObjectStatus, RunStatus, StateStore};
 use sluice::sync::{Quiet, RunReport, Runner};
 use sluice_testkit::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
@@ -89,7 +89,7 @@ fn the_first_run_takes_90_days_and_later_runs_only_what_is_new() {
     assert_eq!((third.counts.objects, third.counts.rows), (1, 1));
     assert_eq!(rows(dir.path()).len(), 6);
 
-    let state = StateStore::open(&dir.path().join("state.db")).unwrap();
+    let mut state = StateStore::open(&DatabaseUrl::Sqlite(dir.path().join("state.db"))).unwrap();
     let runs = state.runs("Orders").unwrap();
     assert_eq!(runs.len(), 3);
     assert!(runs.iter().all(|r| r.status == RunStatus::Succeeded && r.ended_at.is_some()));
@@ -152,7 +152,7 @@ fn an_object_whose_etag_changed_is_imported_again_as_a_new_version() {
     s3.put(BUCKET, "orders/a.csv", &csv(0..3), SystemTime::now());
     let report = run(&config);
     assert_eq!((report.counts.objects, report.counts.rows), (1, 3));
-    let state = StateStore::open(&dir.path().join("state.db")).unwrap();
+    let mut state = StateStore::open(&DatabaseUrl::Sqlite(dir.path().join("state.db"))).unwrap();
     let versions = state.ledger("Orders").unwrap();
     assert_eq!(versions.len(), 2, "both versions are in the ledger");
     assert_ne!(versions[0].etag, versions[1].etag);
@@ -210,7 +210,7 @@ fn a_malformed_file_among_good_ones_fails_alone_and_the_run_ends_partial() {
     }
     assert_eq!(rows(dir.path()).len(), 10, "nothing of the bad object is in the table");
 
-    let state = StateStore::open(&dir.path().join("state.db")).unwrap();
+    let mut state = StateStore::open(&DatabaseUrl::Sqlite(dir.path().join("state.db"))).unwrap();
     let history = state.runs("Orders").unwrap();
     assert_eq!(history[0].status, RunStatus::Partial);
     assert!(history[0].error.as_deref().unwrap().contains("orders/2-bad.csv"));
@@ -249,7 +249,7 @@ fn wrong_credentials_fail_the_run_and_are_not_shown() {
     let error = failed_run(&config(dir.path(), &source));
     assert!(error.contains("access denied"), "{error}");
     assert!(!error.contains("not-the-secret"), "{error}");
-    let state = StateStore::open(&dir.path().join("state.db")).unwrap();
+    let mut state = StateStore::open(&DatabaseUrl::Sqlite(dir.path().join("state.db"))).unwrap();
     assert!(state.runs("Orders").unwrap()[0].error.as_deref().unwrap().contains("access denied"));
 }
 

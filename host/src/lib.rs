@@ -6,7 +6,8 @@
 //! - [`plugin`]: the wasmtime host that loads format plugins and runs them under memory and time limits.
 //! - [`batch`]: record batches as plugins hand them over (column-major buffers).
 //! - [`parse`]: streaming one file through a format plugin.
-//! - [`sink`]: where records go (tables in SQLite).
+//! - [`sink`]: where records go (tables in SQLite or PostgreSQL).
+//! - [`pg`]: pooled PostgreSQL connections, shared by the sink and the state store.
 //! - [`state`]: runs, the object ledger and cursors.
 //! - [`sync`]: a dataflow's run: planning, then each object from source to sink, exactly once.
 //! - [`overview`]: the dataflow list and each dataflow's run history, as users look at them.
@@ -15,6 +16,7 @@ pub mod batch;
 pub mod config;
 pub mod overview;
 pub mod parse;
+pub mod pg;
 pub mod plugin;
 pub mod sink;
 pub mod source;

@@ -2,7 +2,7 @@
 //! refresh) and each one's run history. Read-only: nothing is created or changed by looking.
 
 use crate::config::{Config, DatabaseUrl, DataflowConfig, SourceConfig, TableKind, TablePurpose};
-use crate::sink::{table_exists, table_shape};
+use crate::sink::table_shape;
 use crate::state::{RunRecord, RunStatus, StateError, StateStore, is_running};
 use serde::Serialize;
 use std::time::SystemTime;
@@ -58,21 +58,20 @@ fn time(at: SystemTime) -> String {
 }
 
 fn state(config: &Config) -> Result<Option<StateStore>, StateError> {
-    let DatabaseUrl::Sqlite(path) = config.state_database();
-    StateStore::open_read_only(&path)
+    StateStore::open_read_only(&config.state_database())
 }
 
 /// Every dataflow of the configuration, in name order.
 pub fn dataflows(config: &Config) -> Result<Vec<DataflowSummary>, StateError> {
-    let state = state(config)?;
-    let DatabaseUrl::Sqlite(state_path) = config.state_database();
+    let mut state = state(config)?;
+    let state_url = config.state_database();
     let mut summaries = Vec::new();
     for (name, dataflow) in &config.dataflows {
-        let (record, runs) = match &state {
+        let (record, runs) = match &mut state {
             Some(state) => (state.dataflow_record(name)?, state.runs(name)?),
             None => (None, Vec::new()),
         };
-        let status = if is_running(&state_path, name) {
+        let status = if is_running(&state_url, name) {
             "running".to_string()
         } else {
             runs.first().map_or("never run", |run| run.status.as_str()).to_string()
@@ -81,13 +80,14 @@ pub fn dataflows(config: &Config) -> Result<Vec<DataflowSummary>, StateError> {
             .iter()
             .find(|run| matches!(run.status, RunStatus::Succeeded | RunStatus::Partial))
             .and_then(|run| run.ended_at);
-        let DatabaseUrl::Sqlite(sink_path) = config.sink_database(dataflow);
+        let sink_url = config.sink_database(dataflow);
+        let table = table_shape(&sink_url, name, &dataflow.table_name(name));
         summaries.push(DataflowSummary {
             name: name.clone(),
             display_name: dataflow.display_name.clone().unwrap_or_else(|| name.clone()),
-            kind: kind(dataflow),
+            kind: kind(dataflow, &sink_url),
             status,
-            tables_count: usize::from(table_exists(&sink_path, &dataflow.table_name(name))),
+            tables_count: usize::from(table.is_some()),
             created: record.as_ref().map(|r| time(r.created_at)),
             updated: record.as_ref().map(|r| time(r.updated_at)),
             last_refresh: last_refresh.map(time),
@@ -102,9 +102,8 @@ pub fn tables(config: &Config) -> Vec<TableSummary> {
         .dataflows
         .iter()
         .map(|(name, dataflow)| {
-            let DatabaseUrl::Sqlite(sink_path) = config.sink_database(dataflow);
             let table = dataflow.table_name(name);
-            let shape = table_shape(&sink_path, &table);
+            let shape = table_shape(&config.sink_database(dataflow), name, &table);
             TableSummary {
                 dataflow: name.clone(),
                 table,
@@ -118,18 +117,18 @@ pub fn tables(config: &Config) -> Vec<TableSummary> {
 }
 
 /// `local ─► sqlite`.
-fn kind(dataflow: &DataflowConfig) -> String {
+fn kind(dataflow: &DataflowConfig, sink: &DatabaseUrl) -> String {
     let source = match dataflow.source {
         SourceConfig::Local(_) => "local",
         SourceConfig::S3(_) => "s3",
     };
-    format!("{source} ─► sqlite")
+    format!("{source} ─► {}", sink.kind())
 }
 
 /// The runs of `dataflow`, newest first.
 pub fn history(config: &Config, dataflow: &str) -> Result<Vec<RunSummary>, StateError> {
     let runs = match state(config)? {
-        Some(state) => state.runs(dataflow)?,
+        Some(mut state) => state.runs(dataflow)?,
         None => Vec::new(),
     };
     Ok(runs.iter().map(run_summary).collect())

@@ -155,7 +155,8 @@ pub struct SinkConfig {
     /// `tables`: records become rows of a database table.
     #[serde(rename = "type", default)]
     pub kind: SinkKind,
-    /// The database: `sqlite://PATH` (relative to the configuration file). Default `sqlite://sluice.db`.
+    /// The database: `sqlite://PATH` (relative to the configuration file; default `sqlite://sluice.db`)
+    /// or `postgres://USER@HOST/DATABASE`, where the dataflow's tables go into a schema named after it.
     #[serde(default, deserialize_with = "env::optional")]
     pub url: Option<String>,
     /// The table (default: the dataflow's name in lower case).
@@ -175,6 +176,10 @@ pub struct SinkConfig {
     /// `data` (the default) or `metadata`.
     #[serde(default, rename = "kind")]
     pub table_kind: TableKind,
+    /// What a value the column's type cannot hold does: `text` (the default) widens the column to text,
+    /// keeping every value as written; `fail` fails the object, loading none of it.
+    #[serde(default)]
+    pub on_type_conflict: TypeConflict,
 }
 
 /// What a table is for, as the product Sluice reproduces labels tables.
@@ -227,12 +232,24 @@ impl Default for SinkConfig {
             versions: None,
             purpose: TablePurpose::All,
             table_kind: TableKind::Data,
+            on_type_conflict: TypeConflict::Text,
         }
     }
 }
 
 /// Runs kept for rollback when `versions` is not set.
 pub const DEFAULT_VERSIONS: u32 = 7;
+
+/// What a value that its column's type cannot hold does (an `id` column of integers meets `A-17`).
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TypeConflict {
+    /// The column becomes text; the values already in it keep their text form.
+    #[default]
+    Text,
+    /// The object fails with the column, line and value; nothing of it is loaded.
+    Fail,
+}
 
 /// How a run's rows meet the rows already in a table.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -254,7 +271,30 @@ pub enum SinkKind {
 /// The database a sink or the state store uses, from its URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DatabaseUrl {
+    /// A database file, created where missing.
     Sqlite(PathBuf),
+    /// A PostgreSQL server: the URL as written (`postgres://user:password@host:port/database?options`).
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    /// The database's kind, as the dataflow list shows it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DatabaseUrl::Sqlite(_) => "sqlite",
+            DatabaseUrl::Postgres(_) => "postgres",
+        }
+    }
+}
+
+/// Shows where the database is without its password: `postgres://user@host:5432/db`.
+impl std::fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DatabaseUrl::Sqlite(path) => write!(f, "{}", path.display()),
+            DatabaseUrl::Postgres(url) => f.write_str(&crate::pg::redact(url)),
+        }
+    }
 }
 
 /// When a dataflow runs under the daemon.

@@ -2,7 +2,10 @@
 //!
 //! ```toml
 //! [state]                           # runs, cursors and the object ledger
-//! url = "sqlite://sluice-state.db"  # the default
+//! url = "sqlite://sluice-state.db"  # the default; or postgres://USER@HOST/DATABASE
+//!
+//! [sink]                            # the tables database of dataflows whose sink names none
+//! url = "sqlite://sluice.db"        # the default; or postgres://USER@HOST/DATABASE
 //!
 //! [plugins.fixedwidth]              # a custom format plugin, by path (relative to this file)
 //! path = "plugins/fixedwidth.wasm"
@@ -103,6 +106,9 @@ pub struct Config {
     /// Where runs, cursors and the object ledger are kept.
     #[serde(default)]
     pub state: StateConfig,
+    /// Defaults for every dataflow's sink.
+    #[serde(default)]
+    pub sink: SinkDefaults,
     /// The folder relative paths in the file are taken from: the file's own folder.
     #[serde(skip)]
     base_dir: PathBuf,
@@ -127,7 +133,17 @@ pub struct PluginConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StateConfig {
-    /// `sqlite://PATH`, relative to the configuration file (default `sqlite://sluice-state.db`).
+    /// `sqlite://PATH`, relative to the configuration file (default `sqlite://sluice-state.db`), or
+    /// `postgres://USER@HOST/DATABASE`.
+    #[serde(default, deserialize_with = "env::optional")]
+    pub url: Option<String>,
+}
+
+/// `[sink]`: what a dataflow's sink takes when it does not say.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkDefaults {
+    /// The tables database (default `sqlite://sluice.db`).
     #[serde(default, deserialize_with = "env::optional")]
     pub url: Option<String>,
 }
@@ -174,6 +190,9 @@ impl Config {
     fn check(&self) -> Result<(), (String, String)> {
         if let Some(url) = &self.state.url {
             self.database(url).map_err(|message| ("state.url".to_string(), message))?;
+        }
+        if let Some(url) = &self.sink.url {
+            self.database(url).map_err(|message| ("sink.url".to_string(), message))?;
         }
         for (name, dataflow) in &self.dataflows {
             let key = |sub: &str| format!("dataflows.{name}{sub}");
@@ -237,7 +256,13 @@ impl Config {
     pub fn database(&self, url: &str) -> Result<DatabaseUrl, String> {
         match url.split_once("://") {
             Some(("sqlite", path)) if !path.is_empty() => Ok(DatabaseUrl::Sqlite(self.resolve(path))),
-            _ => Err(format!("`{url}` is not a database URL Sluice can use: write sqlite://PATH")),
+            Some(("postgres" | "postgresql", _)) => {
+                crate::pg::check_url(url).map(|()| DatabaseUrl::Postgres(url.to_string()))
+            }
+            _ => Err(format!(
+                "`{}` is not a database URL Sluice can use: write sqlite://PATH or postgres://USER@HOST/DATABASE",
+                crate::pg::redact(url)
+            )),
         }
     }
 
@@ -249,7 +274,7 @@ impl Config {
 
     /// A dataflow's sink database.
     pub fn sink_database(&self, dataflow: &DataflowConfig) -> DatabaseUrl {
-        let url = dataflow.sink.url.as_deref().unwrap_or(DEFAULT_SINK_URL);
+        let url = dataflow.sink.url.as_deref().or(self.sink.url.as_deref()).unwrap_or(DEFAULT_SINK_URL);
         self.database(url).expect("checked when the configuration was read")
     }
 
@@ -327,6 +352,7 @@ impl DataflowConfig {
             mode: self.sink.mode,
             key: self.sink.key.clone(),
             versions: self.sink.versions.unwrap_or(DEFAULT_VERSIONS),
+            on_type_conflict: self.sink.on_type_conflict,
         }
     }
 }

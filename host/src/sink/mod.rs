@@ -2,12 +2,14 @@
 //! the object is loaded in one transaction, so a crash leaves an object either wholly loaded and marked,
 //! or not there at all. The markers are the truth the runner squares the state ledger with.
 
+mod postgres;
 mod sqlite;
 
-pub use sqlite::{SqliteTables, table_exists, table_shape};
+pub use postgres::{PostgresTables, schema_of};
+pub use sqlite::SqliteTables;
 
 use crate::batch::RecordBatch;
-use crate::config::WriteMode;
+use crate::config::{DatabaseUrl, TypeConflict, WriteMode};
 use crate::plugin::RejectedRow;
 use crate::source::ObjectMeta;
 
@@ -40,6 +42,8 @@ pub struct TableSpec {
     pub key: Vec<String>,
     /// Runs kept for rollback.
     pub versions: u32,
+    /// What a value its column's type cannot hold does.
+    pub on_type_conflict: TypeConflict,
 }
 
 /// What a rollback undid.
@@ -47,6 +51,23 @@ pub struct TableSpec {
 pub struct RolledBack {
     pub run_id: i64,
     pub rows_removed: u64,
+}
+
+/// Opens `dataflow`'s tables sink in the database at `url`, for writing the table `spec` names.
+pub fn open(url: &DatabaseUrl, dataflow: &str, spec: &TableSpec) -> Result<Box<dyn TableSink>, SinkError> {
+    Ok(match url {
+        DatabaseUrl::Sqlite(path) => Box::new(SqliteTables::open(path, dataflow, spec)?),
+        DatabaseUrl::Postgres(url) => Box::new(PostgresTables::open(url, dataflow, spec)?),
+    })
+}
+
+/// The rows and columns of `dataflow`'s `table` in the database at `url`, read without changing anything;
+/// `None` where the table does not exist (or the database cannot be read).
+pub fn table_shape(url: &DatabaseUrl, dataflow: &str, table: &str) -> Option<(u64, usize)> {
+    match url {
+        DatabaseUrl::Sqlite(path) => sqlite::table_shape(path, table),
+        DatabaseUrl::Postgres(url) => postgres::table_shape(url, dataflow, table),
+    }
 }
 
 /// A sink of tables for one dataflow.

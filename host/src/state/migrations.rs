@@ -1,7 +1,8 @@
-//! The state schema, one migration per release that changes it. Never edit a released migration: add one.
+//! The state schema, one migration per release that changes it, for each database. Never edit a released
+//! migration: add one.
 
 /// Applied in order; `PRAGMA user_version` holds how many have been.
-pub const MIGRATIONS: &[&str] = &[
+pub const SQLITE: &[&str] = &[
     // 1: runs, the object ledger, cursors. Times are milliseconds since 1970 (UTC).
     "CREATE TABLE runs (
         id INTEGER PRIMARY KEY,
@@ -42,6 +43,52 @@ pub const MIGRATIONS: &[&str] = &[
         name TEXT PRIMARY KEY,
         created_at INTEGER NOT NULL,
         updated_at INTEGER NOT NULL,
+        config_hash TEXT NOT NULL
+    );",
+];
+
+/// Applied in order, in the schema `_sluice`; its table `schema_version` holds how many have been. The
+/// schema matches SQLite's latest, in PostgreSQL's types (64-bit integers throughout).
+pub const POSTGRES: &[&str] = &[
+    // 1: runs, the object ledger, cursors, dataflows.
+    "CREATE TABLE runs (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        dataflow TEXT NOT NULL,
+        started_at BIGINT NOT NULL,
+        ended_at BIGINT,
+        status TEXT NOT NULL,
+        objects BIGINT NOT NULL DEFAULT 0,
+        failed_objects BIGINT NOT NULL DEFAULT 0,
+        rows BIGINT NOT NULL DEFAULT 0,
+        rejected BIGINT NOT NULL DEFAULT 0,
+        bytes BIGINT NOT NULL DEFAULT 0,
+        error TEXT
+    );
+    CREATE INDEX runs_by_dataflow ON runs (dataflow, id);
+    CREATE TABLE objects (
+        dataflow TEXT NOT NULL,
+        key TEXT NOT NULL,
+        etag TEXT NOT NULL,
+        size BIGINT NOT NULL,
+        last_modified BIGINT NOT NULL,
+        status TEXT NOT NULL,
+        rows BIGINT NOT NULL DEFAULT 0,
+        rejected BIGINT NOT NULL DEFAULT 0,
+        error TEXT,
+        run_id BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL,
+        PRIMARY KEY (dataflow, key, etag)
+    );
+    CREATE TABLE cursors (
+        dataflow TEXT PRIMARY KEY,
+        last_modified BIGINT NOT NULL,
+        run_id BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+    );
+    CREATE TABLE dataflows (
+        name TEXT PRIMARY KEY,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL,
         config_hash TEXT NOT NULL
     );",
 ];

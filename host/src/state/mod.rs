@@ -1,26 +1,37 @@
-//! State: runs, the object ledger and cursors, in SQLite. The schema is versioned from the first release:
-//! [`MIGRATIONS`] are applied in order and `PRAGMA user_version` records how far, so a newer Sluice
-//! upgrades an older state file and an older Sluice refuses a newer one.
+//! State: runs, the object ledger and cursors, in SQLite (a file beside the configuration, by default) or
+//! in PostgreSQL (schema `_sluice`). The schema is versioned from the first release: [`migrations`] are
+//! applied in order and the database records how far, so a newer Sluice upgrades an older state store and
+//! an older Sluice refuses a newer one.
 
 mod lock;
-mod migrations;
+pub mod migrations;
+mod sql;
 
+use crate::config::DatabaseUrl;
+use crate::pg;
 use crate::source::ObjectMeta;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
-use std::path::{Path, PathBuf};
+use rusqlite::{Connection, OpenFlags};
+use sql::{Arg, Database, Row, Sql};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use lock::{LockError, RunLock, is_running, lock_dataflow};
-pub use migrations::MIGRATIONS;
 
 /// How long a write waits for another process's transaction before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A state store error: what failed and on which file.
+/// The PostgreSQL schema the state lives in; dataflow names start with a letter, so no dataflow's schema
+/// is called this.
+const POSTGRES_SCHEMA: &str = "_sluice";
+
+/// The advisory lock key under which PostgreSQL migrations run one process at a time ("sluice").
+const MIGRATION_LOCK: i64 = 0x736c_7569_6365;
+
+/// A state store error: what failed and on which database.
 #[derive(Debug, thiserror::Error)]
-#[error("state store {}: {message}", path.display())]
+#[error("state store {location}: {message}")]
 pub struct StateError {
-    pub path: PathBuf,
+    /// The database file, or the server's URL without its password.
+    pub location: String,
     pub message: String,
 }
 
@@ -152,109 +163,182 @@ pub struct DataflowRecord {
 
 /// The state database.
 pub struct StateStore {
-    connection: Connection,
-    path: PathBuf,
+    database: Database,
+    location: String,
 }
 
 impl StateStore {
-    /// Opens (creating where missing) and migrates the state database at `path`.
-    pub fn open(path: &Path) -> Result<StateStore, StateError> {
-        let error = |message: String| StateError { path: path.to_path_buf(), message };
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| error(e.to_string()))?;
-        }
-        let connection = Connection::open(path).map_err(|e| error(e.to_string()))?;
-        let mut store = StateStore { connection, path: path.to_path_buf() };
-        store.configure()?;
+    /// Opens (creating where missing) and migrates the state database at `url`.
+    pub fn open(url: &DatabaseUrl) -> Result<StateStore, StateError> {
+        let location = url.to_string();
+        let error = |message: String| StateError { location: location.clone(), message };
+        let database = match url {
+            DatabaseUrl::Sqlite(path) => {
+                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(parent).map_err(|e| error(e.to_string()))?;
+                }
+                let connection = Connection::open(path).map_err(|e| error(e.to_string()))?;
+                connection.busy_timeout(BUSY_TIMEOUT).map_err(|e| error(e.to_string()))?;
+                // WAL lets readers (preview, listings) run beside a run; NORMAL is durable across a killed
+                // process.
+                connection
+                    .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
+                    .map_err(|e| error(e.to_string()))?;
+                Database::Sqlite(connection)
+            }
+            DatabaseUrl::Postgres(url) => {
+                let mut client = pg::connect(url).map_err(&error)?;
+                client
+                    .batch_execute(&format!("SET search_path TO {POSTGRES_SCHEMA}"))
+                    .map_err(|e| error(pg::describe(&e)))?;
+                Database::Postgres(Box::new(client))
+            }
+        };
+        let mut store = StateStore { database, location };
         store.migrate()?;
         Ok(store)
     }
 
     /// Opens an existing state database without writing to it; `None` where there is none yet.
-    pub fn open_read_only(path: &Path) -> Result<Option<StateStore>, StateError> {
-        if !path.exists() {
-            return Ok(None);
-        }
-        let connection = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .map_err(|e| StateError { path: path.to_path_buf(), message: e.to_string() })?;
-        let store = StateStore { connection, path: path.to_path_buf() };
-        let version = store.schema_version()?;
-        if version != MIGRATIONS.len() {
+    pub fn open_read_only(url: &DatabaseUrl) -> Result<Option<StateStore>, StateError> {
+        let location = url.to_string();
+        let error = |message: String| StateError { location: location.clone(), message };
+        let database = match url {
+            DatabaseUrl::Sqlite(path) => {
+                if !path.exists() {
+                    return Ok(None);
+                }
+                let connection = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+                    .map_err(|e| error(e.to_string()))?;
+                Database::Sqlite(connection)
+            }
+            DatabaseUrl::Postgres(url) => {
+                let mut client = pg::connect(url).map_err(&error)?;
+                let exists = client
+                    .query_one(
+                        &format!("SELECT to_regclass('{POSTGRES_SCHEMA}.schema_version') IS NOT NULL"),
+                        &[],
+                    )
+                    .and_then(|row| row.try_get::<_, bool>(0))
+                    .map_err(|e| error(pg::describe(&e)))?;
+                if !exists {
+                    return Ok(None);
+                }
+                client
+                    .batch_execute(&format!("SET search_path TO {POSTGRES_SCHEMA}"))
+                    .map_err(|e| error(pg::describe(&e)))?;
+                Database::Postgres(Box::new(client))
+            }
+        };
+        let mut store = StateStore { database, location };
+        let (version, latest) = (store.schema_version()?, store.migrations().len());
+        if version != latest {
             return Err(store.error(format!(
-                "schema version {version}, this Sluice reads version {}; run `sluice run` once to upgrade it",
-                MIGRATIONS.len()
+                "schema version {version}, this Sluice reads version {latest}; run `sluice run` once to upgrade it"
             )));
         }
         Ok(Some(store))
     }
 
     fn error(&self, message: impl std::fmt::Display) -> StateError {
-        StateError { path: self.path.clone(), message: message.to_string() }
+        StateError { location: self.location.clone(), message: message.to_string() }
     }
 
-    fn configure(&mut self) -> Result<(), StateError> {
-        self.connection.busy_timeout(BUSY_TIMEOUT).map_err(|e| self.error(e))?;
-        // WAL lets readers (preview, listings) run beside a run; NORMAL is durable across a killed process.
-        self.connection
-            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
-            .map_err(|e| self.error(e))
+    fn migrations(&self) -> &'static [&'static str] {
+        match self.database {
+            Database::Sqlite(_) => migrations::SQLITE,
+            Database::Postgres(_) => migrations::POSTGRES,
+        }
     }
 
-    fn schema_version(&self) -> Result<usize, StateError> {
-        self.connection
-            .query_row("PRAGMA user_version", [], |row| row.get::<_, i64>(0))
-            .map(|v| v as usize)
-            .map_err(|e| self.error(e))
+    fn schema_version(&mut self) -> Result<usize, StateError> {
+        let query = match self.database {
+            Database::Sqlite(_) => "PRAGMA user_version".to_string(),
+            Database::Postgres(_) => "SELECT coalesce(max(version), 0) FROM schema_version".to_string(),
+        };
+        let rows = self.database.sql().query(&query, &[]).map_err(|e| self.error(e))?;
+        let version = rows.first().map(|row| row.int(0)).transpose().map_err(|e| self.error(e))?;
+        Ok(version.unwrap_or(0) as usize)
     }
 
     fn migrate(&mut self) -> Result<(), StateError> {
-        let version = self.schema_version()?;
-        if version > MIGRATIONS.len() {
-            return Err(self.error(format!(
-                "schema version {version} was written by a newer Sluice; this one knows up to {}",
-                MIGRATIONS.len()
-            )));
-        }
-        for (index, migration) in MIGRATIONS.iter().enumerate().skip(version) {
-            let transaction = self.connection.transaction().map_err(failure(&self.path))?;
-            transaction
-                .execute_batch(migration)
-                .and_then(|()| transaction.pragma_update(None, "user_version", index as i64 + 1))
-                .and_then(|()| transaction.commit())
-                .map_err(|e| StateError {
-                    path: self.path.clone(),
-                    message: format!("migration {} failed: {e}", index + 1),
-                })?;
-        }
-        Ok(())
+        let migrations = self.migrations();
+        let postgres = matches!(self.database, Database::Postgres(_));
+        let outcome = self.database.transaction(|sql| {
+            let version = if postgres {
+                // One process migrates at a time; the others wait, then find the work done.
+                sql.execute("SELECT pg_advisory_xact_lock(?1)", &[Arg::Int(MIGRATION_LOCK)])?;
+                sql.batch(&format!(
+                    "CREATE SCHEMA IF NOT EXISTS {POSTGRES_SCHEMA};
+                     CREATE TABLE IF NOT EXISTS {POSTGRES_SCHEMA}.schema_version (version BIGINT NOT NULL)"
+                ))?;
+                sql.query("SELECT coalesce(max(version), 0) FROM schema_version", &[])?[0].int(0)?
+            } else {
+                sql.query("PRAGMA user_version", &[])?[0].int(0)?
+            } as usize;
+            if version > migrations.len() {
+                return Err(format!(
+                    "schema version {version} was written by a newer Sluice; this one knows up to {}",
+                    migrations.len()
+                ));
+            }
+            for (index, migration) in migrations.iter().enumerate().skip(version) {
+                sql.batch(migration).map_err(|e| format!("migration {} failed: {e}", index + 1))?;
+            }
+            if version < migrations.len() {
+                let latest = migrations.len() as i64;
+                if postgres {
+                    sql.execute("INSERT INTO schema_version (version) VALUES (?1)", &[Arg::Int(latest)])?;
+                } else {
+                    sql.batch(&format!("PRAGMA user_version = {latest}"))?;
+                }
+            }
+            Ok(())
+        });
+        outcome.map_err(|e| self.error(e))
+    }
+
+    /// Runs one statement that changes the state.
+    fn execute(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<(), StateError> {
+        self.database.sql().execute(sql, args).map(drop).map_err(|e| self.error(e))
+    }
+
+    /// Runs a query and reads each of its rows with `read`.
+    fn query<T>(
+        &mut self,
+        sql: &str,
+        args: &[Arg<'_>],
+        read: impl Fn(&Row) -> Result<T, String>,
+    ) -> Result<Vec<T>, StateError> {
+        let rows = self.database.sql().query(sql, args).map_err(|e| self.error(e))?;
+        rows.iter().map(read).collect::<Result<_, _>>().map_err(|e| self.error(e))
+    }
+
+    /// Runs `work` in one transaction.
+    fn transaction<T>(
+        &mut self,
+        work: impl FnOnce(&mut dyn Sql) -> Result<T, String>,
+    ) -> Result<T, StateError> {
+        self.database
+            .transaction(work)
+            .map_err(|e| StateError { location: self.location.clone(), message: e })
     }
 
     /// Records the start of a run. Runs of the dataflow still marked running were cut off (the process was
     /// killed) and are recorded as interrupted.
     pub fn begin_run(&mut self, dataflow: &str, now: SystemTime) -> Result<i64, StateError> {
-        let fail = failure(&self.path);
-        let transaction = self.connection.transaction().map_err(&fail)?;
-        transaction
-            .execute(
+        self.transaction(|sql| {
+            sql.execute(
                 "UPDATE runs SET status = 'interrupted', error = 'the process stopped before the run ended'
                  WHERE dataflow = ?1 AND status = 'running'",
-                [dataflow],
-            )
-            .and_then(|_| {
-                transaction.execute(
-                    "INSERT INTO runs (dataflow, started_at, status) VALUES (?1, ?2, 'running')",
-                    params![dataflow, millis(now)],
-                )
-            })
-            .map_err(&fail)?;
-        let id = transaction.last_insert_rowid();
-        transaction.commit().map_err(&fail)?;
-        Ok(id)
-    }
-
-    /// Runs one statement that changes the state.
-    fn execute(&self, sql: &str, params: impl rusqlite::Params) -> Result<(), StateError> {
-        self.connection.execute(sql, params).map(drop).map_err(|e| self.error(e))
+                &[dataflow.into()],
+            )?;
+            let inserted = sql.query(
+                "INSERT INTO runs (dataflow, started_at, status) VALUES (?1, ?2, 'running') RETURNING id",
+                &[dataflow.into(), millis(now).into()],
+            )?;
+            inserted[0].int(0)
+        })
     }
 
     /// Records that a run of `dataflow` starts with a configuration whose fingerprint is `config_hash`:
@@ -269,34 +353,33 @@ impl StateStore {
             "INSERT INTO dataflows (name, created_at, updated_at, config_hash) VALUES (?1, ?2, ?2, ?3)
                  ON CONFLICT (name) DO UPDATE SET updated_at = excluded.updated_at,
                  config_hash = excluded.config_hash WHERE dataflows.config_hash <> excluded.config_hash",
-            params![dataflow, millis(now), config_hash],
+            &[dataflow.into(), millis(now).into(), config_hash.into()],
         )
     }
 
     /// When `dataflow` was created and last updated, if it has run.
-    pub fn dataflow_record(&self, dataflow: &str) -> Result<Option<DataflowRecord>, StateError> {
-        self.connection
-            .query_row("SELECT created_at, updated_at FROM dataflows WHERE name = ?1", [dataflow], |row| {
+    pub fn dataflow_record(&mut self, dataflow: &str) -> Result<Option<DataflowRecord>, StateError> {
+        let records = self.query(
+            "SELECT created_at, updated_at FROM dataflows WHERE name = ?1",
+            &[dataflow.into()],
+            |row| {
                 Ok(DataflowRecord {
-                    created_at: from_millis(row.get(0)?),
-                    updated_at: from_millis(row.get(1)?),
+                    created_at: from_millis(row.int(0)?),
+                    updated_at: from_millis(row.int(1)?),
                 })
-            })
-            .optional()
-            .map_err(|e| self.error(e))
+            },
+        )?;
+        Ok(records.into_iter().next())
     }
 
     /// Forgets everything about `dataflow`: its runs, ledger, cursor and record, in one transaction.
     pub fn forget_dataflow(&mut self, dataflow: &str) -> Result<(), StateError> {
-        let fail = failure(&self.path);
-        let transaction = self.connection.transaction().map_err(&fail)?;
-        for table in ["objects", "cursors", "runs"] {
-            transaction
-                .execute(&format!("DELETE FROM {table} WHERE dataflow = ?1"), [dataflow])
-                .map_err(&fail)?;
-        }
-        transaction.execute("DELETE FROM dataflows WHERE name = ?1", [dataflow]).map_err(&fail)?;
-        transaction.commit().map_err(&fail)
+        self.transaction(|sql| {
+            for table in ["objects", "cursors", "runs"] {
+                sql.execute(&format!("DELETE FROM {table} WHERE dataflow = ?1"), &[dataflow.into()])?;
+            }
+            sql.execute("DELETE FROM dataflows WHERE name = ?1", &[dataflow.into()]).map(drop)
+        })
     }
 
     /// Records how a run ended.
@@ -311,81 +394,71 @@ impl StateStore {
         self.execute(
             "UPDATE runs SET ended_at = ?2, status = ?3, objects = ?4, failed_objects = ?5, rows = ?6,
                  rejected = ?7, bytes = ?8, error = ?9 WHERE id = ?1",
-            params![
-                run_id,
-                millis(now),
-                status.as_str(),
-                counts.objects as i64,
-                counts.failed_objects as i64,
-                counts.rows as i64,
-                counts.rejected as i64,
-                counts.bytes as i64,
-                error
+            &[
+                run_id.into(),
+                millis(now).into(),
+                status.as_str().into(),
+                (counts.objects as i64).into(),
+                (counts.failed_objects as i64).into(),
+                (counts.rows as i64).into(),
+                (counts.rejected as i64).into(),
+                (counts.bytes as i64).into(),
+                error.into(),
             ],
         )
     }
 
     /// Records that a rollback undid a run.
     pub fn mark_rolled_back(&mut self, run_id: i64) -> Result<(), StateError> {
-        self.execute("UPDATE runs SET status = 'rolled back' WHERE id = ?1", [run_id])
+        self.execute("UPDATE runs SET status = 'rolled back' WHERE id = ?1", &[run_id.into()])
     }
 
     /// The runs of a dataflow, newest first.
-    pub fn runs(&self, dataflow: &str) -> Result<Vec<RunRecord>, StateError> {
-        let mut statement = self
-            .connection
-            .prepare(
-                "SELECT id, dataflow, started_at, ended_at, status, objects, failed_objects, rows, rejected,
-                 bytes, error FROM runs WHERE dataflow = ?1 ORDER BY id DESC",
-            )
-            .map_err(|e| self.error(e))?;
-        let rows = statement
-            .query_map([dataflow], |row| {
+    pub fn runs(&mut self, dataflow: &str) -> Result<Vec<RunRecord>, StateError> {
+        self.query(
+            "SELECT id, dataflow, started_at, ended_at, status, objects, failed_objects, rows, rejected,
+             bytes, error FROM runs WHERE dataflow = ?1 ORDER BY id DESC",
+            &[dataflow.into()],
+            |row| {
                 Ok(RunRecord {
-                    id: row.get(0)?,
-                    dataflow: row.get(1)?,
-                    started_at: from_millis(row.get(2)?),
-                    ended_at: row.get::<_, Option<i64>>(3)?.map(from_millis),
-                    status: RunStatus::parse(&row.get::<_, String>(4)?),
+                    id: row.int(0)?,
+                    dataflow: row.text(1)?,
+                    started_at: from_millis(row.int(2)?),
+                    ended_at: row.opt_int(3)?.map(from_millis),
+                    status: RunStatus::parse(&row.text(4)?),
                     counts: RunCounts {
-                        objects: row.get::<_, i64>(5)? as u64,
-                        failed_objects: row.get::<_, i64>(6)? as u64,
-                        rows: row.get::<_, i64>(7)? as u64,
-                        rejected: row.get::<_, i64>(8)? as u64,
-                        bytes: row.get::<_, i64>(9)? as u64,
+                        objects: row.int(5)? as u64,
+                        failed_objects: row.int(6)? as u64,
+                        rows: row.int(7)? as u64,
+                        rejected: row.int(8)? as u64,
+                        bytes: row.int(9)? as u64,
                     },
-                    error: row.get(10)?,
+                    error: row.opt_text(10)?,
                 })
-            })
-            .map_err(|e| self.error(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+            },
+        )
     }
 
     /// Every version of every object the dataflow has recorded.
-    pub fn ledger(&self, dataflow: &str) -> Result<Vec<LedgerEntry>, StateError> {
-        let mut statement = self
-            .connection
-            .prepare(
-                "SELECT key, etag, size, last_modified, status, rows, rejected, error, run_id
-                 FROM objects WHERE dataflow = ?1 ORDER BY key, updated_at",
-            )
-            .map_err(|e| self.error(e))?;
-        let rows = statement
-            .query_map([dataflow], |row| {
+    pub fn ledger(&mut self, dataflow: &str) -> Result<Vec<LedgerEntry>, StateError> {
+        self.query(
+            "SELECT key, etag, size, last_modified, status, rows, rejected, error, run_id
+             FROM objects WHERE dataflow = ?1 ORDER BY key, updated_at",
+            &[dataflow.into()],
+            |row| {
                 Ok(LedgerEntry {
-                    key: row.get(0)?,
-                    etag: row.get(1)?,
-                    size: row.get::<_, i64>(2)? as u64,
-                    last_modified: from_millis(row.get(3)?),
-                    status: ObjectStatus::parse(&row.get::<_, String>(4)?),
-                    rows: row.get::<_, i64>(5)? as u64,
-                    rejected: row.get::<_, i64>(6)? as u64,
-                    error: row.get(7)?,
-                    run_id: row.get(8)?,
+                    key: row.text(0)?,
+                    etag: row.text(1)?,
+                    size: row.int(2)? as u64,
+                    last_modified: from_millis(row.int(3)?),
+                    status: ObjectStatus::parse(&row.text(4)?),
+                    rows: row.int(5)? as u64,
+                    rejected: row.int(6)? as u64,
+                    error: row.opt_text(7)?,
+                    run_id: row.int(8)?,
                 })
-            })
-            .map_err(|e| self.error(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+            },
+        )
     }
 
     /// Records how an object version stands.
@@ -405,54 +478,48 @@ impl StateStore {
                  last_modified = excluded.last_modified, status = excluded.status, rows = excluded.rows,
                  rejected = excluded.rejected, error = excluded.error, run_id = excluded.run_id,
                  updated_at = excluded.updated_at",
-            params![
-                dataflow,
-                object.key,
-                object.etag,
-                object.size as i64,
-                millis(object.last_modified),
-                status.as_str(),
-                rows as i64,
-                rejected as i64,
-                error,
-                run_id,
-                millis(now)
+            &[
+                dataflow.into(),
+                object.key.as_str().into(),
+                object.etag.as_str().into(),
+                (object.size as i64).into(),
+                millis(object.last_modified).into(),
+                status.as_str().into(),
+                (rows as i64).into(),
+                (rejected as i64).into(),
+                error.into(),
+                run_id.into(),
+                millis(now).into(),
             ],
         )
     }
 
     /// The dataflow's cursor: the newest LastModified up to which every object is settled.
-    pub fn cursor(&self, dataflow: &str) -> Result<Option<SystemTime>, StateError> {
-        self.connection
-            .query_row("SELECT last_modified FROM cursors WHERE dataflow = ?1", [dataflow], |row| {
-                row.get::<_, i64>(0)
-            })
-            .optional()
-            .map(|value| value.map(from_millis))
-            .map_err(|e| self.error(e))
+    pub fn cursor(&mut self, dataflow: &str) -> Result<Option<SystemTime>, StateError> {
+        let cursors =
+            self.query("SELECT last_modified FROM cursors WHERE dataflow = ?1", &[dataflow.into()], |row| {
+                row.int(0).map(from_millis)
+            })?;
+        Ok(cursors.into_iter().next())
     }
 
     /// Forgets object versions the ledger had as loaded but the sink does not hold, and moves the cursor
     /// back before the oldest of them, so that the next run imports them again.
     pub fn forget_objects(&mut self, dataflow: &str, objects: &[LedgerEntry]) -> Result<(), StateError> {
         let Some(oldest) = objects.iter().map(|o| o.last_modified).min() else { return Ok(()) };
-        let fail = failure(&self.path);
-        let transaction = self.connection.transaction().map_err(&fail)?;
-        for object in objects {
-            transaction
-                .execute(
+        self.transaction(|sql| {
+            for object in objects {
+                sql.execute(
                     "DELETE FROM objects WHERE dataflow = ?1 AND key = ?2 AND etag = ?3",
-                    params![dataflow, object.key, object.etag],
-                )
-                .map_err(&fail)?;
-        }
-        transaction
-            .execute(
+                    &[dataflow.into(), object.key.as_str().into(), object.etag.as_str().into()],
+                )?;
+            }
+            sql.execute(
                 "UPDATE cursors SET last_modified = ?2 WHERE dataflow = ?1 AND last_modified >= ?2",
-                params![dataflow, millis(oldest) - 1],
+                &[dataflow.into(), (millis(oldest) - 1).into()],
             )
-            .map_err(&fail)?;
-        transaction.commit().map_err(&fail)
+            .map(drop)
+        })
     }
 
     /// Moves the cursor; it never moves back.
@@ -468,14 +535,9 @@ impl StateStore {
                  ON CONFLICT (dataflow) DO UPDATE SET last_modified = excluded.last_modified,
                  run_id = excluded.run_id, updated_at = excluded.updated_at
                  WHERE excluded.last_modified > cursors.last_modified",
-            params![dataflow, millis(cursor), run_id, millis(now)],
+            &[dataflow.into(), millis(cursor).into(), run_id.into(), millis(now).into()],
         )
     }
-}
-
-/// Turns a database error into a state error about the file at `path`.
-fn failure(path: &Path) -> impl Fn(rusqlite::Error) -> StateError + '_ {
-    move |e| StateError { path: path.to_path_buf(), message: e.to_string() }
 }
 
 /// Milliseconds since 1970, the unit times are stored in.
@@ -497,62 +559,79 @@ pub fn from_millis(millis: i64) -> SystemTime {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sluice_testkit::TestDatabase;
+
+    /// Runs `test` on a fresh SQLite file and on a fresh PostgreSQL database.
+    fn on_both(test: impl Fn(&DatabaseUrl)) {
+        let dir = tempfile::tempdir().unwrap();
+        test(&DatabaseUrl::Sqlite(dir.path().join("state.db")));
+        let database = TestDatabase::create();
+        test(&DatabaseUrl::Postgres(database.url().to_string()));
+    }
 
     #[test]
     fn a_new_store_is_migrated_to_the_latest_schema_and_a_newer_one_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.db");
-        let store = StateStore::open(&path).unwrap();
-        assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len());
-        drop(store);
-        // Opening again applies nothing twice.
-        let store = StateStore::open(&path).unwrap();
-        store.connection.pragma_update(None, "user_version", MIGRATIONS.len() as i64 + 1).unwrap();
-        drop(store);
-        let error = StateStore::open(&path).err().unwrap();
-        assert!(error.message.contains("written by a newer Sluice"), "{error}");
+        on_both(|url| {
+            let mut store = StateStore::open(url).unwrap();
+            let latest = store.migrations().len();
+            assert_eq!(store.schema_version().unwrap(), latest);
+            drop(store);
+            // Opening again applies nothing twice.
+            let mut store = StateStore::open(url).unwrap();
+            assert_eq!(store.schema_version().unwrap(), latest);
+            let newer = match url {
+                DatabaseUrl::Sqlite(_) => format!("PRAGMA user_version = {}", latest + 1),
+                DatabaseUrl::Postgres(_) => format!("INSERT INTO schema_version VALUES ({})", latest + 1),
+            };
+            store.database.sql().batch(&newer).unwrap();
+            drop(store);
+            let error = StateStore::open(url).err().unwrap();
+            assert!(error.message.contains("written by a newer Sluice"), "{error}");
+        });
     }
 
     #[test]
     fn runs_ledger_and_cursor_round_trip() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = StateStore::open(&dir.path().join("state.db")).unwrap();
-        let now = from_millis(1_700_000_000_000);
-        let run = store.begin_run("Orders", now).unwrap();
-        let object = ObjectMeta {
-            key: "a.csv".into(),
-            size: 10,
-            etag: "e1".into(),
-            last_modified: from_millis(1_600_000_000_000),
-        };
-        let pending =
-            ObjectOutcome { status: ObjectStatus::Pending, rows: 0, rejected: 0, error: Some("timeout") };
-        store.record_object("Orders", &object, pending, run, now).unwrap();
-        let loaded = ObjectOutcome { status: ObjectStatus::Loaded, rows: 5, rejected: 1, error: None };
-        store.record_object("Orders", &object, loaded, run, now).unwrap();
-        let counts = RunCounts { objects: 1, failed_objects: 0, rows: 5, rejected: 1, bytes: 10 };
-        store.end_run(run, RunStatus::Succeeded, counts, None, now).unwrap();
-        store.advance_cursor("Orders", object.last_modified, run, now).unwrap();
-        store.advance_cursor("Orders", from_millis(0), run, now).unwrap();
+        on_both(|url| {
+            let mut store = StateStore::open(url).unwrap();
+            let now = from_millis(1_700_000_000_000);
+            let run = store.begin_run("Orders", now).unwrap();
+            let object = ObjectMeta {
+                key: "a.csv".into(),
+                size: 10,
+                etag: "e1".into(),
+                last_modified: from_millis(1_600_000_000_000),
+            };
+            let pending =
+                ObjectOutcome { status: ObjectStatus::Pending, rows: 0, rejected: 0, error: Some("timeout") };
+            store.record_object("Orders", &object, pending, run, now).unwrap();
+            let loaded = ObjectOutcome { status: ObjectStatus::Loaded, rows: 5, rejected: 1, error: None };
+            store.record_object("Orders", &object, loaded, run, now).unwrap();
+            let counts = RunCounts { objects: 1, failed_objects: 0, rows: 5, rejected: 1, bytes: 10 };
+            store.end_run(run, RunStatus::Succeeded, counts, None, now).unwrap();
+            store.advance_cursor("Orders", object.last_modified, run, now).unwrap();
+            store.advance_cursor("Orders", from_millis(0), run, now).unwrap();
 
-        let ledger = store.ledger("Orders").unwrap();
-        assert_eq!(ledger.len(), 1, "one entry per key and ETag");
-        assert_eq!(
-            (ledger[0].status, ledger[0].rows, ledger[0].error.as_deref()),
-            (ObjectStatus::Loaded, 5, None)
-        );
-        assert_eq!(
-            store.cursor("Orders").unwrap(),
-            Some(object.last_modified),
-            "the cursor never moves back"
-        );
-        let runs = store.runs("Orders").unwrap();
-        assert_eq!((runs[0].status, runs[0].counts), (RunStatus::Succeeded, counts));
+            let ledger = store.ledger("Orders").unwrap();
+            assert_eq!(ledger.len(), 1, "one entry per key and ETag");
+            assert_eq!(
+                (ledger[0].status, ledger[0].rows, ledger[0].error.as_deref()),
+                (ObjectStatus::Loaded, 5, None)
+            );
+            assert_eq!(
+                store.cursor("Orders").unwrap(),
+                Some(object.last_modified),
+                "the cursor never moves back"
+            );
+            let runs = store.runs("Orders").unwrap();
+            assert_eq!((runs[0].status, runs[0].counts), (RunStatus::Succeeded, counts));
 
-        // A run left running by a killed process is recorded as interrupted when the next begins.
-        let killed = store.begin_run("Orders", now).unwrap();
-        store.begin_run("Orders", now).unwrap();
-        let interrupted = store.runs("Orders").unwrap().into_iter().find(|r| r.id == killed).unwrap();
-        assert_eq!(interrupted.status, RunStatus::Interrupted);
+            // A run left running by a killed process is recorded as interrupted when the next begins.
+            let killed = store.begin_run("Orders", now).unwrap();
+            store.begin_run("Orders", now).unwrap();
+            let interrupted = store.runs("Orders").unwrap().into_iter().find(|r| r.id == killed).unwrap();
+            assert_eq!(interrupted.status, RunStatus::Interrupted);
+            assert!(StateStore::open_read_only(url).unwrap().is_some());
+        });
     }
 }

@@ -4,7 +4,7 @@
 use super::SyncError;
 use super::plan::Plan;
 use super::runner::{Runner, open_blocking};
-use crate::config::{DatabaseUrl, DataflowConfig};
+use crate::config::DataflowConfig;
 use crate::parse::{ParseError, parse_stream};
 use crate::plugin::{FormatPlugin, RejectedRow};
 use crate::source::{ObjectMeta, Source, decompressing};
@@ -36,11 +36,10 @@ impl Runner<'_> {
     pub fn preview(&self, name: &str, limit: usize) -> Result<Preview, SyncError> {
         let dataflow = self.config().dataflow(name)?;
         let plugin = self.load_plugin(name, dataflow)?;
-        let DatabaseUrl::Sqlite(state_path) = self.config().state_database();
         let state_error = |source| SyncError::State { dataflow: name.to_string(), source };
-        let state = StateStore::open_read_only(&state_path).map_err(state_error)?;
+        let mut state = StateStore::open_read_only(&self.config().state_database()).map_err(state_error)?;
         let source = self.build_source(name, dataflow)?;
-        let plan = self.plan(name, dataflow, source.as_ref(), state.as_ref()).map_err(SyncError::Plan)?;
+        let plan = self.plan(name, dataflow, source.as_ref(), state.as_mut()).map_err(SyncError::Plan)?;
         let sampled = plan.to_import().next().or_else(|| plan.objects.last().map(|p| &p.object));
         let Some(object) = sampled.cloned() else { return Ok(Preview { plan, sample: None }) };
 

@@ -3,7 +3,6 @@
 use super::SyncError;
 use super::stores::{DataflowStores, sink_error, state_error};
 use crate::config::Config;
-use crate::sink::TableSink;
 
 /// Removes the dataflow called `name`: its table, rejected rows, ledger, cursor and run history; returns
 /// the rows its table held. The configuration is left as it is, so the next run starts from scratch.

@@ -4,7 +4,7 @@ use super::SyncError;
 use super::runner::reconcile;
 use super::stores::{DataflowStores, sink_error, state_error};
 use crate::config::Config;
-use crate::sink::{RolledBack, TableSink};
+use crate::sink::RolledBack;
 
 /// Undoes the newest run of `name` that changed its table: the run's rows, columns, rejected rows and
 /// markers go in one transaction of the sink; then the ledger forgets the run's objects and the cursor
@@ -18,6 +18,6 @@ pub fn rollback(config: &Config, name: &str) -> Result<RolledBack, SyncError> {
         ))
     })?;
     stores.state.mark_rolled_back(rolled_back.run_id).map_err(state_error(name))?;
-    reconcile(name, &mut stores.state, &mut stores.sink).map_err(SyncError::Plan)?;
+    reconcile(name, &mut stores.state, stores.sink.as_mut()).map_err(SyncError::Plan)?;
     Ok(rolled_back)
 }

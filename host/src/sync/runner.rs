@@ -12,7 +12,7 @@ use super::{Progress, SyncError};
 use crate::config::{Config, DataflowConfig};
 use crate::parse::{ParseError, parse_stream};
 use crate::plugin::{FormatPlugin, Parsed, PluginHost};
-use crate::sink::{SqliteTables, TableSink};
+use crate::sink::TableSink;
 use crate::source::{self, MANY_OBJECTS, ObjectMeta, ObjectReader, Source, SourceError, decompressing};
 use crate::state::{LedgerEntry, ObjectOutcome, ObjectStatus, RunCounts, RunStatus, StateStore};
 use std::collections::HashSet;
@@ -117,7 +117,7 @@ impl<'a> Runner<'a> {
             elapsed: Duration::ZERO,
         };
         let run = DataflowRun { name, dataflow, plugin: &plugin, run_id, progress, runtime: &self.runtime };
-        let outcome = self.load(&run, state, &mut stores.sink, &mut report);
+        let outcome = self.load(&run, state, stores.sink.as_mut(), &mut report);
         if let Err(error) = outcome {
             report.status = RunStatus::Failed;
             report.error = Some(error);
@@ -134,7 +134,7 @@ impl<'a> Runner<'a> {
         &self,
         run: &DataflowRun<'_>,
         state: &mut StateStore,
-        sink: &mut SqliteTables,
+        sink: &mut dyn TableSink,
         report: &mut RunReport,
     ) -> Result<(), String> {
         let name = run.name;
@@ -220,7 +220,7 @@ impl<'a> Runner<'a> {
         name: &str,
         dataflow: &DataflowConfig,
         source: &dyn Source,
-        state: Option<&StateStore>,
+        state: Option<&mut StateStore>,
     ) -> Result<Plan, String> {
         let listing = self.list(name, source)?;
         let (ledger, cursor) = match state {

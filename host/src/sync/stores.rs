@@ -3,25 +3,24 @@
 //! dataflow.
 
 use super::SyncError;
-use crate::config::{Config, DatabaseUrl, DataflowConfig};
-use crate::sink::{SinkError, SqliteTables};
+use crate::config::{Config, DataflowConfig};
+use crate::sink::{self, SinkError, TableSink};
 use crate::state::{RunLock, StateError, StateStore, lock_dataflow};
 
 pub(super) struct DataflowStores {
     _lock: RunLock,
-    pub sink: SqliteTables,
+    pub sink: Box<dyn TableSink>,
     pub state: StateStore,
 }
 
 impl DataflowStores {
     /// Takes the run lock of `name`, then opens its sink and the state store (creating them where missing).
     pub fn open(config: &Config, name: &str, dataflow: &DataflowConfig) -> Result<DataflowStores, SyncError> {
-        let DatabaseUrl::Sqlite(state_path) = config.state_database();
-        let lock = lock_dataflow(&state_path, name)?;
-        let DatabaseUrl::Sqlite(sink_path) = config.sink_database(dataflow);
-        let sink =
-            SqliteTables::open(&sink_path, name, &dataflow.table_spec(name)).map_err(sink_error(name))?;
-        let state = StateStore::open(&state_path).map_err(state_error(name))?;
+        let state_url = config.state_database();
+        let lock = lock_dataflow(&state_url, name)?;
+        let sink = sink::open(&config.sink_database(dataflow), name, &dataflow.table_spec(name))
+            .map_err(sink_error(name))?;
+        let state = StateStore::open(&state_url).map_err(state_error(name))?;
         Ok(DataflowStores { _lock: lock, sink, state })
     }
 }

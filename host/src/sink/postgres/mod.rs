@@ -1,0 +1,451 @@
+//! The tables sink on PostgreSQL. Each dataflow has a schema of its own, named after it in lower case
+//! (`Orders` writes `orders.orders`), holding its table and Sluice's bookkeeping: `_sluice_objects`
+//! (markers), `_sluice_rejects`, `_sluice_versions`, `_sluice_version_columns`, `_sluice_tables` and the
+//! undo log `_sluice_undo_TABLE`.
+//!
+//! Rows are loaded with `COPY ... FROM STDIN`, one object per transaction together with its marker, as on
+//! SQLite. PostgreSQL has no stable rowid, so every table has its own `_sluice_row` identity: a run's rows
+//! lie above the identity's value when the run began (found through a BRIN index, which costs next to
+//! nothing to keep on an append-only sequence), and rows a run replaced or merged over go to the undo log
+//! with their `_sluice_row`, to be put back under it by a rollback.
+
+mod copy;
+mod object;
+
+use super::{CommittedObject, ObjectWrite, RolledBack, SinkError, TableSink, TableSpec};
+use crate::config::WriteMode;
+use crate::pg::{self, PooledClient, quote};
+use crate::source::ObjectMeta;
+use copy::ColumnType;
+use object::PostgresObject;
+use postgres::GenericClient;
+
+/// Sluice's own columns, first in every table: the identity, then where each row came from.
+const IDENTITY: &str = "_sluice_row";
+const LINEAGE_COLUMNS: [&str; 3] = ["_sluice_object", "_sluice_line", "_sluice_run"];
+
+/// Sluice's bookkeeping tables that hold a `run_id` each.
+const PER_RUN: [&str; 4] =
+    ["_sluice_objects", "_sluice_rejects", "_sluice_versions", "_sluice_version_columns"];
+
+/// The bookkeeping of a dataflow's schema; `{s}` is the schema, quoted.
+const SCHEMA: &str = "
+    CREATE SCHEMA IF NOT EXISTS {s};
+    CREATE TABLE IF NOT EXISTS {s}._sluice_objects (
+        key TEXT NOT NULL,
+        etag TEXT NOT NULL,
+        size BIGINT NOT NULL,
+        last_modified BIGINT NOT NULL,
+        rows BIGINT NOT NULL,
+        rejected BIGINT NOT NULL,
+        run_id BIGINT NOT NULL,
+        committed_at BIGINT NOT NULL,
+        PRIMARY KEY (key, etag)
+    );
+    CREATE TABLE IF NOT EXISTS {s}._sluice_rejects (
+        object TEXT NOT NULL,
+        etag TEXT NOT NULL,
+        line BIGINT NOT NULL,
+        reason TEXT NOT NULL,
+        raw TEXT NOT NULL,
+        run_id BIGINT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS _sluice_rejects_by_object ON {s}._sluice_rejects (object);
+    CREATE TABLE IF NOT EXISTS {s}._sluice_versions (
+        run_id BIGINT PRIMARY KEY,
+        created_table BOOLEAN NOT NULL,
+        -- Every row the run inserted has a _sluice_row above this.
+        row_start BIGINT NOT NULL,
+        committed_at BIGINT NOT NULL
+    );
+    -- A column a run added (previous_type null) or widened to text (from previous_type).
+    CREATE TABLE IF NOT EXISTS {s}._sluice_version_columns (
+        run_id BIGINT NOT NULL,
+        name TEXT NOT NULL,
+        previous_type TEXT
+    );
+    CREATE TABLE IF NOT EXISTS {s}._sluice_tables (
+        table_name TEXT PRIMARY KEY,
+        mode TEXT NOT NULL,
+        key TEXT NOT NULL
+    );";
+
+/// The schema of `dataflow`'s tables.
+pub fn schema_of(dataflow: &str) -> String {
+    dataflow.to_ascii_lowercase()
+}
+
+/// A column of a table, as it is in the database.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct TableColumn {
+    name: String,
+    kind: ColumnType,
+}
+
+/// A dataflow's table in a PostgreSQL database.
+pub struct PostgresTables {
+    client: PooledClient,
+    dataflow: String,
+    /// The schema, quoted.
+    schema: String,
+    spec: TableSpec,
+    /// The table's columns after Sluice's own, as they are in the database; `None` until the table exists.
+    columns: Option<Vec<TableColumn>>,
+}
+
+impl PostgresTables {
+    /// Connects to the database at `url` and makes `dataflow`'s schema where missing, for writing the table
+    /// `spec` names. A table the configuration renamed is renamed with it; a merge key other than the one
+    /// the table's rows were merged on is refused.
+    pub fn open(url: &str, dataflow: &str, spec: &TableSpec) -> Result<PostgresTables, SinkError> {
+        let error = |message: String| SinkError { table: spec.name.clone(), message };
+        let mut client = pg::connect(url).map_err(error)?;
+        let schema = quote(&schema_of(dataflow));
+        client.batch_execute(&SCHEMA.replace("{s}", &schema)).map_err(|e| error(pg::describe(&e)))?;
+        let mut sink = PostgresTables {
+            client,
+            dataflow: dataflow.to_string(),
+            schema,
+            spec: spec.clone(),
+            columns: None,
+        };
+        sink.follow_rename()?;
+        let table = sink.qualified(&spec.name);
+        sink.columns = read_columns(&mut *sink.client, &table)
+            .map_err(|message| SinkError { table: spec.name.clone(), message })?;
+        sink.record_spec()?;
+        Ok(sink)
+    }
+
+    fn error(&self, message: impl ToString) -> SinkError {
+        SinkError { table: self.spec.name.clone(), message: message.to_string() }
+    }
+
+    /// `"schema"."table"`.
+    fn qualified(&self, table: &str) -> String {
+        format!("{}.{}", self.schema, quote(table))
+    }
+
+    /// The table's name in the last run, if the configuration has changed it since.
+    fn recorded(&mut self) -> Result<Option<(String, String, String)>, SinkError> {
+        let rows = self
+            .client
+            .query(&format!("SELECT table_name, mode, key FROM {}._sluice_tables", self.schema), &[])
+            .map_err(|e| self.error(pg::describe(&e)))?;
+        Ok(rows.first().map(|row| (row.get(0), row.get(1), row.get(2))))
+    }
+
+    /// Renames the table (and its undo log) when the configuration gave it a new name, so its rows, versions
+    /// and markers stay together.
+    fn follow_rename(&mut self) -> Result<(), SinkError> {
+        let Some((old, _, _)) = self.recorded()? else { return Ok(()) };
+        if old == self.spec.name {
+            return Ok(());
+        }
+        let new = self.spec.name.clone();
+        let mut sql = String::new();
+        for (from, to) in [(old.clone(), new.clone()), (undo_table(&old), undo_table(&new))] {
+            sql.push_str(&format!(
+                "DO $$ BEGIN IF to_regclass('{q}') IS NOT NULL THEN ALTER TABLE {q} RENAME TO {to}; END IF; END $$;",
+                q = self.qualified(&from).replace('\'', "''"),
+                to = quote(&to)
+            ));
+        }
+        sql.push_str(&format!(
+            "UPDATE {}._sluice_tables SET table_name = '{}'",
+            self.schema,
+            new.replace('\'', "''")
+        ));
+        let mut transaction = self
+            .client
+            .transaction()
+            .map_err(|e| SinkError { table: new.clone(), message: pg::describe(&e) })?;
+        transaction.batch_execute(&sql).and_then(|()| transaction.commit()).map_err(|e| SinkError {
+            table: new.clone(),
+            message: format!("renaming table `{old}` to `{new}` failed: {}", pg::describe(&e)),
+        })?;
+        tracing::info!(
+            dataflow = self.dataflow,
+            from = old,
+            to = new,
+            "renamed the dataflow's table as the configuration now names it"
+        );
+        Ok(())
+    }
+
+    /// Records how the table is written; a table that holds rows merged on one key is not merged on
+    /// another, since its rows would no longer be unique by it.
+    fn record_spec(&mut self) -> Result<(), SinkError> {
+        let key = self.spec.key.join(",");
+        let mode = format!("{:?}", self.spec.mode).to_ascii_lowercase();
+        if let Some((_, recorded_mode, recorded_key)) = self.recorded()?
+            && recorded_mode == "merge"
+            && self.spec.mode == WriteMode::Merge
+            && recorded_key != key
+            && self.columns.is_some()
+        {
+            let name = &self.dataflow;
+            return Err(self.error(format!(
+                "dataflow `{name}` merged its rows on [{recorded_key}] and is now set to merge on [{key}], which would break the rows already loaded; remove the dataflow first (`sluice remove {name}`, and the next run loads it again) or write to a new dataflow"
+            )));
+        }
+        let (schema, name) = (self.schema.clone(), self.spec.name.clone());
+        let error = |e: postgres::Error| SinkError { table: name.clone(), message: pg::describe(&e) };
+        let mut transaction = self.client.transaction().map_err(error)?;
+        transaction.execute(&format!("DELETE FROM {schema}._sluice_tables"), &[]).map_err(error)?;
+        transaction
+            .execute(
+                &format!("INSERT INTO {schema}._sluice_tables (table_name, mode, key) VALUES ($1, $2, $3)"),
+                &[&name, &mode, &key],
+            )
+            .map_err(error)?;
+        transaction.commit().map_err(error)
+    }
+
+    fn spec_error(&self, e: postgres::Error) -> SinkError {
+        self.error(pg::describe(&e))
+    }
+}
+
+impl TableSink for PostgresTables {
+    fn committed_objects(&mut self) -> Result<Vec<CommittedObject>, SinkError> {
+        let rows = self
+            .client
+            .query(
+                &format!(
+                    "SELECT key, etag, size, last_modified, rows, rejected, run_id FROM {}._sluice_objects",
+                    self.schema
+                ),
+                &[],
+            )
+            .map_err(|e| self.spec_error(e))?;
+        Ok(rows
+            .iter()
+            .map(|row| CommittedObject {
+                key: row.get(0),
+                etag: row.get(1),
+                size: row.get::<_, i64>(2) as u64,
+                last_modified: crate::state::from_millis(row.get(3)),
+                rows: row.get::<_, i64>(4) as u64,
+                rejected: row.get::<_, i64>(5) as u64,
+                run_id: row.get(6),
+            })
+            .collect())
+    }
+
+    fn remove(&mut self) -> Result<u64, SinkError> {
+        let (table, undo) = (self.qualified(&self.spec.name), self.qualified(&undo_table(&self.spec.name)));
+        let schema = self.schema.clone();
+        let name = self.spec.name.clone();
+        let error = |e: postgres::Error| SinkError { table: name.clone(), message: pg::describe(&e) };
+        let mut transaction = self.client.transaction().map_err(error)?;
+        let rows =
+            if self.columns.is_some() { count_rows(&mut transaction, &table).map_err(error)? } else { 0 };
+        let mut drop = format!("DROP TABLE IF EXISTS {table}, {undo}");
+        for bookkeeping in PER_RUN.iter().chain(&["_sluice_tables"]) {
+            drop.push_str(&format!(", {schema}.{bookkeeping}"));
+        }
+        transaction.batch_execute(&drop).map_err(error)?;
+        // The schema goes too, unless someone keeps tables of their own in it.
+        let left: i64 = transaction
+            .query_one(
+                "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1",
+                &[&schema_of(&self.dataflow)],
+            )
+            .map_err(error)?
+            .get(0);
+        if left == 0 {
+            transaction.batch_execute(&format!("DROP SCHEMA {schema}")).map_err(error)?;
+        }
+        transaction.commit().map_err(error)?;
+        self.columns = None;
+        Ok(rows)
+    }
+
+    fn rollback_last(&mut self) -> Result<Option<RolledBack>, SinkError> {
+        let name = self.spec.name.clone();
+        let (schema, table, undo) =
+            (self.schema.clone(), self.qualified(&name), self.qualified(&undo_table(&name)));
+        let error = |e: postgres::Error| SinkError { table: name.clone(), message: pg::describe(&e) };
+        let mut transaction = self.client.transaction().map_err(error)?;
+        let last = transaction
+            .query_opt(
+                &format!("SELECT run_id, created_table, row_start FROM {schema}._sluice_versions ORDER BY run_id DESC LIMIT 1"),
+                &[],
+            )
+            .map_err(error)?;
+        let Some(last) = last else { return Ok(None) };
+        let (run_id, created_table, row_start): (i64, bool, i64) = (last.get(0), last.get(1), last.get(2));
+        let rows_removed = if created_table {
+            let rows = count_rows(&mut transaction, &table).map_err(error)?;
+            transaction.batch_execute(&format!("DROP TABLE IF EXISTS {table}, {undo}")).map_err(error)?;
+            rows
+        } else {
+            // The run's rows all lie above its row start, a range the BRIN index finds.
+            let rows = transaction
+                .execute(
+                    &format!("DELETE FROM {table} WHERE {IDENTITY} > $1 AND _sluice_run = $2"),
+                    &[&row_start, &run_id],
+                )
+                .map_err(error)?;
+            let undo_exists = read_columns(&mut transaction, &undo)
+                .map_err(|message| SinkError { table: name.clone(), message })?
+                .is_some();
+            if undo_exists {
+                // The rows the run replaced or merged over go back, under their old identities.
+                let columns = read_columns(&mut transaction, &table)
+                    .map_err(|message| SinkError { table: name.clone(), message })?
+                    .unwrap_or_default();
+                let list = all_columns(&columns);
+                transaction
+                    .execute(
+                        &format!("INSERT INTO {table} ({list}) SELECT {list} FROM {undo} WHERE _sluice_removed_by = $1 ORDER BY {IDENTITY}"),
+                        &[&run_id],
+                    )
+                    .and_then(|_| transaction.execute(&format!("DELETE FROM {undo} WHERE _sluice_removed_by = $1"), &[&run_id]))
+                    .map_err(error)?;
+            }
+            let changed = transaction
+                .query(
+                    &format!(
+                        "SELECT name, previous_type FROM {schema}._sluice_version_columns WHERE run_id = $1"
+                    ),
+                    &[&run_id],
+                )
+                .map_err(error)?;
+            for change in changed {
+                let (column, previous): (String, Option<String>) = (change.get(0), change.get(1));
+                let targets: Vec<&String> = if undo_exists { vec![&table, &undo] } else { vec![&table] };
+                for target in targets {
+                    let alter = match &previous {
+                        None => format!("ALTER TABLE {target} DROP COLUMN IF EXISTS {}", quote(&column)),
+                        Some(previous) => format!(
+                            "ALTER TABLE {target} ALTER COLUMN {c} TYPE {previous} USING {c}::{previous}",
+                            c = quote(&column)
+                        ),
+                    };
+                    transaction.batch_execute(&alter).map_err(error)?;
+                }
+            }
+            rows
+        };
+        for bookkeeping in PER_RUN {
+            transaction
+                .execute(&format!("DELETE FROM {schema}.{bookkeeping} WHERE run_id = $1"), &[&run_id])
+                .map_err(error)?;
+        }
+        let columns = read_columns(&mut transaction, &table)
+            .map_err(|message| SinkError { table: name.clone(), message })?;
+        transaction.commit().map_err(error)?;
+        self.columns = columns;
+        Ok(Some(RolledBack { run_id, rows_removed }))
+    }
+
+    fn prune_versions(&mut self) -> Result<(), SinkError> {
+        let name = self.spec.name.clone();
+        let (schema, undo) = (self.schema.clone(), self.qualified(&undo_table(&name)));
+        let keep = i64::from(self.spec.versions);
+        let error = |e: postgres::Error| SinkError { table: name.clone(), message: pg::describe(&e) };
+        let mut transaction = self.client.transaction().map_err(error)?;
+        let oldest_kept = transaction
+            .query_opt(
+                &format!(
+                    "SELECT run_id FROM {schema}._sluice_versions ORDER BY run_id DESC LIMIT 1 OFFSET $1"
+                ),
+                &[&(keep - 1)],
+            )
+            .map_err(error)?;
+        let Some(oldest_kept) = oldest_kept.map(|row| row.get::<_, i64>(0)) else { return Ok(()) };
+        for bookkeeping in ["_sluice_versions", "_sluice_version_columns"] {
+            transaction
+                .execute(&format!("DELETE FROM {schema}.{bookkeeping} WHERE run_id < $1"), &[&oldest_kept])
+                .map_err(error)?;
+        }
+        if read_columns(&mut transaction, &undo)
+            .map_err(|message| SinkError { table: name.clone(), message })?
+            .is_some()
+        {
+            transaction
+                .execute(&format!("DELETE FROM {undo} WHERE _sluice_removed_by < $1"), &[&oldest_kept])
+                .map_err(error)?;
+        }
+        transaction.commit().map_err(error)
+    }
+
+    fn begin_object<'s>(
+        &'s mut self,
+        object: &ObjectMeta,
+        run_id: i64,
+    ) -> Result<Box<dyn ObjectWrite + 's>, SinkError> {
+        let table = self.qualified(&self.spec.name);
+        let undo = self.qualified(&undo_table(&self.spec.name));
+        let transaction = self
+            .client
+            .transaction()
+            .map_err(|e| SinkError { table: self.spec.name.clone(), message: pg::describe(&e) })?;
+        Ok(Box::new(PostgresObject::new(
+            transaction,
+            object::Target { schema: &self.schema, table, undo, spec: &self.spec },
+            &mut self.columns,
+            object.clone(),
+            run_id,
+        )))
+    }
+}
+
+/// The undo log of `table`: rows runs replaced or merged over, with the run that did and their identity.
+fn undo_table(table: &str) -> String {
+    format!("_sluice_undo_{table}")
+}
+
+/// The columns of `table` (schema-qualified, quoted) after Sluice's own, in order; `None` where it does not
+/// exist.
+fn read_columns(client: &mut impl GenericClient, table: &str) -> Result<Option<Vec<TableColumn>>, String> {
+    let exists: bool = client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
+        .map_err(|e| pg::describe(&e))?
+        .get(0);
+    if !exists {
+        return Ok(None);
+    }
+    let rows = client
+        .query(
+            "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute
+             WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+            &[&table],
+        )
+        .map_err(|e| pg::describe(&e))?;
+    let own =
+        |name: &str| name == IDENTITY || LINEAGE_COLUMNS.contains(&name) || name == "_sluice_removed_by";
+    Ok(Some(
+        rows.iter()
+            .map(|row| (row.get::<_, String>(0), row.get::<_, String>(1)))
+            .filter(|(name, _)| !own(name))
+            .map(|(name, kind)| TableColumn { kind: ColumnType::from_catalog(&kind), name })
+            .collect(),
+    ))
+}
+
+/// Every column of a table, Sluice's first, quoted and comma-separated.
+fn all_columns(columns: &[TableColumn]) -> String {
+    std::iter::once(IDENTITY)
+        .chain(LINEAGE_COLUMNS)
+        .map(quote)
+        .chain(columns.iter().map(|c| quote(&c.name)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn count_rows(client: &mut impl GenericClient, table: &str) -> Result<u64, postgres::Error> {
+    client.query_one(&format!("SELECT count(*) FROM {table}"), &[]).map(|row| row.get::<_, i64>(0) as u64)
+}
+
+/// The rows and columns of `dataflow`'s `table` in the database at `url`; `None` where it does not exist or
+/// the server cannot be reached.
+pub fn table_shape(url: &str, dataflow: &str, table: &str) -> Option<(u64, usize)> {
+    let mut client = pg::connect(url).ok()?;
+    let qualified = format!("{}.{}", quote(&schema_of(dataflow)), quote(table));
+    let columns = read_columns(&mut *client, &qualified).ok()??;
+    let rows = count_rows(&mut *client, &qualified).ok()?;
+    Some((rows, columns.len() + LINEAGE_COLUMNS.len() + 1))
+}
