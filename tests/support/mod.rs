@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test binary uses its own subset of these helpers
 
+pub mod backend;
+
 use sluice::plugin::{
     FormatPlugin, HostSettings, Limits, PluginError, PluginHost, PluginSource, PluginSpec, RejectedRow,
     bundled_format,

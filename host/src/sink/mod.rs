@@ -8,7 +8,7 @@ mod sqlite;
 pub use postgres::{PostgresTables, schema_of};
 pub use sqlite::SqliteTables;
 
-use crate::batch::RecordBatch;
+use crate::batch::{RecordBatch, Value};
 use crate::config::{DatabaseUrl, TypeConflict, WriteMode};
 use crate::plugin::RejectedRow;
 use crate::source::ObjectMeta;
@@ -68,6 +68,49 @@ pub fn table_shape(url: &DatabaseUrl, dataflow: &str, table: &str) -> Option<(u6
         DatabaseUrl::Sqlite(path) => sqlite::table_shape(path, table),
         DatabaseUrl::Postgres(url) => postgres::table_shape(url, dataflow, table),
     }
+}
+
+/// Why a row's value cannot go into its column as the column is typed, for an object that fails on it.
+fn type_conflict(line: u64, column: &str, declared: &str, value: &Value<'_>) -> String {
+    format!(
+        "line {line}: column `{column}` is {declared} and cannot hold {}; set `on_type_conflict = \"text\"` in the sink to widen the column to text",
+        describe(value)
+    )
+}
+
+/// Logs a column widened to text to hold `value`.
+fn log_widened(table: &str, line: u64, column: &str, declared: &str, value: &Value<'_>) {
+    tracing::warn!(
+        table,
+        column,
+        line,
+        "column `{column}` was {declared} and now is TEXT, to hold {}",
+        describe(value)
+    );
+}
+
+/// A value as an error message shows it.
+fn describe(value: &Value<'_>) -> String {
+    let shown = |text: &str| {
+        let short: String = text.chars().take(40).collect();
+        if short.len() < text.len() { format!("`{short}…`") } else { format!("`{short}`") }
+    };
+    match value {
+        Value::Null => "null".to_string(),
+        Value::Boolean(b) => format!("the boolean `{b}`"),
+        Value::Integer(i) => format!("the integer `{i}`"),
+        Value::Float(f) => format!("the number `{f}`"),
+        Value::Text(text) => format!("the text {}", shown(text)),
+        Value::Json(json) => format!("the JSON {}", shown(json)),
+    }
+}
+
+/// A row a sink refuses (an empty merge key, a value the database cannot hold), as a rejected row.
+fn rejected_row(batch: &RecordBatch, row: usize, reason: String) -> RejectedRow {
+    let mut raw = Vec::new();
+    let _ = batch.write_json_row(row, &mut raw);
+    raw.truncate(1024);
+    RejectedRow { line: batch.line(row), reason, raw: String::from_utf8_lossy(&raw).trim_end().to_string() }
 }
 
 /// A sink of tables for one dataflow.

@@ -6,7 +6,9 @@ use crate::batch::{RecordBatch, Value};
 use crate::config::{TypeConflict, WriteMode};
 use crate::pg::{self, quote};
 use crate::plugin::RejectedRow;
-use crate::sink::{CommittedObject, ObjectWrite, SinkError, TableSpec};
+use crate::sink::{
+    CommittedObject, ObjectWrite, SinkError, TableSpec, log_widened, rejected_row, type_conflict,
+};
 use crate::source::ObjectMeta;
 use crate::state::millis;
 use std::io::Write;
@@ -277,11 +279,7 @@ impl<'s> PostgresObject<'s> {
         let mut reject = |row: usize, reason: String| {
             if !rejected[row] {
                 rejected[row] = true;
-                let mut raw = Vec::new();
-                let _ = batch.write_json_row(row, &mut raw);
-                raw.truncate(1024);
-                let raw = String::from_utf8_lossy(&raw).trim_end().to_string();
-                rejects.push(RejectedRow { line: batch.line(row), reason, raw });
+                rejects.push(rejected_row(batch, row, reason));
             }
         };
         for column in batch.columns() {
@@ -300,22 +298,10 @@ impl<'s> PostgresObject<'s> {
                 } else if !kind.fits(&value) {
                     match self.target.spec.on_type_conflict {
                         TypeConflict::Fail => {
-                            return Err(self.error(format!(
-                                "line {}: column `{name}` is {} and cannot hold {}; set `on_type_conflict = \"text\"` in the sink to widen the column to text",
-                                batch.line(row),
-                                kind.sql(),
-                                describe(&value)
-                            )));
+                            return Err(self.error(type_conflict(batch.line(row), name, kind.sql(), &value)));
                         }
                         TypeConflict::Text => {
-                            tracing::warn!(
-                                table = self.target.spec.name,
-                                column = name,
-                                line = batch.line(row),
-                                "column `{name}` was {} and now is TEXT, to hold {}",
-                                kind.sql(),
-                                describe(&value)
-                            );
+                            log_widened(&self.target.spec.name, batch.line(row), name, kind.sql(), &value);
                             self.widen(name)?;
                             kind = ColumnType::Text;
                         }
@@ -396,22 +382,6 @@ impl<'s> PostgresObject<'s> {
                  SELECT DISTINCT ON ({key}) * FROM pg_temp._sluice_stage ORDER BY {key}, _sluice_order DESC
              ) latest ORDER BY _sluice_order"
         ))
-    }
-}
-
-/// A value as an error message shows it.
-fn describe(value: &Value<'_>) -> String {
-    let shown = |text: &str| {
-        let short: String = text.chars().take(40).collect();
-        if short.len() < text.len() { format!("`{short}…`") } else { format!("`{short}`") }
-    };
-    match value {
-        Value::Null => "null".to_string(),
-        Value::Boolean(b) => format!("the boolean `{b}`"),
-        Value::Integer(i) => format!("the integer `{i}`"),
-        Value::Float(f) => format!("the number `{f}`"),
-        Value::Text(text) => format!("the text {}", shown(text)),
-        Value::Json(json) => format!("the JSON {}", shown(json)),
     }
 }
 

@@ -26,8 +26,13 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 const LINEAGE_COLUMNS: [&str; 3] = ["_sluice_object", "_sluice_line", "_sluice_run"];
 
 /// Sluice's bookkeeping tables, each with a `dataflow` column.
-const BOOKKEEPING: [&str; 4] =
-    ["_sluice_objects", "_sluice_rejects", "_sluice_versions", "_sluice_version_columns"];
+const BOOKKEEPING: [&str; 5] = [
+    "_sluice_objects",
+    "_sluice_rejects",
+    "_sluice_versions",
+    "_sluice_version_columns",
+    "_sluice_version_types",
+];
 
 const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS _sluice_objects (
@@ -66,6 +71,13 @@ const SCHEMA: &str = "
         run_id INTEGER NOT NULL,
         name TEXT NOT NULL
     );
+    -- A column a run widened to text, and its type before.
+    CREATE TABLE IF NOT EXISTS _sluice_version_types (
+        dataflow TEXT NOT NULL,
+        run_id INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        previous_type TEXT NOT NULL
+    );
     CREATE TABLE IF NOT EXISTS _sluice_tables (
         dataflow TEXT PRIMARY KEY,
         table_name TEXT NOT NULL,
@@ -102,6 +114,7 @@ impl SqliteTables {
             .map_err(|e| error(format!("{}: {e}", path.display())))?;
         let mut sink =
             SqliteTables { connection, dataflow: dataflow.to_string(), spec: spec.clone(), columns: vec![] };
+        sink.follow_rename()?;
         sink.columns = sink.existing_columns().map_err(|e| sink.error(e))?;
         sink.record_spec()?;
         Ok(sink)
@@ -115,6 +128,48 @@ impl SqliteTables {
         let mut statement = self.connection.prepare("SELECT name FROM pragma_table_info(?1)")?;
         let names = statement.query_map([&self.spec.name], |row| row.get::<_, String>(0))?;
         names.map(|name| name.map(|n| n.to_ascii_lowercase())).collect()
+    }
+
+    /// Renames the table (and its undo log) when the configuration gave it a new name, so its rows, versions
+    /// and markers stay together.
+    fn follow_rename(&mut self) -> Result<(), SinkError> {
+        let old: Option<String> = self
+            .connection
+            .query_row("SELECT table_name FROM _sluice_tables WHERE dataflow = ?1", [&self.dataflow], |row| {
+                row.get(0)
+            })
+            .optional()
+            .map_err(|e| self.error(e))?;
+        let Some(old) = old.filter(|old| *old != self.spec.name) else { return Ok(()) };
+        let (new, dataflow) = (self.spec.name.clone(), self.dataflow.clone());
+        let transaction = self.write_transaction()?;
+        let renamed = (|| {
+            for (from, to) in [(old.clone(), new.clone()), (undo_table(&old), undo_table(&new))] {
+                if has_table(&transaction, &from)? {
+                    transaction.execute_batch(&format!(
+                        "ALTER TABLE {} RENAME TO {}",
+                        quote(&from),
+                        quote(&to)
+                    ))?;
+                }
+            }
+            transaction.execute(
+                "UPDATE _sluice_tables SET table_name = ?2 WHERE dataflow = ?1",
+                params![dataflow, new],
+            )?;
+            transaction.commit()
+        })();
+        renamed.map_err(|e| SinkError {
+            table: new.clone(),
+            message: format!("renaming table `{old}` to `{new}` failed: {e}"),
+        })?;
+        tracing::info!(
+            dataflow = self.dataflow,
+            from = old,
+            to = new,
+            "renamed the dataflow's table as the configuration now names it"
+        );
+        Ok(())
     }
 
     /// Records how the table is written; a table that holds rows merged on one key is not merged on
@@ -265,6 +320,15 @@ impl TableSink for SqliteTables {
                     .execute(&format!("DELETE FROM {} WHERE _sluice_removed_by = ?1", quote(&undo)), [run_id])
                     .map_err(error)?;
             }
+            let widened: Vec<(String, String)> = transaction
+                .prepare("SELECT name, previous_type FROM _sluice_version_types WHERE dataflow = ?1 AND run_id = ?2")
+                .and_then(|mut statement| {
+                    statement.query_map(params![dataflow, run_id], |row| Ok((row.get(0)?, row.get(1)?)))?.collect()
+                })
+                .map_err(error)?;
+            for (column, previous) in widened {
+                retype_column(&transaction, &table, &column, &previous).map_err(error)?;
+            }
             let added: Vec<String> = transaction
                 .prepare("SELECT name FROM _sluice_version_columns WHERE dataflow = ?1 AND run_id = ?2")
                 .and_then(|mut statement| {
@@ -315,7 +379,7 @@ impl TableSink for SqliteTables {
             .optional()
             .map_err(error)?;
         let Some(oldest_kept) = oldest_kept else { return Ok(()) };
-        for bookkeeping in ["_sluice_versions", "_sluice_version_columns"] {
+        for bookkeeping in ["_sluice_versions", "_sluice_version_columns", "_sluice_version_types"] {
             transaction
                 .execute(
                     &format!("DELETE FROM {bookkeeping} WHERE dataflow = ?1 AND run_id < ?2"),
@@ -358,6 +422,62 @@ impl TableSink for SqliteTables {
 /// The undo log of `table`: rows runs replaced or merged over, with the run that did and their rowids.
 fn undo_table(table: &str) -> String {
     format!("_sluice_undo_{table}")
+}
+
+/// Gives `column` of `table` the declared type `kind`, keeping every row under its rowid and the table's
+/// indexes. SQLite cannot alter a column's type, so the table is rebuilt (its documented procedure); values
+/// take the new type's affinity on the way, so integers become their text in a TEXT column and go back to
+/// integers in an INTEGER one.
+fn retype_column(
+    transaction: &Transaction<'_>,
+    table: &str,
+    column: &str,
+    kind: &str,
+) -> rusqlite::Result<()> {
+    let definitions: Vec<(String, String, bool)> = transaction
+        .prepare("SELECT name, type, \"notnull\" FROM pragma_table_info(?1)")?
+        .query_map([table], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let indexes: Vec<String> = transaction
+        .prepare("SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ?1 AND sql IS NOT NULL")?
+        .query_map([table], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let columns: Vec<String> = definitions
+        .iter()
+        .map(|(name, declared, not_null)| {
+            let declared = if name.eq_ignore_ascii_case(column) { kind } else { declared.as_str() };
+            format!("{} {declared}{}", quote(name), if *not_null { " NOT NULL" } else { "" })
+        })
+        .collect();
+    let names: Vec<String> = definitions.iter().map(|(name, _, _)| quote(name)).collect();
+    let names = names.join(", ");
+    let rebuilt = format!("_sluice_retype_{table}");
+    transaction.execute_batch(&format!(
+        "CREATE TABLE {new} ({columns});
+         INSERT INTO {new} (rowid, {names}) SELECT rowid, {names} FROM {old};
+         DROP TABLE {old};
+         ALTER TABLE {new} RENAME TO {old};",
+        new = quote(&rebuilt),
+        old = quote(table),
+        columns = columns.join(", ")
+    ))?;
+    for index in indexes {
+        transaction.execute_batch(&index)?;
+    }
+    Ok(())
+}
+
+/// The declared type of each of a table's columns, by lower-cased name.
+fn declared_types(
+    transaction: &Transaction<'_>,
+    table: &str,
+) -> rusqlite::Result<std::collections::HashMap<String, String>> {
+    transaction
+        .prepare("SELECT name, type FROM pragma_table_info(?1)")?
+        .query_map([table], |row| {
+            Ok((row.get::<_, String>(0)?.to_ascii_lowercase(), row.get::<_, String>(1)?))
+        })?
+        .collect()
 }
 
 /// The names of a table's columns, as declared, in order (none for a table that does not exist).

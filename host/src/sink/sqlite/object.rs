@@ -1,10 +1,12 @@
 //! One object's rows written inside its transaction, by the table's write mode.
 
-use super::{LINEAGE_COLUMNS, column_names, has_table, quote, undo_table};
+use super::{LINEAGE_COLUMNS, column_names, declared_types, has_table, quote, retype_column, undo_table};
 use crate::batch::{RecordBatch, Value};
-use crate::config::WriteMode;
+use crate::config::{TypeConflict, WriteMode};
 use crate::plugin::RejectedRow;
-use crate::sink::{CommittedObject, ObjectWrite, SinkError, TableSpec};
+use crate::sink::{
+    CommittedObject, ObjectWrite, SinkError, TableSpec, log_widened, rejected_row, type_conflict,
+};
 use crate::source::ObjectMeta;
 use crate::state::millis;
 use rusqlite::types::Null;
@@ -26,6 +28,8 @@ pub(super) struct SqliteObject<'s> {
     /// takes away again.
     created_table: bool,
     added_columns: Vec<String>,
+    /// Columns this object widened to text, with their declared type before.
+    widened_columns: Vec<(String, String)>,
     /// Below the smallest rowid this object inserted (a merge can free and reuse rowids, so the first
     /// insert is not always the smallest).
     rowid_start: i64,
@@ -53,6 +57,7 @@ impl<'s> SqliteObject<'s> {
             committed_columns,
             created_table: false,
             added_columns: Vec::new(),
+            widened_columns: Vec::new(),
             // An object that inserts no rows leaves the run's rowid start as the other objects set it.
             rowid_start: i64::MAX,
             object,
@@ -136,6 +141,49 @@ impl<'s> SqliteObject<'s> {
         Ok(())
     }
 
+    /// Checks every value against its column's declared type: a merge row without its key is rejected; a
+    /// value the type would change (SQLite's affinity turns the text `007` into the integer 7) widens the
+    /// column to text or fails the object. Returns which rows are rejected.
+    fn check_values(&mut self, batch: &RecordBatch) -> Result<Vec<bool>, SinkError> {
+        let types = declared_types(&self.transaction, self.table).map_err(|e| self.error(e))?;
+        let mut rejected = vec![false; batch.num_rows()];
+        let mut rejects = Vec::new();
+        for column in batch.columns() {
+            let name = column.name();
+            let mut declared = types.get(&name.to_ascii_lowercase()).cloned().unwrap_or_default();
+            let is_key = self.spec.mode == WriteMode::Merge
+                && self.spec.key.iter().any(|k| k.eq_ignore_ascii_case(name));
+            for row in 0..batch.num_rows() {
+                let value = column.value(row).map_err(|e| self.error(e))?;
+                if is_key && value == Value::Null {
+                    if !rejected[row] {
+                        rejected[row] = true;
+                        rejects.push(rejected_row(
+                            batch,
+                            row,
+                            format!("the merge key column `{name}` is empty"),
+                        ));
+                    }
+                } else if !fits(&declared, &value) {
+                    if self.spec.on_type_conflict == TypeConflict::Fail {
+                        return Err(self.error(type_conflict(batch.line(row), name, &declared, &value)));
+                    }
+                    log_widened(self.table, batch.line(row), name, &declared, &value);
+                    retype_column(&self.transaction, self.table, name, "TEXT").map_err(|e| self.error(e))?;
+                    let added_now = self.added_columns.iter().any(|c| c.eq_ignore_ascii_case(name));
+                    if !self.created_table && !added_now {
+                        self.widened_columns.push((name.to_string(), declared));
+                    }
+                    declared = "TEXT".to_string();
+                }
+            }
+        }
+        if !rejects.is_empty() {
+            self.reject(&rejects)?;
+        }
+        Ok(rejected)
+    }
+
     /// Makes the undo log hold every column the table has, creating it the first time.
     fn fit_undo(&mut self) -> rusqlite::Result<()> {
         let undo = undo_table(self.table);
@@ -202,6 +250,7 @@ impl ObjectWrite for SqliteObject<'_> {
             return Ok(());
         }
         self.fit_columns(batch)?;
+        let rejected = self.check_values(batch)?;
         if self.spec.mode != WriteMode::Append {
             self.fit_undo().map_err(|e| self.error(e))?;
         }
@@ -249,7 +298,7 @@ impl ObjectWrite for SqliteObject<'_> {
         // Bindings stay set across executions, so the object and run are bound once per batch.
         statement.raw_bind_parameter(1, &self.object.key).map_err(fail)?;
         statement.raw_bind_parameter(3, self.run_id).map_err(fail)?;
-        for row in 0..batch.num_rows() {
+        for row in (0..batch.num_rows()).filter(|&row| !rejected[row]) {
             if let Some((key_columns, displace, delete)) = &merge {
                 let mut key = Vec::with_capacity(key_columns.len());
                 for &column in key_columns {
@@ -278,7 +327,7 @@ impl ObjectWrite for SqliteObject<'_> {
             statement.raw_execute().map_err(fail)?;
             self.rowid_start = self.rowid_start.min(self.transaction.last_insert_rowid() - 1);
         }
-        self.rows += batch.num_rows() as u64;
+        self.rows += rejected.iter().filter(|r| !**r).count() as u64;
         Ok(())
     }
 
@@ -343,6 +392,14 @@ impl ObjectWrite for SqliteObject<'_> {
                 ],
             )
             .map_err(error)?;
+        for (column, previous) in &self.widened_columns {
+            self.transaction
+                .execute(
+                    "INSERT INTO _sluice_version_types (dataflow, run_id, name, previous_type) VALUES (?1, ?2, ?3, ?4)",
+                    params![self.dataflow, self.run_id, column, previous],
+                )
+                .map_err(error)?;
+        }
         for column in &self.added_columns {
             self.transaction
                 .execute(
@@ -365,6 +422,17 @@ impl ObjectWrite for SqliteObject<'_> {
         this.transaction.commit().map_err(|e| SinkError { table, message: e.to_string() })?;
         *this.committed_columns = this.columns;
         Ok(committed)
+    }
+}
+
+/// Whether a column of the `declared` type keeps `value` as it is: integers go into REAL, anything into
+/// TEXT (as its text form) or into a column of no type; nothing else is converted.
+fn fits(declared: &str, value: &Value<'_>) -> bool {
+    match (declared.to_ascii_uppercase().as_str(), value) {
+        (_, Value::Null) | ("" | "TEXT", _) => true,
+        ("INTEGER", Value::Integer(_) | Value::Boolean(_)) => true,
+        ("REAL", Value::Integer(_) | Value::Float(_)) => true,
+        _ => false,
     }
 }
 

@@ -1,0 +1,563 @@
+//! A dataflow's life as users run it from the terminal — runs, incremental runs, a killed run, write
+//! modes, rollback, remove, listing and history — each test run twice: on SQLite (the embedded default) and
+//! on the machine's PostgreSQL (`sqlite::NAME` and `postgres::NAME`).
+
+mod support;
+
+use sluice_testkit::s3::{ACCESS_KEY, S3Server};
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+use support::backend::{Backend, DATABASES};
+
+/// Each test below, once per backend.
+macro_rules! on_both_backends {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test] fn $test() { super::$test(&super::Backend::sqlite()) })*
+        }
+        mod postgres {
+            $(#[test] fn $test() { super::$test(&super::Backend::postgres()) })*
+        }
+    };
+}
+
+on_both_backends!(
+    the_example_loads_then_imports_nothing_new_then_a_touched_file_again,
+    a_run_killed_mid_way_is_finished_by_the_next_with_every_row_once,
+    a_partial_run_exits_1_naming_the_object_that_failed_and_the_next_run_does_not_retry_it,
+    tables_take_their_columns_and_types_from_the_records_and_grow_new_columns,
+    a_type_conflict_widens_the_column_to_text_or_fails_the_object_as_configured,
+    a_second_run_of_a_dataflow_is_refused_while_the_first_runs_and_history_tells_both,
+    the_dataflow_list_and_history_show_status_tables_times_and_the_error_of_a_failed_run,
+    remove_deletes_the_tables_ledger_cursor_and_history_and_the_next_run_starts_from_scratch,
+    a_ledger_that_says_more_than_the_sink_holds_is_squared_and_the_objects_imported_again,
+    rollback_after_append_restores_the_earlier_rows_and_columns_exactly_and_twice_goes_back_two_runs,
+    merge_upserts_on_the_key_a_later_row_wins_and_rollback_restores_the_table_exactly,
+    replace_makes_the_table_exactly_what_the_run_loaded_and_rollback_brings_the_old_rows_back,
+    only_the_configured_number_of_versions_is_kept,
+    tables_carry_a_purpose_and_a_kind_from_the_config,
+    a_renamed_table_keeps_its_rows_and_history,
+);
+
+fn run(backend: &Backend, dir: &Path, args: &[&str]) -> Output {
+    backend.command(dir).args(args).output().expect("running sluice")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn stdout(output: &Output) -> String {
+    text(&output.stdout)
+}
+
+/// The repository's connector.toml and sample files, copied where a test can change them.
+fn example() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(support::root().join("connector.toml"), dir.path().join("connector.toml")).unwrap();
+    for folder in ["orders", "customers", "products"] {
+        let from = support::root().join("examples/data").join(folder);
+        let to = dir.path().join("examples/data").join(folder);
+        std::fs::create_dir_all(&to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+    dir
+}
+
+/// A folder of its own with a `connector.toml` of `dataflows` (and the backend's databases).
+fn configured(dataflows: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    std::fs::write(dir.path().join("connector.toml"), format!("{DATABASES}{dataflows}")).unwrap();
+    dir
+}
+
+/// A folder dataflow `People` over JSONL files, written with `sink` settings.
+fn people(sink: &str) -> tempfile::TempDir {
+    configured(&format!(
+        "[dataflows.People]\nsource = {{ type = \"local\", path = \"data\" }}\nformat = {{ plugin = \"jsonl\" }}\nsink = {{ {sink} }}\n"
+    ))
+}
+
+/// Writes a file whose mtime is `minutes_ago`, so files sort in the order a test writes them.
+fn put(dir: &Path, name: &str, text: &str, minutes_ago: u64) {
+    let path = dir.join("data").join(name);
+    std::fs::write(&path, text).unwrap();
+    let at = SystemTime::now() - Duration::from_secs(minutes_ago * 60);
+    std::fs::File::options().write(true).open(&path).unwrap().set_modified(at).unwrap();
+}
+
+fn the_example_loads_then_imports_nothing_new_then_a_touched_file_again(b: &Backend) {
+    let dir = example();
+    let first = run(b, dir.path(), &["run"]);
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+    let summary = stdout(&first);
+    assert!(summary.contains("Orders: succeeded — 2 objects, 7 rows, 1 rejected"), "{summary}");
+    assert!(summary.contains("Customers: succeeded — 1 objects, 3 rows, 0 rejected"), "{summary}");
+    assert!(summary.contains("Products: succeeded — 1 objects, 3 rows, 0 rejected"), "{summary}");
+    let count = |sql: &str| b.count(dir.path(), "Orders", sql);
+    assert_eq!(count("SELECT count(*) FROM orders"), 7);
+    assert_eq!(count("SELECT count(*) FROM orders WHERE _sluice_object LIKE '%.csv.gz'"), 3);
+    assert_eq!(count("SELECT count(*) FROM _sluice_rejects WHERE object LIKE 'orders/%' AND line = 5"), 1);
+
+    let second = run(b, dir.path(), &["run"]);
+    assert_eq!(second.status.code(), Some(0));
+    for name in ["Orders", "Customers", "Products"] {
+        let expected = format!("{name}: succeeded — 0 objects, 0 rows");
+        assert!(stdout(&second).contains(&expected), "{}", stdout(&second));
+    }
+
+    let touched = dir.path().join("examples/data/orders/orders-2026-11.csv");
+    let later = SystemTime::now() + Duration::from_secs(5);
+    std::fs::File::options().write(true).open(&touched).unwrap().set_modified(later).unwrap();
+    let third = run(b, dir.path(), &["run", "Orders"]);
+    assert!(
+        stdout(&third).contains("Orders: succeeded — 1 objects, 4 rows, 1 rejected"),
+        "{}",
+        stdout(&third)
+    );
+    assert_eq!(count("SELECT count(*) FROM orders"), 11);
+}
+
+/// An S3 server holding `objects` CSV objects of `rows` rows each, and a configuration that reads them
+/// with the secret key taken from `TEST_S3_SECRET`.
+fn many_objects(objects: u32, rows: u32) -> (S3Server, tempfile::TempDir) {
+    let s3 = S3Server::start();
+    s3.create_bucket("exports");
+    for object in 0..objects {
+        let mut body = String::from("id,object,note\n");
+        for row in 0..rows {
+            body.push_str(&format!("{},{object},\"row {row} of object {object}\"\n", object * rows + row));
+        }
+        let an_hour_ago = SystemTime::now() - Duration::from_secs(60);
+        s3.put("exports", &format!("orders/{object:04}.csv"), body.as_bytes(), an_hour_ago);
+    }
+    let dir = configured(&format!(
+        "[dataflows.Orders]\nsource = {{ type = \"s3\", bucket = \"exports\", endpoint = \"{}\", access_key_id = \"{ACCESS_KEY}\", secret_access_key = \"${{TEST_S3_SECRET}}\" }}\nformat = {{ plugin = \"csv\" }}\n",
+        s3.endpoint()
+    ));
+    (s3, dir)
+}
+
+/// Objects the sink has committed so far (0 before the first).
+fn committed_objects(b: &Backend, dir: &Path) -> i64 {
+    b.try_strings(dir, "Orders", "SELECT count(*) FROM _sluice_objects")
+        .ok()
+        .and_then(|rows| rows.first().and_then(|n| n.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// Starts `sluice run` and waits until it has committed `objects` objects.
+fn start_run(b: &Backend, dir: &Path, objects: i64) -> std::process::Child {
+    let mut child =
+        b.command(dir).args(["run"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while committed_objects(b, dir) < objects {
+        assert!(Instant::now() < deadline, "the run committed nothing in time");
+        if child.try_wait().unwrap().is_some() {
+            let output = child.wait_with_output().unwrap();
+            panic!("the run ended before the test could act: {}", text(&output.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child
+}
+
+fn a_run_killed_mid_way_is_finished_by_the_next_with_every_row_once(b: &Backend) {
+    const OBJECTS: u32 = 200;
+    const ROWS: u32 = 2_000;
+    let (_s3, dir) = many_objects(OBJECTS, ROWS);
+    let mut child = start_run(b, dir.path(), 5);
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let at_kill = committed_objects(b, dir.path());
+    assert!(at_kill < OBJECTS as i64, "killed in the middle ({at_kill} of {OBJECTS} objects committed)");
+
+    let resumed = run(b, dir.path(), &["run"]);
+    assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed.stderr));
+    let total = (OBJECTS * ROWS) as i64;
+    let count = |sql: &str| b.count(dir.path(), "Orders", sql);
+    assert_eq!(count("SELECT count(*) FROM orders"), total);
+    assert_eq!(count("SELECT count(DISTINCT id) FROM orders"), total);
+    assert_eq!(count("SELECT count(DISTINCT _sluice_object || ':' || _sluice_line) FROM orders"), total);
+    assert_eq!(b.state_count(dir.path(), "SELECT count(*) FROM runs WHERE status = 'interrupted'"), 1);
+    assert_eq!(
+        b.state_count(dir.path(), "SELECT count(*) FROM objects WHERE status = 'loaded'"),
+        OBJECTS as i64
+    );
+
+    // The ledger lost (a kill between the sink's commit and the ledger's): the sink's markers restore it.
+    b.state_execute(dir.path(), "DELETE FROM objects");
+    let again = run(b, dir.path(), &["run"]);
+    assert!(stdout(&again).contains("Orders: succeeded — 0 objects"), "{}", stdout(&again));
+    assert_eq!(count("SELECT count(*) FROM orders"), total);
+}
+
+fn a_partial_run_exits_1_naming_the_object_that_failed_and_the_next_run_does_not_retry_it(b: &Backend) {
+    let dir = configured(
+        "[dataflows.Items]\nsource = { type = \"local\", path = \"data\" }\nformat = { plugin = \"json\" }\n",
+    );
+    std::fs::write(dir.path().join("data/good.json"), "[{\"id\": 1}, {\"id\": 2}]").unwrap();
+    std::fs::write(dir.path().join("data/bad.json"), "[{\"id\": 3},\n{\"id\": }]").unwrap();
+    let output = run(b, dir.path(), &["run"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stdout(&output).contains("Items: partial — 2 objects, 2 rows"), "{}", stdout(&output));
+    let stderr = text(&output.stderr);
+    for part in ["dataflow `Items`, object `bad.json`", "plugin `json`", "line 2", "1 of 2 objects failed"] {
+        assert!(stderr.contains(part), "`{part}` missing from: {stderr}");
+    }
+    assert_eq!(b.count(dir.path(), "Items", "SELECT count(*) FROM items"), 2);
+    let again = run(b, dir.path(), &["run"]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
+    assert!(stdout(&again).contains("Items: succeeded — 0 objects"), "{}", stdout(&again));
+}
+
+fn tables_take_their_columns_and_types_from_the_records_and_grow_new_columns(b: &Backend) {
+    let dir = people("");
+    put(dir.path(), "1.jsonl", "{\"id\": 1, \"name\": \"Ann\", \"score\": 1.5}\n", 60);
+    assert_eq!(run(b, dir.path(), &["run"]).status.code(), Some(0));
+    put(dir.path(), "2.jsonl", "{\"id\": 2, \"name\": \"Bo\", \"vip\": true, \"tags\": [\"a\"]}\n", 30);
+    let output = run(b, dir.path(), &["run"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+
+    let columns = b.dump(dir.path(), "People", "people");
+    let columns = columns.lines().next().unwrap();
+    let expected = if b.is_postgres() {
+        "[\"_sluice_row bigint\", \"_sluice_object text\", \"_sluice_line bigint\", \"_sluice_run bigint\", \"id bigint\", \"name text\", \"score double precision\", \"vip boolean\", \"tags jsonb\"]"
+    } else {
+        "[\"_sluice_object TEXT\", \"_sluice_line INTEGER\", \"_sluice_run INTEGER\", \"id INTEGER\", \"name TEXT\", \"score REAL\", \"vip INTEGER\", \"tags TEXT\"]"
+    };
+    assert_eq!(columns, expected);
+    let rows = b.strings(
+        dir.path(),
+        "People",
+        "SELECT id || '|' || coalesce(CAST(score AS TEXT), '') || '|' || coalesce(CAST(vip AS TEXT), '') || '|' || coalesce(CAST(tags AS TEXT), '') FROM people ORDER BY id",
+    );
+    let vip = if b.is_postgres() { "true" } else { "1" };
+    assert_eq!(rows, ["1|1.5||".to_string(), format!("2||{vip}|[\"a\"]")]);
+}
+
+fn a_type_conflict_widens_the_column_to_text_or_fails_the_object_as_configured(b: &Backend) {
+    let dir = people("");
+    put(dir.path(), "1.jsonl", "{\"id\": 1, \"code\": 7}\n{\"id\": 2, \"code\": 8}\n", 60);
+    assert_eq!(run(b, dir.path(), &["run"]).status.code(), Some(0));
+    let before = b.dump(dir.path(), "People", "people");
+    put(dir.path(), "2.jsonl", "{\"id\": 3, \"code\": \"A-17\"}\n", 30);
+    let widened = run(b, dir.path(), &["run"]);
+    assert_eq!(widened.status.code(), Some(0), "{}", text(&widened.stderr));
+    assert!(text(&widened.stderr).contains("now is TEXT"), "{}", text(&widened.stderr));
+    let codes = b.strings(dir.path(), "People", "SELECT code FROM people ORDER BY id");
+    assert_eq!(codes, ["7", "8", "A-17"], "every value kept as written");
+    // A rollback takes the column back to its type with the rows.
+    assert_eq!(run(b, dir.path(), &["rollback", "People"]).status.code(), Some(0));
+    assert_eq!(b.dump(dir.path(), "People", "people"), before);
+
+    let config = dir.path().join("connector.toml");
+    let strict = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("sink = {  }", "sink = { on_type_conflict = \"fail\" }");
+    std::fs::write(&config, strict).unwrap();
+    let failed = run(b, dir.path(), &["run"]);
+    assert_eq!(failed.status.code(), Some(1), "{}", stdout(&failed));
+    let stderr = text(&failed.stderr);
+    for part in ["object `2.jsonl`", "line 1", "column `code`", "the text `A-17`", "on_type_conflict"] {
+        assert!(stderr.contains(part), "`{part}` missing from: {stderr}");
+    }
+    assert_eq!(b.dump(dir.path(), "People", "people"), before, "nothing of the object was loaded");
+}
+
+fn a_second_run_of_a_dataflow_is_refused_while_the_first_runs_and_history_tells_both(b: &Backend) {
+    const OBJECTS: u32 = 40;
+    const ROWS: u32 = 500;
+    let (s3, dir) = many_objects(OBJECTS, ROWS);
+    // A slow store: the first run takes seconds, whatever the machine, so the others meet it running.
+    s3.set_get_delay(Duration::from_millis(100));
+    let first = start_run(b, dir.path(), 1);
+
+    let listing = run(b, dir.path(), &["dataflows", "--json"]);
+    let listed: serde_json::Value = serde_json::from_slice(&listing.stdout).unwrap();
+    assert_eq!(listed[0]["status"], "running", "{listed}");
+
+    for refused in [&["run", "Orders"][..], &["rollback", "Orders"], &["remove", "Orders", "--yes"]] {
+        let output = run(b, dir.path(), refused);
+        assert_eq!(output.status.code(), Some(1), "{refused:?}");
+        let stderr = text(&output.stderr);
+        assert!(
+            stderr.contains("dataflow `Orders` is being run by another process (") && stderr.contains("pid"),
+            "{refused:?}: {stderr}"
+        );
+    }
+
+    let first = first.wait_with_output().unwrap();
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+    let count = |sql: &str| b.count(dir.path(), "Orders", sql);
+    assert_eq!(count("SELECT count(*) FROM orders"), (OBJECTS * ROWS) as i64, "never both wrote");
+    assert_eq!(count("SELECT count(DISTINCT id) FROM orders"), (OBJECTS * ROWS) as i64);
+
+    let history: serde_json::Value =
+        serde_json::from_slice(&run(b, dir.path(), &["history", "Orders", "--json"]).stdout).unwrap();
+    assert_eq!(history.as_array().unwrap().len(), 1, "the refused run left no record: {history}");
+    assert_eq!(history[0]["status"], "succeeded");
+    assert_eq!(history[0]["objects"], OBJECTS);
+    assert_eq!(history[0]["rows_written"], OBJECTS * ROWS);
+}
+
+fn the_dataflow_list_and_history_show_status_tables_times_and_the_error_of_a_failed_run(b: &Backend) {
+    let dir = configured(
+        "[dataflows.Items]\nsource = { type = \"local\", path = \"data\" }\nformat = { plugin = \"json\" }\n\n\
+         [dataflows.Later]\nsource = { type = \"local\", path = \"data\" }\nformat = { plugin = \"json\" }\n",
+    );
+    std::fs::write(dir.path().join("data/good.json"), "[{\"id\": 1}]").unwrap();
+    std::fs::write(dir.path().join("data/bad.json"), "[{\"id\": }]").unwrap();
+    let kind = if b.is_postgres() { "local ─► postgres" } else { "local ─► sqlite" };
+    let before = stdout(&run(b, dir.path(), &["dataflows"]));
+    assert!(before.starts_with("NAME"), "{before}");
+    assert!(
+        before.contains(&format!("Items  {kind}")) && before.contains("never run  0       —"),
+        "{before}"
+    );
+    run(b, dir.path(), &["run", "Items"]);
+
+    let listed: serde_json::Value =
+        serde_json::from_slice(&run(b, dir.path(), &["dataflows", "--json"]).stdout).unwrap();
+    let items = &listed[0];
+    assert_eq!((items["name"].as_str(), items["type"].as_str()), (Some("Items"), Some(kind)));
+    assert_eq!((items["status"].as_str(), items["tables_count"].as_u64()), (Some("partial"), Some(1)));
+    assert!(
+        items["created"].is_string() && items["updated"].is_string() && items["last_refresh"].is_string()
+    );
+    assert_eq!(listed[1]["status"], "never run");
+    assert!(listed[1]["created"].is_null());
+
+    let history = stdout(&run(b, dir.path(), &["history", "Items"]));
+    assert!(history.contains("partial") && history.contains("2 (1 failed)"), "{history}");
+    assert!(
+        history.contains("object `bad.json`: plugin `json` cannot read `bad.json` at line 1"),
+        "{history}"
+    );
+    assert!(stdout(&run(b, dir.path(), &["history", "Later"])).contains("Later has not run yet"));
+    assert_eq!(run(b, dir.path(), &["history", "Nope"]).status.code(), Some(2));
+}
+
+fn remove_deletes_the_tables_ledger_cursor_and_history_and_the_next_run_starts_from_scratch(b: &Backend) {
+    let dir = example();
+    run(b, dir.path(), &["run"]);
+    let count = |dataflow: &str, sql: &str| b.count(dir.path(), dataflow, sql);
+
+    let unconfirmed = run(b, dir.path(), &["remove", "Orders"]);
+    assert_eq!(unconfirmed.status.code(), Some(2));
+    assert!(text(&unconfirmed.stderr).contains("pass --yes to confirm"), "{}", text(&unconfirmed.stderr));
+    assert_eq!(count("Orders", "SELECT count(*) FROM orders"), 7, "nothing removed without confirmation");
+
+    let unknown = run(b, dir.path(), &["remove", "Refunds", "--yes"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(text(&unknown.stderr).contains("no dataflow `Refunds`"), "{}", text(&unknown.stderr));
+
+    let removed = run(b, dir.path(), &["remove", "Orders", "--yes"]);
+    assert_eq!(removed.status.code(), Some(0), "{}", text(&removed.stderr));
+    assert!(stdout(&removed).contains("(7 rows)"), "{}", stdout(&removed));
+    assert!(!b.has_table(dir.path(), "Orders", "orders"));
+    assert!(
+        b.try_strings(
+            dir.path(),
+            "Orders",
+            "SELECT count(*) FROM _sluice_rejects WHERE object LIKE 'orders/%'"
+        )
+        .map_or(true, |rows| rows == ["0"])
+    );
+    assert_eq!(count("Customers", "SELECT count(*) FROM customers"), 3, "other dataflows are untouched");
+    for table in ["runs", "objects", "cursors"] {
+        let sql = format!("SELECT count(*) FROM {table} WHERE dataflow = 'Orders'");
+        assert_eq!(b.state_count(dir.path(), &sql), 0, "{table}");
+    }
+    let listed: serde_json::Value =
+        serde_json::from_slice(&run(b, dir.path(), &["dataflows", "--json"]).stdout).unwrap();
+    let orders = listed.as_array().unwrap().iter().find(|d| d["name"] == "Orders").unwrap();
+    assert_eq!((orders["status"].as_str(), orders["tables_count"].as_u64()), (Some("never run"), Some(0)));
+
+    let again = run(b, dir.path(), &["run", "Orders"]);
+    assert!(
+        stdout(&again).contains("Orders: succeeded — 2 objects, 7 rows, 1 rejected"),
+        "{}",
+        stdout(&again)
+    );
+}
+
+fn a_ledger_that_says_more_than_the_sink_holds_is_squared_and_the_objects_imported_again(b: &Backend) {
+    let dir = example();
+    // An older object, so that the cursor (at the newer one) has moved well past it.
+    let older = dir.path().join("examples/data/orders/orders-2026-10.csv.gz");
+    let ten_days_ago = SystemTime::now() - Duration::from_secs(10 * 86_400);
+    std::fs::File::options().write(true).open(&older).unwrap().set_modified(ten_days_ago).unwrap();
+    run(b, dir.path(), &["run", "Orders"]);
+    // The tables lost (restored from an old backup, say): the ledger and cursor still say loaded.
+    b.lose_tables(dir.path(), &["Orders"]);
+    let output = run(b, dir.path(), &["run", "Orders"]);
+    assert!(stdout(&output).contains("Orders: succeeded — 2 objects, 7 rows"), "{}", stdout(&output));
+    assert_eq!(b.count(dir.path(), "Orders", "SELECT count(*) FROM orders"), 7);
+}
+
+fn rollback_after_append_restores_the_earlier_rows_and_columns_exactly_and_twice_goes_back_two_runs(
+    b: &Backend,
+) {
+    let dir = example();
+    let dump = || b.dump(dir.path(), "Orders", "orders");
+    let count = |sql: &str| b.count(dir.path(), "Orders", sql);
+    let nothing = run(b, dir.path(), &["rollback", "Orders"]);
+    assert_eq!(nothing.status.code(), Some(1));
+    assert!(
+        text(&nothing.stderr).contains("dataflow `Orders` has no run to roll back"),
+        "{}",
+        text(&nothing.stderr)
+    );
+
+    run(b, dir.path(), &["run", "Orders"]);
+    let after_first = dump();
+    let rejects_after_first = count("SELECT count(*) FROM _sluice_rejects");
+    std::fs::write(
+        dir.path().join("examples/data/orders/orders-2026-12.csv"),
+        "id,customer,email,amount,currency,created,note,coupon\n2001,Ann,ann@example.com,5.00,usd,2026-12-01T00:00:00Z,,XMAS\n2002,Bo\n",
+    )
+    .unwrap();
+    let second = run(b, dir.path(), &["run", "Orders"]);
+    assert!(stdout(&second).contains("1 objects, 1 rows, 1 rejected"), "{}", stdout(&second));
+    assert_ne!(dump(), after_first);
+
+    let rolled = run(b, dir.path(), &["rollback", "Orders"]);
+    assert_eq!(rolled.status.code(), Some(0), "{}", text(&rolled.stderr));
+    assert!(stdout(&rolled).contains("(1 rows removed)"), "{}", stdout(&rolled));
+    assert_eq!(dump(), after_first, "rows, values, types and columns as before the run");
+    assert_eq!(count("SELECT count(*) FROM _sluice_rejects"), rejects_after_first);
+    let history: serde_json::Value =
+        serde_json::from_slice(&run(b, dir.path(), &["history", "Orders", "--json"]).stdout).unwrap();
+    assert_eq!(history[0]["status"], "rolled back");
+
+    // The rolled-back object is imported again by the next run, once.
+    let again = run(b, dir.path(), &["run", "Orders"]);
+    assert!(stdout(&again).contains("Orders: succeeded — 1 objects, 1 rows"), "{}", stdout(&again));
+    assert_eq!(count("SELECT count(*) FROM orders WHERE coupon = 'XMAS'"), 1);
+
+    // Twice: back past the re-import, then past the first run (which created the table).
+    assert_eq!(run(b, dir.path(), &["rollback", "Orders"]).status.code(), Some(0));
+    assert_eq!(dump(), after_first);
+    assert_eq!(run(b, dir.path(), &["rollback", "Orders"]).status.code(), Some(0));
+    assert!(!b.has_table(dir.path(), "Orders", "orders"));
+    assert_eq!(run(b, dir.path(), &["rollback", "Orders"]).status.code(), Some(1), "nothing left to undo");
+    let rebuilt = run(b, dir.path(), &["run", "Orders"]);
+    assert!(stdout(&rebuilt).contains("Orders: succeeded — 3 objects, 8 rows"), "{}", stdout(&rebuilt));
+}
+
+fn merge_upserts_on_the_key_a_later_row_wins_and_rollback_restores_the_table_exactly(b: &Backend) {
+    let dir = people("mode = \"merge\", key = [\"id\"]");
+    let dump = || b.dump(dir.path(), "People", "people");
+    put(
+        dir.path(),
+        "1.jsonl",
+        "{\"id\": 1, \"name\": \"Ann\"}\n{\"id\": 2, \"name\": \"Bo\", \"score\": 2.5}\n",
+        30,
+    );
+    assert_eq!(run(b, dir.path(), &["run"]).status.code(), Some(0));
+    let before = dump();
+
+    put(
+        dir.path(),
+        "2.jsonl",
+        "{\"id\": 2, \"name\": \"Bob\"}\n{\"id\": 3, \"name\": \"Cy\"}\n{\"id\": 3, \"name\": \"Cyd\", \"vip\": true}\n{\"id\": null, \"name\": \"Nobody\"}\n",
+        20,
+    );
+    let merged = run(b, dir.path(), &["run"]);
+    assert_eq!(merged.status.code(), Some(0), "{}", text(&merged.stderr));
+    assert!(stdout(&merged).contains("1 objects, 3 rows, 1 rejected"), "{}", stdout(&merged));
+    let merged_rows = || b.strings(dir.path(), "People", "SELECT id || ':' || name FROM people ORDER BY id");
+    assert_eq!(merged_rows(), ["1:Ann", "2:Bob", "3:Cyd"]);
+    let reason = b.strings(dir.path(), "People", "SELECT reason FROM _sluice_rejects");
+    assert_eq!(reason, ["the merge key column `id` is empty"]);
+
+    assert_eq!(run(b, dir.path(), &["rollback", "People"]).status.code(), Some(0));
+    assert_eq!(dump(), before, "rows, identities, values and columns as before the merge");
+    let again = run(b, dir.path(), &["run"]);
+    assert!(stdout(&again).contains("1 objects, 3 rows"), "{}", stdout(&again));
+    assert_eq!(merged_rows(), ["1:Ann", "2:Bob", "3:Cyd"]);
+
+    // The key cannot change under rows merged on it.
+    let config = dir.path().join("connector.toml");
+    let changed = std::fs::read_to_string(&config).unwrap().replace("key = [\"id\"]", "key = [\"name\"]");
+    std::fs::write(&config, changed).unwrap();
+    let refused = run(b, dir.path(), &["run"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = text(&refused.stderr);
+    assert!(
+        stderr.contains("merged its rows on [id] and is now set to merge on [name]")
+            && stderr.contains("sluice remove People"),
+        "{stderr}"
+    );
+}
+
+fn replace_makes_the_table_exactly_what_the_run_loaded_and_rollback_brings_the_old_rows_back(b: &Backend) {
+    let dir = people("mode = \"replace\"");
+    let ids = || b.strings(dir.path(), "People", "SELECT id || '' FROM people ORDER BY id");
+    put(dir.path(), "monday.jsonl", "{\"id\": 1}\n{\"id\": 2}\n", 30);
+    run(b, dir.path(), &["run"]);
+    let monday = b.dump(dir.path(), "People", "people");
+
+    put(dir.path(), "tuesday.jsonl", "{\"id\": 7, \"note\": \"new column\"}\n", 20);
+    put(dir.path(), "tuesday-2.jsonl", "{\"id\": 8}\n", 10);
+    let tuesday = run(b, dir.path(), &["run"]);
+    assert!(stdout(&tuesday).contains("2 objects, 2 rows"), "{}", stdout(&tuesday));
+    assert_eq!(ids(), ["7", "8"]);
+
+    let nothing_new = run(b, dir.path(), &["run"]);
+    assert!(stdout(&nothing_new).contains("0 objects"), "{}", stdout(&nothing_new));
+    assert_eq!(ids(), ["7", "8"], "a run that loads nothing keeps the table");
+
+    assert_eq!(run(b, dir.path(), &["rollback", "People"]).status.code(), Some(0));
+    assert_eq!(b.dump(dir.path(), "People", "people"), monday);
+}
+
+fn only_the_configured_number_of_versions_is_kept(b: &Backend) {
+    let dir = people("versions = 2");
+    for (n, minutes_ago) in [(1, 40), (2, 30), (3, 20)] {
+        put(dir.path(), &format!("{n}.jsonl"), &format!("{{\"id\": {n}}}\n"), minutes_ago);
+        run(b, dir.path(), &["run"]);
+    }
+    assert_eq!(b.count(dir.path(), "People", "SELECT count(*) FROM _sluice_versions"), 2);
+    assert_eq!(run(b, dir.path(), &["rollback", "People"]).status.code(), Some(0));
+    assert_eq!(run(b, dir.path(), &["rollback", "People"]).status.code(), Some(0));
+    let third = run(b, dir.path(), &["rollback", "People"]);
+    assert_eq!(third.status.code(), Some(1), "the first run's version was let go");
+    assert_eq!(b.strings(dir.path(), "People", "SELECT id || '' FROM people"), ["1"]);
+}
+
+fn tables_carry_a_purpose_and_a_kind_from_the_config(b: &Backend) {
+    let dir = example();
+    let before = stdout(&run(b, dir.path(), &["dataflows", "--tables"]));
+    assert!(before.contains("Customers  customers  customer-360  data  —"), "{before}");
+    run(b, dir.path(), &["run"]);
+    let listed: serde_json::Value =
+        serde_json::from_slice(&run(b, dir.path(), &["dataflows", "--tables", "--json"]).stdout).unwrap();
+    let customers = &listed[0];
+    assert_eq!(customers["purpose"], "customer-360");
+    assert_eq!((customers["kind"].as_str(), customers["rows"].as_u64()), (Some("data"), Some(3)));
+    assert_eq!(listed[1]["purpose"], "all");
+}
+
+fn a_renamed_table_keeps_its_rows_and_history(b: &Backend) {
+    let dir = people("table = \"people\"");
+    put(dir.path(), "1.jsonl", "{\"id\": 1}\n", 30);
+    run(b, dir.path(), &["run"]);
+    let config = dir.path().join("connector.toml");
+    let renamed =
+        std::fs::read_to_string(&config).unwrap().replace("table = \"people\"", "table = \"persons\"");
+    std::fs::write(&config, renamed).unwrap();
+    put(dir.path(), "2.jsonl", "{\"id\": 2}\n", 20);
+    let second = run(b, dir.path(), &["run"]);
+    assert!(stdout(&second).contains("People: succeeded — 1 objects, 1 rows"), "{}", stdout(&second));
+    assert!(!b.has_table(dir.path(), "People", "people"));
+    assert_eq!(b.strings(dir.path(), "People", "SELECT id || '' FROM persons ORDER BY id"), ["1", "2"]);
+    assert_eq!(run(b, dir.path(), &["rollback", "People"]).status.code(), Some(0));
+    assert_eq!(b.strings(dir.path(), "People", "SELECT id || '' FROM persons"), ["1"]);
+}

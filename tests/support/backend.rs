@@ -1,0 +1,198 @@
+//! The two databases Sluice keeps tables and state in, for tests that run the same steps on each.
+//!
+//! A test's `connector.toml` takes its databases from `SLUICE_STATE_URL` and `SLUICE_SINK_URL` (with SQLite
+//! files as the defaults, as in the repository's example); [`Backend::command`] sets them for PostgreSQL.
+//! Queries run with the dataflow's tables first on the search path, so the same SQL reads both: `orders`
+//! is the file's table on SQLite and the schema `orders`'s table on PostgreSQL.
+
+use rusqlite::Connection;
+use sluice_testkit::TestDatabase;
+use std::path::Path;
+use std::process::Command;
+
+/// The `[state]` and `[sink]` sections of a test's own configuration.
+pub const DATABASES: &str = "[state]\nurl = \"${SLUICE_STATE_URL:-sqlite://sluice-state.db}\"\n\n[sink]\nurl = \"${SLUICE_SINK_URL:-sqlite://sluice.db}\"\n\n";
+
+pub enum Backend {
+    /// `sluice.db` and `sluice-state.db` in the test's folder.
+    Sqlite,
+    /// A database of the test's own on the machine's PostgreSQL.
+    Postgres(TestDatabase),
+}
+
+impl Backend {
+    pub fn sqlite() -> Backend {
+        Backend::Sqlite
+    }
+
+    pub fn postgres() -> Backend {
+        Backend::Postgres(TestDatabase::create())
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Backend::Postgres(_))
+    }
+
+    /// `sluice`, run in `dir`, on this backend.
+    pub fn command(&self, dir: &Path) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        command
+            .current_dir(dir)
+            .env("SLUICE_CACHE_DIR", super::root().join("target").join("test-plugin-cache"))
+            .env("TEST_S3_SECRET", sluice_testkit::s3::SECRET_KEY)
+            .env_remove("SLUICE_STATE_URL")
+            .env_remove("SLUICE_SINK_URL");
+        if let Backend::Postgres(database) = self {
+            command.env("SLUICE_STATE_URL", database.url()).env("SLUICE_SINK_URL", database.url());
+        }
+        command
+    }
+
+    /// The rows of `sql` as text, run among `dataflow`'s tables; `Err` where the query fails (a table not
+    /// made yet, say).
+    pub fn try_strings(&self, dir: &Path, dataflow: &str, sql: &str) -> Result<Vec<String>, String> {
+        match self {
+            Backend::Sqlite => sqlite_strings(&dir.join("sluice.db"), sql),
+            Backend::Postgres(database) => postgres_strings(database, &dataflow.to_ascii_lowercase(), sql),
+        }
+    }
+
+    pub fn strings(&self, dir: &Path, dataflow: &str, sql: &str) -> Vec<String> {
+        self.try_strings(dir, dataflow, sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// A count among `dataflow`'s tables.
+    pub fn count(&self, dir: &Path, dataflow: &str, sql: &str) -> i64 {
+        self.strings(dir, dataflow, sql)[0].parse().unwrap()
+    }
+
+    /// The rows of `sql` as text, run in the state store.
+    pub fn state_strings(&self, dir: &Path, sql: &str) -> Vec<String> {
+        match self {
+            Backend::Sqlite => sqlite_strings(&dir.join("sluice-state.db"), sql),
+            Backend::Postgres(database) => postgres_strings(database, "_sluice", sql),
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    pub fn state_count(&self, dir: &Path, sql: &str) -> i64 {
+        self.state_strings(dir, sql)[0].parse().unwrap()
+    }
+
+    /// Whether `dataflow`'s `table` exists.
+    pub fn has_table(&self, dir: &Path, dataflow: &str, table: &str) -> bool {
+        let sql = match self {
+            Backend::Sqlite => format!("SELECT count(*) FROM sqlite_master WHERE name = '{table}'"),
+            Backend::Postgres(_) => format!(
+                "SELECT count(*) FROM pg_tables WHERE schemaname = '{}' AND tablename = '{table}'",
+                dataflow.to_ascii_lowercase()
+            ),
+        };
+        self.count(dir, dataflow, &sql) > 0
+    }
+
+    /// Every row of `table` in storage order with its identity, and the table's columns and types: what
+    /// "the same query results, byte for byte" compares.
+    pub fn dump(&self, dir: &Path, dataflow: &str, table: &str) -> String {
+        let (columns, rows) = match self {
+            Backend::Sqlite => (
+                format!("SELECT name || ' ' || type FROM pragma_table_info('{table}')"),
+                sqlite_rows_typed(&dir.join("sluice.db"), table),
+            ),
+            Backend::Postgres(_) => (
+                format!(
+                    "SELECT column_name || ' ' || data_type FROM information_schema.columns
+                     WHERE table_schema = '{}' AND table_name = '{table}' ORDER BY ordinal_position",
+                    dataflow.to_ascii_lowercase()
+                ),
+                self.strings(dir, dataflow, &format!("SELECT t::text FROM {table} t ORDER BY _sluice_row")),
+            ),
+        };
+        format!("{:?}\n{}", self.strings(dir, dataflow, &columns), rows.join("\n"))
+    }
+
+    /// Loses the tables database, as a restore from an old backup would, keeping the state store.
+    pub fn lose_tables(&self, dir: &Path, dataflows: &[&str]) {
+        match self {
+            Backend::Sqlite => {
+                for file in ["sluice.db", "sluice.db-wal", "sluice.db-shm"] {
+                    let _ = std::fs::remove_file(dir.join(file));
+                }
+            }
+            Backend::Postgres(database) => {
+                let mut client = database.client();
+                for dataflow in dataflows {
+                    client
+                        .batch_execute(&format!("DROP SCHEMA {} CASCADE", dataflow.to_ascii_lowercase()))
+                        .unwrap();
+                }
+            }
+        }
+    }
+
+    /// Runs a statement in the state store.
+    pub fn state_execute(&self, dir: &Path, sql: &str) {
+        match self {
+            Backend::Sqlite => {
+                Connection::open(dir.join("sluice-state.db")).unwrap().execute_batch(sql).unwrap();
+            }
+            Backend::Postgres(database) => {
+                database.client().batch_execute(&format!("SET search_path TO _sluice; {sql}")).unwrap();
+            }
+        }
+    }
+
+    /// Ends Sluice's sessions on the server, as a restart would; 0 on SQLite.
+    pub fn terminate_sessions(&self) -> u64 {
+        match self {
+            Backend::Sqlite => 0,
+            Backend::Postgres(database) => database.terminate_sessions(),
+        }
+    }
+}
+
+fn sqlite_strings(path: &Path, sql: &str) -> Result<Vec<String>, String> {
+    if !path.exists() {
+        return Err(format!("{} does not exist", path.display()));
+    }
+    let connection = Connection::open(path).map_err(|e| e.to_string())?;
+    let mut statement = connection.prepare(sql).map_err(|e| e.to_string())?;
+    let rows = statement
+        .query_map([], |row| {
+            Ok(match row.get_ref(0)? {
+                rusqlite::types::ValueRef::Null => String::new(),
+                rusqlite::types::ValueRef::Integer(i) => i.to_string(),
+                rusqlite::types::ValueRef::Real(f) => f.to_string(),
+                value => String::from_utf8_lossy(value.as_bytes().unwrap_or_default()).into_owned(),
+            })
+        })
+        .map_err(|e| e.to_string())?;
+    rows.collect::<Result<_, _>>().map_err(|e| e.to_string())
+}
+
+/// Every row of `table` with its rowid, each value with its SQLite type.
+fn sqlite_rows_typed(path: &Path, table: &str) -> Vec<String> {
+    let connection = Connection::open(path).unwrap();
+    let mut statement = connection.prepare(&format!("SELECT rowid, * FROM {table} ORDER BY rowid")).unwrap();
+    let width = statement.column_count();
+    let mut rows = statement.query([]).unwrap();
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().unwrap() {
+        let values: Vec<rusqlite::types::Value> = (0..width).map(|i| row.get(i).unwrap()).collect();
+        out.push(format!("{values:?}"));
+    }
+    out
+}
+
+fn postgres_strings(database: &TestDatabase, schema: &str, sql: &str) -> Result<Vec<String>, String> {
+    let mut client = database.client();
+    client.batch_execute(&format!("SET search_path TO \"{schema}\"")).map_err(|e| e.to_string())?;
+    let rows = client.simple_query(sql).map_err(|e| e.to_string())?;
+    Ok(rows
+        .iter()
+        .filter_map(|message| match message {
+            postgres::SimpleQueryMessage::Row(row) => Some(row.get(0).unwrap_or_default().to_string()),
+            _ => None,
+        })
+        .collect())
+}
