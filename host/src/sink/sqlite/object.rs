@@ -153,11 +153,11 @@ impl<'s> SqliteObject<'s> {
             let mut declared = types.get(&name.to_ascii_lowercase()).cloned().unwrap_or_default();
             let is_key = self.spec.mode == WriteMode::Merge
                 && self.spec.key.iter().any(|k| k.eq_ignore_ascii_case(name));
-            for row in 0..batch.num_rows() {
+            for (row, row_rejected) in rejected.iter_mut().enumerate() {
                 let value = column.value(row).map_err(|e| self.error(e))?;
                 if is_key && value == Value::Null {
-                    if !rejected[row] {
-                        rejected[row] = true;
+                    if !*row_rejected {
+                        *row_rejected = true;
                         rejects.push(rejected_row(
                             batch,
                             row,
@@ -428,12 +428,13 @@ impl ObjectWrite for SqliteObject<'_> {
 /// Whether a column of the `declared` type keeps `value` as it is: integers go into REAL, anything into
 /// TEXT (as its text form) or into a column of no type; nothing else is converted.
 fn fits(declared: &str, value: &Value<'_>) -> bool {
-    match (declared.to_ascii_uppercase().as_str(), value) {
-        (_, Value::Null) | ("" | "TEXT", _) => true,
-        ("INTEGER", Value::Integer(_) | Value::Boolean(_)) => true,
-        ("REAL", Value::Integer(_) | Value::Float(_)) => true,
-        _ => false,
-    }
+    matches!(
+        (declared.to_ascii_uppercase().as_str(), value),
+        (_, Value::Null)
+            | ("" | "TEXT", _)
+            | ("INTEGER", Value::Integer(_) | Value::Boolean(_))
+            | ("REAL", Value::Integer(_) | Value::Float(_))
+    )
 }
 
 /// A record's value as SQLite holds it.
