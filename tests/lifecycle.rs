@@ -561,3 +561,33 @@ fn a_renamed_table_keeps_its_rows_and_history(b: &Backend) {
     assert_eq!(run(b, dir.path(), &["rollback", "People"]).status.code(), Some(0));
     assert_eq!(b.strings(dir.path(), "People", "SELECT id || '' FROM persons"), ["1"]);
 }
+
+#[test]
+fn postgres_going_away_mid_run_fails_the_run_cleanly_and_the_next_resumes_with_every_row_once() {
+    const OBJECTS: u32 = 40;
+    const ROWS: u32 = 500;
+    let b = Backend::postgres();
+    let (s3, dir) = many_objects(OBJECTS, ROWS);
+    s3.set_get_delay(Duration::from_millis(100));
+    let child = start_run(&b, dir.path(), 3);
+    // A restart or failover of the server: every session Sluice holds is ended.
+    assert!(b.terminate_sessions() > 0);
+    let cut = child.wait_with_output().unwrap();
+    assert_eq!(cut.status.code(), Some(1), "{}", stdout(&cut));
+    let stderr = text(&cut.stderr);
+    assert!(stderr.contains("dataflow `Orders`"), "{stderr}");
+    assert!(stderr.contains("terminating connection") || stderr.contains("closed"), "{stderr}");
+    let committed = committed_objects(&b, dir.path());
+    assert!(committed < OBJECTS as i64, "cut in the middle ({committed} of {OBJECTS} objects committed)");
+
+    s3.set_get_delay(Duration::ZERO);
+    let resumed = run(&b, dir.path(), &["run"]);
+    assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed.stderr));
+    let loaded_now = format!("Orders: succeeded — {} objects", OBJECTS as i64 - committed);
+    assert!(stdout(&resumed).contains(&loaded_now), "only what was not committed: {}", stdout(&resumed));
+    let total = (OBJECTS * ROWS) as i64;
+    assert_eq!(b.count(dir.path(), "Orders", "SELECT count(*) FROM orders"), total, "nothing lost");
+    assert_eq!(b.count(dir.path(), "Orders", "SELECT count(DISTINCT id) FROM orders"), total, "nothing twice");
+    let statuses = b.state_strings(dir.path(), "SELECT status FROM runs ORDER BY id");
+    assert_eq!(statuses, ["interrupted", "succeeded"], "the cut run is on record");
+}
