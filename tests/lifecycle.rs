@@ -587,7 +587,11 @@ fn postgres_going_away_mid_run_fails_the_run_cleanly_and_the_next_resumes_with_e
     assert!(stdout(&resumed).contains(&loaded_now), "only what was not committed: {}", stdout(&resumed));
     let total = (OBJECTS * ROWS) as i64;
     assert_eq!(b.count(dir.path(), "Orders", "SELECT count(*) FROM orders"), total, "nothing lost");
-    assert_eq!(b.count(dir.path(), "Orders", "SELECT count(DISTINCT id) FROM orders"), total, "nothing twice");
+    assert_eq!(
+        b.count(dir.path(), "Orders", "SELECT count(DISTINCT id) FROM orders"),
+        total,
+        "nothing twice"
+    );
     let statuses = b.state_strings(dir.path(), "SELECT status FROM runs ORDER BY id");
     assert_eq!(statuses, ["interrupted", "succeeded"], "the cut run is on record");
 }

@@ -19,12 +19,11 @@ use sluice::config::Config;
 use sluice::plugin::{HostSettings, PluginHost};
 use sluice::state::RunStatus;
 use sluice::sync::{Quiet, Runner};
+use sluice_testkit::orders::{csv_object, order};
 use sluice_testkit::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
-use std::fmt::Write as _;
 use std::time::{Duration, Instant, SystemTime};
 
 const BUCKET: &str = "bench";
-const COLUMNS: [&str; 7] = ["id", "customer", "email", "amount", "currency", "created", "note"];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
@@ -93,31 +92,6 @@ fn main() {
 }
 
 /// Row `id` of the generated orders, as its seven values.
-fn order(id: u64) -> [String; 7] {
-    [
-        id.to_string(),
-        format!("Customer {}", id % 9973),
-        format!("customer{}@example.com", id % 9973),
-        format!("{}.{:02}", id % 1000, id % 100),
-        ["usd", "eur", "gbp"][(id % 3) as usize].to_string(),
-        format!("2026-{:02}-{:02}T{:02}:{:02}:00Z", id % 12 + 1, id % 28 + 1, id % 24, id % 60),
-        if id.is_multiple_of(5) { "\"gift, wrapped\"".to_string() } else { String::new() },
-    ]
-}
-
-/// A CSV object of about `size` bytes whose ids start at `first_id`; its text and row count.
-fn csv_object(first_id: u64, size: usize) -> (String, u64) {
-    let mut text = String::with_capacity(size + 256);
-    text.push_str(&COLUMNS.join(","));
-    text.push('\n');
-    let mut id = first_id;
-    while text.len() < size {
-        let _ = writeln!(text, "{}", order(id).join(","));
-        id += 1;
-    }
-    (text, id - first_id)
-}
-
 fn download_all(s3: &S3Server, runtime: &tokio::runtime::Runtime, objects: usize) -> Duration {
     runtime.block_on(async {
         let config = aws_sdk_s3::Config::builder()

@@ -180,6 +180,10 @@ pub struct SinkConfig {
     /// keeping every value as written; `fail` fails the object, loading none of it.
     #[serde(default)]
     pub on_type_conflict: TypeConflict,
+    /// Objects loaded at once, each in its own transaction on its own connection: PostgreSQL in `append`
+    /// mode only (default: the machine's cores, at most 4); SQLite takes one writer at a time, and
+    /// `replace` and `merge` depend on the order objects are loaded in, so those load one by one.
+    pub parallelism: Option<usize>,
 }
 
 /// What a table is for, as the product Sluice reproduces labels tables.
@@ -233,6 +237,7 @@ impl Default for SinkConfig {
             purpose: TablePurpose::All,
             table_kind: TableKind::Data,
             on_type_conflict: TypeConflict::Text,
+            parallelism: None,
         }
     }
 }

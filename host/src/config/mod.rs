@@ -230,6 +230,9 @@ impl Config {
             if dataflow.sink.versions == Some(0) {
                 return Err((key(".sink.versions"), "keep at least 1 version".into()));
             }
+            if dataflow.sink.parallelism == Some(0) {
+                return Err((key(".sink.parallelism"), "load at least 1 object at a time".into()));
+            }
             if let SourceConfig::S3(s3) = &dataflow.source
                 && s3.access_key_id.is_some() != s3.secret_access_key.is_some()
             {
@@ -353,6 +356,17 @@ impl DataflowConfig {
             key: self.sink.key.clone(),
             versions: self.sink.versions.unwrap_or(DEFAULT_VERSIONS),
             on_type_conflict: self.sink.on_type_conflict,
+        }
+    }
+
+    /// How many objects a run loads at once into `sink` (see [`SinkConfig::parallelism`]).
+    pub fn parallel_loads(&self, sink: &DatabaseUrl) -> usize {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        match (sink, self.sink.mode) {
+            (DatabaseUrl::Postgres(_), WriteMode::Append) => {
+                self.sink.parallelism.unwrap_or(cores.min(4)).max(1)
+            }
+            _ => 1,
         }
     }
 }

@@ -113,8 +113,8 @@ fn rejected_row(batch: &RecordBatch, row: usize, reason: String) -> RejectedRow 
     RejectedRow { line: batch.line(row), reason, raw: String::from_utf8_lossy(&raw).trim_end().to_string() }
 }
 
-/// A sink of tables for one dataflow.
-pub trait TableSink {
+/// A sink of tables for one dataflow; `Send`, so that objects can be loaded on threads of their own.
+pub trait TableSink: Send {
     /// The object versions whose rows this sink holds.
     fn committed_objects(&mut self) -> Result<Vec<CommittedObject>, SinkError>;
     /// Deletes the dataflow's tables, rejected rows and markers, in one transaction; returns the rows the

@@ -144,9 +144,7 @@ impl<'a> Runner<'a> {
         run.progress.planned(name, &plan);
 
         let mut settled_now = HashSet::new();
-        for object in plan.to_import() {
-            run.progress.object_started(object);
-            let outcome = run.load_object(source.as_ref(), sink, object);
+        let mut finish = |object: &ObjectMeta, outcome: ObjectReport| -> Result<(), String> {
             let ledger = ObjectOutcome {
                 status: outcome.status,
                 rows: outcome.rows,
@@ -169,6 +167,31 @@ impl<'a> Runner<'a> {
             }
             run.progress.object_finished(object, &outcome);
             report.objects.push(outcome);
+            Ok(())
+        };
+
+        let objects: Vec<&ObjectMeta> = plan.to_import().collect();
+        let sink_url = self.config.sink_database(run.dataflow);
+        let parallel = run.dataflow.parallel_loads(&sink_url).min(objects.len().saturating_sub(1));
+        // The first object alone: it may create the table, which the others then write beside each other.
+        let (alone, together) = objects.split_at(if parallel > 1 { 1 } else { objects.len() });
+        for object in alone {
+            run.progress.object_started(object);
+            finish(object, run.load_object(source.as_ref(), sink, object))?;
+        }
+        if !together.is_empty() {
+            let spec = run.dataflow.table_spec(name);
+            let mut writers = Vec::with_capacity(parallel - 1);
+            for _ in 1..parallel {
+                writers.push(crate::sink::open(&sink_url, name, &spec).map_err(|e| e.to_string())?);
+            }
+            let failed = run.load_together(source.as_ref(), sink, writers, together, &mut finish)?;
+            // An object that failed beside others (two of them adding the same column, say, where the
+            // database gives up one) gets one more try, alone.
+            for object in failed {
+                run.progress.object_started(object);
+                finish(object, run.load_object(source.as_ref(), sink, object))?;
+            }
         }
 
         sink.prune_versions().map_err(|e| e.to_string())?;
@@ -251,6 +274,53 @@ struct DataflowRun<'r> {
 }
 
 impl DataflowRun<'_> {
+    /// Loads `objects` on as many threads as there are writers (`sink` and `others`), each object in its
+    /// own transaction, and hands each outcome to `finish` on this thread as it comes. Objects that could
+    /// not be loaded this time are returned instead, for another try.
+    fn load_together<'o>(
+        &self,
+        source: &dyn Source,
+        sink: &mut dyn TableSink,
+        mut others: Vec<Box<dyn TableSink>>,
+        objects: &[&'o ObjectMeta],
+        finish: &mut dyn FnMut(&ObjectMeta, ObjectReport) -> Result<(), String>,
+    ) -> Result<Vec<&'o ObjectMeta>, String> {
+        let queue = std::sync::Mutex::new(objects.iter());
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let (sender, receiver) = std::sync::mpsc::channel();
+            let mut writers: Vec<&mut dyn TableSink> = vec![sink];
+            writers.extend(others.iter_mut().map(|w| -> &mut dyn TableSink { &mut **w }));
+            for writer in writers {
+                let (queue, stop, sender) = (&queue, &stop, sender.clone());
+                scope.spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let Some(object) = queue.lock().unwrap_or_else(|p| p.into_inner()).next() else {
+                            break;
+                        };
+                        self.progress.object_started(object);
+                        let outcome = self.load_object(source, writer, object);
+                        if sender.send((*object, outcome)).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            drop(sender);
+            let mut again = Vec::new();
+            for (object, outcome) in receiver {
+                if outcome.status == ObjectStatus::Pending {
+                    again.push(object);
+                } else if let Err(error) = finish(object, outcome) {
+                    // The state store failed: the threads finish the objects they hold and take no more.
+                    stop.store(true, Ordering::Relaxed);
+                    return Err(error);
+                }
+            }
+            Ok(again)
+        })
+    }
+
     /// Streams one object into the sink, all of it in one transaction or none of it.
     fn load_object(
         &self,

@@ -281,7 +281,9 @@ impl TableSink for PostgresTables {
             transaction.batch_execute(&format!("DROP TABLE IF EXISTS {table}, {undo}")).map_err(error)?;
             rows
         } else {
-            // The run's rows all lie above its row start, a range the BRIN index finds.
+            // The run's rows all lie above its row start, a range the BRIN index finds. A freshly loaded
+            // table has no statistics yet, and without them the planner would scan it whole instead.
+            transaction.batch_execute("SET LOCAL enable_seqscan = off").map_err(error)?;
             let rows = transaction
                 .execute(
                     &format!("DELETE FROM {table} WHERE {IDENTITY} > $1 AND _sluice_run = $2"),
