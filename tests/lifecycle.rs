@@ -38,6 +38,7 @@ on_both_backends!(
     only_the_configured_number_of_versions_is_kept,
     tables_carry_a_purpose_and_a_kind_from_the_config,
     a_renamed_table_keeps_its_rows_and_history,
+    objects_rolled_back_with_skip_are_not_imported_again_until_they_change,
 );
 
 fn run(backend: &Backend, dir: &Path, args: &[&str]) -> Output {
@@ -594,4 +595,55 @@ fn postgres_going_away_mid_run_fails_the_run_cleanly_and_the_next_resumes_with_e
     );
     let statuses = b.state_strings(dir.path(), "SELECT status FROM runs ORDER BY id");
     assert_eq!(statuses, ["interrupted", "succeeded"], "the cut run is on record");
+}
+
+#[test]
+fn postgres_loads_objects_side_by_side_even_when_each_brings_a_new_column() {
+    const OBJECTS: usize = 12;
+    let b = Backend::postgres();
+    let dir = people("parallelism = 4");
+    for n in 0..OBJECTS {
+        let rows: String =
+            (0..200).map(|i| format!("{{\"id\": {}, \"extra{n}\": {i}}}\n", n * 1000 + i)).collect();
+        put(dir.path(), &format!("{n:02}.jsonl"), &rows, 60 - n as u64);
+    }
+    let output = run(&b, dir.path(), &["run"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(
+        stdout(&output).contains(&format!("People: succeeded — {OBJECTS} objects, 2400 rows")),
+        "{}",
+        stdout(&output)
+    );
+    let count = |sql: &str| b.count(dir.path(), "People", sql);
+    assert_eq!(count("SELECT count(DISTINCT id) FROM people"), 2400);
+    let columns = "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'people' AND table_name = 'people' AND column_name LIKE 'extra%'";
+    assert_eq!(count(columns), OBJECTS as i64, "every object's column was added");
+    // Loaded side by side, the run is still one version: one rollback takes all of it.
+    assert_eq!(run(&b, dir.path(), &["rollback", "People"]).status.code(), Some(0));
+    assert!(!b.has_table(dir.path(), "People", "people"));
+}
+
+fn objects_rolled_back_with_skip_are_not_imported_again_until_they_change(b: &Backend) {
+    let dir = people("");
+    put(dir.path(), "good.jsonl", "{\"id\": 1}\n", 30);
+    run(b, dir.path(), &["run"]);
+    let before = b.dump(dir.path(), "People", "people");
+    put(dir.path(), "wrong.jsonl", "{\"id\": 666}\n", 20);
+    run(b, dir.path(), &["run"]);
+
+    let skipped = run(b, dir.path(), &["rollback", "People", "--skip"]);
+    assert_eq!(skipped.status.code(), Some(0), "{}", text(&skipped.stderr));
+    assert!(stdout(&skipped).contains("marked skipped"), "{}", stdout(&skipped));
+    assert_eq!(b.dump(dir.path(), "People", "people"), before);
+    let preview = stdout(&run(b, dir.path(), &["preview", "People"]));
+    assert!(preview.contains("wrong.jsonl") && preview.contains("skipped"), "{preview}");
+    let next = run(b, dir.path(), &["run"]);
+    assert!(stdout(&next).contains("People: succeeded — 0 objects"), "{}", stdout(&next));
+    assert_eq!(b.dump(dir.path(), "People", "people"), before, "the skipped object stays out");
+
+    // Fixed at the source, it is a new version and comes in.
+    put(dir.path(), "wrong.jsonl", "{\"id\": 2}\n", 10);
+    let fixed = run(b, dir.path(), &["run"]);
+    assert!(stdout(&fixed).contains("People: succeeded — 1 objects, 1 rows"), "{}", stdout(&fixed));
+    assert_eq!(b.strings(dir.path(), "People", "SELECT id || '' FROM people ORDER BY id"), ["1", "2"]);
 }

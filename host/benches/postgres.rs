@@ -97,11 +97,11 @@ fn main() {
     let appended = runner.run("Orders", &Quiet).expect("the second run");
     assert_eq!(appended.counts.rows, 100_000);
     let started = Instant::now();
-    let undone = rollback(&config, "Orders").expect("the rollback");
+    let undone = rollback(&config, "Orders", false).expect("the rollback");
     let append_rollback = started.elapsed();
     assert_eq!(undone.rows_removed, 100_000);
     let started = Instant::now();
-    let undone = rollback(&config, "Orders").expect("the second rollback");
+    let undone = rollback(&config, "Orders", false).expect("the second rollback");
     let create_rollback = started.elapsed();
     assert_eq!(undone.rows_removed, rows);
     println!(

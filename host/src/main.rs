@@ -49,7 +49,12 @@ enum Command {
     },
     /// Takes a dataflow's table back to where it was before its newest run (rows and columns); the run's
     /// objects are imported again by the next run. Run it again to go back another run.
-    Rollback { dataflow: String },
+    Rollback {
+        dataflow: String,
+        /// Do not import the rolled-back objects again (until they change).
+        #[arg(long)]
+        skip: bool,
+    },
     /// Deletes a dataflow's table, rejected rows, ledger, cursor and run history; its configuration stays,
     /// so the next run starts from scratch. Asks first on a terminal.
     Remove {
@@ -101,7 +106,7 @@ fn main() -> ExitCode {
         Command::Run { dataflow } => commands::run::run(config, dataflow.as_deref()),
         Command::Dataflows { json, tables } => commands::dataflows::list(config, *json, *tables),
         Command::History { dataflow, json } => commands::dataflows::history(config, dataflow, *json),
-        Command::Rollback { dataflow } => commands::rollback::rollback(config, dataflow),
+        Command::Rollback { dataflow, skip } => commands::rollback::rollback(config, dataflow, *skip),
         Command::Remove { dataflow, yes } => commands::remove::remove(config, dataflow, *yes),
         Command::Preview { dataflow, records } => commands::preview::preview(config, dataflow, *records),
         Command::Parse { format, dataflow, options, file } => {

@@ -44,6 +44,8 @@ pub enum ObjectStatus {
     Failed,
     /// It could not be read this time (network, source); the next run tries again.
     Pending,
+    /// Its rows were rolled back and the user asked that it not be imported again (until its ETag changes).
+    Skipped,
 }
 
 impl ObjectStatus {
@@ -52,6 +54,7 @@ impl ObjectStatus {
             ObjectStatus::Loaded => "loaded",
             ObjectStatus::Failed => "failed",
             ObjectStatus::Pending => "pending",
+            ObjectStatus::Skipped => "skipped",
         }
     }
 
@@ -59,6 +62,7 @@ impl ObjectStatus {
         match text {
             "loaded" => ObjectStatus::Loaded,
             "failed" => ObjectStatus::Failed,
+            "skipped" => ObjectStatus::Skipped,
             _ => ObjectStatus::Pending,
         }
     }
@@ -406,6 +410,22 @@ impl StateStore {
                 error.into(),
             ],
         )
+    }
+
+    /// Marks the object versions `run_id` loaded as skipped: rolled back, and not to be imported again.
+    pub fn skip_objects_of_run(
+        &mut self,
+        dataflow: &str,
+        run_id: i64,
+        now: SystemTime,
+    ) -> Result<u64, StateError> {
+        self.database
+            .sql()
+            .execute(
+                "UPDATE objects SET status = 'skipped', updated_at = ?3 WHERE dataflow = ?1 AND run_id = ?2 AND status = 'loaded'",
+                &[dataflow.into(), run_id.into(), millis(now).into()],
+            )
+            .map_err(|e| self.error(e))
     }
 
     /// Records that a rollback undid a run.

@@ -24,6 +24,8 @@ pub enum Decision {
     AlreadyImported,
     /// Could not be read as its format before, unchanged since: left alone until it changes.
     FailedBefore,
+    /// Rolled back with `--skip`: left alone until it changes.
+    Skipped,
 }
 
 impl Decision {
@@ -38,6 +40,7 @@ impl Decision {
             Decision::Retry => "retry",
             Decision::AlreadyImported => "already imported",
             Decision::FailedBefore => "failed before",
+            Decision::Skipped => "skipped",
         }
     }
 }
@@ -100,6 +103,7 @@ pub fn plan(listing: Vec<ObjectMeta>, ledger: &[LedgerEntry], window: Window) ->
             let decision = match versions.get(&(object.key.as_str(), object.etag.as_str())) {
                 Some(ObjectStatus::Loaded) => Decision::AlreadyImported,
                 Some(ObjectStatus::Failed) => Decision::FailedBefore,
+                Some(ObjectStatus::Skipped) => Decision::Skipped,
                 Some(ObjectStatus::Pending) => Decision::Retry,
                 None if known_keys.contains(object.key.as_str()) => Decision::Changed,
                 None => Decision::New,

@@ -8,9 +8,10 @@ use crate::sink::RolledBack;
 
 /// Undoes the newest run of `name` that changed its table: the run's rows, columns, rejected rows and
 /// markers go in one transaction of the sink; then the ledger forgets the run's objects and the cursor
-/// moves back before them, so the next run imports them again. Rolling back twice undoes two runs.
+/// moves back before them, so the next run imports them again — or, with `skip`, the ledger marks them
+/// skipped and the next run leaves them alone until they change. Rolling back twice undoes two runs.
 /// Refused while the dataflow runs, and when no run is left to undo (nothing is changed then).
-pub fn rollback(config: &Config, name: &str) -> Result<RolledBack, SyncError> {
+pub fn rollback(config: &Config, name: &str, skip: bool) -> Result<RolledBack, SyncError> {
     let mut stores = DataflowStores::open(config, name, config.dataflow(name)?)?;
     let rolled_back = stores.sink.rollback_last().map_err(sink_error(name))?.ok_or_else(|| {
         SyncError::Plan(format!(
@@ -18,6 +19,12 @@ pub fn rollback(config: &Config, name: &str) -> Result<RolledBack, SyncError> {
         ))
     })?;
     stores.state.mark_rolled_back(rolled_back.run_id).map_err(state_error(name))?;
+    if skip {
+        stores
+            .state
+            .skip_objects_of_run(name, rolled_back.run_id, std::time::SystemTime::now())
+            .map_err(state_error(name))?;
+    }
     reconcile(name, &mut stores.state, stores.sink.as_mut()).map_err(SyncError::Plan)?;
     Ok(rolled_back)
 }

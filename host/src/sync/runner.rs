@@ -197,7 +197,7 @@ impl<'a> Runner<'a> {
         sink.prune_versions().map_err(|e| e.to_string())?;
 
         let settled = |p: &PlannedObject| match p.decision {
-            Decision::AlreadyImported | Decision::FailedBefore => true,
+            Decision::AlreadyImported | Decision::FailedBefore | Decision::Skipped => true,
             _ => settled_now.contains(&(p.object.key.clone(), p.object.etag.clone())),
         };
         if let Some(cursor) = next_cursor(&plan, settled) {
