@@ -123,8 +123,9 @@ pub trait TableSink: Send {
     /// Takes the table back to where it was before the newest run that changed it: that run's rows,
     /// columns, rejected rows and markers go, in one transaction. `None` when no run is left to undo.
     fn rollback_last(&mut self) -> Result<Option<RolledBack>, SinkError>;
-    /// Lets go of versions beyond the newest `TableSpec::versions`, so that storage stays bounded.
-    fn prune_versions(&mut self) -> Result<(), SinkError>;
+    /// Ends a run: lets go of versions beyond the newest `TableSpec::versions`, so that storage stays
+    /// bounded, and readies what a rollback of the run will look up.
+    fn finish_run(&mut self) -> Result<(), SinkError>;
     /// Starts writing one object; nothing is visible until [`ObjectWrite::commit`].
     fn begin_object<'s>(
         &'s mut self,

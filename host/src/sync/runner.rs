@@ -194,7 +194,7 @@ impl<'a> Runner<'a> {
             }
         }
 
-        sink.prune_versions().map_err(|e| e.to_string())?;
+        sink.finish_run().map_err(|e| e.to_string())?;
 
         let settled = |p: &PlannedObject| match p.decision {
             Decision::AlreadyImported | Decision::FailedBefore | Decision::Skipped => true,

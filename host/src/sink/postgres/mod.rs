@@ -202,6 +202,54 @@ impl PostgresTables {
         transaction.commit().map_err(error)
     }
 
+    /// Lets go of versions beyond the newest `TableSpec::versions`.
+    fn prune_versions(&mut self) -> Result<(), SinkError> {
+        let name = self.spec.name.clone();
+        let (schema, undo) = (self.schema.clone(), self.qualified(&undo_table(&name)));
+        let keep = i64::from(self.spec.versions);
+        let error = |e: postgres::Error| SinkError { table: name.clone(), message: pg::describe(&e) };
+        let mut transaction = self.client.transaction().map_err(error)?;
+        let oldest_kept = transaction
+            .query_opt(
+                &format!(
+                    "SELECT run_id FROM {schema}._sluice_versions ORDER BY run_id DESC LIMIT 1 OFFSET $1"
+                ),
+                &[&(keep - 1)],
+            )
+            .map_err(error)?;
+        let Some(oldest_kept) = oldest_kept.map(|row| row.get::<_, i64>(0)) else { return Ok(()) };
+        for bookkeeping in ["_sluice_versions", "_sluice_version_columns"] {
+            transaction
+                .execute(&format!("DELETE FROM {schema}.{bookkeeping} WHERE run_id < $1"), &[&oldest_kept])
+                .map_err(error)?;
+        }
+        if read_columns(&mut transaction, &undo)
+            .map_err(|message| SinkError { table: name.clone(), message })?
+            .is_some()
+        {
+            transaction
+                .execute(&format!("DELETE FROM {undo} WHERE _sluice_removed_by < $1"), &[&oldest_kept])
+                .map_err(error)?;
+        }
+        transaction.commit().map_err(error)
+    }
+
+    /// Summarizes the BRIN index over the pages the run added. PostgreSQL leaves new pages unsummarized
+    /// until a vacuum, and a rollback would read every unsummarized page: the whole table, after a bulk
+    /// load. Summarizing reads the run's pages once, while they are likely still cached.
+    fn summarize_rows(&mut self) -> Result<(), SinkError> {
+        let table = self.qualified(&self.spec.name);
+        self.client
+            .execute(
+                "SELECT brin_summarize_new_values(i.indexrelid::regclass) FROM pg_index i
+                 JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam
+                 WHERE i.indrelid = to_regclass($1) AND am.amname = 'brin'",
+                &[&table],
+            )
+            .map(drop)
+            .map_err(|e| self.spec_error(e))
+    }
+
     fn spec_error(&self, e: postgres::Error) -> SinkError {
         self.error(pg::describe(&e))
     }
@@ -343,35 +391,9 @@ impl TableSink for PostgresTables {
         Ok(Some(RolledBack { run_id, rows_removed }))
     }
 
-    fn prune_versions(&mut self) -> Result<(), SinkError> {
-        let name = self.spec.name.clone();
-        let (schema, undo) = (self.schema.clone(), self.qualified(&undo_table(&name)));
-        let keep = i64::from(self.spec.versions);
-        let error = |e: postgres::Error| SinkError { table: name.clone(), message: pg::describe(&e) };
-        let mut transaction = self.client.transaction().map_err(error)?;
-        let oldest_kept = transaction
-            .query_opt(
-                &format!(
-                    "SELECT run_id FROM {schema}._sluice_versions ORDER BY run_id DESC LIMIT 1 OFFSET $1"
-                ),
-                &[&(keep - 1)],
-            )
-            .map_err(error)?;
-        let Some(oldest_kept) = oldest_kept.map(|row| row.get::<_, i64>(0)) else { return Ok(()) };
-        for bookkeeping in ["_sluice_versions", "_sluice_version_columns"] {
-            transaction
-                .execute(&format!("DELETE FROM {schema}.{bookkeeping} WHERE run_id < $1"), &[&oldest_kept])
-                .map_err(error)?;
-        }
-        if read_columns(&mut transaction, &undo)
-            .map_err(|message| SinkError { table: name.clone(), message })?
-            .is_some()
-        {
-            transaction
-                .execute(&format!("DELETE FROM {undo} WHERE _sluice_removed_by < $1"), &[&oldest_kept])
-                .map_err(error)?;
-        }
-        transaction.commit().map_err(error)
+    fn finish_run(&mut self) -> Result<(), SinkError> {
+        self.summarize_rows()?;
+        self.prune_versions()
     }
 
     fn begin_object<'s>(

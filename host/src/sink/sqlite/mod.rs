@@ -365,7 +365,7 @@ impl TableSink for SqliteTables {
         Ok(Some(RolledBack { run_id, rows_removed }))
     }
 
-    fn prune_versions(&mut self) -> Result<(), SinkError> {
+    fn finish_run(&mut self) -> Result<(), SinkError> {
         let (table, dataflow) = (self.spec.name.clone(), self.dataflow.clone());
         let keep = i64::from(self.spec.versions);
         let error = |e: rusqlite::Error| SinkError { table: table.clone(), message: e.to_string() };
