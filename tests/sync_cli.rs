@@ -117,6 +117,11 @@ fn configuration_mistakes_name_the_dataflow_the_key_and_the_line() {
     ));
     assert!(bad_schedule.contains("line 4") && bad_schedule.contains("schedule `hourly`"), "{bad_schedule}");
 
+    let same_but_case = config_error(&format!(
+        "[dataflows.Orders]\n{LOCAL}format = {{ plugin = \"csv\" }}\n[dataflows.orders]\n{LOCAL}format = {{ plugin = \"csv\" }}\n"
+    ));
+    assert!(same_but_case.contains("differ only in case"), "{same_but_case}");
+
     let bad_source =
         config_error("[dataflows.Orders]\nsource = { type = \"ftp\" }\nformat = { plugin = \"csv\" }\n");
     assert!(bad_source.contains("line 2") && bad_source.contains("ftp"), "{bad_source}");

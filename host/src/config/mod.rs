@@ -197,6 +197,15 @@ impl Config {
         for (name, dataflow) in &self.dataflows {
             let key = |sub: &str| format!("dataflows.{name}{sub}");
             check_dataflow_name(name).map_err(|message| (key(""), message))?;
+            // Both would write the same default table, and on PostgreSQL the same schema.
+            if let Some(other) = self.dataflows.keys().find(|o| *o != name && o.eq_ignore_ascii_case(name)) {
+                return Err((
+                    key(""),
+                    format!(
+                        "dataflow names `{other}` and `{name}` differ only in case; their tables would be the same"
+                    ),
+                ));
+            }
             self.plugin_spec(&dataflow.format.plugin).map_err(|e| (key(".format.plugin"), e.message()))?;
             if dataflow.template.is_some() {
                 return Err((
