@@ -79,9 +79,7 @@ pub fn push_field(out: &mut String, value: &Value<'_>) {
     match value {
         Value::Null => out.push_str("\\N"),
         Value::Boolean(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Integer(i) => {
-            let _ = write!(out, "{i}");
-        }
+        Value::Integer(i) => out.push_str(itoa::Buffer::new().format(*i)),
         Value::Float(f) if f.is_nan() => out.push_str("NaN"),
         Value::Float(f) if f.is_infinite() => out.push_str(if *f > 0.0 { "Infinity" } else { "-Infinity" }),
         // Rust prints the shortest text that reads back as the same double.

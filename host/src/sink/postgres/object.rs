@@ -317,31 +317,65 @@ impl<'s> PostgresObject<'s> {
     }
 
     /// The batch's rows, but the rejected ones, as COPY text: lineage, the batch's columns, and where
-    /// `ordinal` is set the row's position in the batch.
-    fn encode(&mut self, batch: &RecordBatch, rejected: &[bool], ordinal: bool) -> Result<(), SinkError> {
+    /// `ordinal` is set the row's position in the batch. Without `rejected` it also checks every value
+    /// as [`Self::check_values`] would, and gives up (`false`) at the first that needs more than copying:
+    /// most batches need nothing more, and get by with one pass over their values instead of two.
+    fn encode(
+        &mut self,
+        batch: &RecordBatch,
+        rejected: Option<&[bool]>,
+        ordinal: bool,
+    ) -> Result<bool, SinkError> {
+        let checks: Option<Vec<(ColumnType, bool)>> = rejected.is_none().then(|| {
+            let spec = self.target.spec;
+            batch
+                .columns()
+                .iter()
+                .map(|column| {
+                    let kind = self
+                        .columns()
+                        .iter()
+                        .find(|c| c.name == column.name())
+                        .map_or(ColumnType::Text, |c| c.kind);
+                    let is_key = spec.mode == WriteMode::Merge && spec.key.iter().any(|k| k == column.name());
+                    (kind, is_key)
+                })
+                .collect()
+        });
         let mut buffer = std::mem::take(&mut self.buffer);
         buffer.clear();
         let mut object = String::new();
         push_escaped(&mut object, &self.object.key);
+        let mut numbers = itoa::Buffer::new();
         let run = self.run_id.to_string();
-        for row in (0..batch.num_rows()).filter(|&row| !rejected[row]) {
+        let mut clean = true;
+        'rows: for row in (0..batch.num_rows()).filter(|&row| rejected.is_none_or(|r| !r[row])) {
             buffer.push_str(&object);
             buffer.push('\t');
-            buffer.push_str(&batch.line(row).to_string());
+            buffer.push_str(numbers.format(batch.line(row)));
             buffer.push('\t');
             buffer.push_str(&run);
-            for column in batch.columns() {
+            for (index, column) in batch.columns().iter().enumerate() {
+                let value = column.value(row).map_err(|e| self.error(e))?;
+                if let Some(checks) = &checks {
+                    let (kind, is_key) = checks[index];
+                    if unstorable(&value).is_some() || (is_key && value == Value::Null) || !kind.fits(&value)
+                    {
+                        clean = false;
+                        break 'rows;
+                    }
+                }
                 buffer.push('\t');
-                push_field(&mut buffer, &column.value(row).map_err(|e| self.error(e))?);
+                push_field(&mut buffer, &value);
             }
             if ordinal {
                 buffer.push('\t');
-                buffer.push_str(&row.to_string());
+                buffer.push_str(numbers.format(row));
             }
             buffer.push('\n');
         }
         self.buffer = buffer;
-        Ok(())
+        Ok(clean)
     }
 
     /// Sends the encoded rows to `table` (`columns` in COPY's order).
@@ -393,7 +427,14 @@ impl ObjectWrite for PostgresObject<'_> {
         }
         self.fit_columns(batch)?;
         self.read_row_start()?;
-        let rejected = self.check_values(batch)?;
+        let merge = self.target.spec.mode == WriteMode::Merge;
+        let rejected = if self.encode(batch, None, merge)? {
+            vec![false; batch.num_rows()]
+        } else {
+            let rejected = self.check_values(batch)?;
+            self.encode(batch, Some(&rejected), merge)?;
+            rejected
+        };
         if self.target.spec.mode == WriteMode::Replace {
             self.replace_earlier_rows()?;
         }
@@ -403,8 +444,6 @@ impl ObjectWrite for PostgresObject<'_> {
             .chain(batch.columns().iter().map(|c| quote(c.name())))
             .collect::<Vec<_>>()
             .join(", ");
-        let merge = self.target.spec.mode == WriteMode::Merge;
-        self.encode(batch, &rejected, merge)?;
         if merge {
             self.merge(batch, &batch_columns)?;
         } else {
