@@ -53,22 +53,6 @@ fn stdout(output: &Output) -> String {
     text(&output.stdout)
 }
 
-/// The repository's connector.toml and sample files, copied where a test can change them.
-fn example() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(support::root().join("connector.toml"), dir.path().join("connector.toml")).unwrap();
-    for folder in ["orders", "customers", "products"] {
-        let from = support::root().join("examples/data").join(folder);
-        let to = dir.path().join("examples/data").join(folder);
-        std::fs::create_dir_all(&to).unwrap();
-        for entry in std::fs::read_dir(from).unwrap() {
-            let entry = entry.unwrap();
-            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-        }
-    }
-    dir
-}
-
 /// A folder of its own with a `connector.toml` of `dataflows` (and the backend's databases).
 fn configured(dataflows: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -93,7 +77,7 @@ fn put(dir: &Path, name: &str, text: &str, minutes_ago: u64) {
 }
 
 fn the_example_loads_then_imports_nothing_new_then_a_touched_file_again(b: &Backend) {
-    let dir = example();
+    let dir = support::example();
     let first = run(b, dir.path(), &["run"]);
     assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
     let summary = stdout(&first);
@@ -345,7 +329,7 @@ fn the_dataflow_list_and_history_show_status_tables_times_and_the_error_of_a_fai
 }
 
 fn remove_deletes_the_tables_ledger_cursor_and_history_and_the_next_run_starts_from_scratch(b: &Backend) {
-    let dir = example();
+    let dir = support::example();
     run(b, dir.path(), &["run"]);
     let count = |dataflow: &str, sql: &str| b.count(dir.path(), dataflow, sql);
 
@@ -389,7 +373,7 @@ fn remove_deletes_the_tables_ledger_cursor_and_history_and_the_next_run_starts_f
 }
 
 fn a_ledger_that_says_more_than_the_sink_holds_is_squared_and_the_objects_imported_again(b: &Backend) {
-    let dir = example();
+    let dir = support::example();
     // An older object, so that the cursor (at the newer one) has moved well past it.
     let older = dir.path().join("examples/data/orders/orders-2026-10.csv.gz");
     let ten_days_ago = SystemTime::now() - Duration::from_secs(10 * 86_400);
@@ -405,7 +389,7 @@ fn a_ledger_that_says_more_than_the_sink_holds_is_squared_and_the_objects_import
 fn rollback_after_append_restores_the_earlier_rows_and_columns_exactly_and_twice_goes_back_two_runs(
     b: &Backend,
 ) {
-    let dir = example();
+    let dir = support::example();
     let dump = || b.dump(dir.path(), "Orders", "orders");
     let count = |sql: &str| b.count(dir.path(), "Orders", sql);
     let nothing = run(b, dir.path(), &["rollback", "Orders"]);
@@ -534,7 +518,7 @@ fn only_the_configured_number_of_versions_is_kept(b: &Backend) {
 }
 
 fn tables_carry_a_purpose_and_a_kind_from_the_config(b: &Backend) {
-    let dir = example();
+    let dir = support::example();
     let before = stdout(&run(b, dir.path(), &["dataflows", "--tables"]));
     assert!(before.contains("Customers  customers  customer-360  data  —"), "{before}");
     run(b, dir.path(), &["run"]);

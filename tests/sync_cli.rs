@@ -25,25 +25,9 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// The repository's connector.toml and sample files, copied where a test can change them.
-fn example() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(support::root().join("connector.toml"), dir.path().join("connector.toml")).unwrap();
-    for folder in ["orders", "customers", "products"] {
-        let from = support::root().join("examples/data").join(folder);
-        let to = dir.path().join("examples/data").join(folder);
-        std::fs::create_dir_all(&to).unwrap();
-        for entry in std::fs::read_dir(from).unwrap() {
-            let entry = entry.unwrap();
-            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-        }
-    }
-    dir
-}
-
 #[test]
 fn preview_lists_what_the_next_run_imports_and_its_first_records_and_writes_nothing() {
-    let dir = example();
+    let dir = support::example();
     let output = run(dir.path(), &["preview", "Orders", "--records", "2"]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     let stdout = text(&output.stdout);
@@ -133,7 +117,7 @@ fn configuration_mistakes_name_the_dataflow_the_key_and_the_line() {
 
 #[test]
 fn a_dataflow_that_is_not_configured_is_named_with_those_that_are() {
-    let dir = example();
+    let dir = support::example();
     let output = run(dir.path(), &["run", "Refunds"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(

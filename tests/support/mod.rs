@@ -18,6 +18,22 @@ pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
+/// The repository's connector.toml and sample files, copied where a test can change them.
+pub fn example() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(root().join("connector.toml"), dir.path().join("connector.toml")).unwrap();
+    for folder in ["orders", "customers", "products"] {
+        let from = root().join("examples/data").join(folder);
+        let to = dir.path().join("examples/data").join(folder);
+        std::fs::create_dir_all(&to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+    dir
+}
+
 /// One plugin host per test binary, with a compile cache under `target/`.
 pub fn host() -> &'static PluginHost {
     static HOST: OnceLock<PluginHost> = OnceLock::new();

@@ -46,6 +46,44 @@ pub struct TableSpec {
     pub on_type_conflict: TypeConflict,
 }
 
+impl TableSpec {
+    /// The write mode and merge key as a sink records them in `_sluice_tables`.
+    fn recorded_form(&self) -> (String, String) {
+        (format!("{:?}", self.mode).to_ascii_lowercase(), self.key.join(","))
+    }
+
+    /// Refuses to merge `dataflow`'s table on another key than its rows were merged on (`recorded`: the
+    /// mode and key the sink recorded; `has_table`: whether the rows are there).
+    fn check_merge_key(
+        &self,
+        dataflow: &str,
+        recorded: Option<(&str, &str)>,
+        has_table: bool,
+    ) -> Result<(), String> {
+        let key = self.recorded_form().1;
+        match recorded {
+            Some(("merge", recorded_key))
+                if self.mode == WriteMode::Merge && recorded_key != key && has_table =>
+            {
+                Err(format!(
+                    "dataflow `{dataflow}` merged its rows on [{recorded_key}] and is now set to merge on [{key}], which would break the rows already loaded; remove the dataflow first (`sluice remove {dataflow}`, and the next run loads it again) or write to a new dataflow"
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Logs that `dataflow`'s table was renamed from `old` to `new`, as the configuration now names it.
+fn log_renamed(dataflow: &str, old: &str, new: &str) {
+    tracing::info!(
+        dataflow,
+        from = old,
+        to = new,
+        "renamed the dataflow's table as the configuration now names it"
+    );
+}
+
 /// What a rollback undid.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RolledBack {

@@ -260,9 +260,8 @@ impl StateStore {
             Database::Sqlite(_) => "PRAGMA user_version".to_string(),
             Database::Postgres(_) => "SELECT coalesce(max(version), 0) FROM schema_version".to_string(),
         };
-        let rows = self.database.sql().query(&query, &[]).map_err(|e| self.error(e))?;
-        let version = rows.first().map(|row| row.int(0)).transpose().map_err(|e| self.error(e))?;
-        Ok(version.unwrap_or(0) as usize)
+        let version = self.query(&query, &[], |row| row.int(0))?;
+        Ok(version.first().copied().unwrap_or(0) as usize)
     }
 
     fn migrate(&mut self) -> Result<(), StateError> {
@@ -304,7 +303,8 @@ impl StateStore {
 
     /// Runs one statement that changes the state.
     fn execute(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<(), StateError> {
-        self.database.sql().execute(sql, args).map(drop).map_err(|e| self.error(e))
+        let outcome = self.database.sql().execute(sql, args);
+        outcome.map(drop).map_err(|e| self.error(e))
     }
 
     /// Runs a query and reads each of its rows with `read`.
@@ -314,7 +314,8 @@ impl StateStore {
         args: &[Arg<'_>],
         read: impl Fn(&Row) -> Result<T, String>,
     ) -> Result<Vec<T>, StateError> {
-        let rows = self.database.sql().query(sql, args).map_err(|e| self.error(e))?;
+        let rows = self.database.sql().query(sql, args);
+        let rows = rows.map_err(|e| self.error(e))?;
         rows.iter().map(read).collect::<Result<_, _>>().map_err(|e| self.error(e))
     }
 
@@ -419,13 +420,11 @@ impl StateStore {
         run_id: i64,
         now: SystemTime,
     ) -> Result<u64, StateError> {
-        self.database
-            .sql()
-            .execute(
-                "UPDATE objects SET status = 'skipped', updated_at = ?3 WHERE dataflow = ?1 AND run_id = ?2 AND status = 'loaded'",
-                &[dataflow.into(), run_id.into(), millis(now).into()],
-            )
-            .map_err(|e| self.error(e))
+        let skipped = self.database.sql().execute(
+            "UPDATE objects SET status = 'skipped', updated_at = ?3 WHERE dataflow = ?1 AND run_id = ?2 AND status = 'loaded'",
+            &[dataflow.into(), run_id.into(), millis(now).into()],
+        );
+        skipped.map_err(|e| self.error(e))
     }
 
     /// Records that a rollback undid a run.

@@ -94,14 +94,14 @@ impl Database {
     ) -> Result<T, String> {
         match self {
             Database::Sqlite(connection) => {
-                let mut transaction = connection.transaction().map_err(|e| e.to_string())?;
-                let value = work(&mut transaction)?;
+                let transaction = connection.transaction().map_err(|e| e.to_string())?;
+                let value = work(&mut Sqlite(&transaction))?;
                 transaction.commit().map_err(|e| e.to_string())?;
                 Ok(value)
             }
             Database::Postgres(client) => {
                 let mut transaction = client.transaction().map_err(|e| pg::describe(&e))?;
-                let value = work(&mut transaction)?;
+                let value = work(&mut Postgres(&mut transaction))?;
                 transaction.commit().map_err(|e| pg::describe(&e))?;
                 Ok(value)
             }
@@ -109,68 +109,49 @@ impl Database {
     }
 
     /// The connection itself, for single statements (each its own transaction).
-    pub fn sql(&mut self) -> &mut dyn Sql {
+    pub fn sql(&mut self) -> Box<dyn Sql + '_> {
         match self {
-            Database::Sqlite(connection) => connection,
-            Database::Postgres(client) => &mut ***client,
+            Database::Sqlite(connection) => Box::new(Sqlite(connection)),
+            Database::Postgres(client) => Box::new(Postgres(&mut ***client)),
         }
     }
 }
 
-impl Sql for rusqlite::Connection {
+/// Statements on an SQLite connection, or inside its transaction (which derefs to it).
+struct Sqlite<'c>(&'c rusqlite::Connection);
+
+impl Sql for Sqlite<'_> {
     fn execute(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<u64, String> {
-        sqlite_execute(self, sql, args)
+        let args = rusqlite::params_from_iter(args.iter().map(sqlite_value));
+        self.0.execute(sql, args).map(|rows| rows as u64).map_err(|e| e.to_string())
     }
 
     fn query(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<Row>, String> {
-        sqlite_query(self, sql, args)
-    }
-
-    fn batch(&mut self, sql: &str) -> Result<(), String> {
-        self.execute_batch(sql).map_err(|e| e.to_string())
-    }
-}
-
-impl Sql for rusqlite::Transaction<'_> {
-    fn execute(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<u64, String> {
-        sqlite_execute(self, sql, args)
-    }
-
-    fn query(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<Row>, String> {
-        sqlite_query(self, sql, args)
-    }
-
-    fn batch(&mut self, sql: &str) -> Result<(), String> {
-        self.execute_batch(sql).map_err(|e| e.to_string())
-    }
-}
-
-fn sqlite_execute(connection: &rusqlite::Connection, sql: &str, args: &[Arg<'_>]) -> Result<u64, String> {
-    let args = rusqlite::params_from_iter(args.iter().map(sqlite_value));
-    connection.execute(sql, args).map(|rows| rows as u64).map_err(|e| e.to_string())
-}
-
-fn sqlite_query(connection: &rusqlite::Connection, sql: &str, args: &[Arg<'_>]) -> Result<Vec<Row>, String> {
-    let mut statement = connection.prepare_cached(sql).map_err(|e| e.to_string())?;
-    let width = statement.column_count();
-    let args = rusqlite::params_from_iter(args.iter().map(sqlite_value));
-    let rows = statement
-        .query_map(args, |row| {
-            (0..width)
-                .map(|index| {
-                    Ok(match row.get_ref(index)? {
-                        rusqlite::types::ValueRef::Integer(value) => Cell::Int(value),
-                        rusqlite::types::ValueRef::Text(text) => {
-                            Cell::Text(String::from_utf8_lossy(text).into_owned())
-                        }
-                        _ => Cell::Null,
+        let mut statement = self.0.prepare_cached(sql).map_err(|e| e.to_string())?;
+        let width = statement.column_count();
+        let args = rusqlite::params_from_iter(args.iter().map(sqlite_value));
+        let rows = statement
+            .query_map(args, |row| {
+                (0..width)
+                    .map(|index| {
+                        Ok(match row.get_ref(index)? {
+                            rusqlite::types::ValueRef::Integer(value) => Cell::Int(value),
+                            rusqlite::types::ValueRef::Text(text) => {
+                                Cell::Text(String::from_utf8_lossy(text).into_owned())
+                            }
+                            _ => Cell::Null,
+                        })
                     })
-                })
-                .collect::<rusqlite::Result<Vec<Cell>>>()
-                .map(Row)
-        })
-        .map_err(|e| e.to_string())?;
-    rows.collect::<Result<_, _>>().map_err(|e| e.to_string())
+                    .collect::<rusqlite::Result<Vec<Cell>>>()
+                    .map(Row)
+            })
+            .map_err(|e| e.to_string())?;
+        rows.collect::<Result<_, _>>().map_err(|e| e.to_string())
+    }
+
+    fn batch(&mut self, sql: &str) -> Result<(), String> {
+        self.0.execute_batch(sql).map_err(|e| e.to_string())
+    }
 }
 
 fn sqlite_value(arg: &Arg<'_>) -> rusqlite::types::Value {
@@ -181,59 +162,40 @@ fn sqlite_value(arg: &Arg<'_>) -> rusqlite::types::Value {
     }
 }
 
-impl Sql for postgres::Client {
+/// Statements on a PostgreSQL client or inside its transaction.
+struct Postgres<'c, C: GenericClient>(&'c mut C);
+
+impl<C: GenericClient> Sql for Postgres<'_, C> {
     fn execute(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<u64, String> {
-        postgres_execute(self, sql, args)
+        self.0.execute(&numbered(sql), &postgres_args(args)).map_err(|e| pg::describe(&e))
     }
 
     fn query(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<Row>, String> {
-        postgres_query(self, sql, args)
+        let rows = self.0.query(&numbered(sql), &postgres_args(args)).map_err(|e| pg::describe(&e))?;
+        rows.iter()
+            .map(|row| {
+                (0..row.len())
+                    .map(|index| {
+                        let column = &row.columns()[index];
+                        let cell = match *column.type_() {
+                            Type::INT8 => row.try_get::<_, Option<i64>>(index).map(|v| v.map(Cell::Int)),
+                            Type::INT4 => {
+                                row.try_get::<_, Option<i32>>(index).map(|v| v.map(|v| Cell::Int(v.into())))
+                            }
+                            _ => row.try_get::<_, Option<String>>(index).map(|v| v.map(Cell::Text)),
+                        };
+                        cell.map(|cell| cell.unwrap_or(Cell::Null))
+                            .map_err(|e| format!("column `{}`: {e}", column.name()))
+                    })
+                    .collect::<Result<Vec<Cell>, String>>()
+                    .map(Row)
+            })
+            .collect()
     }
 
     fn batch(&mut self, sql: &str) -> Result<(), String> {
-        self.batch_execute(sql).map_err(|e| pg::describe(&e))
+        self.0.batch_execute(sql).map_err(|e| pg::describe(&e))
     }
-}
-
-impl Sql for postgres::Transaction<'_> {
-    fn execute(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<u64, String> {
-        postgres_execute(self, sql, args)
-    }
-
-    fn query(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<Row>, String> {
-        postgres_query(self, sql, args)
-    }
-
-    fn batch(&mut self, sql: &str) -> Result<(), String> {
-        self.batch_execute(sql).map_err(|e| pg::describe(&e))
-    }
-}
-
-fn postgres_execute(client: &mut impl GenericClient, sql: &str, args: &[Arg<'_>]) -> Result<u64, String> {
-    client.execute(&numbered(sql), &postgres_args(args)).map_err(|e| pg::describe(&e))
-}
-
-fn postgres_query(client: &mut impl GenericClient, sql: &str, args: &[Arg<'_>]) -> Result<Vec<Row>, String> {
-    let rows = client.query(&numbered(sql), &postgres_args(args)).map_err(|e| pg::describe(&e))?;
-    rows.iter()
-        .map(|row| {
-            (0..row.len())
-                .map(|index| {
-                    let column = &row.columns()[index];
-                    let cell = match *column.type_() {
-                        Type::INT8 => row.try_get::<_, Option<i64>>(index).map(|v| v.map(Cell::Int)),
-                        Type::INT4 => {
-                            row.try_get::<_, Option<i32>>(index).map(|v| v.map(|v| Cell::Int(v.into())))
-                        }
-                        _ => row.try_get::<_, Option<String>>(index).map(|v| v.map(Cell::Text)),
-                    };
-                    cell.map(|cell| cell.unwrap_or(Cell::Null))
-                        .map_err(|e| format!("column `{}`: {e}", column.name()))
-                })
-                .collect::<Result<Vec<Cell>, String>>()
-                .map(Row)
-        })
-        .collect()
 }
 
 fn postgres_args<'a>(args: &'a [Arg<'a>]) -> Vec<&'a (dyn ToSql + Sync)> {

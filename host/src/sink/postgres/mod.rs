@@ -12,8 +12,7 @@
 mod copy;
 mod object;
 
-use super::{CommittedObject, ObjectWrite, RolledBack, SinkError, TableSink, TableSpec};
-use crate::config::WriteMode;
+use super::{CommittedObject, ObjectWrite, RolledBack, SinkError, TableSink, TableSpec, log_renamed};
 use crate::pg::{self, PooledClient, quote};
 use crate::source::ObjectMeta;
 use copy::ColumnType;
@@ -164,31 +163,19 @@ impl PostgresTables {
             table: new.clone(),
             message: format!("renaming table `{old}` to `{new}` failed: {}", pg::describe(&e)),
         })?;
-        tracing::info!(
-            dataflow = self.dataflow,
-            from = old,
-            to = new,
-            "renamed the dataflow's table as the configuration now names it"
-        );
+        log_renamed(&self.dataflow, &old, &new);
         Ok(())
     }
 
     /// Records how the table is written; a table that holds rows merged on one key is not merged on
     /// another, since its rows would no longer be unique by it.
     fn record_spec(&mut self) -> Result<(), SinkError> {
-        let key = self.spec.key.join(",");
-        let mode = format!("{:?}", self.spec.mode).to_ascii_lowercase();
-        if let Some((_, recorded_mode, recorded_key)) = self.recorded()?
-            && recorded_mode == "merge"
-            && self.spec.mode == WriteMode::Merge
-            && recorded_key != key
-            && self.columns.is_some()
-        {
-            let name = &self.dataflow;
-            return Err(self.error(format!(
-                "dataflow `{name}` merged its rows on [{recorded_key}] and is now set to merge on [{key}], which would break the rows already loaded; remove the dataflow first (`sluice remove {name}`, and the next run loads it again) or write to a new dataflow"
-            )));
-        }
+        let (mode, key) = self.spec.recorded_form();
+        let recorded = self.recorded()?;
+        let recorded = recorded.as_ref().map(|(_, mode, key)| (mode.as_str(), key.as_str()));
+        self.spec
+            .check_merge_key(&self.dataflow, recorded, self.columns.is_some())
+            .map_err(|e| self.error(e))?;
         let (schema, name) = (self.schema.clone(), self.spec.name.clone());
         let error = |e: postgres::Error| SinkError { table: name.clone(), message: pg::describe(&e) };
         let mut transaction = self.client.transaction().map_err(error)?;

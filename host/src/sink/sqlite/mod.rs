@@ -11,8 +11,7 @@
 
 mod object;
 
-use super::{CommittedObject, ObjectWrite, RolledBack, SinkError, TableSink, TableSpec};
-use crate::config::WriteMode;
+use super::{CommittedObject, ObjectWrite, RolledBack, SinkError, TableSink, TableSpec, log_renamed};
 use crate::source::ObjectMeta;
 use object::SqliteObject;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
@@ -163,20 +162,14 @@ impl SqliteTables {
             table: new.clone(),
             message: format!("renaming table `{old}` to `{new}` failed: {e}"),
         })?;
-        tracing::info!(
-            dataflow = self.dataflow,
-            from = old,
-            to = new,
-            "renamed the dataflow's table as the configuration now names it"
-        );
+        log_renamed(&self.dataflow, &old, &new);
         Ok(())
     }
 
     /// Records how the table is written; a table that holds rows merged on one key is not merged on
     /// another, since its rows would no longer be unique by it.
     fn record_spec(&self) -> Result<(), SinkError> {
-        let key = self.spec.key.join(",");
-        let mode = format!("{:?}", self.spec.mode).to_ascii_lowercase();
+        let (mode, key) = self.spec.recorded_form();
         let recorded: Option<(String, String)> = self
             .connection
             .query_row("SELECT mode, key FROM _sluice_tables WHERE dataflow = ?1", [&self.dataflow], |row| {
@@ -184,17 +177,10 @@ impl SqliteTables {
             })
             .optional()
             .map_err(|e| self.error(e))?;
-        if let Some((recorded_mode, recorded_key)) = recorded
-            && recorded_mode == "merge"
-            && self.spec.mode == WriteMode::Merge
-            && recorded_key != key
-            && !self.columns.is_empty()
-        {
-            let name = &self.dataflow;
-            return Err(self.error(format!(
-                "dataflow `{name}` merged its rows on [{recorded_key}] and is now set to merge on [{key}], which would break the rows already loaded; remove the dataflow first (`sluice remove {name}`, and the next run loads it again) or write to a new dataflow"
-            )));
-        }
+        let recorded = recorded.as_ref().map(|(mode, key)| (mode.as_str(), key.as_str()));
+        self.spec
+            .check_merge_key(&self.dataflow, recorded, !self.columns.is_empty())
+            .map_err(|e| self.error(e))?;
         self.connection
             .execute(
                 "INSERT INTO _sluice_tables (dataflow, table_name, mode, key) VALUES (?1, ?2, ?3, ?4)
