@@ -39,6 +39,7 @@ on_both_backends!(
     tables_carry_a_purpose_and_a_kind_from_the_config,
     a_renamed_table_keeps_its_rows_and_history,
     objects_rolled_back_with_skip_are_not_imported_again_until_they_change,
+    runs_in_one_process_each_roll_back_exactly_their_own_rows,
 );
 
 fn run(backend: &Backend, dir: &Path, args: &[&str]) -> Output {
@@ -630,4 +631,37 @@ fn objects_rolled_back_with_skip_are_not_imported_again_until_they_change(b: &Ba
     let fixed = run(b, dir.path(), &["run"]);
     assert!(stdout(&fixed).contains("People: succeeded — 1 objects, 1 rows"), "{}", stdout(&fixed));
     assert_eq!(b.strings(dir.path(), "People", "SELECT id || '' FROM people ORDER BY id"), ["1", "2"]);
+}
+
+/// A daemon or an embedding program runs one run after another in one process, on pooled connections:
+/// each run's rows must still be exactly what its rollback takes away.
+fn runs_in_one_process_each_roll_back_exactly_their_own_rows(b: &Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    let config_path = dir.path().join("connector.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "{}[dataflows.Orders]\nsource = {{ type = \"local\", path = \"data\" }}\nformat = {{ plugin = \"csv\" }}\n",
+            b.databases(dir.path())
+        ),
+    )
+    .unwrap();
+    let config = sluice::config::Config::load(&config_path).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let runner = sluice::sync::Runner::new(&config, support::host(), runtime.handle().clone());
+    let count = || b.count(dir.path(), "Orders", "SELECT count(*) FROM orders");
+
+    put(dir.path(), "1.csv", "id,note\n1,a\n2,b\n3,c\n4,d\n5,e\n", 3);
+    assert_eq!(runner.run("Orders", &sluice::sync::Quiet).unwrap().counts.rows, 5);
+    let after_first = b.dump(dir.path(), "Orders", "orders");
+    put(dir.path(), "2.csv", "id,note\n6,f\n7,g\n8,h\n", 2);
+    assert_eq!(runner.run("Orders", &sluice::sync::Quiet).unwrap().counts.rows, 3);
+    put(dir.path(), "3.csv", "id,note\n9,i\n", 1);
+    assert_eq!(runner.run("Orders", &sluice::sync::Quiet).unwrap().counts.rows, 1);
+    assert_eq!(count(), 9);
+
+    assert_eq!(sluice::sync::rollback(&config, "Orders", false).unwrap().rows_removed, 1);
+    assert_eq!(sluice::sync::rollback(&config, "Orders", false).unwrap().rows_removed, 3);
+    assert_eq!(b.dump(dir.path(), "Orders", "orders"), after_first);
 }

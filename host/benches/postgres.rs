@@ -1,12 +1,12 @@
 //! Loading PostgreSQL: Sluice against PostgreSQL's own COPY, on the same rows in the same run.
 //!
 //! - Sluice: CSV files in a local folder, through the WASM csv plugin, into the dataflow's table by COPY
-//!   (with its lineage columns, identity and BRIN index), one transaction per file with its marker.
+//!   (with its identity and lineage columns), one transaction per file with its marker.
 //! - `psql \copy`: the same files into a plain table of the same columns, one `\copy` per file in one
 //!   session, the way an operator bulk-loads CSV.
 //!
 //! Then rollback: a second run appends one more file, and `rollback` undoes it (a range of the 10-million-
-//! row table found through the BRIN index), then undoes the first run (the table it created goes).
+//! row table's identity), then undoes the first run (the table it created goes).
 //!
 //! ```sh
 //! cargo bench --bench postgres                              # 10 million rows in 20 files

@@ -4,10 +4,10 @@
 //! undo log `_sluice_undo_TABLE`.
 //!
 //! Rows are loaded with `COPY ... FROM STDIN`, one object per transaction together with its marker, as on
-//! SQLite. PostgreSQL has no stable rowid, so every table has its own `_sluice_row` identity: a run's rows
-//! lie above the identity's value when the run began (found through a BRIN index, which costs next to
-//! nothing to keep on an append-only sequence), and rows a run replaced or merged over go to the undo log
-//! with their `_sluice_row`, to be put back under it by a rollback.
+//! SQLite. PostgreSQL has no stable rowid, so every table has its own `_sluice_row` identity, which Sluice
+//! fills itself from blocks of the identity's sequence: a run's rows lie above the last block handed out
+//! before it began, and rows a run replaced or merged over go to the undo log with their `_sluice_row`,
+//! to be put back under it by a rollback.
 
 mod copy;
 mod object;
@@ -22,6 +22,9 @@ use postgres::GenericClient;
 /// Sluice's own columns, first in every table: the identity, then where each row came from.
 const IDENTITY: &str = "_sluice_row";
 const LINEAGE_COLUMNS: [&str; 3] = ["_sluice_object", "_sluice_line", "_sluice_run"];
+/// Identities an object takes from the table's sequence at a time: one call for many rows, where a
+/// sequence's default would be called for each.
+const ROW_BLOCK: i64 = 10_000;
 
 /// Sluice's bookkeeping tables that hold a `run_id` each.
 const PER_RUN: [&str; 4] =
@@ -221,22 +224,6 @@ impl PostgresTables {
         transaction.commit().map_err(error)
     }
 
-    /// Summarizes the BRIN index over the pages the run added. PostgreSQL leaves new pages unsummarized
-    /// until a vacuum, and a rollback would read every unsummarized page: the whole table, after a bulk
-    /// load. Summarizing reads the run's pages once, while they are likely still cached.
-    fn summarize_rows(&mut self) -> Result<(), SinkError> {
-        let table = self.qualified(&self.spec.name);
-        self.client
-            .execute(
-                "SELECT brin_summarize_new_values(i.indexrelid::regclass) FROM pg_index i
-                 JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam
-                 WHERE i.indrelid = to_regclass($1) AND am.amname = 'brin'",
-                &[&table],
-            )
-            .map(drop)
-            .map_err(|e| self.spec_error(e))
-    }
-
     fn spec_error(&self, e: postgres::Error) -> SinkError {
         self.error(pg::describe(&e))
     }
@@ -316,9 +303,7 @@ impl TableSink for PostgresTables {
             transaction.batch_execute(&format!("DROP TABLE IF EXISTS {table}, {undo}")).map_err(error)?;
             rows
         } else {
-            // The run's rows all lie above its row start, a range the BRIN index finds. A freshly loaded
-            // table has no statistics yet, and without them the planner would scan it whole instead.
-            transaction.batch_execute("SET LOCAL enable_seqscan = off").map_err(error)?;
+            // The run's rows all lie above its row start; `_sluice_run` guards against anyone else's.
             let rows = transaction
                 .execute(
                     &format!("DELETE FROM {table} WHERE {IDENTITY} > $1 AND _sluice_run = $2"),
@@ -379,7 +364,6 @@ impl TableSink for PostgresTables {
     }
 
     fn finish_run(&mut self) -> Result<(), SinkError> {
-        self.summarize_rows()?;
         self.prune_versions()
     }
 
