@@ -51,15 +51,14 @@ impl Backend {
     /// The `[state]` and `[sink]` sections naming this backend's databases outright, for a configuration
     /// loaded in the test's own process (where [`DATABASES`]' environment variables are not set).
     pub fn databases(&self, dir: &Path) -> String {
-        let url = match self {
-            Backend::Sqlite => format!("sqlite://{}", dir.join("sluice.db").display()),
-            Backend::Postgres(database) => database.url().to_string(),
+        let (state, sink) = match self {
+            Backend::Sqlite => (
+                format!("sqlite://{}", dir.join("sluice-state.db").display()),
+                format!("sqlite://{}", dir.join("sluice.db").display()),
+            ),
+            Backend::Postgres(database) => (database.url().to_string(), database.url().to_string()),
         };
-        let state = match self {
-            Backend::Sqlite => format!("sqlite://{}", dir.join("sluice-state.db").display()),
-            Backend::Postgres(database) => database.url().to_string(),
-        };
-        format!("[state]\nurl = \"{state}\"\n\n[sink]\nurl = \"{url}\"\n\n")
+        format!("[state]\nurl = \"{state}\"\n\n[sink]\nurl = \"{sink}\"\n\n")
     }
 
     /// The rows of `sql` as text, run among `dataflow`'s tables; `Err` where the query fails (a table not
