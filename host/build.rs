@@ -1,4 +1,4 @@
-//! Builds the bundled format plugins (`plugins/`) for `wasm32-wasip2`, so that `cargo build` of the host on
+//! Builds the bundled plugins (formats and the `map` template) (`plugins/`) for `wasm32-wasip2`, so that `cargo build` of the host on
 //! a fresh clone yields a binary with its plugins inside it.
 //!
 //! Why a nested cargo: the plugins are a workspace of their own for another target. The nested build uses
@@ -11,13 +11,13 @@ use std::process::Command;
 
 const WASM_TARGET: &str = "wasm32-wasip2";
 /// The bundled plugins, by the crate name of each.
-const BUNDLED: &[&str] = &["sluice_csv", "sluice_json", "sluice_jsonl"];
+const BUNDLED: &[&str] = &["sluice_csv", "sluice_json", "sluice_jsonl", "sluice_map"];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let root = manifest_dir.parent().expect("host/ sits in the workspace root").to_path_buf();
     let plugins = root.join("plugins");
-    for watched in ["Cargo.toml", "Cargo.lock", ".cargo/config.toml", "sdk", "csv", "json", "jsonl"] {
+    for watched in ["Cargo.toml", "Cargo.lock", ".cargo/config.toml", "sdk", "csv", "json", "jsonl", "map"] {
         println!("cargo:rerun-if-changed={}", plugins.join(watched).display());
     }
     println!("cargo:rerun-if-changed={}", root.join("wit").display());

@@ -92,7 +92,7 @@ fn load(host: &PluginHost, name: &str) -> FormatPlugin {
 }
 
 fn through_plugin(plugin: &FormatPlugin, input: &[u8]) -> u64 {
-    let summary = parse_stream(plugin, "bench", &[], input, |parsed| {
+    let summary = parse_stream(plugin, None, "bench", &[], input, |parsed| {
         black_box(parsed);
         Ok(())
     })

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::io::{self, Write};
 
-use crate::plugin::format_wire::Batch as WireBatch;
+use crate::plugin::format_wire::{Batch as WireBatch, Column as WireColumn};
 
 /// The type tags of `value-type` in `wit/sluice.wit`, by discriminant.
 const NULL: u8 = 0;
@@ -127,6 +127,24 @@ impl RecordBatch {
             });
         }
         Ok(RecordBatch { rows, columns, lines: batch.lines })
+    }
+
+    /// The batch in the form it crosses the component boundary in (to hand it to a template).
+    pub(crate) fn to_wire(&self) -> WireBatch {
+        WireBatch {
+            rows: self.rows as u32,
+            columns: self
+                .columns
+                .iter()
+                .map(|column| WireColumn {
+                    name: column.name.clone(),
+                    types: column.types.clone(),
+                    ends: column.ends.clone(),
+                    data: column.data.clone(),
+                })
+                .collect(),
+            lines: self.lines.clone(),
+        }
     }
 
     pub fn num_rows(&self) -> usize {

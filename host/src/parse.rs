@@ -1,6 +1,7 @@
-//! Streams a file through a format plugin: the path every file takes from bytes to record batches.
+//! Streams a file through a format plugin (and a data template, where the dataflow has one): the path every
+//! file takes from bytes to record batches.
 
-use crate::plugin::{FileParse, FormatPlugin, Parsed, PluginError};
+use crate::plugin::{FileParse, FormatPlugin, Parsed, PluginError, TemplateRun};
 use std::io::{self, Read};
 use std::time::{Duration, Instant};
 
@@ -23,7 +24,7 @@ pub enum ParseError {
     /// The plugin could not start on the file: its options are wrong, or it failed at once.
     #[error(transparent)]
     Open(PluginError),
-    /// The plugin failed part-way; what it completed before has been handed on.
+    /// The plugin (or the template) failed part-way; what it completed before has been handed on.
     #[error(transparent)]
     Plugin(PluginError),
     #[error("reading `{object}` failed after {bytes} bytes: {source}")]
@@ -33,10 +34,12 @@ pub enum ParseError {
     Consume { object: String, source: io::Error },
 }
 
-/// Reads `input` to its end through `plugin`, handing each call's batches and rejects to `consume` as they
-/// come, so that a file of any size streams through in bounded memory.
+/// Reads `input` to its end through `plugin`, then `template` where there is one, handing each call's
+/// batches and rejects to `consume` as they come, so that a file of any size streams through in bounded
+/// memory.
 pub fn parse_stream(
     plugin: &FormatPlugin,
+    mut template: Option<&mut TemplateRun>,
     object: &str,
     options: &[(String, String)],
     mut input: impl Read,
@@ -47,6 +50,10 @@ pub fn parse_stream(
     let mut parse = plugin.open(object, options).map_err(ParseError::Open)?;
     let mut chunk = vec![0u8; CHUNK_SIZE];
     let mut hand_on = |parsed: Parsed, summary: &mut ParseSummary| {
+        let parsed = match template.as_deref_mut() {
+            Some(template) => template.apply_parsed(parsed).map_err(ParseError::Plugin)?,
+            None => parsed,
+        };
         summary.rows += parsed.batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
         summary.rejected += parsed.rejects.len() as u64;
         consume(parsed).map_err(|source| ParseError::Consume { object: object.to_string(), source })

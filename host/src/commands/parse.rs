@@ -34,7 +34,7 @@ pub fn parse_command(
     let stdout = io::stdout();
     let mut records = BufWriter::with_capacity(1 << 16, stdout.lock());
     let mut rejects = io::stderr().lock();
-    let result = parse_stream(&plugin, &object, &options, input, |parsed| {
+    let result = parse_stream(&plugin, None, &object, &options, input, |parsed| {
         for batch in &parsed.batches {
             for row in 0..batch.num_rows() {
                 batch.write_json_row(row, &mut records)?;

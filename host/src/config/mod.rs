@@ -43,7 +43,10 @@ mod locate;
 pub use dataflow::*;
 pub use env::Secret;
 
-use crate::plugin::{BUNDLED_FORMATS, Limits, PluginSource, PluginSpec, bundled_format};
+use crate::plugin::{
+    BUNDLED_FORMATS, BUNDLED_TEMPLATES, Bundled, Limits, PluginSource, PluginSpec, bundled_format,
+    bundled_template,
+};
 use locate::Locator;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -207,13 +210,8 @@ impl Config {
                 ));
             }
             self.plugin_spec(&dataflow.format.plugin).map_err(|e| (key(".format.plugin"), e.message()))?;
-            if dataflow.template.is_some() {
-                return Err((
-                    key(".template"),
-                    format!(
-                        "dataflow `{name}`: data templates are not available in this version of Sluice; remove [dataflows.{name}.template]"
-                    ),
-                ));
+            if let Some(template) = &dataflow.template {
+                self.template_spec(&template.plugin).map_err(|e| (key(".template.plugin"), e.message()))?;
             }
             if let Some(url) = &dataflow.sink.url {
                 self.database(url).map_err(|message| (key(".sink.url"), message))?;
@@ -290,8 +288,17 @@ impl Config {
         self.database(url).expect("checked when the configuration was read")
     }
 
-    /// The plugin called `name`: a `[plugins]` entry, a bundled format, or a path to a `.wasm` file.
+    /// The format plugin called `name`: a `[plugins]` entry, a bundled format, or a path to a `.wasm` file.
     pub fn plugin_spec(&self, name: &str) -> Result<PluginSpec, ConfigError> {
+        self.spec(name, bundled_format(name), BUNDLED_FORMATS)
+    }
+
+    /// The data template called `name`: a `[plugins]` entry, a bundled template, or a path to a `.wasm` file.
+    pub fn template_spec(&self, name: &str) -> Result<PluginSpec, ConfigError> {
+        self.spec(name, bundled_template(name), BUNDLED_TEMPLATES)
+    }
+
+    fn spec(&self, name: &str, bundled: Option<Bundled>, known: &[&str]) -> Result<PluginSpec, ConfigError> {
         let invalid = |key: String, message: String| ConfigError::Invalid {
             path: self.path.clone(),
             line: None,
@@ -310,7 +317,7 @@ impl Config {
                 limits.call_timeout = timeout;
             }
         }
-        let source = match (configured.and_then(|p| p.path.as_ref()), bundled_format(name)) {
+        let source = match (configured.and_then(|p| p.path.as_ref()), bundled) {
             (Some(path), _) => PluginSource::File(self.resolve(path)),
             (None, Some(bundled)) => PluginSource::Bundled(bundled),
             (None, None) if name.ends_with(".wasm") => PluginSource::File(PathBuf::from(name)),
@@ -319,7 +326,7 @@ impl Config {
                     format!("plugins.{name}"),
                     format!(
                         "unknown plugin `{name}`: the bundled ones are {}; name a custom one in [plugins.{name}] with path = \"...wasm\"",
-                        BUNDLED_FORMATS.join(", ")
+                        known.join(", ")
                     ),
                 ));
             }
@@ -381,11 +388,23 @@ impl DataflowConfig {
 }
 
 impl FormatConfig {
-    /// The options as the plugin contract hands them over: strings as they are, numbers and booleans as
-    /// their TOML text, arrays and tables as JSON text.
+    /// The options as the plugin contract hands them over (see [`option_pairs`]).
     pub fn option_pairs(&self) -> Vec<(String, String)> {
-        self.options.iter().map(|(key, value)| (key.clone(), option_text(value))).collect()
+        option_pairs(&self.options)
     }
+}
+
+impl TemplateConfig {
+    /// The options as the plugin contract hands them over (see [`option_pairs`]).
+    pub fn option_pairs(&self) -> Vec<(String, String)> {
+        option_pairs(&self.options)
+    }
+}
+
+/// Options as the plugin contract hands them over: strings as they are, numbers and booleans as their
+/// TOML text, arrays and tables as JSON text.
+fn option_pairs(options: &toml::Table) -> Vec<(String, String)> {
+    options.iter().map(|(key, value)| (key.clone(), option_text(value))).collect()
 }
 
 fn option_text(value: &toml::Value) -> String {

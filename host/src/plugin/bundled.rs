@@ -1,11 +1,14 @@
-//! The format plugins built into the binary (by `build.rs`), by the names `connector.toml` uses for them.
+//! The plugins built into the binary (by `build.rs`), by the names `connector.toml` uses for them.
 
 const CSV: &[u8] = include_bytes!(concat!(env!("SLUICE_BUNDLED_PLUGINS"), "/sluice_csv.wasm"));
 const JSON: &[u8] = include_bytes!(concat!(env!("SLUICE_BUNDLED_PLUGINS"), "/sluice_json.wasm"));
 const JSONL: &[u8] = include_bytes!(concat!(env!("SLUICE_BUNDLED_PLUGINS"), "/sluice_jsonl.wasm"));
+const MAP: &[u8] = include_bytes!(concat!(env!("SLUICE_BUNDLED_PLUGINS"), "/sluice_map.wasm"));
 
 /// The names of the bundled format plugins.
 pub const BUNDLED_FORMATS: &[&str] = &["csv", "tsv", "json", "jsonl"];
+/// The names of the bundled data templates.
+pub const BUNDLED_TEMPLATES: &[&str] = &["map"];
 
 /// A bundled plugin: its component and the options it starts from (which a dataflow's own override).
 #[derive(Clone, Copy, Debug)]
@@ -24,4 +27,9 @@ pub fn bundled_format(name: &str) -> Option<Bundled> {
         _ => return None,
     };
     Some(Bundled { wasm, default_options })
+}
+
+/// The bundled data template called `name`.
+pub fn bundled_template(name: &str) -> Option<Bundled> {
+    (name == "map").then_some(Bundled { wasm: MAP, default_options: &[] })
 }

@@ -1,12 +1,11 @@
 //! Running a format plugin over one file.
 
-use super::engine::EPOCH_TICK;
-use super::sandbox::Sandbox;
+use super::sandbox::{Sandbox, call_failure, deadline_ticks, new_store};
 use super::{CompileSource, Limits, PluginError};
 use crate::batch::RecordBatch;
 use std::time::Duration;
+use wasmtime::Store;
 use wasmtime::component::ResourceAny;
-use wasmtime::{Store, Trap};
 
 /// The host side of the `format` world of `wit/sluice.wit`.
 pub(crate) mod bindings {
@@ -61,29 +60,19 @@ impl FormatPlugin {
 
     /// Starts parsing one file, called `object` in messages, with the dataflow's options.
     pub fn open(&self, object: &str, options: &[(String, String)]) -> Result<FileParse, PluginError> {
-        let mut store = Store::new(self.pre.engine(), Sandbox::new(self.limits.memory));
-        store.limiter(|sandbox| &mut sandbox.limiter);
-        store.epoch_deadline_trap();
         let mut parse = FileParse {
             plugin: self.name.clone(),
             object: object.to_string(),
             limits: self.limits,
-            // The first tick may come at once after the deadline is set, so one more tick makes the limit
-            // a floor: a call is stopped between `call_timeout` and one tick later.
-            deadline_ticks: self.limits.call_timeout.div_duration_f64(EPOCH_TICK).ceil() as u64 + 1,
-            store,
+            deadline_ticks: deadline_ticks(self.limits),
+            store: new_store(self.pre.engine(), self.limits),
             instance: None,
             parser: None,
             completed_before_failure: Parsed::default(),
         };
         parse.store.set_epoch_deadline(parse.deadline_ticks);
         let instance = self.pre.instantiate(&mut parse.store).map_err(|e| parse.failure(e))?;
-        let options: Vec<(String, String)> = self
-            .default_options
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .chain(options.iter().cloned())
-            .collect();
+        let options = with_defaults(self.default_options, options);
         parse.store.set_epoch_deadline(parse.deadline_ticks);
         let created = instance
             .sluice_plugin_parser()
@@ -187,19 +176,15 @@ impl FileParse {
         PluginError::Format { plugin: self.plugin.clone(), object: self.object.clone(), line, message }
     }
 
-    /// Turns a trap into an error that says which limit was hit, or what the plugin printed.
     fn failure(&self, error: wasmtime::Error) -> PluginError {
-        let (plugin, object) = (self.plugin.clone(), self.object.clone());
-        if self.store.data().limiter.exceeded {
-            return PluginError::MemoryLimit { plugin, object, limit: self.limits.memory };
-        }
-        if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-            return PluginError::Timeout { plugin, object, limit: self.limits.call_timeout };
-        }
-        let message = match error.downcast_ref::<Trap>() {
-            Some(trap) => trap.to_string(),
-            None => format!("{error:#}"),
-        };
-        PluginError::Trap { plugin, object, message, stderr: self.store.data().stderr_tail() }
+        call_failure(&self.store, self.limits, &self.plugin, &self.object, error)
     }
+}
+
+/// A plugin's own default options, then the dataflow's (which win, coming later).
+pub(super) fn with_defaults(
+    defaults: &[(&'static str, &'static str)],
+    options: &[(String, String)],
+) -> Vec<(String, String)> {
+    defaults.iter().map(|(k, v)| (k.to_string(), v.to_string())).chain(options.iter().cloned()).collect()
 }

@@ -1,22 +1,27 @@
-//! The plugin host: loads format plugins (WebAssembly components) and runs them sandboxed.
+//! The plugin host: loads plugins (WebAssembly components: format plugins and data templates) and runs
+//! them sandboxed.
 //!
 //! - [`PluginHost`] owns the process's one wasmtime engine, the epoch ticker behind time limits, the linker
 //!   and the on-disk cache of compiled components.
-//! - [`PluginHost::load_format`] compiles (or loads from the cache) and checks one plugin, giving a
-//!   [`FormatPlugin`], which is cheap to keep and to share between threads.
-//! - [`FormatPlugin::open`] starts a [`FileParse`] for one file: a fresh store and instance, so whatever
-//!   one file does to a plugin (a trap, a runaway loop, exhausted memory) fails that file alone.
+//! - [`PluginHost::load_format`] and [`PluginHost::load_template`] compile (or load from the cache) and
+//!   check one plugin, giving a [`FormatPlugin`] or a [`TemplatePlugin`], cheap to keep and to share
+//!   between threads.
+//! - [`FormatPlugin::open`] starts a [`FileParse`] for one file, [`TemplatePlugin::open`] a [`TemplateRun`]:
+//!   a fresh store and instance each, so whatever one file does to a plugin (a trap, a runaway loop,
+//!   exhausted memory) fails that file alone.
 
 mod bundled;
 mod cache;
 mod engine;
 mod format;
 mod sandbox;
+mod template;
 
-pub use bundled::{BUNDLED_FORMATS, Bundled, bundled_format};
+pub use bundled::{BUNDLED_FORMATS, BUNDLED_TEMPLATES, Bundled, bundled_format, bundled_template};
 pub use cache::{CompileSource, default_cache_dir};
 pub(crate) use format::bindings::sluice::plugin::types as format_wire;
 pub use format::{FileParse, FormatPlugin, Parsed, RejectedRow};
+pub use template::{TemplatePlugin, TemplateRun, Templated};
 
 use cache::ComponentCache;
 use engine::EpochTicker;
@@ -24,7 +29,7 @@ use sandbox::Sandbox;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use wasmtime::Engine;
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::{Component, InstancePre, Linker};
 
 /// Imports a plugin may not have: a parser reads the bytes it is fed and has no business with files or
 /// the network. (The context behind the imports it may have grants nothing either; see `Sandbox`.)
@@ -82,6 +87,9 @@ pub enum PluginError {
     MemoryLimit { plugin: String, object: String, limit: usize },
     #[error("plugin `{plugin}` crashed on `{object}`: {message}{}", stderr.as_ref().map(|s| format!("\nplugin stderr:\n{s}")).unwrap_or_default())]
     Trap { plugin: String, object: String, message: String, stderr: Option<String> },
+    /// A data template cannot work on the object at all (its options are wrong, say).
+    #[error("template `{plugin}` failed on `{object}`: {message}")]
+    Template { plugin: String, object: String, message: String },
     /// The plugin broke the contract (a malformed batch).
     #[error("plugin `{plugin}` returned a malformed batch for `{object}`: {message}")]
     Contract { plugin: String, object: String, message: String },
@@ -124,14 +132,48 @@ impl PluginHost {
     /// Loads a format plugin: compiles it (or takes it from the cache), refuses forbidden imports, and
     /// checks that it implements the `format` world.
     pub fn load_format(&self, spec: &PluginSpec) -> Result<FormatPlugin, PluginError> {
-        let load_error = |reason: String| PluginError::Load { plugin: spec.name.clone(), reason };
+        let prepared = self.prepare(spec)?;
+        let pre = format::bindings::FormatPre::new(prepared.pre).map_err(|e| {
+            load_error(
+                spec,
+                format!(
+                    "it is not a Sluice format plugin (it must export `sluice:plugin/parser@0.1.0`): {e:#}"
+                ),
+            )
+        })?;
+        Ok(FormatPlugin {
+            name: spec.name.clone(),
+            pre,
+            limits: spec.limits,
+            default_options: prepared.default_options,
+            compiled_from: prepared.compiled_from,
+            compile_time: prepared.compile_time,
+        })
+    }
+
+    /// Loads a data template: as [`PluginHost::load_format`], for the `template` world.
+    pub fn load_template(&self, spec: &PluginSpec) -> Result<TemplatePlugin, PluginError> {
+        let prepared = self.prepare(spec)?;
+        let pre = template::bindings::TemplatePre::new(prepared.pre).map_err(|e| {
+            load_error(
+                spec,
+                format!(
+                    "it is not a Sluice data template (it must export `sluice:plugin/transform@0.1.0`): {e:#}"
+                ),
+            )
+        })?;
+        Ok(TemplatePlugin { name: spec.name.clone(), pre, limits: spec.limits })
+    }
+
+    /// Compiles (or takes from the cache) a plugin's component and links it, refusing forbidden imports.
+    fn prepare(&self, spec: &PluginSpec) -> Result<Prepared, PluginError> {
         let (wasm, default_options) = match &spec.source {
             PluginSource::Bundled(bundled) => {
                 (std::borrow::Cow::Borrowed(bundled.wasm), bundled.default_options)
             }
             PluginSource::File(path) => {
                 let bytes = std::fs::read(path)
-                    .map_err(|e| load_error(format!("cannot read {}: {e}", path.display())))?;
+                    .map_err(|e| load_error(spec, format!("cannot read {}: {e}", path.display())))?;
                 (std::borrow::Cow::Owned(bytes), &[][..])
             }
         };
@@ -139,27 +181,15 @@ impl PluginHost {
         let (component, compiled_from) = self
             .cache
             .load(&self.engine, &wasm)
-            .map_err(|e| load_error(format!("not a valid WebAssembly component: {e:#}")))?;
+            .map_err(|e| load_error(spec, format!("not a valid WebAssembly component: {e:#}")))?;
         let compile_time = started.elapsed();
         tracing::debug!(plugin = %spec.name, ?compiled_from, ?compile_time, "plugin loaded");
-        self.check_imports(&component).map_err(load_error)?;
-        let instance_pre = self
+        self.check_imports(&component).map_err(|reason| load_error(spec, reason))?;
+        let pre = self
             .linker
             .instantiate_pre(&component)
-            .map_err(|e| load_error(format!("its imports cannot be satisfied: {e:#}")))?;
-        let pre = format::bindings::FormatPre::new(instance_pre).map_err(|e| {
-            load_error(format!(
-                "it is not a Sluice format plugin (it must export `sluice:plugin/parser@0.1.0`): {e:#}"
-            ))
-        })?;
-        Ok(FormatPlugin {
-            name: spec.name.clone(),
-            pre,
-            limits: spec.limits,
-            default_options,
-            compiled_from,
-            compile_time,
-        })
+            .map_err(|e| load_error(spec, format!("its imports cannot be satisfied: {e:#}")))?;
+        Ok(Prepared { pre, default_options, compiled_from, compile_time })
     }
 
     fn check_imports(&self, component: &Component) -> Result<(), String> {
@@ -171,4 +201,16 @@ impl PluginHost {
         }
         Ok(())
     }
+}
+
+/// A plugin compiled and linked, not yet checked against a world.
+struct Prepared {
+    pre: InstancePre<Sandbox>,
+    default_options: &'static [(&'static str, &'static str)],
+    compiled_from: CompileSource,
+    compile_time: Duration,
+}
+
+fn load_error(spec: &PluginSpec, reason: String) -> PluginError {
+    PluginError::Load { plugin: spec.name.clone(), reason }
 }

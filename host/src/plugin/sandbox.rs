@@ -1,7 +1,9 @@
 //! What a plugin instance may touch: nothing of the host, and a capped amount of memory.
 
-use wasmtime::ResourceLimiter;
+use super::engine::EPOCH_TICK;
+use super::{Limits, PluginError};
 use wasmtime::component::ResourceTable;
+use wasmtime::{Engine, ResourceLimiter, Store, Trap};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
@@ -80,4 +82,40 @@ impl ResourceLimiter for MemoryLimiter {
     ) -> wasmtime::Result<bool> {
         Ok(desired <= TABLE_ELEMENTS_LIMIT)
     }
+}
+
+/// A fresh store for one object's instance, under `limits`.
+pub(crate) fn new_store(engine: &Engine, limits: Limits) -> Store<Sandbox> {
+    let mut store = Store::new(engine, Sandbox::new(limits.memory));
+    store.limiter(|sandbox| &mut sandbox.limiter);
+    store.epoch_deadline_trap();
+    store
+}
+
+/// The epoch ticks one call may run. The first tick may come at once after the deadline is set, so one
+/// more tick makes the limit a floor: a call is stopped between `call_timeout` and one tick later.
+pub(crate) fn deadline_ticks(limits: Limits) -> u64 {
+    limits.call_timeout.div_duration_f64(EPOCH_TICK).ceil() as u64 + 1
+}
+
+/// Turns a failed call into an error that says which limit was hit, or what the plugin printed.
+pub(crate) fn call_failure(
+    store: &Store<Sandbox>,
+    limits: Limits,
+    plugin: &str,
+    object: &str,
+    error: wasmtime::Error,
+) -> PluginError {
+    let (plugin, object) = (plugin.to_string(), object.to_string());
+    if store.data().limiter.exceeded {
+        return PluginError::MemoryLimit { plugin, object, limit: limits.memory };
+    }
+    if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+        return PluginError::Timeout { plugin, object, limit: limits.call_timeout };
+    }
+    let message = match error.downcast_ref::<Trap>() {
+        Some(trap) => trap.to_string(),
+        None => format!("{error:#}"),
+    };
+    PluginError::Trap { plugin, object, message, stderr: store.data().stderr_tail() }
 }

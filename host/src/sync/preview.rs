@@ -6,7 +6,7 @@ use super::plan::Plan;
 use super::runner::{Runner, open_blocking};
 use crate::config::DataflowConfig;
 use crate::parse::{ParseError, parse_stream};
-use crate::plugin::{FormatPlugin, RejectedRow};
+use crate::plugin::{FormatPlugin, RejectedRow, TemplatePlugin};
 use crate::source::{ObjectMeta, Source, decompressing};
 use crate::state::StateStore;
 use std::io;
@@ -36,6 +36,7 @@ impl Runner<'_> {
     pub fn preview(&self, name: &str, limit: usize) -> Result<Preview, SyncError> {
         let dataflow = self.config().dataflow(name)?;
         let plugin = self.load_plugin(name, dataflow)?;
+        let template = self.load_template(name, dataflow)?;
         let state_error = |source| SyncError::State { dataflow: name.to_string(), source };
         let mut state = StateStore::open_read_only(&self.config().state_database()).map_err(state_error)?;
         let source = self.build_source(name, dataflow)?;
@@ -43,16 +44,18 @@ impl Runner<'_> {
         let sampled = plan.to_import().next().or_else(|| plan.objects.last().map(|p| &p.object));
         let Some(object) = sampled.cloned() else { return Ok(Preview { plan, sample: None }) };
 
-        let sample = self.read_sample(source.as_ref(), dataflow, &plugin, &object, limit);
+        let plugins = (&plugin, template.as_ref());
+        let sample = self.read_sample(source.as_ref(), dataflow, plugins, &object, limit);
         Ok(Preview { plan, sample: Some(sample) })
     }
 
-    /// The first `limit` records (and rejects) of `object`, and why it could not be read where it could not.
+    /// The first `limit` records (and rejects) of `object`, templated where the dataflow has a template,
+    /// and why it could not be read where it could not.
     fn read_sample(
         &self,
         source: &dyn Source,
         dataflow: &DataflowConfig,
-        plugin: &FormatPlugin,
+        (plugin, template): (&FormatPlugin, Option<&TemplatePlugin>),
         object: &ObjectMeta,
         limit: usize,
     ) -> Sample {
@@ -70,7 +73,15 @@ impl Runner<'_> {
             }
         };
         let options = dataflow.format.option_pairs();
-        let parsed = parse_stream(plugin, &object.key, &options, input, |parsed| {
+        let template_options = dataflow.template.as_ref().map(|t| t.option_pairs()).unwrap_or_default();
+        let mut template = match template.map(|t| t.open(&object.key, &template_options)).transpose() {
+            Ok(template) => template,
+            Err(error) => {
+                sample.error = Some(error.to_string());
+                return sample;
+            }
+        };
+        let parsed = parse_stream(plugin, template.as_mut(), &object.key, &options, input, |parsed| {
             for batch in &parsed.batches {
                 for row in 0..batch.num_rows() {
                     if sample.records.len() == limit {

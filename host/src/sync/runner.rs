@@ -11,7 +11,7 @@ use super::stores::{DataflowStores, state_error};
 use super::{Progress, SyncError};
 use crate::config::{Config, DataflowConfig};
 use crate::parse::{ParseError, parse_stream};
-use crate::plugin::{FormatPlugin, Parsed, PluginHost};
+use crate::plugin::{FormatPlugin, Parsed, PluginHost, TemplatePlugin};
 use crate::sink::TableSink;
 use crate::source::{self, MANY_OBJECTS, ObjectMeta, ObjectReader, Source, SourceError, decompressing};
 use crate::state::{LedgerEntry, ObjectOutcome, ObjectStatus, RunCounts, RunStatus, StateStore};
@@ -85,6 +85,22 @@ impl<'a> Runner<'a> {
             .map_err(|source| SyncError::Plugin { dataflow: name.to_string(), source })
     }
 
+    /// The dataflow's data template, where it has one.
+    pub(super) fn load_template(
+        &self,
+        name: &str,
+        dataflow: &DataflowConfig,
+    ) -> Result<Option<TemplatePlugin>, SyncError> {
+        let Some(template) = &dataflow.template else { return Ok(None) };
+        let spec = self.config.template_spec(&template.plugin)?;
+        let plugin_error = |source| SyncError::Plugin { dataflow: name.to_string(), source };
+        let plugin = self.host.load_template(&spec).map_err(plugin_error)?;
+        // A mapping the template refuses would fail every object alike: refuse it once, before any.
+        let options_key = format!("[dataflows.{name}.template.options]");
+        plugin.open(&options_key, &template.option_pairs()).map_err(plugin_error)?;
+        Ok(Some(plugin))
+    }
+
     pub(super) fn build_source(
         &self,
         name: &str,
@@ -100,6 +116,7 @@ impl<'a> Runner<'a> {
         let started = Instant::now();
         let dataflow = self.config.dataflow(name)?;
         let plugin = self.load_plugin(name, dataflow)?;
+        let template = self.load_template(name, dataflow)?;
         // Held to the end of the run (the lock with it): a second process running the dataflow is
         // refused, never interleaved.
         let mut stores = DataflowStores::open(self.config, name, dataflow)?;
@@ -116,7 +133,15 @@ impl<'a> Runner<'a> {
             objects: Vec::new(),
             elapsed: Duration::ZERO,
         };
-        let run = DataflowRun { name, dataflow, plugin: &plugin, run_id, progress, runtime: &self.runtime };
+        let run = DataflowRun {
+            name,
+            dataflow,
+            plugin: &plugin,
+            template: template.as_ref(),
+            run_id,
+            progress,
+            runtime: &self.runtime,
+        };
         let outcome = self.load(&run, state, stores.sink.as_mut(), &mut report);
         if let Err(error) = outcome {
             report.status = RunStatus::Failed;
@@ -268,6 +293,7 @@ struct DataflowRun<'r> {
     name: &'r str,
     dataflow: &'r DataflowConfig,
     plugin: &'r FormatPlugin,
+    template: Option<&'r TemplatePlugin>,
     run_id: i64,
     progress: &'r dyn Progress,
     runtime: &'r Handle,
@@ -353,6 +379,8 @@ impl DataflowRun<'_> {
         };
         let compression = self.dataflow.format.compression;
         let options = self.dataflow.format.option_pairs();
+        let template = self.template;
+        let template_options = self.dataflow.template.as_ref().map(|t| t.option_pairs()).unwrap_or_default();
 
         let mut writer = match sink.begin_object(object, self.run_id) {
             Ok(writer) => writer,
@@ -363,7 +391,11 @@ impl DataflowRun<'_> {
             let parser = scope.spawn(move || {
                 let input = decompressing(&object.key, compression, input)
                     .map_err(|source| ParseError::Read { object: object.key.clone(), bytes: 0, source })?;
-                parse_stream(plugin, &object.key, &options, input, |parsed| {
+                let mut template = template
+                    .map(|t| t.open(&object.key, &template_options))
+                    .transpose()
+                    .map_err(ParseError::Open)?;
+                parse_stream(plugin, template.as_mut(), &object.key, &options, input, |parsed| {
                     sender.send(parsed).map_err(|_| io::Error::other("the sink stopped taking records"))
                 })
             });

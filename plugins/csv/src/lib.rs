@@ -243,7 +243,11 @@ impl Records {
             if self.trim {
                 value = value.trim_matches([' ', '\t']);
             }
-            let value = if self.null_values.iter().any(|null| null == value) { Value::Null } else { Value::Text(value) };
+            let value = if self.null_values.iter().any(|null| null == value) {
+                Value::Null
+            } else {
+                Value::Text(value)
+            };
             out.batch().push(self.column_index[i], value);
         }
         out.end_row(line);

@@ -152,7 +152,7 @@ impl BatchBuilder {
         }
     }
 
-    fn end_row(&mut self, line: u64) {
+    pub(crate) fn end_row(&mut self, line: u64) {
         let rows = self.rows as usize;
         for column in &mut self.columns {
             if column.types.len() == rows {
@@ -168,7 +168,7 @@ impl BatchBuilder {
         self.rows >= BATCH_ROWS || self.bytes >= BATCH_BYTES
     }
 
-    fn take(&mut self) -> Option<Batch> {
+    pub(crate) fn take(&mut self) -> Option<Batch> {
         if self.rows == 0 {
             return None;
         }

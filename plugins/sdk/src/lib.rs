@@ -1,4 +1,4 @@
-//! Guest-side helpers for Sluice format plugins.
+//! Guest-side helpers for Sluice plugins: format plugins ([`Parser`]) and data templates ([`Template`]).
 //!
 //! A format plugin implements [`Parser`] and exports it with [`export_parser!`]; this crate owns the
 //! WebAssembly Interface Types bindings of the `sluice:plugin` contract (`wit/sluice.wit`), so a plugin
@@ -44,11 +44,13 @@ mod batch;
 mod json;
 mod lines;
 mod options;
+pub mod template;
 
 pub use batch::{BatchBuilder, Emitter, Value};
 pub use json::number_value;
 pub use lines::LineSplitter;
 pub use options::Options;
+pub use template::{Input, Records, Template};
 
 /// The bindings generated from `wit/sluice.wit`. Plugins use them only through this crate's types.
 #[doc(hidden)]
