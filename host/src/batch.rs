@@ -73,6 +73,72 @@ impl Column {
     }
 }
 
+impl Column {
+    fn empty(name: &str) -> Column {
+        Column { name: name.to_string(), types: Vec::new(), ends: Vec::new(), data: Vec::new() }
+    }
+
+    fn push(&mut self, value: Value<'_>) {
+        let tag = match value {
+            Value::Null => NULL,
+            Value::Boolean(b) => {
+                self.data.push(u8::from(b));
+                BOOLEAN
+            }
+            Value::Integer(i) => {
+                self.data.extend_from_slice(&i.to_le_bytes());
+                INTEGER
+            }
+            Value::Float(f) => {
+                self.data.extend_from_slice(&f.to_le_bytes());
+                FLOAT
+            }
+            Value::Text(text) => {
+                self.data.extend_from_slice(text.as_bytes());
+                TEXT
+            }
+            Value::Json(json) => {
+                self.data.extend_from_slice(json.as_bytes());
+                JSON
+            }
+        };
+        self.types.push(tag);
+        self.ends.push(self.data.len() as u32);
+    }
+}
+
+/// Builds a batch on the host side (records the host makes itself, such as a Stripe sink's results), in
+/// the same layout a plugin's batches have.
+pub struct BatchBuilder {
+    batch: RecordBatch,
+}
+
+impl BatchBuilder {
+    pub fn new(columns: &[&str]) -> BatchBuilder {
+        BatchBuilder {
+            batch: RecordBatch {
+                rows: 0,
+                columns: columns.iter().map(|c| Column::empty(c)).collect(),
+                lines: Vec::new(),
+            },
+        }
+    }
+
+    /// Adds one record from `line`, a value per column in the order the builder was made with.
+    pub fn push_row(&mut self, line: u64, values: &[Value<'_>]) {
+        assert_eq!(values.len(), self.batch.columns.len(), "a value per column");
+        for (column, value) in self.batch.columns.iter_mut().zip(values) {
+            column.push(*value);
+        }
+        self.batch.lines.push(line);
+        self.batch.rows += 1;
+    }
+
+    pub fn finish(self) -> RecordBatch {
+        self.batch
+    }
+}
+
 /// A batch of records from a format plugin.
 #[derive(Clone, Debug)]
 pub struct RecordBatch {

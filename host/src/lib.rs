@@ -3,10 +3,11 @@
 //!
 //! - [`config`]: `connector.toml`, read and checked.
 //! - [`source`]: where objects come from (S3, a local folder), listed and streamed.
-//! - [`plugin`]: the wasmtime host that loads format plugins and runs them under memory and time limits.
+//! - [`plugin`]: the wasmtime host that loads format plugins and data templates and runs them under memory and time limits.
 //! - [`batch`]: record batches as plugins hand them over (column-major buffers).
 //! - [`parse`]: streaming one file through a format plugin.
-//! - [`sink`]: where records go (tables in SQLite or PostgreSQL).
+//! - [`sink`]: where records go (tables in SQLite or PostgreSQL, or Stripe objects).
+//! - [`stripe`]: Stripe's API, through one careful client.
 //! - [`pg`]: pooled PostgreSQL connections, shared by the sink and the state store.
 //! - [`state`]: runs, the object ledger and cursors.
 //! - [`sync`]: a dataflow's run: planning, then each object from source to sink, exactly once.
@@ -21,4 +22,5 @@ pub mod plugin;
 pub mod sink;
 pub mod source;
 pub mod state;
+pub mod stripe;
 pub mod sync;

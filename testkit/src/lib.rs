@@ -4,7 +4,9 @@
 pub mod orders;
 pub mod postgres;
 pub mod s3;
+pub mod stripe;
 pub mod sts;
 
 pub use postgres::TestDatabase;
 pub use s3::S3Server;
+pub use stripe::StripeServer;

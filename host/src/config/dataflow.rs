@@ -152,9 +152,30 @@ pub struct TemplateConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SinkConfig {
-    /// `tables`: records become rows of a database table.
+    /// `tables`: records become rows of a database table. `stripe`: records become Stripe objects (each
+    /// record's fields are the API's parameters, as a data template makes them), and the table keeps
+    /// what Stripe answered per record.
     #[serde(rename = "type", default)]
     pub kind: SinkKind,
+    /// Stripe: the object records become, by its API path (`products`, `prices`, `customers`, ...).
+    pub object: Option<String>,
+    /// Stripe: the record field that names a record across imports, so a re-imported file updates
+    /// instead of duplicating (default `id` for products, which take a caller's id, else
+    /// `metadata.external_id`).
+    pub external_id: Option<String>,
+    /// Stripe: the secret or restricted key (default: `STRIPE_API_KEY` from the environment).
+    #[serde(default)]
+    pub api_key: Option<Secret>,
+    /// Stripe: a connected account to act for (`Stripe-Account`).
+    pub account: Option<String>,
+    /// Stripe: the API's base URL (default `https://api.stripe.com`).
+    pub api_base: Option<String>,
+    /// Stripe: requests per second (default 25 with a test key, 100 with a live key).
+    pub rate_limit: Option<u32>,
+    /// Stripe: requests in flight at once (default 8).
+    pub concurrency: Option<usize>,
+    /// Stripe: retries of a request that met a 429, a 5xx or a network error (default 6).
+    pub max_retries: Option<u32>,
     /// The database: `sqlite://PATH` (relative to the configuration file; default `sqlite://sluice.db`)
     /// or `postgres://USER@HOST/DATABASE`, where the dataflow's tables go into a schema named after it.
     #[serde(default, deserialize_with = "env::optional")]
@@ -229,6 +250,14 @@ impl Default for SinkConfig {
     fn default() -> Self {
         SinkConfig {
             kind: SinkKind::Tables,
+            object: None,
+            external_id: None,
+            api_key: None,
+            account: None,
+            api_base: None,
+            rate_limit: None,
+            concurrency: None,
+            max_retries: None,
             url: None,
             table: None,
             mode: WriteMode::Append,
@@ -271,6 +300,7 @@ pub enum WriteMode {
 pub enum SinkKind {
     #[default]
     Tables,
+    Stripe,
 }
 
 /// The database a sink or the state store uses, from its URL.

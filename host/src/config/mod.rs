@@ -39,9 +39,11 @@
 mod dataflow;
 pub mod env;
 mod locate;
+mod stripe;
 
 pub use dataflow::*;
 pub use env::Secret;
+pub use stripe::STRIPE_KEY_VARIABLE;
 
 use crate::plugin::{
     BUNDLED_FORMATS, BUNDLED_TEMPLATES, Bundled, Limits, PluginSource, PluginSpec, bundled_format,
@@ -234,6 +236,10 @@ impl Config {
                 }
                 _ => {}
             }
+            dataflow
+                .sink
+                .check_stripe()
+                .map_err(|(name, message)| (key(&format!(".sink.{name}")), message))?;
             if dataflow.sink.versions == Some(0) {
                 return Err((key(".sink.versions"), "keep at least 1 version".into()));
             }
@@ -361,7 +367,12 @@ impl ConfigError {
 impl DataflowConfig {
     /// The table a dataflow writes: its `sink.table`, else its name in lower case.
     pub fn table_name(&self, dataflow: &str) -> String {
-        self.sink.table.clone().unwrap_or_else(|| dataflow.to_ascii_lowercase())
+        match (&self.sink.table, self.sink.kind, &self.sink.object) {
+            (Some(table), _, _) => table.clone(),
+            // What a Stripe sink keeps is the results of its requests, named after the object.
+            (None, SinkKind::Stripe, Some(object)) => format!("stripe_{}", object.replace('/', "_")),
+            _ => dataflow.to_ascii_lowercase(),
+        }
     }
 
     /// The table a dataflow writes, and how.
@@ -378,6 +389,10 @@ impl DataflowConfig {
     /// How many objects a run loads at once into `sink` (see [`SinkConfig::parallelism`]).
     pub fn parallel_loads(&self, sink: &DatabaseUrl) -> usize {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if self.sink.kind == SinkKind::Stripe {
+            // Its parallelism is in the requests in flight, under one rate limit.
+            return 1;
+        }
         match (sink, self.sink.mode) {
             (DatabaseUrl::Postgres(_), WriteMode::Append) => {
                 self.sink.parallelism.unwrap_or(cores.min(4)).max(1)

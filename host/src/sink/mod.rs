@@ -4,9 +4,11 @@
 
 mod postgres;
 mod sqlite;
+mod stripe;
 
 pub use postgres::{PostgresTables, schema_of};
 pub use sqlite::SqliteTables;
+pub use stripe::{StripeSink, StripeTarget};
 
 use crate::batch::{RecordBatch, Value};
 use crate::config::{DatabaseUrl, TypeConflict, WriteMode};
@@ -164,6 +166,9 @@ pub trait TableSink: Send {
     /// Ends a run: lets go of versions beyond the newest `TableSpec::versions`, so that storage stays
     /// bounded, and readies what a rollback of the run will look up.
     fn finish_run(&mut self) -> Result<(), SinkError>;
+    /// Two text columns of the table as pairs, oldest row first (`[]` before the table exists): how a
+    /// Stripe sink reads back the Stripe ids its results table recorded.
+    fn pairs(&mut self, key: &str, value: &str) -> Result<Vec<(String, String)>, SinkError>;
     /// Starts writing one object; nothing is visible until [`ObjectWrite::commit`].
     fn begin_object<'s>(
         &'s mut self,

@@ -1,11 +1,12 @@
 //! What a change to a dataflow holds while it works: the run lock, then the table sink and the state
-//! store. The lock comes first, so nothing is opened, let alone written, while another process runs the
+//! store (for a Stripe sink, the tables its results go to). The lock comes first, so nothing is opened, let alone written, while another process runs the
 //! dataflow.
 
 use super::SyncError;
-use crate::config::{Config, DataflowConfig};
-use crate::sink::{self, SinkError, TableSink};
+use crate::config::{Config, DataflowConfig, SinkKind};
+use crate::sink::{self, SinkError, StripeSink, TableSink};
 use crate::state::{RunLock, StateError, StateStore, lock_dataflow};
+use crate::stripe::StripeClient;
 
 pub(super) struct DataflowStores {
     _lock: RunLock,
@@ -18,8 +19,14 @@ impl DataflowStores {
     pub fn open(config: &Config, name: &str, dataflow: &DataflowConfig) -> Result<DataflowStores, SyncError> {
         let state_url = config.state_database();
         let lock = lock_dataflow(&state_url, name)?;
-        let sink = sink::open(&config.sink_database(dataflow), name, &dataflow.table_spec(name))
+        let mut sink = sink::open(&config.sink_database(dataflow), name, &dataflow.table_spec(name))
             .map_err(sink_error(name))?;
+        if dataflow.sink.kind == SinkKind::Stripe {
+            let (settings, target) = dataflow.sink.stripe();
+            let client = StripeClient::new(settings)
+                .map_err(|message| sink_error(name)(SinkError { table: target.object.clone(), message }))?;
+            sink = Box::new(StripeSink::new(sink, client, target, name).map_err(sink_error(name))?);
+        }
         let state = StateStore::open(&state_url).map_err(state_error(name))?;
         Ok(DataflowStores { _lock: lock, sink, state })
     }

@@ -230,6 +230,20 @@ impl PostgresTables {
 }
 
 impl TableSink for PostgresTables {
+    fn pairs(&mut self, key: &str, value: &str) -> Result<Vec<(String, String)>, SinkError> {
+        if self.columns.is_none() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {}, {} FROM {} ORDER BY _sluice_row",
+            quote(key),
+            quote(value),
+            self.qualified(&self.spec.name)
+        );
+        let rows = self.client.query(&sql, &[]).map_err(|e| self.spec_error(e))?;
+        Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+    }
+
     fn committed_objects(&mut self) -> Result<Vec<CommittedObject>, SinkError> {
         let rows = self
             .client

@@ -202,6 +202,18 @@ impl SqliteTables {
 }
 
 impl TableSink for SqliteTables {
+    fn pairs(&mut self, key: &str, value: &str) -> Result<Vec<(String, String)>, SinkError> {
+        if self.columns.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql =
+            format!("SELECT {}, {} FROM {} ORDER BY rowid", quote(key), quote(value), quote(&self.spec.name));
+        let mut statement = self.connection.prepare(&sql).map_err(|e| self.error(e))?;
+        let rows =
+            statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?))).map_err(|e| self.error(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+    }
+
     fn committed_objects(&mut self) -> Result<Vec<CommittedObject>, SinkError> {
         let mut statement = self
             .connection
