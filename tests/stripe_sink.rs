@@ -151,8 +151,9 @@ fn rows_stripe_refuses_are_rejected_with_its_message_and_request_id_and_the_othe
     let output = run(dir.path(), &["run"]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     assert!(text(&output.stdout).contains("2 rows, 3 rejected"), "{}", text(&output.stdout));
-    let ids: Vec<String> =
+    let mut ids: Vec<String> =
         stripe.objects("products").iter().map(|p| p["id"].as_str().unwrap().to_string()).collect();
+    ids.sort();
     assert_eq!(ids, ["a", "d"]);
 
     let rejects = Backend::sqlite().strings(
@@ -302,4 +303,53 @@ name = "name"
     assert_eq!((customers.len(), numbers.len()), (150, 150), "every customer once");
     let replayed = Backend::sqlite().count(dir.path(), "Catalog", "SELECT count(*) FROM stripe_customers");
     assert_eq!(replayed, 150, "the results of the resumed run name every customer");
+}
+
+#[test]
+fn the_example_configuration_makes_a_products_csv_in_a_bucket_into_stripe_products() {
+    use sluice_testkit::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
+    let s3 = S3Server::start();
+    s3.create_bucket("acme-catalog");
+    let csv = std::fs::read(support::root().join("examples/stripe/products.csv")).unwrap();
+    s3.put("acme-catalog", "products/2026-11.csv", &csv, std::time::SystemTime::now());
+    let stripe = StripeServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let example = support::root().join("examples/stripe/connector.toml");
+    let sluice_in = |args: &[&str]| {
+        sluice(dir.path(), TEST_KEY)
+            .arg("--config")
+            .arg(&example)
+            .args(args)
+            .env("SLUICE_STATE_URL", format!("sqlite://{}", dir.path().join("state.db").display()))
+            .env("SLUICE_SINK_URL", format!("sqlite://{}", dir.path().join("results.db").display()))
+            .env("STRIPE_API_KEY", TEST_KEY)
+            .env("STRIPE_API_BASE", stripe.url())
+            .env("S3_ENDPOINT", s3.endpoint())
+            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+            .output()
+            .unwrap()
+    };
+    let preview = sluice_in(&["preview", "Catalog"]);
+    assert_eq!(preview.status.code(), Some(0), "{}", text(&preview.stderr));
+    let shown = text(&preview.stdout);
+    assert!(shown.contains("\"default_price_data.unit_amount\":1250") && shown.contains("line 5"), "{shown}");
+    assert!(stripe.received().is_empty(), "a preview sends nothing");
+
+    let output = sluice_in(&["run", "Catalog"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stdout).contains("Catalog: succeeded — 1 objects, 4 rows, 1 rejected"),
+        "{}",
+        text(&output.stdout)
+    );
+    let products = stripe.objects("products");
+    let mut ids: Vec<&str> = products.iter().map(|p| p["id"].as_str().unwrap()).collect();
+    ids.sort();
+    assert_eq!(ids, ["mug-black", "mug-white", "poster-a2", "tote"]);
+    let tote = products.iter().find(|p| p["id"] == "tote").unwrap();
+    assert_eq!(
+        (tote["active"].as_bool(), tote["metadata"]["source"].as_str()),
+        (Some(false), Some("s3-catalog"))
+    );
 }

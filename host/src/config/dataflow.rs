@@ -167,12 +167,14 @@ pub struct SinkConfig {
     #[serde(default)]
     pub api_key: Option<Secret>,
     /// Stripe: a connected account to act for (`Stripe-Account`).
+    #[serde(default, deserialize_with = "env::optional")]
     pub account: Option<String>,
     /// Stripe: the API's base URL (default `https://api.stripe.com`).
+    #[serde(default, deserialize_with = "env::optional")]
     pub api_base: Option<String>,
     /// Stripe: requests per second (default 25 with a test key, 100 with a live key).
     pub rate_limit: Option<u32>,
-    /// Stripe: requests in flight at once (default 8).
+    /// Stripe: requests in flight at once (default a quarter of the rate, 4 to 32).
     pub concurrency: Option<usize>,
     /// Stripe: retries of a request that met a 429, a 5xx or a network error (default 6).
     pub max_retries: Option<u32>,

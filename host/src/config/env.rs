@@ -57,9 +57,10 @@ pub fn string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::E
     expand(&String::deserialize(deserializer)?).map_err(serde::de::Error::custom)
 }
 
-/// [`string`] for an optional key.
+/// [`string`] for an optional key; a value that expands to nothing (`"${S3_ENDPOINT:-}"`) is as if the key
+/// were not there, so one file serves deployments that set the variable and those that do not.
 pub fn optional<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
-    string(deserializer).map(Some)
+    string(deserializer).map(|value| Some(value).filter(|v| !v.is_empty()))
 }
 
 /// A credential: expanded like any string, but never shown by `Debug` or `Display`.
