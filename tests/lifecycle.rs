@@ -10,18 +10,6 @@ use std::process::{Output, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 use support::backend::{Backend, DATABASES};
 
-/// Each test below, once per backend.
-macro_rules! on_both_backends {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[test] fn $test() { super::$test(&super::Backend::sqlite()) })*
-        }
-        mod postgres {
-            $(#[test] fn $test() { super::$test(&super::Backend::postgres()) })*
-        }
-    };
-}
-
 on_both_backends!(
     the_example_loads_then_imports_nothing_new_then_a_touched_file_again,
     a_run_killed_mid_way_is_finished_by_the_next_with_every_row_once,

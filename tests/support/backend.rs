@@ -13,6 +13,20 @@ use std::process::Command;
 /// The `[state]` and `[sink]` sections of a test's own configuration.
 pub const DATABASES: &str = "[state]\nurl = \"${SLUICE_STATE_URL:-sqlite://sluice-state.db}\"\n\n[sink]\nurl = \"${SLUICE_SINK_URL:-sqlite://sluice.db}\"\n\n";
 
+/// Each named test function (taking `&Backend`) as two tests, `sqlite::NAME` and `postgres::NAME`; the
+/// calling file has `Backend` in scope.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test] fn $test() { super::$test(&super::Backend::sqlite()) })*
+        }
+        mod postgres {
+            $(#[test] fn $test() { super::$test(&super::Backend::postgres()) })*
+        }
+    };
+}
+
 pub enum Backend {
     /// `sluice.db` and `sluice-state.db` in the test's folder.
     Sqlite,
