@@ -167,3 +167,22 @@ fn a_custom_template_component_named_by_path_maps_rows_and_rejects_its_own() {
         "only what the template made is loaded"
     );
 }
+
+#[test]
+fn a_template_that_traps_fails_its_object_alone_and_the_others_load() {
+    let guests = support::build_guests("tests/guests");
+    let template =
+        format!("[dataflows.Catalog.template]\nplugin = \"{}\"\n", guests.join("full_name.wasm").display());
+    let dir = catalog(&template);
+    std::fs::write(dir.path().join("data/products.csv"), "first,last\nAda,Lovelace\n").unwrap();
+    std::fs::write(dir.path().join("data/traps.csv"), "first,last\nAda,Lovelace\nBad,panic\n").unwrap();
+    let output = run(dir.path(), &["run"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("traps.csv") && stderr.contains("crashed") && stderr.contains("line 3"),
+        "{stderr}"
+    );
+    let loaded = rows(dir.path(), "SELECT _sluice_object || ' ' || name FROM products");
+    assert_eq!(loaded, ["products.csv Ada Lovelace"], "nothing of the failed object is kept");
+}

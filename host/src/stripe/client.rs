@@ -267,3 +267,41 @@ fn network_failure(error: &reqwest::Error) -> String {
     }
     message
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_rate_follows_the_key_mode() {
+        assert_eq!(ClientSettings::new(Secret::new("sk_test_abc")).rate_limit.get(), 25);
+        assert_eq!(ClientSettings::new(Secret::new("rk_live_abc")).rate_limit.get(), 100);
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_its_ceiling() {
+        let client = StripeClient::new(ClientSettings::new(Secret::new("sk_test_abc"))).unwrap();
+        for attempt in 1..=12 {
+            let ceiling = (Duration::from_millis(500) * (1 << (attempt - 1))).min(MAX_BACKOFF);
+            for _ in 0..50 {
+                let wait = client.backoff(attempt);
+                assert!(wait >= ceiling / 2 && wait <= ceiling, "attempt {attempt}: {wait:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_refusal_reads_with_stripes_code_param_and_request_id() {
+        let refused = StripeError::Refused {
+            status: 400,
+            code: Some("parameter_invalid_integer".into()),
+            param: Some("default_price_data[unit_amount]".into()),
+            message: "This value must be greater than or equal to 0.".into(),
+            request_id: Some("req_123".into()),
+        };
+        assert_eq!(
+            refused.to_string(),
+            "This value must be greater than or equal to 0. (code parameter_invalid_integer, param default_price_data[unit_amount], request req_123)"
+        );
+    }
+}

@@ -1,5 +1,6 @@
 //! A custom data template, as a team would write one: joins `first` and `last` into `name` (with the
 //! `separator` option, default a space), keeps `email` as it is, and rejects a row without a last name.
+//! A last name of `panic` makes it panic (a trap, as plugins abort on panic), for the sandbox's tests.
 
 use sluice_plugin_sdk::{FatalError, Input, Options, Records, Template, Value, export_template};
 
@@ -24,6 +25,7 @@ impl Template for FullName {
                 out.reject(input.line(row), "column `last` is empty", &input.row_json(row));
                 continue;
             };
+            assert!(last != "panic", "a template that traps on line {}", input.line(row));
             let name = match text("first", row) {
                 Some(first) => format!("{first}{}{last}", self.separator),
                 None => last,
