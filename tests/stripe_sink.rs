@@ -1,7 +1,8 @@
 //! Files becoming Stripe objects, against the Stripe stand-in: products from a CSV through the `map`
 //! template, created then updated (never duplicated), Stripe's refusals kept per row with its message and
 //! request id, a wrong key failing the run at once, 429 storms and 500s ridden out under the rate limit,
-//! and a run killed mid-import resumed with every object created once.
+//! a run killed mid-import resumed with every object created once, the example configuration, and the
+//! client itself meeting idempotent replays and Stripe-like pagination.
 
 mod support;
 
@@ -134,6 +135,8 @@ fn a_products_csv_becomes_stripe_products_and_a_changed_file_updates_them_withou
 
     let everything = text(&output.stdout) + &text(&output.stderr);
     assert!(!everything.contains(TEST_KEY), "the key is never printed");
+    let list = text(&run(b, dir.path(), &["dataflows"]).stdout);
+    assert!(list.contains("local ─► stripe products") && list.contains("succeeded"), "{list}");
     let rollback = run(b, dir.path(), &["rollback", "Catalog"]);
     assert_ne!(rollback.status.code(), Some(0));
     assert!(text(&rollback.stderr).contains("cannot be rolled back"), "{}", text(&rollback.stderr));
@@ -357,4 +360,52 @@ fn the_example_configuration_makes_a_products_csv_in_a_bucket_into_stripe_produc
         (tote["active"].as_bool(), tote["metadata"]["source"].as_str()),
         (Some(false), Some("s3-catalog"))
     );
+}
+
+#[test]
+fn the_client_meets_idempotent_replays_and_mismatches_and_lists_page_by_page_as_on_stripe() {
+    use sluice::config::Secret;
+    use sluice::stripe::{ClientSettings, StripeClient, StripeError};
+    let stripe = StripeServer::start();
+    let mut settings = ClientSettings::new(Secret::new(TEST_KEY));
+    settings.api_base = stripe.url().to_string();
+    let client = StripeClient::new(settings).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let params = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    };
+    runtime.block_on(async {
+        let first = client.post("customers", &params(&[("name", "Ann")]), "key-1").await.unwrap();
+        let again = client.post("customers", &params(&[("name", "Ann")]), "key-1").await.unwrap();
+        assert_eq!(first.body["id"], again.body["id"], "a replay, not a second customer");
+        assert_eq!(stripe.objects("customers").len(), 1);
+        let mismatch = client.post("customers", &params(&[("name", "Bo")]), "key-1").await.unwrap_err();
+        assert!(
+            matches!(&mismatch, StripeError::Refused { status: 400, message, .. } if message.contains("same parameters")),
+            "{mismatch}"
+        );
+
+        for n in 0..250 {
+            stripe.insert("charges", serde_json::json!({ "amount": n }), 1_700_000_000 + n);
+        }
+        let (mut seen, mut after, mut pages) = (Vec::new(), None::<String>, 0);
+        loop {
+            let mut query = params(&[("limit", "100")]);
+            if let Some(id) = &after {
+                query.push(("starting_after".into(), id.clone()));
+            }
+            let page = client.get("charges", &query).await.unwrap().body;
+            pages += 1;
+            let data = page["data"].as_array().unwrap();
+            seen.extend(data.iter().map(|c| c["amount"].as_i64().unwrap()));
+            after = data.last().map(|c| c["id"].as_str().unwrap().to_string());
+            if !page["has_more"].as_bool().unwrap() {
+                break;
+            }
+        }
+        assert_eq!(pages, 3);
+        assert_eq!(seen, (0..250).rev().collect::<Vec<_>>(), "newest first, each once");
+        let newer = client.get("charges", &params(&[("created[gt]", "1700000239")])).await.unwrap().body;
+        assert_eq!(newer["data"].as_array().unwrap().len(), 10);
+    });
 }

@@ -1,7 +1,7 @@
 //! The dataflows as a user looks at them: the list (name, type, status, tables, created, updated, last
 //! refresh) and each one's run history. Read-only: nothing is created or changed by looking.
 
-use crate::config::{Config, DatabaseUrl, DataflowConfig, SourceConfig, TableKind, TablePurpose};
+use crate::config::{Config, DatabaseUrl, DataflowConfig, SinkKind, SourceConfig, TableKind, TablePurpose};
 use crate::sink::table_shape;
 use crate::state::{RunRecord, RunStatus, StateError, StateStore, is_running};
 use serde::Serialize;
@@ -116,13 +116,16 @@ pub fn tables(config: &Config) -> Vec<TableSummary> {
         .collect()
 }
 
-/// `local ─► sqlite`.
+/// `local ─► sqlite`, `s3 ─► stripe products`.
 fn kind(dataflow: &DataflowConfig, sink: &DatabaseUrl) -> String {
     let source = match dataflow.source {
         SourceConfig::Local(_) => "local",
         SourceConfig::S3(_) => "s3",
     };
-    format!("{source} ─► {}", sink.kind())
+    match (dataflow.sink.kind, &dataflow.sink.object) {
+        (SinkKind::Stripe, Some(object)) => format!("{source} ─► stripe {object}"),
+        _ => format!("{source} ─► {}", sink.kind()),
+    }
 }
 
 /// The runs of `dataflow`, newest first.
