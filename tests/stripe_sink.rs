@@ -185,7 +185,7 @@ fn a_wrong_key_fails_the_run_at_once_with_stripes_message_after_one_request() {
     // Where the results go is not what this test is about.
     let b = &Backend::sqlite();
     let stripe = StripeServer::start();
-    let dir = catalog(&stripe, "products", None, "");
+    let dir = catalog(&stripe, "products", None, "rate_limit = 400\n");
     let rows: String = (0..200).map(|i| format!("p{i},Product {i}\n")).collect();
     put(dir.path(), "a.csv", &format!("id,name\n{rows}"), 60);
     put(dir.path(), "b.csv", &format!("id,name\n{rows}"), 50);
@@ -196,12 +196,27 @@ fn a_wrong_key_fails_the_run_at_once_with_stripes_message_after_one_request() {
         stderr.contains("Stripe refused the API key: Invalid API Key provided: sk_test_****0000"),
         "{stderr}"
     );
-    assert_eq!(stripe.received().len(), 1, "one refusal, not one per row");
+    assert!(stderr.contains("the run stopped there, 1 objects left for the next run"), "{stderr}");
+    assert_eq!(stripe.received().len(), 1, "one refusal, not one per row or per object");
+    let history =
+        text(&sluice(b, dir.path(), TEST_KEY).args(["history", "Catalog"]).output().unwrap().stdout);
+    assert!(history.contains("failed") && history.contains("Invalid API Key provided"), "{history}");
+    assert!(!history.contains("sk_test_wrong_key_0000"), "the key is not kept in run history");
+
     assert!(
         !stderr.contains("sk_test_wrong_key_0000")
             && !text(&output.stdout).contains("sk_test_wrong_key_0000")
     );
     assert!(stripe.objects("products").is_empty());
+
+    // With the right key, the next run imports both files.
+    let output = run(b, dir.path(), &["run"]);
+    assert!(
+        text(&output.stdout).contains("Catalog: succeeded — 2 objects, 400 rows"),
+        "{}",
+        text(&output.stdout)
+    );
+    assert_eq!(stripe.objects("products").len(), 200);
 }
 
 #[test]

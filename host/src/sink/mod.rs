@@ -169,6 +169,11 @@ pub trait TableSink: Send {
     /// Two text columns of the table as pairs, oldest row first (`[]` before the table exists): how a
     /// Stripe sink reads back the Stripe ids its results table recorded.
     fn pairs(&mut self, key: &str, value: &str) -> Result<Vec<(String, String)>, SinkError>;
+    /// Why every further object would fail as the last did (Stripe refused the API key, say), where so:
+    /// the run then stops instead of meeting the same refusal once per object.
+    fn refuses_all(&self) -> Option<String> {
+        None
+    }
     /// Starts writing one object; nothing is visible until [`ObjectWrite::commit`].
     fn begin_object<'s>(
         &'s mut self,

@@ -117,6 +117,10 @@ impl TableSink for StripeSink {
         self.results.pairs(key, value)
     }
 
+    fn refuses_all(&self) -> Option<String> {
+        self.client.key_refused().map(|error| error.to_string())
+    }
+
     fn begin_object<'s>(
         &'s mut self,
         object: &ObjectMeta,

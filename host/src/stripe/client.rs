@@ -139,6 +139,11 @@ impl StripeClient {
         self.key_accepted.load(Ordering::Relaxed)
     }
 
+    /// Stripe's refusal of the key, once it has refused it: every request would meet it.
+    pub fn key_refused(&self) -> Option<&StripeError> {
+        self.key_refused.get()
+    }
+
     /// Requests sent so far, retries included.
     pub fn requests_sent(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)

@@ -195,16 +195,23 @@ impl<'a> Runner<'a> {
             Ok(())
         };
 
+        let mut stopped = None;
         let objects: Vec<&ObjectMeta> = plan.to_import().collect();
         let sink_url = self.config.sink_database(run.dataflow);
         let parallel = run.dataflow.parallel_loads(&sink_url).min(objects.len().saturating_sub(1));
         // The first object alone: it may create the table, which the others then write beside each other.
         let (alone, together) = objects.split_at(if parallel > 1 { 1 } else { objects.len() });
-        for object in alone {
+        for (done, object) in alone.iter().enumerate() {
             run.progress.object_started(object);
             finish(object, run.load_object(source.as_ref(), sink, object))?;
+            if let Some(reason) = sink.refuses_all() {
+                let left = alone.len() - done - 1;
+                stopped =
+                    Some(format!("{reason}; the run stopped there, {left} objects left for the next run"));
+                break;
+            }
         }
-        if !together.is_empty() {
+        if !together.is_empty() && stopped.is_none() {
             let spec = run.dataflow.table_spec(name);
             let mut writers = Vec::with_capacity(parallel - 1);
             for _ in 1..parallel {
@@ -236,7 +243,10 @@ impl<'a> Runner<'a> {
             (f, n) if f == n => RunStatus::Failed,
             _ => RunStatus::Partial,
         };
-        if !failed.is_empty() {
+        if let Some(stopped) = stopped {
+            report.status = RunStatus::Failed;
+            report.error = Some(stopped);
+        } else if !failed.is_empty() {
             let errors: Vec<String> = failed.iter().filter_map(|o| o.error.clone()).collect();
             report.error = Some(format!(
                 "{} of {} objects failed: {}",
