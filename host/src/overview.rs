@@ -81,13 +81,15 @@ pub fn dataflows(config: &Config) -> Result<Vec<DataflowSummary>, StateError> {
             .find(|run| matches!(run.status, RunStatus::Succeeded | RunStatus::Partial))
             .and_then(|run| run.ended_at);
         let sink_url = config.sink_database(dataflow);
-        let table = table_shape(&sink_url, name, &dataflow.table_name(name));
+        let tables = config.dataflow_tables(name, dataflow);
+        let tables_count =
+            tables.iter().filter(|(scope, table)| table_shape(&sink_url, scope, table).is_some()).count();
         summaries.push(DataflowSummary {
             name: name.clone(),
             display_name: dataflow.display_name.clone().unwrap_or_else(|| name.clone()),
             kind: kind(dataflow, &sink_url),
             status,
-            tables_count: usize::from(table.is_some()),
+            tables_count,
             created: record.as_ref().map(|r| time(r.created_at)),
             updated: record.as_ref().map(|r| time(r.updated_at)),
             last_refresh: last_refresh.map(time),
@@ -101,17 +103,19 @@ pub fn tables(config: &Config) -> Vec<TableSummary> {
     config
         .dataflows
         .iter()
-        .map(|(name, dataflow)| {
-            let table = dataflow.table_name(name);
-            let shape = table_shape(&config.sink_database(dataflow), name, &table);
-            TableSummary {
-                dataflow: name.clone(),
-                table,
-                purpose: dataflow.sink.purpose,
-                kind: dataflow.sink.table_kind,
-                rows: shape.map(|(rows, _)| rows),
-                columns: shape.map(|(_, columns)| columns),
-            }
+        .flat_map(|(name, dataflow)| {
+            let sink_url = config.sink_database(dataflow);
+            config.dataflow_tables(name, dataflow).into_iter().map(move |(scope, table)| {
+                let shape = table_shape(&sink_url, &scope, &table);
+                TableSummary {
+                    dataflow: name.clone(),
+                    table,
+                    purpose: dataflow.sink.purpose,
+                    kind: dataflow.sink.table_kind,
+                    rows: shape.map(|(rows, _)| rows),
+                    columns: shape.map(|(_, columns)| columns),
+                }
+            })
         })
         .collect()
 }
@@ -121,6 +125,7 @@ fn kind(dataflow: &DataflowConfig, sink: &DatabaseUrl) -> String {
     let source = match dataflow.source {
         SourceConfig::Local(_) => "local",
         SourceConfig::S3(_) => "s3",
+        SourceConfig::Stripe(_) => "stripe",
     };
     match (dataflow.sink.kind, &dataflow.sink.object) {
         (SinkKind::Stripe, Some(object)) => format!("{source} ─► stripe {object}"),

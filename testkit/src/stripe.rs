@@ -54,6 +54,8 @@ pub enum Fault {
 pub struct Received {
     pub method: String,
     pub path: String,
+    /// The raw query string (`limit=100&created%5Bgte%5D=…`).
+    pub query: String,
     pub status: u16,
     pub idempotency_key: Option<String>,
     pub stripe_version: Option<String>,
@@ -161,13 +163,12 @@ impl StripeServer {
     }
 
     /// Puts an object in place as if created through the API at `created` (Unix seconds), with an event.
-    pub fn insert(&self, path: &str, mut object: Json, created: i64) -> String {
+    pub fn insert(&self, path: &str, object: Json, created: i64) -> String {
         let id = match object.get("id").and_then(Json::as_str) {
             Some(id) => id.to_string(),
             None => self.state.new_id(prefix(path)),
         };
-        object["id"] = json!(id);
-        object["object"] = json!(singular(path));
+        let mut object = identified(&id, path, object.as_object().cloned().unwrap_or_default());
         object["created"] = json!(created);
         object["livemode"] = json!(false);
         let mut store = self.state.store.lock().unwrap();
@@ -299,6 +300,7 @@ async fn handle(
     let mut received = Received {
         method: method.to_string(),
         path: uri.path().to_string(),
+        query: uri.query().unwrap_or_default().to_string(),
         status: 0,
         idempotency_key: header("idempotency-key"),
         stripe_version: header("stripe-version"),
@@ -771,9 +773,7 @@ fn create(shared: &Shared, path: &str, mut params: Map<String, Json>) -> Result<
         None => shared.new_id(prefix(path)),
     };
     let price_data = params.remove("default_price_data");
-    let mut object = Json::Object(params);
-    object["id"] = json!(id);
-    object["object"] = json!(singular(path));
+    let mut object = identified(&id, path, params);
     object["created"] = json!(now);
     object["updated"] = json!(now);
     object["livemode"] = json!(false);
@@ -912,6 +912,15 @@ fn list(shared: &Shared, path: &str, query: &Map<String, Json>) -> Result<Json, 
     let page: Vec<Json> = objects.iter().skip(start).take(limit).map(|o| (*o).clone()).collect();
     let has_more = objects.len() > start + page.len();
     Ok(json!({ "object": "list", "url": format!("/v1/{path}"), "has_more": has_more, "data": page }))
+}
+
+/// An object with `id` and `object` first, as Stripe writes them.
+fn identified(id: &str, path: &str, fields: Map<String, Json>) -> Json {
+    let mut object = Map::new();
+    object.insert("id".into(), json!(id));
+    object.insert("object".into(), json!(singular(path)));
+    object.extend(fields.into_iter().filter(|(key, _)| key != "id" && key != "object"));
+    Json::Object(object)
 }
 
 fn singular(path: &str) -> &str {

@@ -17,7 +17,9 @@ pub fn parse_command(
     let (plugin_name, mut options) = match (format, dataflow) {
         (Some(format), _) => (format.to_string(), Vec::new()),
         (None, Some(dataflow)) => {
-            let format = &config.dataflow(dataflow)?.format;
+            let Some(format) = &config.dataflow(dataflow)?.format else {
+                return Err(Failure::Usage(format!("dataflow `{dataflow}` reads Stripe's API, not files")));
+            };
             (format.plugin.clone(), format.option_pairs())
         }
         (None, None) => unreachable!("clap requires --format or --dataflow"),

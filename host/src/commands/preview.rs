@@ -2,6 +2,7 @@
 
 use super::{Failure, load_dataflows, plugin_host, runtime};
 use indicatif::HumanBytes;
+use sluice::config::SourceConfig;
 use sluice::sync::Runner;
 use std::path::Path;
 
@@ -11,6 +12,9 @@ pub fn preview(config_path: Option<&Path>, name: &str, records: usize) -> Result
     let host = plugin_host(&config)?;
     let runtime = runtime()?;
     let runner = Runner::new(&config, &host, runtime.handle().clone());
+    if let SourceConfig::Stripe(_) = config.dataflow(name)?.source {
+        return preview_stripe(&runner, name);
+    }
     let preview = runner.preview(name, records)?;
     let plan = &preview.plan;
     println!(
@@ -45,4 +49,24 @@ pub fn preview(config_path: Option<&Path>, name: &str, records: usize) -> Result
         Some(error) => Err(Failure::Input(error)),
         None => Ok(()),
     }
+}
+
+/// A Stripe source's tables, with what Stripe holds and what the next run lists.
+fn preview_stripe(runner: &Runner<'_>, name: &str) -> Result<(), Failure> {
+    let tables = runner.preview_stripe(name)?;
+    println!("{name}: Stripe, {} tables", tables.len());
+    let width = tables.iter().map(|t| t.table.len()).max().unwrap_or(5).max(5);
+    let object_width = tables.iter().map(|t| t.object.len()).max().unwrap_or(6).max(6);
+    println!(
+        "{:object_width$}  {:width$}  {:>9}  {:>14}  {:>8}",
+        "OBJECT", "TABLE", "IN STRIPE", "NEXT RUN LISTS", "ROWS NOW"
+    );
+    for table in &tables {
+        let rows = table.rows.map_or("-".to_string(), |rows| rows.to_string());
+        println!(
+            "{:object_width$}  {:width$}  {:>9}  {:>14}  {:>8}",
+            table.object, table.table, table.in_stripe, table.to_list, rows
+        );
+    }
+    Ok(())
 }

@@ -24,8 +24,8 @@ pub struct DataflowConfig {
     pub description: Option<String>,
     /// Where the dataflow's objects come from.
     pub source: SourceConfig,
-    /// How the objects are read.
-    pub format: FormatConfig,
+    /// How the objects are read (a file source needs one; a Stripe source has records, not files).
+    pub format: Option<FormatConfig>,
     /// A data template that turns records into target objects.
     pub template: Option<TemplateConfig>,
     /// Where the records go (default: a table named after the dataflow in `sluice.db`).
@@ -44,6 +44,11 @@ pub struct DataflowConfig {
 }
 
 impl DataflowConfig {
+    /// The format of a file source's objects (checked when the configuration was read).
+    pub fn file_format(&self) -> &FormatConfig {
+        self.format.as_ref().expect("a file source has a format, checked when the configuration was read")
+    }
+
     pub fn initial_lookback(&self) -> Duration {
         self.initial_lookback.unwrap_or(DEFAULT_INITIAL_LOOKBACK)
     }
@@ -67,6 +72,33 @@ pub enum SourceConfig {
     Local(LocalSourceConfig),
     /// An Amazon S3 bucket, or a bucket of an S3-compatible store.
     S3(S3SourceConfig),
+    /// Stripe's API: objects become tables.
+    Stripe(StripeSourceConfig),
+}
+
+/// `type = "stripe"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StripeSourceConfig {
+    /// The objects to import, by API path, each into a table of its own (`customers`, `charges`, ...).
+    pub tables: Vec<String>,
+    /// A secret or restricted key (default: `STRIPE_API_KEY` from the environment).
+    pub api_key: Option<Secret>,
+    /// A connected account to read (`Stripe-Account`).
+    #[serde(default, deserialize_with = "env::optional")]
+    pub account: Option<String>,
+    /// The API's base URL (default `https://api.stripe.com`).
+    #[serde(default, deserialize_with = "env::optional")]
+    pub api_base: Option<String>,
+    /// Requests per second (default 25 with a test key, 100 with a live key).
+    pub rate_limit: Option<u32>,
+    /// Retries of a request that met a 429, a 5xx or a network error (default 6).
+    pub max_retries: Option<u32>,
+    /// Later runs list objects created this long before the newest one seen again, and events this long
+    /// before the newest event seen (default `1h`): what was created or changed while a run listed is
+    /// not missed.
+    #[serde(default, deserialize_with = "duration")]
+    pub lookback: Option<Duration>,
 }
 
 /// `type = "local"`.

@@ -211,7 +211,24 @@ impl Config {
                     ),
                 ));
             }
-            self.plugin_spec(&dataflow.format.plugin).map_err(|e| (key(".format.plugin"), e.message()))?;
+            match (&dataflow.source, &dataflow.format) {
+                (SourceConfig::Stripe(stripe), format) => {
+                    stripe.check().map_err(|(name, message)| (key(&format!(".source.{name}")), message))?;
+                    check_stripe_source(dataflow, format.is_some())
+                        .map_err(|(sub, message)| (key(sub), message))?;
+                }
+                (_, Some(format)) => {
+                    self.plugin_spec(&format.plugin).map_err(|e| (key(".format.plugin"), e.message()))?;
+                }
+                (_, None) => {
+                    return Err((
+                        key(".format"),
+                        format!(
+                            "dataflow `{name}` reads files and needs their format: format = {{ plugin = \"csv\" }}"
+                        ),
+                    ));
+                }
+            }
             if let Some(template) = &dataflow.template {
                 self.template_spec(&template.plugin).map_err(|e| (key(".template.plugin"), e.message()))?;
             }
@@ -292,6 +309,29 @@ impl Config {
     pub fn sink_database(&self, dataflow: &DataflowConfig) -> DatabaseUrl {
         let url = dataflow.sink.url.as_deref().or(self.sink.url.as_deref()).unwrap_or(DEFAULT_SINK_URL);
         self.database(url).expect("checked when the configuration was read")
+    }
+
+    /// The tables of the dataflow `name`, each as (the scope its sink is opened under, the table's name):
+    /// a file dataflow's one table under the dataflow's name; a Stripe source's table per object, under
+    /// `Name/object`, named after the object (on SQLite, where every dataflow's tables share one file,
+    /// after the dataflow too: `billing_customers`).
+    pub fn dataflow_tables(&self, name: &str, dataflow: &DataflowConfig) -> Vec<(String, String)> {
+        let SourceConfig::Stripe(stripe) = &dataflow.source else {
+            return vec![(name.to_string(), dataflow.table_name(name))];
+        };
+        let shared_file = matches!(self.sink_database(dataflow), DatabaseUrl::Sqlite(_));
+        stripe
+            .tables
+            .iter()
+            .map(|object| {
+                let table = if shared_file {
+                    format!("{}_{object}", name.to_ascii_lowercase())
+                } else {
+                    object.clone()
+                };
+                (format!("{name}/{object}"), table)
+            })
+            .collect()
     }
 
     /// The format plugin called `name`: a `[plugins]` entry, a bundled format, or a path to a `.wasm` file.
@@ -457,5 +497,28 @@ fn check_table_name(name: &str) -> Result<(), String> {
         Err(format!(
             "table name `{name}` is not allowed: a table name starts with a letter and holds letters, digits and `_` (names starting `_sluice` are Sluice's own)"
         ))
+    }
+}
+
+/// What a Stripe source's dataflow may not have: it reads records, not files, and writes one table per
+/// Stripe object, merged on `id`; as (key under the dataflow, message).
+fn check_stripe_source(dataflow: &DataflowConfig, has_format: bool) -> Result<(), (&'static str, String)> {
+    let sink = &dataflow.sink;
+    let refused = if has_format {
+        Some((".format", "a Stripe source reads records, not files: remove [format]"))
+    } else if dataflow.template.is_some() {
+        Some((".template", "a Stripe source's records go to tables as they are: remove [template]"))
+    } else if sink.kind == SinkKind::Stripe {
+        Some((".sink.type", "a Stripe source writes tables: from Stripe to Stripe is not a dataflow"))
+    } else if sink.table.is_some() {
+        Some((".sink.table", "a Stripe source's tables are named after its objects (source.tables)"))
+    } else if sink.mode != WriteMode::Append || !sink.key.is_empty() {
+        Some((".sink.mode", "a Stripe source merges each table on `id`; remove `mode` and `key`"))
+    } else {
+        None
+    };
+    match refused {
+        Some((key, message)) => Err((key, message.to_string())),
+        None => Ok(()),
     }
 }

@@ -1,7 +1,7 @@
-//! A Stripe sink's settings: checked when the configuration is read, and made into a client's settings
-//! and a target when a run starts.
+//! Stripe settings of sinks and sources: checked when the configuration is read, and made into a client's
+//! settings (and a sink's target) when a run starts.
 
-use super::{Secret, SinkConfig, SinkKind, WriteMode};
+use super::{Secret, SinkConfig, SinkKind, StripeSourceConfig, WriteMode};
 use crate::sink::StripeTarget;
 use crate::stripe::ClientSettings;
 use std::num::NonZeroU32;
@@ -48,35 +48,19 @@ impl SinkConfig {
         if self.concurrency == Some(0) {
             return Err(("concurrency", "allow at least 1 request at a time".into()));
         }
-        if self.api_key().is_none() {
-            return Err((
-                "api_key",
-                format!(
-                    "a Stripe sink needs a secret or restricted key: api_key = \"${{{STRIPE_KEY_VARIABLE}}}\", or {STRIPE_KEY_VARIABLE} in the environment"
-                ),
-            ));
-        }
-        Ok(())
-    }
-
-    fn api_key(&self) -> Option<Secret> {
-        self.api_key.clone().or_else(|| std::env::var(STRIPE_KEY_VARIABLE).ok().map(Secret::new))
+        check_key(self.api_key.as_ref())
     }
 
     /// The client settings and target of a Stripe sink (checked when the configuration was read).
     pub fn stripe(&self) -> (ClientSettings, StripeTarget) {
-        let mut settings =
-            ClientSettings::new(self.api_key().expect("checked when the configuration was read"));
-        settings.account = self.account.clone();
-        if let Some(base) = &self.api_base {
-            settings.api_base = base.clone();
-        }
-        if let Some(rate) = self.rate_limit.and_then(NonZeroU32::new) {
-            settings.rate_limit = rate;
-        }
-        if let Some(retries) = self.max_retries {
-            settings.max_retries = retries;
-        }
+        let connection = Connection {
+            api_key: self.api_key.as_ref(),
+            account: self.account.as_ref(),
+            api_base: self.api_base.as_ref(),
+            rate_limit: self.rate_limit,
+            max_retries: self.max_retries,
+        };
+        let settings = connection.settings();
         let object = self.object.clone().expect("checked when the configuration was read");
         let external_id = self
             .external_id
@@ -86,5 +70,87 @@ impl SinkConfig {
         // the rate: 6 at 25/s, 25 at 100/s), never so many that a refused key costs many requests.
         let concurrency = self.concurrency.unwrap_or((settings.rate_limit.get() as usize / 4).clamp(4, 32));
         (settings, StripeTarget { object, external_id, concurrency })
+    }
+}
+
+impl StripeSourceConfig {
+    /// What serde cannot check, as (key under the source, message).
+    pub(super) fn check(&self) -> Result<(), (&'static str, String)> {
+        if self.tables.is_empty() {
+            return Err((
+                "tables",
+                "name the Stripe objects to import: tables = [\"customers\", \"charges\"]".into(),
+            ));
+        }
+        if let Some(table) = self
+            .tables
+            .iter()
+            .find(|t| t.is_empty() || !t.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        {
+            return Err((
+                "tables",
+                format!("`{table}` is not a Stripe object's API path (such as `payment_intents`)"),
+            ));
+        }
+        if self.rate_limit == Some(0) {
+            return Err(("rate_limit", "allow at least 1 request a second".into()));
+        }
+        check_key(self.api_key.as_ref())
+    }
+
+    /// The client settings of a Stripe source (checked when the configuration was read).
+    pub fn client_settings(&self) -> ClientSettings {
+        Connection {
+            api_key: self.api_key.as_ref(),
+            account: self.account.as_ref(),
+            api_base: self.api_base.as_ref(),
+            rate_limit: self.rate_limit,
+            max_retries: self.max_retries,
+        }
+        .settings()
+    }
+}
+
+/// How a sink or a source reaches Stripe, as configured.
+struct Connection<'c> {
+    api_key: Option<&'c Secret>,
+    account: Option<&'c String>,
+    api_base: Option<&'c String>,
+    rate_limit: Option<u32>,
+    max_retries: Option<u32>,
+}
+
+impl Connection<'_> {
+    fn settings(&self) -> ClientSettings {
+        let mut settings =
+            ClientSettings::new(api_key(self.api_key).expect("checked when the configuration was read"));
+        settings.account = self.account.cloned();
+        if let Some(base) = self.api_base {
+            settings.api_base = base.clone();
+        }
+        if let Some(rate) = self.rate_limit.and_then(NonZeroU32::new) {
+            settings.rate_limit = rate;
+        }
+        if let Some(retries) = self.max_retries {
+            settings.max_retries = retries;
+        }
+        settings
+    }
+}
+
+/// The configured key, else the environment's.
+fn api_key(configured: Option<&Secret>) -> Option<Secret> {
+    configured.cloned().or_else(|| std::env::var(STRIPE_KEY_VARIABLE).ok().map(Secret::new))
+}
+
+fn check_key(configured: Option<&Secret>) -> Result<(), (&'static str, String)> {
+    match api_key(configured) {
+        Some(_) => Ok(()),
+        None => Err((
+            "api_key",
+            format!(
+                "Stripe needs a secret or restricted key: api_key = \"${{{STRIPE_KEY_VARIABLE}}}\", or {STRIPE_KEY_VARIABLE} in the environment"
+            ),
+        )),
     }
 }

@@ -55,12 +55,18 @@ pub enum SourceError {
     Setup { source_name: String, message: String },
 }
 
-/// Builds the source a dataflow names.
+/// Builds the file source a dataflow names (a Stripe source is read by `sync::stripe`, not as files).
 pub async fn build(config: &Config, dataflow: &DataflowConfig) -> Result<Box<dyn Source>, SourceError> {
     Ok(match &dataflow.source {
         SourceConfig::Local(local) => {
             Box::new(LocalSource::new(config.resolve(&local.path), local.prefix.clone().unwrap_or_default()))
         }
         SourceConfig::S3(s3) => Box::new(S3Source::connect(s3).await?),
+        SourceConfig::Stripe(_) => {
+            return Err(SourceError::Setup {
+                source_name: "Stripe".into(),
+                message: "Stripe's API holds records, not files".into(),
+            });
+        }
     })
 }

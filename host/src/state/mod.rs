@@ -377,12 +377,19 @@ impl StateStore {
         Ok(records.into_iter().next())
     }
 
-    /// Forgets everything about `dataflow`: its runs, ledger, cursor and record, in one transaction.
+    /// Forgets everything about `dataflow`: its runs, ledger, cursors (its tables' too, kept under
+    /// `dataflow/table`) and record, in one transaction.
     pub fn forget_dataflow(&mut self, dataflow: &str) -> Result<(), StateError> {
         self.transaction(|sql| {
-            for table in ["objects", "cursors", "runs"] {
+            for table in ["objects", "runs"] {
                 sql.execute(&format!("DELETE FROM {table} WHERE dataflow = ?1"), &[dataflow.into()])?;
             }
+            // Dataflow names are letters and digits, so the pattern holds no wildcard but its own.
+            let tables = format!("{dataflow}/%");
+            sql.execute(
+                "DELETE FROM cursors WHERE dataflow = ?1 OR dataflow LIKE ?2",
+                &[dataflow.into(), tables.as_str().into()],
+            )?;
             sql.execute("DELETE FROM dataflows WHERE name = ?1", &[dataflow.into()]).map(drop)
         })
     }

@@ -1,7 +1,10 @@
-//! Stripe's API: the client every Stripe sink and source shares, and records as Stripe's parameters.
+//! Stripe's API: the client every Stripe sink and source shares, records as Stripe's parameters, and
+//! Stripe's objects as records.
 
 mod client;
 mod form;
+mod records;
 
 pub use client::{API_BASE, API_VERSION, Answer, ClientSettings, StripeClient, StripeError};
 pub use form::{bracketed, record_params, top_level};
+pub use records::objects_batch;

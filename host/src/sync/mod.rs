@@ -3,6 +3,7 @@
 //! - [`plan`]: which listed objects a run imports (lookback, cursor, overlap, ledger).
 //! - [`runner`]: one run: plan, then per object stream ─► decompress ─► format plugin ─► sink, each object
 //!   committed with its marker; then the ledger, the cursor and the run's record.
+//! - `stripe_source`: a run whose source is Stripe's API: objects listed page by page into a table each.
 //! - [`preview`]: what the next run would import, and its first records, without writing anything.
 //! - [`remove`]: a dataflow's table, ledger, cursor and history deleted.
 //! - [`rollback`]: a dataflow's table back to where it was before its newest run.
@@ -13,12 +14,14 @@ mod remove;
 mod rollback;
 pub mod runner;
 mod stores;
+mod stripe_source;
 
 pub use plan::{Decision, Plan, PlannedObject};
 pub use preview::{Preview, Sample};
 pub use remove::remove;
 pub use rollback::rollback;
 pub use runner::{ObjectReport, RunReport, Runner};
+pub use stripe_source::StripeTablePreview;
 
 use crate::config::ConfigError;
 use crate::plugin::PluginError;

@@ -63,7 +63,8 @@ impl Runner<'_> {
             Sample { key: object.key.clone(), records: Vec::new(), rejects: Vec::new(), error: None };
         let input =
             open_blocking(self.runtime(), source, object).map_err(|e| e.to_string()).and_then(|reader| {
-                decompressing(&object.key, dataflow.format.compression, reader).map_err(|e| e.to_string())
+                decompressing(&object.key, dataflow.file_format().compression, reader)
+                    .map_err(|e| e.to_string())
             });
         let input = match input {
             Ok(input) => input,
@@ -72,7 +73,7 @@ impl Runner<'_> {
                 return sample;
             }
         };
-        let options = dataflow.format.option_pairs();
+        let options = dataflow.file_format().option_pairs();
         let template_options = dataflow.template.as_ref().map(|t| t.option_pairs()).unwrap_or_default();
         let mut template = match template.map(|t| t.open(&object.key, &template_options)).transpose() {
             Ok(template) => template,

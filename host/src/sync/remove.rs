@@ -2,17 +2,40 @@
 
 use super::SyncError;
 use super::stores::{DataflowStores, sink_error, state_error};
-use crate::config::Config;
+use crate::config::{Config, DataflowConfig, SourceConfig};
+use crate::sink;
+use crate::state::{StateStore, lock_dataflow};
 
 /// Removes the dataflow called `name`: its table, rejected rows, ledger, cursor and run history; returns
 /// the rows its table held. The configuration is left as it is, so the next run starts from scratch.
 /// Refused while the dataflow runs.
 pub fn remove(config: &Config, name: &str) -> Result<u64, SyncError> {
+    let dataflow = config.dataflow(name)?;
+    if let SourceConfig::Stripe(_) = dataflow.source {
+        return remove_tables(config, name, dataflow);
+    }
     // Held whole, so the lock is kept to the end.
     let mut stores = DataflowStores::open(config, name, config.dataflow(name)?)?;
     // The sink first: were the process to stop between the two, the ledger would only say too much is
     // loaded, and the next run squares it with the emptied sink.
     let rows = stores.sink.remove().map_err(sink_error(name))?;
     stores.state.forget_dataflow(name).map_err(state_error(name))?;
+    Ok(rows)
+}
+
+/// Removes a dataflow of a table per Stripe object: every table, then the state.
+fn remove_tables(config: &Config, name: &str, dataflow: &DataflowConfig) -> Result<u64, SyncError> {
+    let state_url = config.state_database();
+    let _lock = lock_dataflow(&state_url, name)?;
+    let sink_url = config.sink_database(dataflow);
+    let mut rows = 0;
+    for (scope, table) in config.dataflow_tables(name, dataflow) {
+        let spec = sink::TableSpec { name: table, ..dataflow.table_spec(name) };
+        rows += sink::open(&sink_url, &scope, &spec)
+            .and_then(|mut sink| sink.remove())
+            .map_err(sink_error(name))?;
+    }
+    let mut state = StateStore::open(&state_url).map_err(state_error(name))?;
+    state.forget_dataflow(name).map_err(state_error(name))?;
     Ok(rows)
 }

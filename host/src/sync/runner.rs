@@ -9,7 +9,7 @@
 use super::plan::{Decision, Plan, PlannedObject, Window, next_cursor, plan};
 use super::stores::{DataflowStores, state_error};
 use super::{Progress, SyncError};
-use crate::config::{Config, DataflowConfig};
+use crate::config::{Config, DataflowConfig, SourceConfig};
 use crate::parse::{ParseError, parse_stream};
 use crate::plugin::{FormatPlugin, Parsed, PluginHost, TemplatePlugin};
 use crate::sink::TableSink;
@@ -79,7 +79,7 @@ impl<'a> Runner<'a> {
         name: &str,
         dataflow: &DataflowConfig,
     ) -> Result<FormatPlugin, SyncError> {
-        let spec = self.config.plugin_spec(&dataflow.format.plugin)?;
+        let spec = self.config.plugin_spec(&dataflow.file_format().plugin)?;
         self.host
             .load_format(&spec)
             .map_err(|source| SyncError::Plugin { dataflow: name.to_string(), source })
@@ -115,6 +115,9 @@ impl<'a> Runner<'a> {
     pub fn run(&self, name: &str, progress: &dyn Progress) -> Result<RunReport, SyncError> {
         let started = Instant::now();
         let dataflow = self.config.dataflow(name)?;
+        if let SourceConfig::Stripe(stripe) = &dataflow.source {
+            return self.run_stripe(name, dataflow, stripe, progress);
+        }
         let plugin = self.load_plugin(name, dataflow)?;
         let template = self.load_template(name, dataflow)?;
         // Held to the end of the run (the lock with it): a second process running the dataflow is
@@ -387,8 +390,8 @@ impl DataflowRun<'_> {
             Ok(reader) => Counted { inner: reader, count: bytes_read.clone() },
             Err(error) => return failed(report, ObjectStatus::Pending, error.to_string(), &bytes_read),
         };
-        let compression = self.dataflow.format.compression;
-        let options = self.dataflow.format.option_pairs();
+        let compression = self.dataflow.file_format().compression;
+        let options = self.dataflow.file_format().option_pairs();
         let template = self.template;
         let template_options = self.dataflow.template.as_ref().map(|t| t.option_pairs()).unwrap_or_default();
 

@@ -1,7 +1,9 @@
 //! The tables sink on PostgreSQL. Each dataflow has a schema of its own, named after it in lower case
 //! (`Orders` writes `orders.orders`), holding its table and Sluice's bookkeeping: `_sluice_objects`
 //! (markers), `_sluice_rejects`, `_sluice_versions`, `_sluice_version_columns`, `_sluice_tables` and the
-//! undo log `_sluice_undo_TABLE`.
+//! undo log `_sluice_undo_TABLE`. A dataflow of several tables (a Stripe source) opens a sink per table
+//! under the scope `Dataflow/table`: its table goes in the dataflow's schema, its bookkeeping in a schema
+//! of the scope's own (`billing/customers`), so no two tables' markers or versions mix.
 //!
 //! Rows are loaded with `COPY ... FROM STDIN`, one object per transaction together with its marker, as on
 //! SQLite. PostgreSQL has no stable rowid, so every table has its own `_sluice_row` identity, which Sluice
@@ -73,8 +75,13 @@ const SCHEMA: &str = "
     );";
 
 /// The schema of `dataflow`'s tables.
-pub fn schema_of(dataflow: &str) -> String {
-    dataflow.to_ascii_lowercase()
+pub fn schema_of(scope: &str) -> String {
+    scope.split('/').next().unwrap_or(scope).to_ascii_lowercase()
+}
+
+/// The schema of a sink's bookkeeping: the dataflow's schema, or for one table of several, its scope's.
+fn bookkeeping_schema_of(scope: &str) -> String {
+    scope.to_ascii_lowercase()
 }
 
 /// A column of a table, as it is in the database.
@@ -88,8 +95,10 @@ struct TableColumn {
 pub struct PostgresTables {
     client: PooledClient,
     dataflow: String,
-    /// The schema, quoted.
+    /// The schema of the bookkeeping, quoted.
     schema: String,
+    /// The schema of the table, quoted: the same but for one table of several (see the module's doc).
+    data_schema: String,
     spec: TableSpec,
     /// The table's columns after Sluice's own, as they are in the database; `None` until the table exists.
     columns: Option<Vec<TableColumn>>,
@@ -102,12 +111,15 @@ impl PostgresTables {
     pub fn open(url: &str, dataflow: &str, spec: &TableSpec) -> Result<PostgresTables, SinkError> {
         let error = |message: String| SinkError { table: spec.name.clone(), message };
         let mut client = pg::connect(url).map_err(error)?;
-        let schema = quote(&schema_of(dataflow));
-        client.batch_execute(&SCHEMA.replace("{s}", &schema)).map_err(|e| error(pg::describe(&e)))?;
+        let schema = quote(&bookkeeping_schema_of(dataflow));
+        let data_schema = quote(&schema_of(dataflow));
+        let create = format!("CREATE SCHEMA IF NOT EXISTS {data_schema}; {}", SCHEMA.replace("{s}", &schema));
+        client.batch_execute(&create).map_err(|e| error(pg::describe(&e)))?;
         let mut sink = PostgresTables {
             client,
             dataflow: dataflow.to_string(),
             schema,
+            data_schema,
             spec: spec.clone(),
             columns: None,
         };
@@ -125,7 +137,7 @@ impl PostgresTables {
 
     /// `"schema"."table"`.
     fn qualified(&self, table: &str) -> String {
-        format!("{}.{}", self.schema, quote(table))
+        format!("{}.{}", self.data_schema, quote(table))
     }
 
     /// The table's name in the last run, if the configuration has changed it since.
@@ -282,16 +294,21 @@ impl TableSink for PostgresTables {
             drop.push_str(&format!(", {schema}.{bookkeeping}"));
         }
         transaction.batch_execute(&drop).map_err(error)?;
-        // The schema goes too, unless someone keeps tables of their own in it.
-        let left: i64 = transaction
-            .query_one(
-                "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1",
-                &[&schema_of(&self.dataflow)],
-            )
-            .map_err(error)?
-            .get(0);
-        if left == 0 {
-            transaction.batch_execute(&format!("DROP SCHEMA {schema}")).map_err(error)?;
+        // The schemas go too, unless someone keeps tables of their own in them (or other tables of the
+        // dataflow are there).
+        let mut schemas = vec![bookkeeping_schema_of(&self.dataflow), schema_of(&self.dataflow)];
+        schemas.dedup();
+        for schema in schemas {
+            let left: i64 = transaction
+                .query_one(
+                    "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1",
+                    &[&schema],
+                )
+                .map_err(error)?
+                .get(0);
+            if left == 0 {
+                transaction.batch_execute(&format!("DROP SCHEMA {}", quote(&schema))).map_err(error)?;
+            }
         }
         transaction.commit().map_err(error)?;
         self.columns = None;
