@@ -14,6 +14,7 @@ use support::backend::{Backend, DATABASES};
 on_both_backends!(
     stripe_objects_become_tables_merged_on_id_and_later_runs_take_new_and_changed_objects,
     remove_deletes_every_table_and_the_next_run_imports_everything_again,
+    rollback_takes_the_tables_back_before_the_newest_run_and_the_next_run_merges_stripe_in_again,
 );
 
 fn run(b: &Backend, dir: &Path, key: &str, args: &[&str]) -> Output {
@@ -161,6 +162,35 @@ fn remove_deletes_every_table_and_the_next_run_imports_everything_again(b: &Back
     );
 }
 
+fn rollback_takes_the_tables_back_before_the_newest_run_and_the_next_run_merges_stripe_in_again(b: &Backend) {
+    let stripe = StripeServer::start();
+    let now = seed(&stripe);
+    let dir = billing(&stripe, TABLES);
+    assert_eq!(run(b, dir.path(), TEST_KEY, &["run"]).status.code(), Some(0));
+    stripe.insert("customers", json!({ "id": "cus_new", "email": "new@example.com" }), now);
+    stripe.update("customers", "cus_000", json!({ "email": "changed@example.com" }), now);
+    assert_eq!(run(b, dir.path(), TEST_KEY, &["run"]).status.code(), Some(0));
+    let customers = table(b, "customers");
+    let email = |id: &str| {
+        b.strings(dir.path(), "Billing", &format!("SELECT email FROM {customers} WHERE id = '{id}'"))
+    };
+    assert_eq!(email("cus_000"), ["changed@example.com"]);
+
+    let rolled_back = run(b, dir.path(), TEST_KEY, &["rollback", "Billing"]);
+    assert_eq!(rolled_back.status.code(), Some(0), "{}", text(&rolled_back.stderr));
+    assert_eq!(email("cus_000"), ["c0@example.com"], "the row as it was before the run");
+    assert!(email("cus_new").is_empty(), "the run's new row is gone");
+    let products = b.count(dir.path(), "Billing", &format!("SELECT count(*) FROM {}", table(b, "products")));
+    assert_eq!(products, 3, "the products, merged again by the run, are as they were");
+
+    let again = run(b, dir.path(), TEST_KEY, &["run"]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
+    assert_eq!(
+        (email("cus_000"), email("cus_new")),
+        (vec!["changed@example.com".to_string()], vec!["new@example.com".to_string()])
+    );
+}
+
 #[test]
 fn a_wrong_key_fails_the_run_at_once_and_a_429_while_listing_is_ridden_out() {
     let b = &Backend::sqlite();
@@ -197,4 +227,44 @@ fn a_stripe_source_refuses_settings_that_are_for_files() {
         "{}",
         text(&output.stderr)
     );
+}
+
+#[test]
+fn the_example_configuration_imports_the_ten_stripe_tables() {
+    let stripe = StripeServer::start();
+    seed(&stripe);
+    stripe.insert(
+        "invoices",
+        json!({ "customer": "cus_001", "lines": { "data": [{ "amount": 900 }] } }),
+        1_760_000_000,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let example = support::root().join("examples/stripe/connector.toml");
+    let output = Backend::sqlite()
+        .command(dir.path())
+        .arg("--config")
+        .arg(&example)
+        .args(["run", "Billing"])
+        .env("SLUICE_STATE_URL", format!("sqlite://{}", dir.path().join("state.db").display()))
+        .env("SLUICE_SINK_URL", format!("sqlite://{}", dir.path().join("tables.db").display()))
+        .env("STRIPE_API_KEY", TEST_KEY)
+        .env("STRIPE_API_BASE", stripe.url())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    // 155 seeded objects, the invoice, and an event for each of the 156.
+    assert!(
+        text(&output.stdout).contains("Billing: succeeded — 10 objects, 312 rows"),
+        "{}",
+        text(&output.stdout)
+    );
+    let listed: std::collections::BTreeSet<String> =
+        stripe.received().iter().map(|r| r.path.trim_start_matches("/v1/").to_string()).collect();
+    assert_eq!(listed.len(), 10, "each table listed: {listed:?}");
+    let lines = support::backend::sqlite_strings(
+        &dir.path().join("tables.db"),
+        "SELECT CAST(lines AS TEXT) FROM billing_invoices",
+    )
+    .unwrap();
+    assert!(lines[0].contains("900"), "{lines:?}");
 }

@@ -178,7 +178,8 @@ impl Backend {
     }
 }
 
-fn sqlite_strings(path: &Path, sql: &str) -> Result<Vec<String>, String> {
+/// The rows of `sql` in the SQLite file at `path`, each as text.
+pub fn sqlite_strings(path: &Path, sql: &str) -> Result<Vec<String>, String> {
     if !path.exists() {
         return Err(format!("{} does not exist", path.display()));
     }

@@ -426,6 +426,17 @@ impl DataflowConfig {
         }
     }
 
+    /// The spec of `table`, one of a Stripe source's tables: merged on `id`, with the dataflow's versions
+    /// and type-conflict rule.
+    pub fn stripe_table_spec(&self, dataflow: &str, table: String) -> crate::sink::TableSpec {
+        crate::sink::TableSpec {
+            name: table,
+            mode: WriteMode::Merge,
+            key: vec!["id".to_string()],
+            ..self.table_spec(dataflow)
+        }
+    }
+
     /// How many objects a run loads at once into `sink` (see [`SinkConfig::parallelism`]).
     pub fn parallel_loads(&self, sink: &DatabaseUrl) -> usize {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());

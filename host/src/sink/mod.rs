@@ -163,6 +163,8 @@ pub trait TableSink: Send {
     /// Takes the table back to where it was before the newest run that changed it: that run's rows,
     /// columns, rejected rows and markers go, in one transaction. `None` when no run is left to undo.
     fn rollback_last(&mut self) -> Result<Option<RolledBack>, SinkError>;
+    /// The newest run whose changes to the table a rollback can undo, if any.
+    fn newest_run(&mut self) -> Result<Option<i64>, SinkError>;
     /// Ends a run: lets go of versions beyond the newest `TableSpec::versions`, so that storage stays
     /// bounded, and readies what a rollback of the run will look up.
     fn finish_run(&mut self) -> Result<(), SinkError>;

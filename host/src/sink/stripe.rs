@@ -109,6 +109,10 @@ impl TableSink for StripeSink {
         })
     }
 
+    fn newest_run(&mut self) -> Result<Option<i64>, SinkError> {
+        self.results.newest_run()
+    }
+
     fn finish_run(&mut self) -> Result<(), SinkError> {
         self.results.finish_run()
     }

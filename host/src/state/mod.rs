@@ -394,6 +394,13 @@ impl StateStore {
         })
     }
 
+    /// Forgets one cursor, so the next run lists from the start.
+    pub fn forget_cursor(&mut self, scope: &str) -> Result<(), StateError> {
+        self.transaction(|sql| {
+            sql.execute("DELETE FROM cursors WHERE dataflow = ?1", &[scope.into()]).map(drop)
+        })
+    }
+
     /// Records how a run ended.
     pub fn end_run(
         &mut self,

@@ -30,7 +30,7 @@ fn remove_tables(config: &Config, name: &str, dataflow: &DataflowConfig) -> Resu
     let sink_url = config.sink_database(dataflow);
     let mut rows = 0;
     for (scope, table) in config.dataflow_tables(name, dataflow) {
-        let spec = sink::TableSpec { name: table, ..dataflow.table_spec(name) };
+        let spec = dataflow.stripe_table_spec(name, table);
         rows += sink::open(&sink_url, &scope, &spec)
             .and_then(|mut sink| sink.remove())
             .map_err(sink_error(name))?;

@@ -3,8 +3,10 @@
 use super::SyncError;
 use super::runner::reconcile;
 use super::stores::{DataflowStores, sink_error, state_error};
-use crate::config::{Config, SourceConfig};
+use crate::config::{Config, DataflowConfig, SourceConfig};
+use crate::sink;
 use crate::sink::RolledBack;
+use crate::state::{StateStore, lock_dataflow};
 
 /// Undoes the newest run of `name` that changed its table: the run's rows, columns, rejected rows and
 /// markers go in one transaction of the sink; then the ledger forgets the run's objects and the cursor
@@ -12,10 +14,9 @@ use crate::sink::RolledBack;
 /// skipped and the next run leaves them alone until they change. Rolling back twice undoes two runs.
 /// Refused while the dataflow runs, and when no run is left to undo (nothing is changed then).
 pub fn rollback(config: &Config, name: &str, skip: bool) -> Result<RolledBack, SyncError> {
-    if let SourceConfig::Stripe(_) = config.dataflow(name)?.source {
-        return Err(SyncError::Plan(format!(
-            "dataflow `{name}` imports Stripe's objects, merged on `id` into a table each; rolling such a dataflow back is not supported yet (the next run merges Stripe's current objects in again)"
-        )));
+    let dataflow = config.dataflow(name)?;
+    if let SourceConfig::Stripe(_) = dataflow.source {
+        return rollback_tables(config, name, dataflow);
     }
     let mut stores = DataflowStores::open(config, name, config.dataflow(name)?)?;
     let rolled_back = stores.sink.rollback_last().map_err(sink_error(name))?.ok_or_else(|| {
@@ -32,4 +33,38 @@ pub fn rollback(config: &Config, name: &str, skip: bool) -> Result<RolledBack, S
     }
     reconcile(name, &mut stores.state, stores.sink.as_mut()).map_err(SyncError::Plan)?;
     Ok(rolled_back)
+}
+
+/// Undoes the newest run of a dataflow of a table per Stripe object: every table that run changed goes
+/// back, each in its own transaction, and forgets its cursor, so the next run lists the object again in
+/// full and merges Stripe's current state over it.
+fn rollback_tables(config: &Config, name: &str, dataflow: &DataflowConfig) -> Result<RolledBack, SyncError> {
+    let state_url = config.state_database();
+    let _lock = lock_dataflow(&state_url, name)?;
+    let sink_url = config.sink_database(dataflow);
+    let mut tables = Vec::new();
+    for (scope, table) in config.dataflow_tables(name, dataflow) {
+        let spec = dataflow.stripe_table_spec(name, table);
+        let mut sink = sink::open(&sink_url, &scope, &spec).map_err(sink_error(name))?;
+        let newest = sink.newest_run().map_err(sink_error(name))?;
+        tables.push((scope, sink, newest));
+    }
+    let Some(run_id) = tables.iter().filter_map(|(_, _, newest)| *newest).max() else {
+        return Err(SyncError::Plan(format!(
+            "dataflow `{name}` has no run to roll back: its tables hold nothing a run loaded"
+        )));
+    };
+    let mut state = StateStore::open(&state_url).map_err(state_error(name))?;
+    let mut rows_removed = 0;
+    for (scope, mut sink, newest) in tables {
+        if newest != Some(run_id) {
+            continue;
+        }
+        if let Some(rolled_back) = sink.rollback_last().map_err(sink_error(name))? {
+            rows_removed += rolled_back.rows_removed;
+        }
+        state.forget_cursor(&scope).map_err(state_error(name))?;
+    }
+    state.mark_rolled_back(run_id).map_err(state_error(name))?;
+    Ok(RolledBack { run_id, rows_removed })
 }

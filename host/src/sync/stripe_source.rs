@@ -11,7 +11,7 @@ use super::runner::{ObjectReport, RunReport, Runner};
 use super::stores::state_error;
 use super::{Progress, SyncError};
 use crate::config::{DataflowConfig, StripeSourceConfig};
-use crate::sink::{self, SinkError, TableSink, TableSpec};
+use crate::sink::{self, SinkError, TableSink};
 use crate::source::ObjectMeta;
 use crate::state::{ObjectStatus, RunCounts, RunStatus, StateStore, lock_dataflow};
 use crate::stripe::{StripeClient, StripeError, objects_batch};
@@ -228,13 +228,7 @@ impl StripeImport<'_> {
         report: &mut ObjectReport,
     ) -> Result<(), String> {
         let config = self.runner.config();
-        let spec = TableSpec {
-            name: table.name.clone(),
-            mode: crate::config::WriteMode::Merge,
-            key: vec!["id".to_string()],
-            versions: self.dataflow.table_spec(self.name).versions,
-            on_type_conflict: self.dataflow.sink.on_type_conflict,
-        };
+        let spec = self.dataflow.stripe_table_spec(self.name, table.name.clone());
         let mut sink = sink::open(&config.sink_database(self.dataflow), &table.scope, &spec)
             .map_err(|e| e.to_string())?;
         let cursor = state.cursor(&table.scope).map_err(|e| e.to_string())?;

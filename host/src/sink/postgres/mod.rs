@@ -242,6 +242,12 @@ impl PostgresTables {
 }
 
 impl TableSink for PostgresTables {
+    fn newest_run(&mut self) -> Result<Option<i64>, SinkError> {
+        let sql = format!("SELECT max(run_id) FROM {}._sluice_versions", self.schema);
+        let row = self.client.query_one(&sql, &[]).map_err(|e| self.spec_error(e))?;
+        Ok(row.get(0))
+    }
+
     fn pairs(&mut self, key: &str, value: &str) -> Result<Vec<(String, String)>, SinkError> {
         if self.columns.is_none() {
             return Ok(Vec::new());

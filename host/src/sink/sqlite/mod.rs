@@ -202,6 +202,16 @@ impl SqliteTables {
 }
 
 impl TableSink for SqliteTables {
+    fn newest_run(&mut self) -> Result<Option<i64>, SinkError> {
+        self.connection
+            .query_row(
+                "SELECT max(run_id) FROM _sluice_versions WHERE dataflow = ?1",
+                [&self.dataflow],
+                |row| row.get(0),
+            )
+            .map_err(|e| self.error(e))
+    }
+
     fn pairs(&mut self, key: &str, value: &str) -> Result<Vec<(String, String)>, SinkError> {
         if self.columns.is_empty() {
             return Ok(Vec::new());
