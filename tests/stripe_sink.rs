@@ -378,12 +378,15 @@ fn the_example_configuration_makes_a_products_csv_in_a_bucket_into_stripe_produc
 }
 
 #[test]
-fn the_client_meets_idempotent_replays_and_mismatches_and_lists_page_by_page_as_on_stripe() {
+fn the_client_meets_replays_after_a_lost_answer_refuses_a_reused_key_and_lists_page_by_page() {
     use sluice::config::Secret;
     use sluice::stripe::{ClientSettings, StripeClient, StripeError};
     let stripe = StripeServer::start();
     let mut settings = ClientSettings::new(Secret::new(TEST_KEY));
     settings.api_base = stripe.url().to_string();
+    settings.account = Some("acct_connected_1".into());
+    settings.timeout = Duration::from_millis(300);
+    settings.first_backoff = Duration::from_millis(50);
     let client = StripeClient::new(settings).unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let params = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
@@ -399,6 +402,15 @@ fn the_client_meets_idempotent_replays_and_mismatches_and_lists_page_by_page_as_
             matches!(&mismatch, StripeError::Refused { status: 400, message, .. } if message.contains("same parameters")),
             "{mismatch}"
         );
+
+        // The answer is lost to a timeout after Stripe made the customer: the retry, under the same
+        // key, meets the first answer again, and no second customer is made.
+        stripe.fail_next(1, Fault::Slow(Duration::from_secs(2)));
+        let late = client.post("customers", &params(&[("name", "Cy")]), "key-2").await.unwrap();
+        let cy: Vec<_> = stripe.objects("customers").into_iter().filter(|c| c["name"] == "Cy").collect();
+        assert_eq!(cy.len(), 1);
+        assert_eq!(late.body["id"], cy[0]["id"]);
+        assert!(stripe.received().iter().all(|r| r.stripe_account.as_deref() == Some("acct_connected_1")));
 
         for n in 0..250 {
             stripe.insert("charges", serde_json::json!({ "amount": n }), 1_700_000_000 + n);

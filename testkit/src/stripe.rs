@@ -45,7 +45,7 @@ pub enum Fault {
     RateLimited { should_retry: Option<bool> },
     /// 500 `api_error`.
     ServerError,
-    /// The answer comes this late.
+    /// The request is carried out, and its answer comes this late.
     Slow(Duration),
 }
 
@@ -294,8 +294,7 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let in_flight = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-    shared.max_in_flight.fetch_max(in_flight, Ordering::SeqCst);
+    let _in_flight = InFlight::enter(&shared);
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
     let mut received = Received {
         method: method.to_string(),
@@ -309,6 +308,7 @@ async fn handle(
         at: shared.started.elapsed(),
     };
     let fault = shared.faults.lock().unwrap().pop_front();
+    let mut late = None;
     let (status, body, replayed, should_retry) = match fault {
         Some(Fault::RateLimited { should_retry }) => {
             (StatusCode::TOO_MANY_REQUESTS, rate_limited().body(), false, should_retry)
@@ -324,9 +324,11 @@ async fn handle(
             };
             (error.status, error.body(), false, None)
         }
-        slow => {
-            if let Some(Fault::Slow(delay)) = slow {
-                tokio::time::sleep(delay).await;
+        other => {
+            // A slow answer: the request is carried out at once and its answer comes late, so a client
+            // that gives up waiting has had its object made all the same, as happens with Stripe.
+            if let Some(Fault::Slow(delay)) = other {
+                late = Some(delay);
             }
             let (status, body, replayed) = answer(&shared, &method, &uri, &headers, &received.body);
             (status, body, replayed, None)
@@ -334,7 +336,9 @@ async fn handle(
     };
     received.status = status.as_u16();
     shared.store.lock().unwrap().received.push(received);
-    shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+    if let Some(delay) = late {
+        tokio::time::sleep(delay).await;
+    }
 
     let mut response = (status, axum::Json(body)).into_response();
     let response_headers = response.headers_mut();
@@ -348,6 +352,23 @@ async fn handle(
             .insert("stripe-should-retry", HeaderValue::from_static(if retry { "true" } else { "false" }));
     }
     response
+}
+
+/// Counts a request in flight for as long as it is answered, even if the client goes away mid-answer.
+struct InFlight<'s>(&'s Shared);
+
+impl<'s> InFlight<'s> {
+    fn enter(shared: &'s Shared) -> InFlight<'s> {
+        let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        shared.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(shared)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 fn rate_limited() -> ApiError {
