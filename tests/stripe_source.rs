@@ -210,7 +210,12 @@ fn a_wrong_key_fails_the_run_at_once_and_a_429_while_listing_is_ridden_out() {
     stripe.fail_next(1, Fault::ServerError);
     let output = run(b, dir.path(), TEST_KEY, &["run"]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
-    assert!(text(&output.stdout).contains("155 rows"), "{}", text(&output.stdout));
+    assert!(text(&output.stdout).contains("Billing: succeeded — 3 objects"), "{}", text(&output.stdout));
+    let customers = support::backend::sqlite_strings(
+        &dir.path().join("sluice.db"),
+        "SELECT count(*) FROM billing_customers",
+    );
+    assert_eq!(customers.unwrap(), ["150"]);
 }
 
 #[test]

@@ -53,6 +53,29 @@ pub struct RunReport {
     pub elapsed: Duration,
 }
 
+impl RunReport {
+    /// Sets the status and error from how the run's `what` (objects, tables) ended: succeeded when all
+    /// loaded, failed when none did, partial between, with the error of each that failed.
+    pub(super) fn conclude(&mut self, what: &str) {
+        let failed: Vec<&ObjectReport> =
+            self.objects.iter().filter(|o| o.status != ObjectStatus::Loaded).collect();
+        self.status = match (failed.len(), self.objects.len()) {
+            (0, _) => RunStatus::Succeeded,
+            (f, n) if f == n => RunStatus::Failed,
+            _ => RunStatus::Partial,
+        };
+        if !failed.is_empty() {
+            let errors: Vec<String> = failed.iter().filter_map(|o| o.error.clone()).collect();
+            self.error = Some(format!(
+                "{} of {} {what} failed: {}",
+                failed.len(),
+                self.objects.len(),
+                errors.join("; ")
+            ));
+        }
+    }
+}
+
 /// Runs dataflows of one configuration.
 pub struct Runner<'a> {
     config: &'a Config,
@@ -239,24 +262,10 @@ impl<'a> Runner<'a> {
             state.advance_cursor(name, cursor, run.run_id, SystemTime::now()).map_err(|e| e.to_string())?;
         }
 
-        let failed: Vec<&ObjectReport> =
-            report.objects.iter().filter(|o| o.status != ObjectStatus::Loaded).collect();
-        report.status = match (failed.len(), report.objects.len()) {
-            (0, _) => RunStatus::Succeeded,
-            (f, n) if f == n => RunStatus::Failed,
-            _ => RunStatus::Partial,
-        };
+        report.conclude("objects");
         if let Some(stopped) = stopped {
             report.status = RunStatus::Failed;
             report.error = Some(stopped);
-        } else if !failed.is_empty() {
-            let errors: Vec<String> = failed.iter().filter_map(|o| o.error.clone()).collect();
-            report.error = Some(format!(
-                "{} of {} objects failed: {}",
-                failed.len(),
-                report.objects.len(),
-                errors.join("; ")
-            ));
         }
         Ok(())
     }

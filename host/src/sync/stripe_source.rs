@@ -111,7 +111,14 @@ impl StripeImport<'_> {
         let events_cursor = state.cursor(&events_scope).map_err(|e| e.to_string())?;
         let (changed, newest_event) = match events_cursor {
             Some(cursor) => self.changed_since(cursor)?,
-            None => (HashMap::new(), None),
+            None => {
+                // The first run lists everything; the events that matter are those from its start on.
+                let started = SystemTime::now();
+                state
+                    .advance_cursor(&events_scope, started, self.run_id, started)
+                    .map_err(|e| e.to_string())?;
+                (HashMap::new(), None)
+            }
         };
 
         for table in &tables {
@@ -132,25 +139,15 @@ impl StripeImport<'_> {
             }
         }
 
-        // The first run starts the events from now; later ones from the newest event they read.
-        let next_events = newest_event.or(events_cursor.is_none().then(SystemTime::now));
-        if let Some(next) = next_events {
+        // Past the events read, once every table took its changes; where one failed, the next run reads
+        // them again (merging on `id` makes that harmless).
+        let all_loaded = report.objects.iter().all(|o| o.status == ObjectStatus::Loaded);
+        if let (Some(newest), true) = (newest_event, all_loaded) {
             state
-                .advance_cursor(&events_scope, next, self.run_id, SystemTime::now())
+                .advance_cursor(&events_scope, newest, self.run_id, SystemTime::now())
                 .map_err(|e| e.to_string())?;
         }
-        let failed: Vec<&ObjectReport> =
-            report.objects.iter().filter(|o| o.status != ObjectStatus::Loaded).collect();
-        report.status = match (failed.len(), report.objects.len()) {
-            (0, _) => RunStatus::Succeeded,
-            (f, n) if f == n => RunStatus::Failed,
-            _ => RunStatus::Partial,
-        };
-        if !failed.is_empty() {
-            let errors: Vec<String> = failed.iter().filter_map(|o| o.error.clone()).collect();
-            report.error =
-                Some(format!("{} of {} tables failed: {}", failed.len(), tables.len(), errors.join("; ")));
-        }
+        report.conclude("tables");
         Ok(())
     }
 
