@@ -121,8 +121,10 @@ impl StripeClient {
             .user_agent(concat!("Sluice/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("the Stripe HTTP client could not start: {e}"))?;
-        // No bursts: requests are spaced evenly, so Stripe's own limiter never sees more than the rate.
-        let quota = Quota::per_second(settings.rate_limit).allow_burst(NonZeroU32::MIN);
+        // Requests are spaced evenly, with a small burst (a twentieth of the rate, 2 to 10) so that a timer
+        // waking late can catch up rather than lose its slot; Stripe's own limiter takes bursts that size.
+        let burst = NonZeroU32::new((settings.rate_limit.get() / 20).clamp(2, 10)).expect("at least 2");
+        let quota = Quota::per_second(settings.rate_limit).allow_burst(burst);
         Ok(StripeClient {
             http,
             limiter: RateLimiter::direct(quota),
