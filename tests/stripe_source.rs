@@ -87,7 +87,7 @@ fn stripe_objects_become_tables_merged_on_id_and_later_runs_take_new_and_changed
     let output = run(b, dir.path(), TEST_KEY, &["run"]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     assert!(
-        text(&output.stdout).contains("Billing: succeeded — 3 objects, 155 rows"),
+        text(&output.stdout).contains("Billing: succeeded — 3 tables, 155 rows"),
         "{}",
         text(&output.stdout)
     );
@@ -156,7 +156,7 @@ fn remove_deletes_every_table_and_the_next_run_imports_everything_again(b: &Back
     }
     let again = run(b, dir.path(), TEST_KEY, &["run"]);
     assert!(
-        text(&again.stdout).contains("Billing: succeeded — 3 objects, 155 rows"),
+        text(&again.stdout).contains("Billing: succeeded — 3 tables, 155 rows"),
         "{}",
         text(&again.stdout)
     );
@@ -210,7 +210,7 @@ fn a_wrong_key_fails_the_run_at_once_and_a_429_while_listing_is_ridden_out() {
     stripe.fail_next(1, Fault::ServerError);
     let output = run(b, dir.path(), TEST_KEY, &["run"]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
-    assert!(text(&output.stdout).contains("Billing: succeeded — 3 objects"), "{}", text(&output.stdout));
+    assert!(text(&output.stdout).contains("Billing: succeeded — 3 tables"), "{}", text(&output.stdout));
     let customers = support::backend::sqlite_strings(
         &dir.path().join("sluice.db"),
         "SELECT count(*) FROM billing_customers",
@@ -259,7 +259,7 @@ fn the_example_configuration_imports_the_ten_stripe_tables() {
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     // 155 seeded objects, the invoice, and an event for each of the 156.
     assert!(
-        text(&output.stdout).contains("Billing: succeeded — 10 objects, 312 rows"),
+        text(&output.stdout).contains("Billing: succeeded — 10 tables, 312 rows"),
         "{}",
         text(&output.stdout)
     );

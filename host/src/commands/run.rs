@@ -3,6 +3,7 @@
 use super::progress::RunProgress;
 use super::{Failure, load_dataflows, plugin_host, runtime};
 use indicatif::HumanBytes;
+use sluice::config::SourceConfig;
 use sluice::state::RunStatus;
 use sluice::sync::Runner;
 use std::path::Path;
@@ -20,8 +21,13 @@ pub fn run(config_path: Option<&Path>, only: Option<&str>) -> Result<(), Failure
     for name in &names {
         let report = runner.run(name, &RunProgress::new(name))?;
         let counts = report.counts;
+        // A Stripe source's run goes table by table; a file source's object by object.
+        let unit = match config.dataflow(name)?.source {
+            SourceConfig::Stripe(_) => "tables",
+            _ => "objects",
+        };
         println!(
-            "{name}: {} — {} objects, {} rows, {} rejected, {}, {:.2} s",
+            "{name}: {} — {} {unit}, {} rows, {} rejected, {}, {:.2} s",
             report.status.as_str(),
             counts.objects,
             counts.rows,
