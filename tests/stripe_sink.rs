@@ -135,6 +135,15 @@ fn a_products_csv_becomes_stripe_products_and_a_changed_file_updates_them_withou
 
     let everything = text(&output.stdout) + &text(&output.stderr);
     assert!(!everything.contains(TEST_KEY), "the key is never printed");
+    // Run History, object by object: the first run's file, with what Stripe took and refused.
+    let first_run = text(&run(b, dir.path(), &["history", "Catalog", "--run", "1"]).stdout);
+    let line = first_run.lines().find(|l| l.starts_with("products.csv")).unwrap_or_default().to_string();
+    assert_eq!(
+        line.split_whitespace().collect::<Vec<_>>(),
+        ["products.csv", "loaded", "2", "1"],
+        "{first_run}"
+    );
+
     let list = text(&run(b, dir.path(), &["dataflows"]).stdout);
     assert!(list.contains("local ─► stripe products") && list.contains("succeeded"), "{list}");
     let rollback = run(b, dir.path(), &["rollback", "Catalog"]);

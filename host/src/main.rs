@@ -40,9 +40,12 @@ enum Command {
         tables: bool,
     },
     /// Shows a dataflow's runs, newest first: start, duration, status, objects, rows written and rejected,
-    /// and the error of a run that failed.
+    /// and the error of a run that failed. With --run, that run's objects, each with its outcome.
     History {
         dataflow: String,
+        /// Show the objects of this run instead: status, rows, rejected rows and error of each.
+        #[arg(long)]
+        run: Option<i64>,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -105,7 +108,12 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Run { dataflow } => commands::run::run(config, dataflow.as_deref()),
         Command::Dataflows { json, tables } => commands::dataflows::list(config, *json, *tables),
-        Command::History { dataflow, json } => commands::dataflows::history(config, dataflow, *json),
+        Command::History { dataflow, run: None, json } => {
+            commands::dataflows::history(config, dataflow, *json)
+        }
+        Command::History { dataflow, run: Some(run), json } => {
+            commands::dataflows::run_objects(config, dataflow, *run, *json)
+        }
         Command::Rollback { dataflow, skip } => commands::rollback::rollback(config, dataflow, *skip),
         Command::Remove { dataflow, yes } => commands::remove::remove(config, dataflow, *yes),
         Command::Preview { dataflow, records } => commands::preview::preview(config, dataflow, *records),

@@ -133,6 +133,36 @@ fn kind(dataflow: &DataflowConfig, sink: &DatabaseUrl) -> String {
     }
 }
 
+/// One object of a run, as `sluice history --run` shows it.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct ObjectSummary {
+    pub key: String,
+    pub status: String,
+    pub rows: u64,
+    pub rejected: u64,
+    pub error: Option<String>,
+}
+
+/// The objects whose outcome run `run_id` of `dataflow` recorded (an object a later run took again shows
+/// under that run), in key order.
+pub fn run_objects(config: &Config, dataflow: &str, run_id: i64) -> Result<Vec<ObjectSummary>, StateError> {
+    let ledger = match state(config)? {
+        Some(mut state) => state.ledger(dataflow)?,
+        None => Vec::new(),
+    };
+    Ok(ledger
+        .into_iter()
+        .filter(|entry| entry.run_id == run_id)
+        .map(|entry| ObjectSummary {
+            key: entry.key,
+            status: entry.status.as_str().to_string(),
+            rows: entry.rows,
+            rejected: entry.rejected,
+            error: entry.error,
+        })
+        .collect())
+}
+
 /// The runs of `dataflow`, newest first.
 pub fn history(config: &Config, dataflow: &str) -> Result<Vec<RunSummary>, StateError> {
     let runs = match state(config)? {

@@ -96,3 +96,28 @@ pub fn history(config_path: Option<&Path>, name: &str, json: bool) -> Result<(),
     );
     Ok(())
 }
+
+/// `history --run N`: the objects of one run, each with its outcome.
+pub fn run_objects(config_path: Option<&Path>, name: &str, run: i64, json: bool) -> Result<(), Failure> {
+    let config = load_dataflows(config_path)?;
+    config.dataflow(name)?;
+    let objects = overview::run_objects(&config, name, run).map_err(|e| Failure::Input(e.to_string()))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&objects).expect("objects serialize"));
+        return Ok(());
+    }
+    if objects.is_empty() {
+        println!("{name}: run {run} recorded no objects");
+        return Ok(());
+    }
+    print_table(
+        &["OBJECT", "STATUS", "ROWS", "REJECTED", "ERROR"],
+        objects
+            .into_iter()
+            .map(|o| {
+                vec![o.key, o.status, o.rows.to_string(), o.rejected.to_string(), o.error.unwrap_or_default()]
+            })
+            .collect(),
+    );
+    Ok(())
+}

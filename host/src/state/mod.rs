@@ -49,7 +49,7 @@ pub enum ObjectStatus {
 }
 
 impl ObjectStatus {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             ObjectStatus::Loaded => "loaded",
             ObjectStatus::Failed => "failed",
