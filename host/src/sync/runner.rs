@@ -14,7 +14,7 @@ use crate::parse::{ParseError, parse_stream};
 use crate::plugin::{FormatPlugin, Parsed, PluginHost, TemplatePlugin};
 use crate::sink::TableSink;
 use crate::source::{self, MANY_OBJECTS, ObjectMeta, ObjectReader, Source, SourceError, decompressing};
-use crate::state::{LedgerEntry, ObjectOutcome, ObjectStatus, RunCounts, RunStatus, StateStore};
+use crate::state::{LedgerEntry, ObjectOutcome, ObjectStatus, RunCounts, RunStatus, StateError, StateStore};
 use std::collections::HashSet;
 use std::io::{self, Read};
 use std::sync::Arc;
@@ -54,6 +54,43 @@ pub struct RunReport {
 }
 
 impl RunReport {
+    /// Records in `state` that a run of `name` starts (and the dataflow's settings as they are now); the
+    /// report the run fills.
+    pub(super) fn begin(
+        state: &mut StateStore,
+        name: &str,
+        dataflow: &DataflowConfig,
+    ) -> Result<RunReport, StateError> {
+        state.note_dataflow(name, &dataflow.fingerprint(), SystemTime::now())?;
+        let run_id = state.begin_run(name, SystemTime::now())?;
+        Ok(RunReport {
+            dataflow: name.to_string(),
+            run_id,
+            status: RunStatus::Running,
+            counts: RunCounts::default(),
+            error: None,
+            objects: Vec::new(),
+            elapsed: Duration::ZERO,
+        })
+    }
+
+    /// Records how the run ended: failed with the error `outcome` holds, if it holds one; else as the
+    /// run concluded.
+    pub(super) fn end(
+        &mut self,
+        state: &mut StateStore,
+        outcome: Result<(), String>,
+        started: Instant,
+    ) -> Result<(), StateError> {
+        if let Err(error) = outcome {
+            self.status = RunStatus::Failed;
+            self.error = Some(error);
+        }
+        state.end_run(self.run_id, self.status, self.counts, self.error.as_deref(), SystemTime::now())?;
+        self.elapsed = started.elapsed();
+        Ok(())
+    }
+
     /// Sets the status and error from how the run's `what` (objects, tables) ended: succeeded when all
     /// loaded, failed when none did, partial between, with the error of each that failed.
     pub(super) fn conclude(&mut self, what: &str) {
@@ -146,19 +183,9 @@ impl<'a> Runner<'a> {
         // Held to the end of the run (the lock with it): a second process running the dataflow is
         // refused, never interleaved.
         let mut stores = DataflowStores::open(self.config, name, dataflow)?;
-        let state_error = state_error(name);
         let state = &mut stores.state;
-        state.note_dataflow(name, &dataflow.fingerprint(), SystemTime::now()).map_err(&state_error)?;
-        let run_id = state.begin_run(name, SystemTime::now()).map_err(&state_error)?;
-        let mut report = RunReport {
-            dataflow: name.to_string(),
-            run_id,
-            status: RunStatus::Running,
-            counts: RunCounts::default(),
-            error: None,
-            objects: Vec::new(),
-            elapsed: Duration::ZERO,
-        };
+        let mut report = RunReport::begin(state, name, dataflow).map_err(state_error(name))?;
+        let run_id = report.run_id;
         let run = DataflowRun {
             name,
             dataflow,
@@ -169,14 +196,7 @@ impl<'a> Runner<'a> {
             runtime: &self.runtime,
         };
         let outcome = self.load(&run, state, stores.sink.as_mut(), &mut report);
-        if let Err(error) = outcome {
-            report.status = RunStatus::Failed;
-            report.error = Some(error);
-        }
-        state
-            .end_run(run_id, report.status, report.counts, report.error.as_deref(), SystemTime::now())
-            .map_err(&state_error)?;
-        report.elapsed = started.elapsed();
+        report.end(state, outcome, started).map_err(state_error(name))?;
         Ok(report)
     }
 

@@ -13,7 +13,7 @@ use super::{Progress, SyncError};
 use crate::config::{DataflowConfig, StripeSourceConfig};
 use crate::sink::{self, SinkError, TableSink};
 use crate::source::ObjectMeta;
-use crate::state::{ObjectStatus, RunCounts, RunStatus, StateStore, lock_dataflow};
+use crate::state::{ObjectStatus, RunStatus, StateStore, lock_dataflow};
 use crate::stripe::{StripeClient, StripeError, objects_batch};
 use serde_json::Value as Json;
 use std::collections::HashMap;
@@ -49,19 +49,9 @@ impl Runner<'_> {
         let started = Instant::now();
         let state_url = self.config().state_database();
         let _lock = lock_dataflow(&state_url, name)?;
-        let state_error = state_error(name);
-        let mut state = StateStore::open(&state_url).map_err(&state_error)?;
-        state.note_dataflow(name, &dataflow.fingerprint(), SystemTime::now()).map_err(&state_error)?;
-        let run_id = state.begin_run(name, SystemTime::now()).map_err(&state_error)?;
-        let mut report = RunReport {
-            dataflow: name.to_string(),
-            run_id,
-            status: RunStatus::Running,
-            counts: RunCounts::default(),
-            error: None,
-            objects: Vec::new(),
-            elapsed: Duration::ZERO,
-        };
+        let mut state = StateStore::open(&state_url).map_err(state_error(name))?;
+        let mut report = RunReport::begin(&mut state, name, dataflow).map_err(state_error(name))?;
+        let run_id = report.run_id;
         let client = StripeClient::new(source.client_settings())
             .map_err(|message| SyncError::Plan(format!("dataflow `{name}`: {message}")))?;
         let import = StripeImport {
@@ -73,14 +63,8 @@ impl Runner<'_> {
             run_id,
             progress,
         };
-        if let Err(error) = import.run(&mut state, &mut report) {
-            report.status = RunStatus::Failed;
-            report.error = Some(error);
-        }
-        state
-            .end_run(run_id, report.status, report.counts, report.error.as_deref(), SystemTime::now())
-            .map_err(&state_error)?;
-        report.elapsed = started.elapsed();
+        let outcome = import.run(&mut state, &mut report);
+        report.end(&mut state, outcome, started).map_err(state_error(name))?;
         Ok(report)
     }
 }
