@@ -40,6 +40,13 @@ pub struct RejectedRow {
     pub raw: String,
 }
 
+impl From<bindings::sluice::plugin::types::RejectedRow> for RejectedRow {
+    /// A reject as it crossed the component boundary (from a parser or a template).
+    fn from(wire: bindings::sluice::plugin::types::RejectedRow) -> Self {
+        RejectedRow { line: wire.line, reason: wire.reason, raw: wire.raw }
+    }
+}
+
 /// What one call into a parser produced.
 #[derive(Debug, Default)]
 pub struct Parsed {
@@ -164,11 +171,7 @@ impl FileParse {
                     message,
                 },
             )?;
-        let rejects = output
-            .rejects
-            .into_iter()
-            .map(|r| RejectedRow { line: r.line, reason: r.reason, raw: r.raw })
-            .collect();
+        let rejects = output.rejects.into_iter().map(RejectedRow::from).collect();
         Ok(Parsed { batches, rejects })
     }
 

@@ -105,11 +105,7 @@ impl TemplateRun {
             object: self.object.clone(),
             message,
         })?;
-        let rejects = output
-            .rejects
-            .into_iter()
-            .map(|r| RejectedRow { line: r.line, reason: r.reason, raw: r.raw })
-            .collect();
+        let rejects = output.rejects.into_iter().map(RejectedRow::from).collect();
         Ok(Templated { records, rejects })
     }
 

@@ -2,7 +2,7 @@
 //! target records, reject the rows that do not fit.
 
 use crate::batch::BatchBuilder;
-use crate::bindings::sluice::plugin::types::{Batch, FatalError, RejectedRow};
+use crate::bindings::sluice::plugin::types::{Batch, FatalError, RejectedRow, ValueType};
 use crate::{Options, Value};
 
 /// The bindings of the `template` world, sharing the `types` interface with the format world's bindings so
@@ -23,15 +23,15 @@ use std::cell::RefCell;
 
 /// A rejected row's raw text is cut to this many bytes.
 const RAW_LIMIT: usize = 1024;
-/// The type tags of `value-type`, by discriminant.
-const NULL: u8 = 0;
-const BOOLEAN: u8 = 1;
-const INTEGER: u8 = 2;
-const FLOAT: u8 = 3;
-const TEXT: u8 = 4;
+/// The type tags of `value-type`, as the batch builder writes them.
+const NULL: u8 = ValueType::Null as u8;
+const BOOLEAN: u8 = ValueType::Boolean as u8;
+const INTEGER: u8 = ValueType::Integer as u8;
+const FLOAT: u8 = ValueType::Float as u8;
+const TEXT: u8 = ValueType::Text as u8;
 
-/// A data template: one is made per file from the dataflow's `[template.options]` (plus `object`, the
-/// target object the sink writes, which the host always hands over), then given each batch of records.
+/// A data template: one is made per file from the dataflow's `[template.options]`, then given each batch
+/// of records.
 pub trait Template: Sized + 'static {
     fn create(options: Options) -> Result<Self, FatalError>;
     /// Maps every row of `input` into `out`: a target record or a reject, never half of one.
