@@ -5,6 +5,7 @@ use super::{Secret, SinkConfig, SinkKind, StripeSourceConfig, WriteMode};
 use crate::sink::StripeTarget;
 use crate::stripe::ClientSettings;
 use std::num::NonZeroU32;
+use std::time::Duration;
 
 /// Where a Stripe key comes from when the configuration names none.
 pub const STRIPE_KEY_VARIABLE: &str = "STRIPE_API_KEY";
@@ -73,7 +74,15 @@ impl SinkConfig {
     }
 }
 
+/// How far before the newest object (or event) seen a Stripe source's later run lists again, unless
+/// configured.
+const DEFAULT_LOOKBACK: Duration = Duration::from_secs(3600);
+
 impl StripeSourceConfig {
+    pub fn lookback(&self) -> Duration {
+        self.lookback.unwrap_or(DEFAULT_LOOKBACK)
+    }
+
     /// What serde cannot check, as (key under the source, message).
     pub(super) fn check(&self) -> Result<(), (&'static str, String)> {
         if self.tables.is_empty() {

@@ -22,8 +22,6 @@ use tokio::runtime::Handle;
 
 /// Objects per list call: Stripe's most.
 const PAGE_LIMIT: &str = "100";
-/// How far before the newest object (or event) seen a later run lists again, unless configured.
-const DEFAULT_LOOKBACK: Duration = Duration::from_secs(3600);
 
 /// Objects that changed, newest version each, by API path; and when the newest event was.
 type Changed = (HashMap<String, Vec<Json>>, Option<SystemTime>);
@@ -54,15 +52,7 @@ impl Runner<'_> {
         let run_id = report.run_id;
         let client = StripeClient::new(source.client_settings())
             .map_err(|message| SyncError::Plan(format!("dataflow `{name}`: {message}")))?;
-        let import = StripeImport {
-            runner: self,
-            name,
-            dataflow,
-            client: &client,
-            lookback: source.lookback.unwrap_or(DEFAULT_LOOKBACK),
-            run_id,
-            progress,
-        };
+        let import = StripeImport { runner: self, name, dataflow, source, client: &client, run_id, progress };
         let outcome = import.run(&mut state, &mut report);
         report.end(&mut state, outcome, started).map_err(state_error(name))?;
         Ok(report)
@@ -73,8 +63,8 @@ struct StripeImport<'r> {
     runner: &'r Runner<'r>,
     name: &'r str,
     dataflow: &'r DataflowConfig,
+    source: &'r StripeSourceConfig,
     client: &'r StripeClient,
-    lookback: Duration,
     run_id: i64,
     progress: &'r dyn Progress,
 }
@@ -85,7 +75,7 @@ impl StripeImport<'_> {
         let tables: Vec<Table<'_>> = config
             .dataflow_tables(self.name, self.dataflow)
             .into_iter()
-            .zip(self.source().tables.iter())
+            .zip(self.source.tables.iter())
             .map(|((scope, name), object)| Table { object, scope, name })
             .collect();
 
@@ -135,17 +125,10 @@ impl StripeImport<'_> {
         Ok(())
     }
 
-    fn source(&self) -> &StripeSourceConfig {
-        match &self.dataflow.source {
-            crate::config::SourceConfig::Stripe(stripe) => stripe,
-            _ => unreachable!("a Stripe import runs Stripe sources only"),
-        }
-    }
-
     /// The newest version of every object an event since `cursor` (less the lookback) carries, by the
     /// object's API path, and the newest event's time.
     fn changed_since(&self, cursor: SystemTime) -> Result<Changed, String> {
-        let since = unix(cursor).saturating_sub(self.lookback.as_secs() as i64);
+        let since = unix(cursor).saturating_sub(self.source.lookback().as_secs() as i64);
         let mut events = Vec::new();
         let filters = [("created[gt]".to_string(), since.to_string())];
         self.list_pages("events", &filters, |page| {
@@ -213,7 +196,7 @@ impl StripeImport<'_> {
         let mut sink = sink::open(&config.sink_database(self.dataflow), &table.scope, &spec)
             .map_err(|e| e.to_string())?;
         let cursor = state.cursor(&table.scope).map_err(|e| e.to_string())?;
-        let filters = created_since(cursor, self.lookback);
+        let filters = created_since(cursor, self.source.lookback());
         let mut newest = cursor.map(unix);
         let mut pages = 0u64;
         let progress = ObjectMeta {
@@ -343,7 +326,7 @@ impl Runner<'_> {
         let mut state =
             StateStore::open_read_only(&self.config().state_database()).map_err(state_error(name))?;
         let sink_url = self.config().sink_database(dataflow);
-        let lookback = source.lookback.unwrap_or(DEFAULT_LOOKBACK);
+        let lookback = source.lookback();
         let mut tables = Vec::new();
         for ((scope, table), object) in
             self.config().dataflow_tables(name, dataflow).into_iter().zip(&source.tables)
