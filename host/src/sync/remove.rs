@@ -1,9 +1,8 @@
 //! `sluice remove`: a dataflow's data deleted, its configuration kept.
 
 use super::SyncError;
-use super::stores::{DataflowStores, sink_error, state_error};
+use super::stores::{DataflowStores, open_stripe_table, sink_error, state_error};
 use crate::config::{Config, DataflowConfig, SourceConfig};
-use crate::sink;
 use crate::state::{StateStore, lock_dataflow};
 
 /// Removes the dataflow called `name`: its table, rejected rows, ledger, cursor and run history; returns
@@ -15,7 +14,7 @@ pub fn remove(config: &Config, name: &str) -> Result<u64, SyncError> {
         return remove_tables(config, name, dataflow);
     }
     // Held whole, so the lock is kept to the end.
-    let mut stores = DataflowStores::open(config, name, config.dataflow(name)?)?;
+    let mut stores = DataflowStores::open(config, name, dataflow)?;
     // The sink first: were the process to stop between the two, the ledger would only say too much is
     // loaded, and the next run squares it with the emptied sink.
     let rows = stores.sink.remove().map_err(sink_error(name))?;
@@ -27,11 +26,9 @@ pub fn remove(config: &Config, name: &str) -> Result<u64, SyncError> {
 fn remove_tables(config: &Config, name: &str, dataflow: &DataflowConfig) -> Result<u64, SyncError> {
     let state_url = config.state_database();
     let _lock = lock_dataflow(&state_url, name)?;
-    let sink_url = config.sink_database(dataflow);
     let mut rows = 0;
     for (scope, table) in config.dataflow_tables(name, dataflow) {
-        let spec = dataflow.stripe_table_spec(name, table);
-        rows += sink::open(&sink_url, &scope, &spec)
+        rows += open_stripe_table(config, name, dataflow, &scope, table)
             .and_then(|mut sink| sink.remove())
             .map_err(sink_error(name))?;
     }

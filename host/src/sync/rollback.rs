@@ -2,9 +2,8 @@
 
 use super::SyncError;
 use super::runner::reconcile;
-use super::stores::{DataflowStores, sink_error, state_error};
+use super::stores::{DataflowStores, open_stripe_table, sink_error, state_error};
 use crate::config::{Config, DataflowConfig, SourceConfig};
-use crate::sink;
 use crate::sink::RolledBack;
 use crate::state::{StateStore, lock_dataflow};
 
@@ -18,7 +17,7 @@ pub fn rollback(config: &Config, name: &str, skip: bool) -> Result<RolledBack, S
     if let SourceConfig::Stripe(_) = dataflow.source {
         return rollback_tables(config, name, dataflow);
     }
-    let mut stores = DataflowStores::open(config, name, config.dataflow(name)?)?;
+    let mut stores = DataflowStores::open(config, name, dataflow)?;
     let rolled_back = stores.sink.rollback_last().map_err(sink_error(name))?.ok_or_else(|| {
         SyncError::Plan(format!(
             "dataflow `{name}` has no run to roll back: its table holds nothing a run loaded"
@@ -41,11 +40,9 @@ pub fn rollback(config: &Config, name: &str, skip: bool) -> Result<RolledBack, S
 fn rollback_tables(config: &Config, name: &str, dataflow: &DataflowConfig) -> Result<RolledBack, SyncError> {
     let state_url = config.state_database();
     let _lock = lock_dataflow(&state_url, name)?;
-    let sink_url = config.sink_database(dataflow);
     let mut tables = Vec::new();
     for (scope, table) in config.dataflow_tables(name, dataflow) {
-        let spec = dataflow.stripe_table_spec(name, table);
-        let mut sink = sink::open(&sink_url, &scope, &spec).map_err(sink_error(name))?;
+        let mut sink = open_stripe_table(config, name, dataflow, &scope, table).map_err(sink_error(name))?;
         let newest = sink.newest_run().map_err(sink_error(name))?;
         tables.push((scope, sink, newest));
     }

@@ -32,6 +32,17 @@ impl DataflowStores {
     }
 }
 
+/// The sink of one of a Stripe source's tables, under its scope (see `Config::dataflow_tables`).
+pub(super) fn open_stripe_table(
+    config: &Config,
+    name: &str,
+    dataflow: &DataflowConfig,
+    scope: &str,
+    table: String,
+) -> Result<Box<dyn TableSink>, SinkError> {
+    sink::open(&config.sink_database(dataflow), scope, &dataflow.stripe_table_spec(name, table))
+}
+
 /// A sink error of the dataflow `name`.
 pub(super) fn sink_error(name: &str) -> impl Fn(SinkError) -> SyncError + '_ {
     move |source| SyncError::Sink { dataflow: name.to_string(), source }

@@ -8,7 +8,7 @@
 //! listing from the same cursor, merges the rest in, each object once.
 
 use super::runner::{ObjectReport, RunReport, Runner};
-use super::stores::state_error;
+use super::stores::{open_stripe_table, state_error};
 use super::{Progress, SyncError};
 use crate::config::{DataflowConfig, StripeSourceConfig};
 use crate::sink::{self, SinkError, TableSink};
@@ -192,8 +192,7 @@ impl StripeImport<'_> {
         report: &mut ObjectReport,
     ) -> Result<(), String> {
         let config = self.runner.config();
-        let spec = self.dataflow.stripe_table_spec(self.name, table.name.clone());
-        let mut sink = sink::open(&config.sink_database(self.dataflow), &table.scope, &spec)
+        let mut sink = open_stripe_table(config, self.name, self.dataflow, &table.scope, table.name.clone())
             .map_err(|e| e.to_string())?;
         let cursor = state.cursor(&table.scope).map_err(|e| e.to_string())?;
         let filters = created_since(cursor, self.source.lookback());
