@@ -60,7 +60,7 @@ impl DataflowConfig {
     /// A digest of the dataflow's settings that changes when they do; secrets count only as present.
     pub fn fingerprint(&self) -> String {
         use sha2::{Digest, Sha256};
-        Sha256::digest(format!("{self:?}").as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect()
+        format!("{:x}", Sha256::digest(format!("{self:?}").as_bytes()))
     }
 }
 

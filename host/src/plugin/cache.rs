@@ -90,7 +90,7 @@ fn cache_key(engine: &Engine, wasm: &[u8]) -> String {
     let mut hasher = Sha256Hasher(Sha256::new());
     engine.precompile_compatibility_hash().hash(&mut hasher);
     hasher.0.update(wasm);
-    hasher.0.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    format!("{:x}", hasher.0.finalize())
 }
 
 /// Lets `std::hash::Hash` values (the engine's compatibility hash) feed a SHA-256 digest.
