@@ -12,9 +12,13 @@
 //! - [`state`]: runs, the object ledger and cursors.
 //! - [`sync`]: a dataflow's run: planning, then each object from source to sink, exactly once.
 //! - [`overview`]: the dataflow list and each dataflow's run history, as users look at them.
+//! - [`daemon`]: `sluice daemon`: schedules, live reload, the HTTP API, the dashboard page.
+//! - [`metrics`]: what Sluice counts, for the daemon's `/metrics`.
 
 pub mod batch;
 pub mod config;
+pub mod daemon;
+pub mod metrics;
 pub mod overview;
 pub mod parse;
 pub mod pg;

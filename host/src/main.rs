@@ -18,12 +18,28 @@ struct Cli {
     /// The configuration file [default: ./connector.toml, where it exists].
     #[arg(long, global = true)]
     config: Option<PathBuf>,
+    /// How log lines are written to stderr: `text` for a person, `json` for a log collector.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Runs as a daemon: every dataflow on its schedule, an HTTP API and dashboard (default
+    /// http://127.0.0.1:7878/), reloads on SIGHUP or a change of the configuration or a plugin, and stops
+    /// on SIGTERM or SIGINT once the objects in flight commit (or roll back after the shutdown timeout).
+    Daemon,
+    /// Checks before a deploy: the configuration, every plugin it names, and each dataflow's source (one
+    /// page of its objects listed) and database. Exits 0 when all is well, 1 naming what is not.
+    Check,
     /// Runs dataflows now: imports the objects that are new or changed since the last run. Exits 0 when
     /// every object loaded, 1 when any failed (see the summary), 2 on a usage or configuration error.
     Run {
@@ -96,16 +112,25 @@ fn parse_option(text: &str) -> Result<(String, String), String> {
     Ok((key.trim().to_string(), value.to_string()))
 }
 
+/// Logs to stderr: `SLUICE_LOG` filters (default: `info` for the daemon, whose log is its record, `warn`
+/// for commands, whose output is).
+fn init_logging(format: LogFormat, daemon: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
+        .unwrap_or_else(|_| if daemon { "info".into() } else { "warn".into() });
+    let logs = tracing_subscriber::fmt().with_writer(io::stderr).with_env_filter(filter);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().flatten_event(true).with_current_span(false).init(),
+    }
+}
+
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
     let cli = Cli::parse();
+    init_logging(cli.log_format, matches!(cli.command, Command::Daemon));
     let config = cli.config.as_deref();
     let result = match &cli.command {
+        Command::Daemon => commands::daemon::daemon(config),
+        Command::Check => commands::check::check(config),
         Command::Run { dataflow } => commands::run::run(config, dataflow.as_deref()),
         Command::Dataflows { json, tables } => commands::dataflows::list(config, *json, *tables),
         Command::History { dataflow, run: None, json } => {

@@ -51,7 +51,12 @@ pub fn parse_stream(
     let mut chunk = vec![0u8; CHUNK_SIZE];
     let mut hand_on = |parsed: Parsed, summary: &mut ParseSummary| {
         let parsed = match template.as_deref_mut() {
-            Some(template) => template.apply_parsed(parsed).map_err(ParseError::Plugin)?,
+            Some(template) => {
+                let called = Instant::now();
+                let applied = template.apply_parsed(parsed);
+                crate::metrics::plugin_call(template.plugin_name(), called.elapsed());
+                applied.map_err(ParseError::Plugin)?
+            }
             None => parsed,
         };
         summary.rows += parsed.batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
@@ -68,10 +73,14 @@ pub fn parse_stream(
             break;
         }
         summary.bytes += filled as u64;
+        let called = Instant::now();
         let fed = parse.feed(&chunk[..filled]);
+        crate::metrics::plugin_call(plugin.name(), called.elapsed());
         hand_on_or_salvage(fed, &mut parse, &mut summary, &mut hand_on)?;
     }
+    let called = Instant::now();
     let finished = parse.finish();
+    crate::metrics::plugin_call(plugin.name(), called.elapsed());
     hand_on_or_salvage(finished, &mut parse, &mut summary, &mut hand_on)?;
     summary.elapsed = started.elapsed();
     Ok(summary)

@@ -1,5 +1,7 @@
 //! The subcommands of `sluice`, one module each, and what they share.
 
+pub mod check;
+pub mod daemon;
 pub mod dataflows;
 pub mod parse;
 pub mod preview;
@@ -14,7 +16,7 @@ use sluice::sync::SyncError;
 use std::path::Path;
 
 /// The configuration read when `--config` is not given, if it exists.
-const DEFAULT_CONFIG: &str = "connector.toml";
+pub(crate) const DEFAULT_CONFIG: &str = "connector.toml";
 
 /// How a command failed, and so with which exit status.
 pub enum Failure {

@@ -35,6 +35,8 @@ pub struct DataflowConfig {
     /// expression, or `manual`.
     #[serde(default, deserialize_with = "schedule")]
     pub schedule: Schedule,
+    /// The IANA time zone of the schedule (default: `[daemon] time_zone`, else UTC).
+    pub time_zone: Option<String>,
     /// The first run takes objects modified within this (default `90d`).
     #[serde(default, deserialize_with = "duration")]
     pub initial_lookback: Option<Duration>,
@@ -377,7 +379,7 @@ pub enum Schedule {
         minute: u8,
     },
     Every(Duration),
-    /// A five-field cron expression, checked for shape here and fully by the scheduler.
+    /// A cron expression: five fields, or six with seconds first (`*/30 * * * * *`).
     Cron(String),
     /// Only when asked.
     Manual,
@@ -388,7 +390,8 @@ fn schedule<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Schedul
     parse_schedule(&text).map_err(serde::de::Error::custom)
 }
 
-/// Reads `daily`, `daily at HH:MM`, `every DURATION`, `manual` or a five-field cron expression.
+/// Reads `daily`, `daily at HH:MM`, `every DURATION`, `manual` or a cron expression (five fields, or six
+/// with seconds); the expression itself is checked when the configuration is (see `Config::check`).
 pub fn parse_schedule(text: &str) -> Result<Schedule, String> {
     let text = text.trim();
     let invalid = || {
@@ -403,9 +406,7 @@ pub fn parse_schedule(text: &str) -> Result<Schedule, String> {
         return Ok(Schedule::Manual);
     }
     if let Some(at) = text.strip_prefix("daily at ") {
-        let (hour, minute) = at.trim().split_once(':').ok_or_else(invalid)?;
-        let hour: u8 = hour.parse().ok().filter(|h| *h < 24).ok_or_else(invalid)?;
-        let minute: u8 = minute.parse().ok().filter(|m| *m < 60).ok_or_else(invalid)?;
+        let (hour, minute) = super::daemon::parse_time_of_day(at).map_err(|_| invalid())?;
         return Ok(Schedule::DailyAt { hour, minute });
     }
     if let Some(every) = text.strip_prefix("every ") {
@@ -416,7 +417,7 @@ pub fn parse_schedule(text: &str) -> Result<Schedule, String> {
         return Ok(Schedule::Every(interval));
     }
     let fields: Vec<&str> = text.split_whitespace().collect();
-    let cron_like = fields.len() == 5
+    let cron_like = matches!(fields.len(), 5 | 6)
         && fields.iter().all(|f| f.chars().all(|c| c.is_ascii_alphanumeric() || "*/,-?".contains(c)));
     if cron_like { Ok(Schedule::Cron(text.to_string())) } else { Err(invalid()) }
 }
@@ -431,6 +432,7 @@ mod tests {
         assert_eq!(parse_schedule("daily at 03:30"), Ok(Schedule::DailyAt { hour: 3, minute: 30 }));
         assert_eq!(parse_schedule("every 6h"), Ok(Schedule::Every(Duration::from_secs(6 * 3600))));
         assert_eq!(parse_schedule("0 3 * * 1-5"), Ok(Schedule::Cron("0 3 * * 1-5".into())));
+        assert_eq!(parse_schedule("*/2 * * * * *"), Ok(Schedule::Cron("*/2 * * * * *".into())));
         assert_eq!(parse_schedule("manual"), Ok(Schedule::Manual));
         for bad in ["hourly", "daily at 25:00", "every 5s", "every soon", "0 3 * *"] {
             assert!(parse_schedule(bad).is_err(), "{bad}");

@@ -36,11 +36,13 @@
 //!
 //! Every error names the file, the line and the key.
 
+pub mod daemon;
 mod dataflow;
 pub mod env;
 mod locate;
 mod stripe;
 
+pub use daemon::DaemonConfig;
 pub use dataflow::*;
 pub use env::Secret;
 pub use stripe::STRIPE_KEY_VARIABLE;
@@ -114,6 +116,9 @@ pub struct Config {
     /// Defaults for every dataflow's sink.
     #[serde(default)]
     pub sink: SinkDefaults,
+    /// How `sluice daemon` schedules runs and serves its API.
+    #[serde(default)]
+    pub daemon: DaemonConfig,
     /// The folder relative paths in the file are taken from: the file's own folder.
     #[serde(skip)]
     base_dir: PathBuf,
@@ -199,6 +204,7 @@ impl Config {
         if let Some(url) = &self.sink.url {
             self.database(url).map_err(|message| ("sink.url".to_string(), message))?;
         }
+        self.daemon.check().map_err(|(key, message)| (format!("daemon.{key}"), message))?;
         for (name, dataflow) in &self.dataflows {
             let key = |sub: &str| format!("dataflows.{name}{sub}");
             check_dataflow_name(name).map_err(|message| (key(""), message))?;
@@ -228,6 +234,12 @@ impl Config {
                         ),
                     ));
                 }
+            }
+            if let Some(zone) = &dataflow.time_zone {
+                daemon::check_time_zone(zone).map_err(|message| (key(".time_zone"), message))?;
+            }
+            if let Schedule::Cron(expression) = &dataflow.schedule {
+                crate::daemon::parse_cron(expression).map_err(|message| (key(".schedule"), message))?;
             }
             if let Some(template) = &dataflow.template {
                 self.template_spec(&template.plugin).map_err(|e| (key(".template.plugin"), e.message()))?;

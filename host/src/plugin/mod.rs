@@ -26,6 +26,7 @@ pub use template::{TemplatePlugin, TemplateRun, Templated};
 use cache::ComponentCache;
 use engine::EpochTicker;
 use sandbox::Sandbox;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use wasmtime::Engine;
@@ -200,6 +201,33 @@ impl PluginHost {
             }
         }
         Ok(())
+    }
+}
+
+/// Plugins loaded ahead, by their name in `connector.toml`: what a long-lived host (the daemon) runs with,
+/// so that a `.wasm` file replaced by something that does not load leaves the plugin loaded before in
+/// service (see `sync::Runner::with_plugins`).
+#[derive(Clone, Default)]
+pub struct PluginSet {
+    formats: HashMap<String, FormatPlugin>,
+    templates: HashMap<String, TemplatePlugin>,
+}
+
+impl PluginSet {
+    pub fn format(&self, name: &str) -> Option<&FormatPlugin> {
+        self.formats.get(name)
+    }
+
+    pub fn template(&self, name: &str) -> Option<&TemplatePlugin> {
+        self.templates.get(name)
+    }
+
+    pub fn insert_format(&mut self, name: String, plugin: FormatPlugin) {
+        self.formats.insert(name, plugin);
+    }
+
+    pub fn insert_template(&mut self, name: String, plugin: TemplatePlugin) {
+        self.templates.insert(name, plugin);
     }
 }
 

@@ -78,6 +78,11 @@ pub struct TemplateRun {
 }
 
 impl TemplateRun {
+    /// The template's name in `connector.toml`.
+    pub fn plugin_name(&self) -> &str {
+        &self.plugin
+    }
+
     /// Maps one batch of records.
     pub fn apply(&mut self, batch: &RecordBatch) -> Result<Templated, PluginError> {
         let (Some(instance), Some(mapper)) = (&self.instance, self.mapper) else {

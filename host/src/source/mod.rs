@@ -39,6 +39,13 @@ pub trait Source: Send + Sync {
     fn describe(&self) -> String;
     /// Every object of the source (below its prefix).
     async fn list(&self) -> Result<Vec<ObjectMeta>, SourceError>;
+    /// The first objects of a listing, at most `limit`: proof the source can be reached and listed, at the
+    /// cost of one request (`sluice check`).
+    async fn list_page(&self, limit: usize) -> Result<Vec<ObjectMeta>, SourceError> {
+        let mut objects = self.list().await?;
+        objects.truncate(limit);
+        Ok(objects)
+    }
     /// Opens an object to be read from its start. Where the source can tell, an object that changed since
     /// it was listed is refused rather than read as another version.
     async fn open(&self, object: &ObjectMeta) -> Result<ObjectReader, SourceError>;

@@ -144,21 +144,22 @@ impl Source for S3Source {
         while let Some(page) = pages.next().await {
             let page = page
                 .map_err(|e| SourceError::List { source_name: self.describe(), message: self.explain(&e) })?;
-            for object in page.contents() {
-                let (Some(key), Some(modified)) = (object.key(), object.last_modified()) else { continue };
-                // A "folder" placeholder holds nothing to import.
-                if key.ends_with('/') {
-                    continue;
-                }
-                objects.push(ObjectMeta {
-                    key: key.to_string(),
-                    size: object.size().unwrap_or(0).max(0) as u64,
-                    etag: object.e_tag().unwrap_or_default().trim_matches('"').to_string(),
-                    last_modified: SystemTime::try_from(*modified).unwrap_or(SystemTime::UNIX_EPOCH),
-                });
-            }
+            objects.extend(page.contents().iter().filter_map(object_meta));
         }
         Ok(objects)
+    }
+
+    async fn list_page(&self, limit: usize) -> Result<Vec<ObjectMeta>, SourceError> {
+        let page = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .set_prefix(self.prefix.clone())
+            .max_keys(i32::try_from(limit).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(|e| SourceError::List { source_name: self.describe(), message: self.explain(&e) })?;
+        Ok(page.contents().iter().filter_map(object_meta).collect())
     }
 
     async fn open(&self, object: &ObjectMeta) -> Result<ObjectReader, SourceError> {
@@ -174,4 +175,18 @@ impl Source for S3Source {
         })?;
         Ok(Box::new(Box::pin(output.body.into_async_read())))
     }
+}
+
+/// A listed object as Sluice keeps it; none for a "folder" placeholder, which holds nothing to import.
+fn object_meta(object: &aws_sdk_s3::types::Object) -> Option<ObjectMeta> {
+    let (Some(key), Some(modified)) = (object.key(), object.last_modified()) else { return None };
+    if key.ends_with('/') {
+        return None;
+    }
+    Some(ObjectMeta {
+        key: key.to_string(),
+        size: object.size().unwrap_or(0).max(0) as u64,
+        etag: object.e_tag().unwrap_or_default().trim_matches('"').to_string(),
+        last_modified: SystemTime::try_from(*modified).unwrap_or(SystemTime::UNIX_EPOCH),
+    })
 }

@@ -427,6 +427,25 @@ impl StateStore {
         )
     }
 
+    /// Records a run of `dataflow` that failed before it could begin (its sink or this store was out of
+    /// reach when it was due), so that the run history shows it with its error.
+    pub fn record_failed_run(
+        &mut self,
+        dataflow: &str,
+        started: SystemTime,
+        ended: SystemTime,
+        error: &str,
+    ) -> Result<i64, StateError> {
+        self.transaction(|sql| {
+            let inserted = sql.query(
+                "INSERT INTO runs (dataflow, started_at, ended_at, status, error)
+                 VALUES (?1, ?2, ?3, 'failed', ?4) RETURNING id",
+                &[dataflow.into(), millis(started).into(), millis(ended).into(), error.into()],
+            )?;
+            inserted[0].int(0)
+        })
+    }
+
     /// Marks the object versions `run_id` loaded as skipped: rolled back, and not to be imported again.
     pub fn skip_objects_of_run(
         &mut self,

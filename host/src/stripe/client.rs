@@ -195,12 +195,18 @@ impl StripeClient {
             request = if method == Method::GET { request.query(params) } else { request.form(params) };
             self.requests.fetch_add(1, Ordering::Relaxed);
             let failure = match request.send().await {
-                Err(error) => network_failure(&error),
-                Ok(response) => match self.read(response).await {
-                    Ok(answer) => return Ok(answer),
-                    Err(Failure::Final(error)) => return Err(error),
-                    Err(Failure::Retryable(reason)) => reason,
-                },
+                Err(error) => {
+                    crate::metrics::stripe_request(method.as_str(), "network_error");
+                    network_failure(&error)
+                }
+                Ok(response) => {
+                    crate::metrics::stripe_request(method.as_str(), response.status().as_str());
+                    match self.read(response).await {
+                        Ok(answer) => return Ok(answer),
+                        Err(Failure::Final(error)) => return Err(error),
+                        Err(Failure::Retryable(reason)) => reason,
+                    }
+                }
             };
             if attempt > self.settings.max_retries {
                 return Err(StripeError::Unavailable { attempts: attempt, last: failure });

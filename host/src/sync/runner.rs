@@ -8,10 +8,10 @@
 
 use super::plan::{Decision, Plan, PlannedObject, Window, next_cursor, plan};
 use super::stores::{DataflowStores, state_error};
-use super::{Progress, SyncError};
+use super::{Progress, StopSignal, SyncError};
 use crate::config::{Config, DataflowConfig, SourceConfig};
 use crate::parse::{ParseError, parse_stream};
-use crate::plugin::{FormatPlugin, Parsed, PluginHost, TemplatePlugin};
+use crate::plugin::{FormatPlugin, Parsed, PluginHost, PluginSet, TemplatePlugin};
 use crate::sink::TableSink;
 use crate::source::{self, MANY_OBJECTS, ObjectMeta, ObjectReader, Source, SourceError, decompressing};
 use crate::state::{LedgerEntry, ObjectOutcome, ObjectStatus, RunCounts, RunStatus, StateError, StateStore};
@@ -26,6 +26,12 @@ use tokio_util::io::SyncIoBridge;
 
 /// Calls' worth of batches the parser may run ahead of the writer.
 const PARSED_AHEAD: usize = 2;
+
+/// The stop signal of runs nobody stops from outside.
+static NOT_STOPPED: StopSignal = StopSignal::new();
+
+/// The error of an object given up because its run was asked to stop.
+pub const INTERRUPTED: &str = "interrupted: the run was asked to stop before this object committed";
 
 /// How one object of a run ended.
 #[derive(Clone, Debug, PartialEq)]
@@ -91,6 +97,15 @@ impl RunReport {
         Ok(())
     }
 
+    /// Marks the run interrupted (it was asked to stop), with `left` of its `what` not loaded.
+    pub(super) fn interrupted(&mut self, left: usize, what: &str) {
+        let before = self.error.take().map(|e| format!("; {e}")).unwrap_or_default();
+        self.status = RunStatus::Interrupted;
+        self.error = Some(format!(
+            "interrupted: the run was asked to stop; {left} {what} left for the next run{before}"
+        ));
+    }
+
     /// Sets the status and error from how the run's `what` (objects, tables) ended: succeeded when all
     /// loaded, failed when none did, partial between, with the error of each that failed.
     pub(super) fn conclude(&mut self, what: &str) {
@@ -118,12 +133,32 @@ pub struct Runner<'a> {
     config: &'a Config,
     host: &'a PluginHost,
     runtime: Handle,
+    plugins: Option<&'a PluginSet>,
+    stop: &'a StopSignal,
 }
 
 impl<'a> Runner<'a> {
     /// `runtime` drives the sources' I/O; the runner itself blocks, so call it off the runtime's threads.
     pub fn new(config: &'a Config, host: &'a PluginHost, runtime: Handle) -> Runner<'a> {
-        Runner { config, host, runtime }
+        Runner { config, host, runtime, plugins: None, stop: &NOT_STOPPED }
+    }
+
+    /// Runs with plugins loaded ahead (by name) rather than loading them from their files at each run, so
+    /// that a plugin file replaced by something that does not load leaves the one loaded before in service.
+    /// A plugin the set lacks is loaded as usual.
+    pub fn with_plugins(mut self, plugins: &'a PluginSet) -> Runner<'a> {
+        self.plugins = Some(plugins);
+        self
+    }
+
+    /// Runs that stop when `stop` says: between objects when it drains, at once when it aborts.
+    pub fn with_stop(mut self, stop: &'a StopSignal) -> Runner<'a> {
+        self.stop = stop;
+        self
+    }
+
+    pub(super) fn stop(&self) -> &StopSignal {
+        self.stop
     }
 
     pub(super) fn runtime(&self) -> &Handle {
@@ -139,7 +174,11 @@ impl<'a> Runner<'a> {
         name: &str,
         dataflow: &DataflowConfig,
     ) -> Result<FormatPlugin, SyncError> {
-        let spec = self.config.plugin_spec(&dataflow.file_format().plugin)?;
+        let plugin = &dataflow.file_format().plugin;
+        if let Some(loaded) = self.plugins.and_then(|set| set.format(plugin)) {
+            return Ok(loaded.clone());
+        }
+        let spec = self.config.plugin_spec(plugin)?;
         self.host
             .load_format(&spec)
             .map_err(|source| SyncError::Plugin { dataflow: name.to_string(), source })
@@ -152,9 +191,14 @@ impl<'a> Runner<'a> {
         dataflow: &DataflowConfig,
     ) -> Result<Option<TemplatePlugin>, SyncError> {
         let Some(template) = &dataflow.template else { return Ok(None) };
-        let spec = self.config.template_spec(&template.plugin)?;
         let plugin_error = |source| SyncError::Plugin { dataflow: name.to_string(), source };
-        let plugin = self.host.load_template(&spec).map_err(plugin_error)?;
+        let plugin = match self.plugins.and_then(|set| set.template(&template.plugin)) {
+            Some(loaded) => loaded.clone(),
+            None => self
+                .host
+                .load_template(&self.config.template_spec(&template.plugin)?)
+                .map_err(plugin_error)?,
+        };
         // A mapping the template refuses would fail every object alike: refuse it once, before any.
         let options_key = format!("[dataflows.{name}.template.options]");
         plugin.open(&options_key, &template.option_pairs()).map_err(plugin_error)?;
@@ -194,6 +238,7 @@ impl<'a> Runner<'a> {
             run_id,
             progress,
             runtime: &self.runtime,
+            stop: self.stop,
         };
         let outcome = self.load(&run, state, stores.sink.as_mut(), &mut report);
         report.end(state, outcome, started).map_err(state_error(name))?;
@@ -248,6 +293,9 @@ impl<'a> Runner<'a> {
         // The first object alone: it may create the table, which the others then write beside each other.
         let (alone, together) = objects.split_at(if parallel > 1 { 1 } else { objects.len() });
         for (done, object) in alone.iter().enumerate() {
+            if self.stop.draining() {
+                break;
+            }
             run.progress.object_started(object);
             finish(object, run.load_object(source.as_ref(), sink, object))?;
             if let Some(reason) = sink.refuses_all() {
@@ -266,7 +314,7 @@ impl<'a> Runner<'a> {
             let failed = run.load_together(source.as_ref(), sink, writers, together, &mut finish)?;
             // An object that failed beside others (two of them adding the same column, say, where the
             // database gives up one) gets one more try, alone.
-            for object in failed {
+            for object in failed.into_iter().take_while(|_| !self.stop.draining()) {
                 run.progress.object_started(object);
                 finish(object, run.load_object(source.as_ref(), sink, object))?;
             }
@@ -286,6 +334,8 @@ impl<'a> Runner<'a> {
         if let Some(stopped) = stopped {
             report.status = RunStatus::Failed;
             report.error = Some(stopped);
+        } else if self.stop.draining() && settled_now.len() < objects.len() {
+            report.interrupted(objects.len() - settled_now.len(), "objects");
         }
         Ok(())
     }
@@ -339,6 +389,7 @@ struct DataflowRun<'r> {
     run_id: i64,
     progress: &'r dyn Progress,
     runtime: &'r Handle,
+    stop: &'r StopSignal,
 }
 
 impl DataflowRun<'_> {
@@ -362,7 +413,7 @@ impl DataflowRun<'_> {
             for writer in writers {
                 let (queue, stop, sender) = (&queue, &stop, sender.clone());
                 scope.spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
+                    while !stop.load(Ordering::Relaxed) && !self.stop.draining() {
                         let Some(object) = queue.lock().unwrap_or_else(|p| p.into_inner()).next() else {
                             break;
                         };
@@ -429,6 +480,7 @@ impl DataflowRun<'_> {
             Err(error) => return failed(report, ObjectStatus::Pending, error.to_string(), &bytes_read),
         };
         let (sender, receiver) = sync_channel::<Parsed>(PARSED_AHEAD);
+        let mut aborted = false;
         let (parsed, written) = std::thread::scope(|scope| {
             let parser = scope.spawn(move || {
                 let input = decompressing(&object.key, compression, input)
@@ -443,6 +495,10 @@ impl DataflowRun<'_> {
             });
             let mut written = Ok(());
             for parsed in receiver.iter() {
+                if self.stop.aborting() {
+                    aborted = true;
+                    break;
+                }
                 written = parsed
                     .batches
                     .iter()
@@ -459,6 +515,10 @@ impl DataflowRun<'_> {
             drop(receiver);
             (parser.join().expect("the parser thread does not panic"), written)
         });
+        if aborted {
+            // The writer is dropped uncommitted: nothing of the object stays.
+            return failed(report, ObjectStatus::Pending, INTERRUPTED.to_string(), &bytes_read);
+        }
         if let Err(error) = written {
             return failed(report, ObjectStatus::Pending, error.to_string(), &bytes_read);
         }

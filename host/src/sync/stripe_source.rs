@@ -95,7 +95,12 @@ impl StripeImport<'_> {
             }
         };
 
-        for table in &tables {
+        for (done, table) in tables.iter().enumerate() {
+            if self.runner.stop().draining() {
+                report.conclude("tables");
+                report.interrupted(tables.len() - done, "tables");
+                return Ok(());
+            }
             let outcome = self.import_table(state, table, changed.get(table.object).map(Vec::as_slice));
             let failed = outcome.status != ObjectStatus::Loaded;
             report.counts.objects += 1;
@@ -206,6 +211,10 @@ impl StripeImport<'_> {
         };
         self.progress.object_started(&progress);
         self.list_pages(table.object, &filters, |page| {
+            if self.runner.stop().aborting() {
+                // The pages before are committed, each with its marker; the next run merges the rest.
+                return Err(super::INTERRUPTED.to_string());
+            }
             pages += 1;
             newest = newest.max(page.iter().filter_map(|o| o["created"].as_i64()).max());
             let key = format!("{}/run-{}/page-{pages:05}", table.object, self.run_id);

@@ -1,0 +1,120 @@
+//! `[daemon]`: how `sluice daemon` schedules runs and serves its HTTP API.
+//!
+//! ```toml
+//! [daemon]
+//! listen = "127.0.0.1:7878"          # the HTTP API and dashboard (default)
+//! token = "${SLUICE_API_TOKEN}"      # bearer token of the write endpoints; required beyond loopback
+//! time_zone = "Europe/Berlin"        # of `daily` and cron schedules (default UTC)
+//! daily_at = "02:00"                 # when `daily` runs (default 00:00)
+//! jitter = "10m"                     # spreads each dataflow's slots by up to this (default 0s)
+//! max_concurrent_runs = 2            # runs at once across dataflows (default 2)
+//! shutdown_timeout = "30s"           # how long a stop waits for objects in flight (default 30s)
+//! watch = true                       # reload on a change of this file or a plugin's .wasm (default true)
+//! ```
+
+use super::Secret;
+use super::duration;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Where the daemon listens when `[daemon] listen` is not set: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
+/// Runs at once across dataflows when `max_concurrent_runs` is not set.
+pub const DEFAULT_MAX_CONCURRENT_RUNS: usize = 2;
+/// How long a stopping daemon waits for the objects in flight when `shutdown_timeout` is not set.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `[daemon]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// The address of the HTTP API and dashboard (default `127.0.0.1:7878`).
+    pub listen: Option<SocketAddr>,
+    /// The bearer token the write endpoints (run, rollback, remove) require. Bound beyond loopback, they
+    /// are refused without one.
+    #[serde(default)]
+    pub token: Option<Secret>,
+    /// The IANA time zone of `daily` and cron schedules (default `UTC`); a dataflow's `time_zone` wins.
+    pub time_zone: Option<String>,
+    /// When a plain `daily` schedule runs, `HH:MM` (default `00:00`).
+    pub daily_at: Option<String>,
+    /// Each dataflow's slots are moved later by a fixed share of this, taken from its name, so that many
+    /// dataflows on one schedule do not all start at once (default `0s`).
+    #[serde(default, deserialize_with = "duration")]
+    pub jitter: Option<Duration>,
+    /// Runs at once across all dataflows (default 2); one dataflow never runs twice at once.
+    pub max_concurrent_runs: Option<usize>,
+    /// How long SIGTERM or SIGINT waits for the objects in flight to commit before they are rolled back
+    /// (default `30s`).
+    #[serde(default, deserialize_with = "duration")]
+    pub shutdown_timeout: Option<Duration>,
+    /// Reload when this file or a plugin's `.wasm` file changes (default `true`); SIGHUP reloads either way.
+    pub watch: Option<bool>,
+}
+
+impl DaemonConfig {
+    pub fn listen(&self) -> SocketAddr {
+        self.listen.unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("a valid address"))
+    }
+
+    /// The bearer token, where one is set (an empty `${VAR:-}` counts as none).
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_ref().map(Secret::expose).filter(|token| !token.is_empty())
+    }
+
+    pub fn time_zone(&self) -> &str {
+        self.time_zone.as_deref().unwrap_or("UTC")
+    }
+
+    /// `daily_at` as (hour, minute).
+    pub fn daily_at(&self) -> (u8, u8) {
+        self.daily_at.as_deref().and_then(|at| parse_time_of_day(at).ok()).unwrap_or((0, 0))
+    }
+
+    pub fn jitter(&self) -> Duration {
+        self.jitter.unwrap_or(Duration::ZERO)
+    }
+
+    pub fn max_concurrent_runs(&self) -> usize {
+        self.max_concurrent_runs.unwrap_or(DEFAULT_MAX_CONCURRENT_RUNS)
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        self.shutdown_timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT)
+    }
+
+    pub fn watch(&self) -> bool {
+        self.watch.unwrap_or(true)
+    }
+
+    /// What serde cannot check, as (key under `daemon`, message).
+    pub(super) fn check(&self) -> Result<(), (&'static str, String)> {
+        if let Some(zone) = &self.time_zone {
+            check_time_zone(zone).map_err(|message| ("time_zone", message))?;
+        }
+        if let Some(at) = &self.daily_at {
+            parse_time_of_day(at).map_err(|message| ("daily_at", message))?;
+        }
+        if self.max_concurrent_runs == Some(0) {
+            return Err(("max_concurrent_runs", "allow at least 1 run at a time".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Reads `HH:MM` (24-hour).
+pub fn parse_time_of_day(text: &str) -> Result<(u8, u8), String> {
+    let invalid = || format!("`{text}` is not a time of day like \"03:30\"");
+    let (hour, minute) = text.trim().split_once(':').ok_or_else(invalid)?;
+    let hour: u8 = hour.parse().ok().filter(|h| *h < 24).ok_or_else(invalid)?;
+    let minute: u8 = minute.parse().ok().filter(|m| *m < 60).ok_or_else(invalid)?;
+    Ok((hour, minute))
+}
+
+/// An IANA time zone name the bundled database knows (`UTC`, `Europe/Berlin`).
+pub fn check_time_zone(name: &str) -> Result<(), String> {
+    jiff::tz::TimeZone::get(name).map(|_| ()).map_err(|_| {
+        format!("`{name}` is not a time zone; write an IANA name like \"UTC\" or \"Europe/Berlin\"")
+    })
+}

@@ -1,0 +1,389 @@
+//! The daemon's HTTP API, its metrics and health, and the dashboard page.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /` | the dashboard (HTML, CSS and JavaScript built into the binary) |
+//! | `GET /healthz` | `ok`, or `degraded` with the problems of the last reload; 503 while stopping |
+//! | `GET /metrics` | Prometheus' text format |
+//! | `GET /api/dataflows` | the dataflow list |
+//! | `GET /api/dataflows/{name}` | one dataflow, with its schedule, next slot and tables |
+//! | `GET /api/dataflows/{name}/runs` | its run history, newest first |
+//! | `GET /api/dataflows/{name}/runs/{run}` | the objects of one run |
+//! | `POST /api/dataflows/{name}/run` | queues a run (202) |
+//! | `POST /api/dataflows/{name}/rollback` | takes the tables back before the newest run |
+//! | `DELETE /api/dataflows/{name}` | removes the dataflow's tables and state |
+//!
+//! The write routes take `Authorization: Bearer TOKEN` where `[daemon] token` is set. Bound beyond
+//! loopback without a token they are refused; on loopback without one they need an
+//! `X-Requested-With` header, which a page of another origin cannot send without the browser asking
+//! first (and it is not answered), so a web page cannot drive a local daemon through its visitor.
+
+use super::{Activity, Daemon, NotStarted, Trigger, scheduler};
+use crate::overview::{self, DataflowSummary, RunSummary};
+use crate::sync::SyncError;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use serde::Serialize;
+use serde_json::json;
+use std::sync::{Arc, OnceLock};
+use tokio::sync::Notify;
+
+const DASHBOARD_HTML: &str = include_str!("dashboard/index.html");
+const DASHBOARD_CSS: &str = include_str!("dashboard/dashboard.css");
+const DASHBOARD_JS: &str = include_str!("dashboard/dashboard.js");
+
+/// Buckets of the plugin-call histogram, in seconds: a 1 MiB chunk takes milliseconds.
+const PLUGIN_CALL_BUCKETS: &[f64] =
+    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0];
+
+type Shared = Arc<Daemon>;
+
+/// Serves until `stopped` is notified; requests in flight then finish.
+pub(super) async fn serve(daemon: Shared, listener: tokio::net::TcpListener, stopped: Arc<Notify>) {
+    prometheus();
+    let app = Router::new()
+        .route("/", get(|| async { ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], DASHBOARD_HTML) }))
+        .route(
+            "/dashboard.css",
+            get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], DASHBOARD_CSS) }),
+        )
+        .route(
+            "/dashboard.js",
+            get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], DASHBOARD_JS) }),
+        )
+        .route("/healthz", get(health))
+        .route("/metrics", get(metrics))
+        .route("/api/dataflows", get(list))
+        .route("/api/dataflows/{name}", get(detail).delete(remove))
+        .route("/api/dataflows/{name}/runs", get(runs))
+        .route("/api/dataflows/{name}/runs/{run}", get(run_objects))
+        .route("/api/dataflows/{name}/run", post(run))
+        .route("/api/dataflows/{name}/rollback", post(rollback))
+        .with_state(daemon);
+    let shutdown = async move { stopped.notified().await };
+    if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+        tracing::error!("the HTTP API stopped: {error}");
+    }
+}
+
+/// The process's Prometheus recorder, installed on first use. The `metrics` facade takes one recorder
+/// per process, so a second daemon in the same process renders the same registry.
+fn prometheus() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full(crate::metrics::PLUGIN_CALL_SECONDS.into()),
+                PLUGIN_CALL_BUCKETS,
+            )
+            .expect("the buckets are not empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!("another metrics recorder is installed; /metrics shows only what this one sees");
+        }
+        crate::metrics::describe();
+        handle
+    })
+}
+
+/// An API error: a status and a message, as `{"error": "..."}`.
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+fn not_found(name: &str) -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, format!("no dataflow `{name}`"))
+}
+
+/// Runs blocking work (the state store, the sinks) off the runtime's threads.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("the request's work panicked: {e}")))
+}
+
+async fn health(State(daemon): State<Shared>) -> Response {
+    let generation = daemon.generation();
+    let problems = daemon.problems();
+    let status = match (daemon.stopping(), problems.is_empty()) {
+        (true, _) => "stopping",
+        (false, true) => "ok",
+        (false, false) => "degraded",
+    };
+    let code = if daemon.stopping() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    let body = json!({
+        "status": status,
+        "problems": problems,
+        "configuration": generation.config.path().display().to_string(),
+        "generation": generation.number,
+        "loaded_at": humantime::format_rfc3339_seconds(generation.loaded_at).to_string(),
+        "started_at": humantime::format_rfc3339_seconds(daemon.started_at()).to_string(),
+        "dataflows": generation.config.dataflows.len(),
+    });
+    (code, Json(body)).into_response()
+}
+
+async fn metrics() -> Response {
+    let handle = prometheus();
+    handle.run_upkeep();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], handle.render()).into_response()
+}
+
+/// A line of the dataflow list, as the API and the dashboard show it.
+#[derive(Serialize)]
+struct Listed {
+    #[serde(flatten)]
+    summary: DataflowSummary,
+    /// `queued` or `running` in this daemon, where it is.
+    activity: Option<Activity>,
+    schedule: String,
+    next_run: Option<String>,
+}
+
+fn listed(daemon: &Daemon, generation: &super::Generation, mut summary: DataflowSummary) -> Listed {
+    let activity = daemon.activity(&summary.name);
+    if let Some(activity) = activity {
+        // The state store knows a run only once it began; a queued one is this daemon's to tell.
+        if activity == Activity::Queued || summary.status != "running" {
+            summary.status = match activity {
+                Activity::Queued => "queued",
+                Activity::Running => "running",
+            }
+            .to_string();
+        }
+    }
+    let dataflow = &generation.config.dataflows[&summary.name];
+    Listed {
+        activity,
+        schedule: schedule_text(&dataflow.schedule),
+        next_run: scheduler::next_slot(generation, &summary.name).map(|at| at.to_string()),
+        summary,
+    }
+}
+
+fn schedule_text(schedule: &crate::config::Schedule) -> String {
+    use crate::config::Schedule;
+    match schedule {
+        Schedule::Daily => "daily".into(),
+        Schedule::DailyAt { hour, minute } => format!("daily at {hour:02}:{minute:02}"),
+        Schedule::Every(interval) => format!("every {}", humantime::format_duration(*interval)),
+        Schedule::Cron(expression) => expression.clone(),
+        Schedule::Manual => "manual".into(),
+    }
+}
+
+async fn list(State(daemon): State<Shared>) -> Result<Json<Vec<Listed>>, ApiError> {
+    let generation = daemon.generation();
+    let reading = generation.clone();
+    let summaries = blocking(move || overview::dataflows(&reading.config))
+        .await?
+        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    Ok(Json(summaries.into_iter().map(|summary| listed(&daemon, &generation, summary)).collect()))
+}
+
+async fn detail(State(daemon): State<Shared>, Path(name): Path<String>) -> Result<Response, ApiError> {
+    let generation = daemon.generation();
+    let Some(dataflow) = generation.config.dataflows.get(&name) else { return Err(not_found(&name)) };
+    let reading = generation.clone();
+    let (summaries, tables) =
+        blocking(move || (overview::dataflows(&reading.config), overview::tables(&reading.config))).await?;
+    let summaries = summaries.map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    let summary = summaries.into_iter().find(|s| s.name == name).ok_or_else(|| not_found(&name))?;
+    let tables: Vec<_> = tables.into_iter().filter(|t| t.dataflow == name).collect();
+    let time_zone = dataflow.time_zone.as_deref().unwrap_or(generation.config.daemon.time_zone());
+    let body = json!({
+        "dataflow": listed(&daemon, &generation, summary),
+        "description": dataflow.description,
+        "time_zone": time_zone,
+        "tables": tables,
+    });
+    Ok(Json(body).into_response())
+}
+
+/// A run as the history shows it, or a run that failed before it began and is not in the state store yet.
+#[derive(Serialize)]
+struct HistoryRun {
+    #[serde(flatten)]
+    run: RunSummary,
+    /// False for a run the state store could not take yet (it was locked or out of reach).
+    recorded: bool,
+}
+
+async fn runs(
+    State(daemon): State<Shared>,
+    Path(name): Path<String>,
+) -> Result<Json<Vec<HistoryRun>>, ApiError> {
+    let generation = daemon.generation();
+    if !generation.config.dataflows.contains_key(&name) {
+        return Err(not_found(&name));
+    }
+    let reading = name.clone();
+    let recorded = blocking(move || overview::history(&generation.config, &reading))
+        .await?
+        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    let mut history: Vec<HistoryRun> = daemon
+        .unrecorded(&name)
+        .into_iter()
+        .rev()
+        .map(|failed| HistoryRun {
+            run: RunSummary {
+                run: 0,
+                started: humantime::format_rfc3339_seconds(failed.started).to_string(),
+                ended: Some(humantime::format_rfc3339_seconds(failed.ended).to_string()),
+                duration_seconds: failed.ended.duration_since(failed.started).ok().map(|d| d.as_secs_f64()),
+                status: crate::state::RunStatus::Failed.as_str().to_string(),
+                objects: 0,
+                failed_objects: 0,
+                rows_written: 0,
+                rows_rejected: 0,
+                bytes: 0,
+                error: Some(failed.error),
+            },
+            recorded: false,
+        })
+        .collect();
+    history.extend(recorded.into_iter().map(|run| HistoryRun { run, recorded: true }));
+    Ok(Json(history))
+}
+
+async fn run_objects(
+    State(daemon): State<Shared>,
+    Path((name, run)): Path<(String, i64)>,
+) -> Result<Response, ApiError> {
+    let generation = daemon.generation();
+    if !generation.config.dataflows.contains_key(&name) {
+        return Err(not_found(&name));
+    }
+    let objects = blocking(move || overview::run_objects(&generation.config, &name, run))
+        .await?
+        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    Ok(Json(objects).into_response())
+}
+
+/// Whether a write may go ahead: the token where one is set; else only on loopback, from a client that
+/// sent `X-Requested-With`.
+fn authorize(daemon: &Daemon, headers: &HeaderMap) -> Result<(), ApiError> {
+    let generation = daemon.generation();
+    let settings = &generation.config.daemon;
+    match settings.token() {
+        Some(token) => {
+            let sent = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .unwrap_or_default();
+            if constant_time_eq(sent.as_bytes(), token.as_bytes()) {
+                Ok(())
+            } else {
+                Err(ApiError(StatusCode::UNAUTHORIZED, "this needs `Authorization: Bearer TOKEN` with the token of [daemon] token".into()))
+            }
+        }
+        None if !settings.listen().ip().is_loopback() => Err(ApiError(
+            StatusCode::FORBIDDEN,
+            "write requests are refused: the daemon listens beyond loopback and [daemon] token is not set".into(),
+        )),
+        None if !headers.contains_key("x-requested-with") => Err(ApiError(
+            StatusCode::FORBIDDEN,
+            "write requests need an `X-Requested-With` header (or set [daemon] token and send it as a bearer token)".into(),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Compares without stopping at the first difference, so the time taken does not tell how much of a
+/// guessed token was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn run(
+    State(daemon): State<Shared>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&daemon, &headers)?;
+    match daemon.start_run(&name, Trigger::Api) {
+        Ok(()) => {
+            Ok((StatusCode::ACCEPTED, Json(json!({ "dataflow": name, "status": "queued" }))).into_response())
+        }
+        Err(NotStarted::UnknownDataflow) => Err(not_found(&name)),
+        Err(NotStarted::AlreadyActive(activity)) => Err(ApiError(
+            StatusCode::CONFLICT,
+            format!("dataflow `{name}` is {} already", activity_text(activity)),
+        )),
+        Err(NotStarted::Stopping) => {
+            Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, "the daemon is stopping".into()))
+        }
+    }
+}
+
+fn activity_text(activity: Activity) -> &'static str {
+    match activity {
+        Activity::Queued => "queued",
+        Activity::Running => "running",
+    }
+}
+
+/// Refuses a change to a dataflow this daemon has queued or running; another process's run is refused by
+/// the run lock.
+fn refuse_while_active(daemon: &Daemon, name: &str) -> Result<(), ApiError> {
+    if !daemon.generation().config.dataflows.contains_key(name) {
+        return Err(not_found(name));
+    }
+    match daemon.activity(name) {
+        Some(activity) => Err(ApiError(
+            StatusCode::CONFLICT,
+            format!("dataflow `{name}` is {}; try again when it ends", activity_text(activity)),
+        )),
+        None => Ok(()),
+    }
+}
+
+fn sync_error(error: SyncError) -> ApiError {
+    let status = match error {
+        SyncError::Locked(_) => StatusCode::CONFLICT,
+        SyncError::Plan(_) | SyncError::Config(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    ApiError(status, error.to_string())
+}
+
+async fn rollback(
+    State(daemon): State<Shared>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&daemon, &headers)?;
+    refuse_while_active(&daemon, &name)?;
+    let generation = daemon.generation();
+    let dataflow = name.clone();
+    let rolled_back = blocking(move || crate::sync::rollback(&generation.config, &dataflow, false))
+        .await?
+        .map_err(sync_error)?;
+    tracing::info!(dataflow = name, run = rolled_back.run_id, rows = rolled_back.rows_removed, "rolled back");
+    Ok(Json(json!({ "dataflow": name, "rolled_back_run": rolled_back.run_id, "rows_removed": rolled_back.rows_removed })).into_response())
+}
+
+async fn remove(
+    State(daemon): State<Shared>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&daemon, &headers)?;
+    refuse_while_active(&daemon, &name)?;
+    let generation = daemon.generation();
+    let dataflow = name.clone();
+    let rows =
+        blocking(move || crate::sync::remove(&generation.config, &dataflow)).await?.map_err(sync_error)?;
+    tracing::info!(dataflow = name, rows, "removed");
+    Ok(Json(json!({ "dataflow": name, "rows_removed": rows })).into_response())
+}

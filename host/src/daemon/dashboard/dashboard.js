@@ -1,0 +1,161 @@
+// The dashboard: the dataflow list with its actions, and a dataflow's run history, from the daemon's API.
+// Plain JavaScript with no dependencies, built into the binary; it refreshes itself every two seconds.
+"use strict";
+
+const REFRESH_MS = 2000;
+const $ = (selector) => document.querySelector(selector);
+let historyOf = null;
+
+const tokenInput = $("#token");
+tokenInput.value = sessionStorage.getItem("sluice-token") || "";
+tokenInput.addEventListener("change", () => sessionStorage.setItem("sluice-token", tokenInput.value));
+
+function say(text, isError) {
+  const message = $("#message");
+  message.textContent = text;
+  message.className = isError ? "error" : "";
+}
+
+async function api(method, path) {
+  const headers = { "X-Requested-With": "sluice-dashboard" };
+  if (tokenInput.value) headers.Authorization = "Bearer " + tokenInput.value;
+  const response = await fetch(path, { method, headers });
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(body.error || response.status + " " + response.statusText);
+  return body;
+}
+
+function cell(row, text, className) {
+  const td = row.insertCell();
+  td.textContent = text === null || text === undefined || text === "" ? "—" : String(text);
+  if (className) td.className = className;
+  return td;
+}
+
+function statusCell(row, status) {
+  const td = row.insertCell();
+  const badge = document.createElement("span");
+  badge.className = "status";
+  badge.dataset.status = status;
+  badge.textContent = status;
+  td.appendChild(badge);
+}
+
+function button(td, label, action, danger) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.textContent = label;
+  if (danger) b.className = "danger";
+  b.addEventListener("click", action);
+  td.appendChild(b);
+}
+
+async function act(name, verb) {
+  try {
+    if (verb === "run") {
+      await api("POST", `/api/dataflows/${name}/run`);
+      say(`${name}: run queued`);
+    } else if (verb === "rollback") {
+      if (!confirm(`Roll ${name} back to before its newest run?`)) return;
+      const done = await api("POST", `/api/dataflows/${name}/rollback`);
+      say(`${name}: rolled back run ${done.rolled_back_run} (${done.rows_removed} rows removed)`);
+    } else if (verb === "remove") {
+      if (!confirm(`Remove ${name}? All its tables and its history are deleted.`)) return;
+      const done = await api("DELETE", `/api/dataflows/${name}`);
+      say(`${name}: removed (${done.rows_removed} rows)`);
+    }
+  } catch (error) {
+    say(`${name}: ${error.message}`, true);
+  }
+  refresh();
+}
+
+function renderDataflows(dataflows) {
+  const body = $("#dataflows tbody");
+  body.replaceChildren();
+  const key = $("#group").value;
+  const groups = new Map();
+  for (const d of dataflows) {
+    const group = key ? d[key] : "";
+    if (!groups.has(group)) groups.set(group, []);
+    groups.get(group).push(d);
+  }
+  for (const [group, members] of [...groups].sort()) {
+    if (key) {
+      const header = body.insertRow();
+      header.className = "group";
+      const th = document.createElement("th");
+      th.colSpan = 9;
+      th.textContent = `${group} (${members.length})`;
+      header.appendChild(th);
+    }
+    for (const d of members) {
+      const row = body.insertRow();
+      row.dataset.name = d.name;
+      cell(row, d.name).title = d.display_name;
+      cell(row, d.type);
+      statusCell(row, d.status);
+      cell(row, d.tables_count);
+      cell(row, d.created);
+      cell(row, d.updated);
+      cell(row, d.last_refresh);
+      cell(row, d.schedule).title = d.next_run ? `next run ${d.next_run}` : "runs only when asked";
+      const actions = row.insertCell();
+      actions.className = "actions";
+      button(actions, "Run", () => act(d.name, "run"));
+      button(actions, "Rollback", () => act(d.name, "rollback"));
+      button(actions, "Remove", () => act(d.name, "remove"), true);
+      button(actions, "Run History", () => showHistory(d.name));
+    }
+  }
+}
+
+async function showHistory(name) {
+  historyOf = name;
+  $("#history").hidden = false;
+  $("#history-name").textContent = name;
+  await refreshHistory();
+}
+
+async function refreshHistory() {
+  if (!historyOf) return;
+  const runs = await api("GET", `/api/dataflows/${historyOf}/runs`);
+  const body = $("#runs tbody");
+  body.replaceChildren();
+  for (const r of runs) {
+    const row = body.insertRow();
+    cell(row, r.recorded ? r.run : "not recorded yet");
+    cell(row, r.started);
+    cell(row, r.duration_seconds === null ? null : `${r.duration_seconds.toFixed(2)} s`);
+    statusCell(row, r.status);
+    cell(row, r.failed_objects ? `${r.objects} (${r.failed_objects} failed)` : r.objects);
+    cell(row, r.rows_written);
+    cell(row, r.rows_rejected);
+    cell(row, r.error, "error");
+  }
+  if (runs.length === 0) cell(body.insertRow(), "no runs yet").colSpan = 8;
+}
+
+async function refreshHealth() {
+  const response = await fetch("/healthz");
+  const health = await response.json();
+  const badge = $("#health");
+  badge.dataset.status = health.status;
+  badge.textContent = health.status === "ok" ? "healthy" : health.status;
+  badge.title = health.problems.join("\n");
+}
+
+async function refresh() {
+  try {
+    renderDataflows(await api("GET", "/api/dataflows"));
+    await refreshHistory();
+    await refreshHealth();
+  } catch (error) {
+    say(error.message, true);
+  }
+}
+
+$("#group").addEventListener("change", refresh);
+$("#history-close").addEventListener("click", () => { historyOf = null; $("#history").hidden = true; });
+refresh();
+setInterval(refresh, REFRESH_MS);

@@ -1,0 +1,425 @@
+//! `sluice daemon`: keeps every dataflow fresh on its schedule, for as long as it runs.
+//!
+//! - [`schedule`]: a dataflow's schedule as slots on the time line (time zone, jitter, missed slots).
+//! - `scheduler`: the loop that starts runs when their slot comes, one per dataflow at a time and at most
+//!   `max_concurrent_runs` at once.
+//! - `generation`: the configuration and the plugins compiled from it, swapped whole on a reload; an
+//!   invalid configuration or a plugin that does not load is refused and the one before keeps running.
+//! - `watch`: reloads on SIGHUP and on a change of `connector.toml` or of a plugin's `.wasm` file.
+//! - `api`: the HTTP API, `/metrics`, `/healthz` and the dashboard page (`dashboard/`).
+//!
+//! A stop (SIGTERM, SIGINT) takes no new work, lets the objects in flight commit within
+//! `shutdown_timeout`, rolls back those that did not, records the runs as interrupted and returns.
+
+mod api;
+mod generation;
+pub mod schedule;
+mod scheduler;
+mod watch;
+
+pub use schedule::{Timetable, parse_cron};
+
+use crate::config::Config;
+use crate::plugin::{HostSettings, PluginHost, default_cache_dir};
+use crate::state::StateStore;
+use crate::sync::{ObjectReport, Progress, Runner, StopSignal, SyncError};
+use generation::Generation;
+use jiff::Timestamp;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+use tokio::runtime::Handle;
+use tokio::sync::{Notify, Semaphore};
+
+/// How long a stopping daemon waits, after rolling back the objects in flight, for their runs to record
+/// that they were interrupted.
+const ROLLBACK_GRACE: Duration = Duration::from_secs(10);
+/// How often a stopping daemon looks whether its runs have ended.
+const IDLE_POLL: Duration = Duration::from_millis(50);
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("cannot start the plugin host: {0}")]
+    Plugins(String),
+    #[error("cannot listen on {address}: {source}")]
+    Listen { address: std::net::SocketAddr, source: std::io::Error },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Where a dataflow is in this daemon.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Activity {
+    /// Waiting for a place among `max_concurrent_runs`.
+    Queued,
+    Running,
+}
+
+/// What started a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// Its slot came (or was missed while no daemon ran).
+    Schedule,
+    /// `POST /api/dataflows/{name}/run`.
+    Api,
+}
+
+/// Why a run was not started.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NotStarted {
+    UnknownDataflow,
+    AlreadyActive(Activity),
+    Stopping,
+}
+
+/// A run that failed before it could begin and that the state store could not take either (it was
+/// locked or out of reach): kept here and written to the run history once the store answers again.
+#[derive(Clone, Debug, Serialize)]
+pub struct UnrecordedRun {
+    pub dataflow: String,
+    #[serde(serialize_with = "rfc3339")]
+    pub started: SystemTime,
+    #[serde(serialize_with = "rfc3339")]
+    pub ended: SystemTime,
+    pub error: String,
+}
+
+fn rfc3339<S: serde::Serializer>(at: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(&humantime::format_rfc3339_seconds(*at))
+}
+
+/// The daemon's shared state: what the scheduler, the runs, the reloads and the API all see.
+pub struct Daemon {
+    config_path: PathBuf,
+    host: PluginHost,
+    runtime: Handle,
+    generation: RwLock<Arc<Generation>>,
+    /// The last reload's problems; empty when healthy.
+    problems: Mutex<Vec<String>>,
+    /// Dataflows queued or running in this process.
+    active: Mutex<HashMap<String, Activity>>,
+    permits: Semaphore,
+    stop: StopSignal,
+    /// Wakes the scheduler: a reload, a run ended, a stop.
+    changed: Notify,
+    unrecorded: Mutex<Vec<UnrecordedRun>>,
+    started_at: SystemTime,
+}
+
+impl Daemon {
+    /// Reads the configuration and compiles its plugins; an error here is the daemon's, at start-up.
+    pub fn new(config_path: &Path, runtime: Handle) -> Result<Arc<Daemon>, DaemonError> {
+        let config = Config::load(config_path)?;
+        let cache_dir = config.plugin_cache.clone().or_else(default_cache_dir);
+        let host = PluginHost::new(HostSettings { cache_dir })
+            .map_err(|e| DaemonError::Plugins(format!("{e:#}")))?;
+        let (generation, problems) = Generation::load(&host, config, None, 1);
+        for problem in &problems {
+            tracing::error!("{problem}");
+        }
+        let permits = Semaphore::new(generation.config.daemon.max_concurrent_runs());
+        Ok(Arc::new(Daemon {
+            config_path: config_path.to_path_buf(),
+            host,
+            runtime,
+            generation: RwLock::new(Arc::new(generation)),
+            problems: Mutex::new(problems),
+            active: Mutex::new(HashMap::new()),
+            permits,
+            stop: StopSignal::new(),
+            changed: Notify::new(),
+            unrecorded: Mutex::new(Vec::new()),
+            started_at: SystemTime::now(),
+        }))
+    }
+
+    /// Runs the daemon until SIGTERM or SIGINT: the scheduler, the reloads and the HTTP API. Returns once
+    /// the runs in flight have committed or been rolled back.
+    pub async fn serve(self: Arc<Self>) -> Result<(), DaemonError> {
+        crate::metrics::describe();
+        let address = self.generation().config.daemon.listen();
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(|source| DaemonError::Listen { address, source })?;
+        tracing::info!(%address, config = %self.config_path.display(), "sluice daemon listening");
+        self.note_last_successes();
+
+        let stopped = Arc::new(Notify::new());
+        let server = tokio::spawn(api::serve(self.clone(), listener, stopped.clone()));
+        let scheduler = tokio::spawn(scheduler::run(self.clone()));
+        let watcher = watch::start(self.clone())?;
+
+        watch::wait_for_stop().await?;
+        tracing::info!("stopping: no new runs; waiting for the objects in flight to commit");
+        self.stop.drain();
+        self.changed.notify_waiters();
+        stopped.notify_waiters();
+        let timeout = self.generation().config.daemon.shutdown_timeout();
+        if !self.wait_idle(timeout).await {
+            tracing::warn!(?timeout, "objects still in flight after the shutdown timeout: rolling them back");
+            self.stop.abort();
+            if !self.wait_idle(ROLLBACK_GRACE).await {
+                tracing::error!("runs did not end in time; the next run records them as interrupted");
+            }
+        }
+        drop(watcher);
+        scheduler.abort();
+        let _ = server.await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+
+    /// The configuration and plugins in force.
+    pub(crate) fn generation(&self) -> Arc<Generation> {
+        self.generation.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(crate) fn problems(&self) -> Vec<String> {
+        self.problems.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(crate) fn activity(&self, name: &str) -> Option<Activity> {
+        self.active.lock().unwrap_or_else(|p| p.into_inner()).get(name).copied()
+    }
+
+    pub(crate) fn unrecorded(&self, name: &str) -> Vec<UnrecordedRun> {
+        let unrecorded = self.unrecorded.lock().unwrap_or_else(|p| p.into_inner());
+        unrecorded.iter().filter(|run| run.dataflow == name).cloned().collect()
+    }
+
+    pub(crate) fn stopping(&self) -> bool {
+        self.stop.draining()
+    }
+
+    pub(crate) fn started_at(&self) -> SystemTime {
+        self.started_at
+    }
+
+    /// Reads the configuration again and, where it is valid, puts it and its plugins in force; where it is
+    /// not, keeps the one in force and reports why (on `/healthz` too).
+    pub(crate) fn reload(&self) {
+        let old = self.generation();
+        let problems = match Config::load(&self.config_path) {
+            Err(error) => {
+                let problem =
+                    format!("the new configuration was refused, the one before keeps running: {error}");
+                tracing::error!("{problem}");
+                vec![problem]
+            }
+            Ok(config) => {
+                let (generation, problems) = Generation::load(&self.host, config, Some(&old), old.number + 1);
+                for problem in &problems {
+                    tracing::error!("{problem}");
+                }
+                tracing::info!(
+                    generation = generation.number,
+                    dataflows = generation.config.dataflows.len(),
+                    "configuration reloaded"
+                );
+                *self.generation.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(generation);
+                problems
+            }
+        };
+        *self.problems.lock().unwrap_or_else(|p| p.into_inner()) = problems;
+        self.changed.notify_waiters();
+    }
+
+    /// Queues a run of `name`; it starts when a place among `max_concurrent_runs` is free.
+    pub(crate) fn start_run(self: &Arc<Self>, name: &str, trigger: Trigger) -> Result<(), NotStarted> {
+        if self.stopping() {
+            return Err(NotStarted::Stopping);
+        }
+        if !self.generation().config.dataflows.contains_key(name) {
+            return Err(NotStarted::UnknownDataflow);
+        }
+        {
+            let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(activity) = active.get(name) {
+                return Err(NotStarted::AlreadyActive(*activity));
+            }
+            active.insert(name.to_string(), Activity::Queued);
+        }
+        tracing::info!(dataflow = name, ?trigger, "run queued");
+        let daemon = self.clone();
+        let name = name.to_string();
+        self.runtime.spawn(async move {
+            let permit = daemon.permits.acquire().await.expect("the semaphore is never closed");
+            if !daemon.stopping() {
+                daemon.set_activity(&name, Some(Activity::Running));
+                let runner = daemon.clone();
+                let dataflow = name.clone();
+                if let Err(panic) = tokio::task::spawn_blocking(move || runner.run_now(&dataflow)).await {
+                    tracing::error!(dataflow = name, "the run panicked: {panic}");
+                }
+            }
+            drop(permit);
+            daemon.set_activity(&name, None);
+            daemon.changed.notify_waiters();
+        });
+        Ok(())
+    }
+
+    fn set_activity(&self, name: &str, activity: Option<Activity>) {
+        let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
+        match activity {
+            Some(activity) => active.insert(name.to_string(), activity),
+            None => active.remove(name),
+        };
+    }
+
+    /// Runs `name` on this thread (a blocking one) with the generation in force when it starts.
+    fn run_now(&self, name: &str) {
+        let generation = self.generation();
+        let config = &generation.config;
+        self.flush_unrecorded(config);
+        let started = SystemTime::now();
+        let runner = Runner::new(config, &self.host, self.runtime.clone())
+            .with_plugins(&generation.plugins)
+            .with_stop(&self.stop);
+        match runner.run(name, &LogProgress { dataflow: name }) {
+            Ok(report) => {
+                crate::metrics::run_ended(&report);
+                let counts = report.counts;
+                tracing::info!(
+                    dataflow = name,
+                    run = report.run_id,
+                    status = report.status.as_str(),
+                    objects = counts.objects,
+                    rows = counts.rows,
+                    rejected = counts.rejected,
+                    bytes = counts.bytes,
+                    seconds = report.elapsed.as_secs_f64(),
+                    error = report.error.as_deref().unwrap_or(""),
+                    "run ended"
+                );
+            }
+            Err(SyncError::Locked(error)) => {
+                // Another process runs it now: this slot is that run's.
+                tracing::warn!(dataflow = name, "run skipped: {error}");
+            }
+            Err(error) => {
+                crate::metrics::run_failed_to_start(name);
+                tracing::error!(dataflow = name, "run failed: {error}");
+                let state_unreachable = matches!(error, SyncError::State { .. });
+                self.record_failed(config, name, started, error.to_string(), state_unreachable);
+            }
+        }
+    }
+
+    /// Writes a run that failed before it began into the run history, or keeps it until the state store
+    /// can take it.
+    fn record_failed(
+        &self,
+        config: &Config,
+        name: &str,
+        started: SystemTime,
+        error: String,
+        state_unreachable: bool,
+    ) {
+        let run = UnrecordedRun { dataflow: name.to_string(), started, ended: SystemTime::now(), error };
+        // The store just failed this run: asking it again now would only wait out its busy timeout twice.
+        if !state_unreachable && write_failed_run(config, &run).is_ok() {
+            return;
+        }
+        self.unrecorded.lock().unwrap_or_else(|p| p.into_inner()).push(run);
+    }
+
+    /// Writes the runs kept for the state store into it, as far as it takes them.
+    fn flush_unrecorded(&self, config: &Config) {
+        let mut unrecorded = self.unrecorded.lock().unwrap_or_else(|p| p.into_inner());
+        let mut kept = Vec::new();
+        for run in unrecorded.drain(..) {
+            if let Err(error) = write_failed_run(config, &run) {
+                tracing::debug!(
+                    dataflow = run.dataflow,
+                    "the state store does not take a failed run yet: {error}"
+                );
+                kept.push(run);
+            }
+        }
+        *unrecorded = kept;
+    }
+
+    /// Waits until no run is queued or running, at most `timeout`; whether none is.
+    async fn wait_idle(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.active.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(IDLE_POLL).await;
+        }
+    }
+
+    /// Sets each dataflow's last-success gauge from the run history, so `/metrics` has it from the start.
+    fn note_last_successes(&self) {
+        let generation = self.generation();
+        let Ok(Some(mut state)) = StateStore::open_read_only(&generation.config.state_database()) else {
+            return;
+        };
+        for name in generation.config.dataflows.keys() {
+            let Ok(runs) = state.runs(name) else { continue };
+            let succeeded = runs.iter().find(|run| run.status == crate::state::RunStatus::Succeeded);
+            if let Some(ended) = succeeded.and_then(|run| run.ended_at) {
+                crate::metrics::last_success(name, ended);
+            }
+        }
+    }
+
+    /// When each dataflow's last run began, from the run history (none where it never ran or the store
+    /// cannot be read).
+    fn last_run_starts(&self, config: &Config) -> HashMap<String, Timestamp> {
+        let mut starts = HashMap::new();
+        let Ok(Some(mut state)) = StateStore::open_read_only(&config.state_database()) else { return starts };
+        for name in config.dataflows.keys() {
+            if let Some(run) = state.runs(name).ok().and_then(|runs| runs.into_iter().next())
+                && let Ok(at) = Timestamp::try_from(run.started_at)
+            {
+                starts.insert(name.clone(), at);
+            }
+        }
+        starts
+    }
+}
+
+fn write_failed_run(config: &Config, run: &UnrecordedRun) -> Result<(), String> {
+    let mut state = StateStore::open(&config.state_database()).map_err(|e| e.to_string())?;
+    state.record_failed_run(&run.dataflow, run.started, run.ended, &run.error).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// A run's progress in the log: each object as it ends.
+struct LogProgress<'a> {
+    dataflow: &'a str,
+}
+
+impl Progress for LogProgress<'_> {
+    fn object_finished(&self, object: &crate::source::ObjectMeta, report: &ObjectReport) {
+        tracing::info!(
+            dataflow = self.dataflow,
+            object = object.key,
+            status = report.status.as_str(),
+            rows = report.rows,
+            rejected = report.rejected,
+            bytes = report.bytes,
+            error = report.error.as_deref().unwrap_or(""),
+            "object finished"
+        );
+    }
+}
+
+/// Runs `sluice daemon` on a runtime of its own until it is stopped.
+pub fn run(config_path: &Path) -> Result<(), DaemonError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let daemon = Daemon::new(config_path, runtime.handle().clone())?;
+    runtime.block_on(daemon.serve())
+}

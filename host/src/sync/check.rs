@@ -1,0 +1,97 @@
+//! `sluice check`: what can be known of a dataflow before it runs, each step as cheap as it can be made:
+//! its plugins load (and its template takes its options), its source answers a listing of one page, and
+//! its databases (and Stripe, for a Stripe sink or source) accept a connection. Nothing is written.
+
+use super::Runner;
+use crate::config::{DatabaseUrl, SinkKind, SourceConfig};
+use crate::state::StateStore;
+use crate::stripe::StripeClient;
+
+/// Objects `check` lists of a file source: one page.
+const PAGE: usize = 100;
+
+/// One thing checked: what, and how it went (a line of detail, or why it failed).
+#[derive(Clone, Debug)]
+pub struct Checked {
+    pub what: String,
+    pub outcome: Result<String, String>,
+}
+
+impl Runner<'_> {
+    /// Checks the state store, then every step of every dataflow.
+    pub fn check(&self) -> Vec<Checked> {
+        let config = self.config();
+        let state = config.state_database();
+        let mut checked =
+            vec![Checked { what: format!("state store {state}"), outcome: reach_database(&state) }];
+        for (name, dataflow) in &config.dataflows {
+            let mut step = |what: String, outcome: Result<String, String>| {
+                checked.push(Checked { what: format!("{name}: {what}"), outcome })
+            };
+            match &dataflow.source {
+                SourceConfig::Stripe(source) => {
+                    let client = StripeClient::new(source.client_settings());
+                    for table in &source.tables {
+                        step(format!("Stripe {table}"), self.stripe_answers(client.as_ref(), table));
+                    }
+                }
+                _ => {
+                    let format = &dataflow.file_format().plugin;
+                    step(
+                        format!("format plugin `{format}`"),
+                        self.load_plugin(name, dataflow)
+                            .map(|p| format!("loaded ({:?})", p.compiled_from().0))
+                            .map_err(|e| e.to_string()),
+                    );
+                    if let Some(template) = &dataflow.template {
+                        step(
+                            format!("template `{}`", template.plugin),
+                            self.load_template(name, dataflow)
+                                .map(|_| "loaded, options taken".into())
+                                .map_err(|e| e.to_string()),
+                        );
+                    }
+                    let listed =
+                        self.build_source(name, dataflow).map_err(|e| e.to_string()).and_then(|source| {
+                            let page =
+                                self.runtime().block_on(source.list_page(PAGE)).map_err(|e| e.to_string())?;
+                            Ok(format!(
+                                "{} listed: {} objects on the first page",
+                                source.describe(),
+                                page.len()
+                            ))
+                        });
+                    step("source".into(), listed);
+                }
+            }
+            if dataflow.sink.kind == SinkKind::Stripe {
+                let (settings, target) = dataflow.sink.stripe();
+                let client = StripeClient::new(settings);
+                step(
+                    format!("Stripe {}", target.object),
+                    self.stripe_answers(client.as_ref(), &target.object),
+                );
+            }
+            let sink = config.sink_database(dataflow);
+            step(format!("sink {sink}"), reach_database(&sink));
+        }
+        checked
+    }
+
+    /// Lists one object of `object` from Stripe: the key is accepted and may read it.
+    fn stripe_answers(&self, client: Result<&StripeClient, &String>, object: &str) -> Result<String, String> {
+        let client = client.map_err(String::clone)?;
+        let query = [("limit".to_string(), "1".to_string())];
+        self.runtime().block_on(client.get(object, &query)).map_err(|e| e.to_string())?;
+        Ok("the key is accepted and lists it".into())
+    }
+}
+
+/// Connects to a database without writing to it; a SQLite file that is not there yet is made by the
+/// first run.
+fn reach_database(url: &DatabaseUrl) -> Result<String, String> {
+    match url {
+        DatabaseUrl::Sqlite(path) if !path.exists() => Ok("not there yet: the first run makes it".into()),
+        _ => StateStore::open_read_only(url).map(|_| "reachable".into()).map_err(|e| e.to_string()),
+    }
+}
