@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses its own subset of these helpers
 
 pub mod backend;
+pub mod daemon;
 
 use sluice::plugin::{
     FormatPlugin, HostSettings, Limits, PluginError, PluginHost, PluginSource, PluginSpec, RejectedRow,

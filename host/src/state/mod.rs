@@ -236,6 +236,10 @@ impl StateStore {
         };
         let mut store = StateStore { database, location };
         let (version, latest) = (store.schema_version()?, store.migrations().len());
+        if version == 0 {
+            // Made a moment ago by a run that has not migrated it yet: nothing is recorded in it.
+            return Ok(None);
+        }
         if version != latest {
             return Err(store.error(format!(
                 "schema version {version}, this Sluice reads version {latest}; run `sluice run` once to upgrade it"

@@ -94,7 +94,12 @@ impl Database {
     ) -> Result<T, String> {
         match self {
             Database::Sqlite(connection) => {
-                let transaction = connection.transaction().map_err(|e| e.to_string())?;
+                // Immediate: the write lock is taken (waiting out the busy timeout) at the start, so two
+                // processes migrating a new database, or writing beside each other, queue instead of one
+                // failing at once with "database is locked" when its read would become a write.
+                let transaction = connection
+                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                    .map_err(|e| e.to_string())?;
                 let value = work(&mut Sqlite(&transaction))?;
                 transaction.commit().map_err(|e| e.to_string())?;
                 Ok(value)

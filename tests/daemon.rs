@@ -1,0 +1,437 @@
+//! `sluice daemon` as an operator runs it: the example dataflows on their schedules, the HTTP API and
+//! metrics, reloads of the configuration and of plugins (good and bad), a stop in the middle of a large
+//! object, and a state store or sink database out of reach at a scheduled time.
+
+mod support;
+
+use reqwest::Method;
+use serde_json::Value;
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use support::daemon::{Daemon, PROMPTLY, bundled_wasm, daemon_section, free_port};
+
+/// Writes `connector.toml` in `dir`: the `[daemon]` section for `port`, then `rest`.
+fn configure(dir: &Path, port: u16, daemon: &str, rest: &str) {
+    std::fs::write(dir.join("connector.toml"), format!("{}{rest}", daemon_section(port, daemon))).unwrap();
+}
+
+/// The example configuration with a `[daemon]` section in front.
+fn example_with_daemon(port: u16, daemon: &str) -> tempfile::TempDir {
+    let dir = support::example();
+    let example = std::fs::read_to_string(dir.path().join("connector.toml")).unwrap();
+    configure(dir.path(), port, daemon, &example);
+    dir
+}
+
+fn succeeded(daemon: &Daemon, name: &str) -> bool {
+    daemon.dataflow(name)["status"] == "succeeded"
+}
+
+fn sluice(dir: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .current_dir(dir)
+        .args(args)
+        .env("SLUICE_CACHE_DIR", support::root().join("target").join("test-plugin-cache"))
+        .env_remove("SLUICE_STATE_URL")
+        .env_remove("SLUICE_SINK_URL")
+        .output()
+        .unwrap()
+}
+
+/// Rows of `table` in the test's `sluice.db`; 0 where the table was never made.
+fn rows(dir: &Path, table: &str) -> i64 {
+    let db = rusqlite::Connection::open(dir.join("sluice.db")).unwrap();
+    db.query_row(&format!("SELECT count(*) FROM {table}"), [], |row| row.get(0)).unwrap_or(0)
+}
+
+#[test]
+fn the_example_runs_on_schedule_and_the_api_shows_lists_runs_and_counts() {
+    let port = free_port();
+    let dir = example_with_daemon(port, "");
+    let daemon = Daemon::start_with(dir.path(), port, &["--log-format", "json"], &[]);
+
+    // None of the example's dataflows ran before: each takes its first sync at start-up.
+    daemon.wait_until("the first syncs", PROMPTLY, |d| {
+        ["Orders", "Customers", "Products"].iter().all(|n| succeeded(d, n))
+    });
+    let orders = daemon.dataflow("Orders");
+    assert_eq!(orders["type"], "local ─► sqlite");
+    assert_eq!(orders["tables_count"], 1);
+    assert_eq!(orders["schedule"], "daily");
+    assert!(
+        orders["next_run"].as_str().unwrap().ends_with("T00:00:00Z"),
+        "daily runs at midnight UTC: {orders}"
+    );
+    for field in ["created", "updated", "last_refresh"] {
+        assert!(orders[field].is_string(), "{field}: {orders}");
+    }
+    assert_eq!(daemon.dataflow("Products")["schedule"], "every 6h");
+
+    let detail = daemon.json("/api/dataflows/Orders");
+    assert_eq!(detail["description"], "Monthly order exports; gzip files are read as they are");
+    assert_eq!(detail["tables"][0]["table"], "orders");
+    assert_eq!(detail["tables"][0]["rows"], 7);
+    let runs = daemon.runs("Orders");
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0]["rows_written"], 7);
+    assert_eq!(runs[0]["rows_rejected"], 1);
+    let objects = daemon.json(&format!("/api/dataflows/Orders/runs/{}", runs[0]["run"]));
+    assert_eq!(objects.as_array().unwrap().len(), 2, "{objects}");
+
+    let (status, body) = daemon.get("/metrics");
+    assert_eq!(status, 200);
+    for expected in [
+        "sluice_runs_total{dataflow=\"Orders\",status=\"succeeded\"} 1",
+        "sluice_rows_total{dataflow=\"Orders\"} 7",
+        "sluice_rejected_rows_total{dataflow=\"Orders\"} 1",
+        "sluice_objects_total{dataflow=\"Orders\"} 2",
+        "sluice_bytes_read_total{dataflow=\"Orders\"} 641",
+        "sluice_plugin_call_seconds_count{plugin=\"csv\"}",
+        "sluice_last_success_timestamp_seconds{dataflow=\"Orders\"}",
+    ] {
+        assert!(body.contains(expected), "/metrics lacks {expected}:\n{body}");
+    }
+
+    // Writes need the header a page of another origin cannot send; then Run, Rollback and Remove.
+    let plain =
+        reqwest::blocking::Client::new().post(daemon.url("/api/dataflows/Orders/run")).send().unwrap();
+    assert_eq!(plain.status().as_u16(), 403);
+    assert_eq!(daemon.write(Method::POST, "/api/dataflows/Nope/run").0, 404);
+    let append = dir.path().join("examples/data/orders/orders-2026-12.csv");
+    std::fs::write(&append, "id,customer,amount,currency,ordered_at\n2001,Ann,5.00,EUR,2026-12-01\n")
+        .unwrap();
+    daemon.run("Orders");
+    let run = daemon.wait_for_run_end("Orders", 1);
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["rows_written"], 1);
+    let (status, body) = daemon.write(Method::POST, "/api/dataflows/Orders/rollback");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["rows_removed"], 1);
+    assert_eq!(rows(dir.path(), "orders"), 7);
+    let (status, body) = daemon.write(Method::DELETE, "/api/dataflows/Customers");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["rows_removed"], 3);
+    assert_eq!(daemon.dataflow("Customers")["status"], "never run");
+
+    // --log-format json: every line a JSON object.
+    let log = daemon.log_text();
+    let first = log.lines().next().unwrap();
+    let line: Value = serde_json::from_str(first).unwrap_or_else(|e| panic!("not JSON ({e}): {first}"));
+    assert_eq!(line["message"], "sluice daemon listening");
+    assert!(log.lines().all(|l| serde_json::from_str::<Value>(l).is_ok()), "{log}");
+}
+
+#[test]
+fn a_schedule_with_seconds_runs_at_each_slot_and_manual_only_when_asked() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    std::fs::write(dir.path().join("data/a.csv"), "id\n1\n").unwrap();
+    configure(
+        dir.path(),
+        port,
+        "max_concurrent_runs = 1",
+        "[dataflows.Often]\nschedule = \"*/2 * * * * *\"\nsource = { type = \"local\", path = \"data\" }\nformat = { plugin = \"csv\" }\n\n\
+         [dataflows.Asked]\nschedule = \"manual\"\nsource = { type = \"local\", path = \"data\" }\nformat = { plugin = \"csv\" }\n",
+    );
+    let daemon = Daemon::start(dir.path(), port);
+    daemon.wait_until("three runs of Often", PROMPTLY, |d| d.runs("Often").len() >= 3);
+    let runs = daemon.runs("Often");
+    assert!(runs.iter().all(|r| r["status"] == "succeeded"), "{runs:?}");
+    // The first loaded the file; the later ones found nothing new.
+    assert_eq!(runs.last().unwrap()["rows_written"], 1);
+    assert_eq!(runs[0]["rows_written"], 0);
+    assert!(daemon.runs("Asked").is_empty(), "a manual dataflow runs only when asked");
+    assert_eq!(daemon.dataflow("Asked")["next_run"], Value::Null);
+    daemon.run("Asked");
+    assert_eq!(daemon.wait_for_run_end("Asked", 0)["status"], "succeeded");
+}
+
+#[test]
+fn slots_missed_while_no_daemon_ran_are_one_run_at_start_up() {
+    let port = free_port();
+    let dir = example_with_daemon(port, "");
+    let ran = sluice(dir.path(), &["run"]);
+    assert!(ran.status.success(), "{}", String::from_utf8_lossy(&ran.stderr));
+    // As if Orders last ran three days ago: three daily slots went by without a daemon.
+    let state = rusqlite::Connection::open(dir.path().join("sluice-state.db")).unwrap();
+    let three_days = 3 * 24 * 3600 * 1000;
+    state.execute("UPDATE runs SET started_at = started_at - ?1, ended_at = ended_at - ?1 WHERE dataflow = 'Orders'", [three_days]).unwrap();
+    drop(state);
+
+    let daemon = Daemon::start(dir.path(), port);
+    daemon.wait_until("the missed run of Orders", PROMPTLY, |d| {
+        d.runs("Orders").len() == 2 && succeeded(d, "Orders")
+    });
+    // Give a wrongly repeated catch-up run the time to show.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(daemon.runs("Orders").len(), 2, "three missed slots are one run");
+    assert_eq!(daemon.runs("Customers").len(), 1, "Customers ran after today's slot: nothing missed");
+    assert_eq!(daemon.runs("Products").len(), 1);
+}
+
+#[test]
+fn an_invalid_configuration_is_refused_and_the_one_before_keeps_running() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    std::fs::write(dir.path().join("data/a.csv"), "id\n1\n").unwrap();
+    let flow = |name: &str| {
+        format!(
+            "[dataflows.{name}]\nschedule = \"manual\"\nsource = {{ type = \"local\", path = \"data\" }}\nformat = {{ plugin = \"csv\" }}\n\n"
+        )
+    };
+    configure(dir.path(), port, "", &flow("First"));
+    let daemon = Daemon::start(dir.path(), port);
+    assert_eq!(daemon.json("/healthz")["status"], "ok");
+
+    configure(
+        dir.path(),
+        port,
+        "",
+        &format!(
+            "{}[dataflows.Second]\nsource = {{ type = \"local\", path = \"data\" }}\nformat = {{ plugin = \"csv\" }}\nshedule = \"daily\"\n",
+            flow("First")
+        ),
+    );
+    daemon.wait_until("the reload to be refused", PROMPTLY, |d| d.json("/healthz")["status"] == "degraded");
+    let health = daemon.json("/healthz");
+    let problem = health["problems"][0].as_str().unwrap();
+    assert!(
+        problem.contains("line 13")
+            && problem.contains("shedule")
+            && problem.contains("the one before keeps running"),
+        "{problem}"
+    );
+    assert_eq!(health["generation"], 1);
+    assert!(daemon.log_text().contains("shedule"), "the refusal is logged");
+    // The configuration before is the one in force: First runs, Second does not exist.
+    assert_eq!(daemon.dataflow("Second"), Value::Null);
+    daemon.run("First");
+    assert_eq!(daemon.wait_for_run_end("First", 0)["status"], "succeeded");
+
+    // Mended, with a new dataflow: in force, and the new dataflow's first sync runs at once.
+    configure(
+        dir.path(),
+        port,
+        "",
+        &format!(
+            "{}[dataflows.Second]\nsource = {{ type = \"local\", path = \"data\" }}\nformat = {{ plugin = \"csv\" }}\n",
+            flow("First")
+        ),
+    );
+    daemon.wait_until("the mended configuration", PROMPTLY, |d| d.json("/healthz")["status"] == "ok");
+    daemon.wait_until("Second's first sync", PROMPTLY, |d| succeeded(d, "Second"));
+    assert_eq!(daemon.json("/healthz")["generation"], 2);
+}
+
+#[test]
+fn sighup_reloads_where_watching_is_off() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    let flow = |name: &str| {
+        format!(
+            "[dataflows.{name}]\nschedule = \"manual\"\nsource = {{ type = \"local\", path = \"data\" }}\nformat = {{ plugin = \"csv\" }}\n\n"
+        )
+    };
+    configure(dir.path(), port, "watch = false", &flow("First"));
+    let daemon = Daemon::start(dir.path(), port);
+    configure(dir.path(), port, "watch = false", &format!("{}{}", flow("First"), flow("Second")));
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(daemon.dataflow("Second"), Value::Null, "not watched: no reload without SIGHUP");
+    daemon.signal("HUP");
+    daemon.wait_until("the reload on SIGHUP", PROMPTLY, |d| d.dataflow("Second") != Value::Null);
+    assert_eq!(daemon.json("/healthz")["generation"], 2);
+}
+
+#[test]
+fn a_plugin_replaced_with_garbage_is_refused_and_the_one_loaded_before_keeps_serving() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    let plugin = dir.path().join("mine.wasm");
+    std::fs::copy(bundled_wasm("sluice_csv"), &plugin).unwrap();
+    configure(
+        dir.path(),
+        port,
+        "",
+        "[plugins.mine]\npath = \"mine.wasm\"\n\n[dataflows.Custom]\nschedule = \"manual\"\nsource = { type = \"local\", path = \"data\" }\nformat = { plugin = \"mine\" }\n",
+    );
+    let daemon = Daemon::start(dir.path(), port);
+
+    std::fs::write(&plugin, b"\0asm garbage, not a component").unwrap();
+    daemon.wait_until("the garbage plugin to be refused", PROMPTLY, |d| {
+        d.json("/healthz")["status"] == "degraded"
+    });
+    let problem = daemon.json("/healthz")["problems"][0].as_str().unwrap().to_string();
+    assert!(problem.contains("plugin `mine`") && problem.contains("keeps serving"), "{problem}");
+    std::fs::write(dir.path().join("data/a.csv"), "id,name\n1,Ann\n2,Bob\n").unwrap();
+    daemon.run("Custom");
+    let run = daemon.wait_for_run_end("Custom", 0);
+    assert_eq!(run["status"], "succeeded", "the CSV plugin compiled before reads the file: {run}");
+    assert_eq!(run["rows_written"], 2);
+
+    // A new, valid plugin in its place is compiled and used from the next run on: JSON lines now.
+    std::fs::copy(bundled_wasm("sluice_jsonl"), &plugin).unwrap();
+    daemon.wait_until("the new plugin to load", PROMPTLY, |d| d.json("/healthz")["status"] == "ok");
+    std::fs::write(dir.path().join("data/b.csv"), "{\"id\": 3, \"name\": \"Cy\"}\n").unwrap();
+    daemon.run("Custom");
+    let run = daemon.wait_for_run_end("Custom", 1);
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["rows_written"], 1, "the JSON-lines plugin read b.csv: {run}");
+    assert_eq!(rows(dir.path(), "custom"), 3);
+}
+
+/// A CSV of `rows` rows, large enough that loading it takes a few seconds.
+fn write_large_csv(path: &Path, rows: usize) {
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    writeln!(file, "id,name,amount,note").unwrap();
+    for i in 0..rows {
+        writeln!(file, "{i},customer {i},{}.25,a note to make the row longer than a few bytes", i % 1000)
+            .unwrap();
+    }
+    file.flush().unwrap();
+}
+
+const LARGE: usize = 5_000_000;
+
+/// A dataflow `Big` over `data/` with a large `a-large.csv` and a small `b-small.csv`, listed in that order.
+fn large_object_dataflow(port: u16, shutdown_timeout: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    write_large_csv(&dir.path().join("data/a-large.csv"), LARGE);
+    std::fs::write(dir.path().join("data/b-small.csv"), "id,name,amount,note\n1,small,1.00,x\n").unwrap();
+    configure(
+        dir.path(),
+        port,
+        &format!("shutdown_timeout = \"{shutdown_timeout}\""),
+        "[dataflows.Big]\nschedule = \"manual\"\nsource = { type = \"local\", path = \"data\" }\nformat = { plugin = \"csv\" }\n",
+    );
+    dir
+}
+
+/// Starts a run of `Big` and sends SIGTERM while its large object loads.
+fn stop_mid_object(daemon: &Daemon) -> Instant {
+    daemon.run("Big");
+    daemon.wait_until("the run to start", PROMPTLY, |d| d.dataflow("Big")["status"] == "running");
+    std::thread::sleep(Duration::from_millis(300));
+    daemon.signal("TERM");
+    Instant::now()
+}
+
+#[test]
+fn sigterm_mid_object_rolls_it_back_after_the_timeout_and_exits_0() {
+    let port = free_port();
+    let dir = large_object_dataflow(port, "200ms");
+    let mut daemon = Daemon::start(dir.path(), port);
+    let stopped = stop_mid_object(&daemon);
+    let status = daemon.wait_exit(Duration::from_secs(15));
+    assert!(status.success(), "{status}");
+    assert!(stopped.elapsed() < Duration::from_secs(12), "exited {:?} after SIGTERM", stopped.elapsed());
+    assert!(daemon.log_text().contains("rolling them back"), "{}", daemon.log_text());
+
+    let history: Value =
+        serde_json::from_slice(&sluice(dir.path(), &["history", "Big", "--json"]).stdout).unwrap();
+    assert_eq!(history[0]["status"], "interrupted", "{history}");
+    assert!(history[0]["error"].as_str().unwrap().contains("asked to stop"), "{history}");
+    assert_eq!(rows(dir.path(), "big"), 0, "nothing of the rolled-back object stays");
+    // The next run takes both objects whole.
+    let ran = sluice(dir.path(), &["run"]);
+    assert!(ran.status.success(), "{}", String::from_utf8_lossy(&ran.stderr));
+    assert_eq!(rows(dir.path(), "big"), LARGE as i64 + 1);
+}
+
+#[test]
+fn sigterm_mid_object_lets_it_commit_takes_no_other_and_exits_0() {
+    let port = free_port();
+    let dir = large_object_dataflow(port, "120s");
+    let mut daemon = Daemon::start(dir.path(), port);
+    stop_mid_object(&daemon);
+    let status = daemon.wait_exit(Duration::from_secs(120));
+    assert!(status.success(), "{status}");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "the API is closed once stopped");
+
+    let history: Value =
+        serde_json::from_slice(&sluice(dir.path(), &["history", "Big", "--json"]).stdout).unwrap();
+    assert_eq!(history[0]["status"], "interrupted", "{history}");
+    assert_eq!(history[0]["rows_written"], LARGE, "{history}");
+    assert_eq!(
+        rows(dir.path(), "big"),
+        LARGE as i64,
+        "the large object committed whole, the small one waits"
+    );
+    let ran = sluice(dir.path(), &["run"]);
+    assert!(ran.status.success(), "{}", String::from_utf8_lossy(&ran.stderr));
+    assert_eq!(rows(dir.path(), "big"), LARGE as i64 + 1);
+}
+
+#[test]
+fn a_locked_state_store_at_a_scheduled_time_fails_that_run_and_the_next_slot_runs() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    std::fs::write(dir.path().join("data/a.csv"), "id\n1\n").unwrap();
+    configure(
+        dir.path(),
+        port,
+        "",
+        "[dataflows.Often]\nschedule = \"*/2 * * * * *\"\nsource = { type = \"local\", path = \"data\" }\nformat = { plugin = \"csv\" }\n",
+    );
+    let daemon = Daemon::start(dir.path(), port);
+    daemon.wait_until("a first run", PROMPTLY, |d| succeeded(d, "Often"));
+
+    // Another program holds the state database's write lock past the store's busy timeout.
+    let holder = rusqlite::Connection::open(dir.path().join("sluice-state.db")).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    daemon.wait_until("a run failed on the lock", Duration::from_secs(90), |d| {
+        d.runs("Often").first().is_some_and(|r| r["recorded"] == false)
+    });
+    let failed = daemon.runs("Often")[0].clone();
+    assert_eq!(failed["status"], "failed");
+    assert!(failed["error"].as_str().unwrap().contains("locked"), "{failed}");
+    assert_eq!(daemon.json("/healthz")["status"], "ok", "the daemon keeps running");
+    assert!(daemon.get("/metrics").1.contains("sluice_runs_total{dataflow=\"Often\",status=\"failed\"}"));
+
+    holder.execute_batch("ROLLBACK").unwrap();
+    drop(holder);
+    daemon.wait_until("the next slot to succeed", PROMPTLY, |d| {
+        let runs = d.runs("Often");
+        runs.iter().all(|r| r["recorded"] == true) && runs[0]["status"] == "succeeded"
+    });
+    // The failure went into the run history once the store took writes again.
+    let runs = daemon.runs("Often");
+    assert!(
+        runs.iter().any(|r| r["status"] == "failed" && r["error"].as_str().unwrap().contains("locked")),
+        "{runs:?}"
+    );
+}
+
+#[test]
+fn postgres_down_at_a_scheduled_time_fails_those_runs_and_the_daemon_keeps_running() {
+    let database = sluice_testkit::TestDatabase::create();
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    std::fs::write(dir.path().join("data/a.csv"), "id\n1\n").unwrap();
+    let flow = |url: &str| {
+        format!(
+            "[dataflows.Often]\nschedule = \"*/2 * * * * *\"\nsource = {{ type = \"local\", path = \"data\" }}\nformat = {{ plugin = \"csv\" }}\nsink = {{ url = \"{url}\" }}\n"
+        )
+    };
+    // Nothing listens on port 1: the sink's PostgreSQL is down.
+    configure(dir.path(), port, "", &flow("postgres://postgres@127.0.0.1:1/test"));
+    let daemon = Daemon::start(dir.path(), port);
+    // Each failed run waits out the connection timeout (10 s) first.
+    daemon.wait_until("two failed slots", Duration::from_secs(60), |d| {
+        d.runs("Often").iter().filter(|r| r["status"] == "failed" && r["recorded"] == true).count() >= 2
+    });
+    let failed = daemon.runs("Often")[0].clone();
+    assert!(failed["error"].as_str().unwrap().contains("127.0.0.1:1"), "{failed}");
+    assert_eq!(daemon.json("/healthz")["status"], "ok");
+
+    // PostgreSQL is back (here: the configuration points at one that is up): the next slot loads.
+    configure(dir.path(), port, "", &flow(database.url()));
+    daemon.wait_until("a slot to succeed", PROMPTLY, |d| succeeded(d, "Often"));
+}
