@@ -16,11 +16,14 @@ fn configure(dir: &Path, port: u16, daemon: &str, rest: &str) {
     std::fs::write(dir.join("connector.toml"), format!("{}{rest}", daemon_section(port, daemon))).unwrap();
 }
 
-/// The example configuration with a `[daemon]` section in front.
-fn example_with_daemon(port: u16, daemon: &str) -> tempfile::TempDir {
+/// The example configuration, listening on `port`.
+fn example_on(port: u16) -> tempfile::TempDir {
     let dir = support::example();
-    let example = std::fs::read_to_string(dir.path().join("connector.toml")).unwrap();
-    configure(dir.path(), port, daemon, &example);
+    let path = dir.path().join("connector.toml");
+    let example = std::fs::read_to_string(&path).unwrap();
+    let listen = "listen = \"127.0.0.1:7878\"";
+    assert!(example.contains(listen), "the example's [daemon] section sets {listen}");
+    std::fs::write(&path, example.replace(listen, &format!("listen = \"127.0.0.1:{port}\""))).unwrap();
     dir
 }
 
@@ -48,7 +51,7 @@ fn rows(dir: &Path, table: &str) -> i64 {
 #[test]
 fn the_example_runs_on_schedule_and_the_api_shows_lists_runs_and_counts() {
     let port = free_port();
-    let dir = example_with_daemon(port, "");
+    let dir = example_on(port);
     let daemon = Daemon::start_with(dir.path(), port, &["--log-format", "json"], &[]);
 
     // None of the example's dataflows ran before: each takes its first sync at start-up.
@@ -151,7 +154,7 @@ fn a_schedule_with_seconds_runs_at_each_slot_and_manual_only_when_asked() {
 #[test]
 fn slots_missed_while_no_daemon_ran_are_one_run_at_start_up() {
     let port = free_port();
-    let dir = example_with_daemon(port, "");
+    let dir = example_on(port);
     let ran = sluice(dir.path(), &["run"]);
     assert!(ran.status.success(), "{}", String::from_utf8_lossy(&ran.stderr));
     // As if Orders last ran three days ago: three daily slots went by without a daemon.

@@ -144,3 +144,44 @@ fn a_source_of_more_than_1000_objects_is_warned_about() {
     assert!(stderr.contains("holds more than 1000 objects and every run lists them all"), "{stderr}");
     assert!(text(&output.stdout).contains("1001 objects listed"), "{}", text(&output.stdout));
 }
+
+#[test]
+fn check_proves_plugins_sources_and_databases_before_a_deploy_and_names_what_fails() {
+    let dir = support::example();
+    let output = run(dir.path(), &["check"]);
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}{}", text(&output.stderr));
+    for line in [
+        "ok    configuration",
+        "ok    Orders: format plugin `csv`: loaded",
+        "ok    Orders: source: local:examples/data/orders/ listed: 2 objects on the first page",
+        "ok    Products: format plugin `json`",
+    ] {
+        assert!(stdout.contains(line), "{line} in:\n{stdout}");
+    }
+    assert!(!dir.path().join("sluice-state.db").exists(), "check writes nothing");
+
+    // A folder that is not there, a plugin file that is not a component, a database that is down.
+    std::fs::write(dir.path().join("broken.wasm"), b"not wasm").unwrap();
+    let config = std::fs::read_to_string(dir.path().join("connector.toml")).unwrap()
+        + "\n[plugins.broken]\npath = \"broken.wasm\"\n\n[dataflows.Gone]\nsource = { type = \"local\", path = \"not-mounted\" }\nformat = { plugin = \"broken\" }\nsink = { url = \"postgres://postgres@127.0.0.1:1/test\" }\n";
+    std::fs::write(dir.path().join("connector.toml"), config).unwrap();
+    let output = run(dir.path(), &["check"]);
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("FAIL  Gone: format plugin `broken`: plugin `broken` could not be loaded: not a valid WebAssembly component"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("FAIL  Gone: source: listing local:not-mounted"), "{stdout}");
+    assert!(
+        stdout.contains("FAIL  Gone: sink postgres://postgres@127.0.0.1:1/test: cannot connect"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("ok    Orders: source"), "the other dataflows are still checked: {stdout}");
+    assert!(text(&output.stderr).contains("3 checks failed"), "{}", text(&output.stderr));
+
+    std::fs::write(dir.path().join("connector.toml"), "[dataflows.Bad]\nsource = { type = \"local\" }\n")
+        .unwrap();
+    assert_eq!(run(dir.path(), &["check"]).status.code(), Some(2), "an invalid configuration");
+}

@@ -27,11 +27,10 @@ fn main() {
     copy_dir(&root.join("examples/data"), &dir.path().join("examples/data"));
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let example = std::fs::read_to_string(root.join("connector.toml")).unwrap();
-    std::fs::write(
-        dir.path().join("connector.toml"),
-        format!("[daemon]\nlisten = \"127.0.0.1:{port}\"\n\n{example}"),
-    )
-    .unwrap();
+    let listen = "listen = \"127.0.0.1:7878\"";
+    assert!(example.contains(listen), "the example's [daemon] section sets {listen}");
+    let config = example.replace(listen, &format!("listen = \"127.0.0.1:{port}\""));
+    std::fs::write(dir.path().join("connector.toml"), config).unwrap();
     let mut daemon = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .current_dir(dir.path())
         .arg("daemon")

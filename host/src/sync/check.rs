@@ -2,7 +2,7 @@
 //! its plugins load (and its template takes its options), its source answers a listing of one page, and
 //! its databases (and Stripe, for a Stripe sink or source) accept a connection. Nothing is written.
 
-use super::Runner;
+use super::{Runner, SyncError};
 use crate::config::{DatabaseUrl, SinkKind, SourceConfig};
 use crate::state::StateStore;
 use crate::stripe::StripeClient;
@@ -41,18 +41,18 @@ impl Runner<'_> {
                         format!("format plugin `{format}`"),
                         self.load_plugin(name, dataflow)
                             .map(|p| format!("loaded ({:?})", p.compiled_from().0))
-                            .map_err(|e| e.to_string()),
+                            .map_err(without_dataflow),
                     );
                     if let Some(template) = &dataflow.template {
                         step(
                             format!("template `{}`", template.plugin),
                             self.load_template(name, dataflow)
                                 .map(|_| "loaded, options taken".into())
-                                .map_err(|e| e.to_string()),
+                                .map_err(without_dataflow),
                         );
                     }
                     let listed =
-                        self.build_source(name, dataflow).map_err(|e| e.to_string()).and_then(|source| {
+                        self.build_source(name, dataflow).map_err(without_dataflow).and_then(|source| {
                             let page =
                                 self.runtime().block_on(source.list_page(PAGE)).map_err(|e| e.to_string())?;
                             Ok(format!(
@@ -92,6 +92,16 @@ impl Runner<'_> {
 fn reach_database(url: &DatabaseUrl) -> Result<String, String> {
     match url {
         DatabaseUrl::Sqlite(path) if !path.exists() => Ok("not there yet: the first run makes it".into()),
-        _ => StateStore::open_read_only(url).map(|_| "reachable".into()).map_err(|e| e.to_string()),
+        // The place is the step's name already; the message says what went wrong there.
+        _ => StateStore::open_read_only(url).map(|_| "reachable".into()).map_err(|e| e.message),
+    }
+}
+
+/// An error without the dataflow's name, which the step's name holds already.
+fn without_dataflow(error: SyncError) -> String {
+    match error {
+        SyncError::Plugin { source, .. } => source.to_string(),
+        SyncError::Source { source, .. } => source.to_string(),
+        other => other.to_string(),
     }
 }
