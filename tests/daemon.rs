@@ -438,3 +438,66 @@ fn postgres_down_at_a_scheduled_time_fails_those_runs_and_the_daemon_keeps_runni
     configure(dir.path(), port, "", &flow(database.url()));
     daemon.wait_until("a slot to succeed", PROMPTLY, |d| succeeded(d, "Often"));
 }
+
+#[test]
+fn at_most_max_concurrent_runs_run_at_once_and_the_others_wait_queued() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let mut flows = String::new();
+    for name in ["One", "Two", "Three"] {
+        let folder = dir.path().join(name);
+        std::fs::create_dir(&folder).unwrap();
+        write_large_csv(&folder.join("rows.csv"), 1_000_000);
+        flows += &format!(
+            "[dataflows.{name}]\nsource = {{ type = \"local\", path = \"{name}\" }}\nformat = {{ plugin = \"csv\" }}\n\n"
+        );
+    }
+    configure(dir.path(), port, "max_concurrent_runs = 1", &flows);
+    let daemon = Daemon::start(dir.path(), port);
+    let (mut most_running, mut saw_queued) = (0, false);
+    daemon.wait_until("the three first syncs", Duration::from_secs(120), |d| {
+        let list = d.json("/api/dataflows");
+        let statuses: Vec<&str> =
+            list.as_array().unwrap().iter().map(|f| f["status"].as_str().unwrap()).collect();
+        most_running = most_running.max(statuses.iter().filter(|s| **s == "running").count());
+        saw_queued |= statuses.contains(&"queued");
+        statuses.iter().all(|s| *s == "succeeded")
+    });
+    assert_eq!(most_running, 1, "one run at a time");
+    assert!(saw_queued, "the others waited, queued");
+}
+
+#[test]
+fn stripe_writes_through_the_daemon_need_the_token_and_are_counted_by_status_without_the_key_anywhere() {
+    let stripe = sluice_testkit::stripe::StripeServer::start();
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    std::fs::write(dir.path().join("data/products.csv"), "sku,title\nmug,Mug\ncup,Cup\n").unwrap();
+    let catalog = format!(
+        "[dataflows.Catalog]\nschedule = \"manual\"\nsource = {{ type = \"local\", path = \"data\" }}\nformat = {{ plugin = \"csv\" }}\n\n\
+         [dataflows.Catalog.sink]\ntype = \"stripe\"\nobject = \"products\"\napi_key = \"${{TEST_STRIPE_KEY}}\"\napi_base = \"{}\"\n\n\
+         [dataflows.Catalog.template]\nplugin = \"map\"\noptions.object = \"products\"\n\
+         [dataflows.Catalog.template.options.fields]\nid = \"sku\"\nname = \"title\"\n",
+        stripe.url()
+    );
+    configure(dir.path(), port, "token = \"${TEST_API_TOKEN}\"", &catalog);
+    let key = sluice_testkit::stripe::TEST_KEY;
+    let env = [("TEST_STRIPE_KEY", key.to_string()), ("TEST_API_TOKEN", "t0ken-for-tests".to_string())];
+    let daemon = Daemon::start_with(dir.path(), port, &[], &env);
+
+    let client = reqwest::blocking::Client::new();
+    let url = daemon.url("/api/dataflows/Catalog/run");
+    assert_eq!(client.post(&url).header("X-Requested-With", "x").send().unwrap().status().as_u16(), 401);
+    assert_eq!(client.post(&url).bearer_auth("wrong").send().unwrap().status().as_u16(), 401);
+    assert_eq!(client.post(&url).bearer_auth("t0ken-for-tests").send().unwrap().status().as_u16(), 202);
+    let run = daemon.wait_for_run_end("Catalog", 0);
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(stripe.objects("products").len(), 2);
+
+    let metrics = daemon.get("/metrics").1;
+    assert!(metrics.contains("sluice_stripe_requests_total{method=\"POST\",status=\"200\"} 2"), "{metrics}");
+    let everything = format!("{}{metrics}{}", daemon.log_text(), daemon.get("/api/dataflows/Catalog/runs").1);
+    assert!(!everything.contains(key), "the Stripe key is in no log line, metric or run history");
+    assert!(!everything.contains("t0ken-for-tests"), "nor is the API token");
+}

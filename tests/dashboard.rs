@@ -1,6 +1,7 @@
 //! The dashboard in real headless Chromium (Debian's `chromium`, driven by playwright-core from
 //! `tests/browser`; `.ci/run` installs both): the dataflow list renders with the product's columns, Run
-//! starts a run whose status then shows, and Run History shows a failed run's error. The page it saw is
+//! starts a run whose status then shows, Rollback and Remove take effect, and Run History shows a failed
+//! run's error. The page it saw is
 //! saved as `target/dashboard.png` (the README's screenshot is one of these).
 
 mod support;
@@ -94,6 +95,8 @@ fn the_dashboard_lists_runs_and_shows_a_failed_runs_error_in_chromium() {
     assert_eq!(seen["names"], serde_json::json!(["Broken", "Customers", "Orders", "Products"]));
     assert_eq!(seen["statusBefore"], "never run");
     assert_eq!(seen["ordersTables"], "1", "the run made Orders' table");
+    assert_eq!(seen["productsTables"], "0", "Remove deleted Products' table");
+    assert_eq!(daemon.runs("Customers")[0]["status"], "rolled back");
     assert_eq!(seen["historyStatus"], "failed");
     let error = seen["error"].as_str().unwrap();
     assert!(error.contains("exports-not-mounted"), "the failed run's error: {error}");

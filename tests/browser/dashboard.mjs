@@ -3,7 +3,8 @@
 //   node tests/browser/dashboard.mjs URL SCREENSHOT.png
 //
 // The list renders with the product's columns; Run on `Orders` starts a run whose status then shows;
-// Run on `Broken` fails and its Run History shows the error; grouping by status groups. Prints what it
+// Rollback on `Customers` and Remove on `Products` (each confirmed) take effect; Run on `Broken` fails and
+// its Run History shows the error; grouping by status groups. Prints what it
 // saw as one JSON line; exits 1 naming the step that failed.
 import { chromium } from "playwright-core";
 
@@ -18,7 +19,7 @@ const browser = await chromium.launch({
 });
 let step = "open the dashboard";
 try {
-  const page = await browser.newPage({ viewport: { width: 1400, height: 760 } });
+  const page = await browser.newPage({ viewport: { width: 1500, height: 600 } });
   page.setDefaultTimeout(TIMEOUT);
   page.on("dialog", (dialog) => dialog.accept());
   await page.goto(url);
@@ -36,6 +37,17 @@ try {
   await page.waitForFunction((selector) => document.querySelector(selector)?.textContent === "succeeded",
     `${row("Orders")} .status`);
   const ordersRows = await page.textContent(`${row("Orders")} td:nth-child(4)`);
+
+  step = "Rollback takes the run back";
+  const waitStatus = (name, wanted) => page.waitForFunction(
+    ([selector, text]) => document.querySelector(selector)?.textContent === text, [`${row(name)} .status`, wanted]);
+  await page.click(`${row("Customers")} button:text-is("Rollback")`);
+  await waitStatus("Customers", "rolled back");
+
+  step = "Remove deletes the tables";
+  await page.click(`${row("Products")} button:text-is("Remove")`);
+  await waitStatus("Products", "never run");
+  const productsTables = await page.textContent(`${row("Products")} td:nth-child(4)`);
 
   step = "Run History shows a failed run's error";
   await page.click(`${row("Broken")} button:text-is("Run")`);
@@ -55,7 +67,8 @@ try {
   await page.selectOption("#group", "");
   await page.waitForSelector("#dataflows tbody tr.group", { state: "detached" });
   await page.screenshot({ path: screenshot, fullPage: true });
-  console.log(JSON.stringify({ headers, names, statusBefore, ordersTables: ordersRows, error, historyStatus, groups }));
+  console.log(JSON.stringify({ headers, names, statusBefore, ordersTables: ordersRows, productsTables, error,
+    historyStatus, groups }));
 } catch (e) {
   console.error(`dashboard: step "${step}" failed: ${e.message}`);
   process.exitCode = 1;

@@ -19,6 +19,7 @@
 //! first (and it is not answered), so a web page cannot drive a local daemon through its visitor.
 
 use super::{Activity, Daemon, NotStarted, Trigger, scheduler};
+use crate::config::DaemonConfig;
 use crate::overview::{self, DataflowSummary, RunSummary};
 use crate::sync::SyncError;
 use axum::extract::{Path, State};
@@ -29,6 +30,7 @@ use axum::{Json, Router};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::Serialize;
 use serde_json::json;
+use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use tokio::sync::Notify;
 
@@ -44,7 +46,6 @@ type Shared = Arc<Daemon>;
 
 /// Serves until `stopped` is notified; requests in flight then finish.
 pub(super) async fn serve(daemon: Shared, listener: tokio::net::TcpListener, stopped: Arc<Notify>) {
-    prometheus();
     let app = Router::new()
         .route("/", get(|| async { ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], DASHBOARD_HTML) }))
         .route(
@@ -68,6 +69,11 @@ pub(super) async fn serve(daemon: Shared, listener: tokio::net::TcpListener, sto
     if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
         tracing::error!("the HTTP API stopped: {error}");
     }
+}
+
+/// Installs the process's Prometheus recorder, where it is not installed yet.
+pub(super) fn install_recorder() {
+    prometheus();
 }
 
 /// The process's Prometheus recorder, installed on first use. The `metrics` facade takes one recorder
@@ -272,8 +278,11 @@ async fn run_objects(
 /// Whether a write may go ahead: the token where one is set; else only on loopback, from a client that
 /// sent `X-Requested-With`.
 fn authorize(daemon: &Daemon, headers: &HeaderMap) -> Result<(), ApiError> {
-    let generation = daemon.generation();
-    let settings = &generation.config.daemon;
+    allowed(&daemon.generation().config.daemon, daemon.listen, headers)
+}
+
+/// [`authorize`] for the settings in force and the address the daemon listens on.
+fn allowed(settings: &DaemonConfig, listening: SocketAddr, headers: &HeaderMap) -> Result<(), ApiError> {
     match settings.token() {
         Some(token) => {
             let sent = headers
@@ -284,16 +293,20 @@ fn authorize(daemon: &Daemon, headers: &HeaderMap) -> Result<(), ApiError> {
             if constant_time_eq(sent.as_bytes(), token.as_bytes()) {
                 Ok(())
             } else {
-                Err(ApiError(StatusCode::UNAUTHORIZED, "this needs `Authorization: Bearer TOKEN` with the token of [daemon] token".into()))
+                Err(ApiError(
+                    StatusCode::UNAUTHORIZED,
+                    "this needs `Authorization: Bearer TOKEN` with the token of [daemon] token".into(),
+                ))
             }
         }
-        None if !settings.listen().ip().is_loopback() => Err(ApiError(
+        None if !listening.ip().is_loopback() => Err(ApiError(
             StatusCode::FORBIDDEN,
             "write requests are refused: the daemon listens beyond loopback and [daemon] token is not set".into(),
         )),
         None if !headers.contains_key("x-requested-with") => Err(ApiError(
             StatusCode::FORBIDDEN,
-            "write requests need an `X-Requested-With` header (or set [daemon] token and send it as a bearer token)".into(),
+            "write requests need an `X-Requested-With` header (or set [daemon] token and send it as a bearer token)"
+                .into(),
         )),
         None => Ok(()),
     }
@@ -386,4 +399,57 @@ async fn remove(
         blocking(move || crate::sync::remove(&generation.config, &dataflow)).await?.map_err(sync_error)?;
     tracing::info!(dataflow = name, rows, "removed");
     Ok(Json(json!({ "dataflow": name, "rows_removed": rows })).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn settings(daemon: &str) -> DaemonConfig {
+        crate::config::Config::parse(&format!("[daemon]\n{daemon}\n"), std::path::Path::new("connector.toml"))
+            .unwrap()
+            .daemon
+    }
+
+    fn status(
+        settings: &DaemonConfig,
+        listening: &str,
+        headers: &[(&'static str, &'static str)],
+    ) -> StatusCode {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            map.insert(*name, HeaderValue::from_static(value));
+        }
+        match allowed(settings, listening.parse().unwrap(), &map) {
+            Ok(()) => StatusCode::OK,
+            Err(ApiError(status, _)) => status,
+        }
+    }
+
+    #[test]
+    fn writes_beyond_loopback_need_the_token_and_are_refused_without_one() {
+        let open = settings("");
+        assert_eq!(status(&open, "0.0.0.0:7878", &[("x-requested-with", "x")]), StatusCode::FORBIDDEN);
+        assert_eq!(status(&open, "[::]:7878", &[]), StatusCode::FORBIDDEN);
+        assert_eq!(
+            status(&open, "127.0.0.1:7878", &[]),
+            StatusCode::FORBIDDEN,
+            "no header a page could not send"
+        );
+        assert_eq!(status(&open, "127.0.0.1:7878", &[("x-requested-with", "x")]), StatusCode::OK);
+
+        let guarded = settings("token = \"s3cret\"");
+        assert_eq!(status(&guarded, "0.0.0.0:7878", &[("authorization", "Bearer s3cret")]), StatusCode::OK);
+        assert_eq!(
+            status(&guarded, "0.0.0.0:7878", &[("authorization", "Bearer s3cre")]),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            status(&guarded, "127.0.0.1:7878", &[("x-requested-with", "x")]),
+            StatusCode::UNAUTHORIZED
+        );
+        let empty = settings("token = \"${SLUICE_TEST_UNSET_TOKEN:-}\"");
+        assert_eq!(status(&empty, "0.0.0.0:7878", &[]), StatusCode::FORBIDDEN, "an empty token is no token");
+    }
 }

@@ -110,6 +110,8 @@ pub struct Daemon {
     changed: Notify,
     unrecorded: Mutex<Vec<UnrecordedRun>>,
     started_at: SystemTime,
+    /// Where the API listens: the address in force at start-up (a reload does not move it).
+    listen: std::net::SocketAddr,
 }
 
 impl Daemon {
@@ -124,6 +126,7 @@ impl Daemon {
             tracing::error!("{problem}");
         }
         let permits = Semaphore::new(generation.config.daemon.max_concurrent_runs());
+        let listen = generation.config.daemon.listen();
         Ok(Arc::new(Daemon {
             config_path: config_path.to_path_buf(),
             host,
@@ -136,14 +139,16 @@ impl Daemon {
             changed: Notify::new(),
             unrecorded: Mutex::new(Vec::new()),
             started_at: SystemTime::now(),
+            listen,
         }))
     }
 
     /// Runs the daemon until SIGTERM or SIGINT: the scheduler, the reloads and the HTTP API. Returns once
     /// the runs in flight have committed or been rolled back.
     pub async fn serve(self: Arc<Self>) -> Result<(), DaemonError> {
-        crate::metrics::describe();
-        let address = self.generation().config.daemon.listen();
+        // First, so that nothing the runs count is lost to a recorder not installed yet.
+        api::install_recorder();
+        let address = self.listen;
         let listener = tokio::net::TcpListener::bind(address)
             .await
             .map_err(|source| DaemonError::Listen { address, source })?;
@@ -213,6 +218,14 @@ impl Daemon {
                 vec![problem]
             }
             Ok(config) => {
+                let (before, now) = (&old.config.daemon, &config.daemon);
+                if before.listen() != now.listen()
+                    || before.max_concurrent_runs() != now.max_concurrent_runs()
+                {
+                    tracing::warn!(
+                        "[daemon] listen and max_concurrent_runs take effect at the next start of the daemon"
+                    );
+                }
                 let (generation, problems) = Generation::load(&self.host, config, Some(&old), old.number + 1);
                 for problem in &problems {
                     tracing::error!("{problem}");
@@ -421,5 +434,9 @@ impl Progress for LogProgress<'_> {
 pub fn run(config_path: &Path) -> Result<(), DaemonError> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let daemon = Daemon::new(config_path, runtime.handle().clone())?;
-    runtime.block_on(daemon.serve())
+    let served = runtime.block_on(daemon.serve());
+    // A run that did not end within the grace is left to the next one to record as interrupted; the
+    // process does not wait for it.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    served
 }

@@ -32,6 +32,11 @@ function cell(row, text, className) {
   return td;
 }
 
+// RFC 3339 times from the API, shown shorter: "2026-12-01 17:17:44 UTC".
+function when(time) {
+  return time ? time.replace("T", " ").replace("Z", " UTC") : null;
+}
+
 function statusCell(row, status) {
   const td = row.insertCell();
   const badge = document.createElement("span");
@@ -96,9 +101,9 @@ function renderDataflows(dataflows) {
       cell(row, d.type);
       statusCell(row, d.status);
       cell(row, d.tables_count);
-      cell(row, d.created);
-      cell(row, d.updated);
-      cell(row, d.last_refresh);
+      cell(row, when(d.created));
+      cell(row, when(d.updated));
+      cell(row, when(d.last_refresh));
       cell(row, d.schedule).title = d.next_run ? `next run ${d.next_run}` : "runs only when asked";
       const actions = row.insertCell();
       actions.className = "actions";
@@ -125,7 +130,7 @@ async function refreshHistory() {
   for (const r of runs) {
     const row = body.insertRow();
     cell(row, r.recorded ? r.run : "not recorded yet");
-    cell(row, r.started);
+    cell(row, when(r.started));
     cell(row, r.duration_seconds === null ? null : `${r.duration_seconds.toFixed(2)} s`);
     statusCell(row, r.status);
     cell(row, r.failed_objects ? `${r.objects} (${r.failed_objects} failed)` : r.objects);
