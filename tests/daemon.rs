@@ -27,6 +27,24 @@ fn example_on(port: u16) -> tempfile::TempDir {
     dir
 }
 
+/// A folder of a test's own with a `data/` folder, holding `data/a.csv` (one row) where `with_a_file`.
+fn data_folder(with_a_file: bool) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    if with_a_file {
+        std::fs::write(dir.path().join("data/a.csv"), "id\n1\n").unwrap();
+    }
+    dir
+}
+
+/// `[dataflows.NAME]` over `data/` with `schedule`, CSV unless `more` names another format, and `more`.
+fn local_flow(name: &str, schedule: &str, more: &str) -> String {
+    let format = if more.contains("format =") { "" } else { "format = { plugin = \"csv\" }\n" };
+    format!(
+        "[dataflows.{name}]\nschedule = \"{schedule}\"\nsource = {{ type = \"local\", path = \"data\" }}\n{format}{more}\n"
+    )
+}
+
 fn succeeded(daemon: &Daemon, name: &str) -> bool {
     daemon.dataflow(name)["status"] == "succeeded"
 }
@@ -128,16 +146,9 @@ fn the_example_runs_on_schedule_and_the_api_shows_lists_runs_and_counts() {
 #[test]
 fn a_schedule_with_seconds_runs_at_each_slot_and_manual_only_when_asked() {
     let port = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("data")).unwrap();
-    std::fs::write(dir.path().join("data/a.csv"), "id\n1\n").unwrap();
-    configure(
-        dir.path(),
-        port,
-        "max_concurrent_runs = 1",
-        "[dataflows.Often]\nschedule = \"*/2 * * * * *\"\nsource = { type = \"local\", path = \"data\" }\nformat = { plugin = \"csv\" }\n\n\
-         [dataflows.Asked]\nschedule = \"manual\"\nsource = { type = \"local\", path = \"data\" }\nformat = { plugin = \"csv\" }\n",
-    );
+    let dir = data_folder(true);
+    let flows = local_flow("Often", "*/2 * * * * *", "") + &local_flow("Asked", "manual", "");
+    configure(dir.path(), port, "max_concurrent_runs = 1", &flows);
     let daemon = Daemon::start(dir.path(), port);
     daemon.wait_until("three runs of Often", PROMPTLY, |d| d.runs("Often").len() >= 3);
     let runs = daemon.runs("Often");
@@ -177,14 +188,8 @@ fn slots_missed_while_no_daemon_ran_are_one_run_at_start_up() {
 #[test]
 fn an_invalid_configuration_is_refused_and_the_one_before_keeps_running() {
     let port = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("data")).unwrap();
-    std::fs::write(dir.path().join("data/a.csv"), "id\n1\n").unwrap();
-    let flow = |name: &str| {
-        format!(
-            "[dataflows.{name}]\nschedule = \"manual\"\nsource = {{ type = \"local\", path = \"data\" }}\nformat = {{ plugin = \"csv\" }}\n\n"
-        )
-    };
+    let dir = data_folder(true);
+    let flow = |name: &str| local_flow(name, "manual", "");
     configure(dir.path(), port, "", &flow("First"));
     let daemon = Daemon::start(dir.path(), port);
     assert_eq!(daemon.json("/healthz")["status"], "ok");
@@ -232,13 +237,8 @@ fn an_invalid_configuration_is_refused_and_the_one_before_keeps_running() {
 #[test]
 fn sighup_reloads_where_watching_is_off() {
     let port = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("data")).unwrap();
-    let flow = |name: &str| {
-        format!(
-            "[dataflows.{name}]\nschedule = \"manual\"\nsource = {{ type = \"local\", path = \"data\" }}\nformat = {{ plugin = \"csv\" }}\n\n"
-        )
-    };
+    let dir = data_folder(false);
+    let flow = |name: &str| local_flow(name, "manual", "");
     configure(dir.path(), port, "watch = false", &flow("First"));
     let daemon = Daemon::start(dir.path(), port);
     configure(dir.path(), port, "watch = false", &format!("{}{}", flow("First"), flow("Second")));
@@ -252,16 +252,11 @@ fn sighup_reloads_where_watching_is_off() {
 #[test]
 fn a_plugin_replaced_with_garbage_is_refused_and_the_one_loaded_before_keeps_serving() {
     let port = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("data")).unwrap();
+    let dir = data_folder(false);
     let plugin = dir.path().join("mine.wasm");
     std::fs::copy(bundled_wasm("sluice_csv"), &plugin).unwrap();
-    configure(
-        dir.path(),
-        port,
-        "",
-        "[plugins.mine]\npath = \"mine.wasm\"\n\n[dataflows.Custom]\nschedule = \"manual\"\nsource = { type = \"local\", path = \"data\" }\nformat = { plugin = \"mine\" }\n",
-    );
+    let flow = local_flow("Custom", "manual", "format = { plugin = \"mine\" }");
+    configure(dir.path(), port, "", &format!("[plugins.mine]\npath = \"mine.wasm\"\n\n{flow}"));
     let daemon = Daemon::start(dir.path(), port);
 
     std::fs::write(&plugin, b"\0asm garbage, not a component").unwrap();
@@ -302,16 +297,11 @@ const LARGE: usize = 5_000_000;
 
 /// A dataflow `Big` over `data/` with a large `a-large.csv` and a small `b-small.csv`, listed in that order.
 fn large_object_dataflow(port: u16, shutdown_timeout: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("data")).unwrap();
+    let dir = data_folder(false);
     write_large_csv(&dir.path().join("data/a-large.csv"), LARGE);
     std::fs::write(dir.path().join("data/b-small.csv"), "id,name,amount,note\n1,small,1.00,x\n").unwrap();
-    configure(
-        dir.path(),
-        port,
-        &format!("shutdown_timeout = \"{shutdown_timeout}\""),
-        "[dataflows.Big]\nschedule = \"manual\"\nsource = { type = \"local\", path = \"data\" }\nformat = { plugin = \"csv\" }\n",
-    );
+    let timeout = format!("shutdown_timeout = \"{shutdown_timeout}\"");
+    configure(dir.path(), port, &timeout, &local_flow("Big", "manual", ""));
     dir
 }
 
@@ -373,15 +363,8 @@ fn sigterm_mid_object_lets_it_commit_takes_no_other_and_exits_0() {
 #[test]
 fn a_locked_state_store_at_a_scheduled_time_fails_that_run_and_the_next_slot_runs() {
     let port = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("data")).unwrap();
-    std::fs::write(dir.path().join("data/a.csv"), "id\n1\n").unwrap();
-    configure(
-        dir.path(),
-        port,
-        "",
-        "[dataflows.Often]\nschedule = \"*/2 * * * * *\"\nsource = { type = \"local\", path = \"data\" }\nformat = { plugin = \"csv\" }\n",
-    );
+    let dir = data_folder(true);
+    configure(dir.path(), port, "", &local_flow("Often", "*/2 * * * * *", ""));
     let daemon = Daemon::start(dir.path(), port);
     daemon.wait_until("a first run", PROMPTLY, |d| succeeded(d, "Often"));
 
@@ -415,14 +398,8 @@ fn a_locked_state_store_at_a_scheduled_time_fails_that_run_and_the_next_slot_run
 fn postgres_down_at_a_scheduled_time_fails_those_runs_and_the_daemon_keeps_running() {
     let database = sluice_testkit::TestDatabase::create();
     let port = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("data")).unwrap();
-    std::fs::write(dir.path().join("data/a.csv"), "id\n1\n").unwrap();
-    let flow = |url: &str| {
-        format!(
-            "[dataflows.Often]\nschedule = \"*/2 * * * * *\"\nsource = {{ type = \"local\", path = \"data\" }}\nformat = {{ plugin = \"csv\" }}\nsink = {{ url = \"{url}\" }}\n"
-        )
-    };
+    let dir = data_folder(true);
+    let flow = |url: &str| local_flow("Often", "*/2 * * * * *", &format!("sink = {{ url = \"{url}\" }}"));
     // Nothing listens on port 1: the sink's PostgreSQL is down.
     configure(dir.path(), port, "", &flow("postgres://postgres@127.0.0.1:1/test"));
     let daemon = Daemon::start(dir.path(), port);
@@ -471,16 +448,15 @@ fn at_most_max_concurrent_runs_run_at_once_and_the_others_wait_queued() {
 fn stripe_writes_through_the_daemon_need_the_token_and_are_counted_by_status_without_the_key_anywhere() {
     let stripe = sluice_testkit::stripe::StripeServer::start();
     let port = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("data")).unwrap();
+    let dir = data_folder(false);
     std::fs::write(dir.path().join("data/products.csv"), "sku,title\nmug,Mug\ncup,Cup\n").unwrap();
-    let catalog = format!(
-        "[dataflows.Catalog]\nschedule = \"manual\"\nsource = {{ type = \"local\", path = \"data\" }}\nformat = {{ plugin = \"csv\" }}\n\n\
-         [dataflows.Catalog.sink]\ntype = \"stripe\"\nobject = \"products\"\napi_key = \"${{TEST_STRIPE_KEY}}\"\napi_base = \"{}\"\n\n\
+    let sink = format!(
+        "\n[dataflows.Catalog.sink]\ntype = \"stripe\"\nobject = \"products\"\napi_key = \"${{TEST_STRIPE_KEY}}\"\napi_base = \"{}\"\n\n\
          [dataflows.Catalog.template]\nplugin = \"map\"\noptions.object = \"products\"\n\
          [dataflows.Catalog.template.options.fields]\nid = \"sku\"\nname = \"title\"\n",
         stripe.url()
     );
+    let catalog = local_flow("Catalog", "manual", &sink);
     configure(dir.path(), port, "token = \"${TEST_API_TOKEN}\"", &catalog);
     let key = sluice_testkit::stripe::TEST_KEY;
     let env = [("TEST_STRIPE_KEY", key.to_string()), ("TEST_API_TOKEN", "t0ken-for-tests".to_string())];

@@ -370,20 +370,32 @@ fn sync_error(error: SyncError) -> ApiError {
     ApiError(status, error.to_string())
 }
 
+/// Does `change` to the dataflow `name` on a blocking thread, once the request may: authorized, and the
+/// dataflow neither queued nor running here.
+async fn change_dataflow<T: Send + 'static>(
+    daemon: &Daemon,
+    name: &str,
+    headers: &HeaderMap,
+    change: impl FnOnce(&crate::config::Config, &str) -> Result<T, SyncError> + Send + 'static,
+) -> Result<T, ApiError> {
+    authorize(daemon, headers)?;
+    refuse_while_active(daemon, name)?;
+    let generation = daemon.generation();
+    let dataflow = name.to_string();
+    blocking(move || change(&generation.config, &dataflow)).await?.map_err(sync_error)
+}
+
 async fn rollback(
     State(daemon): State<Shared>,
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    authorize(&daemon, &headers)?;
-    refuse_while_active(&daemon, &name)?;
-    let generation = daemon.generation();
-    let dataflow = name.clone();
-    let rolled_back = blocking(move || crate::sync::rollback(&generation.config, &dataflow, false))
-        .await?
-        .map_err(sync_error)?;
-    tracing::info!(dataflow = name, run = rolled_back.run_id, rows = rolled_back.rows_removed, "rolled back");
-    Ok(Json(json!({ "dataflow": name, "rolled_back_run": rolled_back.run_id, "rows_removed": rolled_back.rows_removed })).into_response())
+    let rolled_back =
+        change_dataflow(&daemon, &name, &headers, |config, name| crate::sync::rollback(config, name, false))
+            .await?;
+    let (run, rows) = (rolled_back.run_id, rolled_back.rows_removed);
+    tracing::info!(dataflow = name, run, rows, "rolled back");
+    Ok(Json(json!({ "dataflow": name, "rolled_back_run": run, "rows_removed": rows })).into_response())
 }
 
 async fn remove(
@@ -391,12 +403,7 @@ async fn remove(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    authorize(&daemon, &headers)?;
-    refuse_while_active(&daemon, &name)?;
-    let generation = daemon.generation();
-    let dataflow = name.clone();
-    let rows =
-        blocking(move || crate::sync::remove(&generation.config, &dataflow)).await?.map_err(sync_error)?;
+    let rows = change_dataflow(&daemon, &name, &headers, crate::sync::remove).await?;
     tracing::info!(dataflow = name, rows, "removed");
     Ok(Json(json!({ "dataflow": name, "rows_removed": rows })).into_response())
 }

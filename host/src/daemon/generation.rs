@@ -30,27 +30,14 @@ impl Generation {
         let mut problems = Vec::new();
         let mut plugins = PluginSet::default();
         let (formats, templates) = plugin_names(&config);
-        let kept = |name: &str, error: String, had: bool| {
-            if had {
-                format!("{error}; the version loaded before keeps serving")
-            } else {
-                format!("{error}; the dataflows that use plugin `{name}` fail until it loads")
-            }
-        };
         for name in formats {
             let loaded = config
                 .plugin_spec(&name)
                 .map_err(|e| e.to_string())
                 .and_then(|spec| host.load_format(&spec).map_err(|e| e.to_string()));
-            match loaded {
-                Ok(plugin) => plugins.insert_format(name, plugin),
-                Err(error) => {
-                    let before = before.and_then(|b| b.plugins.format(&name));
-                    problems.push(kept(&name, error, before.is_some()));
-                    if let Some(plugin) = before {
-                        plugins.insert_format(name, plugin.clone());
-                    }
-                }
+            let before = before.and_then(|b| b.plugins.format(&name));
+            if let Some(plugin) = loaded_or_before(&name, loaded, before, &mut problems) {
+                plugins.insert_format(name, plugin);
             }
         }
         for name in templates {
@@ -58,15 +45,9 @@ impl Generation {
                 .template_spec(&name)
                 .map_err(|e| e.to_string())
                 .and_then(|spec| host.load_template(&spec).map_err(|e| e.to_string()));
-            match loaded {
-                Ok(plugin) => plugins.insert_template(name, plugin),
-                Err(error) => {
-                    let before = before.and_then(|b| b.plugins.template(&name));
-                    problems.push(kept(&name, error, before.is_some()));
-                    if let Some(plugin) = before {
-                        plugins.insert_template(name, plugin.clone());
-                    }
-                }
+            let before = before.and_then(|b| b.plugins.template(&name));
+            if let Some(plugin) = loaded_or_before(&name, loaded, before, &mut problems) {
+                plugins.insert_template(name, plugin);
             }
         }
         let mut timetables = BTreeMap::new();
@@ -97,6 +78,26 @@ impl Generation {
             }
         }
         files
+    }
+}
+
+/// The plugin that `loaded`; where it did not, the problem, and the one loaded `before` if there was one.
+fn loaded_or_before<P: Clone>(
+    name: &str,
+    loaded: Result<P, String>,
+    before: Option<&P>,
+    problems: &mut Vec<String>,
+) -> Option<P> {
+    match (loaded, before) {
+        (Ok(plugin), _) => Some(plugin),
+        (Err(error), Some(plugin)) => {
+            problems.push(format!("{error}; the version loaded before keeps serving"));
+            Some(plugin.clone())
+        }
+        (Err(error), None) => {
+            problems.push(format!("{error}; the dataflows that use plugin `{name}` fail until it loads"));
+            None
+        }
     }
 }
 
