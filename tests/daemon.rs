@@ -235,18 +235,21 @@ fn an_invalid_configuration_is_refused_and_the_one_before_keeps_running() {
 }
 
 #[test]
-fn sighup_reloads_where_watching_is_off() {
+fn sighup_reloads_where_watching_is_off_and_sigint_stops() {
     let port = free_port();
     let dir = data_folder(false);
     let flow = |name: &str| local_flow(name, "manual", "");
     configure(dir.path(), port, "watch = false", &flow("First"));
-    let daemon = Daemon::start(dir.path(), port);
+    let mut daemon = Daemon::start(dir.path(), port);
     configure(dir.path(), port, "watch = false", &format!("{}{}", flow("First"), flow("Second")));
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(daemon.dataflow("Second"), Value::Null, "not watched: no reload without SIGHUP");
     daemon.signal("HUP");
     daemon.wait_until("the reload on SIGHUP", PROMPTLY, |d| d.dataflow("Second") != Value::Null);
     assert_eq!(daemon.json("/healthz")["generation"], 2);
+    // Ctrl-C on a terminal stops it as SIGTERM does.
+    daemon.signal("INT");
+    assert!(daemon.wait_exit(PROMPTLY).success());
 }
 
 #[test]

@@ -271,8 +271,10 @@ impl Daemon {
                     tracing::error!(dataflow = name, "the run panicked: {panic}");
                 }
             }
-            drop(permit);
+            // Ended before the place is given up, so that no two runs ever show as running beside a
+            // limit of one.
             daemon.set_activity(&name, None);
+            drop(permit);
             daemon.changed.notify_waiters();
         });
         Ok(())
