@@ -30,6 +30,7 @@ use axum::{Json, Router};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::Serialize;
 use serde_json::json;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use tokio::sync::Notify;
@@ -155,17 +156,20 @@ struct Listed {
     next_run: Option<String>,
 }
 
-fn listed(daemon: &Daemon, generation: &super::Generation, mut summary: DataflowSummary) -> Listed {
-    let activity = daemon.activity(&summary.name);
-    if let Some(activity) = activity {
-        // The state store knows a run only once it began; a queued one is this daemon's to tell.
-        if activity == Activity::Queued || summary.status != "running" {
-            summary.status = match activity {
-                Activity::Queued => "queued",
-                Activity::Running => "running",
-            }
-            .to_string();
-        }
+/// A line of the list from the state store's `summary` and this daemon's `activities`, taken before it:
+/// a run this daemon has queued or running shows as such, whatever the store said a moment later (it
+/// knows a run only once it began, and would show a run that just ended beside the next one begun);
+/// where this daemon has none, the store's word stands (another process may be running it).
+fn listed(
+    generation: &super::Generation,
+    activities: &HashMap<String, Activity>,
+    mut summary: DataflowSummary,
+) -> Listed {
+    let activity = activities.get(&summary.name).copied();
+    match activity {
+        Some(Activity::Queued) => summary.status = "queued".into(),
+        Some(Activity::Running) => summary.status = "running".into(),
+        None => {}
     }
     let dataflow = &generation.config.dataflows[&summary.name];
     Listed {
@@ -189,16 +193,18 @@ fn schedule_text(schedule: &crate::config::Schedule) -> String {
 
 async fn list(State(daemon): State<Shared>) -> Result<Json<Vec<Listed>>, ApiError> {
     let generation = daemon.generation();
+    let activities = daemon.activities();
     let reading = generation.clone();
     let summaries = blocking(move || overview::dataflows(&reading.config))
         .await?
         .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
-    Ok(Json(summaries.into_iter().map(|summary| listed(&daemon, &generation, summary)).collect()))
+    Ok(Json(summaries.into_iter().map(|summary| listed(&generation, &activities, summary)).collect()))
 }
 
 async fn detail(State(daemon): State<Shared>, Path(name): Path<String>) -> Result<Response, ApiError> {
     let generation = daemon.generation();
     let Some(dataflow) = generation.config.dataflows.get(&name) else { return Err(not_found(&name)) };
+    let activities = daemon.activities();
     let reading = generation.clone();
     let (summaries, tables) =
         blocking(move || (overview::dataflows(&reading.config), overview::tables(&reading.config))).await?;
@@ -207,7 +213,7 @@ async fn detail(State(daemon): State<Shared>, Path(name): Path<String>) -> Resul
     let tables: Vec<_> = tables.into_iter().filter(|t| t.dataflow == name).collect();
     let time_zone = dataflow.time_zone.as_deref().unwrap_or(generation.config.daemon.time_zone());
     let body = json!({
-        "dataflow": listed(&daemon, &generation, summary),
+        "dataflow": listed(&generation, &activities, summary),
         "description": dataflow.description,
         "time_zone": time_zone,
         "tables": tables,

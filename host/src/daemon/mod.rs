@@ -193,6 +193,11 @@ impl Daemon {
         self.active.lock().unwrap_or_else(|p| p.into_inner()).get(name).copied()
     }
 
+    /// What every dataflow queued or running here is doing, at one moment.
+    pub(crate) fn activities(&self) -> HashMap<String, Activity> {
+        self.active.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     pub(crate) fn unrecorded(&self, name: &str) -> Vec<UnrecordedRun> {
         let unrecorded = self.unrecorded.lock().unwrap_or_else(|p| p.into_inner());
         unrecorded.iter().filter(|run| run.dataflow == name).cloned().collect()
