@@ -152,3 +152,39 @@ fn a_custom_plugin_built_out_of_tree_runs_by_path_without_rebuilding_the_host() 
         .collect();
     assert_eq!(names, ["Ann", "Zoë"]);
 }
+
+#[test]
+fn plugin_test_runs_a_sample_through_a_format_plugin_or_a_template() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("catalog.csv"), "sku,title\nmug,Mug\n,No sku\n").unwrap();
+    let csv = support::daemon::bundled_wasm("sluice_csv");
+    let output = sluice(
+        dir.path(),
+        &["plugin", "test", csv.to_str().unwrap(), "catalog.csv", "-o", "null_values=[\"\"]"],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(
+        text(&output.stdout),
+        "{\"sku\":\"mug\",\"title\":\"Mug\"}\n{\"sku\":null,\"title\":\"No sku\"}\n"
+    );
+
+    // A template maps what the bundled format of the sample's extension reads; its rejects go to stderr.
+    let map = support::daemon::bundled_wasm("sluice_map");
+    let fields =
+        "fields={\"id\":\"sku\",\"name\":\"title\",\"metadata.sku\":{\"column\":\"sku\",\"required\":true}}";
+    let output = sluice(
+        dir.path(),
+        &["plugin", "test", map.to_str().unwrap(), "catalog.csv", "-o", "object=products", "-o", fields],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stdout), "{\"id\":\"mug\",\"metadata.sku\":\"mug\",\"name\":\"Mug\"}\n");
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("line 3: field `metadata.sku` (column `sku`) is required and has no value"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("via plugin `csv` and template `sluice_map`"), "{stderr}");
+
+    let output = sluice(dir.path(), &["plugin", "test", map.to_str().unwrap(), "catalog.txt"]);
+    assert_eq!(output.status.code(), Some(2), "a sample that is not there");
+}

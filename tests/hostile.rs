@@ -93,5 +93,46 @@ fn a_core_module_or_garbage_is_refused_at_load_with_the_plugin_named() {
         let error = load_file(name, path, Limits::default()).err().expect("refused");
         assert!(matches!(error, PluginError::Load { .. }), "{error}");
         assert!(error.to_string().starts_with(&format!("plugin `{name}` could not be loaded")), "{error}");
+        if name == "module" {
+            assert!(error.to_string().contains("a core WebAssembly module, not a component"), "{error}");
+        }
     }
+}
+
+/// `sluice plugin inspect FILE`: its exit status, stdout and stderr.
+fn inspect(file: &std::path::Path) -> (Option<i32>, String, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["plugin", "inspect"])
+        .arg(file)
+        .env("SLUICE_CACHE_DIR", support::root().join("target").join("test-plugin-cache"))
+        .output()
+        .expect("running sluice");
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    (output.status.code(), text(&output.stdout), text(&output.stderr))
+}
+
+#[test]
+fn plugin_inspect_tells_the_world_and_contract_and_refuses_forbidden_imports_and_core_modules() {
+    let (code, stdout, stderr) = inspect(&support::daemon::bundled_wasm("sluice_csv"));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("world:     format (sluice:plugin@0.1.0)"), "{stdout}");
+    assert!(stdout.contains("exports:   sluice:plugin/parser@0.1.0"), "{stdout}");
+    assert!(stdout.contains("compiles:  in "), "{stdout}");
+    assert!(!stdout.contains("REFUSED"), "{stdout}");
+
+    let (code, stdout, _) = inspect(&guests().join("full_name.wasm"));
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("world:     template (sluice:plugin@0.1.0)"), "{stdout}");
+
+    let (code, stdout, stderr) = inspect(&guests().join("reads_host_files.wasm"));
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.lines().any(|l| l.contains("wasi:filesystem/") && l.ends_with("REFUSED")), "{stdout}");
+    assert!(stderr.contains("Sluice will not load it: it imports `wasi:filesystem/"), "{stderr}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let module = dir.path().join("module.wasm");
+    std::fs::write(&module, b"\0asm\x01\0\0\0").unwrap();
+    let (code, _, stderr) = inspect(&module);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("it is a core WebAssembly module, not a component"), "{stderr}");
 }

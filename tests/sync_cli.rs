@@ -170,7 +170,7 @@ fn check_proves_plugins_sources_and_databases_before_a_deploy_and_names_what_fai
     let stdout = text(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "{stdout}");
     assert!(
-        stdout.contains("FAIL  Gone: format plugin `broken`: plugin `broken` could not be loaded: not a valid WebAssembly component"),
+        stdout.contains("FAIL  Gone: format plugin `broken`: plugin `broken` could not be loaded: it is not WebAssembly at all"),
         "{stdout}"
     );
     assert!(stdout.contains("FAIL  Gone: source: listing local:not-mounted"), "{stdout}");

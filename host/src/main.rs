@@ -89,6 +89,11 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         records: usize,
     },
+    /// Tools for plugin authors: what a `.wasm` file is, and what it makes of a sample.
+    Plugin {
+        #[command(subcommand)]
+        tool: PluginTool,
+    },
     /// Runs a file through a format plugin: records as JSON lines on stdout, rejected rows and a summary
     /// on stderr. Exits 0 when the file was read to its end, 1 when it cannot be read as that format, 2 on
     /// a usage or configuration error.
@@ -104,6 +109,30 @@ enum Command {
         options: Vec<(String, String)>,
         /// The file to read.
         file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginTool {
+    /// Prints the world and contract version a component implements, its exports and imports (naming those
+    /// the sandbox refuses), its size and its compile time. Exits 1 where Sluice would not load it.
+    Inspect {
+        /// The `.wasm` component.
+        file: PathBuf,
+    },
+    /// Runs a sample through a plugin: a format plugin reads it; a template maps the records a bundled
+    /// format reads from it. Records go to stdout as JSON lines, rejected rows and a summary to stderr.
+    Test {
+        /// The `.wasm` component.
+        file: PathBuf,
+        /// The sample file.
+        sample: PathBuf,
+        /// An option for the plugin, KEY=VALUE; repeatable.
+        #[arg(long = "option", short = 'o', value_name = "KEY=VALUE", value_parser = parse_option)]
+        options: Vec<(String, String)>,
+        /// For a template: the bundled format the sample is read with [default: by its extension].
+        #[arg(long)]
+        input_format: Option<String>,
     },
 }
 
@@ -142,6 +171,10 @@ fn main() -> ExitCode {
         Command::Rollback { dataflow, skip } => commands::rollback::rollback(config, dataflow, *skip),
         Command::Remove { dataflow, yes } => commands::remove::remove(config, dataflow, *yes),
         Command::Preview { dataflow, records } => commands::preview::preview(config, dataflow, *records),
+        Command::Plugin { tool: PluginTool::Inspect { file } } => commands::plugin::inspect(config, file),
+        Command::Plugin { tool: PluginTool::Test { file, sample, options, input_format } } => {
+            commands::plugin::test(config, file, sample, input_format.as_deref(), options)
+        }
         Command::Parse { format, dataflow, options, file } => {
             commands::parse::parse_command(config, format.as_deref(), dataflow.as_deref(), options, file)
         }

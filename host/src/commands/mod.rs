@@ -4,6 +4,7 @@ pub mod check;
 pub mod daemon;
 pub mod dataflows;
 pub mod parse;
+pub mod plugin;
 pub mod preview;
 mod progress;
 pub mod remove;

@@ -2,7 +2,7 @@
 
 use super::{Failure, load_config, plugin_host};
 use sluice::parse::{ParseError, parse_stream};
-use sluice::plugin::PluginError;
+use sluice::plugin::{FormatPlugin, PluginError, TemplateRun};
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
@@ -31,12 +31,26 @@ pub fn parse_command(
 
     let host = plugin_host(&config)?;
     let plugin = host.load_format(&spec).map_err(|e| Failure::Usage(e.to_string()))?;
+    print_records(&plugin, None, &file.display().to_string(), &options, input)
+}
 
-    let object = file.display().to_string();
+/// Streams `input` through `plugin` (and `template`, where given): records as JSON lines on stdout,
+/// rejected rows and a summary on stderr.
+pub fn print_records(
+    plugin: &FormatPlugin,
+    template: Option<&mut TemplateRun>,
+    object: &str,
+    options: &[(String, String)],
+    input: impl std::io::Read,
+) -> Result<(), Failure> {
     let stdout = io::stdout();
     let mut records = BufWriter::with_capacity(1 << 16, stdout.lock());
     let mut rejects = io::stderr().lock();
-    let result = parse_stream(&plugin, None, &object, &options, input, |parsed| {
+    let through = match &template {
+        Some(template) => format!("plugin `{}` and template `{}`", plugin.name(), template.plugin_name()),
+        None => format!("plugin `{}`", plugin.name()),
+    };
+    let result = parse_stream(plugin, template, object, options, input, |parsed| {
         for batch in &parsed.batches {
             for row in 0..batch.num_rows() {
                 batch.write_json_row(row, &mut records)?;
@@ -57,12 +71,11 @@ pub fn parse_command(
             }
             let seconds = summary.elapsed.as_secs_f64();
             eprintln!(
-                "{object}: {} rows, {} rejected, {} bytes, {seconds:.3} s ({:.1} MB/s) via plugin `{}`",
+                "{object}: {} rows, {} rejected, {} bytes, {seconds:.3} s ({:.1} MB/s) via {through}",
                 summary.rows,
                 summary.rejected,
                 summary.bytes,
                 summary.bytes as f64 / 1e6 / seconds.max(1e-9),
-                plugin.name()
             );
             Ok(())
         }

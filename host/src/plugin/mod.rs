@@ -14,6 +14,7 @@ mod bundled;
 mod cache;
 mod engine;
 mod format;
+mod inspect;
 mod sandbox;
 mod template;
 
@@ -21,6 +22,7 @@ pub use bundled::{BUNDLED_FORMATS, BUNDLED_TEMPLATES, Bundled, bundled_format, b
 pub use cache::{CompileSource, default_cache_dir};
 pub(crate) use format::bindings::sluice::plugin::types as format_wire;
 pub use format::{FileParse, FormatPlugin, Parsed, RejectedRow};
+pub use inspect::{Import, Inspection, World};
 pub use template::{TemplatePlugin, TemplateRun, Templated};
 
 use cache::ComponentCache;
@@ -178,6 +180,9 @@ impl PluginHost {
                 (std::borrow::Cow::Owned(bytes), &[][..])
             }
         };
+        if let Some(reason) = inspect::not_a_component(&wasm) {
+            return Err(load_error(spec, reason));
+        }
         let started = Instant::now();
         let (component, compiled_from) = self
             .cache
@@ -195,12 +200,10 @@ impl PluginHost {
 
     fn check_imports(&self, component: &Component) -> Result<(), String> {
         let ty = component.component_type();
-        for (name, _) in ty.imports(&self.engine) {
-            if FORBIDDEN_IMPORTS.iter().any(|forbidden| name.starts_with(forbidden)) {
-                return Err(format!("it imports `{name}`, and plugins get no file or network access"));
-            }
+        match ty.imports(&self.engine).find_map(|(name, _)| inspect::refused_import(name)) {
+            Some(refusal) => Err(refusal),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 
