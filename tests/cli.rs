@@ -188,3 +188,61 @@ fn plugin_test_runs_a_sample_through_a_format_plugin_or_a_template() {
     let output = sluice(dir.path(), &["plugin", "test", map.to_str().unwrap(), "catalog.txt"]);
     assert_eq!(output.status.code(), Some(2), "a sample that is not there");
 }
+
+/// Runs cargo in `dir` for a plugin crate, with a target folder kept under the repository's `target/`.
+fn cargo(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO"))
+        .current_dir(dir)
+        .args(args)
+        .env("CARGO_TARGET_DIR", support::root().join("target").join("plugin-new"))
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .output()
+        .expect("running cargo")
+}
+
+#[test]
+fn plugin_new_makes_a_format_plugin_and_a_template_that_pass_their_tests_build_and_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = support::root().join("target/plugin-new/wasm32-wasip2/release");
+    std::fs::write(dir.path().join("sample.txt"), "id=1;name=Ann\nid=2;oops\n").unwrap();
+    std::fs::write(dir.path().join("sample.csv"), "sku,title\nmug,Mug\n,No sku\n").unwrap();
+    for (name, kind, sample, options, records, reject) in [
+        (
+            "keyvalues",
+            "format",
+            "sample.txt",
+            vec![],
+            "{\"id\":\"1\",\"name\":\"Ann\"}\n",
+            "line 2: `oops` is not key=value",
+        ),
+        (
+            "keep-fields",
+            "template",
+            "sample.csv",
+            vec!["-o", "required=sku", "-o", "prefix=metadata."],
+            "{\"metadata.sku\":\"mug\",\"metadata.title\":\"Mug\"}\n",
+            "line 3: column `sku` is empty",
+        ),
+    ] {
+        let made = sluice(dir.path(), &["plugin", "new", name, "--kind", kind]);
+        assert_eq!(made.status.code(), Some(0), "{}", text(&made.stderr));
+        let crate_dir = dir.path().join(name);
+        let tested = cargo(&crate_dir, &["test"]);
+        assert!(tested.status.success(), "{name}'s own tests:\n{}", text(&tested.stderr));
+        assert!(text(&tested.stdout).contains("test result: ok. 2 passed"), "{}", text(&tested.stdout));
+        let built = cargo(&crate_dir, &["build", "--release", "--target", "wasm32-wasip2"]);
+        assert!(built.status.success(), "{name} builds:\n{}", text(&built.stderr));
+        let plugin = wasm.join(format!("{}.wasm", name.replace('-', "_")));
+        let mut args = vec!["plugin", "test", plugin.to_str().unwrap(), sample];
+        args.extend(options);
+        let ran = sluice(dir.path(), &args);
+        assert_eq!(ran.status.code(), Some(0), "{}", text(&ran.stderr));
+        assert_eq!(text(&ran.stdout), records);
+        assert!(text(&ran.stderr).contains(reject), "{}", text(&ran.stderr));
+    }
+    let again = sluice(dir.path(), &["plugin", "new", "keyvalues", "--kind", "format"]);
+    assert_eq!(again.status.code(), Some(2), "a folder that exists is not overwritten");
+    let bad = sluice(dir.path(), &["plugin", "new", "Bad Name", "--kind", "format"]);
+    assert_eq!(bad.status.code(), Some(2));
+}

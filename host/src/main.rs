@@ -114,6 +114,17 @@ enum Command {
 
 #[derive(Subcommand)]
 enum PluginTool {
+    /// Makes a plugin crate NAME (in the folder NAME) that builds for wasm32-wasip2 and passes its own
+    /// `cargo test` as it is: a start to change into the plugin you need.
+    New {
+        name: String,
+        /// A format plugin (bytes in, records out) or a data template (records in, target records out).
+        #[arg(long, value_enum)]
+        kind: commands::plugin::Kind,
+        /// The `plugins/sdk` folder of a Sluice checkout [default: the one this binary was built from].
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
     /// Prints the world and contract version a component implements, its exports and imports (naming those
     /// the sandbox refuses), its size and its compile time. Exits 1 where Sluice would not load it.
     Inspect {
@@ -171,6 +182,9 @@ fn main() -> ExitCode {
         Command::Rollback { dataflow, skip } => commands::rollback::rollback(config, dataflow, *skip),
         Command::Remove { dataflow, yes } => commands::remove::remove(config, dataflow, *yes),
         Command::Preview { dataflow, records } => commands::preview::preview(config, dataflow, *records),
+        Command::Plugin { tool: PluginTool::New { name, kind, sdk } } => {
+            commands::plugin::new(name, *kind, sdk.as_deref())
+        }
         Command::Plugin { tool: PluginTool::Inspect { file } } => commands::plugin::inspect(config, file),
         Command::Plugin { tool: PluginTool::Test { file, sample, options, input_format } } => {
             commands::plugin::test(config, file, sample, input_format.as_deref(), options)

@@ -1,11 +1,86 @@
-//! `sluice plugin inspect` and `sluice plugin test`: a plugin author's look at a `.wasm` file, without a
-//! dataflow.
+//! `sluice plugin new`, `inspect` and `test`: a plugin author's tools, without a dataflow.
 
 use super::parse::print_records;
 use super::{Failure, load_config, plugin_host};
 use indicatif::HumanBytes;
 use sluice::plugin::{Limits, PluginSource, PluginSpec, World};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// The guest SDK of the checkout this binary was built from, which a new plugin depends on by path unless
+/// `--sdk` names another.
+const BUILT_WITH_SDK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../plugins/sdk");
+
+/// What `plugin new` writes, by kind: the crate's manifest and source, with `{{name}}`, `{{crate}}`,
+/// `{{kind}}` and `{{sdk}}` filled in.
+const MANIFEST: &str = include_str!("scaffold/Cargo.toml.in");
+const FORMAT_SOURCE: &str = include_str!("scaffold/format.rs.in");
+const TEMPLATE_SOURCE: &str = include_str!("scaffold/template.rs.in");
+const GITIGNORE: &str = include_str!("scaffold/gitignore.in");
+
+/// The kinds of plugin `plugin new` makes.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Kind {
+    /// A format plugin: bytes in, records out.
+    Format,
+    /// A data template: records in, target records out.
+    Template,
+}
+
+/// Writes a plugin crate `name` in the folder `name` (which must not exist yet) that builds and passes
+/// its own tests as it is.
+pub fn new(name: &str, kind: Kind, sdk: Option<&Path>) -> Result<(), Failure> {
+    let valid = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+    if !valid {
+        return Err(Failure::Usage(format!(
+            "`{name}` is not a plugin name: start with a lower-case letter; use lower-case letters, digits, `_` and `-`"
+        )));
+    }
+    let folder = PathBuf::from(name);
+    if folder.exists() {
+        return Err(Failure::Usage(format!(
+            "{} exists already: choose another name or folder",
+            folder.display()
+        )));
+    }
+    let sdk = match sdk {
+        Some(sdk) => sdk.to_path_buf(),
+        None => PathBuf::from(BUILT_WITH_SDK),
+    };
+    let sdk = sdk.canonicalize().map_err(|_| {
+        Failure::Usage(format!(
+            "the plugin SDK is not at {}: name the `plugins/sdk` folder of a Sluice checkout with --sdk",
+            sdk.display()
+        ))
+    })?;
+    let (kind_name, source) = match kind {
+        Kind::Format => ("format", FORMAT_SOURCE),
+        Kind::Template => ("template", TEMPLATE_SOURCE),
+    };
+    let crate_name = name.replace('-', "_");
+    let fill = |text: &str| {
+        text.replace("{{name}}", name)
+            .replace("{{crate}}", &crate_name)
+            .replace("{{kind}}", kind_name)
+            .replace("{{sdk}}", &sdk.display().to_string())
+    };
+    let write = |path: PathBuf, text: String| {
+        std::fs::write(&path, text)
+            .map_err(|e| Failure::Input(format!("cannot write {}: {e}", path.display())))
+    };
+    std::fs::create_dir_all(folder.join("src"))
+        .map_err(|e| Failure::Input(format!("cannot make {}: {e}", folder.display())))?;
+    write(folder.join("Cargo.toml"), fill(MANIFEST))?;
+    write(folder.join("src/lib.rs"), fill(source))?;
+    write(folder.join(".gitignore"), GITIGNORE.to_string())?;
+    println!("made the {kind_name} plugin `{name}` in {}/", folder.display());
+    println!("  cd {name} && cargo test                           # its own tests");
+    println!(
+        "  cargo build --release --target wasm32-wasip2      # target/wasm32-wasip2/release/{crate_name}.wasm"
+    );
+    println!("  sluice plugin test target/wasm32-wasip2/release/{crate_name}.wasm SAMPLE");
+    Ok(())
+}
 
 /// Prints what the component is; fails (exit 1) where Sluice would not load it, saying why.
 pub fn inspect(config_path: Option<&Path>, file: &Path) -> Result<(), Failure> {

@@ -45,6 +45,7 @@ mod json;
 mod lines;
 mod options;
 pub mod template;
+pub mod testing;
 
 pub use batch::{BatchBuilder, Emitter, Value};
 pub use json::number_value;
@@ -124,14 +125,20 @@ fn with_completed(mut error: FatalError, out: &mut Emitter) -> FatalError {
     error
 }
 
-/// Exports a [`Parser`] as the plugin's `format` world.
+/// Exports a [`Parser`] as the plugin's `format` world. Only when built for WebAssembly: a native build (the
+/// plugin's own `cargo test`, through [`testing`]) has no host to export to.
+// rustfmt cannot read `export!`'s `with_types_in` and would shift the line.
+#[rustfmt::skip]
 #[macro_export]
 macro_rules! export_parser {
     ($parser:ty) => {
-        struct SluiceFormatExport;
-        impl $crate::bindings::exports::sluice::plugin::parser::Guest for SluiceFormatExport {
-            type FileParser = $crate::ParserResource<$parser>;
-        }
-        $crate::bindings::export!(SluiceFormatExport with_types_in $crate::bindings);
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            struct SluiceFormatExport;
+            impl $crate::bindings::exports::sluice::plugin::parser::Guest for SluiceFormatExport {
+                type FileParser = $crate::ParserResource<$parser>;
+            }
+            $crate::bindings::export!(SluiceFormatExport with_types_in $crate::bindings);
+        };
     };
 }

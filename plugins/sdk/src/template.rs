@@ -44,6 +44,10 @@ pub struct Input<'a> {
 }
 
 impl<'a> Input<'a> {
+    pub(crate) fn new(batch: &'a Batch) -> Input<'a> {
+        Input { batch }
+    }
+
     pub fn rows(&self) -> usize {
         self.batch.rows as usize
     }
@@ -51,6 +55,11 @@ impl<'a> Input<'a> {
     /// The 1-based line of the file the row starts on.
     pub fn line(&self, row: usize) -> u64 {
         self.batch.lines[row]
+    }
+
+    /// The names of the batch's columns, in order.
+    pub fn column_names(&self) -> Vec<String> {
+        self.batch.columns.iter().map(|column| column.name.clone()).collect()
     }
 
     /// The index of the column called `name`, if the batch has one.
@@ -122,7 +131,7 @@ impl Records {
         self.rejects.push(RejectedRow { line, reason: reason.into(), raw: raw[..end].to_string() });
     }
 
-    fn take(&mut self) -> TemplateOutput {
+    pub(crate) fn take(&mut self) -> TemplateOutput {
         let records = self.batch.take().unwrap_or(Batch { rows: 0, columns: Vec::new(), lines: Vec::new() });
         TemplateOutput { records, rejects: std::mem::take(&mut self.rejects) }
     }
@@ -142,19 +151,23 @@ impl<T: Template> GuestMapper for TemplateResource<T> {
 
     fn apply(&self, input: Batch) -> Result<TemplateOutput, FatalError> {
         let (template, out) = &mut *self.state.borrow_mut();
-        template.apply(&Input { batch: &input }, out)?;
+        template.apply(&Input::new(&input), out)?;
         Ok(out.take())
     }
 }
 
-/// Exports a [`Template`] as the plugin's `template` world.
+/// Exports a [`Template`] as the plugin's `template` world. Only when built for WebAssembly, as
+/// [`export_parser!`](crate::export_parser).
 #[macro_export]
 macro_rules! export_template {
     ($template:ty) => {
-        struct SluiceTemplateExport;
-        impl $crate::template::bindings::exports::sluice::plugin::transform::Guest for SluiceTemplateExport {
-            type Mapper = $crate::template::TemplateResource<$template>;
-        }
-        $crate::template::bindings::export!(SluiceTemplateExport with_types_in $crate::template::bindings);
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            struct SluiceTemplateExport;
+            impl $crate::template::bindings::exports::sluice::plugin::transform::Guest for SluiceTemplateExport {
+                type Mapper = $crate::template::TemplateResource<$template>;
+            }
+            $crate::template::bindings::export!(SluiceTemplateExport with_types_in $crate::template::bindings);
+        };
     };
 }

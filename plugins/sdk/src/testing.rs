@@ -1,0 +1,103 @@
+//! Running a plugin's own logic natively, in its `cargo test`, with no host: a [`Parser`] fed a sample in
+//! chunks, or a [`Template`] given rows. What comes back is plain JSON and line numbers, easy to assert on.
+//!
+//! ```ignore
+//! #[test]
+//! fn each_line_is_a_record() {
+//!     let outcome = sluice_plugin_sdk::testing::parse::<Lines>(&[], b"one\ntwo\n", 3).unwrap();
+//!     assert_eq!(outcome.records, vec![serde_json::json!({"line": "one"}), serde_json::json!({"line": "two"})]);
+//! }
+//! ```
+
+use crate::bindings::sluice::plugin::types::{Batch, FatalError, RejectedRow};
+use crate::template::{Input, Records};
+use crate::{Emitter, Options, Parser, Template, Value};
+
+/// What a plugin made of its input.
+#[derive(Debug, Default, PartialEq)]
+pub struct Outcome {
+    /// Each record as a JSON object, in order.
+    pub records: Vec<serde_json::Value>,
+    /// The 1-based line each record came from.
+    pub lines: Vec<u64>,
+    /// Each refused row as (line, reason).
+    pub rejects: Vec<(u64, String)>,
+}
+
+impl Outcome {
+    fn add(&mut self, batches: &[Batch], rejects: &[RejectedRow]) {
+        for batch in batches {
+            let input = Input::new(batch);
+            for row in 0..input.rows() {
+                self.records.push(serde_json::from_str(&input.row_json(row)).expect("row_json is JSON"));
+                self.lines.push(input.line(row));
+            }
+        }
+        self.rejects.extend(rejects.iter().map(|r| (r.line, r.reason.clone())));
+    }
+}
+
+fn options(pairs: &[(&str, &str)]) -> Options {
+    Options::new(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+}
+
+/// Feeds `input` to a new `P` (made from `options`) in chunks of `chunk` bytes, as the host does (the host's
+/// chunks are 1 MiB; small ones here find the bugs of a record cut across chunks), then finishes it.
+pub fn parse<P: Parser>(
+    options_given: &[(&str, &str)],
+    input: &[u8],
+    chunk: usize,
+) -> Result<Outcome, FatalError> {
+    let mut parser = P::create(options(options_given))?;
+    let mut out = Emitter::default();
+    let mut outcome = Outcome::default();
+    for piece in input.chunks(chunk.max(1)) {
+        parser.feed(piece, &mut out)?;
+        let done = out.take_completed();
+        outcome.add(&done.batches, &done.rejects);
+    }
+    parser.finish(&mut out)?;
+    let done = out.take_all();
+    outcome.add(&done.batches, &done.rejects);
+    Ok(outcome)
+}
+
+/// Gives a new `T` (made from `options`) one batch of `rows`, JSON objects whose values become the batch's
+/// values (strings as text, numbers as integers or floats, nested values as JSON); row `n` is line `n + 2`,
+/// as if under a header line.
+pub fn apply<T: Template>(
+    options_given: &[(&str, &str)],
+    rows: &[serde_json::Value],
+) -> Result<Outcome, FatalError> {
+    let mut template = T::create(options(options_given))?;
+    let mut input = Emitter::default();
+    for (index, row) in rows.iter().enumerate() {
+        let object = row.as_object().expect("each row is a JSON object");
+        for (name, value) in object {
+            let column = input.batch().column(name);
+            let json = value.to_string();
+            let value = match value {
+                serde_json::Value::Null => Value::Null,
+                serde_json::Value::Bool(b) => Value::Boolean(*b),
+                serde_json::Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+                    (Some(i), _) => Value::Integer(i),
+                    (None, Some(f)) => Value::Float(f),
+                    _ => Value::Json(&json),
+                },
+                serde_json::Value::String(s) => Value::Text(s),
+                _ => Value::Json(&json),
+            };
+            input.batch().push(column, value);
+        }
+        input.end_row(index as u64 + 2);
+    }
+    let batches = input.take_all().batches;
+    let mut out = Records::default();
+    let mut outcome = Outcome::default();
+    for batch in &batches {
+        template.apply(&Input::new(batch), &mut out)?;
+        let done = out.take();
+        outcome.add(std::slice::from_ref(&done.records), &done.rejects);
+    }
+    Ok(outcome)
+}
