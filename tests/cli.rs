@@ -246,3 +246,57 @@ fn plugin_new_makes_a_format_plugin_and_a_template_that_pass_their_tests_build_a
     let bad = sluice(dir.path(), &["plugin", "new", "Bad Name", "--kind", "format"]);
     assert_eq!(bad.status.code(), Some(2));
 }
+
+#[test]
+fn a_format_plugin_written_in_python_runs_in_a_dataflow_by_path() {
+    // Built with componentize-py from PyPI (installed under target/ by the script the first time).
+    let wasm = support::root().join("target/plugins/python_keyvalues.wasm");
+    let built = Command::new("bash")
+        .arg(support::root().join("examples/python-keyvalues/build.sh"))
+        .arg(&wasm)
+        .output()
+        .expect("running the build script");
+    assert!(
+        built.status.success(),
+        "building the Python plugin (needs python3 and PyPI):\n{}",
+        text(&built.stderr)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let inspected = sluice(dir.path(), &["plugin", "inspect", wasm.to_str().unwrap()]);
+    assert_eq!(inspected.status.code(), Some(0), "{}", text(&inspected.stderr));
+    assert!(
+        text(&inspected.stdout).contains("world:     format (sluice:plugin@0.1.0)"),
+        "{}",
+        text(&inspected.stdout)
+    );
+    assert!(text(&inspected.stdout).contains("imports:   1\n  sluice:plugin/types@0.1.0"), "nothing of WASI");
+
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    std::fs::write(dir.path().join("data/people.kv"), "id=1;name=Ann\nid=2;oops\n\nid=3;name=Cy;city=Oslo\n")
+        .unwrap();
+    let config = format!(
+        "[plugins.pykv]\npath = \"{}\"\n\n[dataflows.People]\nsource = {{ type = \"local\", path = \"data\" }}\nformat = {{ plugin = \"pykv\" }}\n",
+        wasm.display()
+    );
+    std::fs::write(dir.path().join("connector.toml"), config).unwrap();
+    let ran = sluice(dir.path(), &["run"]);
+    assert_eq!(ran.status.code(), Some(0), "{}{}", text(&ran.stdout), text(&ran.stderr));
+    assert!(
+        text(&ran.stdout).contains("People: succeeded — 1 objects, 2 rows, 1 rejected"),
+        "{}",
+        text(&ran.stdout)
+    );
+    let db = rusqlite::Connection::open(dir.path().join("sluice.db")).unwrap();
+    let rows: Vec<(String, Option<String>, i64)> = db
+        .prepare("SELECT name, city, _sluice_line FROM people ORDER BY _sluice_line")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows, vec![("Ann".into(), None, 1), ("Cy".into(), Some("Oslo".into()), 4)]);
+    let reason: String =
+        db.query_row("SELECT reason FROM _sluice_rejects WHERE line = 2", [], |r| r.get(0)).unwrap();
+    assert_eq!(reason, "`oops` is not key=value");
+}

@@ -3,7 +3,7 @@
 use super::parse::print_records;
 use super::{Failure, load_config, plugin_host};
 use indicatif::HumanBytes;
-use sluice::plugin::{Limits, PluginSource, PluginSpec, World};
+use sluice::plugin::{CompileSource, Limits, PluginSource, PluginSpec, World};
 use std::path::{Path, PathBuf};
 
 /// The guest SDK of the checkout this binary was built from, which a new plugin depends on by path unless
@@ -99,10 +99,13 @@ pub fn inspect(config_path: Option<&Path>, file: &Path) -> Result<(), Failure> {
         ),
         None => println!("world:     none of Sluice's"),
     }
-    println!(
-        "compiles:  in {:.0} ms (then cached, keyed by its SHA-256)",
-        inspection.compile_time.as_secs_f64() * 1000.0
-    );
+    let millis = inspection.compile_time.as_secs_f64() * 1000.0;
+    match inspection.compiled_from {
+        CompileSource::Compiled => {
+            println!("compiles:  in {millis:.0} ms (then cached, keyed by its SHA-256)")
+        }
+        CompileSource::Cache => println!("compiles:  cached already (loaded in {millis:.0} ms)"),
+    }
     println!("exports:   {}", inspection.exports.join(", "));
     println!("imports:   {}", inspection.imports.len());
     for import in &inspection.imports {

@@ -2,9 +2,8 @@
 //! version it exports, what it imports (and which of those the sandbox refuses), its size and what it costs
 //! to compile.
 
-use super::{FORBIDDEN_IMPORTS, PluginHost};
+use super::{CompileSource, FORBIDDEN_IMPORTS, PluginHost};
 use std::time::{Duration, Instant};
-use wasmtime::component::Component;
 
 /// The package every Sluice plugin's exports belong to.
 const CONTRACT_PACKAGE: &str = "sluice:plugin/";
@@ -45,8 +44,9 @@ pub struct Inspection {
     pub contract_version: Option<String>,
     pub exports: Vec<String>,
     pub imports: Vec<Import>,
-    /// What compiling it took now (a daemon or run compiles it once, then loads it from the cache).
+    /// What loading it took: compiling it, or reading it from the cache of compiled plugins.
     pub compile_time: Duration,
+    pub compiled_from: CompileSource,
 }
 
 impl Inspection {
@@ -86,14 +86,15 @@ pub(super) fn refused_import(name: &str) -> Option<String> {
 }
 
 impl PluginHost {
-    /// Compiles `wasm` afresh (not from the cache, so the time is what a first load costs) and reads what
-    /// it exports and imports.
+    /// Compiles `wasm` (or takes it from the cache, as a run would) and reads what it exports and imports.
     pub fn inspect(&self, wasm: &[u8]) -> Result<Inspection, String> {
         if let Some(reason) = not_a_component(wasm) {
             return Err(reason);
         }
         let started = Instant::now();
-        let component = Component::new(&self.engine, wasm)
+        let (component, compiled_from) = self
+            .cache
+            .load(&self.engine, wasm)
             .map_err(|e| format!("not a valid WebAssembly component: {e:#}"))?;
         let compile_time = started.elapsed();
         let ty = component.component_type();
@@ -119,6 +120,7 @@ impl PluginHost {
             exports,
             imports,
             compile_time,
+            compiled_from,
         })
     }
 }
