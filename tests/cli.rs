@@ -300,3 +300,62 @@ fn a_format_plugin_written_in_python_runs_in_a_dataflow_by_path() {
         db.query_row("SELECT reason FROM _sluice_rejects WHERE line = 2", [], |r| r.get(0)).unwrap();
     assert_eq!(reason, "`oops` is not key=value");
 }
+
+#[test]
+fn a_template_written_in_javascript_runs_in_a_dataflow_by_path() {
+    // Built with componentize-js from npm (installed beside the example by the script the first time).
+    let wasm = support::root().join("target/plugins/js_keep.wasm");
+    let built = Command::new("bash")
+        .arg(support::root().join("examples/js-keep/build.sh"))
+        .arg(&wasm)
+        .output()
+        .expect("running the build script");
+    assert!(
+        built.status.success(),
+        "building the JavaScript template (needs node and npm):\n{}",
+        text(&built.stderr)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let inspected = sluice(dir.path(), &["plugin", "inspect", wasm.to_str().unwrap()]);
+    assert_eq!(inspected.status.code(), Some(0), "{}", text(&inspected.stderr));
+    assert!(
+        text(&inspected.stdout).contains("world:     template (sluice:plugin@0.1.0)"),
+        "{}",
+        text(&inspected.stdout)
+    );
+    assert!(text(&inspected.stdout).contains("imports:   1\n  sluice:plugin/types@0.1.0"), "nothing of WASI");
+
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    std::fs::write(dir.path().join("data/catalog.csv"), "sku,title,cost\nmug,Mug,3\n,No sku,1\ncup,Cup,2\n")
+        .unwrap();
+    let config = format!(
+        "[plugins.keep]\npath = \"{}\"\n\n[dataflows.Catalog]\nsource = {{ type = \"local\", path = \"data\" }}\nformat = {{ plugin = \"csv\" }}\n\
+         template = {{ plugin = \"keep\", options = {{ fields = [\"sku\", \"title\"], prefix = \"item_\", required = \"sku\" }} }}\n",
+        wasm.display()
+    );
+    std::fs::write(dir.path().join("connector.toml"), config).unwrap();
+    let ran = sluice(dir.path(), &["run"]);
+    assert_eq!(ran.status.code(), Some(0), "{}{}", text(&ran.stdout), text(&ran.stderr));
+    assert!(
+        text(&ran.stdout).contains("Catalog: succeeded — 1 objects, 2 rows, 1 rejected"),
+        "{}",
+        text(&ran.stdout)
+    );
+    let db = rusqlite::Connection::open(dir.path().join("sluice.db")).unwrap();
+    let rows: Vec<(String, String, i64)> = db
+        .prepare("SELECT item_sku, item_title, _sluice_line FROM catalog ORDER BY _sluice_line")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows, vec![("mug".into(), "Mug".into(), 2), ("cup".into(), "Cup".into(), 4)]);
+    let (reason, raw): (String, String) = db
+        .query_row("SELECT reason, raw FROM _sluice_rejects WHERE line = 3", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(reason, "column `sku` is empty");
+    assert_eq!(raw, "{\"sku\":\"\",\"title\":\"No sku\",\"cost\":\"1\"}");
+}
