@@ -247,31 +247,34 @@ fn plugin_new_makes_a_format_plugin_and_a_template_that_pass_their_tests_build_a
     assert_eq!(bad.status.code(), Some(2));
 }
 
-#[test]
-fn a_format_plugin_written_in_python_runs_in_a_dataflow_by_path() {
-    // Built with componentize-py from PyPI (installed under target/ by the script the first time).
-    let wasm = support::root().join("target/plugins/python_keyvalues.wasm");
+/// Builds an example plugin with its script into `target/plugins/WASM`, and checks that `sluice plugin
+/// inspect` (run in `dir`) finds the `world` in it and no import but Sluice's contract.
+fn built_example(dir: &Path, script: &str, wasm: &str, world: &str) -> std::path::PathBuf {
+    let wasm = support::root().join("target/plugins").join(wasm);
     let built = Command::new("bash")
-        .arg(support::root().join("examples/python-keyvalues/build.sh"))
+        .arg(support::root().join(script))
         .arg(&wasm)
         .output()
         .expect("running the build script");
     assert!(
         built.status.success(),
-        "building the Python plugin (needs python3 and PyPI):\n{}",
+        "{script} (needs python3 and PyPI, or node and npm):\n{}",
         text(&built.stderr)
     );
-
-    let dir = tempfile::tempdir().unwrap();
-    let inspected = sluice(dir.path(), &["plugin", "inspect", wasm.to_str().unwrap()]);
+    let inspected = sluice(dir, &["plugin", "inspect", wasm.to_str().unwrap()]);
+    let stdout = text(&inspected.stdout);
     assert_eq!(inspected.status.code(), Some(0), "{}", text(&inspected.stderr));
-    assert!(
-        text(&inspected.stdout).contains("world:     format (sluice:plugin@0.1.0)"),
-        "{}",
-        text(&inspected.stdout)
-    );
-    assert!(text(&inspected.stdout).contains("imports:   1\n  sluice:plugin/types@0.1.0"), "nothing of WASI");
+    assert!(stdout.contains(&format!("world:     {world} (sluice:plugin@0.1.0)")), "{stdout}");
+    assert!(stdout.contains("imports:   1\n  sluice:plugin/types@0.1.0"), "nothing of WASI: {stdout}");
+    wasm
+}
 
+#[test]
+fn a_format_plugin_written_in_python_runs_in_a_dataflow_by_path() {
+    // Built with componentize-py from PyPI (installed under target/ by the script the first time).
+    let dir = tempfile::tempdir().unwrap();
+    let wasm =
+        built_example(dir.path(), "examples/python-keyvalues/build.sh", "python_keyvalues.wasm", "format");
     std::fs::create_dir(dir.path().join("data")).unwrap();
     std::fs::write(dir.path().join("data/people.kv"), "id=1;name=Ann\nid=2;oops\n\nid=3;name=Cy;city=Oslo\n")
         .unwrap();
@@ -304,28 +307,8 @@ fn a_format_plugin_written_in_python_runs_in_a_dataflow_by_path() {
 #[test]
 fn a_template_written_in_javascript_runs_in_a_dataflow_by_path() {
     // Built with componentize-js from npm (installed beside the example by the script the first time).
-    let wasm = support::root().join("target/plugins/js_keep.wasm");
-    let built = Command::new("bash")
-        .arg(support::root().join("examples/js-keep/build.sh"))
-        .arg(&wasm)
-        .output()
-        .expect("running the build script");
-    assert!(
-        built.status.success(),
-        "building the JavaScript template (needs node and npm):\n{}",
-        text(&built.stderr)
-    );
-
     let dir = tempfile::tempdir().unwrap();
-    let inspected = sluice(dir.path(), &["plugin", "inspect", wasm.to_str().unwrap()]);
-    assert_eq!(inspected.status.code(), Some(0), "{}", text(&inspected.stderr));
-    assert!(
-        text(&inspected.stdout).contains("world:     template (sluice:plugin@0.1.0)"),
-        "{}",
-        text(&inspected.stdout)
-    );
-    assert!(text(&inspected.stdout).contains("imports:   1\n  sluice:plugin/types@0.1.0"), "nothing of WASI");
-
+    let wasm = built_example(dir.path(), "examples/js-keep/build.sh", "js_keep.wasm", "template");
     std::fs::create_dir(dir.path().join("data")).unwrap();
     std::fs::write(dir.path().join("data/catalog.csv"), "sku,title,cost\nmug,Mug,3\n,No sku,1\ncup,Cup,2\n")
         .unwrap();
