@@ -3,7 +3,8 @@
 use super::parse::print_records;
 use super::{Failure, load_config, plugin_host};
 use indicatif::HumanBytes;
-use sluice::plugin::{CompileSource, Limits, PluginSource, PluginSpec, World};
+use sluice::config::Config;
+use sluice::plugin::{CompileSource, Limits, PluginHost, PluginSource, PluginSpec, World};
 use std::path::{Path, PathBuf};
 
 /// The guest SDK of the checkout this binary was built from, which a new plugin depends on by path unless
@@ -82,12 +83,18 @@ pub fn new(name: &str, kind: Kind, sdk: Option<&Path>) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Prints what the component is; fails (exit 1) where Sluice would not load it, saying why.
-pub fn inspect(config_path: Option<&Path>, file: &Path) -> Result<(), Failure> {
+/// The configuration, a plugin host with its cache, and the bytes of the component `file`.
+fn open_component(config_path: Option<&Path>, file: &Path) -> Result<(Config, PluginHost, Vec<u8>), Failure> {
     let config = load_config(config_path)?;
     let wasm =
         std::fs::read(file).map_err(|e| Failure::Usage(format!("cannot read {}: {e}", file.display())))?;
     let host = plugin_host(&config)?;
+    Ok((config, host, wasm))
+}
+
+/// Prints what the component is; fails (exit 1) where Sluice would not load it, saying why.
+pub fn inspect(config_path: Option<&Path>, file: &Path) -> Result<(), Failure> {
+    let (_, host, wasm) = open_component(config_path, file)?;
     let inspection =
         host.inspect(&wasm).map_err(|reason| Failure::Input(format!("{}: {reason}", file.display())))?;
     println!("file:      {} ({})", file.display(), HumanBytes(inspection.size as u64));
@@ -130,10 +137,7 @@ pub fn test(
     input_format: Option<&str>,
     options: &[(String, String)],
 ) -> Result<(), Failure> {
-    let config = load_config(config_path)?;
-    let wasm =
-        std::fs::read(file).map_err(|e| Failure::Usage(format!("cannot read {}: {e}", file.display())))?;
-    let host = plugin_host(&config)?;
+    let (config, host, wasm) = open_component(config_path, file)?;
     let inspection =
         host.inspect(&wasm).map_err(|reason| Failure::Usage(format!("{}: {reason}", file.display())))?;
     if let Some(reason) = inspection.refusal() {

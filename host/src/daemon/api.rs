@@ -166,10 +166,8 @@ fn listed(
     mut summary: DataflowSummary,
 ) -> Listed {
     let activity = activities.get(&summary.name).copied();
-    match activity {
-        Some(Activity::Queued) => summary.status = "queued".into(),
-        Some(Activity::Running) => summary.status = "running".into(),
-        None => {}
+    if let Some(activity) = activity {
+        summary.status = activity.as_str().to_string();
     }
     let dataflow = &generation.config.dataflows[&summary.name];
     Listed {
@@ -335,20 +333,12 @@ async fn run(
             Ok((StatusCode::ACCEPTED, Json(json!({ "dataflow": name, "status": "queued" }))).into_response())
         }
         Err(NotStarted::UnknownDataflow) => Err(not_found(&name)),
-        Err(NotStarted::AlreadyActive(activity)) => Err(ApiError(
-            StatusCode::CONFLICT,
-            format!("dataflow `{name}` is {} already", activity_text(activity)),
-        )),
+        Err(NotStarted::AlreadyActive(activity)) => {
+            Err(ApiError(StatusCode::CONFLICT, format!("dataflow `{name}` is {} already", activity.as_str())))
+        }
         Err(NotStarted::Stopping) => {
             Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, "the daemon is stopping".into()))
         }
-    }
-}
-
-fn activity_text(activity: Activity) -> &'static str {
-    match activity {
-        Activity::Queued => "queued",
-        Activity::Running => "running",
     }
 }
 
@@ -361,7 +351,7 @@ fn refuse_while_active(daemon: &Daemon, name: &str) -> Result<(), ApiError> {
     match daemon.activity(name) {
         Some(activity) => Err(ApiError(
             StatusCode::CONFLICT,
-            format!("dataflow `{name}` is {}; try again when it ends", activity_text(activity)),
+            format!("dataflow `{name}` is {}; try again when it ends", activity.as_str()),
         )),
         None => Ok(()),
     }

@@ -61,6 +61,15 @@ pub enum Activity {
     Running,
 }
 
+impl Activity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Activity::Queued => "queued",
+            Activity::Running => "running",
+        }
+    }
+}
+
 /// What started a run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Trigger {

@@ -106,7 +106,7 @@ fn schedule_of(generation: &super::Generation, name: &str) -> String {
     format!("{:?} {:?} {:?}", dataflow.schedule, dataflow.time_zone, generation.config.daemon)
 }
 
-/// The next slot of each dataflow, as the scheduler has it; `None` for manual ones.
+/// The dataflow's next slot after now, from its timetable; `None` for a manual one.
 pub(super) fn next_slot(generation: &super::Generation, name: &str) -> Option<Timestamp> {
     generation.timetables.get(name).and_then(|timetable| timetable.next_after(Timestamp::now()))
 }
