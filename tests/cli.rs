@@ -234,6 +234,9 @@ fn plugin_new_makes_a_format_plugin_and_a_template_that_pass_their_tests_build_a
         let built = cargo(&crate_dir, &["build", "--release", "--target", "wasm32-wasip2"]);
         assert!(built.status.success(), "{name} builds:\n{}", text(&built.stderr));
         let plugin = wasm.join(format!("{}.wasm", name.replace('-', "_")));
+        let inspected = sluice(dir.path(), &["plugin", "inspect", plugin.to_str().unwrap()]);
+        let about = format!("plugin:    {name} 0.1.0: A {kind} plugin made by `sluice plugin new`");
+        assert!(text(&inspected.stdout).contains(&about), "{}", text(&inspected.stdout));
         let mut args = vec!["plugin", "test", plugin.to_str().unwrap(), sample];
         args.extend(options);
         let ran = sluice(dir.path(), &args);
@@ -264,8 +267,8 @@ fn built_example(dir: &Path, script: &str, wasm: &str, world: &str) -> std::path
     let inspected = sluice(dir, &["plugin", "inspect", wasm.to_str().unwrap()]);
     let stdout = text(&inspected.stdout);
     assert_eq!(inspected.status.code(), Some(0), "{}", text(&inspected.stderr));
-    assert!(stdout.contains(&format!("world:     {world} (sluice:plugin@0.1.0)")), "{stdout}");
-    assert!(stdout.contains("imports:   1\n  sluice:plugin/types@0.1.0"), "nothing of WASI: {stdout}");
+    assert!(stdout.contains(&format!("world:     {world} (sluice:plugin@1.1.0;")), "{stdout}");
+    assert!(stdout.contains("imports:   1\n  sluice:plugin/types@1.1.0"), "nothing of WASI: {stdout}");
     wasm
 }
 

@@ -1,5 +1,6 @@
 //! Hostile plugins, each a small component under tests/guests/: each gets a clear error within its limit,
-//! the host survives, and the next file still parses.
+//! the host survives, and the next file still parses. Also plugins built against other versions of the
+//! contract than this host's 1.1.0: an earlier minor runs, another major is refused naming both.
 
 mod support;
 
@@ -115,14 +116,22 @@ fn inspect(file: &std::path::Path) -> (Option<i32>, String, String) {
 fn plugin_inspect_tells_the_world_and_contract_and_refuses_forbidden_imports_and_core_modules() {
     let (code, stdout, stderr) = inspect(&support::daemon::bundled_wasm("sluice_csv"));
     assert_eq!(code, Some(0), "{stderr}");
-    assert!(stdout.contains("world:     format (sluice:plugin@0.1.0)"), "{stdout}");
-    assert!(stdout.contains("exports:   sluice:plugin/parser@0.1.0"), "{stdout}");
+    assert!(
+        stdout.contains("world:     format (sluice:plugin@1.1.0; this Sluice implements 1.1.0)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("plugin:    sluice-csv 0.1.0: CSV and TSV files (RFC 4180 quoting"),
+        "what the SDK exports from the plugin's Cargo.toml: {stdout}"
+    );
+    assert!(stdout.contains("exports:   sluice:plugin/about@1.1.0, sluice:plugin/parser@1.1.0"), "{stdout}");
     assert!(stdout.contains("compiles:  in ") || stdout.contains("compiles:  cached already"), "{stdout}");
     assert!(!stdout.contains("REFUSED"), "{stdout}");
 
     let (code, stdout, _) = inspect(&guests().join("full_name.wasm"));
     assert_eq!(code, Some(0));
-    assert!(stdout.contains("world:     template (sluice:plugin@0.1.0)"), "{stdout}");
+    assert!(stdout.contains("world:     template (sluice:plugin@1.1.0;"), "{stdout}");
+    assert!(stdout.contains("plugin:    full_name 0.1.0\n"), "no description in its Cargo.toml: {stdout}");
 
     let (code, stdout, stderr) = inspect(&guests().join("reads_host_files.wasm"));
     assert_eq!(code, Some(1), "{stdout}");
@@ -135,4 +144,58 @@ fn plugin_inspect_tells_the_world_and_contract_and_refuses_forbidden_imports_and
     let (code, _, stderr) = inspect(&module);
     assert_eq!(code, Some(1));
     assert!(stderr.contains("it is a core WebAssembly module, not a component"), "{stderr}");
+}
+
+#[test]
+fn a_plugin_built_against_an_earlier_minor_of_the_contract_loads_and_runs() {
+    let path = guests().join("contract_1_0.wasm");
+    let plugin =
+        load_file("contract_1_0", path.clone(), LIMITS).expect("a 1.0.0 plugin loads on a 1.1.0 host");
+    let outcome = parse(&plugin, &[], b"first\nsecond\nthird");
+    assert!(outcome.error.is_none(), "{:?}", outcome.error);
+    assert_eq!(
+        outcome.rows,
+        ["first", "second", "third"].map(|line| serde_json::json!({ "line": line })),
+        "records as the plugin made them"
+    );
+    assert_eq!(outcome.lines, [1, 2, 3]);
+
+    let (code, stdout, stderr) = inspect(&path);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains("world:     format (sluice:plugin@1.0.0; this Sluice implements 1.1.0)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("plugin:    says nothing of itself (it exports no `about`"), "{stdout}");
+}
+
+#[test]
+fn a_plugin_built_against_another_major_of_the_contract_is_refused_naming_both_versions() {
+    let path = guests().join("contract_2_0.wasm");
+    let error = load_file("future", path.clone(), LIMITS).err().expect("a 2.0.0 plugin is refused");
+    assert!(matches!(error, PluginError::Load { .. }), "{error}");
+    let message = error.to_string();
+    assert!(
+        message.starts_with(
+            "plugin `future` could not be loaded: it was built against contract sluice:plugin@2.0.0, \
+             and this Sluice implements sluice:plugin@1.1.0"
+        ),
+        "{message}"
+    );
+    assert!(message.contains("rebuild the plugin against 1.x"), "{message}");
+
+    let (code, stdout, stderr) = inspect(&path);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.contains("world:     format (sluice:plugin@2.0.0; this Sluice implements 1.1.0)"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("plugin:"),
+        "nothing of a refused plugin is run, not even its `about`: {stdout}"
+    );
+    assert!(
+        stderr.contains("Sluice will not load it: it was built against contract sluice:plugin@2.0.0"),
+        "{stderr}"
+    );
 }

@@ -14,10 +14,12 @@
 //! - [`overview`]: the dataflow list and each dataflow's run history, as users look at them.
 //! - [`daemon`]: `sluice daemon`: schedules, live reload, the HTTP API, the dashboard page.
 //! - [`metrics`]: what Sluice counts, for the daemon's `/metrics`.
+//! - [`embed`]: Sluice inside another Rust program: its own sources and sinks, progress, pulled batches.
 
 pub mod batch;
 pub mod config;
 pub mod daemon;
+pub mod embed;
 pub mod metrics;
 pub mod overview;
 pub mod parse;

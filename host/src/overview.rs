@@ -126,9 +126,13 @@ fn kind(dataflow: &DataflowConfig, sink: &DatabaseUrl) -> String {
         SourceConfig::Local(_) => "local",
         SourceConfig::S3(_) => "s3",
         SourceConfig::Stripe(_) => "stripe",
+        SourceConfig::Custom(_) => "custom",
     };
     match (dataflow.sink.kind, &dataflow.sink.object) {
         (SinkKind::Stripe, Some(object)) => format!("{source} ─► stripe {object}"),
+        (SinkKind::Custom, _) => {
+            format!("{source} ─► custom {}", dataflow.sink.name.as_deref().unwrap_or_default())
+        }
         _ => format!("{source} ─► {}", sink.kind()),
     }
 }

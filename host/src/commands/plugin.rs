@@ -4,7 +4,7 @@ use super::parse::print_records;
 use super::{Failure, load_config, plugin_host};
 use indicatif::HumanBytes;
 use sluice::config::Config;
-use sluice::plugin::{CompileSource, Limits, PluginHost, PluginSource, PluginSpec, World};
+use sluice::plugin::{CONTRACT_VERSION, CompileSource, Limits, PluginHost, PluginSource, PluginSpec, World};
 use std::path::{Path, PathBuf};
 
 /// The guest SDK of the checkout this binary was built from, which a new plugin depends on by path unless
@@ -98,13 +98,23 @@ pub fn inspect(config_path: Option<&Path>, file: &Path) -> Result<(), Failure> {
     let inspection =
         host.inspect(&wasm).map_err(|reason| Failure::Input(format!("{}: {reason}", file.display())))?;
     println!("file:      {} ({})", file.display(), HumanBytes(inspection.size as u64));
-    match inspection.world {
-        Some(world) => println!(
-            "world:     {} (sluice:plugin@{})",
-            world.as_str(),
-            inspection.contract_version.as_deref().unwrap_or("unversioned")
+    match (inspection.world, inspection.contract_version) {
+        (Some(world), Some(version)) => println!(
+            "world:     {} (sluice:plugin@{version}; this Sluice implements {CONTRACT_VERSION})",
+            world.as_str()
         ),
-        None => println!("world:     none of Sluice's"),
+        (Some(world), None) => println!("world:     {} (no contract version)", world.as_str()),
+        (None, _) => println!("world:     none of Sluice's"),
+    }
+    let refusal = inspection.refusal();
+    match &inspection.about {
+        _ if refusal.is_some() => {}
+        Some(Ok(about)) if about.summary.is_empty() => {
+            println!("plugin:    {} {}", about.name, about.version)
+        }
+        Some(Ok(about)) => println!("plugin:    {} {}: {}", about.name, about.version, about.summary),
+        Some(Err(failure)) => println!("plugin:    {failure}"),
+        None => println!("plugin:    says nothing of itself (it exports no `about`, new in contract 1.1.0)"),
     }
     let millis = inspection.compile_time.as_secs_f64() * 1000.0;
     match inspection.compiled_from {
@@ -121,7 +131,7 @@ pub fn inspect(config_path: Option<&Path>, file: &Path) -> Result<(), Failure> {
             None => println!("  {}", import.name),
         }
     }
-    match inspection.refusal() {
+    match refusal {
         Some(reason) => Err(Failure::Input(format!("{}: Sluice will not load it: {reason}", file.display()))),
         None => Ok(()),
     }

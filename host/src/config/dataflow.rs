@@ -46,6 +46,42 @@ pub struct DataflowConfig {
 }
 
 impl DataflowConfig {
+    /// A dataflow from `source`, with every setting at its default: built from Rust values rather than
+    /// read from a file; a file source also needs [`DataflowConfig::with_format`]. Checked when it is
+    /// added to a configuration ([`crate::config::Config::add_dataflow`]).
+    pub fn new(source: SourceConfig) -> DataflowConfig {
+        DataflowConfig {
+            display_name: None,
+            description: None,
+            source,
+            format: None,
+            template: None,
+            sink: SinkConfig::default(),
+            schedule: Schedule::default(),
+            time_zone: None,
+            initial_lookback: None,
+            overlap: None,
+        }
+    }
+
+    /// The format plugin its files are read with (`csv`, `jsonl`, a `[plugins]` name, a `.wasm` path).
+    pub fn with_format(mut self, format: FormatConfig) -> DataflowConfig {
+        self.format = Some(format);
+        self
+    }
+
+    /// Where its records go.
+    pub fn with_sink(mut self, sink: SinkConfig) -> DataflowConfig {
+        self.sink = sink;
+        self
+    }
+
+    /// The data template its records pass through.
+    pub fn with_template(mut self, template: TemplateConfig) -> DataflowConfig {
+        self.template = Some(template);
+        self
+    }
+
     /// The format of a file source's objects (checked when the configuration was read).
     pub fn file_format(&self) -> &FormatConfig {
         self.format.as_ref().expect("a file source has a format, checked when the configuration was read")
@@ -76,6 +112,29 @@ pub enum SourceConfig {
     S3(S3SourceConfig),
     /// Stripe's API: objects become tables.
     Stripe(StripeSourceConfig),
+    /// A source the program embedding Sluice registered under `name` (see [`crate::embed`]).
+    Custom(CustomSourceConfig),
+}
+
+/// `type = "custom"`: a source written in Rust by the program that embeds Sluice, which registers it by
+/// name ([`crate::embed::Sluice::register_source`]). The `sluice` binary registers none.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomSourceConfig {
+    /// The name the source was registered under.
+    pub name: String,
+}
+
+impl SourceConfig {
+    /// A folder's files, `path` relative to the configuration's folder.
+    pub fn local(path: impl Into<String>) -> SourceConfig {
+        SourceConfig::Local(LocalSourceConfig { path: path.into(), prefix: None })
+    }
+
+    /// The source registered under `name` by the program embedding Sluice.
+    pub fn custom(name: impl Into<String>) -> SourceConfig {
+        SourceConfig::Custom(CustomSourceConfig { name: name.into() })
+    }
 }
 
 /// `type = "stripe"`.
@@ -160,6 +219,19 @@ pub struct FormatConfig {
     pub compression: Compression,
 }
 
+impl FormatConfig {
+    /// The plugin `plugin` with no options, compression told from each object.
+    pub fn plugin(plugin: impl Into<String>) -> FormatConfig {
+        FormatConfig { plugin: plugin.into(), options: toml::Table::new(), compression: Compression::Auto }
+    }
+
+    /// Sets one option handed to the plugin (`"delimiter"`, `";"`).
+    pub fn option(mut self, key: impl Into<String>, value: impl Into<toml::Value>) -> FormatConfig {
+        self.options.insert(key.into(), value.into());
+        self
+    }
+}
+
 /// How an object's bytes are compressed.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -188,9 +260,12 @@ pub struct TemplateConfig {
 pub struct SinkConfig {
     /// `tables`: records become rows of a database table. `stripe`: records become Stripe objects (each
     /// record's fields are the API's parameters, as a data template makes them), and the table keeps
-    /// what Stripe answered per record.
+    /// what Stripe answered per record. `custom`: the sink the program embedding Sluice registered as
+    /// `name`.
     #[serde(rename = "type", default)]
     pub kind: SinkKind,
+    /// Custom: the name the embedding program registered the sink under.
+    pub name: Option<String>,
     /// Stripe: the object records become, by its API path (`products`, `prices`, `customers`, ...).
     pub object: Option<String>,
     /// Stripe: the record field that names a record across imports, so a re-imported file updates
@@ -286,6 +361,7 @@ impl Default for SinkConfig {
     fn default() -> Self {
         SinkConfig {
             kind: SinkKind::Tables,
+            name: None,
             object: None,
             external_id: None,
             api_key: None,
@@ -331,12 +407,29 @@ pub enum WriteMode {
     Merge,
 }
 
+/// What kind of sink a dataflow writes to.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum SinkKind {
+    /// Rows of a table in SQLite or PostgreSQL.
     #[default]
     Tables,
+    /// Objects created or updated through Stripe's API.
     Stripe,
+    /// A sink the program embedding Sluice registered by name (see [`crate::embed`]).
+    Custom,
+}
+
+impl SinkConfig {
+    /// The sink registered under `name` by the program embedding Sluice.
+    pub fn custom(name: impl Into<String>) -> SinkConfig {
+        SinkConfig { kind: SinkKind::Custom, name: Some(name.into()), ..SinkConfig::default() }
+    }
+
+    /// A table in the database at `url` (`sqlite://PATH`, `postgres://USER@HOST/DATABASE`).
+    pub fn table(url: impl Into<String>, table: impl Into<String>) -> SinkConfig {
+        SinkConfig { url: Some(url.into()), table: Some(table.into()), ..SinkConfig::default() }
+    }
 }
 
 /// The database a sink or the state store uses, from its URL.

@@ -166,6 +166,26 @@ fn duration<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<
 }
 
 impl Config {
+    /// A configuration with no dataflows, whose relative paths (a local source's folder, a SQLite file)
+    /// are taken from `base_dir`: the start of one built from Rust values. Its fields (`state`, `sink`,
+    /// `plugins`) are set directly, its dataflows through [`Config::add_dataflow`].
+    pub fn new(base_dir: impl Into<PathBuf>) -> Config {
+        Config { base_dir: base_dir.into(), ..Config::default() }
+    }
+
+    /// Adds the dataflow `name`, checking it and the rest of the configuration as a file would be; the
+    /// error names the key, as `dataflows.NAME.sink.url`.
+    pub fn add_dataflow(&mut self, name: &str, dataflow: DataflowConfig) -> Result<(), ConfigError> {
+        let previous = self.dataflows.insert(name.to_string(), dataflow);
+        self.check().map_err(|(key, message)| {
+            match previous {
+                Some(previous) => self.dataflows.insert(name.to_string(), previous),
+                None => self.dataflows.remove(name),
+            };
+            ConfigError::Invalid { path: self.path.clone(), line: None, key: Some(key), message }
+        })
+    }
+
     /// Reads and checks a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
@@ -269,6 +289,21 @@ impl Config {
                 .sink
                 .check_stripe()
                 .map_err(|(name, message)| (key(&format!(".sink.{name}")), message))?;
+            match (dataflow.sink.kind, &dataflow.sink.name) {
+                (SinkKind::Custom, None) => {
+                    return Err((
+                        key(".sink.name"),
+                        "a custom sink needs the name its program registered it under: name = \"...\"".into(),
+                    ));
+                }
+                (SinkKind::Tables | SinkKind::Stripe, Some(_)) => {
+                    return Err((
+                        key(".sink.name"),
+                        "`name` is for a custom sink (type = \"custom\")".into(),
+                    ));
+                }
+                _ => {}
+            }
             if dataflow.sink.versions == Some(0) {
                 return Err((key(".sink.versions"), "keep at least 1 version".into()));
             }
@@ -452,9 +487,12 @@ impl DataflowConfig {
     /// How many objects a run loads at once into `sink` (see [`SinkConfig::parallelism`]).
     pub fn parallel_loads(&self, sink: &DatabaseUrl) -> usize {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        if self.sink.kind == SinkKind::Stripe {
+        match self.sink.kind {
             // Its parallelism is in the requests in flight, under one rate limit.
-            return 1;
+            SinkKind::Stripe => return 1,
+            // The program's own sink is handed one object at a time.
+            SinkKind::Custom => return 1,
+            SinkKind::Tables => {}
         }
         match (sink, self.sink.mode) {
             (DatabaseUrl::Postgres(_), WriteMode::Append) => {

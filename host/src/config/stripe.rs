@@ -23,7 +23,7 @@ impl SinkConfig {
             ("concurrency", self.concurrency.is_some()),
             ("max_retries", self.max_retries.is_some()),
         ];
-        if self.kind == SinkKind::Tables {
+        if self.kind != SinkKind::Stripe {
             return match stripe_only.iter().find(|(_, set)| *set) {
                 Some((name, _)) => Err((name, format!("`{name}` is for a Stripe sink (type = \"stripe\")"))),
                 None => Ok(()),

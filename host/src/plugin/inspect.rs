@@ -1,12 +1,20 @@
 //! What a `.wasm` file is, as `sluice plugin inspect` shows it: a component or not, the world and contract
-//! version it exports, what it imports (and which of those the sandbox refuses), its size and what it costs
-//! to compile.
+//! version it exports, what it says of itself, what it imports (and which of those the sandbox refuses),
+//! its size and what it costs to compile.
 
-use super::{CompileSource, FORBIDDEN_IMPORTS, PluginHost};
+use super::contract::{self, CONTRACT_PACKAGE, ContractVersion};
+use super::sandbox::{deadline_ticks, new_store};
+use super::{CompileSource, FORBIDDEN_IMPORTS, Limits, PluginHost};
 use std::time::{Duration, Instant};
+use wasmtime::component::Component;
 
-/// The package every Sluice plugin's exports belong to.
-const CONTRACT_PACKAGE: &str = "sluice:plugin/";
+/// The host side of the `described` world (contract 1.1.0): a plugin's `about`, where it exports one.
+mod about_bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "described",
+    });
+}
 
 /// Which world a component implements, by the interface it exports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,6 +26,7 @@ pub enum World {
 }
 
 impl World {
+    /// The world's name in `wit/sluice.wit`.
     pub fn as_str(self) -> &'static str {
         match self {
             World::Format => "format",
@@ -29,8 +38,21 @@ impl World {
 /// One import of a component, with why the sandbox refuses it where it does.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Import {
+    /// The imported interface (`wasi:io/streams@0.2.6`).
     pub name: String,
+    /// Why Sluice refuses it, where it does.
     pub refused: Option<String>,
+}
+
+/// What a plugin says of itself (the contract's `about`, since 1.1.0).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct About {
+    /// The plugin's own name.
+    pub name: String,
+    /// The plugin's own version.
+    pub version: String,
+    /// One line on what it does; empty where its author gave none.
+    pub summary: String,
 }
 
 /// What a component is.
@@ -40,9 +62,14 @@ pub struct Inspection {
     pub size: usize,
     /// The Sluice world it implements; none for a component that exports no Sluice interface.
     pub world: Option<World>,
-    /// The contract version its Sluice export names (`0.1.0`).
-    pub contract_version: Option<String>,
+    /// The contract version its Sluice export names (`1.1.0`), where it names one Sluice can read.
+    pub contract_version: Option<ContractVersion>,
+    /// What it says of itself: `None` where it exports no `about` (a plugin built against 1.0.0) or would
+    /// be refused (nothing of it is run then), an error where asking it failed.
+    pub about: Option<Result<About, String>>,
+    /// The names of everything it exports.
     pub exports: Vec<String>,
+    /// Everything it imports.
     pub imports: Vec<Import>,
     /// What loading it took: compiling it, or reading it from the cache of compiled plugins.
     pub compile_time: Duration,
@@ -59,7 +86,7 @@ impl Inspection {
             None => Some(format!(
                 "it exports no Sluice interface (a format plugin exports `{CONTRACT_PACKAGE}parser`, a template `{CONTRACT_PACKAGE}transform`): it is not a Sluice plugin"
             )),
-            Some(_) => None,
+            Some(_) => contract::version_refusal(self.exports.iter().map(String::as_str)),
         }
     }
 }
@@ -99,28 +126,41 @@ impl PluginHost {
         let compile_time = started.elapsed();
         let ty = component.component_type();
         let exports: Vec<String> = ty.exports(&self.engine).map(|(name, _)| name.to_string()).collect();
-        let imports = ty
+        let imports: Vec<Import> = ty
             .imports(&self.engine)
             .map(|(name, _)| Import { name: name.to_string(), refused: refused_import(name) })
             .collect();
-        let sluice_export = exports.iter().find_map(|name| {
-            let interface = name.strip_prefix(CONTRACT_PACKAGE)?;
-            let (interface, version) = interface.split_once('@').unwrap_or((interface, ""));
-            let world = match interface {
-                "parser" => World::Format,
-                "transform" => World::Template,
-                _ => return None,
-            };
-            Some((world, (!version.is_empty()).then(|| version.to_string())))
-        });
+        let sluice_export = contract::sluice_export(exports.iter().map(String::as_str));
+        let refused = imports.iter().any(|import| import.refused.is_some())
+            || contract::version_refusal(exports.iter().map(String::as_str)).is_some();
         Ok(Inspection {
             size: wasm.len(),
             world: sluice_export.as_ref().map(|(world, _)| *world),
-            contract_version: sluice_export.and_then(|(_, version)| version),
+            contract_version: sluice_export.and_then(|(_, version)| version.ok()),
+            // Nothing of a plugin that would be refused is run, not even its `about`.
+            about: if refused { None } else { self.describe(&component) },
             exports,
             imports,
             compile_time,
             compiled_from,
         })
+    }
+}
+
+impl PluginHost {
+    /// Asks a plugin what it is, in a sandbox of its own under the default limits; `None` where it
+    /// exports no `about`.
+    fn describe(&self, component: &Component) -> Option<Result<About, String>> {
+        let pre = self.linker.instantiate_pre(component).ok()?;
+        let pre = about_bindings::DescribedPre::new(pre).ok()?;
+        let limits = Limits::default();
+        let mut store = new_store(&self.engine, limits);
+        store.set_epoch_deadline(deadline_ticks(limits));
+        let answer = pre
+            .instantiate(&mut store)
+            .and_then(|described| described.sluice_plugin_about().call_describe(&mut store))
+            .map(|d| About { name: d.name, version: d.version, summary: d.summary })
+            .map_err(|e| format!("its `about` failed: {e:#}"));
+        Some(answer)
     }
 }

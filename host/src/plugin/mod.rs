@@ -12,6 +12,7 @@
 
 mod bundled;
 mod cache;
+mod contract;
 mod engine;
 mod format;
 mod inspect;
@@ -20,9 +21,10 @@ mod template;
 
 pub use bundled::{BUNDLED_FORMATS, BUNDLED_TEMPLATES, Bundled, bundled_format, bundled_template};
 pub use cache::{CompileSource, default_cache_dir};
+pub use contract::{CONTRACT_VERSION, ContractVersion};
 pub(crate) use format::bindings::sluice::plugin::types as format_wire;
 pub use format::{FileParse, FormatPlugin, Parsed, RejectedRow};
-pub use inspect::{Import, Inspection, World};
+pub use inspect::{About, Import, Inspection, World};
 pub use template::{TemplatePlugin, TemplateRun, Templated};
 
 use cache::ComponentCache;
@@ -140,7 +142,8 @@ impl PluginHost {
             load_error(
                 spec,
                 format!(
-                    "it is not a Sluice format plugin (it must export `sluice:plugin/parser@0.1.0`): {e:#}"
+                    "it is not a Sluice format plugin (it must export `sluice:plugin/parser@{}.x`): {e:#}",
+                    CONTRACT_VERSION.major
                 ),
             )
         })?;
@@ -161,14 +164,16 @@ impl PluginHost {
             load_error(
                 spec,
                 format!(
-                    "it is not a Sluice data template (it must export `sluice:plugin/transform@0.1.0`): {e:#}"
+                    "it is not a Sluice data template (it must export `sluice:plugin/transform@{}.x`): {e:#}",
+                    CONTRACT_VERSION.major
                 ),
             )
         })?;
         Ok(TemplatePlugin { name: spec.name.clone(), pre, limits: spec.limits })
     }
 
-    /// Compiles (or takes from the cache) a plugin's component and links it, refusing forbidden imports.
+    /// Compiles (or takes from the cache) a plugin's component and links it, refusing forbidden imports and
+    /// a contract version this host does not implement.
     fn prepare(&self, spec: &PluginSpec) -> Result<Prepared, PluginError> {
         let (wasm, default_options) = match &spec.source {
             PluginSource::Bundled(bundled) => {
@@ -191,6 +196,11 @@ impl PluginHost {
         let compile_time = started.elapsed();
         tracing::debug!(plugin = %spec.name, ?compiled_from, ?compile_time, "plugin loaded");
         self.check_imports(&component).map_err(|reason| load_error(spec, reason))?;
+        let exports = component.component_type();
+        let exports = exports.exports(&self.engine).map(|(name, _)| name);
+        if let Some(reason) = contract::version_refusal(exports) {
+            return Err(load_error(spec, reason));
+        }
         let pre = self
             .linker
             .instantiate_pre(&component)

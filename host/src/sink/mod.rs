@@ -2,10 +2,13 @@
 //! the object is loaded in one transaction, so a crash leaves an object either wholly loaded and marked,
 //! or not there at all. The markers are the truth the runner squares the state ledger with.
 
+mod custom;
 mod postgres;
 mod sqlite;
 mod stripe;
 
+pub(crate) use custom::CustomSink;
+pub use custom::{RecordSink, RecordWriter};
 pub use postgres::{PostgresTables, schema_of};
 pub use sqlite::SqliteTables;
 pub use stripe::{StripeSink, StripeTarget};
@@ -155,6 +158,12 @@ fn rejected_row(batch: &RecordBatch, row: usize, reason: String) -> RejectedRow 
 
 /// A sink of tables for one dataflow; `Send`, so that objects can be loaded on threads of their own.
 pub trait TableSink: Send {
+    /// Whether the sink keeps a marker per committed object (what [`TableSink::committed_objects`]
+    /// reads), so the runner squares the ledger with them. A sink that keeps none (an embedding
+    /// program's own) leaves the ledger as the record of what it holds.
+    fn keeps_markers(&self) -> bool {
+        true
+    }
     /// The object versions whose rows this sink holds.
     fn committed_objects(&mut self) -> Result<Vec<CommittedObject>, SinkError>;
     /// Deletes the dataflow's tables, rejected rows and markers, in one transaction; returns the rows the
@@ -186,7 +195,14 @@ pub trait TableSink: Send {
 
 /// The rows of one object being written. Dropped without a commit, it leaves nothing behind.
 pub trait ObjectWrite {
+    /// Writes a batch of the object's records.
     fn write(&mut self, batch: &RecordBatch) -> Result<(), SinkError>;
+    /// Writes a batch the caller is done with: a sink that keeps or forwards batches takes it without a
+    /// copy. By default, as [`ObjectWrite::write`].
+    fn write_owned(&mut self, batch: RecordBatch) -> Result<(), SinkError> {
+        self.write(&batch)
+    }
+    /// Keeps rows the plugin or template refused, beside the object's records.
     fn reject(&mut self, rejects: &[RejectedRow]) -> Result<(), SinkError>;
     /// Makes the object's rows visible together with its marker.
     fn commit(self: Box<Self>) -> Result<CommittedObject, SinkError>;

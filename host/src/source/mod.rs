@@ -75,5 +75,11 @@ pub async fn build(config: &Config, dataflow: &DataflowConfig) -> Result<Box<dyn
                 message: "Stripe's API holds records, not files".into(),
             });
         }
+        SourceConfig::Custom(custom) => {
+            return Err(SourceError::Setup {
+                source_name: format!("custom source `{}`", custom.name),
+                message: "a custom source is registered by the program that embeds Sluice (`Sluice::register_source`), and the `sluice` binary registers none".into(),
+            });
+        }
     })
 }

@@ -72,8 +72,17 @@ impl Runner<'_> {
                     self.stripe_answers(client.as_ref(), &target.object),
                 );
             }
-            let sink = config.sink_database(dataflow);
-            step(format!("sink {sink}"), reach_database(&sink));
+            if dataflow.sink.kind == SinkKind::Custom {
+                let registered = dataflow.sink.name.as_deref().unwrap_or_default();
+                let found = self.registry().sink(name, dataflow).expect("a custom sink is looked up");
+                step(
+                    format!("sink custom `{registered}`"),
+                    found.map(|_| "registered".into()).map_err(|e| e.message),
+                );
+            } else {
+                let sink = config.sink_database(dataflow);
+                step(format!("sink {sink}"), reach_database(&sink));
+            }
         }
         checked
     }

@@ -8,10 +8,12 @@
 //! - [`preview`]: what the next run would import, and its first records, without writing anything.
 //! - [`remove`]: a dataflow's table, ledger, cursor and history deleted.
 //! - [`rollback`]: a dataflow's table back to where it was before its newest run.
+//! - [`Registry`]: the sources and sinks an embedding program wrote in Rust, by name.
 
 mod check;
 pub mod plan;
 pub mod preview;
+mod registry;
 mod remove;
 mod rollback;
 pub mod runner;
@@ -21,6 +23,7 @@ mod stripe_source;
 pub use check::Checked;
 pub use plan::{Decision, Plan, PlannedObject};
 pub use preview::{Preview, Sample};
+pub use registry::Registry;
 pub use remove::remove;
 pub use rollback::rollback;
 pub use runner::{INTERRUPTED, ObjectReport, RunReport, Runner};

@@ -1,7 +1,8 @@
 //! `sluice remove`: a dataflow's data deleted, its configuration kept.
 
 use super::SyncError;
-use super::stores::{DataflowStores, open_stripe_table, sink_error, state_error};
+use super::registry::EMPTY;
+use super::stores::{DataflowStores, open_stripe_table, refuse_custom_sink, sink_error, state_error};
 use crate::config::{Config, DataflowConfig, SourceConfig};
 use crate::state::{StateStore, lock_dataflow};
 
@@ -14,7 +15,8 @@ pub fn remove(config: &Config, name: &str) -> Result<u64, SyncError> {
         return remove_tables(config, name, dataflow);
     }
     // Held whole, so the lock is kept to the end.
-    let mut stores = DataflowStores::open(config, name, dataflow)?;
+    refuse_custom_sink(name, dataflow, "remove")?;
+    let mut stores = DataflowStores::open(config, name, dataflow, &EMPTY)?;
     // The sink first: were the process to stop between the two, the ledger would only say too much is
     // loaded, and the next run squares it with the emptied sink.
     let rows = stores.sink.remove().map_err(sink_error(name))?;

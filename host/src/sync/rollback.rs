@@ -1,8 +1,9 @@
 //! `sluice rollback`: a dataflow's table back to where it was before its newest run.
 
 use super::SyncError;
+use super::registry::EMPTY;
 use super::runner::reconcile;
-use super::stores::{DataflowStores, open_stripe_table, sink_error, state_error};
+use super::stores::{DataflowStores, open_stripe_table, refuse_custom_sink, sink_error, state_error};
 use crate::config::{Config, DataflowConfig, SourceConfig};
 use crate::sink::RolledBack;
 use crate::state::{StateStore, lock_dataflow};
@@ -17,7 +18,8 @@ pub fn rollback(config: &Config, name: &str, skip: bool) -> Result<RolledBack, S
     if let SourceConfig::Stripe(_) = dataflow.source {
         return rollback_tables(config, name, dataflow);
     }
-    let mut stores = DataflowStores::open(config, name, dataflow)?;
+    refuse_custom_sink(name, dataflow, "roll back")?;
+    let mut stores = DataflowStores::open(config, name, dataflow, &EMPTY)?;
     let rolled_back = stores.sink.rollback_last().map_err(sink_error(name))?.ok_or_else(|| {
         SyncError::Plan(format!(
             "dataflow `{name}` has no run to roll back: its table holds nothing a run loaded"

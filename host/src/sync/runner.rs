@@ -7,8 +7,9 @@
 //! first and records it.
 
 use super::plan::{Decision, Plan, PlannedObject, Window, next_cursor, plan};
+use super::registry::EMPTY;
 use super::stores::{DataflowStores, state_error};
-use super::{Progress, StopSignal, SyncError};
+use super::{Progress, Registry, StopSignal, SyncError};
 use crate::config::{Config, DataflowConfig, SourceConfig};
 use crate::parse::{ParseError, parse_stream};
 use crate::plugin::{FormatPlugin, Parsed, PluginHost, PluginSet, TemplatePlugin};
@@ -135,12 +136,13 @@ pub struct Runner<'a> {
     runtime: Handle,
     plugins: Option<&'a PluginSet>,
     stop: &'a StopSignal,
+    registry: &'a Registry,
 }
 
 impl<'a> Runner<'a> {
     /// `runtime` drives the sources' I/O; the runner itself blocks, so call it off the runtime's threads.
     pub fn new(config: &'a Config, host: &'a PluginHost, runtime: Handle) -> Runner<'a> {
-        Runner { config, host, runtime, plugins: None, stop: &NOT_STOPPED }
+        Runner { config, host, runtime, plugins: None, stop: &NOT_STOPPED, registry: &EMPTY }
     }
 
     /// Runs with plugins loaded ahead (by name) rather than loading them from their files at each run, so
@@ -155,6 +157,16 @@ impl<'a> Runner<'a> {
     pub fn with_stop(mut self, stop: &'a StopSignal) -> Runner<'a> {
         self.stop = stop;
         self
+    }
+
+    /// Runs whose custom sources and sinks (`type = "custom"`) are the ones `registry` holds.
+    pub fn with_registry(mut self, registry: &'a Registry) -> Runner<'a> {
+        self.registry = registry;
+        self
+    }
+
+    pub(super) fn registry(&self) -> &Registry {
+        self.registry
     }
 
     pub(super) fn stop(&self) -> &StopSignal {
@@ -209,10 +221,12 @@ impl<'a> Runner<'a> {
         &self,
         name: &str,
         dataflow: &DataflowConfig,
-    ) -> Result<Box<dyn Source>, SyncError> {
-        self.runtime
-            .block_on(source::build(self.config, dataflow))
-            .map_err(|source| SyncError::Source { dataflow: name.to_string(), source })
+    ) -> Result<Arc<dyn Source>, SyncError> {
+        let built = match self.registry.source(dataflow) {
+            Some(registered) => registered,
+            None => self.runtime.block_on(source::build(self.config, dataflow)).map(Arc::from),
+        };
+        built.map_err(|source| SyncError::Source { dataflow: name.to_string(), source })
     }
 
     /// Runs the dataflow called `name` now.
@@ -226,7 +240,7 @@ impl<'a> Runner<'a> {
         let template = self.load_template(name, dataflow)?;
         // Held to the end of the run (the lock with it): a second process running the dataflow is
         // refused, never interleaved.
-        let mut stores = DataflowStores::open(self.config, name, dataflow)?;
+        let mut stores = DataflowStores::open(self.config, name, dataflow, self.registry)?;
         let state = &mut stores.state;
         let mut report = RunReport::begin(state, name, dataflow).map_err(state_error(name))?;
         let run_id = report.run_id;
@@ -499,16 +513,17 @@ impl DataflowRun<'_> {
                     aborted = true;
                     break;
                 }
+                let rows = parsed.batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
                 written = parsed
                     .batches
-                    .iter()
-                    .try_for_each(|batch| writer.write(batch))
+                    .into_iter()
+                    .try_for_each(|batch| writer.write_owned(batch))
                     .and_then(|()| writer.reject(&parsed.rejects));
                 if written.is_err() {
                     // Dropping the receiver stops the parser at its next hand-over.
                     break;
                 }
-                report.rows += parsed.batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+                report.rows += rows;
                 report.rejected += parsed.rejects.len() as u64;
                 progress.object_progress(object, bytes_read.load(Ordering::Relaxed), report.rows);
             }
@@ -559,6 +574,9 @@ impl DataflowRun<'_> {
 /// ledger does not know as loaded (the process stopped between the two commits) is recorded; an object the
 /// ledger has as loaded but the sink does not hold (the sink was emptied) is forgotten, to be imported again.
 pub(super) fn reconcile(name: &str, state: &mut StateStore, sink: &mut dyn TableSink) -> Result<(), String> {
+    if !sink.keeps_markers() {
+        return Ok(());
+    }
     let loaded: Vec<LedgerEntry> = state
         .ledger(name)
         .map_err(|e| e.to_string())?

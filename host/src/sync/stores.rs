@@ -2,7 +2,7 @@
 //! store (for a Stripe sink, the tables its results go to). The lock comes first, so nothing is opened, let alone written, while another process runs the
 //! dataflow.
 
-use super::SyncError;
+use super::{Registry, SyncError};
 use crate::config::{Config, DataflowConfig, SinkKind};
 use crate::sink::{self, SinkError, StripeSink, TableSink};
 use crate::state::{RunLock, StateError, StateStore, lock_dataflow};
@@ -15,12 +15,21 @@ pub(super) struct DataflowStores {
 }
 
 impl DataflowStores {
-    /// Takes the run lock of `name`, then opens its sink and the state store (creating them where missing).
-    pub fn open(config: &Config, name: &str, dataflow: &DataflowConfig) -> Result<DataflowStores, SyncError> {
+    /// Takes the run lock of `name`, then opens its sink (a custom one from `registry`) and the state
+    /// store (creating them where missing).
+    pub fn open(
+        config: &Config,
+        name: &str,
+        dataflow: &DataflowConfig,
+        registry: &Registry,
+    ) -> Result<DataflowStores, SyncError> {
         let state_url = config.state_database();
         let lock = lock_dataflow(&state_url, name)?;
-        let mut sink = sink::open(&config.sink_database(dataflow), name, &dataflow.table_spec(name))
-            .map_err(sink_error(name))?;
+        let mut sink = match registry.sink(name, dataflow) {
+            Some(custom) => custom,
+            None => sink::open(&config.sink_database(dataflow), name, &dataflow.table_spec(name)),
+        }
+        .map_err(sink_error(name))?;
         if dataflow.sink.kind == SinkKind::Stripe {
             let (settings, target) = dataflow.sink.stripe();
             let client = StripeClient::new(settings)
@@ -30,6 +39,18 @@ impl DataflowStores {
         let state = StateStore::open(&state_url).map_err(state_error(name))?;
         Ok(DataflowStores { _lock: lock, sink, state })
     }
+}
+
+/// Refuses to `verb` (remove, roll back) what `name` wrote to a custom sink: it is the embedding program's
+/// own, and Sluice knows nothing of what it keeps.
+pub(super) fn refuse_custom_sink(name: &str, dataflow: &DataflowConfig, verb: &str) -> Result<(), SyncError> {
+    if dataflow.sink.kind != SinkKind::Custom {
+        return Ok(());
+    }
+    let sink = dataflow.sink.name.as_deref().unwrap_or_default();
+    Err(SyncError::Plan(format!(
+        "dataflow `{name}` writes to the custom sink `{sink}`, the embedding program's own: Sluice cannot {verb} what it holds"
+    )))
 }
 
 /// The sink of one of a Stripe source's tables, under its scope (see `Config::dataflow_tables`).

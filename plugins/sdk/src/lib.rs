@@ -64,6 +64,17 @@ pub mod bindings {
     });
 }
 
+/// The bindings of the `described` world (contract 1.1.0): a plugin built with the SDK says what it is.
+#[doc(hidden)]
+pub mod about_bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "described",
+        pub_export_macro: true,
+        default_bindings_module: "sluice_plugin_sdk::about_bindings",
+    });
+}
+
 use bindings::exports::sluice::plugin::parser::{FileParser, GuestFileParser};
 pub use bindings::sluice::plugin::types::FatalError;
 use bindings::sluice::plugin::types::Output;
@@ -125,7 +136,8 @@ fn with_completed(mut error: FatalError, out: &mut Emitter) -> FatalError {
     error
 }
 
-/// Exports a [`Parser`] as the plugin's `format` world. Only when built for WebAssembly: a native build (the
+/// Exports a [`Parser`] as the plugin's `format` world, with its crate's name, version and description as
+/// what the plugin says of itself (`about`). Only when built for WebAssembly: a native build (the
 /// plugin's own `cargo test`, through [`testing`]) has no host to export to.
 // rustfmt cannot read `export!`'s `with_types_in` and would shift the line.
 #[rustfmt::skip]
@@ -139,6 +151,29 @@ macro_rules! export_parser {
                 type FileParser = $crate::ParserResource<$parser>;
             }
             $crate::bindings::export!(SluiceFormatExport with_types_in $crate::bindings);
+            $crate::export_about!();
         };
+    };
+}
+
+/// Exports the contract's `about` with the plugin crate's name, version and description (its
+/// `Cargo.toml`'s), so `sluice plugin inspect` can say what the plugin is. Used by [`export_parser!`] and
+/// [`export_template!`](crate::export_template), inside their wasm32-only block.
+#[rustfmt::skip]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! export_about {
+    () => {
+        struct SluiceAboutExport;
+        impl $crate::about_bindings::exports::sluice::plugin::about::Guest for SluiceAboutExport {
+            fn describe() -> $crate::about_bindings::exports::sluice::plugin::about::Description {
+                $crate::about_bindings::exports::sluice::plugin::about::Description {
+                    name: env!("CARGO_PKG_NAME").into(),
+                    version: env!("CARGO_PKG_VERSION").into(),
+                    summary: env!("CARGO_PKG_DESCRIPTION").into(),
+                }
+            }
+        }
+        $crate::about_bindings::export!(SluiceAboutExport with_types_in $crate::about_bindings);
     };
 }

@@ -12,7 +12,7 @@ pub mod bindings {
     wit_bindgen::generate!({
         path: "../../wit",
         world: "template",
-        with: { "sluice:plugin/types@0.1.0": crate::bindings::sluice::plugin::types },
+        with: { "sluice:plugin/types@1.1.0": crate::bindings::sluice::plugin::types },
         pub_export_macro: true,
         default_bindings_module: "sluice_plugin_sdk::template::bindings",
     });
@@ -156,8 +156,8 @@ impl<T: Template> GuestMapper for TemplateResource<T> {
     }
 }
 
-/// Exports a [`Template`] as the plugin's `template` world. Only when built for WebAssembly, as
-/// [`export_parser!`](crate::export_parser).
+/// Exports a [`Template`] as the plugin's `template` world, with `about` as
+/// [`export_parser!`](crate::export_parser) has it. Only when built for WebAssembly, as that is.
 #[macro_export]
 macro_rules! export_template {
     ($template:ty) => {
@@ -168,6 +168,7 @@ macro_rules! export_template {
                 type Mapper = $crate::template::TemplateResource<$template>;
             }
             $crate::template::bindings::export!(SluiceTemplateExport with_types_in $crate::template::bindings);
+            $crate::export_about!();
         };
     };
 }

@@ -5,6 +5,12 @@ use std::io::{self, Write};
 
 use crate::plugin::format_wire::{Batch as WireBatch, Column as WireColumn};
 
+#[cfg(feature = "arrow")]
+mod arrow;
+/// The Arrow crates [`RecordBatch::into_arrow`] converts to, at the version Sluice builds with.
+#[cfg(feature = "arrow")]
+pub use {arrow_array, arrow_schema};
+
 /// The type tags of `value-type` in `wit/sluice.wit`, by discriminant.
 const NULL: u8 = 0;
 const BOOLEAN: u8 = 1;
