@@ -15,6 +15,75 @@
 //! - [`daemon`]: `sluice daemon`: schedules, live reload, the HTTP API, the dashboard page.
 //! - [`metrics`]: what Sluice counts, for the daemon's `/metrics`.
 //! - [`embed`]: Sluice inside another Rust program: its own sources and sinks, progress, pulled batches.
+//!
+//! # Embedding
+//!
+//! The `sluice` binary is one user of this library; a data platform is another. A host is built from a
+//! `connector.toml` ([`embed::Sluice::from_file`]) or from Rust values, as here, where a folder of CSV
+//! files goes through the bundled `csv` plugin (sandboxed, as always) into a sink the program wrote:
+//!
+//! ```
+//! use sluice::batch::RecordBatch;
+//! use sluice::config::{Config, DataflowConfig, FormatConfig, SinkConfig, SourceConfig};
+//! use sluice::embed::Sluice;
+//! use sluice::sink::{RecordSink, RecordWriter, SinkError};
+//! use sluice::source::ObjectMeta;
+//! use sluice::sync::Quiet;
+//! use std::sync::{Arc, Mutex};
+//!
+//! /// Counts the rows of every object committed.
+//! #[derive(Clone, Default)]
+//! struct Counter(Arc<Mutex<usize>>);
+//!
+//! impl RecordSink for Counter {
+//!     fn begin_object(&self, _: &str, _: &ObjectMeta, _: i64) -> Result<Box<dyn RecordWriter>, SinkError> {
+//!         Ok(Box::new(Staged { counter: self.clone(), rows: 0 }))
+//!     }
+//! }
+//!
+//! /// One object's rows, counted only once it commits.
+//! struct Staged { counter: Counter, rows: usize }
+//!
+//! impl RecordWriter for Staged {
+//!     fn write(&mut self, batch: RecordBatch) -> Result<(), SinkError> {
+//!         self.rows += batch.num_rows();
+//!         Ok(())
+//!     }
+//!     fn commit(self: Box<Self>) -> Result<(), SinkError> {
+//!         *self.counter.0.lock().unwrap() += self.rows;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! std::fs::create_dir(dir.path().join("orders"))?;
+//! std::fs::write(dir.path().join("orders/2026-12-01.csv"), "id,total\n1,9.50\n2,12.00\n")?;
+//!
+//! let mut config = Config::new(dir.path());
+//! config.add_dataflow(
+//!     "Orders",
+//!     DataflowConfig::new(SourceConfig::local("orders"))
+//!         .with_format(FormatConfig::plugin("csv"))
+//!         .with_sink(SinkConfig::custom("counter")),
+//! )?;
+//! let counter = Counter::default();
+//! let mut sluice = Sluice::new(config)?;
+//! sluice.register_sink("counter", counter.clone());
+//!
+//! let report = sluice.run("Orders", &Quiet)?;
+//! assert_eq!((report.counts.objects, report.counts.rows), (1, 2));
+//! assert_eq!(*counter.0.lock().unwrap(), 2);
+//! // The state ledger remembers the file: a second run takes nothing.
+//! assert_eq!(sluice.run("Orders", &Quiet)?.counts.objects, 0);
+//! # Ok(()) }
+//! ```
+//!
+//! [`embed::Sluice::pull`] hands the batches to the caller instead, and with the feature `arrow`,
+//! [`batch::RecordBatch::into_arrow`] makes each an Apache Arrow `RecordBatch` for DataFusion, Polars or
+//! DuckDB, taking over Sluice's buffers where the layouts agree.
+
+#![deny(missing_docs)]
 
 pub mod batch;
 pub mod config;

@@ -10,16 +10,20 @@ use std::time::SystemTime;
 /// One line of the dataflow list.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct DataflowSummary {
+    /// The dataflow's key in `connector.toml`.
     pub name: String,
+    /// Its `display_name`, else its key.
     pub display_name: String,
     /// Source ─► sink: `s3 ─► sqlite`.
     #[serde(rename = "type")]
     pub kind: String,
     /// `never run`, `running`, or how the last run ended.
     pub status: String,
+    /// How many tables it writes.
     pub tables_count: usize,
     /// RFC 3339 times; absent before the first run.
     pub created: Option<String>,
+    /// When its configuration last changed (RFC 3339).
     pub updated: Option<String>,
     /// When the last run that loaded data (succeeded or partial) ended.
     pub last_refresh: Option<String>,
@@ -28,28 +32,44 @@ pub struct DataflowSummary {
 /// A table of a dataflow, with what it is for.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct TableSummary {
+    /// The dataflow that writes it.
     pub dataflow: String,
+    /// The table's name.
     pub table: String,
+    /// What it is for.
     pub purpose: TablePurpose,
+    /// Data or metadata.
     pub kind: TableKind,
     /// Absent until the first run creates the table.
     pub rows: Option<u64>,
+    /// Its columns; `None` where the table is not there yet.
     pub columns: Option<usize>,
 }
 
 /// One run, as the history shows it.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct RunSummary {
+    /// The run's number.
     pub run: i64,
+    /// When it started (RFC 3339).
     pub started: String,
+    /// When it ended (RFC 3339); `None` while it runs.
     pub ended: Option<String>,
+    /// How long it took.
     pub duration_seconds: Option<f64>,
+    /// How it ended (`succeeded`, `partial`, `failed`, `interrupted`, `rolled back`, `running`).
     pub status: String,
+    /// Objects it took.
     pub objects: u64,
+    /// Objects of those that did not load.
     pub failed_objects: u64,
+    /// Rows written.
     pub rows_written: u64,
+    /// Rows refused.
     pub rows_rejected: u64,
+    /// Bytes read from the source.
     pub bytes: u64,
+    /// Why it failed, or which objects failed.
     pub error: Option<String>,
 }
 
@@ -140,10 +160,15 @@ fn kind(dataflow: &DataflowConfig, sink: &DatabaseUrl) -> String {
 /// One object of a run, as `sluice history --run` shows it.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct ObjectSummary {
+    /// The object's key.
     pub key: String,
+    /// How it stands in the ledger.
     pub status: String,
+    /// Rows loaded from it.
     pub rows: u64,
+    /// Rows of it refused.
     pub rejected: u64,
+    /// Why it failed or is pending, where it did not load.
     pub error: Option<String>,
 }
 

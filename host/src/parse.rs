@@ -12,9 +12,13 @@ pub const CHUNK_SIZE: usize = 1 << 20;
 /// Totals of one file.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct ParseSummary {
+    /// Records read.
     pub rows: u64,
+    /// Rows refused.
     pub rejected: u64,
+    /// Bytes read.
     pub bytes: u64,
+    /// How long it took.
     pub elapsed: Duration,
 }
 
@@ -27,11 +31,24 @@ pub enum ParseError {
     /// The plugin (or the template) failed part-way; what it completed before has been handed on.
     #[error(transparent)]
     Plugin(PluginError),
+    /// The file's bytes stopped coming (the connection broke) or did not decompress.
     #[error("reading `{object}` failed after {bytes} bytes: {source}")]
-    Read { object: String, bytes: u64, source: io::Error },
+    Read {
+        /// The object's key.
+        object: String,
+        /// Bytes read before the failure.
+        bytes: u64,
+        /// Why.
+        source: io::Error,
+    },
     /// The consumer of the records failed (a closed pipe, a full disk).
     #[error("writing the records of `{object}` failed: {source}")]
-    Consume { object: String, source: io::Error },
+    Consume {
+        /// The object's key.
+        object: String,
+        /// Why.
+        source: io::Error,
+    },
 }
 
 /// Reads `input` to its end through `plugin`, then `template` where there is one, handing each call's

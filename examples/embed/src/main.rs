@@ -17,9 +17,12 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+/// A document of the store: when it arrived, and its bytes.
+type Document = (SystemTime, Vec<u8>);
+
 /// The program's own store of documents, by key.
 #[derive(Clone, Default)]
-struct Inbox(Arc<Mutex<BTreeMap<String, (SystemTime, Vec<u8>)>>>);
+struct Inbox(Arc<Mutex<BTreeMap<String, Document>>>);
 
 impl Inbox {
     fn put(&self, key: &str, lines: &str) {
@@ -35,7 +38,7 @@ impl Source for Inbox {
 
     async fn list(&self) -> Result<Vec<ObjectMeta>, SourceError> {
         let documents = self.0.lock().unwrap();
-        let meta = |(key, (modified, bytes)): (&String, &(SystemTime, Vec<u8>))| ObjectMeta {
+        let meta = |(key, (modified, bytes)): (&String, &Document)| ObjectMeta {
             key: key.clone(),
             size: bytes.len() as u64,
             etag: format!("{}-{}", bytes.len(), key),

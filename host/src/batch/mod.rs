@@ -22,10 +22,15 @@ const JSON: u8 = 5;
 /// One value of a record.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Value<'a> {
+    /// No value.
     Null,
+    /// `true` or `false`.
     Boolean(bool),
+    /// A 64-bit signed integer.
     Integer(i64),
+    /// A 64-bit float.
     Float(f64),
+    /// Text.
     Text(&'a str),
     /// Nested JSON (an object, an array, or a number beyond `i64` and `f64`), as JSON text.
     Json(&'a str),
@@ -34,7 +39,9 @@ pub enum Value<'a> {
 /// A value held invalid UTF-8 (only a faulty plugin can produce one).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvalidText {
+    /// The column's name.
     pub column: String,
+    /// The row, from 0.
     pub row: usize,
 }
 
@@ -56,6 +63,7 @@ pub struct Column {
 }
 
 impl Column {
+    /// The column's name.
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -65,6 +73,7 @@ impl Column {
         &self.data[start..self.ends[row] as usize]
     }
 
+    /// The value of `row`; an error only for text that is not UTF-8.
     pub fn value(&self, row: usize) -> Result<Value<'_>, InvalidText> {
         let bytes = self.bytes(row);
         let text = || std::str::from_utf8(bytes).map_err(|_| InvalidText { column: self.name.clone(), row });
@@ -120,6 +129,7 @@ pub struct BatchBuilder {
 }
 
 impl BatchBuilder {
+    /// A builder of batches with these columns, in this order.
     pub fn new(columns: &[&str]) -> BatchBuilder {
         BatchBuilder {
             batch: RecordBatch {
@@ -140,6 +150,7 @@ impl BatchBuilder {
         self.batch.rows += 1;
     }
 
+    /// The batch built so far.
     pub fn finish(self) -> RecordBatch {
         self.batch
     }
@@ -219,10 +230,12 @@ impl RecordBatch {
         }
     }
 
+    /// How many records the batch holds.
     pub fn num_rows(&self) -> usize {
         self.rows
     }
 
+    /// Its columns, in the order the plugin gave them.
     pub fn columns(&self) -> &[Column] {
         &self.columns
     }

@@ -54,6 +54,7 @@ pub struct DaemonConfig {
 }
 
 impl DaemonConfig {
+    /// The address the API listens on (default `127.0.0.1:7878`).
     pub fn listen(&self) -> SocketAddr {
         self.listen.unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("a valid address"))
     }
@@ -63,6 +64,7 @@ impl DaemonConfig {
         self.token.as_ref().map(Secret::expose).filter(|token| !token.is_empty())
     }
 
+    /// The IANA time zone schedules are read in (default `UTC`).
     pub fn time_zone(&self) -> &str {
         self.time_zone.as_deref().unwrap_or("UTC")
     }
@@ -72,18 +74,22 @@ impl DaemonConfig {
         self.daily_at.as_deref().and_then(|at| parse_time_of_day(at).ok()).unwrap_or((0, 0))
     }
 
+    /// The most a dataflow's runs are put off from their slot (default none).
     pub fn jitter(&self) -> Duration {
         self.jitter.unwrap_or(Duration::ZERO)
     }
 
+    /// The most runs at once (default 2).
     pub fn max_concurrent_runs(&self) -> usize {
         self.max_concurrent_runs.unwrap_or(DEFAULT_MAX_CONCURRENT_RUNS)
     }
 
+    /// How long objects in flight get to commit at shutdown (default 30 s).
     pub fn shutdown_timeout(&self) -> Duration {
         self.shutdown_timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT)
     }
 
+    /// Whether the configuration and plugin files are watched for changes (default true).
     pub fn watch(&self) -> bool {
         self.watch.unwrap_or(true)
     }

@@ -21,6 +21,7 @@ pub const DEFAULT_OVERLAP: Duration = Duration::from_secs(24 * 3600);
 pub struct DataflowConfig {
     /// The name shown in listings (default: the dataflow's key).
     pub display_name: Option<String>,
+    /// What the dataflow is for, as listings show it.
     pub description: Option<String>,
     /// Where the dataflow's objects come from.
     pub source: SourceConfig,
@@ -87,10 +88,12 @@ impl DataflowConfig {
         self.format.as_ref().expect("a file source has a format, checked when the configuration was read")
     }
 
+    /// How far back the first run looks (default 90 days).
     pub fn initial_lookback(&self) -> Duration {
         self.initial_lookback.unwrap_or(DEFAULT_INITIAL_LOOKBACK)
     }
 
+    /// How far before the cursor later runs look again (default 1 day).
     pub fn overlap(&self) -> Duration {
         self.overlap.unwrap_or(DEFAULT_OVERLAP)
     }
@@ -179,6 +182,7 @@ pub struct LocalSourceConfig {
 #[serde(deny_unknown_fields)]
 pub struct S3SourceConfig {
     #[serde(deserialize_with = "env::string")]
+    /// The bucket's name.
     pub bucket: String,
     /// The bucket's region (default: from the environment or profile, else `us-east-1`).
     #[serde(default, deserialize_with = "env::optional")]
@@ -200,7 +204,9 @@ pub struct S3SourceConfig {
     /// Static credentials; without them the default chain is used (environment, profile, web identity,
     /// container or instance role).
     pub access_key_id: Option<Secret>,
+    /// The secret half of `access_key_id`.
     pub secret_access_key: Option<Secret>,
+    /// A session token that goes with temporary credentials.
     pub session_token: Option<Secret>,
 }
 
@@ -239,8 +245,11 @@ pub enum Compression {
     /// By the key's extension (`.gz`, `.zst`), else by the first bytes.
     #[default]
     Auto,
+    /// Objects are read as they are.
     None,
+    /// Objects are gzip streams.
     Gzip,
+    /// Objects are zstd streams.
     Zstd,
 }
 
@@ -251,6 +260,7 @@ pub struct TemplateConfig {
     /// A bundled template or a path to a `.wasm` component of the `template` world.
     pub plugin: String,
     #[serde(default)]
+    /// Handed to the template; see its documentation (`map` takes `object` and `fields`).
     pub options: toml::Table,
 }
 
@@ -323,13 +333,17 @@ pub struct SinkConfig {
 #[serde(rename_all = "kebab-case")]
 pub enum TablePurpose {
     #[default]
+    /// Any data.
     All,
     #[serde(rename = "customer-360")]
+    /// Data about customers, for a customer-360 view.
     Customer360,
+    /// Data about what is private, for privacy tooling.
     PrivacyMetadata,
 }
 
 impl TablePurpose {
+    /// The purpose as listings show it.
     pub fn as_str(self) -> &'static str {
         match self {
             TablePurpose::All => "all",
@@ -344,11 +358,14 @@ impl TablePurpose {
 #[serde(rename_all = "lowercase")]
 pub enum TableKind {
     #[default]
+    /// Records.
     Data,
+    /// Data about other data.
     Metadata,
 }
 
 impl TableKind {
+    /// The kind as listings show it.
     pub fn as_str(self) -> &'static str {
         match self {
             TableKind::Data => "data",
@@ -402,8 +419,11 @@ pub enum TypeConflict {
 #[serde(rename_all = "lowercase")]
 pub enum WriteMode {
     #[default]
+    /// Rows are added to the table.
     Append,
+    /// The table becomes exactly what the run loaded.
     Replace,
+    /// Rows replace the rows with the same `key`, others are added.
     Merge,
 }
 
@@ -467,10 +487,14 @@ pub enum Schedule {
     /// Once a day, at a time of day (`HH:MM`) or at midnight.
     #[default]
     Daily,
+    /// Once a day at a time of day, in the schedule's time zone.
     DailyAt {
+        /// The hour, 0 to 23.
         hour: u8,
+        /// The minute, 0 to 59.
         minute: u8,
     },
+    /// At every multiple of this since the Unix epoch.
     Every(Duration),
     /// A cron expression: five fields, or six with seconds first (`*/30 * * * * *`).
     Cron(String),

@@ -68,6 +68,7 @@ pub fn optional<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Str
 pub struct Secret(String);
 
 impl Secret {
+    /// A secret holding `value`, which is never shown.
     pub fn new(value: impl Into<String>) -> Secret {
         Secret(value.into())
     }

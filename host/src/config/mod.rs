@@ -66,10 +66,26 @@ pub const DEFAULT_SINK_URL: &str = "sqlite://sluice.db";
 /// A configuration error, with where it is.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file could not be read.
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why not.
+        source: std::io::Error,
+    },
+    /// The configuration is not valid.
     #[error("{}{message}", Place { path, line: *line, key: key.as_deref() })]
-    Invalid { path: PathBuf, line: Option<usize>, key: Option<String>, message: String },
+    Invalid {
+        /// The file (empty for a configuration built from Rust values).
+        path: PathBuf,
+        /// The 1-based line of the key, where it can be told.
+        line: Option<usize>,
+        /// The key, as `dataflows.Orders.sink.url`.
+        key: Option<String>,
+        /// What is wrong and how to mend it.
+        message: String,
+    },
 }
 
 /// "connector.toml line 12, `dataflows.Orders.source.bucket`: " before a message.
@@ -504,14 +520,16 @@ impl DataflowConfig {
 }
 
 impl FormatConfig {
-    /// The options as the plugin contract hands them over (see [`option_pairs`]).
+    /// The options as the plugin contract hands them over: strings as they are, numbers and booleans as
+    /// their TOML text, arrays and tables as JSON text.
     pub fn option_pairs(&self) -> Vec<(String, String)> {
         option_pairs(&self.options)
     }
 }
 
 impl TemplateConfig {
-    /// The options as the plugin contract hands them over (see [`option_pairs`]).
+    /// The options as the plugin contract hands them over: strings as they are, numbers and booleans as
+    /// their TOML text, arrays and tables as JSON text.
     pub fn option_pairs(&self) -> Vec<(String, String)> {
         option_pairs(&self.options)
     }

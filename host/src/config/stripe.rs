@@ -79,6 +79,7 @@ impl SinkConfig {
 const DEFAULT_LOOKBACK: Duration = Duration::from_secs(3600);
 
 impl StripeSourceConfig {
+    /// How far before the newest object or event seen later runs look again (default 1 hour).
     pub fn lookback(&self) -> Duration {
         self.lookback.unwrap_or(DEFAULT_LOOKBACK)
     }

@@ -42,12 +42,21 @@ const IDLE_POLL: Duration = Duration::from_millis(50);
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
+    /// The configuration is not valid.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// The plugin engine could not start, or a plugin did not load.
     #[error("cannot start the plugin host: {0}")]
     Plugins(String),
+    /// The API's address is taken or not allowed.
     #[error("cannot listen on {address}: {source}")]
-    Listen { address: std::net::SocketAddr, source: std::io::Error },
+    Listen {
+        /// The address of `[daemon] listen`.
+        address: std::net::SocketAddr,
+        /// Why not.
+        source: std::io::Error,
+    },
+    /// The runtime, a signal handler or the file watcher could not start.
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -58,10 +67,12 @@ pub enum DaemonError {
 pub enum Activity {
     /// Waiting for a place among `max_concurrent_runs`.
     Queued,
+    /// Running now.
     Running,
 }
 
 impl Activity {
+    /// The activity as the API and the dashboard show it.
     pub fn as_str(self) -> &'static str {
         match self {
             Activity::Queued => "queued",
@@ -82,8 +93,11 @@ pub enum Trigger {
 /// Why a run was not started.
 #[derive(Debug, PartialEq, Eq)]
 pub enum NotStarted {
+    /// The configuration has no such dataflow.
     UnknownDataflow,
+    /// It is queued or running already.
     AlreadyActive(Activity),
+    /// The daemon is shutting down.
     Stopping,
 }
 
@@ -91,11 +105,15 @@ pub enum NotStarted {
 /// locked or out of reach): kept here and written to the run history once the store answers again.
 #[derive(Clone, Debug, Serialize)]
 pub struct UnrecordedRun {
+    /// The dataflow.
     pub dataflow: String,
+    /// When it was to start.
     #[serde(serialize_with = "rfc3339")]
     pub started: SystemTime,
+    /// When it failed.
     #[serde(serialize_with = "rfc3339")]
     pub ended: SystemTime,
+    /// Why.
     pub error: String,
 }
 

@@ -29,7 +29,9 @@ pub(crate) struct ComponentCache {
 /// Whether a component came from the cache or was compiled now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CompileSource {
+    /// It was compiled before and read from the cache.
     Cache,
+    /// It was compiled now.
     Compiled,
 }
 

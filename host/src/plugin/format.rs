@@ -35,6 +35,7 @@ pub struct FormatPlugin {
 pub struct RejectedRow {
     /// The 1-based line of the file the row starts on.
     pub line: u64,
+    /// Why it was refused.
     pub reason: String,
     /// Up to 1 KiB of the row's raw text.
     pub raw: String,
@@ -50,7 +51,9 @@ impl From<bindings::sluice::plugin::types::RejectedRow> for RejectedRow {
 /// What one call into a parser produced.
 #[derive(Debug, Default)]
 pub struct Parsed {
+    /// The batches completed.
     pub batches: Vec<RecordBatch>,
+    /// The rows refused.
     pub rejects: Vec<RejectedRow>,
 }
 

@@ -73,6 +73,7 @@ pub struct Inspection {
     pub imports: Vec<Import>,
     /// What loading it took: compiling it, or reading it from the cache of compiled plugins.
     pub compile_time: Duration,
+    /// Whether it was compiled now or read from the cache.
     pub compiled_from: CompileSource,
 }
 

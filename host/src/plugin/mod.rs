@@ -74,30 +74,88 @@ pub enum PluginSource {
 pub struct PluginSpec {
     /// The plugin's name in `connector.toml`, used in every message about it.
     pub name: String,
+    /// Where its component comes from.
     pub source: PluginSource,
+    /// The limits it runs under.
     pub limits: Limits,
 }
 
-/// Why a plugin could not be loaded, or failed on a file.
+/// Why a plugin could not be loaded, or failed on a file. Every variant names the plugin (by its name in
+/// `connector.toml`) and, once a file is being read, the object.
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
+    /// The component could not be read, compiled, linked or checked against its world.
     #[error("plugin `{plugin}` could not be loaded: {reason}")]
-    Load { plugin: String, reason: String },
+    Load {
+        /// The plugin's name.
+        plugin: String,
+        /// Why, in words a plugin author can act on.
+        reason: String,
+    },
     /// The file cannot be read as this format (the plugin said so).
     #[error("plugin `{plugin}` cannot read `{object}`{}: {message}", at_line(*line))]
-    Format { plugin: String, object: String, line: u64, message: String },
+    Format {
+        /// The plugin's name.
+        plugin: String,
+        /// The object's key.
+        object: String,
+        /// The 1-based line the plugin found the problem on; 0 where no line applies.
+        line: u64,
+        /// What the plugin said.
+        message: String,
+    },
+    /// A call ran past the plugin's time limit and was interrupted.
     #[error("plugin `{plugin}` ran past its time limit of {limit:?} on `{object}` and was stopped")]
-    Timeout { plugin: String, object: String, limit: Duration },
+    Timeout {
+        /// The plugin's name.
+        plugin: String,
+        /// The object's key.
+        object: String,
+        /// The limit of one call.
+        limit: Duration,
+    },
+    /// The instance tried to grow its memory past the cap.
     #[error("plugin `{plugin}` reached its memory limit of {} MiB on `{object}` and was stopped", limit >> 20)]
-    MemoryLimit { plugin: String, object: String, limit: usize },
+    MemoryLimit {
+        /// The plugin's name.
+        plugin: String,
+        /// The object's key.
+        object: String,
+        /// The cap, in bytes.
+        limit: usize,
+    },
+    /// The plugin trapped (a panic, an out-of-bounds access).
     #[error("plugin `{plugin}` crashed on `{object}`: {message}{}", stderr.as_ref().map(|s| format!("\nplugin stderr:\n{s}")).unwrap_or_default())]
-    Trap { plugin: String, object: String, message: String, stderr: Option<String> },
+    Trap {
+        /// The plugin's name.
+        plugin: String,
+        /// The object's key.
+        object: String,
+        /// The trap, as wasmtime tells it.
+        message: String,
+        /// The last lines the plugin wrote to stderr (its panic message), if any.
+        stderr: Option<String>,
+    },
     /// A data template cannot work on the object at all (its options are wrong, say).
     #[error("template `{plugin}` failed on `{object}`: {message}")]
-    Template { plugin: String, object: String, message: String },
+    Template {
+        /// The template's name.
+        plugin: String,
+        /// The object's key.
+        object: String,
+        /// What the template said.
+        message: String,
+    },
     /// The plugin broke the contract (a malformed batch).
     #[error("plugin `{plugin}` returned a malformed batch for `{object}`: {message}")]
-    Contract { plugin: String, object: String, message: String },
+    Contract {
+        /// The plugin's name.
+        plugin: String,
+        /// The object's key.
+        object: String,
+        /// What was malformed.
+        message: String,
+    },
 }
 
 fn at_line(line: u64) -> String {
@@ -120,6 +178,7 @@ pub struct PluginHost {
 }
 
 impl PluginHost {
+    /// Starts the engine (and its epoch ticker thread) with `settings`.
     pub fn new(settings: HostSettings) -> wasmtime::Result<Self> {
         let engine = engine::new_engine()?;
         let mut linker = Linker::new(&engine);
@@ -227,18 +286,22 @@ pub struct PluginSet {
 }
 
 impl PluginSet {
+    /// The format plugin loaded as `name`.
     pub fn format(&self, name: &str) -> Option<&FormatPlugin> {
         self.formats.get(name)
     }
 
+    /// The data template loaded as `name`.
     pub fn template(&self, name: &str) -> Option<&TemplatePlugin> {
         self.templates.get(name)
     }
 
+    /// Keeps `plugin` as the format plugin `name`.
     pub fn insert_format(&mut self, name: String, plugin: FormatPlugin) {
         self.formats.insert(name, plugin);
     }
 
+    /// Keeps `plugin` as the data template `name`.
     pub fn insert_template(&mut self, name: String, plugin: TemplatePlugin) {
         self.templates.insert(name, plugin);
     }

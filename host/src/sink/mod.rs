@@ -22,26 +22,37 @@ use crate::source::ObjectMeta;
 #[derive(Debug, thiserror::Error)]
 #[error("writing table `{table}` failed: {message}")]
 pub struct SinkError {
+    /// The table (or, for a custom sink, the name it was registered under).
     pub table: String,
+    /// What went wrong.
     pub message: String,
 }
 
 /// An object version a tables sink holds committed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CommittedObject {
+    /// The object's key.
     pub key: String,
+    /// The version's ETag.
     pub etag: String,
+    /// Its size in bytes.
     pub size: u64,
+    /// When it was last written.
     pub last_modified: std::time::SystemTime,
+    /// Rows loaded from it.
     pub rows: u64,
+    /// Rows of it refused.
     pub rejected: u64,
+    /// The run that loaded it.
     pub run_id: i64,
 }
 
 /// A table a dataflow writes, and how.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TableSpec {
+    /// The table's name.
     pub name: String,
+    /// How a run's rows meet the table's.
     pub mode: WriteMode,
     /// The columns `merge` matches on.
     pub key: Vec<String>,
@@ -92,7 +103,9 @@ fn log_renamed(dataflow: &str, old: &str, new: &str) {
 /// What a rollback undid.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RolledBack {
+    /// The run whose changes were undone.
     pub run_id: i64,
+    /// Rows its undoing took out of the table.
     pub rows_removed: u64,
 }
 

@@ -60,6 +60,7 @@ fn create_only(object: &str) -> &'static [&'static str] {
     }
 }
 
+/// A sink whose records become Stripe objects, each created or updated through the API by its external id; what Stripe answered goes into a results table.
 pub struct StripeSink {
     /// The results table, markers and rejects.
     results: Box<dyn TableSink>,
@@ -72,6 +73,7 @@ pub struct StripeSink {
 }
 
 impl StripeSink {
+    /// A Stripe sink writing through `client` to `target`, its results kept in `results` for `dataflow`.
     pub fn new(
         results: Box<dyn TableSink>,
         client: StripeClient,

@@ -7,12 +7,14 @@ use async_trait::async_trait;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
+/// A local folder whose files stand in for a bucket's objects.
 pub struct LocalSource {
     root: PathBuf,
     prefix: String,
 }
 
 impl LocalSource {
+    /// The files below `root` whose keys (paths below `root`, with `/`) start with `prefix`.
     pub fn new(root: PathBuf, prefix: String) -> LocalSource {
         LocalSource { root, prefix }
     }

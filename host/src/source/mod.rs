@@ -22,6 +22,7 @@ pub const MANY_OBJECTS: usize = 1000;
 pub struct ObjectMeta {
     /// The key: a path below the bucket or folder, with `/`.
     pub key: String,
+    /// Its size in bytes, as stored (compressed, where it is).
     pub size: u64,
     /// Changes whenever the object's content is replaced (S3's ETag; for a local file, its mtime and size).
     pub etag: String,
@@ -54,12 +55,32 @@ pub trait Source: Send + Sync {
 /// Why a source could not list or open.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
+    /// Listing failed.
     #[error("listing {source_name} failed: {message}")]
-    List { source_name: String, message: String },
+    List {
+        /// The source, as [`Source::describe`] tells it.
+        source_name: String,
+        /// Why.
+        message: String,
+    },
+    /// An object could not be opened (or it changed since it was listed).
     #[error("opening `{key}` of {source_name} failed: {message}")]
-    Open { source_name: String, key: String, message: String },
+    Open {
+        /// The source, as [`Source::describe`] tells it.
+        source_name: String,
+        /// The object's key.
+        key: String,
+        /// Why.
+        message: String,
+    },
+    /// The source could not be made (credentials, a role, a name nobody registered).
     #[error("{source_name}: {message}")]
-    Setup { source_name: String, message: String },
+    Setup {
+        /// The source.
+        source_name: String,
+        /// Why.
+        message: String,
+    },
 }
 
 /// Builds the file source a dataflow names (a Stripe source is read by `sync::stripe`, not as files).

@@ -19,6 +19,7 @@ use std::time::SystemTime;
 /// The region when neither the configuration nor the environment names one.
 const FALLBACK_REGION: &str = "us-east-1";
 
+/// An S3 bucket, or a bucket of an S3-compatible store, read through the AWS SDK.
 pub struct S3Source {
     client: Client,
     bucket: String,

@@ -40,12 +40,27 @@ enum Held {
     },
 }
 
+/// Why a dataflow's run lock was not taken.
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
+    /// Another process holds it.
     #[error("dataflow `{dataflow}` is being run by another process ({holder}); try again when that run ends")]
-    Held { dataflow: String, holder: String },
+    Held {
+        /// The dataflow.
+        dataflow: String,
+        /// Who holds it: the host and process id.
+        holder: String,
+    },
+    /// The lock could not be taken at all.
     #[error("cannot lock dataflow `{dataflow}` ({location}): {message}")]
-    Failed { dataflow: String, location: String, message: String },
+    Failed {
+        /// The dataflow.
+        dataflow: String,
+        /// The state database.
+        location: String,
+        /// Why.
+        message: String,
+    },
 }
 
 /// The lock file of `dataflow` for the state database at `state_path`.

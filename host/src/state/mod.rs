@@ -32,6 +32,7 @@ const MIGRATION_LOCK: i64 = 0x736c_7569_6365;
 pub struct StateError {
     /// The database file, or the server's URL without its password.
     pub location: String,
+    /// What went wrong.
     pub message: String,
 }
 
@@ -49,6 +50,7 @@ pub enum ObjectStatus {
 }
 
 impl ObjectStatus {
+    /// The status as the ledger stores it and listings show it.
     pub fn as_str(self) -> &'static str {
         match self {
             ObjectStatus::Loaded => "loaded",
@@ -76,29 +78,43 @@ impl ObjectStatus {
 /// One version (key and ETag) of an object in the ledger.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LedgerEntry {
+    /// The object's key.
     pub key: String,
+    /// The version's ETag.
     pub etag: String,
+    /// Its size in bytes.
     pub size: u64,
+    /// When it was last written.
     pub last_modified: SystemTime,
+    /// How it stands.
     pub status: ObjectStatus,
+    /// Rows loaded from it.
     pub rows: u64,
+    /// Rows of it refused.
     pub rejected: u64,
+    /// Why it failed or is pending, where it did not load.
     pub error: Option<String>,
+    /// The run that last took it.
     pub run_id: i64,
 }
 
 /// What a run made of an object version, for the ledger.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ObjectOutcome<'a> {
+    /// How it stands now.
     pub status: ObjectStatus,
+    /// Rows loaded from it.
     pub rows: u64,
+    /// Rows of it refused.
     pub rejected: u64,
+    /// Why it failed or is pending, where it did not load.
     pub error: Option<&'a str>,
 }
 
 /// How a run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RunStatus {
+    /// It has not ended yet (or its process was killed before it could say how it ended).
     Running,
     /// Every object it took was loaded.
     Succeeded,
@@ -113,6 +129,7 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
+    /// The status as the state store keeps it and listings show it.
     pub fn as_str(self) -> &'static str {
         match self {
             RunStatus::Running => "running",
@@ -139,29 +156,43 @@ impl RunStatus {
 /// Totals of a run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RunCounts {
+    /// Objects the run took.
     pub objects: u64,
+    /// Objects of those that did not load.
     pub failed_objects: u64,
+    /// Rows written.
     pub rows: u64,
+    /// Rows refused (by the format plugin, the template or the sink).
     pub rejected: u64,
+    /// Bytes read from the source.
     pub bytes: u64,
 }
 
 /// A run as recorded.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunRecord {
+    /// The run's number, unique in the state store.
     pub id: i64,
+    /// The dataflow it ran.
     pub dataflow: String,
+    /// When it started.
     pub started_at: SystemTime,
+    /// When it ended; `None` while it runs.
     pub ended_at: Option<SystemTime>,
+    /// How it ended.
     pub status: RunStatus,
+    /// Its totals.
     pub counts: RunCounts,
+    /// Why it failed, or which objects failed.
     pub error: Option<String>,
 }
 
 /// When a dataflow was first run, and when its configuration last changed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DataflowRecord {
+    /// When the dataflow first ran.
     pub created_at: SystemTime,
+    /// When its configuration last changed, as its fingerprint tells.
     pub updated_at: SystemTime,
 }
 
@@ -604,6 +635,7 @@ pub fn millis(time: SystemTime) -> i64 {
     }
 }
 
+/// The time `millis` milliseconds after the Unix epoch (as [`millis`] counts).
 pub fn from_millis(millis: i64) -> SystemTime {
     if millis >= 0 {
         UNIX_EPOCH + Duration::from_millis(millis as u64)

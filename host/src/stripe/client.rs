@@ -14,19 +14,23 @@ use std::time::Duration;
 
 /// The API version Sluice is written against; Stripe answers in its shapes whatever the account's default.
 pub const API_VERSION: &str = "2025-09-30.clover";
+/// Stripe's API, where a configuration names no other.
 pub const API_BASE: &str = "https://api.stripe.com";
 
 /// How to reach Stripe, from a dataflow's configuration.
 #[derive(Clone, Debug)]
 pub struct ClientSettings {
+    /// The secret or restricted key.
     pub api_key: Secret,
     /// A connected account to act for (`Stripe-Account`).
     pub account: Option<String>,
+    /// The API's base URL.
     pub api_base: String,
     /// Requests per second.
     pub rate_limit: NonZeroU32,
+    /// Retries of a request that met a 429, a 5xx or a network error.
     pub max_retries: u32,
-    /// The first retry waits about this long; each later one twice as long, up to [`MAX_BACKOFF`].
+    /// The first retry waits about this long; each later one twice as long, up to 10 s.
     pub first_backoff: Duration,
     /// How long one request may take.
     pub timeout: Duration,
@@ -55,7 +59,9 @@ impl ClientSettings {
 /// What Stripe answered to a request it carried out.
 #[derive(Debug)]
 pub struct Answer {
+    /// The JSON Stripe answered.
     pub body: Json,
+    /// Stripe's `Request-Id`, for support.
     pub request_id: Option<String>,
 }
 
@@ -66,18 +72,35 @@ pub enum StripeError {
     /// own fault, so retrying would not help.
     #[error("{message} ({}{}{})", describe_code(code), describe_param(param), describe_request(request_id))]
     Refused {
+        /// The HTTP status (400, 402, 404).
         status: u16,
+        /// Stripe's error code, where it gave one.
         code: Option<String>,
+        /// The parameter at fault, where Stripe named one.
         param: Option<String>,
+        /// Stripe's message.
         message: String,
+        /// Stripe's `Request-Id`, for support.
         request_id: Option<String>,
     },
     /// Stripe refused the key (401) or its permissions (403): every request would fail the same way.
     #[error("Stripe refused the API key: {message} (HTTP {status}{})", describe_request(request_id))]
-    Key { status: u16, message: String, request_id: Option<String> },
+    Key {
+        /// 401 or 403.
+        status: u16,
+        /// Stripe's message.
+        message: String,
+        /// Stripe's `Request-Id`, for support.
+        request_id: Option<String>,
+    },
     /// Stripe or the network kept failing through every retry.
     #[error("Stripe did not answer after {attempts} attempts; the last: {last}")]
-    Unavailable { attempts: u32, last: String },
+    Unavailable {
+        /// Requests made.
+        attempts: u32,
+        /// The last failure.
+        last: String,
+    },
 }
 
 impl StripeError {
@@ -115,6 +138,7 @@ pub struct StripeClient {
 }
 
 impl StripeClient {
+    /// A client with `settings`; an error where its HTTP client cannot be made.
     pub fn new(settings: ClientSettings) -> Result<StripeClient, String> {
         let http = reqwest::Client::builder()
             .timeout(settings.timeout)

@@ -13,7 +13,9 @@ const PAGE: usize = 100;
 /// One thing checked: what, and how it went (a line of detail, or why it failed).
 #[derive(Clone, Debug)]
 pub struct Checked {
+    /// What was checked: `plugin csv`, `source`, `sink sqlite://...`.
     pub what: String,
+    /// What it found, or why it failed.
     pub outcome: Result<String, String>,
 }
 

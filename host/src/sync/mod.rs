@@ -40,9 +40,11 @@ use std::sync::atomic::{AtomicU8, Ordering};
 pub trait Progress: Sync {
     /// The source was listed and the run planned.
     fn planned(&self, _dataflow: &str, _plan: &Plan) {}
+    /// An object is about to be read.
     fn object_started(&self, _object: &ObjectMeta) {}
     /// `bytes` of the object (as stored, so compressed where it is) have been read, `rows` written.
     fn object_progress(&self, _object: &ObjectMeta, _bytes: u64, _rows: u64) {}
+    /// An object ended: loaded, failed or left for the next run.
     fn object_finished(&self, _object: &ObjectMeta, _report: &ObjectReport) {}
 }
 
@@ -77,10 +79,12 @@ impl StopSignal {
         self.0.fetch_max(ABORTING, Ordering::SeqCst);
     }
 
+    /// Whether runs are to start no new object.
     pub fn draining(&self) -> bool {
         self.0.load(Ordering::SeqCst) >= DRAINING
     }
 
+    /// Whether runs are to give up the objects in flight.
     pub fn aborting(&self) -> bool {
         self.0.load(Ordering::SeqCst) >= ABORTING
     }
@@ -89,16 +93,41 @@ impl StopSignal {
 /// Why a run could not start, or could not be recorded.
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
+    /// The configuration has no such dataflow, or names a plugin it cannot find.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A plugin of the dataflow did not load, or its template refused its options.
     #[error("dataflow `{dataflow}`: {source}")]
-    Plugin { dataflow: String, source: PluginError },
+    Plugin {
+        /// The dataflow.
+        dataflow: String,
+        /// Why.
+        source: PluginError,
+    },
+    /// The state store failed.
     #[error("dataflow `{dataflow}`: {source}")]
-    State { dataflow: String, source: StateError },
+    State {
+        /// The dataflow.
+        dataflow: String,
+        /// Why.
+        source: StateError,
+    },
+    /// The sink could not be opened.
     #[error("dataflow `{dataflow}`: {source}")]
-    Sink { dataflow: String, source: SinkError },
+    Sink {
+        /// The dataflow.
+        dataflow: String,
+        /// Why.
+        source: SinkError,
+    },
+    /// The source could not be made.
     #[error("dataflow `{dataflow}`: {source}")]
-    Source { dataflow: String, source: SourceError },
+    Source {
+        /// The dataflow.
+        dataflow: String,
+        /// Why.
+        source: SourceError,
+    },
     /// Another process runs the dataflow.
     #[error(transparent)]
     Locked(#[from] LockError),

@@ -29,10 +29,12 @@ pub enum Decision {
 }
 
 impl Decision {
+    /// Whether the run reads the object.
     pub fn imports(self) -> bool {
         matches!(self, Decision::New | Decision::Changed | Decision::Retry)
     }
 
+    /// The decision as `sluice preview` shows it.
     pub fn as_str(self) -> &'static str {
         match self {
             Decision::New => "new",
@@ -48,7 +50,9 @@ impl Decision {
 /// A listed object inside the run's window, and what the run does with it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PlannedObject {
+    /// The object as listed.
     pub object: ObjectMeta,
+    /// What the run does with it.
     pub decision: Decision,
 }
 
@@ -73,13 +77,18 @@ impl Plan {
 /// How far back a run looks.
 #[derive(Clone, Copy, Debug)]
 pub struct Window {
+    /// The moment the plan is made.
     pub now: SystemTime,
+    /// The last run's cursor; `None` before the first run.
     pub cursor: Option<SystemTime>,
+    /// How far back the first run looks.
     pub initial_lookback: std::time::Duration,
+    /// How far before the cursor later runs look again.
     pub overlap: std::time::Duration,
 }
 
 impl Window {
+    /// Objects modified before this are not taken: the cursor less the overlap, or now less the initial lookback.
     pub fn start(&self) -> SystemTime {
         let start = match self.cursor {
             None => self.now.checked_sub(self.initial_lookback),

@@ -14,6 +14,7 @@ use std::io;
 /// The first records of one object.
 #[derive(Clone, Debug)]
 pub struct Sample {
+    /// The object's key.
     pub key: String,
     /// Each record as one line of JSON.
     pub records: Vec<String>,
@@ -26,6 +27,7 @@ pub struct Sample {
 /// A preview of a dataflow's next run.
 #[derive(Clone, Debug)]
 pub struct Preview {
+    /// What the next run would do with each object listed.
     pub plan: Plan,
     /// The first records of the first object the run would import (else of the newest object listed).
     pub sample: Option<Sample>,

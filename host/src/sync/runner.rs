@@ -37,26 +37,38 @@ pub const INTERRUPTED: &str = "interrupted: the run was asked to stop before thi
 /// How one object of a run ended.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ObjectReport {
+    /// The object's key.
     pub key: String,
+    /// How it stands after the run.
     pub status: ObjectStatus,
+    /// Rows loaded from it.
     pub rows: u64,
+    /// Rows of it refused.
     pub rejected: u64,
     /// Bytes read from the source (compressed, where the object is).
     pub bytes: u64,
+    /// Why it failed or is pending, where it did not load.
     pub error: Option<String>,
+    /// How long it took.
     pub elapsed: Duration,
 }
 
 /// How a run ended.
 #[derive(Clone, Debug)]
 pub struct RunReport {
+    /// The dataflow.
     pub dataflow: String,
+    /// The run's number.
     pub run_id: i64,
+    /// How it ended.
     pub status: RunStatus,
+    /// Its totals.
     pub counts: RunCounts,
     /// The run's error: why it failed, or which objects failed.
     pub error: Option<String>,
+    /// Each object it took.
     pub objects: Vec<ObjectReport>,
+    /// How long it took.
     pub elapsed: Duration,
 }
 

@@ -313,6 +313,7 @@ fn created_since(cursor: Option<SystemTime>, lookback: Duration) -> Vec<(String,
 pub struct StripeTablePreview {
     /// The Stripe object's API path.
     pub object: String,
+    /// The table's name.
     pub table: String,
     /// Objects Stripe holds.
     pub in_stripe: u64,
