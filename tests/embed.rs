@@ -21,6 +21,26 @@ fn csv(rows: usize) -> String {
     text
 }
 
+/// A folder `files` in `dir` holding, for each (name, rows), a CSV file of that many records.
+fn files(dir: &Path, contents: &[(&str, usize)]) -> std::path::PathBuf {
+    let files = dir.join("files");
+    std::fs::create_dir(&files).unwrap();
+    for (name, rows) in contents {
+        std::fs::write(files.join(name), csv(*rows)).unwrap();
+    }
+    files
+}
+
+/// A host of the dataflow `Ledger` (see [`config`]) whose source is the folder `files` registered as the
+/// custom source `files`, and whose sink is `kept`.
+fn registered(dir: &Path, files: std::path::PathBuf, kept: &Kept) -> Sluice {
+    let mut sluice = Sluice::new(config(dir, SourceConfig::custom("files"))).unwrap();
+    sluice
+        .register_source("files", LocalSource::new(files, String::new()))
+        .register_sink("kept", kept.clone());
+    sluice
+}
+
 /// A configuration from Rust values: the folder `files` of `dir`, read as CSV, into the caller's sink
 /// `kept`, the state in `dir`.
 fn config(dir: &Path, source: SourceConfig) -> Config {
@@ -106,8 +126,7 @@ fn a_dataflow_built_from_rust_values_is_checked_as_a_file_would_be() {
     assert!(error.contains("dataflow name `my-orders` is not allowed"), "{error}");
 
     // A valid one runs, into a SQLite table, with the relative paths taken from the folder given.
-    std::fs::create_dir(dir.path().join("files")).unwrap();
-    std::fs::write(dir.path().join("files/a.csv"), csv(3)).unwrap();
+    files(dir.path(), &[("a.csv", 3)]);
     let table = DataflowConfig::new(SourceConfig::local("files"))
         .with_format(FormatConfig::plugin("csv").option("null_values", toml::Value::Array(vec!["".into()])))
         .with_sink(SinkConfig::table("sqlite://out.db", "orders"));
@@ -144,15 +163,9 @@ impl Progress for Events {
 #[test]
 fn a_registered_source_and_sink_carry_a_run_and_progress_events_come_in_order() {
     let dir = tempfile::tempdir().unwrap();
-    let files = dir.path().join("files");
-    std::fs::create_dir(&files).unwrap();
-    std::fs::write(files.join("a.csv"), csv(2)).unwrap();
-    std::fs::write(files.join("b.csv"), csv(20_000)).unwrap();
+    let files = files(dir.path(), &[("a.csv", 2), ("b.csv", 20_000)]);
     let kept = Kept::default();
-    let mut sluice = Sluice::new(config(dir.path(), SourceConfig::custom("files"))).unwrap();
-    sluice
-        .register_source("files", LocalSource::new(files, String::new()))
-        .register_sink("kept", kept.clone());
+    let sluice = registered(dir.path(), files, &kept);
 
     let events = Events::default();
     let report = sluice.run("Ledger", &events).unwrap();
@@ -186,17 +199,10 @@ fn a_registered_source_and_sink_carry_a_run_and_progress_events_come_in_order() 
 #[test]
 fn a_sink_that_fails_in_the_middle_of_an_object_fails_that_object_alone_and_keeps_nothing_of_it() {
     let dir = tempfile::tempdir().unwrap();
-    let files = dir.path().join("files");
-    std::fs::create_dir(&files).unwrap();
-    std::fs::write(files.join("a.csv"), csv(5)).unwrap();
-    std::fs::write(files.join("b.csv"), csv(40_000)).unwrap();
-    std::fs::write(files.join("c.csv"), csv(7)).unwrap();
+    let files = files(dir.path(), &[("a.csv", 5), ("b.csv", 40_000), ("c.csv", 7)]);
     let kept =
         Kept { fail_in: Some("b.csv".into()), failing: Arc::new(AtomicBool::new(true)), ..Kept::default() };
-    let mut sluice = Sluice::new(config(dir.path(), SourceConfig::custom("files"))).unwrap();
-    sluice
-        .register_source("files", LocalSource::new(files, String::new()))
-        .register_sink("kept", kept.clone());
+    let sluice = registered(dir.path(), files, &kept);
 
     let report = sluice.run("Ledger", &Quiet).unwrap();
     assert_eq!(report.status, RunStatus::Partial);
@@ -251,10 +257,7 @@ fn a_custom_source_or_sink_nobody_registered_fails_the_run_naming_it() {
 #[test]
 fn pulled_batches_come_per_object_and_only_what_the_caller_took_is_recorded() {
     let dir = tempfile::tempdir().unwrap();
-    let files = dir.path().join("files");
-    std::fs::create_dir(&files).unwrap();
-    std::fs::write(files.join("a.csv"), csv(20_000)).unwrap();
-    std::fs::write(files.join("b.csv"), csv(3)).unwrap();
+    let files = files(dir.path(), &[("a.csv", 20_000), ("b.csv", 3)]);
     let sluice = Sluice::new(config(dir.path(), SourceConfig::local("files"))).unwrap();
 
     let mut pull = sluice.pull("Ledger");
