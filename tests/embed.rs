@@ -167,6 +167,17 @@ fn a_registered_source_and_sink_carry_a_run_and_progress_events_come_in_order() 
     let kept = Kept::default();
     let sluice = registered(dir.path(), files, &kept);
 
+    // Before the run: the check finds the registered source and sink, the preview what would come.
+    let checked: Vec<String> = sluice
+        .check()
+        .into_iter()
+        .map(|c| format!("{}: {}", c.what, c.outcome.unwrap_or_else(|e| e)))
+        .collect();
+    assert!(checked.contains(&"Ledger: sink custom `kept`: registered".to_string()), "{checked:?}");
+    assert!(checked.iter().any(|c| c.ends_with("listed: 2 objects on the first page")), "{checked:?}");
+    let preview = sluice.preview("Ledger", 1).unwrap();
+    assert_eq!(preview.plan.to_import().count(), 2);
+
     let events = Events::default();
     let report = sluice.run("Ledger", &events).unwrap();
     assert_eq!((report.status, report.counts.rows), (RunStatus::Succeeded, 20_002), "{:?}", report.error);

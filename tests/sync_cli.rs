@@ -185,3 +185,39 @@ fn check_proves_plugins_sources_and_databases_before_a_deploy_and_names_what_fai
         .unwrap();
     assert_eq!(run(dir.path(), &["check"]).status.code(), Some(2), "an invalid configuration");
 }
+
+#[test]
+fn a_custom_source_or_sink_in_connector_toml_is_refused_by_the_binary_naming_it() {
+    let missing_name = config_error(&format!(
+        "[dataflows.Orders]\n{LOCAL}format = {{ plugin = \"csv\" }}\nsink = {{ type = \"custom\" }}\n"
+    ));
+    assert!(missing_name.contains("dataflows.Orders.sink.name"), "{missing_name}");
+    assert!(
+        missing_name.contains("a custom sink needs the name its program registered it under"),
+        "{missing_name}"
+    );
+
+    // Valid as configuration, but only an embedding program registers custom sources and sinks.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("connector.toml"),
+        "[dataflows.Orders]\nsource = { type = \"custom\", name = \"inbox\" }\nformat = { plugin = \"csv\" }\n\n\
+         [dataflows.Audit]\nsource = { type = \"local\", path = \".\" }\nformat = { plugin = \"csv\" }\n\
+         sink = { type = \"custom\", name = \"warehouse\" }\n",
+    )
+    .unwrap();
+    let source = run(dir.path(), &["run", "Orders"]);
+    let (stdout, stderr) = (text(&source.stdout), text(&source.stderr));
+    assert_eq!(source.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.starts_with("Orders: failed — 0 objects"), "{stdout}");
+    assert!(
+        stderr.contains("dataflow `Orders`: custom source `inbox`: no source is registered as `inbox` (none is registered)"),
+        "{stderr}"
+    );
+    let sink = run(dir.path(), &["run", "Audit"]);
+    let stderr = text(&sink.stderr);
+    assert_ne!(sink.status.code(), Some(0));
+    assert!(stderr.contains("dataflow `Audit`"), "{stderr}");
+    assert!(stderr.contains("no sink is registered as `warehouse` (none is registered)"), "{stderr}");
+    assert!(stderr.contains("the `sluice` binary registers none"), "{stderr}");
+}

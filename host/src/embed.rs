@@ -33,7 +33,7 @@ use crate::config::{Config, ConfigError};
 use crate::plugin::{HostSettings, PluginHost, default_cache_dir};
 use crate::sink::{RecordSink, RecordWriter, SinkError};
 use crate::source::{ObjectMeta, Source};
-use crate::sync::{Progress, Quiet, Registry, RunReport, Runner, StopSignal, SyncError};
+use crate::sync::{Checked, Preview, Progress, Quiet, Registry, RunReport, Runner, StopSignal, SyncError};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -114,9 +114,19 @@ impl Sluice {
     /// returns how it went (each object's outcome and error included). An error here means the run could
     /// not start or be recorded; objects that fail are in the report.
     pub fn run(&self, name: &str, progress: &dyn Progress) -> Result<RunReport, SyncError> {
-        Runner::new(&self.config, &self.host, self.runtime.handle().clone())
-            .with_registry(&self.registry)
-            .run(name, progress)
+        self.runner().run(name, progress)
+    }
+
+    /// What the next run of `name` would import, with the first `limit` records of the first object,
+    /// writing nothing (as `sluice preview`).
+    pub fn preview(&self, name: &str, limit: usize) -> Result<Preview, SyncError> {
+        self.runner().preview(name, limit)
+    }
+
+    /// Checks every dataflow before a deploy, writing nothing (as `sluice check`): its plugins load, its
+    /// source lists, its sink answers (a custom one is registered).
+    pub fn check(&self) -> Vec<Checked> {
+        self.runner().check()
     }
 
     /// Runs the dataflow `name` with its records handed to the caller instead of its sink: the returned
@@ -150,6 +160,10 @@ impl Sluice {
             })
             .expect("a thread can be started");
         Pull { batches: Some(batches), run: Some(run), stop }
+    }
+
+    fn runner(&self) -> Runner<'_> {
+        Runner::new(&self.config, &self.host, self.runtime.handle().clone()).with_registry(&self.registry)
     }
 }
 
