@@ -2,7 +2,9 @@
 //! progress events, pulled batches; and a caller's sink that fails in the middle of an object.
 
 use sluice::batch::RecordBatch;
-use sluice::config::{Config, DataflowConfig, FormatConfig, SinkConfig, SourceConfig, WriteMode};
+use sluice::config::{
+    Config, DataflowConfig, FormatConfig, Secret, SinkConfig, SourceConfig, StripeSourceConfig, WriteMode,
+};
 use sluice::embed::Sluice;
 use sluice::sink::{RecordSink, RecordWriter, SinkError};
 use sluice::source::{LocalSource, ObjectMeta};
@@ -271,21 +273,37 @@ fn pulled_batches_come_per_object_and_only_what_the_caller_took_is_recorded() {
     let files = files(dir.path(), &[("a.csv", 20_000), ("b.csv", 3)]);
     let sluice = Sluice::new(config(dir.path(), SourceConfig::local("files"))).unwrap();
 
-    let mut pull = sluice.pull("Ledger");
+    let mut pull = sluice.pull("Ledger").unwrap();
     let pulled: Vec<(String, usize)> = pull.by_ref().map(|p| (p.object, p.batch.num_rows())).collect();
     assert_eq!(pulled, [("a.csv".into(), 16_384), ("a.csv".into(), 3_616), ("b.csv".into(), 3)]);
     let report = pull.finish().unwrap();
     assert_eq!((report.status, report.counts.rows), (RunStatus::Succeeded, 20_003));
-    assert_eq!(sluice.pull("Ledger").count(), 0, "the ledger moved on");
+    assert_eq!(sluice.pull("Ledger").unwrap().count(), 0, "the ledger moved on");
 
     // A caller that stops after one batch of an object: it is left to the next pull, whole.
     std::fs::write(files.join("c.csv"), csv(20_000)).unwrap();
-    let mut pull = sluice.pull("Ledger");
+    let mut pull = sluice.pull("Ledger").unwrap();
     let first = pull.next().unwrap();
     assert_eq!((first.object.as_str(), first.batch.num_rows()), ("c.csv", 16_384));
     let report = pull.finish().unwrap();
     assert_eq!(report.status, RunStatus::Interrupted, "{:?}", report.error);
     assert_eq!(ledger(&sluice)[2].1, ObjectStatus::Pending);
-    let rows: usize = sluice.pull("Ledger").map(|p| p.batch.num_rows()).sum();
+    let rows: usize = sluice.pull("Ledger").unwrap().map(|p| p.batch.num_rows()).sum();
     assert_eq!(rows, 20_000);
+
+    let unknown = sluice.pull("Nope").err().unwrap().to_string();
+    assert!(unknown.contains("no dataflow `Nope`; the dataflows are: Ledger"), "{unknown}");
+    let mut config = Config::new(dir.path());
+    let stripe = StripeSourceConfig {
+        tables: vec!["customers".into()],
+        api_key: Some(Secret::new("sk_test_embedding")),
+        account: None,
+        api_base: None,
+        rate_limit: None,
+        max_retries: None,
+        lookback: None,
+    };
+    config.add_dataflow("Billing", DataflowConfig::new(SourceConfig::Stripe(stripe))).unwrap();
+    let refused = Sluice::new(config).unwrap().pull("Billing").err().unwrap().to_string();
+    assert!(refused.contains("only a dataflow of files can be pulled"), "{refused}");
 }

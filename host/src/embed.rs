@@ -29,7 +29,7 @@
 //! sources' I/O on a runtime the [`Sluice`] owns), so async code calls it from `spawn_blocking`.
 
 use crate::batch::RecordBatch;
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, SourceConfig};
 use crate::plugin::{HostSettings, PluginHost, default_cache_dir};
 use crate::sink::{RecordSink, RecordWriter, SinkError};
 use crate::source::{ObjectMeta, Source};
@@ -137,14 +137,21 @@ impl Sluice {
     /// ```no_run
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let sluice = sluice::embed::Sluice::from_file("connector.toml")?;
-    /// let mut pull = sluice.pull("Orders");
+    /// let mut pull = sluice.pull("Orders")?;
     /// for pulled in pull.by_ref() {
     ///     println!("{}: {} rows", pulled.object, pulled.batch.num_rows());
     /// }
     /// let report = pull.finish()?;
     /// # Ok(()) }
     /// ```
-    pub fn pull(&self, name: &str) -> Pull {
+    ///
+    /// A dataflow whose source is Stripe's API (a table per Stripe object) cannot be pulled.
+    pub fn pull(&self, name: &str) -> Result<Pull, SyncError> {
+        if let SourceConfig::Stripe(_) = self.config.dataflow(name)?.source {
+            return Err(SyncError::Plan(format!(
+                "dataflow `{name}` reads Stripe's API into a table per object, and only a dataflow of files can be pulled"
+            )));
+        }
         let (sender, batches) = sync_channel(PULL_AHEAD);
         let registry = self.registry.sending_to(Arc::new(PullSink { sender }));
         let stop = Arc::new(StopSignal::new());
@@ -159,7 +166,7 @@ impl Sluice {
                     .run(&name, &Quiet)
             })
             .expect("a thread can be started");
-        Pull { batches: Some(batches), run: Some(run), stop }
+        Ok(Pull { batches: Some(batches), run: Some(run), stop })
     }
 
     fn runner(&self) -> Runner<'_> {
