@@ -272,28 +272,38 @@ fn built_example(dir: &Path, script: &str, wasm: &str, world: &str) -> std::path
     wasm
 }
 
+/// Writes `contents` to `data/FILE` in `dir` and `config` (whose dataflow reads `data`) to its
+/// `connector.toml`, runs `sluice run`, checks it succeeded with `summary` in its output, and opens the
+/// tables it wrote.
+fn run_in_dataflow(
+    dir: &Path,
+    file: &str,
+    contents: &str,
+    config: String,
+    summary: &str,
+) -> rusqlite::Connection {
+    std::fs::create_dir(dir.join("data")).unwrap();
+    std::fs::write(dir.join("data").join(file), contents).unwrap();
+    std::fs::write(dir.join("connector.toml"), config).unwrap();
+    let ran = sluice(dir, &["run"]);
+    assert_eq!(ran.status.code(), Some(0), "{}{}", text(&ran.stdout), text(&ran.stderr));
+    assert!(text(&ran.stdout).contains(summary), "{}", text(&ran.stdout));
+    rusqlite::Connection::open(dir.join("sluice.db")).unwrap()
+}
+
 #[test]
 fn a_format_plugin_written_in_python_runs_in_a_dataflow_by_path() {
     // Built with componentize-py from PyPI (installed under target/ by the script the first time).
     let dir = tempfile::tempdir().unwrap();
     let wasm =
         built_example(dir.path(), "examples/python-keyvalues/build.sh", "python_keyvalues.wasm", "format");
-    std::fs::create_dir(dir.path().join("data")).unwrap();
-    std::fs::write(dir.path().join("data/people.kv"), "id=1;name=Ann\nid=2;oops\n\nid=3;name=Cy;city=Oslo\n")
-        .unwrap();
     let config = format!(
         "[plugins.pykv]\npath = \"{}\"\n\n[dataflows.People]\nsource = {{ type = \"local\", path = \"data\" }}\nformat = {{ plugin = \"pykv\" }}\n",
         wasm.display()
     );
-    std::fs::write(dir.path().join("connector.toml"), config).unwrap();
-    let ran = sluice(dir.path(), &["run"]);
-    assert_eq!(ran.status.code(), Some(0), "{}{}", text(&ran.stdout), text(&ran.stderr));
-    assert!(
-        text(&ran.stdout).contains("People: succeeded — 1 objects, 2 rows, 1 rejected"),
-        "{}",
-        text(&ran.stdout)
-    );
-    let db = rusqlite::Connection::open(dir.path().join("sluice.db")).unwrap();
+    let people = "id=1;name=Ann\nid=2;oops\n\nid=3;name=Cy;city=Oslo\n";
+    let summary = "People: succeeded — 1 objects, 2 rows, 1 rejected";
+    let db = run_in_dataflow(dir.path(), "people.kv", people, config, summary);
     let rows: Vec<(String, Option<String>, i64)> = db
         .prepare("SELECT name, city, _sluice_line FROM people ORDER BY _sluice_line")
         .unwrap()
@@ -312,23 +322,14 @@ fn a_template_written_in_javascript_runs_in_a_dataflow_by_path() {
     // Built with componentize-js from npm (installed beside the example by the script the first time).
     let dir = tempfile::tempdir().unwrap();
     let wasm = built_example(dir.path(), "examples/js-keep/build.sh", "js_keep.wasm", "template");
-    std::fs::create_dir(dir.path().join("data")).unwrap();
-    std::fs::write(dir.path().join("data/catalog.csv"), "sku,title,cost\nmug,Mug,3\n,No sku,1\ncup,Cup,2\n")
-        .unwrap();
     let config = format!(
         "[plugins.keep]\npath = \"{}\"\n\n[dataflows.Catalog]\nsource = {{ type = \"local\", path = \"data\" }}\nformat = {{ plugin = \"csv\" }}\n\
          template = {{ plugin = \"keep\", options = {{ fields = [\"sku\", \"title\"], prefix = \"item_\", required = \"sku\" }} }}\n",
         wasm.display()
     );
-    std::fs::write(dir.path().join("connector.toml"), config).unwrap();
-    let ran = sluice(dir.path(), &["run"]);
-    assert_eq!(ran.status.code(), Some(0), "{}{}", text(&ran.stdout), text(&ran.stderr));
-    assert!(
-        text(&ran.stdout).contains("Catalog: succeeded — 1 objects, 2 rows, 1 rejected"),
-        "{}",
-        text(&ran.stdout)
-    );
-    let db = rusqlite::Connection::open(dir.path().join("sluice.db")).unwrap();
+    let catalog = "sku,title,cost\nmug,Mug,3\n,No sku,1\ncup,Cup,2\n";
+    let summary = "Catalog: succeeded — 1 objects, 2 rows, 1 rejected";
+    let db = run_in_dataflow(dir.path(), "catalog.csv", catalog, config, summary);
     let rows: Vec<(String, String, i64)> = db
         .prepare("SELECT item_sku, item_title, _sluice_line FROM catalog ORDER BY _sluice_line")
         .unwrap()

@@ -132,23 +132,23 @@ impl PluginHost {
             .map(|(name, _)| Import { name: name.to_string(), refused: refused_import(name) })
             .collect();
         let sluice_export = contract::sluice_export(exports.iter().map(String::as_str));
-        let refused = imports.iter().any(|import| import.refused.is_some())
-            || contract::version_refusal(exports.iter().map(String::as_str)).is_some();
-        Ok(Inspection {
+        let mut inspection = Inspection {
             size: wasm.len(),
             world: sluice_export.as_ref().map(|(world, _)| *world),
             contract_version: sluice_export.and_then(|(_, version)| version.ok()),
-            // Nothing of a plugin that would be refused is run, not even its `about`.
-            about: if refused { None } else { self.describe(&component) },
+            about: None,
             exports,
             imports,
             compile_time,
             compiled_from,
-        })
+        };
+        // Nothing of a plugin that would be refused is run, not even its `about`.
+        if inspection.refusal().is_none() {
+            inspection.about = self.describe(&component);
+        }
+        Ok(inspection)
     }
-}
 
-impl PluginHost {
     /// Asks a plugin what it is, in a sandbox of its own under the default limits; `None` where it
     /// exports no `about`.
     fn describe(&self, component: &Component) -> Option<Result<About, String>> {
