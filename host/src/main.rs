@@ -4,7 +4,7 @@ mod commands;
 
 use clap::{Parser, Subcommand};
 use commands::Failure;
-use std::io;
+use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -193,14 +193,18 @@ fn main() -> ExitCode {
             commands::parse::parse_command(config, format.as_deref(), dataflow.as_deref(), options, file)
         }
     };
+    // `eprintln!` would panic where stderr is closed too (`sluice run 2>&1 | head -1`); the status still tells.
+    let say = |message: &str| {
+        let _ = writeln!(io::stderr(), "error: {message}");
+    };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) | Err(Failure::Closed) => ExitCode::SUCCESS,
         Err(Failure::Input(message)) => {
-            eprintln!("error: {message}");
+            say(&message);
             ExitCode::from(1)
         }
         Err(Failure::Usage(message)) => {
-            eprintln!("error: {message}");
+            say(&message);
             ExitCode::from(2)
         }
     }

@@ -6,16 +6,16 @@ use std::path::Path;
 
 pub fn check(config_path: Option<&Path>) -> Result<(), Failure> {
     let config = load_dataflows(config_path)?;
-    println!("ok    configuration {} ({} dataflows)", config.path().display(), config.dataflows.len());
+    out!("ok    configuration {} ({} dataflows)", config.path().display(), config.dataflows.len())?;
     let host = plugin_host(&config)?;
     let runtime = runtime()?;
     let checked = Runner::new(&config, &host, runtime.handle().clone()).check();
     let mut failed = Vec::new();
     for step in checked {
         match step.outcome {
-            Ok(detail) => println!("ok    {}: {detail}", step.what),
+            Ok(detail) => out!("ok    {}: {detail}", step.what)?,
             Err(reason) => {
-                println!("FAIL  {}: {reason}", step.what);
+                out!("FAIL  {}: {reason}", step.what)?;
                 failed.push(step.what);
             }
         }

@@ -11,8 +11,7 @@ pub fn list(config_path: Option<&Path>, json: bool, tables: bool) -> Result<(), 
     }
     let dataflows = overview::dataflows(&config).map_err(|e| Failure::Input(e.to_string()))?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&dataflows).expect("summaries serialize"));
-        return Ok(());
+        return out!("{}", serde_json::to_string_pretty(&dataflows).expect("summaries serialize"));
     }
     let dash = || "—".to_string();
     print_table(
@@ -31,16 +30,14 @@ pub fn list(config_path: Option<&Path>, json: bool, tables: bool) -> Result<(), 
                 ]
             })
             .collect(),
-    );
-    Ok(())
+    )
 }
 
 /// `--tables`: each dataflow's tables with their purpose and kind.
 fn list_tables(config: &sluice::config::Config, json: bool) -> Result<(), Failure> {
     let tables = overview::tables(config);
     if json {
-        println!("{}", serde_json::to_string_pretty(&tables).expect("tables serialize"));
-        return Ok(());
+        return out!("{}", serde_json::to_string_pretty(&tables).expect("tables serialize"));
     }
     print_table(
         &["DATAFLOW", "TABLE", "PURPOSE", "KIND", "ROWS", "COLUMNS"],
@@ -57,8 +54,7 @@ fn list_tables(config: &sluice::config::Config, json: bool) -> Result<(), Failur
                 ]
             })
             .collect(),
-    );
-    Ok(())
+    )
 }
 
 pub fn history(config_path: Option<&Path>, name: &str, json: bool) -> Result<(), Failure> {
@@ -66,12 +62,10 @@ pub fn history(config_path: Option<&Path>, name: &str, json: bool) -> Result<(),
     config.dataflow(name)?;
     let runs = overview::history(&config, name).map_err(|e| Failure::Input(e.to_string()))?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&runs).expect("runs serialize"));
-        return Ok(());
+        return out!("{}", serde_json::to_string_pretty(&runs).expect("runs serialize"));
     }
     if runs.is_empty() {
-        println!("{name} has not run yet");
-        return Ok(());
+        return out!("{name} has not run yet");
     }
     print_table(
         &["RUN", "STARTED", "DURATION", "STATUS", "OBJECTS", "ROWS", "REJECTED", "ERROR"],
@@ -93,8 +87,7 @@ pub fn history(config_path: Option<&Path>, name: &str, json: bool) -> Result<(),
                 ]
             })
             .collect(),
-    );
-    Ok(())
+    )
 }
 
 /// `history --run N`: the objects of one run, each with its outcome.
@@ -103,12 +96,10 @@ pub fn run_objects(config_path: Option<&Path>, name: &str, run: i64, json: bool)
     config.dataflow(name)?;
     let objects = overview::run_objects(&config, name, run).map_err(|e| Failure::Input(e.to_string()))?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&objects).expect("objects serialize"));
-        return Ok(());
+        return out!("{}", serde_json::to_string_pretty(&objects).expect("objects serialize"));
     }
     if objects.is_empty() {
-        println!("{name}: run {run} recorded no objects");
-        return Ok(());
+        return out!("{name}: run {run} recorded no objects");
     }
     print_table(
         &["OBJECT", "STATUS", "ROWS", "REJECTED", "ERROR"],
@@ -118,6 +109,5 @@ pub fn run_objects(config_path: Option<&Path>, name: &str, run: i64, json: bool)
                 vec![o.key, o.status, o.rows.to_string(), o.rejected.to_string(), o.error.unwrap_or_default()]
             })
             .collect(),
-    );
-    Ok(())
+    )
 }

@@ -1,5 +1,8 @@
 //! The subcommands of `sluice`, one module each, and what they share.
 
+#[macro_use]
+mod output;
+
 pub mod check;
 pub mod daemon;
 pub mod dataflows;
@@ -25,6 +28,9 @@ pub enum Failure {
     Input(String),
     /// The command or the configuration is wrong (exit 2).
     Usage(String),
+    /// Stdout's reader went away before the command had printed all (`sluice dataflows | head -1`): the
+    /// command stops printing and ends quietly (exit 0), as `rg` does.
+    Closed,
 }
 
 impl From<ConfigError> for Failure {
@@ -79,7 +85,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 }
 
 /// Prints rows under headers, each column as wide as its widest cell.
-fn print_table(headers: &[&str], rows: Vec<Vec<String>>) {
+fn print_table(headers: &[&str], rows: Vec<Vec<String>>) -> Result<(), Failure> {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -89,10 +95,11 @@ fn print_table(headers: &[&str], rows: Vec<Vec<String>>) {
     let line = |cells: Vec<&str>| {
         let padded: Vec<String> =
             cells.iter().zip(&widths).map(|(cell, width)| format!("{cell:width$}", width = *width)).collect();
-        println!("{}", padded.join("  ").trim_end());
+        out!("{}", padded.join("  ").trim_end())
     };
-    line(headers.to_vec());
+    line(headers.to_vec())?;
     for row in &rows {
-        line(row.iter().map(String::as_str).collect());
+        line(row.iter().map(String::as_str).collect())?;
     }
+    Ok(())
 }

@@ -70,7 +70,7 @@ pub fn print_records(
                 return Err(Failure::Input(format!("writing records: {error}")));
             }
             let seconds = summary.elapsed.as_secs_f64();
-            eprintln!(
+            note!(
                 "{object}: {} rows, {} rejected, {} bytes, {seconds:.3} s ({:.1} MB/s) via {through}",
                 summary.rows,
                 summary.rejected,

@@ -74,12 +74,12 @@ pub fn new(name: &str, kind: Kind, sdk: Option<&Path>) -> Result<(), Failure> {
     write(folder.join("Cargo.toml"), fill(MANIFEST))?;
     write(folder.join("src/lib.rs"), fill(source))?;
     write(folder.join(".gitignore"), GITIGNORE.to_string())?;
-    println!("made the {kind_name} plugin `{name}` in {}/", folder.display());
-    println!("  cd {name} && cargo test                           # its own tests");
-    println!(
+    out!("made the {kind_name} plugin `{name}` in {}/", folder.display())?;
+    out!("  cd {name} && cargo test                           # its own tests")?;
+    out!(
         "  cargo build --release --target wasm32-wasip2      # target/wasm32-wasip2/release/{crate_name}.wasm"
-    );
-    println!("  sluice plugin test target/wasm32-wasip2/release/{crate_name}.wasm SAMPLE");
+    )?;
+    out!("  sluice plugin test target/wasm32-wasip2/release/{crate_name}.wasm SAMPLE")?;
     Ok(())
 }
 
@@ -97,38 +97,34 @@ pub fn inspect(config_path: Option<&Path>, file: &Path) -> Result<(), Failure> {
     let (_, host, wasm) = open_component(config_path, file)?;
     let inspection =
         host.inspect(&wasm).map_err(|reason| Failure::Input(format!("{}: {reason}", file.display())))?;
-    println!("file:      {} ({})", file.display(), HumanBytes(inspection.size as u64));
+    out!("file:      {} ({})", file.display(), HumanBytes(inspection.size as u64))?;
     match (inspection.world, inspection.contract_version) {
-        (Some(world), Some(version)) => println!(
+        (Some(world), Some(version)) => out!(
             "world:     {} (sluice:plugin@{version}; this Sluice implements {CONTRACT_VERSION})",
             world.as_str()
-        ),
-        (Some(world), None) => println!("world:     {} (no contract version)", world.as_str()),
-        (None, _) => println!("world:     none of Sluice's"),
+        )?,
+        (Some(world), None) => out!("world:     {} (no contract version)", world.as_str())?,
+        (None, _) => out!("world:     none of Sluice's")?,
     }
     let refusal = inspection.refusal();
     match &inspection.about {
         _ if refusal.is_some() => {}
-        Some(Ok(about)) if about.summary.is_empty() => {
-            println!("plugin:    {} {}", about.name, about.version)
-        }
-        Some(Ok(about)) => println!("plugin:    {} {}: {}", about.name, about.version, about.summary),
-        Some(Err(failure)) => println!("plugin:    {failure}"),
-        None => println!("plugin:    says nothing of itself (it exports no `about`, new in contract 1.1.0)"),
+        Some(Ok(about)) if about.summary.is_empty() => out!("plugin:    {} {}", about.name, about.version)?,
+        Some(Ok(about)) => out!("plugin:    {} {}: {}", about.name, about.version, about.summary)?,
+        Some(Err(failure)) => out!("plugin:    {failure}")?,
+        None => out!("plugin:    says nothing of itself (it exports no `about`, new in contract 1.1.0)")?,
     }
     let millis = inspection.compile_time.as_secs_f64() * 1000.0;
     match inspection.compiled_from {
-        CompileSource::Compiled => {
-            println!("compiles:  in {millis:.0} ms (then cached, keyed by its SHA-256)")
-        }
-        CompileSource::Cache => println!("compiles:  cached already (loaded in {millis:.0} ms)"),
+        CompileSource::Compiled => out!("compiles:  in {millis:.0} ms (then cached, keyed by its SHA-256)")?,
+        CompileSource::Cache => out!("compiles:  cached already (loaded in {millis:.0} ms)")?,
     }
-    println!("exports:   {}", inspection.exports.join(", "));
-    println!("imports:   {}", inspection.imports.len());
+    out!("exports:   {}", inspection.exports.join(", "))?;
+    out!("imports:   {}", inspection.imports.len())?;
     for import in &inspection.imports {
         match &import.refused {
-            Some(_) => println!("  {}  REFUSED", import.name),
-            None => println!("  {}", import.name),
+            Some(_) => out!("  {}  REFUSED", import.name)?,
+            None => out!("  {}", import.name)?,
         }
     }
     match refusal {

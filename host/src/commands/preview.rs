@@ -17,33 +17,33 @@ pub fn preview(config_path: Option<&Path>, name: &str, records: usize) -> Result
     }
     let preview = runner.preview(name, records)?;
     let plan = &preview.plan;
-    println!(
+    out!(
         "{name}: {} objects listed, {} in the window (modified since {}), {} to import",
         plan.listed,
         plan.objects.len(),
         humantime::format_rfc3339_seconds(plan.window_start),
         plan.to_import().count()
-    );
+    )?;
     if !plan.objects.is_empty() {
         let width = plan.objects.iter().map(|p| p.object.key.len()).max().unwrap_or(3).max(3);
-        println!("{:width$}  {:>10}  {:20}  STATUS", "KEY", "SIZE", "LAST MODIFIED");
+        out!("{:width$}  {:>10}  {:20}  STATUS", "KEY", "SIZE", "LAST MODIFIED")?;
         for planned in &plan.objects {
-            println!(
+            out!(
                 "{:width$}  {:>10}  {:20}  {}",
                 planned.object.key,
                 HumanBytes(planned.object.size).to_string(),
                 humantime::format_rfc3339_seconds(planned.object.last_modified).to_string(),
                 planned.decision.as_str()
-            );
+            )?;
         }
     }
     let Some(sample) = preview.sample else { return Ok(()) };
-    println!("\nFirst records of {}:", sample.key);
+    out!("\nFirst records of {}:", sample.key)?;
     for record in &sample.records {
-        println!("{record}");
+        out!("{record}")?;
     }
     for reject in &sample.rejects {
-        println!("rejected: line {}: {}", reject.line, reject.reason);
+        out!("rejected: line {}: {}", reject.line, reject.reason)?;
     }
     match sample.error {
         Some(error) => Err(Failure::Input(error)),
@@ -54,19 +54,27 @@ pub fn preview(config_path: Option<&Path>, name: &str, records: usize) -> Result
 /// A Stripe source's tables, with what Stripe holds and what the next run lists.
 fn preview_stripe(runner: &Runner<'_>, name: &str) -> Result<(), Failure> {
     let tables = runner.preview_stripe(name)?;
-    println!("{name}: Stripe, {} tables", tables.len());
+    out!("{name}: Stripe, {} tables", tables.len())?;
     let width = tables.iter().map(|t| t.table.len()).max().unwrap_or(5).max(5);
     let object_width = tables.iter().map(|t| t.object.len()).max().unwrap_or(6).max(6);
-    println!(
+    out!(
         "{:object_width$}  {:width$}  {:>9}  {:>14}  {:>8}",
-        "OBJECT", "TABLE", "IN STRIPE", "NEXT RUN LISTS", "ROWS NOW"
-    );
+        "OBJECT",
+        "TABLE",
+        "IN STRIPE",
+        "NEXT RUN LISTS",
+        "ROWS NOW"
+    )?;
     for table in &tables {
         let rows = table.rows.map_or("-".to_string(), |rows| rows.to_string());
-        println!(
+        out!(
             "{:object_width$}  {:width$}  {:>9}  {:>14}  {:>8}",
-            table.object, table.table, table.in_stripe, table.to_list, rows
-        );
+            table.object,
+            table.table,
+            table.in_stripe,
+            table.to_list,
+            rows
+        )?;
     }
     Ok(())
 }

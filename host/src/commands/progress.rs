@@ -27,7 +27,7 @@ impl RunProgress {
 impl Progress for RunProgress {
     fn planned(&self, dataflow: &str, plan: &Plan) {
         let importing = plan.to_import().count();
-        eprintln!(
+        note!(
             "{dataflow}: {importing} of {} listed objects to import (window from {})",
             plan.listed,
             humantime::format_rfc3339_seconds(plan.window_start)
@@ -58,7 +58,7 @@ impl Progress for RunProgress {
             bar.finish_and_clear();
         }
         match report.status {
-            ObjectStatus::Loaded => eprintln!(
+            ObjectStatus::Loaded => note!(
                 "{}: loaded {} ({} rows, {} rejected, {}, {:.2} s)",
                 self.dataflow,
                 object.key,
@@ -67,7 +67,7 @@ impl Progress for RunProgress {
                 HumanBytes(report.bytes),
                 report.elapsed.as_secs_f64()
             ),
-            _ => eprintln!(
+            _ => note!(
                 "{}: FAILED {}: {}",
                 self.dataflow,
                 object.key,

@@ -15,18 +15,19 @@ pub fn remove(config_path: Option<&Path>, name: &str, yes: bool) -> Result<(), F
                 "removing dataflow `{name}` deletes {what}; pass --yes to confirm"
             )));
         }
+        // Asked only on a terminal, whose stderr does not close under us.
         eprint!("Remove dataflow `{name}`? This deletes {what}. [y/N] ");
         std::io::stderr().flush().ok();
         let mut answer = String::new();
         std::io::stdin().lock().read_line(&mut answer).ok();
         if !matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
-            println!("{name}: nothing removed");
+            out!("{name}: nothing removed")?;
             return Ok(());
         }
     }
     let rows = sluice::sync::remove(&config, name)?;
-    println!(
+    out!(
         "{name}: removed {what} ({rows} rows); its configuration is unchanged, so the next run starts from scratch"
-    );
+    )?;
     Ok(())
 }

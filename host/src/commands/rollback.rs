@@ -11,9 +11,10 @@ pub fn rollback(config_path: Option<&Path>, name: &str, skip: bool) -> Result<()
     } else {
         "its objects will be imported again by the next run"
     };
-    println!(
+    out!(
         "{name}: rolled back run {} ({} rows removed); {next}",
-        rolled_back.run_id, rolled_back.rows_removed
-    );
+        rolled_back.run_id,
+        rolled_back.rows_removed
+    )?;
     Ok(())
 }

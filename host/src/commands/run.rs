@@ -26,7 +26,9 @@ pub fn run(config_path: Option<&Path>, only: Option<&str>) -> Result<(), Failure
             SourceConfig::Stripe(_) => "tables",
             _ => "objects",
         };
-        println!(
+        // The summary is not the work: a reader that went away (`sluice run | head -1`) takes no dataflow's
+        // run with it, and the exit status still says whether every dataflow loaded.
+        let _ = out!(
             "{name}: {} — {} {unit}, {} rows, {} rejected, {}, {:.2} s",
             report.status.as_str(),
             counts.objects,
