@@ -88,7 +88,7 @@ impl RecordWriter for KeptObject {
     fn write(&mut self, batch: RecordBatch) -> Result<(), SinkError> {
         self.batches += 1;
         if self.fails && self.batches == 2 {
-            return Err(SinkError { table: "kept".into(), message: "the warehouse went away".into() });
+            return Err(SinkError::table("kept", "the warehouse went away"));
         }
         self.staged += batch.num_rows();
         Ok(())

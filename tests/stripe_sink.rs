@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use support::backend::{Backend, DATABASES};
 
 on_both_backends!(
+    every_supported_object_is_created_then_updated_with_only_what_its_update_takes,
+    a_price_whose_amount_changes_is_replaced_and_the_old_one_archived,
     a_products_csv_becomes_stripe_products_and_a_changed_file_updates_them_without_duplicates,
     rows_stripe_refuses_are_rejected_with_its_message_and_request_id_and_the_others_land,
     customers_are_known_again_by_their_external_id_and_updated_not_duplicated,
@@ -174,15 +176,15 @@ fn rows_stripe_refuses_are_rejected_with_its_message_and_request_id_and_the_othe
         b.strings(dir.path(), "Catalog", "SELECT line || ' ' || reason FROM _sluice_rejects ORDER BY line");
     assert_eq!(rejects.len(), 3, "{rejects:#?}");
     assert!(
-        rejects[0].starts_with("3 Stripe refused products `b`: Invalid currency: xyz.")
+        rejects[0].starts_with("3 Stripe refused the create of products `b`: Invalid currency: xyz.")
             && rejects[0].contains("request req_"),
         "{}",
         rejects[0]
     );
     assert!(
-        rejects[1]
-            .starts_with("4 Stripe refused products `c`: This value must be greater than or equal to 0.")
-            && rejects[1].contains("param default_price_data[unit_amount]"),
+        rejects[1].starts_with(
+            "4 Stripe refused the create of products `c`: This value must be greater than or equal to 0."
+        ) && rejects[1].contains("param default_price_data[unit_amount]"),
         "{}",
         rejects[1]
     );
@@ -260,11 +262,17 @@ fn at_stripes_rate_no_request_is_refused_for_rate_and_stripe_should_retry_false_
     assert_eq!(stripe.count(429), 0, "the client keeps under the limit");
     assert!(started.elapsed() >= Duration::from_millis(1900), "100 requests at 50/s take about 2 s");
 
-    // Stripe says a 429 must not be retried: the row is refused with its message, the rest go on.
+    // Stripe says a 429 must not be retried: the row is refused with its message; as it is the object's
+    // only row, nothing of the object landed, and the run says so.
     stripe.fail_next(1, Fault::RateLimited { should_retry: Some(false) });
     put(dir.path(), "more.csv", "id,name\nq1,One\n", 1);
     let output = run(b, dir.path(), &["run"]);
-    assert!(text(&output.stdout).contains("0 rows, 1 rejected"), "{}", text(&output.stdout));
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stdout));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("every record was refused (1 of them), none landed; the first, line 2: Stripe refused the create of products `q1`: Request rate limit exceeded"),
+        "{stderr}"
+    );
     assert_eq!(stripe.count(429), 1);
 }
 
@@ -444,4 +452,394 @@ fn the_client_meets_replays_after_a_lost_answer_refuses_a_reused_key_and_lists_p
         let newer = client.get("charges", &params(&[("created[gt]", "1700000239")])).await.unwrap().body;
         assert_eq!(newer["data"].as_array().unwrap().len(), 10);
     });
+}
+
+/// The parameter names of a form body (`metadata%5Bsku%5D=a&name=b` → `metadata[sku]`, `name`).
+fn param_names(body: &str) -> Vec<String> {
+    body.split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| pair.split('=').next().unwrap_or_default().replace("%5B", "[").replace("%5D", "]"))
+        .collect()
+}
+
+/// One object's case of the test below: the CSV of its first import and of its second, the field the
+/// second changes and its value then, and parameters the update must leave out.
+struct Case {
+    object: &'static str,
+    first: &'static str,
+    second: &'static str,
+    field: &'static str,
+    value: &'static str,
+    left_out: &'static [&'static str],
+}
+
+/// Every object the README says the sink writes, created from a file and then updated from a changed
+/// file, against a stand-in that refuses (as Stripe does) a parameter an endpoint does not take: no
+/// request is refused, an update carries only what Stripe's update takes, and nothing is duplicated.
+fn every_supported_object_is_created_then_updated_with_only_what_its_update_takes(b: &Backend) {
+    let cases = [
+        Case {
+            object: "products",
+            first: "id,name,description\np1,Mug,Blue\n",
+            second: "id,name,description\np1,Mug,Green\n",
+            field: "description",
+            value: "Green",
+            left_out: &["id"],
+        },
+        Case {
+            object: "prices",
+            first: "metadata.external_id,product,currency,unit_amount,nickname\npr1,prod_base,usd,1000,Basic\n",
+            second: "metadata.external_id,product,currency,unit_amount,nickname\npr1,prod_base,usd,1000,Basic plus\n",
+            field: "nickname",
+            value: "Basic plus",
+            left_out: &["product", "currency", "unit_amount"],
+        },
+        Case {
+            object: "customers",
+            first: "metadata.external_id,email,name\nc1,ann@example.com,Ann\n",
+            second: "metadata.external_id,email,name\nc1,ann@new.example.com,Ann\n",
+            field: "email",
+            value: "ann@new.example.com",
+            left_out: &[],
+        },
+        Case {
+            object: "coupons",
+            first: "metadata.external_id,percent_off,duration,name\nk1,25,once,Quarter off\n",
+            second: "metadata.external_id,percent_off,duration,name\nk1,25,once,A quarter off\n",
+            field: "name",
+            value: "A quarter off",
+            left_out: &["percent_off", "duration"],
+        },
+        Case {
+            object: "promotion_codes",
+            first: "metadata.external_id,promotion.type,promotion.coupon,code,active\npc1,coupon,SPRING,SPRING25,true\n",
+            second: "metadata.external_id,promotion.type,promotion.coupon,code,active\npc1,coupon,SPRING,SPRING25,false\n",
+            field: "active",
+            value: "false",
+            left_out: &["promotion[type]", "promotion[coupon]", "code"],
+        },
+        Case {
+            object: "tax_rates",
+            first: "metadata.external_id,display_name,inclusive,percentage\nt1,VAT,false,20\n",
+            second: "metadata.external_id,display_name,inclusive,percentage\nt1,VAT Germany,false,20\n",
+            field: "display_name",
+            value: "VAT Germany",
+            left_out: &["inclusive", "percentage"],
+        },
+        Case {
+            object: "shipping_rates",
+            first: "metadata.external_id,display_name,fixed_amount.amount,fixed_amount.currency,tax_behavior\ns1,Ground,500,usd,exclusive\n",
+            second: "metadata.external_id,display_name,fixed_amount.amount,fixed_amount.currency,tax_behavior\ns1,Ground,500,usd,inclusive\n",
+            field: "tax_behavior",
+            value: "inclusive",
+            left_out: &["display_name", "fixed_amount[amount]", "fixed_amount[currency]"],
+        },
+        Case {
+            object: "subscriptions",
+            first: "metadata.external_id,customer,items.0.price,description\nsub1,cus_base,price_base,First\n",
+            second: "metadata.external_id,customer,items.0.price,description\nsub1,cus_base,price_base,Renamed\n",
+            field: "description",
+            value: "Renamed",
+            left_out: &["customer", "items[0][price]"],
+        },
+    ];
+    for Case { object, first, second, field, value, left_out } in cases {
+        // A database of each case's own: every case is a dataflow `Catalog` from scratch.
+        let b = &if b.is_postgres() { Backend::postgres() } else { Backend::sqlite() };
+        let stripe = StripeServer::start();
+        // What the files refer to.
+        stripe.insert("products", serde_json::json!({ "id": "prod_base", "name": "Base" }), 1_700_000_000);
+        stripe.insert("prices", serde_json::json!({ "id": "price_base", "currency": "usd" }), 1_700_000_000);
+        stripe.insert("customers", serde_json::json!({ "id": "cus_base" }), 1_700_000_000);
+        stripe.insert("coupons", serde_json::json!({ "id": "SPRING", "percent_off": "10" }), 1_700_000_000);
+        let before = stripe.objects(object).len();
+        let dir = catalog(&stripe, object, None, "");
+        put(dir.path(), "first.csv", first, 60);
+        let output = run(b, dir.path(), &["run"]);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{object}: {}{}",
+            text(&output.stdout),
+            text(&output.stderr)
+        );
+        assert!(text(&output.stdout).contains("1 rows, 0 rejected"), "{object}: {}", text(&output.stdout));
+        put(dir.path(), "first.csv", second, 1);
+        let output = run(b, dir.path(), &["run"]);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{object}: {}{}",
+            text(&output.stdout),
+            text(&output.stderr)
+        );
+        assert!(text(&output.stdout).contains("1 rows, 0 rejected"), "{object}: {}", text(&output.stdout));
+
+        assert_eq!(stripe.count(400), 0, "{object}: Stripe refused nothing: {:#?}", stripe.received());
+        let objects = stripe.objects(object);
+        assert_eq!(objects.len(), before + 1, "{object}: created once, then updated: {objects:#?}");
+        let made = objects.last().unwrap();
+        let shown = match &made[field] {
+            serde_json::Value::String(text) => text.clone(),
+            other => other.to_string(),
+        };
+        assert_eq!(shown, value, "{object}: {made:#}");
+        let updates: Vec<_> = stripe
+            .received()
+            .into_iter()
+            .filter(|r| {
+                r.method == "POST" && r.path == format!("/v1/{object}/{}", made["id"].as_str().unwrap())
+            })
+            .collect();
+        assert_eq!(updates.len(), 1, "{object}: one update");
+        let sent = param_names(&updates[0].body);
+        assert!(sent.iter().any(|name| name == field), "{object}: {sent:?}");
+        for name in left_out {
+            assert!(!sent.iter().any(|sent| sent == name), "{object}: the update sent `{name}`: {sent:?}");
+        }
+        let actions = b.strings(
+            dir.path(),
+            "Catalog",
+            &format!("SELECT action FROM stripe_{object} ORDER BY _sluice_line, action"),
+        );
+        assert_eq!(actions, ["created", "updated"], "{object}");
+    }
+}
+
+fn a_price_whose_amount_changes_is_replaced_and_the_old_one_archived(b: &Backend) {
+    let stripe = StripeServer::start();
+    stripe.insert("products", serde_json::json!({ "id": "prod_base", "name": "Base" }), 1_700_000_000);
+    let dir = catalog(&stripe, "prices", None, "");
+    let header = "metadata.external_id,product,currency,unit_amount,nickname\n";
+    put(
+        dir.path(),
+        "prices.csv",
+        &format!("{header}basic,prod_base,usd,1000,Basic\npro,prod_base,usd,5000,Pro\n"),
+        60,
+    );
+    assert_eq!(run(b, dir.path(), &["run"]).status.code(), Some(0));
+    let first: Vec<String> =
+        stripe.objects("prices").iter().map(|p| p["id"].as_str().unwrap().to_string()).collect();
+
+    // Basic costs more now: Stripe cannot change a price's amount, so a new price takes its place.
+    put(
+        dir.path(),
+        "prices.csv",
+        &format!("{header}basic,prod_base,usd,1200,Basic\npro,prod_base,usd,5000,Pro\n"),
+        1,
+    );
+    let output = run(b, dir.path(), &["run"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(stripe.count(400), 0, "{:#?}", stripe.received());
+    let prices = stripe.objects("prices");
+    assert_eq!(prices.len(), 3, "{prices:#?}");
+    let old = prices.iter().find(|p| p["id"] == first[0]).unwrap();
+    assert_eq!((old["unit_amount"].as_i64(), old["active"].as_bool()), (Some(1000), Some(false)), "archived");
+    let new = &prices[2];
+    assert_eq!((new["unit_amount"].as_i64(), new["active"].as_bool()), (Some(1200), Some(true)));
+    assert_eq!(new["metadata"]["external_id"], "basic");
+    let pro = prices.iter().find(|p| p["id"] == first[1]).unwrap();
+    assert_eq!(pro["active"].as_bool(), Some(true), "unchanged, so updated in place");
+    let actions = b.strings(
+        dir.path(),
+        "Catalog",
+        "SELECT external_id || ' ' || action || ' ' || stripe_id FROM stripe_prices WHERE _sluice_run = 2 ORDER BY external_id",
+    );
+    assert_eq!(
+        actions,
+        [format!("basic replaced {}", new["id"].as_str().unwrap()), format!("pro updated {}", first[1])]
+    );
+
+    // The external id now means the new price: a later change of its nickname updates that one.
+    put(dir.path(), "prices.csv", &format!("{header}basic,prod_base,usd,1200,Basic 2027\n"), 0);
+    assert_eq!(run(b, dir.path(), &["run"]).status.code(), Some(0));
+    let prices = stripe.objects("prices");
+    assert_eq!(prices.len(), 3);
+    assert_eq!(
+        (prices[2]["nickname"].as_str(), prices[0]["nickname"].as_str()),
+        (Some("Basic 2027"), Some("Basic"))
+    );
+}
+
+#[test]
+fn a_coupon_whose_percent_off_changes_is_refused_naming_it_and_the_others_update() {
+    let b = &Backend::sqlite();
+    let stripe = StripeServer::start();
+    let dir = catalog(&stripe, "coupons", None, "");
+    let header = "metadata.external_id,percent_off,duration,name\n";
+    put(dir.path(), "coupons.csv", &format!("{header}k1,25,once,Quarter\nk2,10,forever,Tenth\n"), 60);
+    assert_eq!(run(b, dir.path(), &["run"]).status.code(), Some(0));
+    put(dir.path(), "coupons.csv", &format!("{header}k1,30,once,Quarter\nk2,10,forever,A tenth\n"), 1);
+    let output = run(b, dir.path(), &["run"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).contains("1 rows, 1 rejected"), "{}", text(&output.stdout));
+    assert_eq!(stripe.count(400), 0, "nothing Stripe would refuse was sent");
+    let coupons = stripe.objects("coupons");
+    assert_eq!(coupons.len(), 2);
+    assert_eq!(
+        (coupons[0]["percent_off"].as_str(), coupons[1]["name"].as_str()),
+        (Some("25"), Some("A tenth"))
+    );
+    let rejects = b.strings(dir.path(), "Catalog", "SELECT line || ' ' || reason FROM _sluice_rejects");
+    assert_eq!(rejects.len(), 1, "{rejects:?}");
+    assert!(
+        rejects[0].starts_with("2 coupons `k1` was imported before with other values of what Stripe takes on create only: `percent_off` (25 ─► 30)"),
+        "{}",
+        rejects[0]
+    );
+}
+
+#[test]
+fn records_stripe_would_refuse_are_rejected_before_sending_and_preview_shows_them_as_run_does() {
+    let b = &Backend::sqlite();
+    let stripe = StripeServer::start();
+    let dir = catalog(&stripe, "tax_rates", None, "");
+    put(
+        dir.path(),
+        "rates.csv",
+        "metadata.external_id,display_name,inclusive,percentage,tax_type\n\
+         t1,VAT,false,20,vat\nt2,Sales tax,false,,sales_tax\nt3,GST,maybe,5,gst\nt4,Fee,false,1,fee\n,No id,false,1,vat\n",
+        60,
+    );
+    let reasons = [
+        "3 Stripe needs `percentage` to create tax_rates",
+        "4 `inclusive` is `maybe`, and Stripe takes one of: true, false",
+        "5 `tax_type` is `fee`, and Stripe takes one of: amusement_tax,",
+        "6 field `metadata.external_id` is empty",
+    ];
+    let preview = run(b, dir.path(), &["preview", "Catalog"]);
+    let shown = text(&preview.stdout);
+    assert!(shown.contains("\"display_name\":\"VAT\"") && !shown.contains("Sales tax\""), "{shown}");
+    for reason in reasons {
+        let (line, reason) = reason.split_once(' ').unwrap();
+        assert!(shown.contains(&format!("rejected: line {line}: {reason}")), "{shown}");
+    }
+    assert!(stripe.received().is_empty(), "a preview sends nothing");
+
+    let output = run(b, dir.path(), &["run"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).contains("1 rows, 4 rejected"), "{}", text(&output.stdout));
+    assert_eq!(stripe.received().len(), 1, "only the record Stripe would take was sent");
+    let rejects =
+        b.strings(dir.path(), "Catalog", "SELECT line || ' ' || reason FROM _sluice_rejects ORDER BY line");
+    for (reject, reason) in rejects.iter().zip(reasons) {
+        assert!(reject.starts_with(reason), "{reject}");
+    }
+}
+
+#[test]
+fn an_object_whose_every_record_stripe_refuses_fails_the_run_naming_the_cause() {
+    let b = &Backend::sqlite();
+    let stripe = StripeServer::start();
+    let dir = catalog(&stripe, "coupons", None, "");
+    put(dir.path(), "coupons.csv", "metadata.external_id,amount_off,currency\nk1,500,xyz\nk2,700,xyz\n", 60);
+    put(dir.path(), "more.csv", "metadata.external_id,amount_off,currency\nk3,500,usd\n", 50);
+    let output = run(b, dir.path(), &["run"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stdout));
+    assert!(
+        text(&output.stdout).contains("Catalog: partial — 2 objects, 1 rows, 0 rejected"),
+        "{}",
+        text(&output.stdout)
+    );
+    assert_eq!(stripe.objects("coupons").len(), 1);
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("writing `coupons` to Stripe failed: every record was refused (2 of them), none landed; the first, line 2: Stripe refused the create of coupons `k1`"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn configuration_checks_name_an_unknown_object_and_a_mapping_that_cannot_make_one() {
+    let stripe = StripeServer::start();
+    let tax_template = |fields: &str| {
+        format!(
+            "plugin = \"map\"\n[dataflows.Catalog.template.options.fields]\n\"metadata.external_id\" = \"no\"\n{fields}"
+        )
+    };
+    let cases = [
+        (
+            "invoices",
+            None,
+            "Sluice does not write `invoices` to Stripe: it knows the parameters and requirements of products, prices, customers, coupons, promotion_codes, tax_rates, shipping_rates, subscriptions only",
+        ),
+        (
+            "tax_rates",
+            Some(tax_template("display_name = \"name\"\ninclusive = \"inclusive\"\n")),
+            "Stripe needs `percentage` to create tax_rates, and no field makes it: map it",
+        ),
+        (
+            "coupons",
+            Some(tax_template("percent_off = \"p\"\ncolour = \"c\"\n")),
+            "field `colour` is not a parameter of coupons (the parameters are on https://docs.stripe.com/api/coupons/create)",
+        ),
+        (
+            "customers",
+            Some(
+                "plugin = \"map\"\n[dataflows.Catalog.template.options.fields]\nemail = \"email\"\n"
+                    .to_string(),
+            ),
+            "no field makes `metadata.external_id`, which Sluice knows each customers again by",
+        ),
+    ];
+    for (object, template, expected) in cases {
+        let dir = catalog(&stripe, object, template.as_deref(), "");
+        let output = run(&Backend::sqlite(), dir.path(), &["check"]);
+        assert_eq!(output.status.code(), Some(2), "{object}: {}", text(&output.stderr));
+        assert!(text(&output.stderr).contains(expected), "{object}: {}", text(&output.stderr));
+    }
+}
+
+#[test]
+fn an_unreachable_stripe_fails_the_run_within_seconds_whatever_the_rows() {
+    let b = &Backend::sqlite();
+    // A port on loopback where nothing listens.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    std::fs::write(
+        dir.path().join("connector.toml"),
+        format!(
+            "{DATABASES}[dataflows.Catalog]\nsource = {{ type = \"local\", path = \"data\" }}\nformat = {{ plugin = \"csv\" }}\n\
+             sink = {{ type = \"stripe\", object = \"products\", api_key = \"${{TEST_STRIPE_KEY}}\", api_base = \"http://127.0.0.1:{port}\" }}\n"
+        ),
+    )
+    .unwrap();
+    let rows: String = (0..1000).map(|i| format!("p{i},Product {i}\n")).collect();
+    put(dir.path(), "a.csv", &format!("id,name\n{rows}"), 60);
+    let started = Instant::now();
+    let output = run(b, dir.path(), &["run"]);
+    let took = started.elapsed();
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stdout));
+    assert!(took < Duration::from_secs(20), "1,000 rows, one request's retries: {took:?}");
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("writing `products` to Stripe failed: Stripe did not answer after 3 attempts"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_key_a_server_echoes_back_is_never_printed_logged_or_kept() {
+    let b = &Backend::sqlite();
+    let stripe = StripeServer::start_with(Settings { echo_key: true, ..Settings::default() });
+    for key in ["wrong_key", "sk_live_51ThisLooksLikeALiveKey"] {
+        let dir = catalog(&stripe, "products", None, "");
+        put(dir.path(), "a.csv", "id,name\np1,One\n", 60);
+        let output = sluice(b, dir.path(), key)
+            .env("SLUICE_LOG", "debug")
+            .args(["--log-format", "json", "run"])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1));
+        let history = text(&run(b, dir.path(), &["history", "Catalog", "--json"]).stdout);
+        let stored = b.state_strings(dir.path(), "SELECT coalesce(error, '') FROM runs").join("\n");
+        let everything = format!("{}{}{history}{stored}", text(&output.stdout), text(&output.stderr));
+        assert!(
+            everything.contains("Authorization was 'Bearer "),
+            "the server's message is kept: {everything}"
+        );
+        assert!(!everything.contains(key), "{key} leaked: {everything}");
+        assert!(everything.contains("[redacted]"), "{everything}");
+    }
 }

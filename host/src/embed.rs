@@ -263,7 +263,7 @@ struct PullWriter {
 
 impl PullWriter {
     fn gone(&self) -> SinkError {
-        SinkError { table: "pull".into(), message: "the caller stopped taking batches".into() }
+        SinkError::table("pull", "the caller stopped taking batches")
     }
 }
 

@@ -4,6 +4,7 @@ mod commands;
 
 use clap::{Parser, Subcommand};
 use commands::Failure;
+use sluice::config::env::redact_stripe_keys;
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -194,8 +195,9 @@ fn main() -> ExitCode {
         }
     };
     // `eprintln!` would panic where stderr is closed too (`sluice run 2>&1 | head -1`); the status still tells.
+    // A Stripe key quoted by any message (a server's, a configuration line's) is masked, as a last guard.
     let say = |message: &str| {
-        let _ = writeln!(io::stderr(), "error: {message}");
+        let _ = writeln!(io::stderr(), "error: {}", redact_stripe_keys(message));
     };
     match result {
         Ok(()) | Err(Failure::Closed) => ExitCode::SUCCESS,

@@ -26,6 +26,9 @@ pub const API_VERSION: &str = "2025-09-30.clover";
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub secret_key: String,
+    /// Whether a 401 quotes the key it was given, unmasked, as a careless server might ("Authorization was
+    /// 'Bearer …'"): Stripe masks it, and Sluice must not depend on that.
+    pub echo_key: bool,
     /// Requests per second the token bucket refills; `None` for no limit.
     pub rate_limit: Option<u32>,
     /// Requests the bucket holds: how large a burst it lets through at once.
@@ -34,7 +37,7 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { secret_key: TEST_KEY.to_string(), rate_limit: None, burst: 10 }
+        Settings { secret_key: TEST_KEY.to_string(), echo_key: false, rate_limit: None, burst: 10 }
     }
 }
 
@@ -400,9 +403,12 @@ fn answer(
             kind: "invalid_request_error",
             code: None,
             param: None,
-            message: match shown {
-                Some(shown) => format!("Invalid API Key provided: {shown}"),
-                None => "You did not provide an API key.".into(),
+            message: match (shown, key) {
+                (_, Some(key)) if shared.settings.echo_key => {
+                    format!("Invalid API Key provided: Authorization was 'Bearer {key}'")
+                }
+                (Some(shown), _) => format!("Invalid API Key provided: {shown}"),
+                (None, _) => "You did not provide an API key.".into(),
             },
             endpoint_ran: false,
         };
@@ -629,33 +635,193 @@ fn allowed(path: &str, creating: bool) -> Option<&'static [&'static str]> {
             "transfer_lookup_key",
             "expand",
         ],
-        ("customers", _) => &[
-            "name",
-            "email",
-            "phone",
-            "description",
-            "metadata",
+        ("customers", true) => &[
             "address",
-            "shipping",
             "balance",
-            "preferred_locales",
-            "tax_exempt",
-            "invoice_settings",
+            "business_name",
+            "cash_balance",
+            "description",
+            "email",
+            "expand",
+            "individual_name",
             "invoice_prefix",
+            "invoice_settings",
+            "metadata",
+            "name",
             "next_invoice_sequence",
             "payment_method",
+            "phone",
+            "preferred_locales",
+            "shipping",
             "source",
             "tax",
+            "tax_exempt",
             "tax_id_data",
             "test_clock",
-            "coupon",
-            "promotion_code",
+            "validate",
+        ],
+        ("customers", false) => &[
+            "address",
+            "balance",
+            "business_name",
             "cash_balance",
+            "default_source",
+            "description",
+            "email",
             "expand",
+            "individual_name",
+            "invoice_prefix",
+            "invoice_settings",
+            "metadata",
+            "name",
+            "next_invoice_sequence",
+            "phone",
+            "preferred_locales",
+            "shipping",
+            "source",
+            "tax",
+            "tax_exempt",
+            "validate",
+        ],
+        ("coupons", true) => &[
+            "amount_off",
+            "applies_to",
+            "currency",
+            "currency_options",
+            "duration",
+            "duration_in_months",
+            "expand",
+            "id",
+            "max_redemptions",
+            "metadata",
+            "name",
+            "percent_off",
+            "redeem_by",
+        ],
+        ("coupons", false) => &["currency_options", "expand", "metadata", "name"],
+        ("promotion_codes", true) => &[
+            "promotion",
+            "active",
+            "code",
+            "customer",
+            "expand",
+            "expires_at",
+            "max_redemptions",
+            "metadata",
+            "restrictions",
+        ],
+        ("promotion_codes", false) => &["active", "expand", "metadata", "restrictions"],
+        ("tax_rates", true) => &[
+            "display_name",
+            "inclusive",
+            "percentage",
+            "active",
+            "country",
+            "description",
+            "expand",
+            "jurisdiction",
+            "metadata",
+            "state",
+            "tax_type",
+        ],
+        ("tax_rates", false) => &[
+            "active",
+            "country",
+            "description",
+            "display_name",
+            "expand",
+            "jurisdiction",
+            "metadata",
+            "state",
+            "tax_type",
+        ],
+        ("shipping_rates", true) => &[
+            "display_name",
+            "delivery_estimate",
+            "expand",
+            "fixed_amount",
+            "metadata",
+            "tax_behavior",
+            "tax_code",
+            "type",
+        ],
+        // An update takes `fixed_amount[currency_options]` only: see `nested_unknown`.
+        ("shipping_rates", false) => &["active", "expand", "fixed_amount", "metadata", "tax_behavior"],
+        ("subscriptions", true) => &[
+            "customer",
+            "add_invoice_items",
+            "application_fee_percent",
+            "automatic_tax",
+            "backdate_start_date",
+            "billing_cycle_anchor",
+            "billing_cycle_anchor_config",
+            "billing_mode",
+            "billing_thresholds",
+            "cancel_at",
+            "cancel_at_period_end",
+            "collection_method",
+            "currency",
+            "days_until_due",
+            "default_payment_method",
+            "default_source",
+            "default_tax_rates",
+            "description",
+            "discounts",
+            "expand",
+            "invoice_settings",
+            "items",
+            "metadata",
+            "off_session",
+            "on_behalf_of",
+            "payment_behavior",
+            "payment_settings",
+            "pending_invoice_item_interval",
+            "proration_behavior",
+            "transfer_data",
+            "trial_end",
+            "trial_from_plan",
+            "trial_period_days",
+            "trial_settings",
+        ],
+        ("subscriptions", false) => &[
+            "add_invoice_items",
+            "application_fee_percent",
+            "automatic_tax",
+            "billing_cycle_anchor",
+            "billing_thresholds",
+            "cancel_at",
+            "cancel_at_period_end",
+            "cancellation_details",
+            "collection_method",
+            "days_until_due",
+            "default_payment_method",
+            "default_source",
+            "default_tax_rates",
+            "description",
+            "discounts",
+            "expand",
+            "invoice_settings",
+            "items",
+            "metadata",
+            "off_session",
+            "on_behalf_of",
+            "pause_collection",
+            "payment_behavior",
+            "payment_settings",
+            "pending_invoice_item_interval",
+            "proration_behavior",
+            "proration_date",
+            "transfer_data",
+            "trial_end",
+            "trial_from_plan",
+            "trial_settings",
         ],
         _ => return None,
     })
 }
+
+/// Parameters that take `true` or `false`.
+const BOOLEANS: &[&str] = &["active", "shippable", "inclusive", "cancel_at_period_end"];
 
 /// Currencies the stand-in takes (a subset of Stripe's).
 const CURRENCIES: &[&str] = &[
@@ -671,6 +837,17 @@ fn check(path: &str, creating: bool, params: &Map<String, Json>) -> Result<(), A
             unknown.clone(),
             "parameter_unknown",
             format!("Received unknown parameter: {unknown}"),
+        ));
+    }
+    // A shipping rate's update takes `fixed_amount[currency_options]` and nothing else under `fixed_amount`.
+    if let ("shipping_rates", false, Some(Json::Object(fixed))) = (path, creating, params.get("fixed_amount"))
+        && let Some(unknown) = fixed.keys().find(|k| *k != "currency_options")
+    {
+        let name = format!("fixed_amount[{unknown}]");
+        return Err(ApiError::invalid(
+            name.clone(),
+            "parameter_unknown",
+            format!("Received unknown parameter: {name}"),
         ));
     }
     if let Some(metadata) = params.get("metadata") {
@@ -694,7 +871,7 @@ fn check(path: &str, creating: bool, params: &Map<String, Json>) -> Result<(), A
             }
         }
     }
-    for flag in ["active", "shippable"] {
+    for &flag in BOOLEANS {
         if let Some(value) = params.get(flag)
             && !matches!(value.as_str(), Some("true" | "false"))
         {
@@ -770,15 +947,119 @@ fn check(path: &str, creating: bool, params: &Map<String, Json>) -> Result<(), A
                 ));
             }
         }
+        ("coupons", true) => {
+            if !params.contains_key("percent_off") && !params.contains_key("amount_off") {
+                return Err(ApiError::invalid(
+                    "percent_off",
+                    "parameter_missing",
+                    "You must pass either `percent_off` or `amount_off`.",
+                ));
+            }
+            match params.get("currency").and_then(Json::as_str) {
+                None if params.contains_key("amount_off") => return Err(missing_param("currency")),
+                Some(currency) if !CURRENCIES.contains(&currency) => {
+                    return Err(ApiError::invalid(
+                        "currency",
+                        "parameter_invalid",
+                        format!("Invalid currency: {currency}."),
+                    ));
+                }
+                _ => {}
+            }
+            match params.get("duration").and_then(Json::as_str) {
+                None | Some("once" | "forever") => {}
+                Some("repeating") if params.contains_key("duration_in_months") => {}
+                Some("repeating") => return Err(missing_param("duration_in_months")),
+                Some(other) => {
+                    return Err(ApiError::invalid(
+                        "duration",
+                        "parameter_invalid",
+                        format!("Invalid duration: must be one of forever, once, or repeating (got {other})"),
+                    ));
+                }
+            }
+        }
+        ("tax_rates", true) => {
+            for required in ["display_name", "inclusive", "percentage"] {
+                if !params.contains_key(required) {
+                    return Err(missing_param(required));
+                }
+            }
+        }
+        ("shipping_rates", true) => {
+            if !params.contains_key("display_name") {
+                return Err(missing_param("display_name"));
+            }
+            let fixed = params.get("fixed_amount");
+            for field in ["amount", "currency"] {
+                if fixed.and_then(|f| f.get(field)).is_none() {
+                    return Err(missing_param(&format!("fixed_amount[{field}]")));
+                }
+            }
+        }
+        ("promotion_codes", true) => {
+            let promotion = params.get("promotion");
+            if promotion.and_then(|p| p.get("type")).and_then(Json::as_str) != Some("coupon") {
+                return Err(missing_param("promotion[type]"));
+            }
+            if promotion.and_then(|p| p.get("coupon")).is_none() {
+                return Err(missing_param("promotion[coupon]"));
+            }
+        }
+        ("subscriptions", true) => {
+            if !params.contains_key("customer") {
+                return Err(missing_param("customer"));
+            }
+            if params.get("items").and_then(|items| items.get(0)).and_then(|item| item.get("price")).is_none()
+            {
+                return Err(missing_param("items"));
+            }
+        }
         _ => {}
     }
     Ok(())
+}
+
+fn missing_param(name: &str) -> ApiError {
+    ApiError::invalid(name, "parameter_missing", format!("Missing required param: {name}."))
+}
+
+/// The objects a create refers to, which must exist: (parameter, API path, id).
+fn references(path: &str, params: &Map<String, Json>) -> Vec<(String, &'static str, String)> {
+    let id = |value: Option<&Json>| value.and_then(Json::as_str).map(str::to_string);
+    let mut refs = Vec::new();
+    match path {
+        "prices" => refs.extend(id(params.get("product")).map(|p| ("product".into(), "products", p))),
+        "promotion_codes" => refs.extend(
+            id(params.get("promotion").and_then(|p| p.get("coupon")))
+                .map(|c| ("promotion[coupon]".into(), "coupons", c)),
+        ),
+        "subscriptions" => {
+            refs.extend(id(params.get("customer")).map(|c| ("customer".into(), "customers", c)));
+            for (index, item) in
+                params.get("items").and_then(Json::as_array).into_iter().flatten().enumerate()
+            {
+                refs.extend(id(item.get("price")).map(|p| (format!("items[{index}][price]"), "prices", p)));
+            }
+        }
+        _ => {}
+    }
+    refs
 }
 
 fn create(shared: &Shared, path: &str, mut params: Map<String, Json>) -> Result<Json, ApiError> {
     check(path, true, &params)?;
     let now = unix_now();
     let mut store = shared.store.lock().unwrap();
+    for (param, referred, id) in references(path, &params) {
+        if !store.objects.get(referred).is_some_and(|m| m.contains_key(&id)) {
+            return Err(ApiError {
+                status: StatusCode::BAD_REQUEST,
+                param: Some(param),
+                ..missing(referred, &id)
+            });
+        }
+    }
     let id = match params.remove("id").and_then(|v| v.as_str().map(str::to_string)) {
         Some(id) if store.objects.get(path).is_some_and(|m| m.contains_key(&id)) => {
             return Err(ApiError {
@@ -801,12 +1082,14 @@ fn create(shared: &Shared, path: &str, mut params: Map<String, Json>) -> Result<
     if object.get("metadata").is_none() {
         object["metadata"] = json!({});
     }
-    for flag in ["active", "shippable"] {
-        if let Some(value) = object.get(flag).and_then(Json::as_str) {
-            object[flag] = json!(value == "true");
+    for flag in BOOLEANS {
+        if let Some(value) = object.get(*flag).and_then(Json::as_str) {
+            object[*flag] = json!(value == "true");
         }
     }
-    if object.get("active").is_none() && matches!(path, "products" | "prices") {
+    if object.get("active").is_none()
+        && matches!(path, "products" | "prices" | "tax_rates" | "shipping_rates" | "promotion_codes")
+    {
         object["active"] = json!(true);
     }
     if let Some(amount) = object.get("unit_amount").and_then(Json::as_str) {
@@ -841,9 +1124,9 @@ fn update(shared: &Shared, path: &str, id: &str, params: Map<String, Json>) -> R
         return Err(missing(path, id));
     };
     let mut changes = Json::Object(params);
-    for flag in ["active", "shippable"] {
-        if let Some(value) = changes.get(flag).and_then(Json::as_str) {
-            changes[flag] = json!(value == "true");
+    for flag in BOOLEANS {
+        if let Some(value) = changes.get(*flag).and_then(Json::as_str) {
+            changes[*flag] = json!(value == "true");
         }
     }
     let previous = merge(&mut stored.object, &changes);
@@ -962,6 +1245,10 @@ fn prefix(path: &str) -> &'static str {
         "payment_intents" => "pi",
         "invoices" => "in",
         "subscriptions" => "sub",
+        "coupons" => "co",
+        "promotion_codes" => "promo",
+        "tax_rates" => "txr",
+        "shipping_rates" => "shr",
         "refunds" => "re",
         "balance_transactions" => "txn",
         "events" => "evt",

@@ -76,7 +76,7 @@ struct Invoice {
 
 impl RecordWriter for Invoice {
     fn write(&mut self, batch: sluice::batch::RecordBatch) -> Result<(), SinkError> {
-        let failed = |message: String| SinkError { table: "totals".into(), message };
+        let failed = |message: String| SinkError::table("totals", message);
         let batch = batch.into_arrow().map_err(|e| failed(e.to_string()))?;
         let column = |name| batch.column_by_name(name).ok_or_else(|| failed(format!("no column `{name}`")));
         let (customers, cents) = (column("customer")?.as_string::<i32>(), column("cents")?);

@@ -77,6 +77,39 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// `text` with this secret, and anything shaped like a Stripe key, masked: for a message that quotes
+    /// what a server answered, which may echo a credential back.
+    pub fn redact(&self, text: &str) -> String {
+        let text = match self.0.len() {
+            // Too short to be a credential worth masking, and masking it would garble the text.
+            0..4 => text.to_string(),
+            _ => text.replace(&self.0, "[redacted]"),
+        };
+        redact_stripe_keys(&text)
+    }
+}
+
+/// The prefixes of Stripe's secret and restricted keys.
+const STRIPE_KEY_PREFIXES: [&str; 4] = ["sk_live_", "sk_test_", "rk_live_", "rk_test_"];
+
+/// `text` with every Stripe secret or restricted key (`sk_live_…`, `rk_test_…`) masked after its prefix, as
+/// a last guard for messages that are printed, logged or stored.
+pub fn redact_stripe_keys(text: &str) -> String {
+    let mut redacted = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some((at, prefix)) =
+        STRIPE_KEY_PREFIXES.iter().filter_map(|prefix| rest.find(prefix).map(|at| (at, *prefix))).min()
+    {
+        let after = &rest[at + prefix.len()..];
+        let key_length = after.find(|c: char| !c.is_ascii_alphanumeric()).unwrap_or(after.len());
+        redacted.push_str(&rest[..at + prefix.len()]);
+        // Stripe masks a key the same way: its prefix stays, so the mode (live, test) can still be told.
+        redacted.push_str(if key_length > 0 { "[redacted]" } else { "" });
+        rest = &after[key_length..];
+    }
+    redacted.push_str(rest);
+    redacted
 }
 
 impl fmt::Debug for Secret {
@@ -94,6 +127,17 @@ impl<'de> Deserialize<'de> for Secret {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_and_every_stripe_key_are_masked_in_a_message() {
+        let key = Secret::new("wrong_key");
+        assert_eq!(
+            key.redact("Authorization was 'Bearer wrong_key'; also sk_live_51AbC and rk_test_x9, not sk_"),
+            "Authorization was 'Bearer [redacted]'; also sk_live_[redacted] and rk_test_[redacted], not sk_"
+        );
+        assert_eq!(redact_stripe_keys("key sk_test_4242abcd."), "key sk_test_[redacted].");
+        assert_eq!(Secret::new("abc").redact("abc"), "abc", "too short to be a credential");
+    }
 
     fn expand_test(text: &str) -> Result<String, String> {
         expand_with(text, |name| match name {

@@ -305,6 +305,10 @@ impl Config {
                 .sink
                 .check_stripe()
                 .map_err(|(name, message)| (key(&format!(".sink.{name}")), message))?;
+            dataflow
+                .sink
+                .check_stripe_mapping(dataflow.template.as_ref())
+                .map_err(|(name, message)| (key(&format!(".template.{name}")), message))?;
             match (dataflow.sink.kind, &dataflow.sink.name) {
                 (SinkKind::Custom, None) => {
                     return Err((

@@ -1,9 +1,9 @@
 //! Stripe settings of sinks and sources: checked when the configuration is read, and made into a client's
 //! settings (and a sink's target) when a run starts.
 
-use super::{Secret, SinkConfig, SinkKind, StripeSourceConfig, WriteMode};
+use super::{Secret, SinkConfig, SinkKind, StripeSourceConfig, TemplateConfig, WriteMode};
 use crate::sink::StripeTarget;
-use crate::stripe::ClientSettings;
+use crate::stripe::{ClientSettings, ObjectSpec, bracketed, object_spec, supported_objects};
 use std::num::NonZeroU32;
 use std::time::Duration;
 
@@ -30,11 +30,22 @@ impl SinkConfig {
             };
         }
         let object = self.object.as_deref().unwrap_or_default();
-        if object.is_empty() || !object.chars().all(|c| c.is_ascii_lowercase() || c == '_' || c == '/') {
+        if object.is_empty() {
             return Err((
                 "object",
-                "a Stripe sink needs the object records become, by its API path: object = \"products\""
-                    .into(),
+                format!(
+                    "a Stripe sink needs the object records become, by its API path: object = \"products\" (Sluice writes {})",
+                    supported_objects()
+                ),
+            ));
+        }
+        if object_spec(object).is_none() {
+            return Err((
+                "object",
+                format!(
+                    "Sluice does not write `{object}` to Stripe: it knows the parameters and requirements of {} only",
+                    supported_objects()
+                ),
             ));
         }
         if self.mode != WriteMode::Append || !self.key.is_empty() {
@@ -52,6 +63,62 @@ impl SinkConfig {
         check_key(self.api_key.as_ref())
     }
 
+    /// The object a Stripe sink writes (checked when the configuration was read).
+    fn stripe_object(&self) -> &'static ObjectSpec {
+        self.object.as_deref().and_then(object_spec).expect("checked when the configuration was read")
+    }
+
+    /// The record field that holds a record's external id: `external_id`, else Stripe's own `id` for
+    /// products and `metadata.external_id` for the rest.
+    fn external_id(&self) -> String {
+        match &self.external_id {
+            Some(field) => field.clone(),
+            None if self.object.as_deref() == Some("products") => "id".into(),
+            None => "metadata.external_id".into(),
+        }
+    }
+
+    /// Where a Stripe sink's template is the bundled `map`, whether its fields can make every object:
+    /// the parameters Stripe requires, and the external id, are all mapped, and every field is a
+    /// parameter of the object. As (key under the template, message).
+    pub(super) fn check_stripe_mapping(
+        &self,
+        template: Option<&TemplateConfig>,
+    ) -> Result<(), (&'static str, String)> {
+        let Some(template) = template.filter(|t| self.kind == SinkKind::Stripe && t.plugin == "map") else {
+            return Ok(());
+        };
+        let Some(toml::Value::Table(fields)) = template.options.get("fields") else { return Ok(()) };
+        let spec = self.stripe_object();
+        let targets: Vec<String> = fields.keys().cloned().collect();
+        if let Some(target) = targets.iter().find(|target| !spec.creates(&bracketed(target))) {
+            return Err((
+                "options.fields",
+                format!(
+                    "field `{target}` is not a parameter of {} (the parameters are on {})",
+                    spec.path, spec.reference
+                ),
+            ));
+        }
+        if let Some(missing) = spec.unmapped(&targets) {
+            return Err((
+                "options.fields",
+                format!("Stripe needs {missing} to create {}, and no field makes it: map it", spec.path),
+            ));
+        }
+        let external_id = self.external_id();
+        if !targets.contains(&external_id) {
+            return Err((
+                "options.fields",
+                format!(
+                    "no field makes `{external_id}`, which Sluice knows each {} again by (the sink's `external_id`): map it",
+                    spec.path
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// The client settings and target of a Stripe sink (checked when the configuration was read).
     pub fn stripe(&self) -> (ClientSettings, StripeTarget) {
         let connection = Connection {
@@ -62,15 +129,10 @@ impl SinkConfig {
             max_retries: self.max_retries,
         };
         let settings = connection.settings();
-        let object = self.object.clone().expect("checked when the configuration was read");
-        let external_id = self
-            .external_id
-            .clone()
-            .unwrap_or_else(|| if object == "products" { "id" } else { "metadata.external_id" }.to_string());
         // Enough in flight to reach the rate at Stripe's usual few hundred milliseconds a write (a quarter of
         // the rate: 6 at 25/s, 25 at 100/s), never so many that a refused key costs many requests.
         let concurrency = self.concurrency.unwrap_or((settings.rate_limit.get() as usize / 4).clamp(4, 32));
-        (settings, StripeTarget { object, external_id, concurrency })
+        (settings, StripeTarget { spec: self.stripe_object(), external_id: self.external_id(), concurrency })
     }
 }
 

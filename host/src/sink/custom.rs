@@ -64,10 +64,10 @@ impl CustomSink {
     }
 
     fn cannot(&self, what: &str) -> SinkError {
-        SinkError {
-            table: self.name.clone(),
-            message: format!("the custom sink `{}` {what}: it is the embedding program's own", self.name),
-        }
+        SinkError::table(
+            self.name.clone(),
+            format!("the custom sink `{}` {what}: it is the embedding program's own", self.name),
+        )
     }
 }
 

@@ -18,14 +18,44 @@ use crate::config::{DatabaseUrl, TypeConflict, WriteMode};
 use crate::plugin::RejectedRow;
 use crate::source::ObjectMeta;
 
-/// A sink error: what failed, on which table.
+/// A sink error: what failed, and where it was being written.
 #[derive(Debug, thiserror::Error)]
-#[error("writing table `{table}` failed: {message}")]
+#[error("writing {target} failed: {message}")]
 pub struct SinkError {
-    /// The table (or, for a custom sink, the name it was registered under).
-    pub table: String,
+    /// Where the records were going.
+    pub target: SinkTarget,
     /// What went wrong.
     pub message: String,
+}
+
+/// Where a failed write was going, as an error names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SinkTarget {
+    /// A table (or, for a custom sink, the name it was registered under).
+    Table(String),
+    /// Stripe objects, by API path (`prices`).
+    Stripe(String),
+}
+
+impl std::fmt::Display for SinkTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SinkTarget::Table(table) => write!(f, "table `{table}`"),
+            SinkTarget::Stripe(object) => write!(f, "`{object}` to Stripe"),
+        }
+    }
+}
+
+impl SinkError {
+    /// A failure writing the table (or custom sink) `table`.
+    pub fn table(table: impl Into<String>, message: impl Into<String>) -> SinkError {
+        SinkError { target: SinkTarget::Table(table.into()), message: message.into() }
+    }
+
+    /// A failure writing Stripe's `object`s.
+    pub fn stripe(object: impl Into<String>, message: impl Into<String>) -> SinkError {
+        SinkError { target: SinkTarget::Stripe(object.into()), message: message.into() }
+    }
 }
 
 /// An object version a tables sink holds committed.
@@ -162,7 +192,7 @@ fn describe(value: &Value<'_>) -> String {
 }
 
 /// A row a sink refuses (an empty merge key, a value the database cannot hold), as a rejected row.
-fn rejected_row(batch: &RecordBatch, row: usize, reason: String) -> RejectedRow {
+pub(crate) fn rejected_row(batch: &RecordBatch, row: usize, reason: String) -> RejectedRow {
     let mut raw = Vec::new();
     let _ = batch.write_json_row(row, &mut raw);
     raw.truncate(1024);
@@ -190,8 +220,8 @@ pub trait TableSink: Send {
     /// Ends a run: lets go of versions beyond the newest `TableSpec::versions`, so that storage stays
     /// bounded, and readies what a rollback of the run will look up.
     fn finish_run(&mut self) -> Result<(), SinkError>;
-    /// Two text columns of the table as pairs, oldest row first (`[]` before the table exists): how a
-    /// Stripe sink reads back the Stripe ids its results table recorded.
+    /// Two text columns of the table as pairs, oldest row first (`[]` before the table or either column
+    /// exists): how a Stripe sink reads back the Stripe ids its results table recorded.
     fn pairs(&mut self, key: &str, value: &str) -> Result<Vec<(String, String)>, SinkError>;
     /// Why every further object would fail as the last did (Stripe refused the API key, say), where so:
     /// the run then stops instead of meeting the same refusal once per object.

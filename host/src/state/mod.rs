@@ -8,6 +8,7 @@ pub mod migrations;
 mod sql;
 
 use crate::config::DatabaseUrl;
+use crate::config::env::redact_stripe_keys;
 use crate::pg;
 use crate::source::ObjectMeta;
 use rusqlite::{Connection, OpenFlags};
@@ -445,6 +446,7 @@ impl StateStore {
         error: Option<&str>,
         now: SystemTime,
     ) -> Result<(), StateError> {
+        let error = error.map(redact_stripe_keys);
         self.execute(
             "UPDATE runs SET ended_at = ?2, status = ?3, objects = ?4, failed_objects = ?5, rows = ?6,
                  rejected = ?7, bytes = ?8, error = ?9 WHERE id = ?1",
@@ -457,7 +459,7 @@ impl StateStore {
                 (counts.rows as i64).into(),
                 (counts.rejected as i64).into(),
                 (counts.bytes as i64).into(),
-                error.into(),
+                error.as_deref().into(),
             ],
         )
     }
@@ -471,11 +473,12 @@ impl StateStore {
         ended: SystemTime,
         error: &str,
     ) -> Result<i64, StateError> {
+        let error = redact_stripe_keys(error);
         self.transaction(|sql| {
             let inserted = sql.query(
                 "INSERT INTO runs (dataflow, started_at, ended_at, status, error)
                  VALUES (?1, ?2, ?3, 'failed', ?4) RETURNING id",
-                &[dataflow.into(), millis(started).into(), millis(ended).into(), error.into()],
+                &[dataflow.into(), millis(started).into(), millis(ended).into(), error.as_str().into()],
             )?;
             inserted[0].int(0)
         })
@@ -558,6 +561,7 @@ impl StateStore {
         now: SystemTime,
     ) -> Result<(), StateError> {
         let ObjectOutcome { status, rows, rejected, error } = outcome;
+        let error = error.map(redact_stripe_keys);
         self.execute(
             "INSERT INTO objects (dataflow, key, etag, size, last_modified, status, rows, rejected, error,
                  run_id, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
@@ -574,7 +578,7 @@ impl StateStore {
                 status.as_str().into(),
                 (rows as i64).into(),
                 (rejected as i64).into(),
-                error.into(),
+                error.as_deref().into(),
                 run_id.into(),
                 millis(now).into(),
             ],

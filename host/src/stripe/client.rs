@@ -38,6 +38,11 @@ pub struct ClientSettings {
 
 /// The longest wait between two attempts of a request.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Retries of a request that could not reach Stripe while Stripe has not answered any: an address that is
+/// wrong or down fails the run within seconds, rather than every record waiting out every retry.
+const FIRST_CONTACT_RETRIES: u32 = 2;
+/// How long a connection to Stripe may take to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl ClientSettings {
     /// Settings with Stripe's defaults: 25 requests a second with a test key, 100 with a live one (the
@@ -142,6 +147,7 @@ impl StripeClient {
     pub fn new(settings: ClientSettings) -> Result<StripeClient, String> {
         let http = reqwest::Client::builder()
             .timeout(settings.timeout)
+            .connect_timeout(CONNECT_TIMEOUT.min(settings.timeout))
             .user_agent(concat!("Sluice/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("the Stripe HTTP client could not start: {e}"))?;
@@ -160,7 +166,8 @@ impl StripeClient {
     }
 
     /// Whether Stripe has answered a request in a way that shows it took the key. Until then a caller
-    /// sends one request at a time, so that a wrong key costs one refusal, not one per request in flight.
+    /// sends one request at a time, so that a wrong key (or an address where nothing answers) costs one
+    /// refusal, not one per request in flight.
     pub fn key_accepted(&self) -> bool {
         self.key_accepted.load(Ordering::Relaxed)
     }
@@ -221,7 +228,7 @@ impl StripeClient {
             let failure = match request.send().await {
                 Err(error) => {
                     crate::metrics::stripe_request(method.as_str(), "network_error");
-                    network_failure(&error)
+                    self.settings.api_key.redact(&network_failure(&error))
                 }
                 Ok(response) => {
                     crate::metrics::stripe_request(method.as_str(), response.status().as_str());
@@ -232,7 +239,11 @@ impl StripeClient {
                     }
                 }
             };
-            if attempt > self.settings.max_retries {
+            let retries = match self.key_accepted() {
+                true => self.settings.max_retries,
+                false => self.settings.max_retries.min(FIRST_CONTACT_RETRIES),
+            };
+            if attempt > retries {
                 return Err(StripeError::Unavailable { attempts: attempt, last: failure });
             }
             tracing::debug!(path, attempt, "retrying a Stripe request: {failure}");
@@ -249,7 +260,9 @@ impl StripeClient {
         let should_retry = header("stripe-should-retry").map(|v| v == "true");
         let body = match response.bytes().await {
             Ok(body) => body,
-            Err(error) => return Err(Failure::Retryable(network_failure(&error))),
+            Err(error) => {
+                return Err(Failure::Retryable(self.settings.api_key.redact(&network_failure(&error))));
+            }
         };
         let json: Json = serde_json::from_slice(&body).unwrap_or(Json::Null);
         if status.as_u16() != 401 && status.as_u16() != 403 {
@@ -260,7 +273,10 @@ impl StripeClient {
         }
         let error = &json["error"];
         let text = |key: &str| error.get(key).and_then(Json::as_str).map(str::to_string);
+        // A server may echo the key back ("Authorization was 'Bearer …'"): what Stripe says is kept in
+        // run history and printed, so the key never is.
         let message = text("message").unwrap_or_else(|| format!("HTTP {status} without an error message"));
+        let message = self.settings.api_key.redact(&message);
         if status.as_u16() == 401 || status.as_u16() == 403 {
             let refused = StripeError::Key { status: status.as_u16(), message, request_id };
             return Err(Failure::Final(self.key_refused.get_or_init(|| refused).clone()));

@@ -54,11 +54,6 @@ fn spread(name: &str, json: &Json, params: &mut Vec<(String, String)>) {
     }
 }
 
-/// The top-level parameter a bracketed name belongs to (`default_price_data[currency]` → `default_price_data`).
-pub fn top_level(name: &str) -> &str {
-    name.split('[').next().unwrap_or(name)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,6 +88,5 @@ mod tests {
             ]
         );
         assert_eq!(bracketed("default_price_data.unit_amount"), "default_price_data[unit_amount]");
-        assert_eq!(top_level("default_price_data[unit_amount]"), "default_price_data");
     }
 }

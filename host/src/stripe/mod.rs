@@ -3,8 +3,10 @@
 
 mod client;
 mod form;
+mod objects;
 mod records;
 
 pub use client::{API_BASE, API_VERSION, Answer, ClientSettings, StripeClient, StripeError};
-pub use form::{bracketed, record_params, top_level};
+pub use form::{bracketed, record_params};
+pub use objects::{OBJECTS, ObjectSpec, OnChanged, Required, object_spec, supported_objects};
 pub use records::objects_batch;

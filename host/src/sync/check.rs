@@ -70,8 +70,8 @@ impl Runner<'_> {
                 let (settings, target) = dataflow.sink.stripe();
                 let client = StripeClient::new(settings);
                 step(
-                    format!("Stripe {}", target.object),
-                    self.stripe_answers(client.as_ref(), &target.object),
+                    format!("Stripe {}", target.object()),
+                    self.stripe_answers(client.as_ref(), target.object()),
                 );
             }
             if dataflow.sink.kind == SinkKind::Custom {

@@ -4,9 +4,10 @@
 use super::SyncError;
 use super::plan::Plan;
 use super::runner::{Runner, open_blocking};
-use crate::config::DataflowConfig;
+use crate::config::{DataflowConfig, SinkKind};
 use crate::parse::{ParseError, parse_stream};
 use crate::plugin::{FormatPlugin, RejectedRow, TemplatePlugin};
+use crate::sink::rejected_row;
 use crate::source::{ObjectMeta, Source, decompressing};
 use crate::state::StateStore;
 use std::io;
@@ -77,6 +78,8 @@ impl Runner<'_> {
         };
         let options = dataflow.file_format().option_pairs();
         let template_options = dataflow.template.as_ref().map(|t| t.option_pairs()).unwrap_or_default();
+        // A Stripe sink rejects a record Stripe would refuse before sending it: shown here as `run` rejects it.
+        let stripe = (dataflow.sink.kind == SinkKind::Stripe).then(|| dataflow.sink.stripe().1);
         let mut template = match template.map(|t| t.open(&object.key, &template_options)).transpose() {
             Ok(template) => template,
             Err(error) => {
@@ -89,6 +92,12 @@ impl Runner<'_> {
                 for row in 0..batch.num_rows() {
                     if sample.records.len() == limit {
                         break;
+                    }
+                    if let Some(Err(reason)) = stripe.as_ref().map(|target| target.outgoing(batch, row)) {
+                        if sample.rejects.len() < limit {
+                            sample.rejects.push(rejected_row(batch, row, reason));
+                        }
+                        continue;
                     }
                     let mut line = Vec::new();
                     batch.write_json_row(row, &mut line)?;

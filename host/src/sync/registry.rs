@@ -66,10 +66,10 @@ impl Registry {
         let registered = dataflow.sink.name.as_deref().unwrap_or_default();
         Some(match self.sinks.get(registered) {
             Some(sink) => Ok(Box::new(CustomSink::new(sink.clone(), registered, name))),
-            None => Err(SinkError {
-                table: registered.to_string(),
-                message: unregistered("sink", registered, self.sinks.keys()),
-            }),
+            None => Err(SinkError::table(
+                registered.to_string(),
+                unregistered("sink", registered, self.sinks.keys()),
+            )),
         })
     }
 }

@@ -33,7 +33,7 @@ impl DataflowStores {
         if dataflow.sink.kind == SinkKind::Stripe {
             let (settings, target) = dataflow.sink.stripe();
             let client = StripeClient::new(settings)
-                .map_err(|message| sink_error(name)(SinkError { table: target.object.clone(), message }))?;
+                .map_err(|message| sink_error(name)(SinkError::stripe(target.object(), message)))?;
             sink = Box::new(StripeSink::new(sink, client, target, name).map_err(sink_error(name))?);
         }
         let state = StateStore::open(&state_url).map_err(state_error(name))?;

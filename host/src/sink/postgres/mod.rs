@@ -109,7 +109,7 @@ impl PostgresTables {
     /// `spec` names. A table the configuration renamed is renamed with it; a merge key other than the one
     /// the table's rows were merged on is refused.
     pub fn open(url: &str, dataflow: &str, spec: &TableSpec) -> Result<PostgresTables, SinkError> {
-        let error = |message: String| SinkError { table: spec.name.clone(), message };
+        let error = |message: String| SinkError::table(spec.name.clone(), message);
         let mut client = pg::connect(url).map_err(error)?;
         let schema = quote(&bookkeeping_schema_of(dataflow));
         let data_schema = quote(&schema_of(dataflow));
@@ -126,13 +126,13 @@ impl PostgresTables {
         sink.follow_rename()?;
         let table = sink.qualified(&spec.name);
         sink.columns = read_columns(&mut *sink.client, &table)
-            .map_err(|message| SinkError { table: spec.name.clone(), message })?;
+            .map_err(|message| SinkError::table(spec.name.clone(), message))?;
         sink.record_spec()?;
         Ok(sink)
     }
 
     fn error(&self, message: impl ToString) -> SinkError {
-        SinkError { table: self.spec.name.clone(), message: message.to_string() }
+        SinkError::table(self.spec.name.clone(), message.to_string())
     }
 
     /// `"schema"."table"`.
@@ -170,13 +170,13 @@ impl PostgresTables {
             self.schema,
             new.replace('\'', "''")
         ));
-        let mut transaction = self
-            .client
-            .transaction()
-            .map_err(|e| SinkError { table: new.clone(), message: pg::describe(&e) })?;
-        transaction.batch_execute(&sql).and_then(|()| transaction.commit()).map_err(|e| SinkError {
-            table: new.clone(),
-            message: format!("renaming table `{old}` to `{new}` failed: {}", pg::describe(&e)),
+        let mut transaction =
+            self.client.transaction().map_err(|e| SinkError::table(new.clone(), pg::describe(&e)))?;
+        transaction.batch_execute(&sql).and_then(|()| transaction.commit()).map_err(|e| {
+            SinkError::table(
+                new.clone(),
+                format!("renaming table `{old}` to `{new}` failed: {}", pg::describe(&e)),
+            )
         })?;
         log_renamed(&self.dataflow, &old, &new);
         Ok(())
@@ -192,7 +192,7 @@ impl PostgresTables {
             .check_merge_key(&self.dataflow, recorded, self.columns.is_some())
             .map_err(|e| self.error(e))?;
         let (schema, name) = (self.schema.clone(), self.spec.name.clone());
-        let error = |e: postgres::Error| SinkError { table: name.clone(), message: pg::describe(&e) };
+        let error = |e: postgres::Error| SinkError::table(name.clone(), pg::describe(&e));
         let mut transaction = self.client.transaction().map_err(error)?;
         transaction.execute(&format!("DELETE FROM {schema}._sluice_tables"), &[]).map_err(error)?;
         transaction
@@ -209,7 +209,7 @@ impl PostgresTables {
         let name = self.spec.name.clone();
         let (schema, undo) = (self.schema.clone(), self.qualified(&undo_table(&name)));
         let keep = i64::from(self.spec.versions);
-        let error = |e: postgres::Error| SinkError { table: name.clone(), message: pg::describe(&e) };
+        let error = |e: postgres::Error| SinkError::table(name.clone(), pg::describe(&e));
         let mut transaction = self.client.transaction().map_err(error)?;
         let oldest_kept = transaction
             .query_opt(
@@ -226,7 +226,7 @@ impl PostgresTables {
                 .map_err(error)?;
         }
         if read_columns(&mut transaction, &undo)
-            .map_err(|message| SinkError { table: name.clone(), message })?
+            .map_err(|message| SinkError::table(name.clone(), message))?
             .is_some()
         {
             transaction
@@ -249,7 +249,8 @@ impl TableSink for PostgresTables {
     }
 
     fn pairs(&mut self, key: &str, value: &str) -> Result<Vec<(String, String)>, SinkError> {
-        if self.columns.is_none() {
+        let has = |column: &str| self.columns.iter().flatten().any(|c| c.name == column);
+        if !has(key) || !has(value) {
             return Ok(Vec::new());
         }
         let sql = format!(
@@ -291,7 +292,7 @@ impl TableSink for PostgresTables {
         let (table, undo) = (self.qualified(&self.spec.name), self.qualified(&undo_table(&self.spec.name)));
         let schema = self.schema.clone();
         let name = self.spec.name.clone();
-        let error = |e: postgres::Error| SinkError { table: name.clone(), message: pg::describe(&e) };
+        let error = |e: postgres::Error| SinkError::table(name.clone(), pg::describe(&e));
         let mut transaction = self.client.transaction().map_err(error)?;
         let rows =
             if self.columns.is_some() { count_rows(&mut transaction, &table).map_err(error)? } else { 0 };
@@ -325,7 +326,7 @@ impl TableSink for PostgresTables {
         let name = self.spec.name.clone();
         let (schema, table, undo) =
             (self.schema.clone(), self.qualified(&name), self.qualified(&undo_table(&name)));
-        let error = |e: postgres::Error| SinkError { table: name.clone(), message: pg::describe(&e) };
+        let error = |e: postgres::Error| SinkError::table(name.clone(), pg::describe(&e));
         let mut transaction = self.client.transaction().map_err(error)?;
         let last = transaction
             .query_opt(
@@ -348,12 +349,12 @@ impl TableSink for PostgresTables {
                 )
                 .map_err(error)?;
             let undo_exists = read_columns(&mut transaction, &undo)
-                .map_err(|message| SinkError { table: name.clone(), message })?
+                .map_err(|message| SinkError::table(name.clone(), message))?
                 .is_some();
             if undo_exists {
                 // The rows the run replaced or merged over go back, under their old identities.
                 let columns = read_columns(&mut transaction, &table)
-                    .map_err(|message| SinkError { table: name.clone(), message })?
+                    .map_err(|message| SinkError::table(name.clone(), message))?
                     .unwrap_or_default();
                 let list = all_columns(&columns);
                 transaction
@@ -394,7 +395,7 @@ impl TableSink for PostgresTables {
                 .map_err(error)?;
         }
         let columns = read_columns(&mut transaction, &table)
-            .map_err(|message| SinkError { table: name.clone(), message })?;
+            .map_err(|message| SinkError::table(name.clone(), message))?;
         transaction.commit().map_err(error)?;
         self.columns = columns;
         Ok(Some(RolledBack { run_id, rows_removed }))
@@ -414,7 +415,7 @@ impl TableSink for PostgresTables {
         let transaction = self
             .client
             .transaction()
-            .map_err(|e| SinkError { table: self.spec.name.clone(), message: pg::describe(&e) })?;
+            .map_err(|e| SinkError::table(self.spec.name.clone(), pg::describe(&e)))?;
         Ok(Box::new(PostgresObject::new(
             transaction,
             object::Target { schema: &self.schema, table, undo, spec: &self.spec },

@@ -78,7 +78,7 @@ impl<'s> PostgresObject<'s> {
     }
 
     fn error(&self, message: impl ToString) -> SinkError {
-        SinkError { table: self.target.spec.name.clone(), message: message.to_string() }
+        SinkError::table(self.target.spec.name.clone(), message.to_string())
     }
 
     fn pg_error(&self, error: postgres::Error) -> SinkError {
@@ -88,7 +88,7 @@ impl<'s> PostgresObject<'s> {
     fn batch_sql(&mut self, sql: &str) -> Result<(), SinkError> {
         self.transaction
             .batch_execute(sql)
-            .map_err(|e| SinkError { table: self.target.spec.name.clone(), message: pg::describe(&e) })
+            .map_err(|e| SinkError::table(self.target.spec.name.clone(), pg::describe(&e)))
     }
 
     /// Creates the table, or adds the batch's new columns to it, typed by each column's first value.
@@ -268,7 +268,7 @@ impl<'s> PostgresObject<'s> {
                 ),
                 &[&self.target.table],
             )
-            .map_err(|e| SinkError { table: self.target.spec.name.clone(), message: pg::describe(&e) })?
+            .map_err(|e| SinkError::table(self.target.spec.name.clone(), pg::describe(&e)))?
             .get(0);
         self.row_start = Some(start);
         Ok(())
@@ -405,7 +405,7 @@ impl<'s> PostgresObject<'s> {
     /// Sends the encoded rows to `table` (`columns` in COPY's order).
     fn copy(&mut self, table: &str, columns: &str) -> Result<(), SinkError> {
         let name = self.target.spec.name.clone();
-        let failed = |message: String| SinkError { table: name.clone(), message };
+        let failed = |message: String| SinkError::table(name.clone(), message);
         let mut writer = self
             .transaction
             .copy_in(&format!("COPY {table} ({columns}) FROM STDIN"))
@@ -498,7 +498,7 @@ impl ObjectWrite for PostgresObject<'_> {
                         &self.run_id,
                     ],
                 )
-                .map_err(|e| SinkError { table: self.target.spec.name.clone(), message: pg::describe(&e) })?;
+                .map_err(|e| SinkError::table(self.target.spec.name.clone(), pg::describe(&e)))?;
         }
         self.rejected += rejects.len() as u64;
         Ok(())
@@ -511,7 +511,7 @@ impl ObjectWrite for PostgresObject<'_> {
         let row_start =
             if self.rows == 0 && !self.created_table { i64::MAX } else { self.row_start.unwrap_or(0) };
         let name = self.target.spec.name.clone();
-        let error = |e: postgres::Error| SinkError { table: name.clone(), message: pg::describe(&e) };
+        let error = |e: postgres::Error| SinkError::table(name.clone(), pg::describe(&e));
         self.transaction
             .execute(
                 &format!(

@@ -98,7 +98,7 @@ impl SqliteTables {
     /// Opens (creating where missing) the database at `path` for `dataflow`, writing the table `spec`
     /// names. A merge key other than the one the table's rows were merged on is refused.
     pub fn open(path: &Path, dataflow: &str, spec: &TableSpec) -> Result<SqliteTables, SinkError> {
-        let error = |message: String| SinkError { table: spec.name.clone(), message };
+        let error = |message: String| SinkError::table(spec.name.clone(), message);
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| error(format!("{}: {e}", parent.display())))?;
         }
@@ -120,7 +120,7 @@ impl SqliteTables {
     }
 
     fn error(&self, message: impl ToString) -> SinkError {
-        SinkError { table: self.spec.name.clone(), message: message.to_string() }
+        SinkError::table(self.spec.name.clone(), message.to_string())
     }
 
     fn existing_columns(&self) -> rusqlite::Result<Vec<String>> {
@@ -158,9 +158,8 @@ impl SqliteTables {
             )?;
             transaction.commit()
         })();
-        renamed.map_err(|e| SinkError {
-            table: new.clone(),
-            message: format!("renaming table `{old}` to `{new}` failed: {e}"),
+        renamed.map_err(|e| {
+            SinkError::table(new.clone(), format!("renaming table `{old}` to `{new}` failed: {e}"))
         })?;
         log_renamed(&self.dataflow, &old, &new);
         Ok(())
@@ -197,7 +196,7 @@ impl SqliteTables {
         let table = self.spec.name.clone();
         self.connection
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| SinkError { table, message: e.to_string() })
+            .map_err(|e| SinkError::table(table, e.to_string()))
     }
 }
 
@@ -213,7 +212,7 @@ impl TableSink for SqliteTables {
     }
 
     fn pairs(&mut self, key: &str, value: &str) -> Result<Vec<(String, String)>, SinkError> {
-        if self.columns.is_empty() {
+        if ![key, value].iter().all(|column| self.columns.contains(&column.to_ascii_lowercase())) {
             return Ok(Vec::new());
         }
         let sql =
@@ -250,7 +249,7 @@ impl TableSink for SqliteTables {
 
     fn remove(&mut self) -> Result<u64, SinkError> {
         let (table, dataflow) = (self.spec.name.clone(), self.dataflow.clone());
-        let error = |e: rusqlite::Error| SinkError { table: table.clone(), message: e.to_string() };
+        let error = |e: rusqlite::Error| SinkError::table(table.clone(), e.to_string());
         let transaction = self.write_transaction()?;
         let rows = if has_table(&transaction, &table).map_err(error)? {
             let rows = count_rows(&transaction, &table).map_err(error)?;
@@ -277,7 +276,7 @@ impl TableSink for SqliteTables {
 
     fn rollback_last(&mut self) -> Result<Option<RolledBack>, SinkError> {
         let (table, dataflow) = (self.spec.name.clone(), self.dataflow.clone());
-        let error = |e: rusqlite::Error| SinkError { table: table.clone(), message: e.to_string() };
+        let error = |e: rusqlite::Error| SinkError::table(table.clone(), e.to_string());
         let transaction = self.write_transaction()?;
         let last: Option<(i64, bool, i64)> = transaction
             .query_row(
@@ -376,7 +375,7 @@ impl TableSink for SqliteTables {
     fn finish_run(&mut self) -> Result<(), SinkError> {
         let (table, dataflow) = (self.spec.name.clone(), self.dataflow.clone());
         let keep = i64::from(self.spec.versions);
-        let error = |e: rusqlite::Error| SinkError { table: table.clone(), message: e.to_string() };
+        let error = |e: rusqlite::Error| SinkError::table(table.clone(), e.to_string());
         let transaction = self.write_transaction()?;
         let oldest_kept: Option<i64> = transaction
             .query_row(
@@ -415,7 +414,7 @@ impl TableSink for SqliteTables {
         let transaction = self
             .connection
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| SinkError { table: self.spec.name.clone(), message: e.to_string() })?;
+            .map_err(|e| SinkError::table(self.spec.name.clone(), e.to_string()))?;
         Ok(Box::new(SqliteObject::new(
             transaction,
             &self.dataflow,

@@ -68,7 +68,7 @@ impl<'s> SqliteObject<'s> {
     }
 
     fn error(&self, message: impl ToString) -> SinkError {
-        SinkError { table: self.table.to_string(), message: message.to_string() }
+        SinkError::table(self.table.to_string(), message.to_string())
     }
 
     /// Creates the table, or adds the batch's new columns to it, typed by each column's first value.
@@ -294,7 +294,7 @@ impl ObjectWrite for SqliteObject<'_> {
         let insert =
             format!("INSERT INTO {} ({}) VALUES ({placeholders})", quote(self.table), names.join(", "));
         let mut statement = self.transaction.prepare_cached(&insert).map_err(|e| self.error(e))?;
-        let fail = |e: rusqlite::Error| SinkError { table: self.table.to_string(), message: e.to_string() };
+        let fail = |e: rusqlite::Error| SinkError::table(self.table.to_string(), e.to_string());
         // Bindings stay set across executions, so the object and run are bound once per batch.
         statement.raw_bind_parameter(1, &self.object.key).map_err(fail)?;
         statement.raw_bind_parameter(3, self.run_id).map_err(fail)?;
@@ -350,14 +350,14 @@ impl ObjectWrite for SqliteObject<'_> {
                     reject.raw,
                     self.run_id
                 ])
-                .map_err(|e| SinkError { table: self.table.to_string(), message: e.to_string() })?;
+                .map_err(|e| SinkError::table(self.table.to_string(), e.to_string()))?;
         }
         self.rejected += rejects.len() as u64;
         Ok(())
     }
 
     fn commit(self: Box<Self>) -> Result<CommittedObject, SinkError> {
-        let error = |e: rusqlite::Error| SinkError { table: self.table.to_string(), message: e.to_string() };
+        let error = |e: rusqlite::Error| SinkError::table(self.table.to_string(), e.to_string());
         self.transaction
             .execute(
                 "INSERT INTO _sluice_objects (dataflow, key, etag, size, last_modified, rows, rejected, run_id,
@@ -419,7 +419,7 @@ impl ObjectWrite for SqliteObject<'_> {
         };
         let this = *self;
         let table = this.table.to_string();
-        this.transaction.commit().map_err(|e| SinkError { table, message: e.to_string() })?;
+        this.transaction.commit().map_err(|e| SinkError::table(table, e.to_string()))?;
         *this.committed_columns = this.columns;
         Ok(committed)
     }
