@@ -28,6 +28,7 @@ on_both_backends!(
     a_renamed_table_keeps_its_rows_and_history,
     objects_rolled_back_with_skip_are_not_imported_again_until_they_change,
     runs_in_one_process_each_roll_back_exactly_their_own_rows,
+    a_file_with_more_columns_than_the_database_holds_fails_naming_the_limit_and_is_not_retried,
 );
 
 fn run(backend: &Backend, dir: &Path, args: &[&str]) -> Output {
@@ -258,7 +259,7 @@ fn a_second_run_of_a_dataflow_is_refused_while_the_first_runs_and_history_tells_
 
     for refused in [&["run", "Orders"][..], &["rollback", "Orders"], &["remove", "Orders", "--yes"]] {
         let output = run(b, dir.path(), refused);
-        assert_eq!(output.status.code(), Some(1), "{refused:?}");
+        assert_eq!(output.status.code(), Some(75), "busy (EX_TEMPFAIL), not failed: {refused:?}");
         let stderr = text(&output.stderr);
         assert!(
             stderr.contains("dataflow `Orders` is being run by another process (") && stderr.contains("pid"),
@@ -651,4 +652,39 @@ fn runs_in_one_process_each_roll_back_exactly_their_own_rows(b: &Backend) {
     assert_eq!(sluice::sync::rollback(&config, "Orders", false).unwrap().rows_removed, 1);
     assert_eq!(sluice::sync::rollback(&config, "Orders", false).unwrap().rows_removed, 3);
     assert_eq!(b.dump(dir.path(), "Orders", "orders"), after_first);
+}
+
+fn a_file_with_more_columns_than_the_database_holds_fails_naming_the_limit_and_is_not_retried(b: &Backend) {
+    let dir = configured(
+        "[dataflows.Wide]\nsource = { type = \"local\", path = \"data\" }\nformat = { plugin = \"csv\" }\n",
+    );
+    let header: Vec<String> = (0..2500).map(|n| format!("c{n}")).collect();
+    let row: Vec<String> = (0..2500).map(|n| n.to_string()).collect();
+    std::fs::write(dir.path().join("data/wide.csv"), format!("{}\n{}\n", header.join(","), row.join(",")))
+        .unwrap();
+    std::fs::write(dir.path().join("data/narrow.csv"), "c0,c1\n1,2\n").unwrap();
+    let output = run(b, dir.path(), &["run"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    // Sluice's own columns: the lineage, and on PostgreSQL an identity.
+    let (database, max, of_a_file, total) =
+        if b.is_postgres() { ("PostgreSQL", 1600, 1595, 2504) } else { ("SQLite", 2000, 1995, 2503) };
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "object `wide.csv`: writing table `wide` failed: the records need a table of {total} columns (2500 of the file's"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "{database} holds at most {max} in a table, so at most {of_a_file} of a file's"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(b.count(dir.path(), "Wide", "SELECT count(*) FROM wide"), 1, "the narrow file loaded");
+
+    // It can never load as it is: marked failed, not pending, so the next run does not try it again.
+    let again = run(b, dir.path(), &["run"]);
+    assert_eq!(again.status.code(), Some(0), "{}{}", stdout(&again), text(&again.stderr));
+    assert!(stdout(&again).contains("Wide: succeeded — 0 objects"), "{}", stdout(&again));
 }

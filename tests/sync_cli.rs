@@ -161,10 +161,12 @@ fn check_proves_plugins_sources_and_databases_before_a_deploy_and_names_what_fai
     }
     assert!(!dir.path().join("sluice-state.db").exists(), "check writes nothing");
 
-    // A folder that is not there, a plugin file that is not a component, a database that is down.
+    // A folder that is not there, a plugin file that is not a component, a database that is down, and a
+    // misspelled format option.
     std::fs::write(dir.path().join("broken.wasm"), b"not wasm").unwrap();
     let config = std::fs::read_to_string(dir.path().join("connector.toml")).unwrap()
-        + "\n[plugins.broken]\npath = \"broken.wasm\"\n\n[dataflows.Gone]\nsource = { type = \"local\", path = \"not-mounted\" }\nformat = { plugin = \"broken\" }\nsink = { url = \"postgres://postgres@127.0.0.1:1/test\" }\n";
+        + "\n[plugins.broken]\npath = \"broken.wasm\"\n\n[dataflows.Gone]\nsource = { type = \"local\", path = \"not-mounted\" }\nformat = { plugin = \"broken\" }\nsink = { url = \"postgres://postgres@127.0.0.1:1/test\" }\n\n\
+           [dataflows.Typo]\nsource = { type = \"local\", path = \"examples/data\", prefix = \"orders/\" }\nformat = { plugin = \"csv\", options = { delimeter = \";\" } }\n";
     std::fs::write(dir.path().join("connector.toml"), config).unwrap();
     let output = run(dir.path(), &["check"]);
     let stdout = text(&output.stdout);
@@ -178,8 +180,13 @@ fn check_proves_plugins_sources_and_databases_before_a_deploy_and_names_what_fai
         stdout.contains("FAIL  Gone: sink postgres://postgres@127.0.0.1:1/test: cannot connect"),
         "{stdout}"
     );
+    assert!(
+        stdout.contains("FAIL  Typo: format plugin `csv`: ")
+            && stdout.contains("unknown option(s): delimeter"),
+        "{stdout}"
+    );
     assert!(stdout.contains("ok    Orders: source"), "the other dataflows are still checked: {stdout}");
-    assert!(text(&output.stderr).contains("3 checks failed"), "{}", text(&output.stderr));
+    assert!(text(&output.stderr).contains("4 checks failed"), "{}", text(&output.stderr));
 
     std::fs::write(dir.path().join("connector.toml"), "[dataflows.Bad]\nsource = { type = \"local\" }\n")
         .unwrap();

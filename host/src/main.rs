@@ -209,5 +209,9 @@ fn main() -> ExitCode {
             say(&message);
             ExitCode::from(2)
         }
+        Err(Failure::Busy(message)) => {
+            say(&message);
+            ExitCode::from(75)
+        }
     }
 }

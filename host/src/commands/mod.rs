@@ -16,6 +16,7 @@ pub mod run;
 
 use sluice::config::{Config, ConfigError};
 use sluice::plugin::{HostSettings, PluginHost, default_cache_dir};
+use sluice::state::LockError;
 use sluice::sync::SyncError;
 use std::path::Path;
 
@@ -28,6 +29,9 @@ pub enum Failure {
     Input(String),
     /// The command or the configuration is wrong (exit 2).
     Usage(String),
+    /// Another process runs the dataflow: try again later (exit 75, `EX_TEMPFAIL`), so that a cron job
+    /// can tell "busy" from "broken".
+    Busy(String),
     /// Stdout's reader went away before the command had printed all (`sluice dataflows | head -1`): the
     /// command stops printing and ends quietly (exit 0), as `rg` does.
     Closed,
@@ -43,6 +47,7 @@ impl From<SyncError> for Failure {
     fn from(error: SyncError) -> Self {
         match error {
             SyncError::Config(_) | SyncError::Plugin { .. } => Failure::Usage(error.to_string()),
+            SyncError::Locked(LockError::Held { .. }) => Failure::Busy(error.to_string()),
             _ => Failure::Input(error.to_string()),
         }
     }

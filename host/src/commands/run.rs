@@ -4,8 +4,9 @@ use super::progress::RunProgress;
 use super::{Failure, load_dataflows, plugin_host, runtime};
 use indicatif::HumanBytes;
 use sluice::config::SourceConfig;
+use sluice::state::LockError;
 use sluice::state::RunStatus;
-use sluice::sync::Runner;
+use sluice::sync::{Runner, SyncError};
 use std::path::Path;
 
 pub fn run(config_path: Option<&Path>, only: Option<&str>) -> Result<(), Failure> {
@@ -17,9 +18,18 @@ pub fn run(config_path: Option<&Path>, only: Option<&str>) -> Result<(), Failure
     let host = plugin_host(&config)?;
     let runtime = runtime()?;
     let runner = Runner::new(&config, &host, runtime.handle().clone());
-    let mut incomplete = Vec::new();
+    let (mut incomplete, mut busy) = (Vec::new(), Vec::new());
     for name in &names {
-        let report = runner.run(name, &RunProgress::new(name))?;
+        let report = match runner.run(name, &RunProgress::new(name)) {
+            Ok(report) => report,
+            // Another process runs it: the others still run, and the exit status says "busy" (75) unless
+            // one of them failed.
+            Err(error @ SyncError::Locked(LockError::Held { .. })) => {
+                busy.push(error.to_string());
+                continue;
+            }
+            Err(error) => return Err(error.into()),
+        };
         let counts = report.counts;
         // A Stripe source's run goes table by table; a file source's object by object.
         let unit = match config.dataflow(name)?.source {
@@ -41,5 +51,9 @@ pub fn run(config_path: Option<&Path>, only: Option<&str>) -> Result<(), Failure
             incomplete.push(format!("{name}: {}", report.error.unwrap_or_default()));
         }
     }
-    if incomplete.is_empty() { Ok(()) } else { Err(Failure::Input(incomplete.join("\n"))) }
+    match (incomplete.is_empty(), busy.is_empty()) {
+        (false, _) => Err(Failure::Input(incomplete.into_iter().chain(busy).collect::<Vec<_>>().join("\n"))),
+        (true, false) => Err(Failure::Busy(busy.join("\n"))),
+        (true, true) => Ok(()),
+    }
 }

@@ -26,6 +26,9 @@ pub struct SinkError {
     pub target: SinkTarget,
     /// What went wrong.
     pub message: String,
+    /// Whether the same object can never load into this sink as it is (more columns than the database
+    /// holds): the object is marked failed, not left for the next run to try again.
+    pub permanent: bool,
 }
 
 /// Where a failed write was going, as an error names it.
@@ -49,12 +52,17 @@ impl std::fmt::Display for SinkTarget {
 impl SinkError {
     /// A failure writing the table (or custom sink) `table`.
     pub fn table(table: impl Into<String>, message: impl Into<String>) -> SinkError {
-        SinkError { target: SinkTarget::Table(table.into()), message: message.into() }
+        SinkError { target: SinkTarget::Table(table.into()), message: message.into(), permanent: false }
     }
 
     /// A failure writing Stripe's `object`s.
     pub fn stripe(object: impl Into<String>, message: impl Into<String>) -> SinkError {
-        SinkError { target: SinkTarget::Stripe(object.into()), message: message.into() }
+        SinkError { target: SinkTarget::Stripe(object.into()), message: message.into(), permanent: false }
+    }
+
+    /// The same failure, as one the object meets however often it is tried.
+    pub fn permanent(self) -> SinkError {
+        SinkError { permanent: true, ..self }
     }
 }
 
@@ -189,6 +197,16 @@ fn describe(value: &Value<'_>) -> String {
         Value::Text(text) => format!("the text {}", shown(text)),
         Value::Json(json) => format!("the JSON {}", shown(json)),
     }
+}
+
+/// Why an object cannot load into a table of a database holding at most `max` columns: its records need
+/// `total` columns (`lineage` of them Sluice's own), and the table's undo copy `undo` more.
+fn too_many_columns(total: usize, lineage: usize, database: &str, max: usize, undo: usize) -> String {
+    format!(
+        "the records need a table of {total} columns ({} of the file's and {lineage} of Sluice's), and {database} holds at most {max} in a table, so at most {} of a file's (Sluice keeps a copy with {undo} more for rollback); pick fewer columns with a template, or write to another sink",
+        total - lineage,
+        max - lineage - undo
+    )
 }
 
 /// A row a sink refuses (an empty merge key, a value the database cannot hold), as a rejected row.

@@ -1,5 +1,5 @@
 //! `sluice check`: what can be known of a dataflow before it runs, each step as cheap as it can be made:
-//! its plugins load (and its template takes its options), its source answers a listing of one page, and
+//! its plugins load (and its parser and template take their options), its source answers a listing of one page, and
 //! its databases (and Stripe, for a Stripe sink or source) accept a connection. Nothing is written.
 
 use super::{Runner, SyncError};
@@ -39,11 +39,15 @@ impl Runner<'_> {
                 }
                 _ => {
                     let format = &dataflow.file_format().plugin;
+                    // A parser is made with the dataflow's options, as a run makes one: an option the
+                    // plugin does not know (`delimeter`) fails here, not on every object of every run.
+                    let options = dataflow.file_format().option_pairs();
                     step(
                         format!("format plugin `{format}`"),
-                        self.load_plugin(name, dataflow)
-                            .map(|p| format!("loaded ({:?})", p.compiled_from().0))
-                            .map_err(without_dataflow),
+                        self.load_plugin(name, dataflow).map_err(without_dataflow).and_then(|plugin| {
+                            plugin.open("(sluice check)", &options).map_err(|e| e.to_string())?;
+                            Ok(format!("loaded ({:?}), options taken", plugin.compiled_from().0))
+                        }),
                     );
                     if let Some(template) = &dataflow.template {
                         step(

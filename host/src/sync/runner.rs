@@ -547,7 +547,9 @@ impl DataflowRun<'_> {
             return failed(report, ObjectStatus::Pending, INTERRUPTED.to_string(), &bytes_read);
         }
         if let Err(error) = written {
-            return failed(report, ObjectStatus::Pending, error.to_string(), &bytes_read);
+            // A database that went away is worth another run; a table the object can never fit is not.
+            let status = if error.permanent { ObjectStatus::Failed } else { ObjectStatus::Pending };
+            return failed(report, status, error.to_string(), &bytes_read);
         }
         match parsed {
             Ok(_) => {}

@@ -24,6 +24,12 @@ use postgres::GenericClient;
 /// Sluice's own columns, first in every table: the identity, then where each row came from.
 const IDENTITY: &str = "_sluice_row";
 const LINEAGE_COLUMNS: [&str; 3] = ["_sluice_object", "_sluice_line", "_sluice_run"];
+/// Sluice's own columns in a table: the identity and the lineage.
+const SLUICE_COLUMNS: usize = 1 + LINEAGE_COLUMNS.len();
+/// The most columns PostgreSQL holds in a table (`MaxHeapAttributeNumber`).
+const MAX_COLUMNS: usize = 1600;
+/// The columns a table's undo copy has beyond the table's own (`_sluice_removed_by`).
+const UNDO_EXTRA_COLUMNS: usize = 1;
 /// Identities an object takes from the table's sequence at a time: one call for many rows, where a
 /// sequence's default would be called for each.
 const ROW_BLOCK: i64 = 10_000;

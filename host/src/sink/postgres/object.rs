@@ -1,13 +1,17 @@
 //! One object's rows going into a PostgreSQL table, in one transaction that ends with its marker.
 
 use super::copy::{ColumnType, push_escaped, push_field, unstorable};
-use super::{IDENTITY, LINEAGE_COLUMNS, ROW_BLOCK, TableColumn, all_columns, read_columns};
+use super::{
+    IDENTITY, LINEAGE_COLUMNS, MAX_COLUMNS, ROW_BLOCK, SLUICE_COLUMNS, TableColumn, UNDO_EXTRA_COLUMNS,
+    all_columns, read_columns,
+};
 use crate::batch::{RecordBatch, Value};
 use crate::config::{TypeConflict, WriteMode};
 use crate::pg::{self, quote};
 use crate::plugin::RejectedRow;
 use crate::sink::{
-    CommittedObject, ObjectWrite, SinkError, TableSpec, log_widened, rejected_row, type_conflict,
+    CommittedObject, ObjectWrite, SinkError, TableSpec, log_widened, rejected_row, too_many_columns,
+    type_conflict,
 };
 use crate::source::ObjectMeta;
 use crate::state::millis;
@@ -101,6 +105,18 @@ impl<'s> PostgresObject<'s> {
             if column.name() == IDENTITY || LINEAGE_COLUMNS.contains(&column.name()) {
                 return Err(self.error(format!("column `{}` is reserved for Sluice", column.name())));
             }
+        }
+        let known = self.columns.as_ref().map_or(0, Vec::len);
+        let new = batch
+            .columns()
+            .iter()
+            .filter(|c| !self.columns.iter().flatten().any(|known| known.name == c.name()))
+            .count();
+        let total = SLUICE_COLUMNS + known + new;
+        if total + UNDO_EXTRA_COLUMNS > MAX_COLUMNS {
+            let reason =
+                too_many_columns(total, SLUICE_COLUMNS, "PostgreSQL", MAX_COLUMNS, UNDO_EXTRA_COLUMNS);
+            return Err(self.error(reason).permanent());
         }
         // A column of nulls so far is text: the one type any later value fits without a conflict.
         let declared = |index: usize| {

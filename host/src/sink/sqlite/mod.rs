@@ -23,6 +23,10 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Sluice's own columns, first in every table.
 const LINEAGE_COLUMNS: [&str; 3] = ["_sluice_object", "_sluice_line", "_sluice_run"];
+/// The most columns SQLite holds in a table: its default `SQLITE_MAX_COLUMN`, which the bundled build keeps.
+const MAX_COLUMNS: usize = 2000;
+/// The columns a table's undo copy has beyond the table's own (`_sluice_removed_by`, `_sluice_rowid`).
+const UNDO_EXTRA_COLUMNS: usize = 2;
 
 /// Sluice's bookkeeping tables, each with a `dataflow` column.
 const BOOKKEEPING: [&str; 5] = [

@@ -1,11 +1,15 @@
 //! One object's rows written inside its transaction, by the table's write mode.
 
-use super::{LINEAGE_COLUMNS, column_names, declared_types, has_table, quote, retype_column, undo_table};
+use super::{
+    LINEAGE_COLUMNS, MAX_COLUMNS, UNDO_EXTRA_COLUMNS, column_names, declared_types, has_table, quote,
+    retype_column, undo_table,
+};
 use crate::batch::{RecordBatch, Value};
 use crate::config::{TypeConflict, WriteMode};
 use crate::plugin::RejectedRow;
 use crate::sink::{
-    CommittedObject, ObjectWrite, SinkError, TableSpec, log_widened, rejected_row, type_conflict,
+    CommittedObject, ObjectWrite, SinkError, TableSpec, log_widened, rejected_row, too_many_columns,
+    type_conflict,
 };
 use crate::source::ObjectMeta;
 use crate::state::millis;
@@ -98,6 +102,20 @@ impl<'s> SqliteObject<'s> {
                 _ => "",
             }
         };
+        let new =
+            batch.columns().iter().filter(|c| !self.columns.contains(&c.name().to_ascii_lowercase())).count();
+        let total = LINEAGE_COLUMNS.len().max(self.columns.len()) + new;
+        if total + UNDO_EXTRA_COLUMNS > MAX_COLUMNS {
+            return Err(self
+                .error(too_many_columns(
+                    total,
+                    LINEAGE_COLUMNS.len(),
+                    "SQLite",
+                    MAX_COLUMNS,
+                    UNDO_EXTRA_COLUMNS,
+                ))
+                .permanent());
+        }
         if self.columns.is_empty() {
             let mut definitions = vec![
                 "_sluice_object TEXT NOT NULL".into(),
