@@ -340,10 +340,7 @@ impl StripeObjectWrite<'_> {
             let key = self.idempotency_key(line, &format!("replace {stripe_id} {digest:x}"));
             let made =
                 self.client.post(object, &record.params, &key).await.map_err(Failed::of("replacement"))?;
-            let archive = [("active".to_string(), "false".to_string())];
-            let key = self.idempotency_key(line, &format!("archive {stripe_id}"));
-            self.client
-                .post(&format!("{object}/{stripe_id}"), &archive, &key)
+            self.archive(object, &stripe_id, line)
                 .await
                 .map_err(Failed::of("archiving of the replaced object"))?;
             tracing::info!(object, external_id = %record.external_id, "replaced {stripe_id}: {changed}");
@@ -356,6 +353,13 @@ impl StripeObjectWrite<'_> {
         }
         let answer = self.post_update(record, &stripe_id, &[], line).await?;
         Ok(Landed { stripe_id, action: "updated", request_id: answer.request_id, create_only })
+    }
+
+    /// Archives the `object` `stripe_id` (`active=false`): nothing new can use it, and what does keeps it.
+    async fn archive(&self, object: &str, stripe_id: &str, line: u64) -> Result<Answer, StripeError> {
+        let archive = [("active".to_string(), "false".to_string())];
+        let key = self.idempotency_key(line, &format!("archive {stripe_id}"));
+        self.client.post(&format!("{object}/{stripe_id}"), &archive, &key).await
     }
 
     /// Updates `stripe_id` with the parameters of `record` that Stripe's update takes, and `extra`.
@@ -407,10 +411,7 @@ impl StripeObjectWrite<'_> {
             .post_update(record, &product, &[("default_price".to_string(), new_price.clone())], line)
             .await?;
         if let Some(old_price) = old_price {
-            let archive = [("active".to_string(), "false".to_string())];
-            let key = self.idempotency_key(line, &format!("archive {old_price}"));
-            self.client
-                .post(&format!("prices/{old_price}"), &archive, &key)
+            self.archive("prices", &old_price, line)
                 .await
                 .map_err(Failed::of("archiving of the old default price"))?;
         }
