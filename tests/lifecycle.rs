@@ -29,6 +29,7 @@ on_both_backends!(
     objects_rolled_back_with_skip_are_not_imported_again_until_they_change,
     runs_in_one_process_each_roll_back_exactly_their_own_rows,
     a_file_with_more_columns_than_the_database_holds_fails_naming_the_limit_and_is_not_retried,
+    a_failed_object_is_imported_again_once_its_options_are_fixed_and_retry_takes_one_on_demand,
 );
 
 fn run(backend: &Backend, dir: &Path, args: &[&str]) -> Output {
@@ -687,4 +688,56 @@ fn a_file_with_more_columns_than_the_database_holds_fails_naming_the_limit_and_i
     let again = run(b, dir.path(), &["run"]);
     assert_eq!(again.status.code(), Some(0), "{}{}", stdout(&again), text(&again.stderr));
     assert!(stdout(&again).contains("Wide: succeeded — 0 objects"), "{}", stdout(&again));
+}
+
+fn a_failed_object_is_imported_again_once_its_options_are_fixed_and_retry_takes_one_on_demand(b: &Backend) {
+    let config = |options: &str| {
+        format!(
+            "[dataflows.Semi]\nsource = {{ type = \"local\", path = \"data\", prefix = \"semi/\" }}\nformat = {{ plugin = \"csv\", options = {{ {options} }} }}\n\n\
+             [dataflows.Items]\nsource = {{ type = \"local\", path = \"data\", prefix = \"items/\" }}\nformat = {{ plugin = \"json\" }}\n"
+        )
+    };
+    let dir = configured(&config("delimeter = \";\""));
+    std::fs::create_dir_all(dir.path().join("data/semi")).unwrap();
+    std::fs::create_dir_all(dir.path().join("data/items")).unwrap();
+    std::fs::write(dir.path().join("data/semi/a.csv"), "id;name\n1;Ann\n2;Bo\n").unwrap();
+    std::fs::write(dir.path().join("data/items/good.json"), "[{\"id\": 1}]").unwrap();
+    std::fs::write(dir.path().join("data/items/bad.json"), "[{\"id\": }]").unwrap();
+    let first = run(b, dir.path(), &["run"]);
+    assert_eq!(first.status.code(), Some(1), "{}", stdout(&first));
+    assert!(text(&first.stderr).contains("unknown option(s): delimeter"), "{}", text(&first.stderr));
+    let again = run(b, dir.path(), &["run", "Semi"]);
+    assert!(
+        stdout(&again).contains("Semi: succeeded — 0 objects"),
+        "failed, not retried as it is: {}",
+        stdout(&again)
+    );
+
+    // The option fixed: the object failed when read another way, so it is worth another try.
+    std::fs::write(dir.path().join("connector.toml"), format!("{DATABASES}{}", config("delimiter = \";\"")))
+        .unwrap();
+    let preview = run(b, dir.path(), &["preview", "Semi"]);
+    assert!(stdout(&preview).contains("failed before, read differently now: retry"), "{}", stdout(&preview));
+    let fixed = run(b, dir.path(), &["run", "Semi"]);
+    assert_eq!(fixed.status.code(), Some(0), "{}{}", stdout(&fixed), text(&fixed.stderr));
+    assert!(stdout(&fixed).contains("Semi: succeeded — 1 objects, 2 rows"), "{}", stdout(&fixed));
+
+    // A failure whose cause Sluice cannot see fixed: `retry` takes that object again, and only it.
+    let plain = run(b, dir.path(), &["run", "Items"]);
+    assert!(stdout(&plain).contains("Items: succeeded — 0 objects"), "{}", stdout(&plain));
+    let retried = run(b, dir.path(), &["retry", "Items", "--object", "items/bad.json"]);
+    assert_eq!(retried.status.code(), Some(1), "it fails again: {}", stdout(&retried));
+    assert!(stdout(&retried).contains("Items: failed — 1 objects, 0 rows"), "{}", stdout(&retried));
+    assert!(
+        text(&retried.stderr).contains("Items: 1 failed objects to import again"),
+        "{}",
+        text(&retried.stderr)
+    );
+    assert_eq!(
+        b.count(dir.path(), "Items", "SELECT count(*) FROM items"),
+        1,
+        "the loaded object is not touched"
+    );
+    let unknown = run(b, dir.path(), &["retry", "Items", "--object", "items/good.json"]);
+    assert_eq!(unknown.status.code(), Some(2), "{}", text(&unknown.stderr));
 }

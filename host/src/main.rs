@@ -83,6 +83,15 @@ enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Imports a dataflow's failed objects again (all, or one by --object) and runs it: for an object that
+    /// failed for a reason now fixed outside Sluice's sight (a plugin's host, a database limit raised).
+    /// Loaded objects are not touched. Exits as `run` does.
+    Retry {
+        dataflow: String,
+        /// Only this object's key.
+        #[arg(long)]
+        object: Option<String>,
+    },
     /// Shows what the next run of a dataflow would import, and its first records, writing nothing.
     Preview {
         dataflow: String,
@@ -173,6 +182,7 @@ fn main() -> ExitCode {
         Command::Daemon => commands::daemon::daemon(config),
         Command::Check => commands::check::check(config),
         Command::Run { dataflow } => commands::run::run(config, dataflow.as_deref()),
+        Command::Retry { dataflow, object } => commands::run::retry(config, dataflow, object.as_deref()),
         Command::Dataflows { json, tables } => commands::dataflows::list(config, *json, *tables),
         Command::History { dataflow, run: None, json } => {
             commands::dataflows::history(config, dataflow, *json)

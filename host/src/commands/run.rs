@@ -1,4 +1,5 @@
-//! `sluice run`: runs dataflows now and ends with a summary.
+//! `sluice run`: runs dataflows now and ends with a summary; `sluice retry`: the same, after making a
+//! dataflow's failed objects pending.
 
 use super::progress::RunProgress;
 use super::{Failure, load_dataflows, plugin_host, runtime};
@@ -8,6 +9,19 @@ use sluice::state::LockError;
 use sluice::state::RunStatus;
 use sluice::sync::{Runner, SyncError};
 use std::path::Path;
+
+/// Makes the failed objects of `name` (or those of `object`) pending, then runs it.
+pub fn retry(config_path: Option<&Path>, name: &str, object: Option<&str>) -> Result<(), Failure> {
+    let config = load_dataflows(config_path)?;
+    let failed = sluice::sync::retry(&config, name, object)?;
+    note!("{name}: {failed} failed objects to import again");
+    if let (0, Some(object)) = (failed, object) {
+        return Err(Failure::Usage(format!(
+            "{name} has no failed object `{object}` (`sluice history {name} --run N` lists a run's objects)"
+        )));
+    }
+    run(config_path, Some(name))
+}
 
 pub fn run(config_path: Option<&Path>, only: Option<&str>) -> Result<(), Failure> {
     let config = load_dataflows(config_path)?;

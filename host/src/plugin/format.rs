@@ -1,7 +1,7 @@
 //! Running a format plugin over one file.
 
 use super::sandbox::{Sandbox, call_failure, deadline_ticks, new_store};
-use super::{CompileSource, Limits, PluginError};
+use super::{CompileSource, Limits, PluginError, identity};
 use crate::batch::RecordBatch;
 use std::time::Duration;
 use wasmtime::Store;
@@ -23,6 +23,8 @@ use bindings::{Format, FormatPre};
 pub struct FormatPlugin {
     pub(super) name: String,
     pub(super) pre: FormatPre<Sandbox>,
+    /// The SHA-256 of the component, in hex.
+    pub(super) digest: String,
     pub(super) limits: Limits,
     /// Options the plugin starts from (a bundled `tsv` is `csv` with a tab delimiter).
     pub(super) default_options: &'static [(&'static str, &'static str)],
@@ -61,6 +63,12 @@ impl FormatPlugin {
     /// The plugin's name in the configuration.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// What this plugin is, as a run's reading of an object depends on it: its name, the SHA-256 of its
+    /// component, and its limits.
+    pub fn identity(&self) -> String {
+        identity(&self.name, &self.digest, self.limits)
     }
 
     /// Whether the compiled plugin came from the on-disk cache, and how long loading it took.

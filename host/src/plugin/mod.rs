@@ -30,6 +30,7 @@ pub use template::{TemplatePlugin, TemplateRun, Templated};
 use cache::ComponentCache;
 use engine::EpochTicker;
 use sandbox::Sandbox;
+use sha2::Digest;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -209,6 +210,7 @@ impl PluginHost {
         Ok(FormatPlugin {
             name: spec.name.clone(),
             pre,
+            digest: prepared.digest,
             limits: spec.limits,
             default_options: prepared.default_options,
             compiled_from: prepared.compiled_from,
@@ -228,7 +230,7 @@ impl PluginHost {
                 ),
             )
         })?;
-        Ok(TemplatePlugin { name: spec.name.clone(), pre, limits: spec.limits })
+        Ok(TemplatePlugin { name: spec.name.clone(), pre, digest: prepared.digest, limits: spec.limits })
     }
 
     /// Compiles (or takes from the cache) a plugin's component and links it, refusing forbidden imports and
@@ -264,7 +266,8 @@ impl PluginHost {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| load_error(spec, format!("its imports cannot be satisfied: {e:#}")))?;
-        Ok(Prepared { pre, default_options, compiled_from, compile_time })
+        let digest = format!("{:x}", sha2::Sha256::digest(&wasm));
+        Ok(Prepared { pre, digest, default_options, compiled_from, compile_time })
     }
 
     fn check_imports(&self, component: &Component) -> Result<(), String> {
@@ -310,9 +313,21 @@ impl PluginSet {
 /// A plugin compiled and linked, not yet checked against a world.
 struct Prepared {
     pre: InstancePre<Sandbox>,
+    /// The SHA-256 of the component's bytes, in hex: which build of the plugin this is.
+    digest: String,
     default_options: &'static [(&'static str, &'static str)],
     compiled_from: CompileSource,
     compile_time: Duration,
+}
+
+/// A plugin's name, build and limits in one line.
+fn identity(name: &str, digest: &str, limits: Limits) -> String {
+    format!(
+        "{name} (sha256 {}, {} MiB, {:?} a call)",
+        &digest[..digest.len().min(16)],
+        limits.memory >> 20,
+        limits.call_timeout
+    )
 }
 
 fn load_error(spec: &PluginSpec, reason: String) -> PluginError {

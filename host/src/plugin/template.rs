@@ -24,6 +24,8 @@ use bindings::{Template, TemplatePre};
 pub struct TemplatePlugin {
     pub(super) name: String,
     pub(super) pre: TemplatePre<Sandbox>,
+    /// The SHA-256 of the component, in hex.
+    pub(super) digest: String,
     pub(super) limits: Limits,
 }
 
@@ -40,6 +42,11 @@ impl TemplatePlugin {
     /// The plugin's name in the configuration.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// What this template is: its name, the SHA-256 of its component, and its limits.
+    pub fn identity(&self) -> String {
+        super::identity(&self.name, &self.digest, self.limits)
     }
 
     /// Starts a template for one object (called `object` in messages) with its options.

@@ -45,6 +45,9 @@ pub const SQLITE: &[&str] = &[
         updated_at INTEGER NOT NULL,
         config_hash TEXT NOT NULL
     );",
+    // 3: how a failed object was read (its plugins, their builds, options and limits), so that a change of
+    // them makes it worth trying again.
+    "ALTER TABLE objects ADD COLUMN reader TEXT;",
 ];
 
 /// Applied in order, in the schema `_sluice`; its table `schema_version` holds how many have been. The
@@ -91,4 +94,6 @@ pub const POSTGRES: &[&str] = &[
         updated_at BIGINT NOT NULL,
         config_hash TEXT NOT NULL
     );",
+    // 3: as SQLite's 3.
+    "ALTER TABLE objects ADD COLUMN reader TEXT;",
 ];

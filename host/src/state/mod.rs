@@ -95,6 +95,8 @@ pub struct LedgerEntry {
     pub rejected: u64,
     /// Why it failed or is pending, where it did not load.
     pub error: Option<String>,
+    /// How the run that last took it read it ([`ObjectOutcome::reader`]).
+    pub reader: Option<String>,
     /// The run that last took it.
     pub run_id: i64,
 }
@@ -110,6 +112,9 @@ pub struct ObjectOutcome<'a> {
     pub rejected: u64,
     /// Why it failed or is pending, where it did not load.
     pub error: Option<&'a str>,
+    /// How it was read: a fingerprint of the plugins (their builds and limits) and options the run read
+    /// it with. A failed object read another way since is worth trying again.
+    pub reader: Option<&'a str>,
 }
 
 /// How a run ended.
@@ -532,7 +537,7 @@ impl StateStore {
     /// Every version of every object the dataflow has recorded.
     pub fn ledger(&mut self, dataflow: &str) -> Result<Vec<LedgerEntry>, StateError> {
         self.query(
-            "SELECT key, etag, size, last_modified, status, rows, rejected, error, run_id
+            "SELECT key, etag, size, last_modified, status, rows, rejected, error, run_id, reader
              FROM objects WHERE dataflow = ?1 ORDER BY key, updated_at",
             &[dataflow.into()],
             |row| {
@@ -546,6 +551,7 @@ impl StateStore {
                     rejected: row.int(6)? as u64,
                     error: row.opt_text(7)?,
                     run_id: row.int(8)?,
+                    reader: row.opt_text(9)?,
                 })
             },
         )
@@ -560,15 +566,15 @@ impl StateStore {
         run_id: i64,
         now: SystemTime,
     ) -> Result<(), StateError> {
-        let ObjectOutcome { status, rows, rejected, error } = outcome;
+        let ObjectOutcome { status, rows, rejected, error, reader } = outcome;
         let error = error.map(redact_stripe_keys);
         self.execute(
             "INSERT INTO objects (dataflow, key, etag, size, last_modified, status, rows, rejected, error,
-                 run_id, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                 run_id, updated_at, reader) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
                  ON CONFLICT (dataflow, key, etag) DO UPDATE SET size = excluded.size,
                  last_modified = excluded.last_modified, status = excluded.status, rows = excluded.rows,
                  rejected = excluded.rejected, error = excluded.error, run_id = excluded.run_id,
-                 updated_at = excluded.updated_at",
+                 updated_at = excluded.updated_at, reader = excluded.reader",
             &[
                 dataflow.into(),
                 object.key.as_str().into(),
@@ -581,8 +587,25 @@ impl StateStore {
                 error.as_deref().into(),
                 run_id.into(),
                 millis(now).into(),
+                reader.into(),
             ],
         )
+    }
+
+    /// Makes the failed objects of `dataflow` (all, or the versions of `key`) pending, so that the next run
+    /// imports them again whatever they failed with; loaded objects stay as they are. Returns how many.
+    pub fn retry_failed(&mut self, dataflow: &str, key: Option<&str>) -> Result<u64, StateError> {
+        let outcome = match key {
+            None => self.database.sql().execute(
+                "UPDATE objects SET status = 'pending' WHERE dataflow = ?1 AND status = 'failed'",
+                &[dataflow.into()],
+            ),
+            Some(key) => self.database.sql().execute(
+                "UPDATE objects SET status = 'pending' WHERE dataflow = ?1 AND status = 'failed' AND key = ?2",
+                &[dataflow.into(), key.into()],
+            ),
+        };
+        outcome.map_err(|e| self.error(e))
     }
 
     /// The dataflow's cursor: the newest LastModified up to which every object is settled.
@@ -694,10 +717,21 @@ mod tests {
                 etag: "e1".into(),
                 last_modified: from_millis(1_600_000_000_000),
             };
-            let pending =
-                ObjectOutcome { status: ObjectStatus::Pending, rows: 0, rejected: 0, error: Some("timeout") };
+            let pending = ObjectOutcome {
+                status: ObjectStatus::Pending,
+                rows: 0,
+                rejected: 0,
+                error: Some("timeout"),
+                reader: Some("csv as first configured"),
+            };
             store.record_object("Orders", &object, pending, run, now).unwrap();
-            let loaded = ObjectOutcome { status: ObjectStatus::Loaded, rows: 5, rejected: 1, error: None };
+            let loaded = ObjectOutcome {
+                status: ObjectStatus::Loaded,
+                rows: 5,
+                rejected: 1,
+                error: None,
+                reader: Some("csv as configured now"),
+            };
             store.record_object("Orders", &object, loaded, run, now).unwrap();
             let counts = RunCounts { objects: 1, failed_objects: 0, rows: 5, rejected: 1, bytes: 10 };
             store.end_run(run, RunStatus::Succeeded, counts, None, now).unwrap();
@@ -707,8 +741,8 @@ mod tests {
             let ledger = store.ledger("Orders").unwrap();
             assert_eq!(ledger.len(), 1, "one entry per key and ETag");
             assert_eq!(
-                (ledger[0].status, ledger[0].rows, ledger[0].error.as_deref()),
-                (ObjectStatus::Loaded, 5, None)
+                (ledger[0].status, ledger[0].rows, ledger[0].error.as_deref(), ledger[0].reader.as_deref()),
+                (ObjectStatus::Loaded, 5, None, Some("csv as configured now"))
             );
             assert_eq!(
                 store.cursor("Orders").unwrap(),

@@ -24,6 +24,9 @@ pub enum Decision {
     AlreadyImported,
     /// Could not be read as its format before, unchanged since: left alone until it changes.
     FailedBefore,
+    /// Failed before, read with other plugins (or builds, options or limits) then: imported again, as
+    /// what made it fail may be what changed.
+    ReadDifferently,
     /// Rolled back with `--skip`: left alone until it changes.
     Skipped,
 }
@@ -31,7 +34,7 @@ pub enum Decision {
 impl Decision {
     /// Whether the run reads the object.
     pub fn imports(self) -> bool {
-        matches!(self, Decision::New | Decision::Changed | Decision::Retry)
+        matches!(self, Decision::New | Decision::Changed | Decision::Retry | Decision::ReadDifferently)
     }
 
     /// The decision as `sluice preview` shows it.
@@ -42,6 +45,7 @@ impl Decision {
             Decision::Retry => "retry",
             Decision::AlreadyImported => "already imported",
             Decision::FailedBefore => "failed before",
+            Decision::ReadDifferently => "failed before, read differently now: retry",
             Decision::Skipped => "skipped",
         }
     }
@@ -99,25 +103,35 @@ impl Window {
 }
 
 /// Decides, for every listed object, whether the run imports it.
-pub fn plan(listing: Vec<ObjectMeta>, ledger: &[LedgerEntry], window: Window) -> Plan {
-    let versions: HashMap<(&str, &str), ObjectStatus> =
-        ledger.iter().map(|entry| ((entry.key.as_str(), entry.etag.as_str()), entry.status)).collect();
+/// `reading` is how the run reads objects ([`ObjectOutcome::reader`](crate::state::ObjectOutcome)): an object
+/// that failed when read another way is tried again. Objects left pending, or to be tried again, are taken
+/// even where they are older than the window: the cursor moved past a failed object, as it was settled.
+pub fn plan(listing: Vec<ObjectMeta>, ledger: &[LedgerEntry], window: Window, reading: Option<&str>) -> Plan {
+    let versions: HashMap<(&str, &str), &LedgerEntry> =
+        ledger.iter().map(|entry| ((entry.key.as_str(), entry.etag.as_str()), entry)).collect();
     let known_keys: HashSet<&str> = ledger.iter().map(|entry| entry.key.as_str()).collect();
     let window_start = window.start();
     let listed = listing.len();
     let mut objects: Vec<PlannedObject> = listing
         .into_iter()
-        .filter(|object| object.last_modified >= window_start)
         .map(|object| {
-            let decision = match versions.get(&(object.key.as_str(), object.etag.as_str())) {
-                Some(ObjectStatus::Loaded) => Decision::AlreadyImported,
-                Some(ObjectStatus::Failed) => Decision::FailedBefore,
-                Some(ObjectStatus::Skipped) => Decision::Skipped,
-                Some(ObjectStatus::Pending) => Decision::Retry,
+            let entry = versions.get(&(object.key.as_str(), object.etag.as_str()));
+            let decision = match entry.map(|entry| (entry.status, entry.reader.as_deref())) {
+                Some((ObjectStatus::Loaded, _)) => Decision::AlreadyImported,
+                Some((ObjectStatus::Failed, Some(before))) if reading.is_some_and(|now| now != before) => {
+                    Decision::ReadDifferently
+                }
+                Some((ObjectStatus::Failed, _)) => Decision::FailedBefore,
+                Some((ObjectStatus::Skipped, _)) => Decision::Skipped,
+                Some((ObjectStatus::Pending, _)) => Decision::Retry,
                 None if known_keys.contains(object.key.as_str()) => Decision::Changed,
                 None => Decision::New,
             };
             PlannedObject { object, decision }
+        })
+        .filter(|planned| {
+            planned.object.last_modified >= window_start
+                || matches!(planned.decision, Decision::Retry | Decision::ReadDifferently)
         })
         .collect();
     objects.sort_by(|a, b| {
@@ -163,6 +177,7 @@ mod tests {
             rows: 0,
             rejected: 0,
             error: None,
+            reader: Some("csv, as first configured".into()),
             run_id: 1,
         }
     }
@@ -178,7 +193,7 @@ mod tests {
     #[test]
     fn the_first_run_takes_the_lookback_window() {
         let listing = vec![object("old", "a", 9), object("edge", "b", 10), object("recent", "c", 99)];
-        let plan = plan(listing, &[], window(100, None));
+        let plan = plan(listing, &[], window(100, None), None);
         assert_eq!(decisions(&plan), [("edge", Decision::New), ("recent", Decision::New)]);
         assert_eq!(plan.listed, 3);
     }
@@ -200,7 +215,7 @@ mod tests {
             entry("failed", "e", ObjectStatus::Failed),
             entry("retry", "f", ObjectStatus::Pending),
         ];
-        let plan = plan(listing, &ledger, window(60, Some(50)));
+        let plan = plan(listing, &ledger, window(60, Some(50)), Some("csv, as first configured"));
         assert_eq!(
             decisions(&plan),
             [
@@ -215,9 +230,35 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_object_read_differently_now_and_a_pending_one_are_taken_even_before_the_window() {
+        let listing =
+            vec![object("failed-old", "a", 10), object("pending-old", "b", 10), object("failed", "c", 55)];
+        let ledger = [
+            entry("failed-old", "a", ObjectStatus::Failed),
+            entry("pending-old", "b", ObjectStatus::Pending),
+            entry("failed", "c", ObjectStatus::Failed),
+        ];
+        let unchanged =
+            plan(listing.clone(), &ledger, window(60, Some(50)), Some("csv, as first configured"));
+        assert_eq!(
+            decisions(&unchanged),
+            [("pending-old", Decision::Retry), ("failed", Decision::FailedBefore)]
+        );
+        let reconfigured = plan(listing, &ledger, window(60, Some(50)), Some("csv, with a fixed option"));
+        assert_eq!(
+            decisions(&reconfigured),
+            [
+                ("failed-old", Decision::ReadDifferently),
+                ("pending-old", Decision::Retry),
+                ("failed", Decision::ReadDifferently)
+            ]
+        );
+    }
+
+    #[test]
     fn the_cursor_stops_before_the_oldest_unsettled_object() {
         let listing = vec![object("a", "1", 10), object("b", "1", 20), object("c", "1", 30)];
-        let plan = plan(listing, &[], window(31, None));
+        let plan = plan(listing, &[], window(31, None), None);
         assert_eq!(next_cursor(&plan, |_| true), Some(at(30)));
         assert_eq!(next_cursor(&plan, |p| p.object.key != "b"), Some(at(10)));
         assert_eq!(next_cursor(&plan, |p| p.object.key != "a"), None);

@@ -43,7 +43,10 @@ impl Runner<'_> {
         let state_error = |source| SyncError::State { dataflow: name.to_string(), source };
         let mut state = StateStore::open_read_only(&self.config().state_database()).map_err(state_error)?;
         let source = self.build_source(name, dataflow)?;
-        let plan = self.plan(name, dataflow, source.as_ref(), state.as_mut()).map_err(SyncError::Plan)?;
+        let reading = super::runner::reading(name, dataflow, &plugin, template.as_ref());
+        let plan = self
+            .plan(name, dataflow, source.as_ref(), state.as_mut(), Some(&reading))
+            .map_err(SyncError::Plan)?;
         let sampled = plan.to_import().next().or_else(|| plan.objects.last().map(|p| &p.object));
         let Some(object) = sampled.cloned() else { return Ok(Preview { plan, sample: None }) };
 

@@ -16,6 +16,7 @@ use crate::plugin::{FormatPlugin, Parsed, PluginHost, PluginSet, TemplatePlugin}
 use crate::sink::TableSink;
 use crate::source::{self, MANY_OBJECTS, ObjectMeta, ObjectReader, Source, SourceError, decompressing};
 use crate::state::{LedgerEntry, ObjectOutcome, ObjectStatus, RunCounts, RunStatus, StateError, StateStore};
+use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::io::{self, Read};
 use std::sync::Arc;
@@ -259,6 +260,7 @@ impl<'a> Runner<'a> {
         let run = DataflowRun {
             name,
             dataflow,
+            reading: reading(name, dataflow, &plugin, template.as_ref()),
             plugin: &plugin,
             template: template.as_ref(),
             run_id,
@@ -282,7 +284,7 @@ impl<'a> Runner<'a> {
         let name = run.name;
         reconcile(name, state, sink)?;
         let source = self.build_source(name, run.dataflow).map_err(|e| e.to_string())?;
-        let plan = self.plan(name, run.dataflow, source.as_ref(), Some(state))?;
+        let plan = self.plan(name, run.dataflow, source.as_ref(), Some(state), Some(&run.reading))?;
         run.progress.planned(name, &plan);
 
         let mut settled_now = HashSet::new();
@@ -292,6 +294,7 @@ impl<'a> Runner<'a> {
                 rows: outcome.rows,
                 rejected: outcome.rejected,
                 error: outcome.error.as_deref(),
+                reader: Some(&run.reading),
             };
             state
                 .record_object(name, object, ledger, run.run_id, SystemTime::now())
@@ -387,6 +390,7 @@ impl<'a> Runner<'a> {
         dataflow: &DataflowConfig,
         source: &dyn Source,
         state: Option<&mut StateStore>,
+        reading: Option<&str>,
     ) -> Result<Plan, String> {
         let listing = self.list(name, source)?;
         let (ledger, cursor) = match state {
@@ -402,14 +406,40 @@ impl<'a> Runner<'a> {
             initial_lookback: dataflow.initial_lookback(),
             overlap: dataflow.overlap(),
         };
-        Ok(plan(listing, &ledger, window))
+        Ok(plan(listing, &ledger, window, reading))
     }
+}
+
+/// How `dataflow` reads its objects now: a fingerprint of its format plugin and template (each by name,
+/// build and limits), their options, the compression and the table it writes. The ledger keeps it with an
+/// object that failed, so that a fix of any of them (a misspelled option, a higher memory limit, a template
+/// that picks fewer columns) makes the object worth trying again, and nothing else does.
+pub(super) fn reading(
+    name: &str,
+    dataflow: &DataflowConfig,
+    plugin: &FormatPlugin,
+    template: Option<&TemplatePlugin>,
+) -> String {
+    let format = dataflow.file_format();
+    let mut read = format!(
+        "{}\n{:?}\n{:?}\n{:?}",
+        plugin.identity(),
+        format.option_pairs(),
+        format.compression,
+        dataflow.table_spec(name)
+    );
+    if let (Some(template), Some(config)) = (template, &dataflow.template) {
+        read.push_str(&format!("\n{}\n{:?}", template.identity(), config.option_pairs()));
+    }
+    format!("{:x}", Sha256::digest(read))[..16].to_string()
 }
 
 /// One run of one dataflow: what each of its objects is loaded with.
 struct DataflowRun<'r> {
     name: &'r str,
     dataflow: &'r DataflowConfig,
+    /// How its objects are read ([`reading`]).
+    reading: String,
     plugin: &'r FormatPlugin,
     template: Option<&'r TemplatePlugin>,
     run_id: i64,
@@ -629,6 +659,7 @@ pub(super) fn reconcile(name: &str, state: &mut StateStore, sink: &mut dyn Table
             rows: committed.rows,
             rejected: committed.rejected,
             error: None,
+            reader: None,
         };
         state
             .record_object(name, &object, outcome, committed.run_id, SystemTime::now())
