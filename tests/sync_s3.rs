@@ -305,3 +305,64 @@ fn a_wrong_external_id_fails_the_run_without_showing_it() {
     assert!(error.contains("the external ID does not match"), "{error}");
     assert!(!error.contains("guessed-id"), "{error}");
 }
+
+#[test]
+fn a_download_cut_or_stalled_part_way_is_resumed_from_where_it_broke_within_the_run() {
+    use sluice_testkit::s3::BodyFault;
+    let server = server();
+    let bytes = csv(0..40_000);
+    server.put(BUCKET, "big.csv", &bytes, ago(DAY));
+    server.fail_next_bodies(1, BodyFault::CutAfter(100_000));
+    server.fail_next_bodies(1, BodyFault::StallAfter(50_000, Duration::from_secs(30)));
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &s3_source(&server, BUCKET, ", stall_timeout = \"1s\""));
+    let started = std::time::Instant::now();
+    let report = run(&config);
+    assert_eq!(report.status, RunStatus::Succeeded, "{:?}", report.error);
+    assert!(started.elapsed() < Duration::from_secs(15), "the stall cost its timeout, not 30 s");
+    let loaded = rows(dir.path());
+    assert_eq!(loaded.len(), 40_000, "every row once");
+    assert_eq!(loaded.last().unwrap().1, "39999");
+    // The whole object, then from the byte the cut left off at, then from where the stall began.
+    let ranges = server.ranges();
+    assert_eq!(ranges.len(), 3, "{ranges:?}");
+    assert_eq!(ranges[0], None);
+    assert!(ranges[1].as_deref().is_some_and(|r| r.contains("first: 100000")), "{ranges:?}");
+    assert!(ranges[2].as_deref().is_some_and(|r| r.contains("first: 150000")), "{ranges:?}");
+}
+
+#[test]
+fn a_download_that_keeps_breaking_leaves_the_object_pending_naming_bytes_timeout_and_cause() {
+    use sluice_testkit::s3::BodyFault;
+    let server = server();
+    let bytes = csv(0..40_000);
+    server.put(BUCKET, "big.csv", &bytes, ago(DAY));
+    server.fail_next_bodies(1, BodyFault::CutAfter(100_000));
+    server.fail_next_bodies(2, BodyFault::CutAfter(0));
+    let dir = tempfile::tempdir().unwrap();
+    let retrying = config(dir.path(), &s3_source(&server, BUCKET, ", read_retries = 2"));
+    let report = run(&retrying);
+    assert_eq!(report.status, RunStatus::Failed);
+    let object = &report.objects[0];
+    assert_eq!(object.status, ObjectStatus::Pending, "a network failure is worth the next run");
+    let error = object.error.clone().unwrap_or_default();
+    assert!(
+        error.contains(&format!(
+            "the download of `big.csv` broke at byte 100000 of {}, 3 times in a row (2 resumptions)",
+            bytes.len()
+        )),
+        "{error}"
+    );
+    assert!(
+        error.contains("the test server cut the body") || error.contains("connection"),
+        "the cause: {error}"
+    );
+
+    server.fail_next_bodies(1, BodyFault::StallAfter(10, Duration::from_secs(30)));
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        config(dir.path(), &s3_source(&server, BUCKET, ", read_retries = 0, stall_timeout = \"1s\""));
+    let report = run(&config);
+    let error = report.objects[0].error.clone().unwrap_or_default();
+    assert!(error.contains("no byte came for 1s (the source's stall_timeout)"), "{error}");
+}

@@ -5,6 +5,7 @@
 
 use crate::sts::{AssumeRole, Keys, OnlyTheRole, ROLE_ACCESS_KEY, ROLE_SECRET_KEY, Role};
 use async_trait::async_trait;
+use futures::StreamExt;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnectionBuilder;
 use md5::{Digest, Md5};
@@ -14,11 +15,12 @@ use s3s::dto::{
 };
 use s3s::service::S3ServiceBuilder;
 use s3s::{S3, S3Request, S3Response, S3Result, s3_error};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
 /// The key pair the server accepts.
@@ -45,7 +47,21 @@ struct Store {
     lists: AtomicUsize,
     /// Milliseconds each GetObject waits before answering: a slow store, to widen a test's window.
     get_delay_ms: std::sync::atomic::AtomicU64,
+    /// Faults the next GetObject bodies meet, one each.
+    body_faults: Mutex<VecDeque<BodyFault>>,
+    /// The `Range` of each GetObject, as asked (`None`: the whole object).
+    ranges: Mutex<Vec<Option<String>>>,
     assume_role_calls: Arc<AtomicUsize>,
+}
+
+/// What goes wrong with a GetObject's body, as with a connection that breaks or a store that stops
+/// sending part-way.
+#[derive(Clone, Copy, Debug)]
+pub enum BodyFault {
+    /// The connection breaks after this many bytes of the body.
+    CutAfter(u64),
+    /// After this many bytes, nothing comes for this long.
+    StallAfter(u64, std::time::Duration),
 }
 
 /// An S3 server on 127.0.0.1 with its own runtime; it stops when dropped.
@@ -142,6 +158,16 @@ impl S3Server {
         let mut buckets = self.store.buckets.lock().unwrap();
         buckets.get_mut(bucket).and_then(|b| b.get_mut(key)).expect("the object exists").last_modified =
             last_modified;
+    }
+
+    /// Makes the next `count` GetObject bodies meet `fault`.
+    pub fn fail_next_bodies(&self, count: usize, fault: BodyFault) {
+        self.store.body_faults.lock().unwrap().extend(std::iter::repeat_n(fault, count));
+    }
+
+    /// The `Range` header of every GetObject so far (`None`: the whole object), in order.
+    pub fn ranges(&self) -> Vec<Option<String>> {
+        self.store.ranges.lock().unwrap().clone()
     }
 
     /// Makes every GetObject wait `delay` before answering.
@@ -253,14 +279,61 @@ impl S3 for StoreService {
         {
             return Err(s3_error!(PreconditionFailed));
         }
-        let file = tokio::fs::File::open(&object.file).await.map_err(|e| s3_error!(e, InternalError))?;
-        let body = ReaderStream::with_capacity(file, 1 << 16);
+        self.0.ranges.lock().unwrap().push(input.range.as_ref().map(|range| format!("{range:?}")));
+        let range = match &input.range {
+            Some(range) => range.check(object.size).map_err(|_| s3_error!(InvalidRange))?,
+            None => 0..object.size,
+        };
+        let mut file = tokio::fs::File::open(&object.file).await.map_err(|e| s3_error!(e, InternalError))?;
+        file.seek(std::io::SeekFrom::Start(range.start)).await.map_err(|e| s3_error!(e, InternalError))?;
+        let length = range.end - range.start;
+        let fault = self.0.body_faults.lock().unwrap().pop_front();
+        let body = match fault {
+            None => StreamingBlob::wrap(ReaderStream::with_capacity(file.take(length), 1 << 16)),
+            Some(fault) => {
+                // Test objects are small: read whole, then handed over as the fault says.
+                let mut bytes = Vec::with_capacity(length as usize);
+                file.take(length).read_to_end(&mut bytes).await.map_err(|e| s3_error!(e, InternalError))?;
+                faulty_body(bytes, fault)
+            }
+        };
+        let content_range = input
+            .range
+            .is_some()
+            .then(|| format!("bytes {}-{}/{}", range.start, range.end.saturating_sub(1), object.size));
         Ok(S3Response::new(GetObjectOutput {
-            body: Some(StreamingBlob::wrap(body)),
-            content_length: Some(object.size as i64),
+            body: Some(body),
+            content_length: Some(length as i64),
+            content_range,
             e_tag: Some(ETag::Strong(object.etag)),
             last_modified: Some(Timestamp::from(object.last_modified)),
             ..Default::default()
         }))
+    }
+}
+
+/// `bytes` as a body that meets `fault` part-way.
+fn faulty_body(bytes: Vec<u8>, fault: BodyFault) -> StreamingBlob {
+    let bytes = bytes::Bytes::from(bytes);
+    match fault {
+        BodyFault::CutAfter(after) => {
+            let head = bytes.slice(..(after as usize).min(bytes.len()));
+            // The break comes a moment after the bytes, so that they (and the headers) are sent first, as
+            // when a connection fails part-way through a download.
+            let cut = futures::stream::once(async {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "the test server cut the body"))
+            });
+            StreamingBlob::wrap(futures::stream::iter([Ok(head)]).chain(cut))
+        }
+        BodyFault::StallAfter(after, stall) => {
+            let split = (after as usize).min(bytes.len());
+            let (head, tail) = (bytes.slice(..split), bytes.slice(split..));
+            let rest = futures::stream::once(async move {
+                tokio::time::sleep(stall).await;
+                Ok::<_, std::io::Error>(tail)
+            });
+            StreamingBlob::wrap(futures::stream::iter([Ok(head)]).chain(rest))
+        }
     }
 }

@@ -208,6 +208,12 @@ pub struct S3SourceConfig {
     pub secret_access_key: Option<Secret>,
     /// A session token that goes with temporary credentials.
     pub session_token: Option<Secret>,
+    /// How often a download that breaks is resumed within the run (a ranged GET from the byte it broke
+    /// at, of the same version) before the object is left for the next run (default 3).
+    pub read_retries: Option<u32>,
+    /// How long a download may go without a byte before it counts as broken (default 60s).
+    #[serde(default, deserialize_with = "duration")]
+    pub stall_timeout: Option<Duration>,
 }
 
 /// `[dataflows.NAME.format]`.

@@ -13,8 +13,12 @@ use aws_config::sts::AssumeRoleProvider;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::Credentials;
+use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use std::time::SystemTime;
+use aws_sdk_s3::operation::get_object::GetObjectError;
+use aws_sdk_s3::primitives::ByteStream;
+use bytes::Bytes;
+use std::time::{Duration, SystemTime};
 
 /// The region when neither the configuration nor the environment names one.
 const FALLBACK_REGION: &str = "us-east-1";
@@ -28,7 +32,25 @@ pub struct S3Source {
     endpoint: String,
     /// The role assumed, for messages.
     role_arn: Option<String>,
+    /// How a download that breaks is resumed.
+    resume: Resume,
 }
+
+/// How a download that breaks (a reset connection, a body that stalls) is resumed within the run.
+#[derive(Clone, Copy, Debug)]
+struct Resume {
+    /// Resumptions of one object before it is left for the next run.
+    retries: u32,
+    /// How long the body may go without a byte.
+    stall: Duration,
+}
+
+/// Resumptions of a broken download, unless configured.
+const DEFAULT_READ_RETRIES: u32 = 3;
+/// How long a download may go without a byte, unless configured.
+const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// The wait before the first resumption; each later one waits twice as long.
+const FIRST_RESUME_BACKOFF: Duration = Duration::from_millis(200);
 
 impl S3Source {
     /// Builds the client; no request is made until the first listing.
@@ -65,6 +87,10 @@ impl S3Source {
             prefix: config.prefix.clone().filter(|prefix| !prefix.is_empty()),
             endpoint: config.endpoint.clone().unwrap_or_else(|| "AWS".to_string()),
             role_arn: config.role_arn.clone(),
+            resume: Resume {
+                retries: config.read_retries.unwrap_or(DEFAULT_READ_RETRIES),
+                stall: config.stall_timeout.unwrap_or(DEFAULT_STALL_TIMEOUT),
+            },
         })
     }
 
@@ -164,17 +190,135 @@ impl Source for S3Source {
     }
 
     async fn open(&self, object: &ObjectMeta) -> Result<ObjectReader, SourceError> {
-        let mut request = self.client.get_object().bucket(&self.bucket).key(&object.key);
-        // The version that was listed, or a refusal: an object replaced since then is the next run's.
-        if !object.etag.is_empty() {
-            request = request.if_match(format!("\"{}\"", object.etag));
-        }
-        let output = request.send().await.map_err(|e| SourceError::Open {
+        let body = self.get_from(object, 0).await.map_err(|message| SourceError::Open {
             source_name: self.describe(),
             key: object.key.clone(),
-            message: self.explain(&e),
+            message,
         })?;
-        Ok(Box::new(Box::pin(output.body.into_async_read())))
+        let download = Download {
+            source: self.clone_handle(),
+            object: object.clone(),
+            body: Some(body),
+            delivered: 0,
+            failures: 0,
+            done: false,
+        };
+        let chunks = futures::stream::unfold(download, Download::next_chunk);
+        Ok(Box::new(Box::pin(tokio_util::io::StreamReader::new(chunks))))
+    }
+}
+
+impl S3Source {
+    /// What a download needs of the source, to resume one on its own.
+    fn clone_handle(&self) -> S3Handle {
+        S3Handle {
+            client: self.client.clone(),
+            bucket: self.bucket.clone(),
+            describe: self.describe(),
+            resume: self.resume,
+        }
+    }
+
+    /// The body of `object` from byte `from`: the version that was listed, or a refusal (an object
+    /// replaced since then is the next run's).
+    async fn get_from(&self, object: &ObjectMeta, from: u64) -> Result<ByteStream, String> {
+        get_from(&self.client, &self.bucket, object, from).await.map_err(|e| self.explain(&e))
+    }
+}
+
+/// A GET of `object` from byte `from`, of the ETag that was listed.
+async fn get_from(
+    client: &Client,
+    bucket: &str,
+    object: &ObjectMeta,
+    from: u64,
+) -> Result<ByteStream, SdkError<GetObjectError, HttpResponse>> {
+    let mut request = client.get_object().bucket(bucket).key(&object.key);
+    if !object.etag.is_empty() {
+        request = request.if_match(format!("\"{}\"", object.etag));
+    }
+    if from > 0 {
+        request = request.range(format!("bytes={from}-"));
+    }
+    Ok(request.send().await?.body)
+}
+
+/// The client and settings a download resumes with.
+struct S3Handle {
+    client: Client,
+    bucket: String,
+    /// The source, for messages.
+    describe: String,
+    resume: Resume,
+}
+
+/// One object's download, resumed from the byte it broke at while resumptions last.
+struct Download {
+    source: S3Handle,
+    object: ObjectMeta,
+    /// The body being read; none after it broke, until it is opened again.
+    body: Option<ByteStream>,
+    /// Bytes handed on so far.
+    delivered: u64,
+    /// Breaks in a row, without a byte between them.
+    failures: u32,
+    /// Set once an error is handed on: the stream ends there.
+    done: bool,
+}
+
+impl Download {
+    /// The next chunk of the object, resuming a body that broke or stalled; an error, naming the bytes
+    /// received, the stall timeout and the cause, once the resumptions are spent.
+    async fn next_chunk(mut self) -> Option<(std::io::Result<Bytes>, Download)> {
+        if self.done {
+            return None;
+        }
+        let Resume { retries, stall } = self.source.resume;
+        loop {
+            let cause = match self.body.as_mut() {
+                Some(body) => match tokio::time::timeout(stall, body.next()).await {
+                    Ok(Some(Ok(bytes))) => {
+                        if !bytes.is_empty() {
+                            self.delivered += bytes.len() as u64;
+                            self.failures = 0;
+                        }
+                        return Some((Ok(bytes), self));
+                    }
+                    Ok(None) if self.delivered >= self.object.size => return None,
+                    Ok(None) => {
+                        format!("the body ended early, at byte {} of {}", self.delivered, self.object.size)
+                    }
+                    Ok(Some(Err(error))) => DisplayErrorContext(&error).to_string(),
+                    Err(_) => format!(
+                        "no byte came for {} (the source's stall_timeout)",
+                        humantime::format_duration(stall)
+                    ),
+                },
+                None => {
+                    match get_from(&self.source.client, &self.source.bucket, &self.object, self.delivered)
+                        .await
+                    {
+                        Ok(body) => {
+                            self.body = Some(body);
+                            continue;
+                        }
+                        Err(error) => format!("resuming failed: {}", DisplayErrorContext(&error)),
+                    }
+                }
+            };
+            self.body = None;
+            self.failures += 1;
+            if self.failures > retries {
+                self.done = true;
+                let error = std::io::Error::other(format!(
+                    "{}: the download of `{}` broke at byte {} of {}, {} times in a row ({retries} resumptions): {cause}",
+                    self.source.describe, self.object.key, self.delivered, self.object.size, self.failures
+                ));
+                return Some((Err(error), self));
+            }
+            tracing::warn!(object = %self.object.key, bytes = self.delivered, "resuming a download that broke: {cause}");
+            tokio::time::sleep(FIRST_RESUME_BACKOFF * (1 << (self.failures - 1).min(6))).await;
+        }
     }
 }
 
