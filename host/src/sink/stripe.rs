@@ -100,17 +100,11 @@ fn changes(before: &str, now: &str) -> Vec<(String, Option<String>, Option<Strin
         .collect()
 }
 
-/// The names of the parameters that differ between two [`StripeTarget::create_only`] texts.
-fn changed_names(before: &str, now: &str) -> impl Iterator<Item = String> {
-    changes(before, now).into_iter().map(|(name, _, _)| name)
-}
-
-/// The parameters that differ between two [`StripeTarget::create_only`] texts, as
-/// `` `name` (before ─► after) ``.
-fn changed_fields(before: &str, now: &str) -> String {
-    let shown = |value: Option<String>| value.unwrap_or_else(|| "unset".to_string());
-    changes(before, now)
-        .into_iter()
+/// [`changes`] as `` `name` (before ─► after) ``.
+fn described(changes: &[(String, Option<String>, Option<String>)]) -> String {
+    let shown = |value: &Option<String>| value.as_deref().unwrap_or("unset").to_string();
+    changes
+        .iter()
         .map(|(name, old, new)| format!("`{name}` ({} ─► {})", shown(old), shown(new)))
         .collect::<Vec<_>>()
         .join(", ")
@@ -319,11 +313,11 @@ impl StripeObjectWrite<'_> {
         let object = self.target.object();
         let before = self.known.create_only.get(&record.external_id).filter(|before| **before != create_only);
         if let Some(before) = before {
-            let changed = changed_fields(before, &create_only);
-            let prices_only =
-                || changed_names(before, &create_only).all(|name| name.starts_with("default_price_data["));
+            let changes = changes(before, &create_only);
+            let changed = described(&changes);
+            let prices_only = changes.iter().all(|(name, _, _)| name.starts_with("default_price_data["));
             let on_changed = match self.target.spec.on_changed {
-                OnChanged::NewDefaultPrice if !prices_only() => OnChanged::Refuse,
+                OnChanged::NewDefaultPrice if !prices_only => OnChanged::Refuse,
                 other => other,
             };
             if on_changed == OnChanged::NewDefaultPrice {
