@@ -143,15 +143,51 @@ fn start_run(b: &Backend, dir: &Path, objects: i64) -> std::process::Child {
     child
 }
 
+/// Runs' leases in `dir`'s configuration last `timeout` unrenewed.
+fn lease_timeout(dir: &Path, timeout: &str) {
+    let path = dir.join("connector.toml");
+    let config = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        config.replacen("[state]\n", &format!("[state]\nlease_timeout = \"{timeout}\"\n"), 1),
+    )
+    .unwrap();
+}
+
+/// The runs of `Orders`, newest first, as `sluice history --json` lists them.
+fn history(b: &Backend, dir: &Path) -> Vec<serde_json::Value> {
+    let listed = run(b, dir, &["history", "Orders", "--json"]);
+    assert_eq!(listed.status.code(), Some(0), "{}", text(&listed.stderr));
+    serde_json::from_slice::<serde_json::Value>(&listed.stdout).unwrap().as_array().unwrap().clone()
+}
+
 fn a_run_killed_mid_way_is_finished_by_the_next_with_every_row_once(b: &Backend) {
     const OBJECTS: u32 = 200;
     const ROWS: u32 = 2_000;
     let (_s3, dir) = many_objects(OBJECTS, ROWS);
+    lease_timeout(dir.path(), "2s");
     let mut child = start_run(b, dir.path(), 5);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let at_kill = committed_objects(b, dir.path());
     assert!(at_kill < OBJECTS as i64, "killed in the middle ({at_kill} of {OBJECTS} objects committed)");
+
+    // The dead run shows as interrupted once that is knowable (at once where SQLite's file lock went with
+    // the process; when its lease expires on PostgreSQL), with what the ledger has it commit.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let killed = loop {
+        let runs = history(b, dir.path());
+        if runs[0]["status"] == "interrupted" {
+            break runs[0].clone();
+        }
+        assert_eq!(runs[0]["status"], "running", "{runs:?}");
+        assert!(Instant::now() < deadline, "still running after its lease expired: {runs:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let recorded = b.state_count(dir.path(), "SELECT count(*) FROM objects WHERE status = 'loaded'");
+    assert!(recorded > 0 && recorded <= at_kill, "{recorded} recorded of {at_kill} committed");
+    assert_eq!(killed["objects"], recorded, "{killed}");
+    assert_eq!(killed["rows_written"], recorded * ROWS as i64, "{killed}");
 
     let resumed = run(b, dir.path(), &["run"]);
     assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed.stderr));
@@ -165,6 +201,11 @@ fn a_run_killed_mid_way_is_finished_by_the_next_with_every_row_once(b: &Backend)
         b.state_count(dir.path(), "SELECT count(*) FROM objects WHERE status = 'loaded'"),
         OBJECTS as i64
     );
+    // An object the sink committed but the ledger had not recorded when the process died is counted
+    // with the killed run by the run that squares the two.
+    let killed = history(b, dir.path()).into_iter().find(|r| r["run"] == killed["run"]).unwrap();
+    assert_eq!(killed["status"], "interrupted");
+    assert_eq!(killed["objects"], at_kill, "{killed}");
 
     // The ledger lost (a kill between the sink's commit and the ledger's): the sink's markers restore it.
     b.state_execute(dir.path(), "DELETE FROM objects");
@@ -555,6 +596,14 @@ fn postgres_going_away_mid_run_fails_the_run_cleanly_and_the_next_resumes_with_e
     assert!(stderr.contains("terminating connection") || stderr.contains("closed"), "{stderr}");
     let committed = committed_objects(&b, dir.path());
     assert!(committed < OBJECTS as i64, "cut in the middle ({committed} of {OBJECTS} objects committed)");
+    // The summary of what the run did before the cut, and the run recorded with the server's reason on a
+    // new connection.
+    assert!(stdout(&cut).starts_with("Orders: failed — "), "{}", stdout(&cut));
+    let runs = history(&b, dir.path());
+    assert_eq!(runs[0]["status"], "failed", "{runs:?}");
+    let error = runs[0]["error"].as_str().unwrap();
+    assert!(error.contains("terminating connection") || error.contains("closed"), "{error}");
+    assert!(!stdout(&cut).contains(" 0 objects") || committed == 0, "{}", stdout(&cut));
 
     s3.set_get_delay(Duration::ZERO);
     let resumed = run(&b, dir.path(), &["run"]);
@@ -569,7 +618,61 @@ fn postgres_going_away_mid_run_fails_the_run_cleanly_and_the_next_resumes_with_e
         "nothing twice"
     );
     let statuses = b.state_strings(dir.path(), "SELECT status FROM runs ORDER BY id");
-    assert_eq!(statuses, ["interrupted", "succeeded"], "the cut run is on record");
+    assert_eq!(statuses, ["failed", "succeeded"], "the cut run is on record");
+}
+
+/// Sends `signal` to `child`.
+fn signal(child: &std::process::Child, signal: libc::c_int) {
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, signal) }, 0);
+}
+
+#[test]
+fn postgres_a_run_keeps_its_lease_when_its_session_ends_and_once_it_is_taken_over_commits_nothing_more() {
+    const OBJECTS: u32 = 40;
+    const ROWS: u32 = 500;
+    let b = Backend::postgres();
+    let (s3, dir) = many_objects(OBJECTS, ROWS);
+    lease_timeout(dir.path(), "2s");
+    // A slow store: the first run takes at least ten seconds, whatever the machine.
+    s3.set_get_delay(Duration::from_secs(1));
+    let first = start_run(&b, dir.path(), 3);
+
+    // The lease's own session ended (a pooler's idle timeout, an operator): the run renews on a new one,
+    // and a second run is still refused after the lease would have expired.
+    assert_eq!(b.terminate_sessions_named("sluice lease Orders%"), 1);
+    std::thread::sleep(Duration::from_secs(3));
+    let refused = run(&b, dir.path(), &["run", "Orders"]);
+    assert_eq!(refused.status.code(), Some(75), "{}", text(&refused.stderr));
+    assert!(text(&refused.stderr).contains("its lease expires in"), "{}", text(&refused.stderr));
+
+    // Frozen (a stopped VM, a long GC pause), the first run stops renewing; its lease expires and a second
+    // run takes it over, and loads everything the first had not committed.
+    signal(&first, libc::SIGSTOP);
+    std::thread::sleep(Duration::from_secs(3));
+    s3.set_get_delay(Duration::ZERO);
+    let second = run(&b, dir.path(), &["run", "Orders"]);
+    assert_eq!(second.status.code(), Some(0), "{}", text(&second.stderr));
+    let taken_over = committed_objects(&b, dir.path());
+    assert_eq!(taken_over, OBJECTS as i64);
+
+    // Woken, the first run finds its lease gone: its object in flight is fenced out of the sink, its
+    // ledger writes are refused, and it says so.
+    signal(&first, libc::SIGCONT);
+    let first = first.wait_with_output().unwrap();
+    assert_eq!(first.status.code(), Some(1), "{}", stdout(&first));
+    let stderr = text(&first.stderr);
+    assert!(stderr.contains("taken over by another run"), "{stderr}");
+    assert_eq!(committed_objects(&b, dir.path()), taken_over, "nothing more committed");
+    let total = (OBJECTS * ROWS) as i64;
+    assert_eq!(b.count(dir.path(), "Orders", "SELECT count(*) FROM orders"), total);
+    assert_eq!(b.count(dir.path(), "Orders", "SELECT count(DISTINCT id) FROM orders"), total);
+    assert_eq!(
+        b.state_count(dir.path(), "SELECT count(*) FROM objects WHERE status = 'loaded'"),
+        OBJECTS as i64,
+        "the old run set nothing back to pending"
+    );
+    let statuses = b.state_strings(dir.path(), "SELECT status FROM runs ORDER BY id");
+    assert_eq!(statuses, ["failed", "succeeded"]);
 }
 
 #[test]
@@ -740,4 +843,38 @@ fn a_failed_object_is_imported_again_once_its_options_are_fixed_and_retry_takes_
     );
     let unknown = run(b, dir.path(), &["retry", "Items", "--object", "items/good.json"]);
     assert_eq!(unknown.status.code(), Some(2), "{}", text(&unknown.stderr));
+}
+
+#[test]
+fn postgres_over_tls_verify_full_loads_and_a_host_the_certificate_does_not_name_is_refused() {
+    let root = sluice_testkit::postgres::ssl_on();
+    let b = Backend::postgres();
+    let Backend::Postgres(database) = &b else { unreachable!() };
+    let dir = people("");
+    put(dir.path(), "1.jsonl", "{\"id\": 1}\n{\"id\": 2}\n", 10);
+    let tls = |host: &str| {
+        format!(
+            "{}?sslmode=verify-full&sslrootcert={}",
+            database.url().replace("@127.0.0.1:", &format!("@{host}:")),
+            root.display()
+        )
+    };
+    let run_on = |url: &str| {
+        b.command(dir.path())
+            .args(["run"])
+            .env("SLUICE_STATE_URL", url)
+            .env("SLUICE_SINK_URL", url)
+            .output()
+            .unwrap()
+    };
+    let refused = run_on(&tls("127.0.0.1"));
+    assert_eq!(refused.status.code(), Some(1), "{}", stdout(&refused));
+    let stderr = text(&refused.stderr);
+    assert!(stderr.contains("not valid for name") && stderr.contains("127.0.0.1"), "{stderr}");
+    assert!(!stderr.contains("sslrootcert="), "the URL's options are not printed: {stderr}");
+
+    let loaded = run_on(&tls("localhost"));
+    assert_eq!(loaded.status.code(), Some(0), "{}", text(&loaded.stderr));
+    assert!(stdout(&loaded).contains("People: succeeded — 1 objects, 2 rows"), "{}", stdout(&loaded));
+    assert_eq!(b.count(dir.path(), "People", "SELECT count(*) FROM people"), 2);
 }

@@ -91,11 +91,14 @@ pub fn dataflows(config: &Config) -> Result<Vec<DataflowSummary>, StateError> {
             Some(state) => (state.dataflow_record(name)?, state.runs(name)?),
             None => (None, Vec::new()),
         };
-        let status = if is_running(&state_url, name) {
-            "running".to_string()
-        } else {
-            runs.first().map_or("never run", |run| run.status.as_str()).to_string()
-        };
+        let status = match runs.first().map(|run| run.status) {
+            _ if is_running(&state_url, name) => RunStatus::Running.as_str(),
+            // The file lock of SQLite state goes with the process, before its lease expires.
+            Some(RunStatus::Running) => RunStatus::Interrupted.as_str(),
+            Some(status) => status.as_str(),
+            None => "never run",
+        }
+        .to_string();
         let last_refresh = runs
             .iter()
             .find(|run| matches!(run.status, RunStatus::Succeeded | RunStatus::Partial))

@@ -54,12 +54,17 @@ impl TestDatabase {
 
     /// Ends every session Sluice has open on the database, as a server restart or failover would.
     pub fn terminate_sessions(&self) -> u64 {
+        self.terminate_sessions_named("sluice%")
+    }
+
+    /// Ends the sessions on the database whose `application_name` is `LIKE` `pattern`; returns how many.
+    pub fn terminate_sessions_named(&self, pattern: &str) -> u64 {
         let mut admin = admin();
         let ended = admin
             .query(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-                 WHERE datname = $1 AND application_name LIKE 'sluice%'",
-                &[&self.name],
+                 WHERE datname = $1 AND application_name LIKE $2",
+                &[&self.name, &pattern],
             )
             .unwrap();
         ended.len() as u64
@@ -71,4 +76,37 @@ impl Drop for TestDatabase {
         // Another test's pool may still hold a connection: FORCE ends it.
         let _ = admin().batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
     }
+}
+
+/// Makes sure the server takes TLS, switching it on with Debian's snakeoil certificate (what its
+/// `postgresql.conf` ships with) where it is off, and returns the path of the server's certificate, which
+/// is self-signed: the root certificate a verifying client is given.
+pub fn ssl_on() -> std::path::PathBuf {
+    let mut session = admin();
+    let show = |client: &mut Client, setting: &str| -> String {
+        client.query_one(&format!("SHOW {setting}"), &[]).unwrap().get(0)
+    };
+    if show(&mut session, "ssl") != "on" {
+        session
+            .batch_execute(
+                "ALTER SYSTEM SET ssl_cert_file = '/etc/ssl/certs/ssl-cert-snakeoil.pem';
+                 ALTER SYSTEM SET ssl_key_file = '/etc/ssl/private/ssl-cert-snakeoil.key';
+                 ALTER SYSTEM SET ssl = on;
+                 SELECT pg_reload_conf();",
+            )
+            .unwrap();
+        // The reload is signalled, not waited for: a new session sees it once it is done.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while show(&mut admin(), "ssl") != "on" {
+            assert!(std::time::Instant::now() < deadline, "PostgreSQL did not switch ssl on (see its log)");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+    let certificate = std::path::PathBuf::from(show(&mut session, "ssl_cert_file"));
+    assert!(
+        std::fs::read(&certificate).is_ok(),
+        "the server's certificate {} is not readable by this test",
+        certificate.display()
+    );
+    certificate
 }

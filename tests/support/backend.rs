@@ -176,6 +176,14 @@ impl Backend {
             Backend::Postgres(database) => database.terminate_sessions(),
         }
     }
+
+    /// Ends the PostgreSQL sessions whose `application_name` is `LIKE` `pattern`.
+    pub fn terminate_sessions_named(&self, pattern: &str) -> u64 {
+        match self {
+            Backend::Sqlite => 0,
+            Backend::Postgres(database) => database.terminate_sessions_named(pattern),
+        }
+    }
 }
 
 /// The rows of `sql` in the SQLite file at `path`, each as text.

@@ -3,6 +3,7 @@
 //! ```toml
 //! [state]                           # runs, cursors and the object ledger
 //! url = "sqlite://sluice-state.db"  # the default; or postgres://USER@HOST/DATABASE
+//! lease_timeout = "30s"             # the default: how long a run's lease lasts unrenewed
 //!
 //! [sink]                            # the tables database of dataflows whose sink names none
 //! url = "sqlite://sluice.db"        # the default; or postgres://USER@HOST/DATABASE
@@ -163,6 +164,10 @@ pub struct StateConfig {
     /// `postgres://USER@HOST/DATABASE`.
     #[serde(default, deserialize_with = "env::optional")]
     pub url: Option<String>,
+    /// How long a run's lease on its dataflow lasts unrenewed (default 30s): a run whose process dies
+    /// holds its dataflow that long at most, and a run cut off from the state store stops within it.
+    #[serde(default, deserialize_with = "duration")]
+    pub lease_timeout: Option<Duration>,
 }
 
 /// `[sink]`: what a dataflow's sink takes when it does not say.
@@ -236,6 +241,12 @@ impl Config {
     fn check(&self) -> Result<(), (String, String)> {
         if let Some(url) = &self.state.url {
             self.database(url).map_err(|message| ("state.url".to_string(), message))?;
+        }
+        if self.state.lease_timeout.is_some_and(|timeout| timeout < std::time::Duration::from_secs(1)) {
+            return Err((
+                "state.lease_timeout".to_string(),
+                "a lease must last at least 1s: it is renewed every sixth of it".to_string(),
+            ));
         }
         if let Some(url) = &self.sink.url {
             self.database(url).map_err(|message| ("sink.url".to_string(), message))?;
@@ -370,6 +381,11 @@ impl Config {
     pub fn state_database(&self) -> DatabaseUrl {
         let url = self.state.url.as_deref().unwrap_or(DEFAULT_STATE_URL);
         self.database(url).expect("checked when the configuration was read")
+    }
+
+    /// How long a run's lease lasts unrenewed (`[state] lease_timeout`).
+    pub fn lease_timeout(&self) -> Duration {
+        self.state.lease_timeout.unwrap_or(crate::state::DEFAULT_LEASE_TIMEOUT)
     }
 
     /// A dataflow's sink database.

@@ -21,6 +21,7 @@
 use super::{Activity, Daemon, NotStarted, Trigger, scheduler};
 use crate::config::DaemonConfig;
 use crate::overview::{self, DataflowSummary, RunSummary};
+use crate::state::LockError;
 use crate::sync::SyncError;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -359,7 +360,7 @@ fn refuse_while_active(daemon: &Daemon, name: &str) -> Result<(), ApiError> {
 
 fn sync_error(error: SyncError) -> ApiError {
     let status = match error {
-        SyncError::Locked(_) => StatusCode::CONFLICT,
+        SyncError::Locked(LockError::Held { .. }) => StatusCode::CONFLICT,
         SyncError::Plan(_) | SyncError::Config(_) => StatusCode::UNPROCESSABLE_ENTITY,
         _ => StatusCode::SERVICE_UNAVAILABLE,
     };

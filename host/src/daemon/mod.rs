@@ -21,7 +21,7 @@ pub use schedule::{Timetable, parse_cron};
 
 use crate::config::Config;
 use crate::plugin::{HostSettings, PluginHost, default_cache_dir};
-use crate::state::StateStore;
+use crate::state::{LockError, StateStore};
 use crate::sync::{ObjectReport, Progress, Runner, StopSignal, SyncError};
 use generation::Generation;
 use jiff::Timestamp;
@@ -346,14 +346,16 @@ impl Daemon {
                     "run ended"
                 );
             }
-            Err(SyncError::Locked(error)) => {
+            Err(SyncError::Locked(error @ LockError::Held { .. })) => {
                 // Another process runs it now: this slot is that run's.
                 tracing::warn!(dataflow = name, "run skipped: {error}");
             }
             Err(error) => {
                 crate::metrics::run_failed_to_start(name);
                 tracing::error!(dataflow = name, "run failed: {error}");
-                let state_unreachable = matches!(error, SyncError::State { .. });
+                // The lease is taken in the state store: a lock that failed is the store failing.
+                let state_unreachable =
+                    matches!(error, SyncError::State { .. } | SyncError::Locked(LockError::Failed { .. }));
                 self.record_failed(config, name, started, error.to_string(), state_unreachable);
             }
         }

@@ -209,6 +209,14 @@ fn too_many_columns(total: usize, lineage: usize, database: &str, max: usize, un
     )
 }
 
+/// Why a commit fenced with `token` is refused, where `newest` is the newest token the sink has recorded.
+fn fenced_out(token: i64, newest: Option<i64>) -> String {
+    format!(
+        "this run's lease (token {token}) was taken over by another run (token {}): the object was not committed",
+        newest.map_or("unknown".to_string(), |t| t.to_string())
+    )
+}
+
 /// A row a sink refuses (an empty merge key, a value the database cannot hold), as a rejected row.
 pub(crate) fn rejected_row(batch: &RecordBatch, row: usize, reason: String) -> RejectedRow {
     let mut raw = Vec::new();
@@ -246,6 +254,14 @@ pub trait TableSink: Send {
     fn refuses_all(&self) -> Option<String> {
         None
     }
+    /// Fences the sink's commits with a run's fencing token (`state::Lease::token`): the sink records it
+    /// as its table's newest, refusing it where a newer one is recorded already, and from then on every
+    /// object's commit checks in its own transaction that no newer token was recorded since, so that a run
+    /// whose lease another run took over commits nothing more. A sink that keeps no markers (an embedding
+    /// program's own) takes it as it is: the run then stops taking objects once it finds its lease lost.
+    fn fence(&mut self, _token: i64) -> Result<(), SinkError> {
+        Ok(())
+    }
     /// Starts writing one object; nothing is visible until [`ObjectWrite::commit`].
     fn begin_object<'s>(
         &'s mut self,
@@ -267,4 +283,60 @@ pub trait ObjectWrite {
     fn reject(&mut self, rejects: &[RejectedRow]) -> Result<(), SinkError>;
     /// Makes the object's rows visible together with its marker.
     fn commit(self: Box<Self>) -> Result<CommittedObject, SinkError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{TypeConflict, WriteMode};
+    use sluice_testkit::TestDatabase;
+    use std::time::SystemTime;
+
+    fn object(key: &str) -> ObjectMeta {
+        ObjectMeta { key: key.into(), size: 1, etag: "e".into(), last_modified: SystemTime::now() }
+    }
+
+    /// A writer whose run's lease was taken over (a newer token fenced the table) commits nothing more,
+    /// and cannot fence it back; the newer run commits.
+    fn a_writer_fenced_out_by_a_newer_token_commits_nothing(url: &DatabaseUrl) {
+        let spec = TableSpec {
+            name: "orders".into(),
+            mode: WriteMode::Append,
+            key: vec![],
+            versions: 2,
+            on_type_conflict: TypeConflict::Text,
+        };
+        let mut old = open(url, "Orders", &spec).unwrap();
+        old.fence(1).unwrap();
+        old.begin_object(&object("a.csv"), 1)
+            .unwrap()
+            .commit()
+            .expect("the holder of the newest token commits");
+        let mut new = open(url, "Orders", &spec).unwrap();
+        new.fence(2).unwrap();
+        let refused = old.begin_object(&object("b.csv"), 1).unwrap().commit().unwrap_err().to_string();
+        assert!(refused.contains("taken over by another run (token 2)"), "{refused}");
+        assert!(old.fence(1).is_err(), "an older token cannot fence the table back");
+        new.begin_object(&object("b.csv"), 2).unwrap().commit().unwrap();
+        let mut committed: Vec<String> =
+            new.committed_objects().unwrap().into_iter().map(|c| c.key).collect();
+        committed.sort();
+        assert_eq!(committed, ["a.csv", "b.csv"]);
+    }
+
+    #[test]
+    fn sqlite_commits_are_fenced() {
+        let dir = tempfile::tempdir().unwrap();
+        a_writer_fenced_out_by_a_newer_token_commits_nothing(&DatabaseUrl::Sqlite(
+            dir.path().join("sink.db"),
+        ));
+    }
+
+    #[test]
+    fn postgres_commits_are_fenced() {
+        let database = TestDatabase::create();
+        a_writer_fenced_out_by_a_newer_token_commits_nothing(&DatabaseUrl::Postgres(
+            database.url().to_string(),
+        ));
+    }
 }

@@ -185,6 +185,12 @@ impl TableSink for StripeSink {
         self.client.key_refused().map(|error| error.to_string())
     }
 
+    /// Fences the results table: calls to Stripe cannot be taken back, so the run stops calling Stripe
+    /// (between batches) once it finds its lease lost; the results of a fenced-out run are not committed.
+    fn fence(&mut self, token: i64) -> Result<(), SinkError> {
+        self.results.fence(token)
+    }
+
     fn begin_object<'s>(
         &'s mut self,
         object: &ObjectMeta,

@@ -48,6 +48,14 @@ pub const SQLITE: &[&str] = &[
     // 3: how a failed object was read (its plugins, their builds, options and limits), so that a change of
     // them makes it worth trying again.
     "ALTER TABLE objects ADD COLUMN reader TEXT;",
+    // 4: one lease per dataflow: who runs it, until when (milliseconds on the store's clock) unless renewed,
+    // and the fencing token each taking raises.
+    "CREATE TABLE leases (
+        dataflow TEXT PRIMARY KEY,
+        token INTEGER NOT NULL,
+        holder TEXT NOT NULL,
+        expires_at INTEGER NOT NULL
+    );",
 ];
 
 /// Applied in order, in the schema `_sluice`; its table `schema_version` holds how many have been. The
@@ -96,4 +104,11 @@ pub const POSTGRES: &[&str] = &[
     );",
     // 3: as SQLite's 3.
     "ALTER TABLE objects ADD COLUMN reader TEXT;",
+    // 4: as SQLite's 4.
+    "CREATE TABLE leases (
+        dataflow TEXT PRIMARY KEY,
+        token BIGINT NOT NULL,
+        holder TEXT NOT NULL,
+        expires_at BIGINT NOT NULL
+    );",
 ];

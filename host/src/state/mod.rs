@@ -3,7 +3,7 @@
 //! applied in order and the database records how far, so a newer Sluice upgrades an older state store and
 //! an older Sluice refuses a newer one.
 
-mod lock;
+mod lease;
 pub mod migrations;
 mod sql;
 
@@ -12,10 +12,10 @@ use crate::config::env::redact_stripe_keys;
 use crate::pg;
 use crate::source::ObjectMeta;
 use rusqlite::{Connection, OpenFlags};
-use sql::{Arg, Database, Row, Sql};
+use sql::{Arg, Database, Row, Session, Sql};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub use lock::{LockError, RunLock, is_running, lock_dataflow};
+pub use lease::{DEFAULT_LEASE_TIMEOUT, Lease, LockError, RunLock, is_running, lock_dataflow};
 
 /// How long a write waits for another process's transaction before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -26,6 +26,9 @@ const POSTGRES_SCHEMA: &str = "_sluice";
 
 /// The advisory lock key under which PostgreSQL migrations run one process at a time ("sluice").
 const MIGRATION_LOCK: i64 = 0x736c_7569_6365;
+
+/// The error of a run whose process stopped before the run ended.
+const DIED: &str = "the process stopped before the run ended; its counts are what it committed";
 
 /// A state store error: what failed and on which database.
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +113,8 @@ pub struct ObjectOutcome<'a> {
     pub rows: u64,
     /// Rows of it refused.
     pub rejected: u64,
+    /// Bytes of it read from the source.
+    pub bytes: u64,
     /// Why it failed or is pending, where it did not load.
     pub error: Option<&'a str>,
     /// How it was read: a fingerprint of the plugins (their builds and limits) and options the run read
@@ -205,12 +210,22 @@ pub struct DataflowRecord {
 /// The state database.
 pub struct StateStore {
     database: Database,
+    url: DatabaseUrl,
     location: String,
+    /// The dataflow and fencing token of the run that writes through this store, once it holds its lease:
+    /// its ledger writes then check the token in their own transactions.
+    fence: Option<(String, i64)>,
 }
 
 impl StateStore {
     /// Opens (creating where missing) and migrates the state database at `url`.
     pub fn open(url: &DatabaseUrl) -> Result<StateStore, StateError> {
+        StateStore::open_as(url, None)
+    }
+
+    /// As [`StateStore::open`]; on PostgreSQL, on a connection of its own named `session` in
+    /// `pg_stat_activity` rather than one from the pool.
+    fn open_as(url: &DatabaseUrl, session: Option<&str>) -> Result<StateStore, StateError> {
         let location = url.to_string();
         let error = |message: String| StateError { location: location.clone(), message };
         let database = match url {
@@ -228,14 +243,22 @@ impl StateStore {
                 Database::Sqlite(connection)
             }
             DatabaseUrl::Postgres(url) => {
-                let mut client = pg::connect(url).map_err(&error)?;
+                let mut client = match session {
+                    Some(name) => {
+                        let mut own = pg::connect_unpooled(url).map_err(&error)?;
+                        own.execute("SELECT set_config('application_name', $1, false)", &[&name])
+                            .map_err(|e| error(pg::describe(&e)))?;
+                        Session::Own(own)
+                    }
+                    None => Session::Pooled(pg::connect(url).map_err(&error)?),
+                };
                 client
                     .batch_execute(&format!("SET search_path TO {POSTGRES_SCHEMA}"))
                     .map_err(|e| error(pg::describe(&e)))?;
                 Database::Postgres(Box::new(client))
             }
         };
-        let mut store = StateStore { database, location };
+        let mut store = StateStore { database, url: url.clone(), location, fence: None };
         store.migrate()?;
         Ok(store)
     }
@@ -268,10 +291,10 @@ impl StateStore {
                 client
                     .batch_execute(&format!("SET search_path TO {POSTGRES_SCHEMA}"))
                     .map_err(|e| error(pg::describe(&e)))?;
-                Database::Postgres(Box::new(client))
+                Database::Postgres(Box::new(Session::Pooled(client)))
             }
         };
-        let mut store = StateStore { database, location };
+        let mut store = StateStore { database, url: url.clone(), location, fence: None };
         let (version, latest) = (store.schema_version()?, store.migrations().len());
         if version == 0 {
             // Made a moment ago by a run that has not migrated it yet: nothing is recorded in it.
@@ -283,6 +306,15 @@ impl StateStore {
             )));
         }
         Ok(Some(store))
+    }
+
+    /// Opens the store again on a new connection, keeping its fence: after a connection the server ended
+    /// (a restart, a failover), so that what is left to record can still be.
+    pub fn reopen(&mut self) -> Result<(), StateError> {
+        let fence = self.fence.take();
+        *self = StateStore::open(&self.url)?;
+        self.fence = fence;
+        Ok(())
     }
 
     fn error(&self, message: impl std::fmt::Display) -> StateError {
@@ -375,9 +407,8 @@ impl StateStore {
     pub fn begin_run(&mut self, dataflow: &str, now: SystemTime) -> Result<i64, StateError> {
         self.transaction(|sql| {
             sql.execute(
-                "UPDATE runs SET status = 'interrupted', error = 'the process stopped before the run ended'
-                 WHERE dataflow = ?1 AND status = 'running'",
-                &[dataflow.into()],
+                "UPDATE runs SET status = 'interrupted', error = ?2 WHERE dataflow = ?1 AND status = 'running'",
+                &[dataflow.into(), DIED.into()],
             )?;
             let inserted = sql.query(
                 "INSERT INTO runs (dataflow, started_at, status) VALUES (?1, ?2, 'running') RETURNING id",
@@ -508,9 +539,11 @@ impl StateStore {
         self.execute("UPDATE runs SET status = 'rolled back' WHERE id = ?1", &[run_id.into()])
     }
 
-    /// The runs of a dataflow, newest first.
+    /// The runs of a dataflow, newest first. A run still marked running whose lease is gone (its process
+    /// died unrenewed) is shown as interrupted, with what it committed, without waiting for the next run
+    /// to record it so.
     pub fn runs(&mut self, dataflow: &str) -> Result<Vec<RunRecord>, StateError> {
-        self.query(
+        let mut runs = self.query(
             "SELECT id, dataflow, started_at, ended_at, status, objects, failed_objects, rows, rejected,
              bytes, error FROM runs WHERE dataflow = ?1 ORDER BY id DESC",
             &[dataflow.into()],
@@ -531,7 +564,14 @@ impl StateStore {
                     error: row.opt_text(10)?,
                 })
             },
-        )
+        )?;
+        if runs.iter().any(|run| run.status == RunStatus::Running) && !self.run_alive(dataflow)? {
+            for run in runs.iter_mut().filter(|run| run.status == RunStatus::Running) {
+                run.status = RunStatus::Interrupted;
+                run.error = Some(DIED.to_string());
+            }
+        }
+        Ok(runs)
     }
 
     /// Every version of every object the dataflow has recorded.
@@ -557,7 +597,8 @@ impl StateStore {
         )
     }
 
-    /// Records how an object version stands.
+    /// Records how an object version stands, and counts it in the totals of the run that took it (so that
+    /// a run whose process dies shows what it committed). Fenced: see [`StateStore::fence_with`].
     pub fn record_object(
         &mut self,
         dataflow: &str,
@@ -566,30 +607,47 @@ impl StateStore {
         run_id: i64,
         now: SystemTime,
     ) -> Result<(), StateError> {
-        let ObjectOutcome { status, rows, rejected, error, reader } = outcome;
+        let ObjectOutcome { status, rows, rejected, bytes, error, reader } = outcome;
         let error = error.map(redact_stripe_keys);
-        self.execute(
-            "INSERT INTO objects (dataflow, key, etag, size, last_modified, status, rows, rejected, error,
-                 run_id, updated_at, reader) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-                 ON CONFLICT (dataflow, key, etag) DO UPDATE SET size = excluded.size,
-                 last_modified = excluded.last_modified, status = excluded.status, rows = excluded.rows,
-                 rejected = excluded.rejected, error = excluded.error, run_id = excluded.run_id,
-                 updated_at = excluded.updated_at, reader = excluded.reader",
-            &[
-                dataflow.into(),
-                object.key.as_str().into(),
-                object.etag.as_str().into(),
-                (object.size as i64).into(),
-                millis(object.last_modified).into(),
-                status.as_str().into(),
-                (rows as i64).into(),
-                (rejected as i64).into(),
-                error.as_deref().into(),
-                run_id.into(),
-                millis(now).into(),
-                reader.into(),
-            ],
-        )
+        let (rows, rejected) = (rows as i64, rejected as i64);
+        let (loaded_rows, loaded_rejected, failed) =
+            if status == ObjectStatus::Loaded { (rows, rejected, 0) } else { (0, 0, 1) };
+        self.fenced_transaction(|sql| {
+            sql.execute(
+                "INSERT INTO objects (dataflow, key, etag, size, last_modified, status, rows, rejected, error,
+                     run_id, updated_at, reader) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                     ON CONFLICT (dataflow, key, etag) DO UPDATE SET size = excluded.size,
+                     last_modified = excluded.last_modified, status = excluded.status, rows = excluded.rows,
+                     rejected = excluded.rejected, error = excluded.error, run_id = excluded.run_id,
+                     updated_at = excluded.updated_at, reader = excluded.reader",
+                &[
+                    dataflow.into(),
+                    object.key.as_str().into(),
+                    object.etag.as_str().into(),
+                    (object.size as i64).into(),
+                    millis(object.last_modified).into(),
+                    status.as_str().into(),
+                    rows.into(),
+                    rejected.into(),
+                    error.as_deref().into(),
+                    run_id.into(),
+                    millis(now).into(),
+                    reader.into(),
+                ],
+            )?;
+            sql.execute(
+                "UPDATE runs SET objects = objects + 1, failed_objects = failed_objects + ?2,
+                     rows = rows + ?3, rejected = rejected + ?4, bytes = bytes + ?5 WHERE id = ?1",
+                &[
+                    run_id.into(),
+                    failed.into(),
+                    loaded_rows.into(),
+                    loaded_rejected.into(),
+                    (bytes as i64).into(),
+                ],
+            )
+            .map(drop)
+        })
     }
 
     /// Makes the failed objects of `dataflow` (all, or the versions of `key`) pending, so that the next run
@@ -621,7 +679,7 @@ impl StateStore {
     /// back before the oldest of them, so that the next run imports them again.
     pub fn forget_objects(&mut self, dataflow: &str, objects: &[LedgerEntry]) -> Result<(), StateError> {
         let Some(oldest) = objects.iter().map(|o| o.last_modified).min() else { return Ok(()) };
-        self.transaction(|sql| {
+        self.fenced_transaction(|sql| {
             for object in objects {
                 sql.execute(
                     "DELETE FROM objects WHERE dataflow = ?1 AND key = ?2 AND etag = ?3",
@@ -636,7 +694,7 @@ impl StateStore {
         })
     }
 
-    /// Moves the cursor; it never moves back.
+    /// Moves the cursor; it never moves back. Fenced: see [`StateStore::fence_with`].
     pub fn advance_cursor(
         &mut self,
         dataflow: &str,
@@ -644,13 +702,16 @@ impl StateStore {
         run_id: i64,
         now: SystemTime,
     ) -> Result<(), StateError> {
-        self.execute(
-            "INSERT INTO cursors (dataflow, last_modified, run_id, updated_at) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (dataflow) DO UPDATE SET last_modified = excluded.last_modified,
-                 run_id = excluded.run_id, updated_at = excluded.updated_at
-                 WHERE excluded.last_modified > cursors.last_modified",
-            &[dataflow.into(), millis(cursor).into(), run_id.into(), millis(now).into()],
-        )
+        self.fenced_transaction(|sql| {
+            sql.execute(
+                "INSERT INTO cursors (dataflow, last_modified, run_id, updated_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (dataflow) DO UPDATE SET last_modified = excluded.last_modified,
+                     run_id = excluded.run_id, updated_at = excluded.updated_at
+                     WHERE excluded.last_modified > cursors.last_modified",
+                &[dataflow.into(), millis(cursor).into(), run_id.into(), millis(now).into()],
+            )
+            .map(drop)
+        })
     }
 }
 
@@ -721,6 +782,7 @@ mod tests {
                 status: ObjectStatus::Pending,
                 rows: 0,
                 rejected: 0,
+                bytes: 0,
                 error: Some("timeout"),
                 reader: Some("csv as first configured"),
             };
@@ -729,6 +791,7 @@ mod tests {
                 status: ObjectStatus::Loaded,
                 rows: 5,
                 rejected: 1,
+                bytes: 10,
                 error: None,
                 reader: Some("csv as configured now"),
             };

@@ -83,7 +83,34 @@ pub(super) trait Sql {
 /// A connection to the state database.
 pub(super) enum Database {
     Sqlite(rusqlite::Connection),
-    Postgres(Box<PooledClient>),
+    Postgres(Box<Session>),
+}
+
+/// A PostgreSQL connection: from the process's pool, or of its own (a lease's, which must not share a
+/// connection with the work it guards).
+pub(super) enum Session {
+    Pooled(PooledClient),
+    Own(postgres::Client),
+}
+
+impl std::ops::Deref for Session {
+    type Target = postgres::Client;
+
+    fn deref(&self) -> &postgres::Client {
+        match self {
+            Session::Pooled(client) => client,
+            Session::Own(client) => client,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Session {
+    fn deref_mut(&mut self) -> &mut postgres::Client {
+        match self {
+            Session::Pooled(client) => client,
+            Session::Own(client) => client,
+        }
+    }
 }
 
 impl Database {

@@ -2,9 +2,10 @@
 
 use super::SyncError;
 use super::registry::EMPTY;
-use super::stores::{DataflowStores, open_stripe_table, refuse_custom_sink, sink_error, state_error};
+use super::stores::{
+    DataflowStores, lock, open_state, open_stripe_table, refuse_custom_sink, sink_error, state_error,
+};
 use crate::config::{Config, DataflowConfig, SourceConfig};
-use crate::state::{StateStore, lock_dataflow};
 
 /// Removes the dataflow called `name`: its table, rejected rows, ledger, cursor and run history; returns
 /// the rows its table held. The configuration is left as it is, so the next run starts from scratch.
@@ -26,15 +27,14 @@ pub fn remove(config: &Config, name: &str) -> Result<u64, SyncError> {
 
 /// Removes a dataflow of a table per Stripe object: every table, then the state.
 fn remove_tables(config: &Config, name: &str, dataflow: &DataflowConfig) -> Result<u64, SyncError> {
-    let state_url = config.state_database();
-    let _lock = lock_dataflow(&state_url, name)?;
+    let lock = lock(config, name)?;
     let mut rows = 0;
     for (scope, table) in config.dataflow_tables(name, dataflow) {
-        rows += open_stripe_table(config, name, dataflow, &scope, table)
+        rows += open_stripe_table(config, name, dataflow, &scope, table, lock.lease())
             .and_then(|mut sink| sink.remove())
             .map_err(sink_error(name))?;
     }
-    let mut state = StateStore::open(&state_url).map_err(state_error(name))?;
+    let mut state = open_state(config, name, lock.lease())?;
     state.forget_dataflow(name).map_err(state_error(name))?;
     Ok(rows)
 }

@@ -1,17 +1,15 @@
 //! `sluice retry`: a dataflow's failed objects made pending again, so that its next run imports them.
 
 use super::SyncError;
-use super::stores::state_error;
+use super::stores::{lock, open_state, state_error};
 use crate::config::Config;
-use crate::state::{StateStore, lock_dataflow};
 
 /// Makes the failed objects of the dataflow `name` (all of them, or the versions of `key`) pending, under
 /// its run lock, so that its next run imports them again whatever they failed with; loaded objects stay
 /// as they are. Returns how many were failed. Refused while the dataflow runs.
 pub fn retry(config: &Config, name: &str, key: Option<&str>) -> Result<u64, SyncError> {
     config.dataflow(name)?;
-    let state_url = config.state_database();
-    let _lock = lock_dataflow(&state_url, name)?;
-    let mut state = StateStore::open(&state_url).map_err(state_error(name))?;
+    let lock = lock(config, name)?;
+    let mut state = open_state(config, name, lock.lease())?;
     state.retry_failed(name, key).map_err(state_error(name))
 }

@@ -3,10 +3,11 @@
 use super::SyncError;
 use super::registry::EMPTY;
 use super::runner::reconcile;
-use super::stores::{DataflowStores, open_stripe_table, refuse_custom_sink, sink_error, state_error};
+use super::stores::{
+    DataflowStores, lock, open_state, open_stripe_table, refuse_custom_sink, sink_error, state_error,
+};
 use crate::config::{Config, DataflowConfig, SourceConfig};
 use crate::sink::RolledBack;
-use crate::state::{StateStore, lock_dataflow};
 
 /// Undoes the newest run of `name` that changed its table: the run's rows, columns, rejected rows and
 /// markers go in one transaction of the sink; then the ledger forgets the run's objects and the cursor
@@ -40,11 +41,11 @@ pub fn rollback(config: &Config, name: &str, skip: bool) -> Result<RolledBack, S
 /// back, each in its own transaction, and forgets its cursor, so the next run lists the object again in
 /// full and merges Stripe's current state over it.
 fn rollback_tables(config: &Config, name: &str, dataflow: &DataflowConfig) -> Result<RolledBack, SyncError> {
-    let state_url = config.state_database();
-    let _lock = lock_dataflow(&state_url, name)?;
+    let lock = lock(config, name)?;
     let mut tables = Vec::new();
     for (scope, table) in config.dataflow_tables(name, dataflow) {
-        let mut sink = open_stripe_table(config, name, dataflow, &scope, table).map_err(sink_error(name))?;
+        let mut sink = open_stripe_table(config, name, dataflow, &scope, table, lock.lease())
+            .map_err(sink_error(name))?;
         let newest = sink.newest_run().map_err(sink_error(name))?;
         tables.push((scope, sink, newest));
     }
@@ -53,7 +54,7 @@ fn rollback_tables(config: &Config, name: &str, dataflow: &DataflowConfig) -> Re
             "dataflow `{name}` has no run to roll back: its tables hold nothing a run loaded"
         )));
     };
-    let mut state = StateStore::open(&state_url).map_err(state_error(name))?;
+    let mut state = open_state(config, name, lock.lease())?;
     let mut rows_removed = 0;
     for (scope, mut sink, newest) in tables {
         if newest != Some(run_id) {

@@ -15,7 +15,9 @@ use crate::parse::{ParseError, parse_stream};
 use crate::plugin::{FormatPlugin, Parsed, PluginHost, PluginSet, TemplatePlugin};
 use crate::sink::TableSink;
 use crate::source::{self, MANY_OBJECTS, ObjectMeta, ObjectReader, Source, SourceError, decompressing};
-use crate::state::{LedgerEntry, ObjectOutcome, ObjectStatus, RunCounts, RunStatus, StateError, StateStore};
+use crate::state::{
+    Lease, LedgerEntry, ObjectOutcome, ObjectStatus, RunCounts, RunStatus, StateError, StateStore,
+};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::io::{self, Read};
@@ -95,20 +97,23 @@ impl RunReport {
     }
 
     /// Records how the run ended: failed with the error `outcome` holds, if it holds one; else as the
-    /// run concluded.
-    pub(super) fn end(
-        &mut self,
-        state: &mut StateStore,
-        outcome: Result<(), String>,
-        started: Instant,
-    ) -> Result<(), StateError> {
+    /// run concluded. Where the state store's connection was lost, a new one records it; where the store
+    /// cannot be reached at all, the report says so, and keeps what the run did (the ledger has each object
+    /// it committed, and its run shows as interrupted once its lease has gone).
+    pub(super) fn end(&mut self, state: &mut StateStore, outcome: Result<(), String>, started: Instant) {
         if let Err(error) = outcome {
             self.status = RunStatus::Failed;
             self.error = Some(error);
         }
-        state.end_run(self.run_id, self.status, self.counts, self.error.as_deref(), SystemTime::now())?;
+        let end = |state: &mut StateStore| {
+            state.end_run(self.run_id, self.status, self.counts, self.error.as_deref(), SystemTime::now())
+        };
+        if let Err(lost) = end(state).or_else(|_| state.reopen().and_then(|()| end(state))) {
+            self.status = RunStatus::Failed;
+            let before = self.error.take().map(|e| format!("{e}; ")).unwrap_or_default();
+            self.error = Some(format!("{before}the run's end could not be recorded: {lost}"));
+        }
         self.elapsed = started.elapsed();
-        Ok(())
     }
 
     /// Marks the run interrupted (it was asked to stop), with `left` of its `what` not loaded.
@@ -118,6 +123,13 @@ impl RunReport {
         self.error = Some(format!(
             "interrupted: the run was asked to stop; {left} {what} left for the next run{before}"
         ));
+    }
+
+    /// Marks the run failed because it lost its lease (`why`), with `left` of its `what` not taken.
+    pub(super) fn lost_lease(&mut self, why: &str, left: usize, what: &str) {
+        let before = self.error.take().map(|e| format!("; {e}")).unwrap_or_default();
+        self.status = RunStatus::Failed;
+        self.error = Some(format!("{why}; {left} {what} left for the next run{before}"));
     }
 
     /// Sets the status and error from how the run's `what` (objects, tables) ended: succeeded when all
@@ -254,6 +266,7 @@ impl<'a> Runner<'a> {
         // Held to the end of the run (the lock with it): a second process running the dataflow is
         // refused, never interleaved.
         let mut stores = DataflowStores::open(self.config, name, dataflow, self.registry)?;
+        let lease = stores.lease().clone();
         let state = &mut stores.state;
         let mut report = RunReport::begin(state, name, dataflow).map_err(state_error(name))?;
         let run_id = report.run_id;
@@ -267,9 +280,10 @@ impl<'a> Runner<'a> {
             progress,
             runtime: &self.runtime,
             stop: self.stop,
+            lease: &lease,
         };
         let outcome = self.load(&run, state, stores.sink.as_mut(), &mut report);
-        report.end(state, outcome, started).map_err(state_error(name))?;
+        report.end(state, outcome, started);
         Ok(report)
     }
 
@@ -293,12 +307,13 @@ impl<'a> Runner<'a> {
                 status: outcome.status,
                 rows: outcome.rows,
                 rejected: outcome.rejected,
+                bytes: outcome.bytes,
                 error: outcome.error.as_deref(),
                 reader: Some(&run.reading),
             };
-            state
-                .record_object(name, object, ledger, run.run_id, SystemTime::now())
-                .map_err(|e| e.to_string())?;
+            state.record_object(name, object, ledger, run.run_id, SystemTime::now()).map_err(|e| {
+                format!("dataflow `{name}`, object `{}`: its outcome was not recorded: {e}", object.key)
+            })?;
             if outcome.status.is_settled() {
                 settled_now.insert((object.key.clone(), object.etag.clone()));
             }
@@ -322,7 +337,7 @@ impl<'a> Runner<'a> {
         // The first object alone: it may create the table, which the others then write beside each other.
         let (alone, together) = objects.split_at(if parallel > 1 { 1 } else { objects.len() });
         for (done, object) in alone.iter().enumerate() {
-            if self.stop.draining() {
+            if run.halting() {
                 break;
             }
             run.progress.object_started(object);
@@ -338,12 +353,14 @@ impl<'a> Runner<'a> {
             let spec = run.dataflow.table_spec(name);
             let mut writers = Vec::with_capacity(parallel - 1);
             for _ in 1..parallel {
-                writers.push(crate::sink::open(&sink_url, name, &spec).map_err(|e| e.to_string())?);
+                let mut writer = crate::sink::open(&sink_url, name, &spec).map_err(|e| e.to_string())?;
+                writer.fence(run.lease.token()).map_err(|e| e.to_string())?;
+                writers.push(writer);
             }
             let failed = run.load_together(source.as_ref(), sink, writers, together, &mut finish)?;
             // An object that failed beside others (two of them adding the same column, say, where the
             // database gives up one) gets one more try, alone.
-            for object in failed.into_iter().take_while(|_| !self.stop.draining()) {
+            for object in failed.into_iter().take_while(|_| !run.halting()) {
                 run.progress.object_started(object);
                 finish(object, run.load_object(source.as_ref(), sink, object))?;
             }
@@ -363,6 +380,8 @@ impl<'a> Runner<'a> {
         if let Some(stopped) = stopped {
             report.status = RunStatus::Failed;
             report.error = Some(stopped);
+        } else if let Some(lost) = run.lease.lost() {
+            report.lost_lease(&lost, objects.len() - settled_now.len(), "objects");
         } else if self.stop.draining() && settled_now.len() < objects.len() {
             report.interrupted(objects.len() - settled_now.len(), "objects");
         }
@@ -446,9 +465,16 @@ struct DataflowRun<'r> {
     progress: &'r dyn Progress,
     runtime: &'r Handle,
     stop: &'r StopSignal,
+    /// The run's lease: once it is lost, the run takes no further object and gives up those in flight.
+    lease: &'r Lease,
 }
 
 impl DataflowRun<'_> {
+    /// Whether the run must take no further object: it was asked to stop, or it lost its lease.
+    fn halting(&self) -> bool {
+        self.stop.draining() || self.lease.lost().is_some()
+    }
+
     /// Loads `objects` on as many threads as there are writers (`sink` and `others`), each object in its
     /// own transaction, and hands each outcome to `finish` on this thread as it comes. Objects that could
     /// not be loaded this time are returned instead, for another try.
@@ -469,7 +495,7 @@ impl DataflowRun<'_> {
             for writer in writers {
                 let (queue, stop, sender) = (&queue, &stop, sender.clone());
                 scope.spawn(move || {
-                    while !stop.load(Ordering::Relaxed) && !self.stop.draining() {
+                    while !stop.load(Ordering::Relaxed) && !self.halting() {
                         let Some(object) = queue.lock().unwrap_or_else(|p| p.into_inner()).next() else {
                             break;
                         };
@@ -536,7 +562,7 @@ impl DataflowRun<'_> {
             Err(error) => return failed(report, ObjectStatus::Pending, error.to_string(), &bytes_read),
         };
         let (sender, receiver) = sync_channel::<Parsed>(PARSED_AHEAD);
-        let mut aborted = false;
+        let mut aborted = None;
         let (parsed, written) = std::thread::scope(|scope| {
             let parser = scope.spawn(move || {
                 let input = decompressing(&object.key, compression, input)
@@ -552,7 +578,11 @@ impl DataflowRun<'_> {
             let mut written = Ok(());
             for parsed in receiver.iter() {
                 if self.stop.aborting() {
-                    aborted = true;
+                    aborted = Some(INTERRUPTED.to_string());
+                    break;
+                }
+                if let Some(lost) = self.lease.lost() {
+                    aborted = Some(lost);
                     break;
                 }
                 let rows = parsed.batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
@@ -572,9 +602,9 @@ impl DataflowRun<'_> {
             drop(receiver);
             (parser.join().expect("the parser thread does not panic"), written)
         });
-        if aborted {
+        if let Some(why) = aborted {
             // The writer is dropped uncommitted: nothing of the object stays.
-            return failed(report, ObjectStatus::Pending, INTERRUPTED.to_string(), &bytes_read);
+            return failed(report, ObjectStatus::Pending, why, &bytes_read);
         }
         if let Err(error) = written {
             // A database that went away is worth another run; a table the object can never fit is not.
@@ -658,6 +688,7 @@ pub(super) fn reconcile(name: &str, state: &mut StateStore, sink: &mut dyn Table
             status: ObjectStatus::Loaded,
             rows: committed.rows,
             rejected: committed.rejected,
+            bytes: committed.size,
             error: None,
             reader: None,
         };

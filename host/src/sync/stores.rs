@@ -5,26 +5,26 @@
 use super::{Registry, SyncError};
 use crate::config::{Config, DataflowConfig, SinkKind};
 use crate::sink::{self, SinkError, StripeSink, TableSink};
-use crate::state::{RunLock, StateError, StateStore, lock_dataflow};
+use crate::state::{Lease, RunLock, StateError, StateStore, lock_dataflow};
 use crate::stripe::StripeClient;
+use std::sync::Arc;
 
 pub(super) struct DataflowStores {
-    _lock: RunLock,
+    lock: RunLock,
     pub sink: Box<dyn TableSink>,
     pub state: StateStore,
 }
 
 impl DataflowStores {
     /// Takes the run lock of `name`, then opens its sink (a custom one from `registry`) and the state
-    /// store (creating them where missing).
+    /// store (creating them where missing), both fenced with the lease's token.
     pub fn open(
         config: &Config,
         name: &str,
         dataflow: &DataflowConfig,
         registry: &Registry,
     ) -> Result<DataflowStores, SyncError> {
-        let state_url = config.state_database();
-        let lock = lock_dataflow(&state_url, name)?;
+        let lock = lock(config, name)?;
         let mut sink = match registry.sink(name, dataflow) {
             Some(custom) => custom,
             None => sink::open(&config.sink_database(dataflow), name, &dataflow.table_spec(name)),
@@ -36,9 +36,27 @@ impl DataflowStores {
                 .map_err(|message| sink_error(name)(SinkError::stripe(target.object(), message)))?;
             sink = Box::new(StripeSink::new(sink, client, target, name).map_err(sink_error(name))?);
         }
-        let state = StateStore::open(&state_url).map_err(state_error(name))?;
-        Ok(DataflowStores { _lock: lock, sink, state })
+        sink.fence(lock.lease().token()).map_err(sink_error(name))?;
+        let state = open_state(config, name, lock.lease())?;
+        Ok(DataflowStores { lock, sink, state })
     }
+
+    /// The lease the stores are held under.
+    pub fn lease(&self) -> &Arc<Lease> {
+        self.lock.lease()
+    }
+}
+
+/// Takes the run lock (the lease) of the dataflow `name`.
+pub(super) fn lock(config: &Config, name: &str) -> Result<RunLock, SyncError> {
+    Ok(lock_dataflow(&config.state_database(), config.lease_timeout(), name)?)
+}
+
+/// The state store, its ledger writes fenced with `lease`.
+pub(super) fn open_state(config: &Config, name: &str, lease: &Lease) -> Result<StateStore, SyncError> {
+    let mut state = StateStore::open(&config.state_database()).map_err(state_error(name))?;
+    state.fence_with(lease);
+    Ok(state)
 }
 
 /// Refuses to `verb` (remove, roll back) what `name` wrote to a custom sink: it is the embedding program's
@@ -53,15 +71,20 @@ pub(super) fn refuse_custom_sink(name: &str, dataflow: &DataflowConfig, verb: &s
     )))
 }
 
-/// The sink of one of a Stripe source's tables, under its scope (see `Config::dataflow_tables`).
+/// The sink of one of a Stripe source's tables, under its scope (see `Config::dataflow_tables`), fenced
+/// with `lease`.
 pub(super) fn open_stripe_table(
     config: &Config,
     name: &str,
     dataflow: &DataflowConfig,
     scope: &str,
     table: String,
+    lease: &Lease,
 ) -> Result<Box<dyn TableSink>, SinkError> {
-    sink::open(&config.sink_database(dataflow), scope, &dataflow.stripe_table_spec(name, table))
+    let mut sink =
+        sink::open(&config.sink_database(dataflow), scope, &dataflow.stripe_table_spec(name, table))?;
+    sink.fence(lease.token())?;
+    Ok(sink)
 }
 
 /// A sink error of the dataflow `name`.

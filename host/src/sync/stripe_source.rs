@@ -8,12 +8,12 @@
 //! listing from the same cursor, merges the rest in, each object once.
 
 use super::runner::{ObjectReport, RunReport, Runner};
-use super::stores::{open_stripe_table, state_error};
+use super::stores::{lock, open_state, open_stripe_table, state_error};
 use super::{Progress, SyncError};
 use crate::config::{DataflowConfig, StripeSourceConfig};
 use crate::sink::{self, SinkError, TableSink};
 use crate::source::ObjectMeta;
-use crate::state::{ObjectStatus, RunStatus, StateStore, lock_dataflow};
+use crate::state::{Lease, ObjectStatus, RunStatus, StateStore};
 use crate::stripe::{StripeClient, StripeError, objects_batch};
 use serde_json::Value as Json;
 use std::collections::HashMap;
@@ -45,16 +45,24 @@ impl Runner<'_> {
         progress: &dyn Progress,
     ) -> Result<RunReport, SyncError> {
         let started = Instant::now();
-        let state_url = self.config().state_database();
-        let _lock = lock_dataflow(&state_url, name)?;
-        let mut state = StateStore::open(&state_url).map_err(state_error(name))?;
+        let lock = lock(self.config(), name)?;
+        let mut state = open_state(self.config(), name, lock.lease())?;
         let mut report = RunReport::begin(&mut state, name, dataflow).map_err(state_error(name))?;
         let run_id = report.run_id;
         let client = StripeClient::new(source.client_settings())
             .map_err(|message| SyncError::Plan(format!("dataflow `{name}`: {message}")))?;
-        let import = StripeImport { runner: self, name, dataflow, source, client: &client, run_id, progress };
+        let import = StripeImport {
+            runner: self,
+            name,
+            dataflow,
+            source,
+            client: &client,
+            run_id,
+            lease: lock.lease(),
+            progress,
+        };
         let outcome = import.run(&mut state, &mut report);
-        report.end(&mut state, outcome, started).map_err(state_error(name))?;
+        report.end(&mut state, outcome, started);
         Ok(report)
     }
 }
@@ -66,6 +74,7 @@ struct StripeImport<'r> {
     source: &'r StripeSourceConfig,
     client: &'r StripeClient,
     run_id: i64,
+    lease: &'r Lease,
     progress: &'r dyn Progress,
 }
 
@@ -99,6 +108,11 @@ impl StripeImport<'_> {
             if self.runner.stop().draining() {
                 report.conclude("tables");
                 report.interrupted(tables.len() - done, "tables");
+                return Ok(());
+            }
+            if let Some(lost) = self.lease.lost() {
+                report.conclude("tables");
+                report.lost_lease(&lost, tables.len() - done, "tables");
                 return Ok(());
             }
             let outcome = self.import_table(state, table, changed.get(table.object).map(Vec::as_slice));
@@ -197,8 +211,9 @@ impl StripeImport<'_> {
         report: &mut ObjectReport,
     ) -> Result<(), String> {
         let config = self.runner.config();
-        let mut sink = open_stripe_table(config, self.name, self.dataflow, &table.scope, table.name.clone())
-            .map_err(|e| e.to_string())?;
+        let mut sink =
+            open_stripe_table(config, self.name, self.dataflow, &table.scope, table.name.clone(), self.lease)
+                .map_err(|e| e.to_string())?;
         let cursor = state.cursor(&table.scope).map_err(|e| e.to_string())?;
         let filters = created_since(cursor, self.source.lookback());
         let mut newest = cursor.map(unix);
@@ -214,6 +229,9 @@ impl StripeImport<'_> {
             if self.runner.stop().aborting() {
                 // The pages before are committed, each with its marker; the next run merges the rest.
                 return Err(super::INTERRUPTED.to_string());
+            }
+            if let Some(lost) = self.lease.lost() {
+                return Err(lost);
             }
             pages += 1;
             newest = newest.max(page.iter().filter_map(|o| o["created"].as_i64()).max());

@@ -74,6 +74,11 @@ const SCHEMA: &str = "
         name TEXT NOT NULL,
         previous_type TEXT
     );
+    -- The newest fencing token of a run that wrote the table: older ones commit nothing.
+    CREATE TABLE IF NOT EXISTS {s}._sluice_fence (
+        fenced BOOLEAN PRIMARY KEY DEFAULT true CHECK (fenced),
+        token BIGINT NOT NULL
+    );
     CREATE TABLE IF NOT EXISTS {s}._sluice_tables (
         table_name TEXT PRIMARY KEY,
         mode TEXT NOT NULL,
@@ -108,6 +113,8 @@ pub struct PostgresTables {
     spec: TableSpec,
     /// The table's columns after Sluice's own, as they are in the database; `None` until the table exists.
     columns: Option<Vec<TableColumn>>,
+    /// The fencing token its commits check, once fenced.
+    fence: Option<i64>,
 }
 
 impl PostgresTables {
@@ -128,6 +135,7 @@ impl PostgresTables {
             data_schema,
             spec: spec.clone(),
             columns: None,
+            fence: None,
         };
         sink.follow_rename()?;
         let table = sink.qualified(&spec.name);
@@ -303,7 +311,7 @@ impl TableSink for PostgresTables {
         let rows =
             if self.columns.is_some() { count_rows(&mut transaction, &table).map_err(error)? } else { 0 };
         let mut drop = format!("DROP TABLE IF EXISTS {table}, {undo}");
-        for bookkeeping in PER_RUN.iter().chain(&["_sluice_tables"]) {
+        for bookkeeping in PER_RUN.iter().chain(&["_sluice_tables", "_sluice_fence"]) {
             drop.push_str(&format!(", {schema}.{bookkeeping}"));
         }
         transaction.batch_execute(&drop).map_err(error)?;
@@ -411,6 +419,28 @@ impl TableSink for PostgresTables {
         self.prune_versions()
     }
 
+    fn fence(&mut self, token: i64) -> Result<(), SinkError> {
+        let schema = self.schema.clone();
+        let newest: Option<i64> = self
+            .client
+            .query_opt(
+                &format!(
+                    "INSERT INTO {schema}._sluice_fence AS f (token) VALUES ($1) ON CONFLICT (fenced)
+                     DO UPDATE SET token = excluded.token WHERE excluded.token >= f.token RETURNING token"
+                ),
+                &[&token],
+            )
+            .map_err(|e| SinkError::table(self.spec.name.clone(), pg::describe(&e)))?
+            .map(|row| row.get(0));
+        if newest != Some(token) {
+            let newest = object::newest_fence(&mut *self.client, &schema)
+                .map_err(|e| SinkError::table(self.spec.name.clone(), pg::describe(&e)))?;
+            return Err(SinkError::table(self.spec.name.clone(), super::fenced_out(token, newest)));
+        }
+        self.fence = Some(token);
+        Ok(())
+    }
+
     fn begin_object<'s>(
         &'s mut self,
         object: &ObjectMeta,
@@ -428,6 +458,7 @@ impl TableSink for PostgresTables {
             &mut self.columns,
             object.clone(),
             run_id,
+            self.fence,
         )))
     }
 }

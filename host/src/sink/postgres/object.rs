@@ -47,6 +47,8 @@ pub(super) struct PostgresObject<'s> {
     earlier_rows_replaced: bool,
     object: ObjectMeta,
     run_id: i64,
+    /// The run's fencing token, checked at the commit; `None` where the sink was not fenced.
+    fence: Option<i64>,
     rows: u64,
     rejected: u64,
     /// The COPY text of the batch being written, kept to reuse its allocation.
@@ -60,6 +62,7 @@ impl<'s> PostgresObject<'s> {
         committed_columns: &'s mut Option<Vec<TableColumn>>,
         object: ObjectMeta,
         run_id: i64,
+        fence: Option<i64>,
     ) -> PostgresObject<'s> {
         let columns = committed_columns.clone();
         PostgresObject {
@@ -75,6 +78,7 @@ impl<'s> PostgresObject<'s> {
             earlier_rows_replaced: false,
             object,
             run_id,
+            fence,
             rows: 0,
             rejected: 0,
             buffer: String::new(),
@@ -528,6 +532,14 @@ impl ObjectWrite for PostgresObject<'_> {
             if self.rows == 0 && !self.created_table { i64::MAX } else { self.row_start.unwrap_or(0) };
         let name = self.target.spec.name.clone();
         let error = |e: postgres::Error| SinkError::table(name.clone(), pg::describe(&e));
+        // Share-locked to the commit: a run taking the fence over waits for this object, then fences out
+        // every later one.
+        if let Some(token) = self.fence {
+            let newest = newest_fence(&mut self.transaction, schema).map_err(error)?;
+            if newest != Some(token) {
+                return Err(SinkError::table(name.clone(), crate::sink::fenced_out(token, newest)));
+            }
+        }
         self.transaction
             .execute(
                 &format!(
@@ -605,4 +617,13 @@ impl RowNumbers {
         }
         number
     }
+}
+
+/// The newest fencing token recorded in the bookkeeping `schema` (quoted), share-locked where it is.
+pub(super) fn newest_fence(
+    client: &mut impl postgres::GenericClient,
+    schema: &str,
+) -> Result<Option<i64>, postgres::Error> {
+    let row = client.query_opt(&format!("SELECT token FROM {schema}._sluice_fence FOR SHARE"), &[])?;
+    Ok(row.map(|row| row.get(0)))
 }

@@ -81,6 +81,11 @@ const SCHEMA: &str = "
         name TEXT NOT NULL,
         previous_type TEXT NOT NULL
     );
+    -- The newest fencing token of a run that wrote the dataflow's table: older ones commit nothing.
+    CREATE TABLE IF NOT EXISTS _sluice_fences (
+        dataflow TEXT PRIMARY KEY,
+        token INTEGER NOT NULL
+    );
     CREATE TABLE IF NOT EXISTS _sluice_tables (
         dataflow TEXT PRIMARY KEY,
         table_name TEXT NOT NULL,
@@ -96,6 +101,8 @@ pub struct SqliteTables {
     /// The table's columns as they are in the database, lower-cased (SQLite compares names that way);
     /// empty until the table exists.
     columns: Vec<String>,
+    /// The fencing token its commits check, once fenced.
+    fence: Option<i64>,
 }
 
 impl SqliteTables {
@@ -115,8 +122,13 @@ impl SqliteTables {
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536; {SCHEMA}"
             ))
             .map_err(|e| error(format!("{}: {e}", path.display())))?;
-        let mut sink =
-            SqliteTables { connection, dataflow: dataflow.to_string(), spec: spec.clone(), columns: vec![] };
+        let mut sink = SqliteTables {
+            connection,
+            dataflow: dataflow.to_string(),
+            spec: spec.clone(),
+            columns: vec![],
+            fence: None,
+        };
         sink.follow_rename()?;
         sink.columns = sink.existing_columns().map_err(|e| sink.error(e))?;
         sink.record_spec()?;
@@ -410,6 +422,25 @@ impl TableSink for SqliteTables {
         transaction.commit().map_err(error)
     }
 
+    fn fence(&mut self, token: i64) -> Result<(), SinkError> {
+        let dataflow = self.dataflow.clone();
+        let transaction = self.write_transaction()?;
+        let newest = transaction
+            .execute(
+                "INSERT INTO _sluice_fences (dataflow, token) VALUES (?1, ?2) ON CONFLICT (dataflow)
+                 DO UPDATE SET token = excluded.token WHERE excluded.token >= _sluice_fences.token",
+                params![dataflow, token],
+            )
+            .and_then(|_| newest_fence(&transaction, &dataflow))
+            .and_then(|newest| transaction.commit().map(|()| newest))
+            .map_err(|e| self.error(e))?;
+        if newest != Some(token) {
+            return Err(self.error(super::fenced_out(token, newest)));
+        }
+        self.fence = Some(token);
+        Ok(())
+    }
+
     fn begin_object<'s>(
         &'s mut self,
         object: &ObjectMeta,
@@ -426,8 +457,16 @@ impl TableSink for SqliteTables {
             &mut self.columns,
             object.clone(),
             run_id,
+            self.fence,
         )))
     }
+}
+
+/// The newest fencing token recorded for `dataflow`'s table.
+fn newest_fence(connection: &Connection, dataflow: &str) -> rusqlite::Result<Option<i64>> {
+    connection
+        .query_row("SELECT token FROM _sluice_fences WHERE dataflow = ?1", [dataflow], |row| row.get(0))
+        .optional()
 }
 
 /// The undo log of `table`: rows runs replaced or merged over, with the run that did and their rowids.
