@@ -446,10 +446,17 @@ impl TableSink for SqliteTables {
         object: &ObjectMeta,
         run_id: i64,
     ) -> Result<Box<dyn ObjectWrite + 's>, SinkError> {
-        let transaction = self
-            .connection
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| SinkError::table(self.spec.name.clone(), e.to_string()))?;
+        let error = |e: rusqlite::Error| SinkError::table(self.spec.name.clone(), e.to_string());
+        let transaction =
+            self.connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(error)?;
+        // Immediate: the transaction holds the database's write lock from here to its commit, so no run
+        // can take the fence over in between, and the fence is checked now rather than at the commit.
+        if let Some(token) = self.fence {
+            let newest = newest_fence(&transaction, &self.dataflow).map_err(error)?;
+            if newest != Some(token) {
+                return Err(SinkError::table(self.spec.name.clone(), super::fenced_out(token, newest)));
+            }
+        }
         Ok(Box::new(SqliteObject::new(
             transaction,
             &self.dataflow,
@@ -457,15 +464,16 @@ impl TableSink for SqliteTables {
             &mut self.columns,
             object.clone(),
             run_id,
-            self.fence,
         )))
     }
 }
 
 /// The newest fencing token recorded for `dataflow`'s table.
 fn newest_fence(connection: &Connection, dataflow: &str) -> rusqlite::Result<Option<i64>> {
+    // Cached: checked at every object, it is prepared once per connection.
     connection
-        .query_row("SELECT token FROM _sluice_fences WHERE dataflow = ?1", [dataflow], |row| row.get(0))
+        .prepare_cached("SELECT token FROM _sluice_fences WHERE dataflow = ?1")?
+        .query_row([dataflow], |row| row.get(0))
         .optional()
 }
 

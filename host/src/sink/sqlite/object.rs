@@ -39,8 +39,6 @@ pub(super) struct SqliteObject<'s> {
     rowid_start: i64,
     object: ObjectMeta,
     run_id: i64,
-    /// The run's fencing token, checked at the commit; `None` where the sink was not fenced.
-    fence: Option<i64>,
     rows: u64,
     rejected: u64,
 }
@@ -53,7 +51,6 @@ impl<'s> SqliteObject<'s> {
         committed_columns: &'s mut Vec<String>,
         object: ObjectMeta,
         run_id: i64,
-        fence: Option<i64>,
     ) -> SqliteObject<'s> {
         SqliteObject {
             transaction,
@@ -69,7 +66,6 @@ impl<'s> SqliteObject<'s> {
             rowid_start: i64::MAX,
             object,
             run_id,
-            fence,
             rows: 0,
             rejected: 0,
         }
@@ -380,13 +376,6 @@ impl ObjectWrite for SqliteObject<'_> {
 
     fn commit(self: Box<Self>) -> Result<CommittedObject, SinkError> {
         let error = |e: rusqlite::Error| SinkError::table(self.table.to_string(), e.to_string());
-        // The transaction holds the write lock since it began: no run can take the fence over until it ends.
-        if let Some(token) = self.fence {
-            let newest = super::newest_fence(&self.transaction, self.dataflow).map_err(error)?;
-            if newest != Some(token) {
-                return Err(SinkError::table(self.table.to_string(), crate::sink::fenced_out(token, newest)));
-            }
-        }
         self.transaction
             .execute(
                 "INSERT INTO _sluice_objects (dataflow, key, etag, size, last_modified, rows, rejected, run_id,
