@@ -182,12 +182,13 @@ impl Daemon {
         tracing::info!(%address, config = %self.config_path.display(), "sluice daemon listening");
         self.note_last_successes();
 
+        let stop_signals = watch::StopSignals::catch()?;
+        let watcher = watch::start(self.clone())?;
         let stopped = Arc::new(Notify::new());
         let server = tokio::spawn(api::serve(self.clone(), listener, stopped.clone()));
         let scheduler = tokio::spawn(scheduler::run(self.clone()));
-        let watcher = watch::start(self.clone())?;
 
-        watch::wait_for_stop().await?;
+        stop_signals.wait().await;
         tracing::info!("stopping: no new runs; waiting for the objects in flight to commit");
         self.stop.drain();
         self.changed.notify_waiters();

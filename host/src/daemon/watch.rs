@@ -25,13 +25,15 @@ impl Drop for Watching {
     }
 }
 
-/// Starts reloading on SIGHUP and, where `[daemon] watch` is on, on file changes.
+/// Starts reloading on SIGHUP and, where `[daemon] watch` is on, on file changes. The signal handler
+/// and the file watches are in place when this returns, so that a change made as soon as the API
+/// answers is not missed.
 pub(super) fn start(daemon: Arc<Daemon>) -> std::io::Result<Watching> {
     let mut hangup = signal(SignalKind::hangup())?;
     let (changes, mut changed) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let mut watcher = FileWatcher::new(changes);
+    watcher.follow(&daemon);
     let task = tokio::spawn(async move {
-        let mut watcher = FileWatcher::new(changes);
-        watcher.follow(&daemon);
         loop {
             tokio::select! {
                 _ = hangup.recv() => tracing::info!("SIGHUP: reloading"),
@@ -52,15 +54,28 @@ pub(super) fn start(daemon: Arc<Daemon>) -> std::io::Result<Watching> {
     Ok(Watching { _task: task })
 }
 
-/// Resolves at SIGTERM or SIGINT.
-pub(super) async fn wait_for_stop() -> std::io::Result<()> {
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = terminate.recv() => tracing::info!("SIGTERM received"),
-        _ = interrupt.recv() => tracing::info!("SIGINT received"),
+/// SIGTERM and SIGINT, caught from the moment this is made (before the API answers, so that a stop
+/// sent as soon as it does is not taken by the default handler, which would end the process at once).
+pub(super) struct StopSignals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    pub(super) fn catch() -> std::io::Result<StopSignals> {
+        Ok(StopSignals {
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
     }
-    Ok(())
+
+    /// Resolves at SIGTERM or SIGINT.
+    pub(super) async fn wait(mut self) {
+        tokio::select! {
+            _ = self.terminate.recv() => tracing::info!("SIGTERM received"),
+            _ = self.interrupt.recv() => tracing::info!("SIGINT received"),
+        }
+    }
 }
 
 /// Watches the folders of the files a reload depends on, and says when one of those files changes.
