@@ -14,6 +14,8 @@
 //! Peak memory is the process's resident high-water mark (VmHWM), reset before the sync, so it covers the
 //! sync alone (the in-process S3 server streams from files and holds no object in memory).
 
+mod support;
+
 use rusqlite::Connection;
 use sluice::config::Config;
 use sluice::plugin::{HostSettings, PluginHost};
@@ -22,6 +24,7 @@ use sluice::sync::{Quiet, Runner};
 use sluice_testkit::orders::{csv_object, order};
 use sluice_testkit::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
 use std::time::{Duration, Instant, SystemTime};
+use support::{peak_memory_mb, reset_peak_memory};
 
 const BUCKET: &str = "bench";
 
@@ -169,18 +172,4 @@ fn sqlite_bulk_insert(dir: &std::path::Path, objects: usize, per_object: usize) 
     let started = Instant::now();
     transaction.commit().expect("the commit");
     elapsed + started.elapsed()
-}
-
-fn reset_peak_memory() {
-    // Writing 5 to clear_refs resets VmHWM to the current resident size (Linux 4.0 and later).
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
-fn peak_memory_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
 }

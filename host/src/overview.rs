@@ -1,7 +1,7 @@
 //! The dataflows as a user looks at them: the list (name, type, status, tables, created, updated, last
 //! refresh) and each one's run history. Read-only: nothing is created or changed by looking.
 
-use crate::config::{Config, DatabaseUrl, DataflowConfig, SinkKind, SourceConfig, TableKind, TablePurpose};
+use crate::config::{Config, DataflowConfig, SinkKind, SinkUrl, SourceConfig, TableKind, TablePurpose};
 use crate::sink::table_shape;
 use crate::state::{RunRecord, RunStatus, StateError, StateStore, is_running};
 use serde::Serialize;
@@ -144,7 +144,7 @@ pub fn tables(config: &Config) -> Vec<TableSummary> {
 }
 
 /// `local ─► sqlite`, `s3 ─► stripe products`.
-fn kind(dataflow: &DataflowConfig, sink: &DatabaseUrl) -> String {
+fn kind(dataflow: &DataflowConfig, sink: &SinkUrl) -> String {
     let source = match dataflow.source {
         SourceConfig::Local(_) => "local",
         SourceConfig::S3(_) => "s3",

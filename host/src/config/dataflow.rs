@@ -328,6 +328,17 @@ pub struct SinkConfig {
     /// keeping every value as written; `fail` fails the object, loading none of it.
     #[serde(default)]
     pub on_type_conflict: TypeConflict,
+    /// Delta Lake: the size a Parquet file is closed at, in MiB (default 128).
+    pub file_size_mb: Option<u64>,
+    /// Delta Lake: a commit is made at least every this many objects (default 1000) ...
+    pub commit_objects: Option<usize>,
+    /// ... or once the oldest object not committed yet was loaded this long ago (default 60s), and at
+    /// the end of every run.
+    #[serde(default, deserialize_with = "duration")]
+    pub commit_interval: Option<Duration>,
+    /// Delta Lake: the Parquet files' compression, `zstd` (the default) or `snappy`.
+    #[serde(default)]
+    pub compression: ParquetCompression,
     /// Objects loaded at once, each in its own transaction on its own connection: PostgreSQL in `append`
     /// mode only (default: the machine's cores, at most 4); SQLite takes one writer at a time, and
     /// `replace` and `merge` depend on the order objects are loaded in, so those load one by one.
@@ -397,6 +408,10 @@ impl Default for SinkConfig {
             table: None,
             mode: WriteMode::Append,
             key: vec![],
+            file_size_mb: None,
+            commit_objects: None,
+            commit_interval: None,
+            compression: ParquetCompression::Zstd,
             versions: None,
             purpose: TablePurpose::All,
             table_kind: TableKind::Data,
@@ -409,6 +424,13 @@ impl Default for SinkConfig {
 /// Runs kept for rollback when `versions` is not set.
 pub const DEFAULT_VERSIONS: u32 = 7;
 
+/// A Delta table's Parquet files are closed at this size (MiB), as Delta Lake's own writers do.
+pub const DEFAULT_FILE_SIZE_MB: u64 = 128;
+/// A Delta commit holds at most this many objects...
+pub const DEFAULT_COMMIT_OBJECTS: usize = 1000;
+/// ... and is made at least this often while a run loads.
+pub const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_secs(60);
+
 /// What a value that its column's type cannot hold does (an `id` column of integers meets `A-17`).
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -418,6 +440,17 @@ pub enum TypeConflict {
     Text,
     /// The object fails with the column, line and value; nothing of it is loaded.
     Fail,
+}
+
+/// How a Delta table's Parquet files are compressed.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ParquetCompression {
+    /// Zstandard (level 3): smaller files than snappy for about the same write speed.
+    #[default]
+    Zstd,
+    /// Snappy, the codec most Parquet readers default to.
+    Snappy,
 }
 
 /// How a run's rows meet the rows already in a table.
@@ -473,6 +506,34 @@ impl DatabaseUrl {
         match self {
             DatabaseUrl::Sqlite(_) => "sqlite",
             DatabaseUrl::Postgres(_) => "postgres",
+        }
+    }
+}
+
+/// Where a tables sink keeps its tables: a database, or a Delta Lake location.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SinkUrl {
+    /// A SQLite or PostgreSQL database.
+    Database(DatabaseUrl),
+    /// A folder of Delta tables (`delta+file://PATH`), a table per dataflow's table.
+    Delta(PathBuf),
+}
+
+impl SinkUrl {
+    /// The sink's kind, as the dataflow list shows it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SinkUrl::Database(database) => database.kind(),
+            SinkUrl::Delta(_) => "delta",
+        }
+    }
+}
+
+impl std::fmt::Display for SinkUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SinkUrl::Database(database) => database.fmt(f),
+            SinkUrl::Delta(path) => write!(f, "delta+file://{}", path.display()),
         }
     }
 }

@@ -6,7 +6,7 @@
 //! lease_timeout = "30s"             # the default: how long a run's lease lasts unrenewed
 //!
 //! [sink]                            # the tables database of dataflows whose sink names none
-//! url = "sqlite://sluice.db"        # the default; or postgres://USER@HOST/DATABASE
+//! url = "sqlite://sluice.db"        # the default; or postgres://USER@HOST/DATABASE, or delta+file://PATH
 //!
 //! [plugins.fixedwidth]              # a custom format plugin, by path (relative to this file)
 //! path = "plugins/fixedwidth.wasm"
@@ -249,7 +249,7 @@ impl Config {
             ));
         }
         if let Some(url) = &self.sink.url {
-            self.database(url).map_err(|message| ("sink.url".to_string(), message))?;
+            self.sink_url(url).map_err(|message| ("sink.url".to_string(), message))?;
         }
         self.daemon.check().map_err(|(key, message)| (format!("daemon.{key}"), message))?;
         for (name, dataflow) in &self.dataflows {
@@ -292,7 +292,7 @@ impl Config {
                 self.template_spec(&template.plugin).map_err(|e| (key(".template.plugin"), e.message()))?;
             }
             if let Some(url) = &dataflow.sink.url {
-                self.database(url).map_err(|message| (key(".sink.url"), message))?;
+                self.sink_url(url).map_err(|message| (key(".sink.url"), message))?;
             }
             if let Some(table) = &dataflow.sink.table {
                 check_table_name(table).map_err(|message| (key(".sink.table"), message))?;
@@ -377,6 +377,23 @@ impl Config {
         }
     }
 
+    /// Reads a tables sink's URL: a database URL, or `delta+file://PATH` (a folder, relative to the
+    /// configuration file's unless absolute).
+    pub fn sink_url(&self, url: &str) -> Result<SinkUrl, String> {
+        match url.split_once("://") {
+            Some(("delta+file", path)) if !path.is_empty() => std::path::absolute(self.resolve(path))
+                .map(SinkUrl::Delta)
+                .map_err(|e| format!("`{url}`: the folder cannot be located: {e}")),
+            Some((scheme, _)) if scheme.starts_with("delta") => Err(format!(
+                "`{url}` is not a Delta Lake location Sluice can use: write delta+file://PATH (a folder)"
+            )),
+            _ => self
+                .database(url)
+                .map(SinkUrl::Database)
+                .map_err(|message| format!("{message}, or delta+file://PATH for Delta tables in a folder")),
+        }
+    }
+
     /// The state store's database.
     pub fn state_database(&self) -> DatabaseUrl {
         let url = self.state.url.as_deref().unwrap_or(DEFAULT_STATE_URL);
@@ -388,10 +405,10 @@ impl Config {
         self.state.lease_timeout.unwrap_or(crate::state::DEFAULT_LEASE_TIMEOUT)
     }
 
-    /// A dataflow's sink database.
-    pub fn sink_database(&self, dataflow: &DataflowConfig) -> DatabaseUrl {
+    /// Where a dataflow's tables sink keeps its tables.
+    pub fn sink_database(&self, dataflow: &DataflowConfig) -> SinkUrl {
         let url = dataflow.sink.url.as_deref().or(self.sink.url.as_deref()).unwrap_or(DEFAULT_SINK_URL);
-        self.database(url).expect("checked when the configuration was read")
+        self.sink_url(url).expect("checked when the configuration was read")
     }
 
     /// The tables of the dataflow `name`, each as (the scope its sink is opened under, the table's name):
@@ -402,7 +419,7 @@ impl Config {
         let SourceConfig::Stripe(stripe) = &dataflow.source else {
             return vec![(name.to_string(), dataflow.table_name(name))];
         };
-        let shared_file = matches!(self.sink_database(dataflow), DatabaseUrl::Sqlite(_));
+        let shared_file = matches!(self.sink_database(dataflow), SinkUrl::Database(DatabaseUrl::Sqlite(_)));
         stripe
             .tables
             .iter()
@@ -506,6 +523,14 @@ impl DataflowConfig {
             key: self.sink.key.clone(),
             versions: self.sink.versions.unwrap_or(DEFAULT_VERSIONS),
             on_type_conflict: self.sink.on_type_conflict,
+            delta: crate::sink::DeltaWriting {
+                file_size: self.sink.file_size_mb.unwrap_or(DEFAULT_FILE_SIZE_MB) << 20,
+                commit_objects: self.sink.commit_objects.unwrap_or(DEFAULT_COMMIT_OBJECTS).max(1),
+                commit_interval: self.sink.commit_interval.unwrap_or(DEFAULT_COMMIT_INTERVAL),
+                compression: self.sink.compression,
+                purpose: self.sink.purpose,
+                kind: self.sink.table_kind,
+            },
         }
     }
 
@@ -521,7 +546,7 @@ impl DataflowConfig {
     }
 
     /// How many objects a run loads at once into `sink` (see [`SinkConfig::parallelism`]).
-    pub fn parallel_loads(&self, sink: &DatabaseUrl) -> usize {
+    pub fn parallel_loads(&self, sink: &SinkUrl) -> usize {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         match self.sink.kind {
             // Its parallelism is in the requests in flight, under one rate limit.
@@ -531,7 +556,7 @@ impl DataflowConfig {
             SinkKind::Tables => {}
         }
         match (sink, self.sink.mode) {
-            (DatabaseUrl::Postgres(_), WriteMode::Append) => {
+            (SinkUrl::Database(DatabaseUrl::Postgres(_)), WriteMode::Append) => {
                 self.sink.parallelism.unwrap_or(cores.min(4)).max(1)
             }
             _ => 1,

@@ -2,19 +2,24 @@
 //! the object is loaded in one transaction, so a crash leaves an object either wholly loaded and marked,
 //! or not there at all. The markers are the truth the runner squares the state ledger with.
 
+mod column;
 mod custom;
+mod delta;
 mod postgres;
 mod sqlite;
 mod stripe;
 
 pub(crate) use custom::CustomSink;
 pub use custom::{RecordSink, RecordWriter};
+pub use delta::{DeltaTables, check_location as check_delta_location};
 pub use postgres::{PostgresTables, schema_of};
 pub use sqlite::SqliteTables;
 pub use stripe::{StripeSink, StripeTarget};
 
 use crate::batch::{RecordBatch, Value};
-use crate::config::{DatabaseUrl, TypeConflict, WriteMode};
+use crate::config::{
+    DatabaseUrl, ParquetCompression, SinkUrl, TableKind, TablePurpose, TypeConflict, WriteMode,
+};
 use crate::plugin::RejectedRow;
 use crate::source::ObjectMeta;
 
@@ -98,6 +103,25 @@ pub struct TableSpec {
     pub versions: u32,
     /// What a value its column's type cannot hold does.
     pub on_type_conflict: TypeConflict,
+    /// How a Delta table is written (other sinks take no notice).
+    pub delta: DeltaWriting,
+}
+
+/// How a Delta table is written: its files, its commits, and what it is for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeltaWriting {
+    /// Bytes a Parquet file is closed at.
+    pub file_size: u64,
+    /// A commit holds at most this many objects.
+    pub commit_objects: usize,
+    /// A commit is made once its oldest object waited this long.
+    pub commit_interval: std::time::Duration,
+    /// The Parquet files' compression.
+    pub compression: ParquetCompression,
+    /// What the table is for, kept in its properties for catalogs and `dataflows --tables`.
+    pub purpose: TablePurpose,
+    /// Data or metadata, kept beside the purpose.
+    pub kind: TableKind,
 }
 
 impl TableSpec {
@@ -147,20 +171,22 @@ pub struct RolledBack {
     pub rows_removed: u64,
 }
 
-/// Opens `dataflow`'s tables sink in the database at `url`, for writing the table `spec` names.
-pub fn open(url: &DatabaseUrl, dataflow: &str, spec: &TableSpec) -> Result<Box<dyn TableSink>, SinkError> {
+/// Opens `dataflow`'s tables sink at `url`, for writing the table `spec` names.
+pub fn open(url: &SinkUrl, dataflow: &str, spec: &TableSpec) -> Result<Box<dyn TableSink>, SinkError> {
     Ok(match url {
-        DatabaseUrl::Sqlite(path) => Box::new(SqliteTables::open(path, dataflow, spec)?),
-        DatabaseUrl::Postgres(url) => Box::new(PostgresTables::open(url, dataflow, spec)?),
+        SinkUrl::Database(DatabaseUrl::Sqlite(path)) => Box::new(SqliteTables::open(path, dataflow, spec)?),
+        SinkUrl::Database(DatabaseUrl::Postgres(url)) => Box::new(PostgresTables::open(url, dataflow, spec)?),
+        SinkUrl::Delta(root) => Box::new(DeltaTables::open(root, dataflow, spec)?),
     })
 }
 
-/// The rows and columns of `dataflow`'s `table` in the database at `url`, read without changing anything;
-/// `None` where the table does not exist (or the database cannot be read).
-pub fn table_shape(url: &DatabaseUrl, dataflow: &str, table: &str) -> Option<(u64, usize)> {
+/// The rows and columns of `dataflow`'s `table` at `url`, read without changing anything; `None` where the
+/// table does not exist (or cannot be read).
+pub fn table_shape(url: &SinkUrl, dataflow: &str, table: &str) -> Option<(u64, usize)> {
     match url {
-        DatabaseUrl::Sqlite(path) => sqlite::table_shape(path, table),
-        DatabaseUrl::Postgres(url) => postgres::table_shape(url, dataflow, table),
+        SinkUrl::Database(DatabaseUrl::Sqlite(path)) => sqlite::table_shape(path, table),
+        SinkUrl::Database(DatabaseUrl::Postgres(url)) => postgres::table_shape(url, dataflow, table),
+        SinkUrl::Delta(root) => delta::table_shape(root, dataflow, table),
     }
 }
 
@@ -233,6 +259,12 @@ pub trait TableSink: Send {
     fn keeps_markers(&self) -> bool {
         true
     }
+    /// Whether an object's commit may wait for a later one of the sink's commits (a Delta table commits
+    /// objects in groups): the runner then squares the ledger with the markers again once the run's last
+    /// commit is made, so that objects of a group that failed to commit are not left recorded as loaded.
+    fn defers_commits(&self) -> bool {
+        false
+    }
     /// The object versions whose rows this sink holds.
     fn committed_objects(&mut self) -> Result<Vec<CommittedObject>, SinkError>;
     /// Deletes the dataflow's tables, rejected rows and markers, in one transaction; returns the rows the
@@ -298,13 +330,14 @@ mod tests {
 
     /// A writer whose run's lease was taken over (a newer token fenced the table) commits nothing more,
     /// and cannot fence it back; the newer run commits.
-    fn a_writer_fenced_out_by_a_newer_token_commits_nothing(url: &DatabaseUrl) {
+    fn a_writer_fenced_out_by_a_newer_token_commits_nothing(url: &SinkUrl) {
         let spec = TableSpec {
             name: "orders".into(),
             mode: WriteMode::Append,
             key: vec![],
             versions: 2,
             on_type_conflict: TypeConflict::Text,
+            delta: DeltaWriting::default(),
         };
         let mut old = open(url, "Orders", &spec).unwrap();
         old.fence(1).unwrap();
@@ -312,15 +345,17 @@ mod tests {
             .unwrap()
             .commit()
             .expect("the holder of the newest token commits");
+        old.finish_run().unwrap();
         let mut new = open(url, "Orders", &spec).unwrap();
         new.fence(2).unwrap();
-        // Refused when the object begins (SQLite, whose write lock a transaction holds from its start) or
-        // when it commits (PostgreSQL).
-        let refused =
-            old.begin_object(&object("b.csv"), 1).and_then(|write| write.commit()).err().unwrap().to_string();
+        // Refused when the object begins (SQLite, whose write lock a transaction holds from its start),
+        // when it commits (PostgreSQL), or when its group commits (Delta).
+        let written = old.begin_object(&object("b.csv"), 1).and_then(|write| write.commit());
+        let refused = written.and_then(|_| old.finish_run()).err().unwrap().to_string();
         assert!(refused.contains("taken over by another run (token 2)"), "{refused}");
         assert!(old.fence(1).is_err(), "an older token cannot fence the table back");
         new.begin_object(&object("b.csv"), 2).unwrap().commit().unwrap();
+        new.finish_run().unwrap();
         let mut committed: Vec<String> =
             new.committed_objects().unwrap().into_iter().map(|c| c.key).collect();
         committed.sort();
@@ -330,16 +365,22 @@ mod tests {
     #[test]
     fn sqlite_commits_are_fenced() {
         let dir = tempfile::tempdir().unwrap();
-        a_writer_fenced_out_by_a_newer_token_commits_nothing(&DatabaseUrl::Sqlite(
+        a_writer_fenced_out_by_a_newer_token_commits_nothing(&SinkUrl::Database(DatabaseUrl::Sqlite(
             dir.path().join("sink.db"),
-        ));
+        )));
+    }
+
+    #[test]
+    fn delta_commits_are_fenced() {
+        let dir = tempfile::tempdir().unwrap();
+        a_writer_fenced_out_by_a_newer_token_commits_nothing(&SinkUrl::Delta(dir.path().join("lake")));
     }
 
     #[test]
     fn postgres_commits_are_fenced() {
         let database = TestDatabase::create();
-        a_writer_fenced_out_by_a_newer_token_commits_nothing(&DatabaseUrl::Postgres(
+        a_writer_fenced_out_by_a_newer_token_commits_nothing(&SinkUrl::Database(DatabaseUrl::Postgres(
             database.url().to_string(),
-        ));
+        )));
     }
 }

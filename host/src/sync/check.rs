@@ -3,7 +3,7 @@
 //! its databases (and Stripe, for a Stripe sink or source) accept a connection. Nothing is written.
 
 use super::{Runner, SyncError};
-use crate::config::{DatabaseUrl, SinkKind, SourceConfig};
+use crate::config::{DatabaseUrl, SinkKind, SinkUrl, SourceConfig};
 use crate::state::StateStore;
 use crate::stripe::StripeClient;
 
@@ -24,8 +24,10 @@ impl Runner<'_> {
     pub fn check(&self) -> Vec<Checked> {
         let config = self.config();
         let state = config.state_database();
-        let mut checked =
-            vec![Checked { what: format!("state store {state}"), outcome: reach_database(&state) }];
+        let mut checked = vec![Checked {
+            what: format!("state store {state}"),
+            outcome: reach_database(&SinkUrl::Database(state.clone())),
+        }];
         for (name, dataflow) in &config.dataflows {
             let mut step = |what: String, outcome: Result<String, String>| {
                 checked.push(Checked { what: format!("{name}: {what}"), outcome })
@@ -103,12 +105,17 @@ impl Runner<'_> {
 }
 
 /// Connects to a database without writing to it; a SQLite file that is not there yet is made by the
-/// first run.
-fn reach_database(url: &DatabaseUrl) -> Result<String, String> {
+/// first run. A Delta location is checked as a run would open it.
+fn reach_database(url: &SinkUrl) -> Result<String, String> {
     match url {
-        DatabaseUrl::Sqlite(path) if !path.exists() => Ok("not there yet: the first run makes it".into()),
+        SinkUrl::Database(DatabaseUrl::Sqlite(path)) if !path.exists() => {
+            Ok("not there yet: the first run makes it".into())
+        }
         // The place is the step's name already; the message says what went wrong there.
-        _ => StateStore::open_read_only(url).map(|_| "reachable".into()).map_err(|e| e.message),
+        SinkUrl::Database(database) => {
+            StateStore::open_read_only(database).map(|_| "reachable".into()).map_err(|e| e.message)
+        }
+        SinkUrl::Delta(root) => crate::sink::check_delta_location(root),
     }
 }
 

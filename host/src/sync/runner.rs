@@ -116,6 +116,23 @@ impl RunReport {
         self.elapsed = started.elapsed();
     }
 
+    /// Takes back an object reported loaded whose commit, made later with others, failed (`why`).
+    fn not_committed(&mut self, key: &str, why: Option<&String>) {
+        let Some(object) = self.objects.iter_mut().find(|o| o.key == key && o.status == ObjectStatus::Loaded)
+        else {
+            return;
+        };
+        object.status = ObjectStatus::Pending;
+        object.error = Some(format!(
+            "dataflow `{}`, object `{key}`: its rows were written but the commit that was to hold them failed{}",
+            self.dataflow,
+            why.map(|w| format!(": {w}")).unwrap_or_default()
+        ));
+        self.counts.rows -= object.rows;
+        self.counts.rejected -= object.rejected;
+        self.counts.failed_objects += 1;
+    }
+
     /// Marks the run interrupted (it was asked to stop), with `left` of its `what` not loaded.
     pub(super) fn interrupted(&mut self, left: usize, what: &str) {
         let before = self.error.take().map(|e| format!("; {e}")).unwrap_or_default();
@@ -366,7 +383,15 @@ impl<'a> Runner<'a> {
             }
         }
 
-        sink.finish_run().map_err(|e| e.to_string())?;
+        let finished = sink.finish_run().map_err(|e| e.to_string());
+        if sink.defers_commits() {
+            // Objects whose group did not commit are pending again, and hold the cursor back.
+            for lost in reconcile(name, state, sink)? {
+                settled_now.remove(&(lost.key.clone(), lost.etag.clone()));
+                report.not_committed(&lost.key, finished.as_ref().err());
+            }
+        }
+        finished?;
 
         let settled = |p: &PlannedObject| match p.decision {
             Decision::AlreadyImported | Decision::FailedBefore | Decision::Skipped => true,
@@ -647,9 +672,14 @@ impl DataflowRun<'_> {
 /// Squares the ledger with the sink's markers, which are the truth: an object the sink committed but the
 /// ledger does not know as loaded (the process stopped between the two commits) is recorded; an object the
 /// ledger has as loaded but the sink does not hold (the sink was emptied) is forgotten, to be imported again.
-pub(super) fn reconcile(name: &str, state: &mut StateStore, sink: &mut dyn TableSink) -> Result<(), String> {
+/// Returns the objects forgotten.
+pub(super) fn reconcile(
+    name: &str,
+    state: &mut StateStore,
+    sink: &mut dyn TableSink,
+) -> Result<Vec<LedgerEntry>, String> {
     if !sink.keeps_markers() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let loaded: Vec<LedgerEntry> = state
         .ledger(name)
@@ -696,7 +726,7 @@ pub(super) fn reconcile(name: &str, state: &mut StateStore, sink: &mut dyn Table
             .record_object(name, &object, outcome, committed.run_id, SystemTime::now())
             .map_err(|e| e.to_string())?;
     }
-    Ok(())
+    Ok(missing)
 }
 
 /// Opens `object` as a blocking reader, for the threads that feed plugins.

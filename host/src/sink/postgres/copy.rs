@@ -1,4 +1,4 @@
-//! Column types, and rows in the text format of `COPY ... FROM STDIN`.
+//! Rows in the text format of `COPY ... FROM STDIN`.
 //!
 //! Text rather than binary COPY: the server parses it as fast, it needs no per-type binary encoders, and a
 //! value the column's type cannot take is caught here, per row, before the server would fail the whole
@@ -6,62 +6,6 @@
 
 use crate::batch::Value;
 use std::fmt::Write as _;
-
-/// A column's type, from the first value a batch brings for it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ColumnType {
-    Boolean,
-    Integer,
-    Float,
-    Text,
-    Json,
-}
-
-impl ColumnType {
-    /// The type a value asks for; `None` for null, which fits any.
-    pub fn of(value: &Value<'_>) -> Option<ColumnType> {
-        match value {
-            Value::Null => None,
-            Value::Boolean(_) => Some(ColumnType::Boolean),
-            Value::Integer(_) => Some(ColumnType::Integer),
-            Value::Float(_) => Some(ColumnType::Float),
-            Value::Text(_) => Some(ColumnType::Text),
-            Value::Json(_) => Some(ColumnType::Json),
-        }
-    }
-
-    pub fn sql(self) -> &'static str {
-        match self {
-            ColumnType::Boolean => "BOOLEAN",
-            ColumnType::Integer => "BIGINT",
-            ColumnType::Float => "DOUBLE PRECISION",
-            ColumnType::Text => "TEXT",
-            ColumnType::Json => "JSONB",
-        }
-    }
-
-    /// The type of a column as the catalog names it (`format_type`); a type Sluice did not make (a user
-    /// altered the table) is taken as text, which any value fits as far as Sluice can tell.
-    pub fn from_catalog(name: &str) -> ColumnType {
-        match name {
-            "boolean" => ColumnType::Boolean,
-            "bigint" | "integer" | "smallint" => ColumnType::Integer,
-            "double precision" | "real" | "numeric" => ColumnType::Float,
-            "jsonb" | "json" => ColumnType::Json,
-            _ => ColumnType::Text,
-        }
-    }
-
-    /// Whether the column takes `value` without changing what it means: integers go into floats, and
-    /// anything into text (as its text form); nothing else is converted.
-    pub fn fits(self, value: &Value<'_>) -> bool {
-        match (self, value) {
-            (_, Value::Null) | (ColumnType::Text, _) => true,
-            (ColumnType::Float, Value::Integer(_) | Value::Float(_)) => true,
-            (column, value) => ColumnType::of(value) == Some(column),
-        }
-    }
-}
 
 /// Why a value cannot go into PostgreSQL at all, whatever the column's type; the row is rejected.
 pub fn unstorable(value: &Value<'_>) -> Option<&'static str> {
@@ -122,14 +66,5 @@ mod tests {
             out.push('|');
         }
         assert_eq!(out, "\\N|0.1|-Infinity|-3|");
-    }
-
-    #[test]
-    fn only_lossless_values_fit() {
-        assert!(ColumnType::Float.fits(&Value::Integer(3)));
-        assert!(ColumnType::Text.fits(&Value::Integer(3)));
-        assert!(!ColumnType::Integer.fits(&Value::Float(3.5)));
-        assert!(!ColumnType::Integer.fits(&Value::Text("007")));
-        assert!(!ColumnType::Json.fits(&Value::Text("x")));
     }
 }

@@ -14,10 +14,10 @@
 mod copy;
 mod object;
 
+use super::column::ColumnType;
 use super::{CommittedObject, ObjectWrite, RolledBack, SinkError, TableSink, TableSpec, log_renamed};
 use crate::pg::{self, PooledClient, quote};
 use crate::source::ObjectMeta;
-use copy::ColumnType;
 use object::PostgresObject;
 use postgres::GenericClient;
 

@@ -1,6 +1,6 @@
 //! One object's rows going into a PostgreSQL table, in one transaction that ends with its marker.
 
-use super::copy::{ColumnType, push_escaped, push_field, unstorable};
+use super::copy::{push_escaped, push_field, unstorable};
 use super::{
     IDENTITY, LINEAGE_COLUMNS, MAX_COLUMNS, ROW_BLOCK, SLUICE_COLUMNS, TableColumn, UNDO_EXTRA_COLUMNS,
     all_columns, read_columns,
@@ -9,6 +9,7 @@ use crate::batch::{RecordBatch, Value};
 use crate::config::{TypeConflict, WriteMode};
 use crate::pg::{self, quote};
 use crate::plugin::RejectedRow;
+use crate::sink::column::ColumnType;
 use crate::sink::{
     CommittedObject, ObjectWrite, SinkError, TableSpec, log_widened, rejected_row, too_many_columns,
     type_conflict,

@@ -1,0 +1,204 @@
+//! End-to-end sync into a Delta table on local disk: CSV objects from the in-process S3 server through the
+//! WASM csv plugin into Delta Lake (Parquet, zstd), next to two floors measured in the same run on the same
+//! objects and rows:
+//!
+//! - parsing: every object's bytes through the csv plugin alone, the batches dropped;
+//! - Parquet: the same rows (Sluice's three lineage columns and the file's seven, as text) written by
+//!   arrow-rs's `ArrowWriter` with zstd to one file, the Arrow batches made before the clock runs.
+//!
+//! ```sh
+//! cargo bench --bench delta                           # 1 GB: 100 objects of 10 MB (~12 million rows)
+//! cargo bench --bench delta -- --mb 1000 --objects 1  # one 1 GB object: the peak-memory goal
+//! cargo bench --bench delta -- --mb 100 --objects 10  # quicker
+//! ```
+
+mod support;
+
+use deltalake::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+use deltalake::arrow::datatypes::{DataType, Field, Schema};
+use deltalake::parquet::arrow::ArrowWriter;
+use deltalake::parquet::basic::{Compression, ZstdLevel};
+use deltalake::parquet::file::properties::WriterProperties;
+use sluice::config::Config;
+use sluice::parse::parse_stream;
+use sluice::plugin::{HostSettings, Limits, PluginHost, PluginSource, PluginSpec, bundled_format};
+use sluice::state::RunStatus;
+use sluice::sync::{Quiet, Runner};
+use sluice_testkit::orders::{csv_object, order};
+use sluice_testkit::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use support::{peak_memory_mb, reset_peak_memory};
+
+const BUCKET: &str = "bench";
+/// Rows per Arrow batch in the Parquet floor: about what the plugin hands over per call.
+const BATCH_ROWS: usize = 8192;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let flag = |name: &str| args.iter().position(|a| a == name).map(|i| args[i + 1].clone());
+    let megabytes: usize = flag("--mb").map_or(1000, |v| v.parse().expect("--mb takes a number"));
+    let objects: usize = flag("--objects").map_or(100, |v| v.parse().expect("--objects takes a number"));
+    let per_object = (megabytes * 1_000_000 / objects).max(1);
+
+    let s3 = S3Server::start();
+    s3.create_bucket(BUCKET);
+    let (mut bytes, mut rows) = (0usize, 0u64);
+    let mut first_id = 0u64;
+    for object in 0..objects {
+        let (body, count) = csv_object(first_id, per_object);
+        first_id += count;
+        bytes += body.len();
+        rows += count;
+        s3.put(BUCKET, &format!("orders/{object:04}.csv"), body.as_bytes(), SystemTime::now());
+    }
+    println!("input: {objects} objects, {:.1} MB, {rows} rows", bytes as f64 / 1e6);
+
+    let dir = tempfile::tempdir().expect("a folder for the lake");
+    let config_path = dir.path().join("connector.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "[dataflows.Orders]\nsource = {{ type = \"s3\", bucket = \"{BUCKET}\", endpoint = \"{}\", access_key_id = \"{ACCESS_KEY}\", secret_access_key = \"{SECRET_KEY}\" }}\nformat = {{ plugin = \"csv\" }}\nsink = {{ url = \"delta+file://lake\" }}\n",
+            s3.endpoint()
+        ),
+    )
+    .expect("the bench configuration is written");
+    let config = Config::load(&config_path).expect("the bench configuration reads");
+    let host = PluginHost::new(HostSettings::default()).expect("plugin host");
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+
+    // Compile the plugin outside the timing, as a daemon does at start.
+    Runner::new(&config, &host, runtime.handle().clone()).preview("Orders", 1).expect("the preview runs");
+    reset_peak_memory();
+    let started = Instant::now();
+    let report =
+        Runner::new(&config, &host, runtime.handle().clone()).run("Orders", &Quiet).expect("the run");
+    let sync = started.elapsed();
+    let peak = peak_memory_mb();
+    assert_eq!(report.status, RunStatus::Succeeded, "{:?}", report.error);
+    assert_eq!(report.counts.rows, rows);
+    let lake_bytes = folder_bytes(&dir.path().join("lake"));
+
+    let parse = parse_only(&host, objects, per_object);
+    let parquet = parquet_only(dir.path(), objects, per_object);
+
+    let floor = parse.max(parquet);
+    println!("{:<44} {:>9} {:>12} {:>9} {:>7}", "", "seconds", "rows/s", "MB/s", "ratio");
+    let line = |name: &str, time: Duration| {
+        let seconds = time.as_secs_f64();
+        println!(
+            "{name:<44} {seconds:>9.2} {:>12.0} {:>9.1} {:>7.2}",
+            rows as f64 / seconds,
+            bytes as f64 / 1e6 / seconds,
+            floor.as_secs_f64() / seconds
+        );
+    };
+    line("csv plugin parsing alone (WASM)", parse);
+    line("arrow-rs Parquet writing alone (zstd)", parquet);
+    line("sluice sync (S3 -> csv plugin -> Delta)", sync);
+    println!(
+        "sync speed / slower floor's: {:.2} (goal: at least 0.7); {:.1} MB/s of CSV (goal: over 150)",
+        floor.as_secs_f64() / sync.as_secs_f64(),
+        bytes as f64 / 1e6 / sync.as_secs_f64()
+    );
+    println!("the Delta table: {:.1} MB on disk", lake_bytes as f64 / 1e6);
+    println!("peak resident memory during the sync: {peak:.1} MB (goal: under 300 MB)");
+}
+
+/// Every object's bytes through the csv plugin, the batches counted and dropped.
+fn parse_only(host: &PluginHost, objects: usize, per_object: usize) -> Duration {
+    let spec = PluginSpec {
+        name: "csv".to_string(),
+        source: PluginSource::Bundled(bundled_format("csv").expect("the bundled csv plugin")),
+        limits: Limits::default(),
+    };
+    let plugin = host.load_format(&spec).expect("the csv plugin loads");
+    let mut elapsed = Duration::ZERO;
+    let mut first_id = 0u64;
+    for object in 0..objects {
+        let (body, count) = csv_object(first_id, per_object);
+        first_id += count;
+        let started = Instant::now();
+        let mut parsed_rows = 0u64;
+        parse_stream(&plugin, None, &format!("orders/{object:04}.csv"), &[], body.as_bytes(), |parsed| {
+            parsed_rows += parsed.batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+            Ok(())
+        })
+        .expect("the objects parse");
+        elapsed += started.elapsed();
+        assert_eq!(parsed_rows, count);
+    }
+    elapsed
+}
+
+/// The rows the sync loaded, as Arrow batches of the table's ten columns, written to one Parquet file.
+fn parquet_only(dir: &std::path::Path, objects: usize, per_object: usize) -> Duration {
+    let schema = Arc::new(Schema::new(
+        [
+            ("_sluice_object", DataType::Utf8),
+            ("_sluice_line", DataType::Int64),
+            ("_sluice_run", DataType::Int64),
+        ]
+        .into_iter()
+        .chain(
+            ["id", "customer", "email", "amount", "currency", "created", "note"].map(|c| (c, DataType::Utf8)),
+        )
+        .map(|(name, kind)| Field::new(name, kind, true))
+        .collect::<Vec<_>>(),
+    ));
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("a valid level")))
+        .build();
+    let file = std::fs::File::create(dir.join("floor.parquet")).expect("the floor's file");
+    let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).expect("the floor's writer");
+    let mut elapsed = Duration::ZERO;
+    let mut first_id = 0u64;
+    for object in 0..objects {
+        let key = format!("orders/{object:04}.csv");
+        let count = csv_object(first_id, per_object).1;
+        let rows: Vec<[String; 7]> = (first_id..first_id + count).map(order).collect();
+        let batches: Vec<RecordBatch> = rows
+            .chunks(BATCH_ROWS)
+            .enumerate()
+            .map(|(chunk, rows)| {
+                let first_line = (chunk * BATCH_ROWS) as i64 + 2;
+                let mut columns: Vec<ArrayRef> = vec![
+                    Arc::new(StringArray::from_iter_values(rows.iter().map(|_| key.as_str()))),
+                    Arc::new(Int64Array::from_iter_values((0..rows.len() as i64).map(|i| first_line + i))),
+                    Arc::new(Int64Array::from_iter_values(rows.iter().map(|_| 1))),
+                ];
+                for column in 0..7 {
+                    columns.push(Arc::new(StringArray::from_iter_values(
+                        rows.iter().map(|r| r[column].as_str()),
+                    )));
+                }
+                RecordBatch::try_new(schema.clone(), columns).expect("a batch")
+            })
+            .collect();
+        first_id += count;
+        let started = Instant::now();
+        for batch in &batches {
+            writer.write(batch).expect("the batch is written");
+        }
+        elapsed += started.elapsed();
+    }
+    let started = Instant::now();
+    writer.close().expect("the file closes");
+    elapsed + started.elapsed()
+}
+
+fn folder_bytes(folder: &std::path::Path) -> u64 {
+    std::fs::read_dir(folder)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|entry| match entry.metadata() {
+                    Ok(meta) if meta.is_dir() => folder_bytes(&entry.path()),
+                    Ok(meta) => meta.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}

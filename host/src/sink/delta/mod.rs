@@ -1,0 +1,550 @@
+//! The tables sink on Delta Lake: each dataflow's table is a Delta table in a folder of the sink's location
+//! (`delta+file:///var/lib/lake` puts `Orders`' table at `/var/lib/lake/orders/orders`), written by
+//! delta-rs as Parquet, and readable by Spark, DuckDB, Polars or Trino as it is.
+//!
+//! Delta has no transaction across tables, and a commit per object would leave a bucket of small files as
+//! as many tiny Parquet files and log entries. So objects are grouped: an object's rows join the group when
+//! the object commits (its own files, where it is large), and the group becomes one Delta commit every
+//! `commit_objects` objects, every `commit_interval`, and at the end of the run. Each commit adds a
+//! zero-row *marker file* whose tags list the objects the commit holds: the markers are part of the table's
+//! state, so they survive checkpoints and log clean-up, a RESTORE takes them back with the rows, and the
+//! runner squares its ledger with them as with the databases' marker tables. An object the ledger has as
+//! loaded whose group never committed (a killed process) is not among the markers, and is loaded again.
+//!
+//! Rejected rows go to a second Delta table beside (`orders/_sluice_rejects/orders`), committed just before
+//! the rows' group, each file tagged with its group; a group that then fails to commit leaves its rejects
+//! without a marker, and readers (and the next commit, which removes them) know them by that.
+//!
+//! A run is a range of Delta versions: each marker records the version the table had before its run, and a
+//! rollback RESTOREs the table to it. Every commit carries the run's fencing token as the application
+//! transaction `sluice.fence`, so a run whose lease another run took over conflicts and commits nothing.
+
+mod convert;
+mod files;
+mod object;
+
+use super::{CommittedObject, ObjectWrite, RolledBack, SinkError, TableSink, TableSpec, fenced_out};
+use crate::config::{ParquetCompression, WriteMode};
+use crate::source::ObjectMeta;
+use convert::TableColumn;
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::{Action, Remove, Transaction};
+use deltalake::operations::create::CreateBuilder;
+use deltalake::parquet::basic::{Compression, ZstdLevel};
+use deltalake::parquet::file::properties::WriterProperties;
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
+use files::{FileInfo, MarkerTags};
+use object::DeltaObject;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use url::Url;
+
+/// The application transaction every commit carries the writing run's fencing token in.
+const FENCE_APP: &str = "sluice.fence";
+/// Table properties that say what the table is for.
+const PURPOSE_PROPERTY: &str = "sluice.purpose";
+const KIND_PROPERTY: &str = "sluice.kind";
+/// Retries of a commit that met a concurrent one it does not conflict with.
+const COMMIT_RETRIES: usize = 5;
+
+/// A dataflow's table in a folder of Delta tables.
+pub struct DeltaTables {
+    runtime: tokio::runtime::Runtime,
+    spec: TableSpec,
+    /// The table's folder, and its rejected rows' table's.
+    folder: PathBuf,
+    rejects_folder: PathBuf,
+    /// The table as last read; `None` until it exists.
+    table: Option<DeltaTable>,
+    /// Objects committed as far as the runner knows, not yet in a Delta commit.
+    group: Option<object::Group>,
+    /// The run's fencing token, once fenced.
+    fence: Option<i64>,
+    /// The run that replaced the table's rows already (`replace` mode): its later commits only add.
+    replaced_by: Option<i64>,
+    /// The run committing, and the table's version before its first commit (-1: there was no table).
+    run_before: Option<(i64, i64)>,
+}
+
+/// `root/dataflow/table`: a dataflow's folder holds its tables (one, or a Stripe source's several).
+fn table_folder(root: &Path, scope: &str, table: &str) -> PathBuf {
+    let dataflow = scope.split('/').next().unwrap_or(scope).to_ascii_lowercase();
+    root.join(dataflow).join(table)
+}
+
+fn rejects_folder(root: &Path, scope: &str, table: &str) -> PathBuf {
+    let dataflow = scope.split('/').next().unwrap_or(scope).to_ascii_lowercase();
+    root.join(dataflow).join("_sluice_rejects").join(table)
+}
+
+fn folder_url(folder: &Path) -> Result<Url, String> {
+    Url::from_directory_path(folder).map_err(|()| format!("`{}` is not an absolute folder", folder.display()))
+}
+
+/// The runtime delta-rs's I/O runs on: the sink's calls block, as the other sinks' do.
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the Delta sink's I/O: {e}"))
+}
+
+/// Opens the Delta table in `folder`; `None` where there is none yet. A folder holding something other
+/// than a Delta table (files but no `_delta_log`) is refused rather than written beside.
+async fn load(folder: &Path) -> Result<Option<DeltaTable>, String> {
+    if !folder.join("_delta_log").is_dir() {
+        // Parquet files of a first commit that never landed are Sluice's own, to be written over.
+        let own = |entry: &std::fs::DirEntry| {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            name.ends_with(".parquet") || name == files::MARKERS
+        };
+        let foreign = std::fs::read_dir(folder)
+            .map(|entries| entries.flatten().any(|entry| !own(&entry)))
+            .unwrap_or(false);
+        if foreign {
+            return Err(format!(
+                "`{}` holds files but no Delta table (no _delta_log); Sluice writes only into an empty folder or a Delta table",
+                folder.display()
+            ));
+        }
+        return Ok(None);
+    }
+    let url = folder_url(folder)?;
+    let mut table =
+        DeltaTableBuilder::from_url(url).map_err(|e| e.to_string())?.build().map_err(|e| e.to_string())?;
+    table.load().await.map_err(|e| format!("cannot read the Delta table at `{}`: {e}", folder.display()))?;
+    Ok(Some(table))
+}
+
+/// Whether a run can write Delta tables under `root`: the folder is made where missing, and written to.
+pub fn check_location(root: &Path) -> Result<String, String> {
+    std::fs::create_dir_all(root).map_err(|e| format!("cannot make `{}`: {e}", root.display()))?;
+    let probe = root.join(format!(".sluice-check-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(|e| format!("cannot write in `{}`: {e}", root.display()))?;
+    let _ = std::fs::remove_file(probe);
+    Ok("writable".into())
+}
+
+/// Rows and columns of `scope`'s `table` under `root`, for `dataflows --tables`.
+pub fn table_shape(root: &Path, scope: &str, table: &str) -> Option<(u64, usize)> {
+    let folder = table_folder(root, scope, table);
+    let runtime = runtime().ok()?;
+    let loaded = runtime.block_on(load(&folder)).ok()??;
+    let snapshot = loaded.snapshot().ok()?;
+    let columns = snapshot.schema().fields().count().saturating_sub(convert::LINEAGE.len());
+    let rows = runtime.block_on(files::active(&loaded)).ok()?.iter().map(|f| f.rows).sum();
+    Some((rows, columns))
+}
+
+impl DeltaTables {
+    /// Opens `scope`'s table that `spec` names, in the folder of Delta tables `root`.
+    pub fn open(root: &Path, scope: &str, spec: &TableSpec) -> Result<DeltaTables, SinkError> {
+        let error = |message: String| SinkError::table(spec.name.clone(), message);
+        let folder = table_folder(root, scope, &spec.name);
+        let rejects_folder = rejects_folder(root, scope, &spec.name);
+        check_location(root).map_err(error)?;
+        let runtime = runtime().map_err(error)?;
+        let table = runtime.block_on(load(&folder)).map_err(error)?;
+        let sink = DeltaTables {
+            runtime,
+            spec: spec.clone(),
+            folder,
+            rejects_folder,
+            table,
+            group: None,
+            fence: None,
+            replaced_by: None,
+            run_before: None,
+        };
+        if let Some(recorded) = sink.recorded_mode()? {
+            spec.check_merge_key(scope, Some((recorded.0.as_str(), recorded.1.as_str())), true)
+                .map_err(error)?;
+        }
+        Ok(sink)
+    }
+
+    fn error(&self, message: impl ToString) -> SinkError {
+        SinkError::table(self.spec.name.clone(), message.to_string())
+    }
+
+    /// The write mode and merge key the table was made with (its properties).
+    fn recorded_mode(&self) -> Result<Option<(String, String)>, SinkError> {
+        let Some(table) = &self.table else { return Ok(None) };
+        let snapshot = table.snapshot().map_err(|e| self.error(e))?;
+        let configuration = snapshot.metadata().configuration();
+        Ok(configuration
+            .get("sluice.mode")
+            .map(|mode| (mode.clone(), configuration.get("sluice.key").cloned().unwrap_or_default())))
+    }
+
+    /// The table's columns, Sluice's lineage left out; empty before the table exists.
+    fn columns(&self) -> Result<Vec<TableColumn>, SinkError> {
+        let Some(table) = &self.table else { return Ok(Vec::new()) };
+        let snapshot = table.snapshot().map_err(|e| self.error(e))?;
+        convert::table_columns(&snapshot.schema()).map_err(|e| self.error(e))
+    }
+
+    fn writer_properties(&self) -> WriterProperties {
+        let compression = match self.spec.delta.compression {
+            ParquetCompression::Zstd => Compression::ZSTD(ZstdLevel::try_new(3).expect("a valid level")),
+            ParquetCompression::Snappy => Compression::SNAPPY,
+        };
+        WriterProperties::builder().set_compression(compression).build()
+    }
+
+    /// Reads the table again, as another writer may have changed it.
+    fn refresh(&mut self) -> Result<(), SinkError> {
+        let loaded = self.runtime.block_on(load(&self.folder)).map_err(|e| self.error(e))?;
+        self.table = loaded;
+        Ok(())
+    }
+
+    /// The markers of the table's active files.
+    fn markers(&mut self) -> Result<Vec<MarkerTags>, SinkError> {
+        let Some(table) = &self.table else { return Ok(Vec::new()) };
+        let active = self.runtime.block_on(files::active(table)).map_err(|e| self.error(e))?;
+        Ok(active.into_iter().filter_map(|file| file.marker).collect())
+    }
+
+    /// The newest fencing token a run recorded on the table.
+    fn recorded_fence(&self) -> Result<Option<i64>, SinkError> {
+        let Some(table) = &self.table else { return Ok(None) };
+        let snapshot = table.snapshot().map_err(|e| self.error(e))?;
+        self.runtime
+            .block_on(snapshot.transaction_version(table.log_store().as_ref(), FENCE_APP))
+            .map_err(|e| self.error(e))
+    }
+
+    /// Commits the group: its rejects, then its rows with their marker, in one Delta commit (which creates
+    /// the table the first time).
+    fn commit_group(&mut self) -> Result<(), SinkError> {
+        let Some(mut group) = self.group.take() else { return Ok(()) };
+        if group.objects.is_empty() {
+            return Ok(());
+        }
+        self.refresh()?;
+        if let (Some(token), Some(recorded)) = (self.fence, self.recorded_fence()?)
+            && recorded > token
+        {
+            return Err(self.error(fenced_out(token, Some(recorded))));
+        }
+        let url = folder_url(&self.folder).map_err(|e| self.error(e))?;
+        let props = self.writer_properties();
+        let columns = group.columns.clone();
+        self.runtime.block_on(group.seal()).map_err(|e| self.error(e))?;
+        let mut keys = HashSet::new();
+        if !group.merge_rows.is_empty() {
+            let (rows, merged) = files::dedupe(std::mem::take(&mut group.merge_rows), &self.spec.key)
+                .map_err(|e| self.error(e))?;
+            keys = merged;
+            let schema = convert::arrow_schema(&columns);
+            let written = self.runtime.block_on(files::write(&url, props.clone(), &schema, rows));
+            group.files.extend(written.map_err(|e| self.error(e))?);
+        }
+
+        // Rows the group's rows replace: every earlier row (`replace`, at the run's first commit), or
+        // the rows whose key a row of the group has (`merge`); and columns the group widened to text.
+        let before = self.table.as_ref().and_then(|t| t.version());
+        let active = match &self.table {
+            Some(table) => self.runtime.block_on(files::active(table)).map_err(|e| self.error(e))?,
+            None => Vec::new(),
+        };
+        let data_files: Vec<&FileInfo> = active.iter().filter(|f| f.marker.is_none()).collect();
+        let rewrite = files::Rewrite {
+            keys: (self.spec.mode == WriteMode::Merge).then_some((self.spec.key.as_slice(), &keys)),
+            columns: &columns,
+            widened: &group.widened,
+        };
+        let mut actions: Vec<Action> = Vec::new();
+        if self.spec.mode == WriteMode::Replace && self.replaced_by != Some(group.run_id) {
+            actions.extend(data_files.iter().map(|f| Action::Remove(f.remove())));
+        } else {
+            let (removed, added) = self
+                .runtime
+                .block_on(files::rewrite(&url, props.clone(), &data_files, &rewrite))
+                .map_err(|e| self.error(e))?;
+            actions.extend(removed.into_iter().map(Action::Remove));
+            actions.extend(added.into_iter().map(Action::Add));
+        }
+        let mut staged = std::mem::take(&mut group.files);
+        if !group.widened.is_empty() {
+            // Files of the group written before a column was widened take the new type too.
+            staged = self
+                .runtime
+                .block_on(files::conform_staged(&url, props, staged, &rewrite))
+                .map_err(|e| self.error(e))?;
+        }
+        actions.extend(staged.into_iter().map(Action::Add));
+
+        // The rejects first: a group that then fails to commit leaves them without a marker.
+        let marker_group = uuid::Uuid::new_v4().to_string();
+        let rejects = std::mem::take(&mut group.rejects);
+        self.commit_rejects(&rejects, &marker_group)?;
+
+        // The version before the run's first commit: where a rollback of the run takes the table back to.
+        let before = match self.run_before {
+            Some((run, version)) if run == group.run_id => version,
+            _ => {
+                let version = before.map_or(-1, |v| v as i64);
+                self.run_before = Some((group.run_id, version));
+                version
+            }
+        };
+        let tags =
+            MarkerTags { group: marker_group, run_id: group.run_id, before, objects: group.objects.clone() };
+        let marker =
+            self.runtime.block_on(files::write_marker(&url, &columns, &tags)).map_err(|e| self.error(e))?;
+        actions.push(Action::Add(marker));
+        let objects: Vec<&str> = group.objects.iter().map(|o| o.key.as_str()).collect();
+        let mut properties = CommitProperties::default().with_max_retries(COMMIT_RETRIES).with_metadata([
+            ("sluice.run".to_string(), serde_json::json!(group.run_id)),
+            ("sluice.objects".to_string(), serde_json::json!(objects)),
+        ]);
+        if let Some(token) = self.fence {
+            properties = properties.with_application_transaction(Transaction::new(FENCE_APP, token));
+        }
+        let schema = convert::delta_schema(&columns).map_err(|e| self.error(e))?;
+        let committed = match &self.table {
+            None => {
+                let configuration = self.table_properties();
+                let create = CreateBuilder::new()
+                    .with_location(url.as_str())
+                    .with_columns(schema.fields().cloned())
+                    .with_configuration(configuration.into_iter().map(|(k, v)| (k, Some(v))))
+                    .with_save_mode(SaveMode::ErrorIfExists)
+                    // Sluice's own properties, beside Delta's.
+                    .with_raise_if_key_not_exists(false)
+                    .with_actions(actions)
+                    .with_commit_properties(properties);
+                self.runtime.block_on(create.into_future()).map(|_| ())
+            }
+            Some(table) => {
+                let snapshot = table.snapshot().map_err(|e| self.error(e))?;
+                let old = convert::table_columns(&snapshot.schema()).map_err(|e| self.error(e))?;
+                if old != columns {
+                    let metadata = convert::with_schema(snapshot.metadata().clone(), &schema)
+                        .map_err(|e| self.error(e))?;
+                    actions.push(Action::Metadata(metadata));
+                }
+                let mode =
+                    if self.spec.mode == WriteMode::Replace { SaveMode::Overwrite } else { SaveMode::Append };
+                let operation = DeltaOperation::Write { mode, partition_by: None, predicate: None };
+                let commit = CommitBuilder::from(properties).with_actions(actions).build(
+                    Some(snapshot),
+                    table.log_store(),
+                    operation,
+                );
+                self.runtime.block_on(commit.into_future()).map(|_| ())
+            }
+        };
+        committed.map_err(|e| self.commit_error(e))?;
+        if self.spec.mode == WriteMode::Replace {
+            self.replaced_by = Some(group.run_id);
+        }
+        self.refresh()
+    }
+
+    /// Records the run's fencing token in the table (where it exists; else the commit that makes it does),
+    /// so that an older run's next commit finds it, or conflicts with it.
+    fn record_fence(&mut self) -> Result<(), SinkError> {
+        let (Some(token), Some(table)) = (self.fence, &self.table) else { return Ok(()) };
+        let snapshot = table.snapshot().map_err(|e| self.error(e))?;
+        let properties = CommitProperties::default()
+            .with_max_retries(COMMIT_RETRIES)
+            .with_metadata([("sluice.fence".to_string(), serde_json::json!(token))])
+            .with_application_transaction(Transaction::new(FENCE_APP, token));
+        let operation = DeltaOperation::Write { mode: SaveMode::Append, partition_by: None, predicate: None };
+        let commit = CommitBuilder::from(properties).build(Some(snapshot), table.log_store(), operation);
+        self.runtime.block_on(commit.into_future()).map_err(|e| self.commit_error(e))?;
+        self.refresh()
+    }
+
+    /// Why a commit failed, with what a concurrent writer's conflict means.
+    fn commit_error(&self, error: DeltaTableError) -> SinkError {
+        let message = error.to_string();
+        if message.contains(FENCE_APP) || message.contains("oncurrent") {
+            self.error(format!(
+                "another writer committed to the Delta table at the same time and the commit could not be retried past it ({message}); the objects were not committed and the next run loads them"
+            ))
+        } else {
+            self.error(format!("the Delta commit failed: {message}"))
+        }
+    }
+
+    fn table_properties(&self) -> Vec<(String, String)> {
+        vec![
+            ("sluice.mode".to_string(), format!("{:?}", self.spec.mode).to_ascii_lowercase()),
+            ("sluice.key".to_string(), self.spec.key.join(",")),
+            (PURPOSE_PROPERTY.to_string(), self.spec.delta.purpose.as_str().to_string()),
+            (KIND_PROPERTY.to_string(), self.spec.delta.kind.as_str().to_string()),
+        ]
+    }
+
+    /// Appends `rejects` to the rejects table, tagged with the group they belong to, and removes the
+    /// rejects of groups that never committed or were rolled back.
+    fn commit_rejects(&mut self, rejects: &[files::Reject], group: &str) -> Result<(), SinkError> {
+        let live: HashSet<String> = self.markers()?.into_iter().map(|m| m.group).collect();
+        let rejects_table = self.runtime.block_on(load(&self.rejects_folder)).map_err(|e| self.error(e))?;
+        let orphans: Vec<Remove> = match &rejects_table {
+            Some(table) => self
+                .runtime
+                .block_on(files::active(table))
+                .map_err(|e| self.error(e))?
+                .iter()
+                .filter(|f| f.group.as_ref().is_some_and(|g| !live.contains(g)))
+                .map(FileInfo::remove)
+                .collect(),
+            None => Vec::new(),
+        };
+        if rejects.is_empty() && orphans.is_empty() {
+            return Ok(());
+        }
+        let url = folder_url(&self.rejects_folder).map_err(|e| self.error(e))?;
+        let added = self
+            .runtime
+            .block_on(files::write_rejects(&url, self.writer_properties(), rejects, group))
+            .map_err(|e| self.error(e))?;
+        let mut actions: Vec<Action> = added.into_iter().map(Action::Add).collect();
+        actions.extend(orphans.into_iter().map(Action::Remove));
+        let properties = CommitProperties::default().with_max_retries(COMMIT_RETRIES);
+        let done = match &rejects_table {
+            None => {
+                let create = CreateBuilder::new()
+                    .with_location(url.as_str())
+                    .with_columns(files::rejects_schema().fields().cloned())
+                    .with_save_mode(SaveMode::ErrorIfExists)
+                    .with_actions(actions)
+                    .with_commit_properties(properties);
+                self.runtime.block_on(create.into_future()).map(|_| ())
+            }
+            Some(table) => {
+                let snapshot = table.snapshot().map_err(|e| self.error(e))?;
+                let operation =
+                    DeltaOperation::Write { mode: SaveMode::Append, partition_by: None, predicate: None };
+                let commit = CommitBuilder::from(properties).with_actions(actions).build(
+                    Some(snapshot),
+                    table.log_store(),
+                    operation,
+                );
+                self.runtime.block_on(commit.into_future()).map(|_| ())
+            }
+        };
+        done.map_err(|e| self.error(format!("the rejected rows' Delta commit failed: {e}")))
+    }
+}
+
+impl TableSink for DeltaTables {
+    fn defers_commits(&self) -> bool {
+        true
+    }
+
+    fn committed_objects(&mut self) -> Result<Vec<CommittedObject>, SinkError> {
+        Ok(self.markers()?.into_iter().flat_map(|m| m.objects).collect())
+    }
+
+    fn remove(&mut self) -> Result<u64, SinkError> {
+        self.group = None;
+        let rows = match &self.table {
+            Some(table) => self
+                .runtime
+                .block_on(files::active(table))
+                .map_err(|e| self.error(e))?
+                .iter()
+                .map(|f| f.rows)
+                .sum(),
+            None => 0,
+        };
+        for folder in [&self.folder, &self.rejects_folder] {
+            match std::fs::remove_dir_all(folder) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(self.error(format!("cannot delete `{}`: {e}", folder.display()))),
+            }
+        }
+        self.table = None;
+        Ok(rows)
+    }
+
+    fn rollback_last(&mut self) -> Result<Option<RolledBack>, SinkError> {
+        self.commit_group()?;
+        self.refresh()?;
+        let markers = self.markers()?;
+        let Some(run_id) = markers.iter().map(|m| m.run_id).max() else { return Ok(None) };
+        let of_run: Vec<&MarkerTags> = markers.iter().filter(|m| m.run_id == run_id).collect();
+        let before = of_run.iter().map(|m| m.before).min().unwrap_or(-1);
+        let rows_removed = of_run.iter().flat_map(|m| &m.objects).map(|o| o.rows).sum();
+        if before < 0 {
+            // The run made the table: before it, there was none.
+            self.remove()?;
+            return Ok(Some(RolledBack { run_id, rows_removed }));
+        }
+        let table = self.table.take().expect("a table with markers exists");
+        let restored =
+            self.runtime.block_on(table.restore().with_version_to_restore(before as u64).into_future());
+        match restored {
+            Ok((table, _)) => self.table = Some(table),
+            Err(e) => {
+                self.refresh()?;
+                return Err(self.error(format!(
+                    "cannot restore the Delta table to version {before}, from before run {run_id}: {e}"
+                )));
+            }
+        }
+        // The run's rejected rows lost their marker with the restore: they go too.
+        self.commit_rejects(&[], "")?;
+        Ok(Some(RolledBack { run_id, rows_removed }))
+    }
+
+    fn newest_run(&mut self) -> Result<Option<i64>, SinkError> {
+        Ok(self.markers()?.iter().map(|m| m.run_id).max())
+    }
+
+    fn finish_run(&mut self) -> Result<(), SinkError> {
+        self.commit_group()
+    }
+
+    fn pairs(&mut self, key: &str, value: &str) -> Result<Vec<(String, String)>, SinkError> {
+        self.commit_group()?;
+        let Some(table) = &self.table else { return Ok(Vec::new()) };
+        let url = folder_url(&self.folder).map_err(|e| self.error(e))?;
+        let mut active = self.runtime.block_on(files::active(table)).map_err(|e| self.error(e))?;
+        active.retain(|f| f.marker.is_none());
+        self.runtime.block_on(files::read_pairs(&url, &active, key, value)).map_err(|e| self.error(e))
+    }
+
+    fn fence(&mut self, token: i64) -> Result<(), SinkError> {
+        if let Some(recorded) = self.recorded_fence()?
+            && recorded > token
+        {
+            return Err(self.error(fenced_out(token, Some(recorded))));
+        }
+        self.fence = Some(token);
+        // Recorded now: from here on an older run's commit conflicts, so what the runner reads of the
+        // table next (its markers) is final as far as older runs go. The table records it in a version
+        // of its own per run.
+        self.record_fence()
+    }
+
+    fn begin_object<'s>(
+        &'s mut self,
+        object: &ObjectMeta,
+        run_id: i64,
+    ) -> Result<Box<dyn ObjectWrite + 's>, SinkError> {
+        if let Some(group) = &self.group
+            && (group.objects.len() >= self.spec.delta.commit_objects
+                || group.started.elapsed() >= self.spec.delta.commit_interval
+                || group.run_id != run_id)
+        {
+            self.commit_group()?;
+        }
+        if self.group.is_none() {
+            let columns = self.columns()?;
+            self.group = Some(object::Group::new(run_id, columns));
+        }
+        let url = folder_url(&self.folder).map_err(|e| self.error(e))?;
+        let props = self.writer_properties();
+        Ok(Box::new(DeltaObject::new(self, url, props, object.clone(), run_id)))
+    }
+}

@@ -1,0 +1,328 @@
+//! One object's rows on their way into a Delta table: checked against the table's columns, converted to
+//! Arrow, held (or, for a large object, written to files of its own) until the object commits, when they
+//! join the group its Delta commit will hold.
+
+use super::DeltaTables;
+use super::convert::{self, TableColumn};
+use super::files::{self, Reject};
+use crate::batch::{RecordBatch, Value};
+use crate::config::{TypeConflict, WriteMode};
+use crate::plugin::RejectedRow;
+use crate::sink::column::ColumnType;
+use crate::sink::{CommittedObject, ObjectWrite, SinkError, log_widened, rejected_row, type_conflict};
+use crate::source::ObjectMeta;
+use deltalake::arrow::array::RecordBatch as ArrowBatch;
+use deltalake::kernel::Add;
+use deltalake::parquet::file::properties::WriterProperties;
+use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode as SchemaMode};
+use std::time::Instant;
+use url::Url;
+
+/// Bytes of Arrow data an object holds in memory before it writes files of its own: below it, small
+/// objects share the group's files.
+const OWN_FILES_FROM: usize = 32 << 20;
+
+/// Objects committed as far as the runner knows, waiting for their Delta commit.
+pub(super) struct Group {
+    pub run_id: i64,
+    pub started: Instant,
+    /// The table's columns with what the group's objects added or widened.
+    pub columns: Vec<TableColumn>,
+    /// Columns the group widened to text: files written before hold them as they were, and are rewritten.
+    pub widened: Vec<String>,
+    pub objects: Vec<CommittedObject>,
+    /// Parquet files written and not committed yet.
+    pub files: Vec<Add>,
+    pub rejects: Vec<Reject>,
+    /// `merge`: the group's rows, held until the commit dedupes them on the key.
+    pub merge_rows: Vec<ArrowBatch>,
+    /// The writer small objects' rows share.
+    writer: Option<RecordBatchWriter>,
+}
+
+impl Group {
+    pub fn new(run_id: i64, columns: Vec<TableColumn>) -> Group {
+        Group {
+            run_id,
+            started: Instant::now(),
+            columns,
+            widened: Vec::new(),
+            objects: Vec::new(),
+            files: Vec::new(),
+            rejects: Vec::new(),
+            merge_rows: Vec::new(),
+            writer: None,
+        }
+    }
+
+    /// Closes the shared writer's files: before a column's type changes, and at the commit.
+    pub async fn seal(&mut self) -> Result<(), String> {
+        if let Some(mut writer) = self.writer.take() {
+            self.files.extend(writer.flush().await.map_err(|e| e.to_string())?);
+        }
+        Ok(())
+    }
+}
+
+/// A writer of the table's files at `url`.
+fn writer(
+    url: &Url,
+    columns: &[TableColumn],
+    props: WriterProperties,
+    file_size: u64,
+) -> Result<RecordBatchWriter, String> {
+    RecordBatchWriter::try_new(url.as_str(), convert::arrow_schema(columns), None, None)
+        .map(|writer| writer.with_writer_properties(props).with_target_file_size(file_size))
+        .map_err(|e| e.to_string())
+}
+
+pub(super) struct DeltaObject<'s> {
+    sink: &'s mut DeltaTables,
+    url: Url,
+    props: WriterProperties,
+    object: ObjectMeta,
+    run_id: i64,
+    /// The group's columns with this object's additions and widenings.
+    columns: Vec<TableColumn>,
+    widened: Vec<String>,
+    held: Vec<ArrowBatch>,
+    held_bytes: usize,
+    /// A large object's own files.
+    own: Option<RecordBatchWriter>,
+    own_files: Vec<Add>,
+    rejects: Vec<Reject>,
+    rows: u64,
+    rejected: u64,
+}
+
+impl<'s> DeltaObject<'s> {
+    pub fn new(
+        sink: &'s mut DeltaTables,
+        url: Url,
+        props: WriterProperties,
+        object: ObjectMeta,
+        run_id: i64,
+    ) -> DeltaObject<'s> {
+        let columns = sink.group.as_ref().map(|g| g.columns.clone()).unwrap_or_default();
+        DeltaObject {
+            sink,
+            url,
+            props,
+            object,
+            run_id,
+            columns,
+            widened: Vec::new(),
+            held: Vec::new(),
+            held_bytes: 0,
+            own: None,
+            own_files: Vec::new(),
+            rejects: Vec::new(),
+            rows: 0,
+            rejected: 0,
+        }
+    }
+
+    fn error(&self, message: impl ToString) -> SinkError {
+        self.sink.error(message)
+    }
+
+    /// Adds the batch's new columns, typed by each one's first value (text where all are null).
+    fn fit_columns(&mut self, batch: &RecordBatch) -> Result<(), SinkError> {
+        let mut seen = std::collections::HashSet::new();
+        for (index, column) in batch.columns().iter().enumerate() {
+            if !seen.insert(column.name()) {
+                return Err(self.error(format!("the records have two columns named `{}`", column.name())));
+            }
+            if convert::LINEAGE.iter().any(|(name, _)| *name == column.name()) {
+                return Err(self.error(format!("column `{}` is reserved for Sluice", column.name())));
+            }
+            if !self.columns.iter().any(|c| c.name == column.name()) {
+                let kind = (0..batch.num_rows())
+                    .find_map(|row| batch.columns()[index].value(row).ok().as_ref().and_then(ColumnType::of))
+                    .unwrap_or(ColumnType::Text);
+                self.columns.push(TableColumn { name: column.name().to_string(), kind });
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks every value against its column: a merge row without its key is rejected; a value the
+    /// column's type cannot hold widens the column to text or fails the object. Returns which rows are
+    /// rejected.
+    fn check_values(&mut self, batch: &RecordBatch) -> Result<Vec<bool>, SinkError> {
+        let spec = &self.sink.spec;
+        let mut rejected = vec![false; batch.num_rows()];
+        for column in batch.columns() {
+            let name = column.name();
+            let position = self.columns.iter().position(|c| c.name == name).expect("fitted");
+            let is_key = spec.mode == WriteMode::Merge && spec.key.iter().any(|k| k == name);
+            for (row, is_rejected) in rejected.iter_mut().enumerate() {
+                let value = column.value(row).map_err(|e| self.sink.error(e))?;
+                let kind = self.columns[position].kind;
+                if is_key && value == Value::Null {
+                    if !*is_rejected {
+                        *is_rejected = true;
+                        let reason = format!("the merge key column `{name}` is empty");
+                        self.rejects.push(Reject::of(
+                            &rejected_row(batch, row, reason),
+                            &self.object,
+                            self.run_id,
+                        ));
+                    }
+                } else if !kind.fits(&value) {
+                    let declared = convert_name(kind);
+                    match spec.on_type_conflict {
+                        TypeConflict::Fail => {
+                            return Err(self.sink.error(type_conflict(
+                                batch.line(row),
+                                name,
+                                declared,
+                                &value,
+                            )));
+                        }
+                        TypeConflict::Text => {
+                            log_widened(&spec.name, batch.line(row), name, declared, &value);
+                            self.columns[position].kind = ColumnType::Text;
+                            self.widened.push(name.to_string());
+                        }
+                    }
+                }
+            }
+        }
+        Ok(rejected)
+    }
+
+    /// Brings what the object holds to its widened columns' types.
+    fn conform_held(&mut self) -> Result<(), SinkError> {
+        let schema = convert::arrow_schema(&self.columns);
+        for batch in &mut self.held {
+            *batch = files::cast_batch(batch, &schema).map_err(|e| self.sink.error(e))?;
+        }
+        Ok(())
+    }
+
+    /// Writes what the object holds to its own files.
+    fn spill(&mut self) -> Result<(), SinkError> {
+        let file_size = self.sink.spec.delta.file_size;
+        if self.own.is_none() {
+            let writer =
+                writer(&self.url, &self.columns, self.props.clone(), file_size).map_err(|e| self.error(e))?;
+            self.own = Some(writer);
+        }
+        let own = self.own.as_mut().expect("made above");
+        let held = std::mem::take(&mut self.held);
+        self.held_bytes = 0;
+        self.sink
+            .runtime
+            .block_on(async {
+                for batch in held {
+                    own.write_with_mode(batch, SchemaMode::MergeSchema).await?;
+                }
+                Ok::<_, deltalake::DeltaTableError>(())
+            })
+            .map_err(|e| SinkError::table(self.sink.spec.name.clone(), e.to_string()))
+    }
+}
+
+/// A column type as error messages name it.
+fn convert_name(kind: ColumnType) -> &'static str {
+    match kind {
+        ColumnType::Boolean => "BOOLEAN",
+        ColumnType::Integer => "BIGINT",
+        ColumnType::Float => "DOUBLE",
+        ColumnType::Text => "STRING",
+        ColumnType::Json => "STRING",
+    }
+}
+
+impl ObjectWrite for DeltaObject<'_> {
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), SinkError> {
+        self.fit_columns(batch)?;
+        let widened_before = self.widened.len();
+        let rejected = self.check_values(batch)?;
+        if self.widened.len() > widened_before {
+            self.conform_held()?;
+            if let Some(mut own) = self.own.take() {
+                // Files of the old type: the commit rewrites them with the group's.
+                let flushed = self.sink.runtime.block_on(own.flush()).map_err(|e| self.error(e))?;
+                self.own_files.extend(flushed);
+            }
+        }
+        let arrow = convert::to_arrow(batch, &rejected, &self.columns, &self.object.key, self.run_id)
+            .map_err(|e| self.error(e))?;
+        self.rows += arrow.num_rows() as u64;
+        self.rejected += rejected.iter().filter(|&&r| r).count() as u64;
+        self.held_bytes += arrow.get_array_memory_size();
+        self.held.push(arrow);
+        if self.held_bytes >= OWN_FILES_FROM && self.sink.spec.mode != WriteMode::Merge {
+            self.spill()?;
+        }
+        Ok(())
+    }
+
+    fn reject(&mut self, rejects: &[RejectedRow]) -> Result<(), SinkError> {
+        self.rejected += rejects.len() as u64;
+        self.rejects.extend(rejects.iter().map(|r| Reject::of(r, &self.object, self.run_id)));
+        Ok(())
+    }
+
+    fn commit(mut self: Box<Self>) -> Result<CommittedObject, SinkError> {
+        if self.own.is_some() {
+            self.spill()?;
+            let mut own = self.own.take().expect("checked");
+            let flushed = self.sink.runtime.block_on(own.flush()).map_err(|e| self.error(e))?;
+            self.own_files.extend(flushed);
+        }
+        let committed = CommittedObject {
+            key: self.object.key.clone(),
+            etag: self.object.etag.clone(),
+            size: self.object.size,
+            last_modified: self.object.last_modified,
+            rows: self.rows,
+            rejected: self.rejected,
+            run_id: self.run_id,
+        };
+        let file_size = self.sink.spec.delta.file_size;
+        let merge = self.sink.spec.mode == WriteMode::Merge;
+        let (url, props, columns, widened) =
+            (self.url.clone(), self.props.clone(), self.columns.clone(), std::mem::take(&mut self.widened));
+        let held = std::mem::take(&mut self.held);
+        let (own_files, rejects) = (std::mem::take(&mut self.own_files), std::mem::take(&mut self.rejects));
+        let sink = &mut *self.sink;
+        let group = sink.group.as_mut().expect("an object begins in a group");
+        let written = sink.runtime.block_on(async {
+            if !widened.is_empty() {
+                group.seal().await?;
+            }
+            group.columns = columns.clone();
+            for name in widened {
+                if !group.widened.contains(&name) {
+                    group.widened.push(name);
+                }
+            }
+            if merge {
+                group.merge_rows.extend(held);
+            } else if !held.is_empty() {
+                if group.writer.is_none() {
+                    group.writer = Some(writer(&url, &columns, props, file_size)?);
+                }
+                let shared = group.writer.as_mut().expect("made above");
+                for batch in held {
+                    shared
+                        .write_with_mode(batch, SchemaMode::MergeSchema)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+            Ok::<_, String>(())
+        });
+        written.map_err(|e| SinkError::table(sink.spec.name.clone(), e))?;
+        group.files.extend(own_files);
+        group.rejects.extend(rejects);
+        group.objects.push(committed.clone());
+        if group.objects.len() >= sink.spec.delta.commit_objects {
+            sink.commit_group()?;
+        }
+        Ok(committed)
+    }
+}

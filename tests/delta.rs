@@ -1,0 +1,315 @@
+//! The Delta Lake tables sink, run from the terminal as users run it, with what it wrote read back by an
+//! independent reader: delta-rs's Python binding and pyarrow (`tests/support/delta_reader.sh`, installed
+//! from PyPI under target/ the first time), through SQLite in memory so checks read as SQL.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+/// `sluice ARGS` in `dir`.
+fn sluice(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .current_dir(dir)
+        .env("SLUICE_CACHE_DIR", support::root().join("target").join("test-plugin-cache"))
+        .args(args)
+        .output()
+        .expect("running sluice")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Runs `sluice ARGS` and expects exit code `code`; its standard output.
+fn expect(dir: &Path, args: &[&str], code: i32) -> String {
+    let output = sluice(dir, args);
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "sluice {args:?}: {}{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    text(&output.stdout)
+}
+
+/// A folder with a `connector.toml` whose dataflow `People` reads JSON-lines files from `data/` into Delta
+/// tables under `lake/`, with `sink` settings beside the URL.
+fn people(sink: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    let sink = if sink.is_empty() { String::new() } else { format!(", {sink}") };
+    std::fs::write(
+        dir.path().join("connector.toml"),
+        format!(
+            "[dataflows.People]\nsource = {{ type = \"local\", path = \"data\" }}\nformat = {{ plugin = \"jsonl\" }}\nsink = {{ url = \"delta+file://lake\"{sink} }}\n"
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+/// Writes a file whose mtime is `minutes_ago`, so files sort in the order a test writes them.
+fn put(dir: &Path, name: &str, text: &str, minutes_ago: u64) {
+    let path = dir.join("data").join(name);
+    std::fs::write(&path, text).unwrap();
+    let at = SystemTime::now() - Duration::from_secs(minutes_ago * 60);
+    std::fs::File::options().write(true).open(&path).unwrap().set_modified(at).unwrap();
+}
+
+fn table(dir: &Path) -> PathBuf {
+    dir.join("lake/people/people")
+}
+
+fn rejects(dir: &Path) -> PathBuf {
+    dir.join("lake/people/_sluice_rejects/people")
+}
+
+/// The rows of `sql` over the tables named (`name=folder`), as the independent reader reads them.
+fn read(tables: &[(&str, &Path)], sql: &str) -> Vec<String> {
+    let mut command = Command::new(support::root().join("tests/support/delta_reader.sh"));
+    command.arg("sql");
+    for (name, folder) in tables {
+        command.arg(format!("{name}={}", folder.display()));
+    }
+    let output = command.arg("--").arg(sql).output().expect("running the Delta reader");
+    assert!(output.status.success(), "{sql}: {}", text(&output.stderr));
+    text(&output.stdout).lines().map(str::to_string).collect()
+}
+
+/// `people`'s rows through `sql`.
+fn people_rows(dir: &Path, sql: &str) -> Vec<String> {
+    read(&[("people", &table(dir))], sql)
+}
+
+fn count(dir: &Path, sql: &str) -> i64 {
+    people_rows(dir, sql)[0].parse().unwrap()
+}
+
+/// The table's versions, newest first, with their operations and, where Sluice made them, the run whose
+/// rows they hold (`run`) or whose fencing token they record (`fence`).
+fn history(folder: &Path) -> Vec<serde_json::Value> {
+    let output = Command::new(support::root().join("tests/support/delta_reader.sh"))
+        .arg("history")
+        .arg(folder)
+        .output()
+        .expect("running the Delta reader");
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    text(&output.stdout).lines().map(|line| serde_json::from_str(line).unwrap()).collect()
+}
+
+/// Every row of the table, in a stable order: what "the table as it was" compares.
+fn dump(dir: &Path) -> Vec<String> {
+    people_rows(dir, "SELECT * FROM people ORDER BY _sluice_run, _sluice_object, _sluice_line")
+}
+
+#[test]
+fn append_loads_rows_with_lineage_and_rejects_and_the_next_run_takes_only_what_changed() {
+    let dir = people("");
+    put(
+        dir.path(),
+        "a.jsonl",
+        "{\"id\": 1, \"name\": \"Ann\"}\n{\"id\": 2, \"name\": \"Bob\"}\nnot json\n",
+        3,
+    );
+    put(dir.path(), "b.jsonl", "{\"id\": 3, \"name\": \"Cy\", \"city\": \"Oslo\"}\n", 2);
+    let out = expect(dir.path(), &["run"], 0);
+    assert!(out.contains("2 objects, 3 rows, 1 rejected"), "{out}");
+
+    assert_eq!(
+        people_rows(
+            dir.path(),
+            "SELECT id, name, city, _sluice_object, _sluice_line FROM people ORDER BY id"
+        ),
+        ["1\tAnn\t\ta.jsonl\t1", "2\tBob\t\ta.jsonl\t2", "3\tCy\tOslo\tb.jsonl\t1"]
+    );
+    let reject = read(&[("r", &rejects(dir.path()))], "SELECT object, line, raw FROM r");
+    assert_eq!(reject, ["a.jsonl\t3\tnot json"]);
+    // Two objects, one commit: the run's objects share a version and a file.
+    let versions = history(&table(dir.path()));
+    assert_eq!(versions.len(), 1, "{versions:?}");
+    assert_eq!(versions[0]["operation"], "CREATE TABLE");
+
+    let out = expect(dir.path(), &["run"], 0);
+    assert!(out.contains("0 objects"), "nothing new: {out}");
+    put(dir.path(), "b.jsonl", "{\"id\": 4, \"name\": \"Di\", \"score\": 9.5}\n", 0);
+    expect(dir.path(), &["run"], 0);
+    assert_eq!(count(dir.path(), "SELECT count(*) FROM people"), 4);
+    assert_eq!(
+        people_rows(dir.path(), "SELECT score FROM people WHERE id = 4"),
+        ["9.5"],
+        "a new column joins"
+    );
+    let versions = history(&table(dir.path()));
+    let loads: Vec<&serde_json::Value> = versions.iter().filter(|v| !v["run"].is_null()).collect();
+    assert_eq!(loads.len(), 2, "{versions:?}");
+    // Each later run recorded its fencing token first, in a version of its own.
+    assert_eq!(versions.iter().filter(|v| !v["fence"].is_null()).count(), 2, "{versions:?}");
+}
+
+#[test]
+fn objects_are_committed_in_groups_and_a_killed_run_is_finished_by_the_next_with_every_row_once() {
+    const OBJECTS: usize = 120;
+    let dir = people("commit_objects = 10");
+    for object in 0..OBJECTS {
+        let mut body = String::new();
+        for row in 0..50 {
+            body.push_str(&format!("{{\"id\": {}, \"object\": {object}}}\n", object * 50 + row));
+        }
+        put(dir.path(), &format!("{object:04}.jsonl"), &body, 10);
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .current_dir(dir.path())
+        .env("SLUICE_CACHE_DIR", support::root().join("target").join("test-plugin-cache"))
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed once a few groups have committed.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while std::fs::read_dir(table(dir.path()).join("_delta_log"))
+        .map(|log| {
+            log.filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "json")).count()
+        })
+        .unwrap_or(0)
+        < 3
+    {
+        assert!(Instant::now() < deadline, "no commits in time");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let partial = count(dir.path(), "SELECT count(*) FROM people");
+    assert!(partial > 0 && partial < (OBJECTS * 50) as i64, "{partial} rows after the kill");
+    assert_eq!(partial % 500, 0, "whole groups of 10 objects only: {partial}");
+
+    expect(dir.path(), &["run"], 0);
+    let total = (OBJECTS * 50) as i64;
+    assert_eq!(count(dir.path(), "SELECT count(*) FROM people"), total);
+    assert_eq!(count(dir.path(), "SELECT count(DISTINCT id) FROM people"), total, "every row once");
+    // Ten objects to a commit, and their rows share files: far fewer files than objects.
+    let files = std::fs::read_dir(table(dir.path()))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "parquet"))
+        .count();
+    assert!(files <= OBJECTS / 10 + 2, "{files} data files for {OBJECTS} objects");
+}
+
+#[test]
+fn merge_upserts_on_the_key_a_later_row_wins_and_rollback_restores_the_table_exactly() {
+    let dir = people("mode = \"merge\", key = [\"id\"]");
+    put(dir.path(), "a.jsonl", "{\"id\": 1, \"name\": \"Ann\"}\n{\"id\": 2, \"name\": \"Bob\"}\n", 3);
+    expect(dir.path(), &["run"], 0);
+    let before = dump(dir.path());
+
+    put(
+        dir.path(),
+        "b.jsonl",
+        "{\"id\": 2, \"name\": \"Bobby\"}\n{\"id\": 3, \"name\": \"Cy\"}\n{\"id\": 2, \"name\": \"Robert\"}\n{\"name\": \"no key\"}\n",
+        1,
+    );
+    expect(dir.path(), &["run"], 0);
+    assert_eq!(
+        people_rows(dir.path(), "SELECT id || ':' || name FROM people ORDER BY id"),
+        ["1:Ann", "2:Robert", "3:Cy"]
+    );
+    let reason = read(&[("r", &rejects(dir.path()))], "SELECT reason FROM r");
+    assert_eq!(reason, ["the merge key column `id` is empty"]);
+
+    let out = expect(dir.path(), &["rollback", "People"], 0);
+    assert!(out.contains("run 2"), "{out}");
+    assert_eq!(dump(dir.path()), before, "rows and values as before the merge");
+    assert_eq!(read(&[("r", &rejects(dir.path()))], "SELECT count(*) FROM r"), ["0"], "its rejects go too");
+    assert_eq!(history(&table(dir.path()))[0]["operation"], "RESTORE");
+}
+
+#[test]
+fn replace_makes_the_table_what_the_run_loaded_and_rollback_twice_goes_back_to_no_table() {
+    let dir = people("mode = \"replace\"");
+    put(dir.path(), "a.jsonl", "{\"id\": 1}\n{\"id\": 2}\n", 3);
+    expect(dir.path(), &["run"], 0);
+    let monday = dump(dir.path());
+    put(dir.path(), "b.jsonl", "{\"id\": 3}\n", 1);
+    expect(dir.path(), &["run"], 0);
+    assert_eq!(people_rows(dir.path(), "SELECT id FROM people ORDER BY id"), ["3"]);
+
+    expect(dir.path(), &["rollback", "People"], 0);
+    assert_eq!(dump(dir.path()), monday);
+    expect(dir.path(), &["rollback", "People"], 0);
+    assert!(
+        !table(dir.path()).join("_delta_log").exists(),
+        "the first run made the table: no table before it"
+    );
+}
+
+#[test]
+fn a_type_conflict_widens_the_column_to_string_or_fails_the_object_as_configured() {
+    let dir = people("on_type_conflict = \"fail\"");
+    put(dir.path(), "a.jsonl", "{\"id\": 1, \"code\": 17}\n", 3);
+    expect(dir.path(), &["run"], 0);
+    let before = dump(dir.path());
+    put(dir.path(), "b.jsonl", "{\"id\": 2, \"code\": 18}\n{\"id\": 3, \"code\": \"A-17\"}\n", 1);
+    let out = sluice(dir.path(), &["run"]);
+    assert_eq!(out.status.code(), Some(1));
+    let error = text(&out.stdout) + &text(&out.stderr);
+    assert!(error.contains("line 2") && error.contains("`code`") && error.contains("A-17"), "{error}");
+    assert_eq!(dump(dir.path()), before, "nothing of the object was loaded");
+
+    let config = std::fs::read_to_string(dir.path().join("connector.toml")).unwrap();
+    std::fs::write(dir.path().join("connector.toml"), config.replace("\"fail\"", "\"text\"")).unwrap();
+    expect(dir.path(), &["run"], 0);
+    assert_eq!(
+        people_rows(dir.path(), "SELECT code, typeof(code) FROM people ORDER BY id"),
+        ["17\ttext", "18\ttext", "A-17\ttext"],
+        "the column is a string now, the earlier values in their text form"
+    );
+}
+
+#[test]
+fn remove_deletes_the_table_and_the_next_run_starts_from_scratch() {
+    let dir = people("");
+    put(dir.path(), "a.jsonl", "{\"id\": 1}\nnope\n", 3);
+    expect(dir.path(), &["run"], 0);
+    expect(dir.path(), &["remove", "People", "--yes"], 0);
+    assert!(!table(dir.path()).exists() && !rejects(dir.path()).exists());
+    expect(dir.path(), &["run"], 0);
+    assert_eq!(count(dir.path(), "SELECT count(*) FROM people"), 1);
+}
+
+#[test]
+fn the_dataflow_list_shows_the_type_and_the_table_with_its_purpose_kind_rows_and_columns() {
+    let dir = people("purpose = \"customer-360\", kind = \"metadata\"");
+    put(dir.path(), "a.jsonl", "{\"id\": 1, \"name\": \"Ann\"}\n", 3);
+    expect(dir.path(), &["run"], 0);
+    let list = expect(dir.path(), &["dataflows"], 0);
+    assert!(list.contains("local ─► delta"), "{list}");
+    let tables = expect(dir.path(), &["dataflows", "--tables", "--json"], 0);
+    let tables: serde_json::Value = serde_json::from_str(&tables).unwrap();
+    assert_eq!(tables[0]["purpose"], "customer-360");
+    assert_eq!(tables[0]["kind"], "metadata");
+    assert_eq!(tables[0]["rows"], 1);
+    assert_eq!(tables[0]["columns"], 2);
+    let log =
+        std::fs::read_to_string(table(dir.path()).join("_delta_log/00000000000000000000.json")).unwrap();
+    assert!(log.contains("\"sluice.purpose\":\"customer-360\""), "kept in the table's properties: {log}");
+}
+
+#[test]
+fn a_folder_that_holds_something_else_is_refused_and_check_says_whether_the_location_is_writable() {
+    let dir = people("");
+    put(dir.path(), "a.jsonl", "{\"id\": 1}\n", 3);
+    std::fs::create_dir_all(table(dir.path())).unwrap();
+    std::fs::write(table(dir.path()).join("notes.txt"), "mine").unwrap();
+    let out = sluice(dir.path(), &["run"]);
+    let error = text(&out.stdout) + &text(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{error}");
+    assert!(error.contains("holds files but no Delta table"), "{error}");
+    assert_eq!(std::fs::read_to_string(table(dir.path()).join("notes.txt")).unwrap(), "mine");
+
+    let checked = expect(dir.path(), &["check"], 0);
+    assert!(checked.contains("delta+file://") && checked.contains("writable"), "{checked}");
+}
