@@ -313,3 +313,29 @@ fn a_folder_that_holds_something_else_is_refused_and_check_says_whether_the_loca
     let checked = expect(dir.path(), &["check"], 0);
     assert!(checked.contains("delta+file://") && checked.contains("writable"), "{checked}");
 }
+
+#[test]
+fn an_object_that_fails_after_some_of_its_rows_were_written_leaves_none_of_them_and_its_group_commits() {
+    use std::io::Write;
+    let dir = people("");
+    put(dir.path(), "a.jsonl", "{\"id\": 1}\n", 3);
+    // A gzip stream cut short: its first megabytes parse and are written before the read fails.
+    let mut body = String::new();
+    for id in 0..300_000 {
+        body.push_str(&format!("{{\"id\": {}, \"note\": \"row {id} of the broken file\"}}\n", 1000 + id));
+    }
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gzip.write_all(body.as_bytes()).unwrap();
+    let compressed = gzip.finish().unwrap();
+    let cut = &compressed[..compressed.len() * 3 / 5];
+    let path = dir.path().join("data/b.jsonl.gz");
+    std::fs::write(&path, cut).unwrap();
+    let at = SystemTime::now() - Duration::from_secs(120);
+    std::fs::File::options().write(true).open(&path).unwrap().set_modified(at).unwrap();
+    put(dir.path(), "c.jsonl", "{\"id\": 3}\n", 1);
+
+    let out = sluice(dir.path(), &["run"]);
+    assert_eq!(out.status.code(), Some(1), "a partial run: {}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("b.jsonl.gz"), "{}", text(&out.stderr));
+    assert_eq!(people_rows(dir.path(), "SELECT count(*), group_concat(id) FROM people"), ["2\t1,3"]);
+}

@@ -431,6 +431,48 @@ pub async fn conform_staged(
     Ok(conformed)
 }
 
+/// The group's staged files without the rows of the `discarded` objects: files that hold some are
+/// rewritten (as `columns` has the table) and deleted.
+pub async fn without_objects(
+    url: &Url,
+    props: WriterProperties,
+    staged: Vec<Add>,
+    discarded: &[String],
+    columns: &[TableColumn],
+) -> Result<Vec<Add>, String> {
+    let store = store(url)?;
+    let schema = convert::arrow_schema(columns);
+    let mut kept = Vec::with_capacity(staged.len());
+    for add in staged {
+        let batches = read(store.as_ref(), &add.path).await?;
+        let mut changed = false;
+        let mut filtered = Vec::with_capacity(batches.len());
+        for batch in batches {
+            let objects = batch
+                .column_by_name("_sluice_object")
+                .ok_or_else(|| format!("`{}` has no _sluice_object column", add.path))?
+                .as_string::<i32>()
+                .clone();
+            let keep: BooleanArray = (0..batch.num_rows())
+                .map(|row| Some(!discarded.iter().any(|d| d == objects.value(row))))
+                .collect();
+            if keep.false_count() > 0 {
+                changed = true;
+                filtered.push(filter_record_batch(&batch, &keep).map_err(|e| e.to_string())?);
+            } else {
+                filtered.push(batch);
+            }
+        }
+        if !changed {
+            kept.push(add);
+            continue;
+        }
+        kept.extend(write(url, props.clone(), &schema, filtered).await?);
+        let _ = store.delete(&StorePath::from(add.path.as_str())).await;
+    }
+    Ok(kept)
+}
+
 /// `merge`: the group's rows with only the last of each key, and the keys.
 pub fn dedupe(
     batches: Vec<ArrowBatch>,

@@ -90,25 +90,34 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| format!("cannot start the Delta sink's I/O: {e}"))
 }
 
-/// Opens the Delta table in `folder`; `None` where there is none yet. A folder holding something other
-/// than a Delta table (files but no `_delta_log`) is refused rather than written beside.
+/// Refuses a folder that holds something other than a Delta table (files but no `_delta_log`), rather
+/// than writing beside it.
+fn refuse_foreign(folder: &Path) -> Result<(), String> {
+    if folder.join("_delta_log").is_dir() {
+        return Ok(());
+    }
+    // Parquet files of a first commit that never landed (and their partial uploads, `NAME.parquet#1`)
+    // are Sluice's own, to be written over.
+    let own = |entry: &std::fs::DirEntry| {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        name.contains(".parquet") || name == files::MARKERS
+    };
+    let foreign =
+        std::fs::read_dir(folder).map(|entries| entries.flatten().find(|entry| !own(entry))).unwrap_or(None);
+    match foreign {
+        Some(foreign) => Err(format!(
+            "`{}` holds files but no Delta table (no _delta_log; `{}`, say); Sluice writes only into an empty folder or a Delta table",
+            folder.display(),
+            foreign.file_name().to_string_lossy()
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Opens the Delta table in `folder`; `None` where there is none yet.
 async fn load(folder: &Path) -> Result<Option<DeltaTable>, String> {
     if !folder.join("_delta_log").is_dir() {
-        // Parquet files of a first commit that never landed are Sluice's own, to be written over.
-        let own = |entry: &std::fs::DirEntry| {
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            name.ends_with(".parquet") || name == files::MARKERS
-        };
-        let foreign = std::fs::read_dir(folder)
-            .map(|entries| entries.flatten().any(|entry| !own(&entry)))
-            .unwrap_or(false);
-        if foreign {
-            return Err(format!(
-                "`{}` holds files but no Delta table (no _delta_log); Sluice writes only into an empty folder or a Delta table",
-                folder.display()
-            ));
-        }
         return Ok(None);
     }
     let url = folder_url(folder)?;
@@ -145,6 +154,7 @@ impl DeltaTables {
         let folder = table_folder(root, scope, &spec.name);
         let rejects_folder = rejects_folder(root, scope, &spec.name);
         check_location(root).map_err(error)?;
+        refuse_foreign(&folder).map_err(error)?;
         let runtime = runtime().map_err(error)?;
         let table = runtime.block_on(load(&folder)).map_err(error)?;
         let sink = DeltaTables {
@@ -269,6 +279,13 @@ impl DeltaTables {
             actions.extend(added.into_iter().map(Action::Add));
         }
         let mut staged = std::mem::take(&mut group.files);
+        if !group.discarded.is_empty() {
+            // Rows of objects given up after they wrote some: out of the files again.
+            staged = self
+                .runtime
+                .block_on(files::without_objects(&url, props.clone(), staged, &group.discarded, &columns))
+                .map_err(|e| self.error(e))?;
+        }
         if !group.widened.is_empty() {
             // Files of the group written before a column was widened take the new type too.
             staged = self
@@ -537,6 +554,11 @@ impl TableSink for DeltaTables {
                 || group.started.elapsed() >= self.spec.delta.commit_interval
                 || group.run_id != run_id)
         {
+            self.commit_group()?;
+        }
+        // An object given up in this group and tried again: the group commits first, so that taking the
+        // first try's rows out of its files cannot take the second's.
+        if self.group.as_ref().is_some_and(|g| g.discarded.contains(&object.key)) {
             self.commit_group()?;
         }
         if self.group.is_none() {

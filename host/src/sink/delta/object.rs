@@ -1,6 +1,7 @@
 //! One object's rows on their way into a Delta table: checked against the table's columns, converted to
-//! Arrow, held (or, for a large object, written to files of its own) until the object commits, when they
-//! join the group its Delta commit will hold.
+//! Arrow, and streamed into the files the group's objects share (so that parsing and Parquet encoding
+//! overlap, and small objects do not make small files). An object dropped before its commit leaves its
+//! key among the group's discarded ones, and the group's commit takes its rows out of the files again.
 
 use super::DeltaTables;
 use super::convert::{self, TableColumn};
@@ -18,10 +19,6 @@ use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode as SchemaMode}
 use std::time::Instant;
 use url::Url;
 
-/// Bytes of Arrow data an object holds in memory before it writes files of its own: below it, small
-/// objects share the group's files.
-const OWN_FILES_FROM: usize = 32 << 20;
-
 /// Objects committed as far as the runner knows, waiting for their Delta commit.
 pub(super) struct Group {
     pub run_id: i64,
@@ -36,7 +33,10 @@ pub(super) struct Group {
     pub rejects: Vec<Reject>,
     /// `merge`: the group's rows, held until the commit dedupes them on the key.
     pub merge_rows: Vec<ArrowBatch>,
-    /// The writer small objects' rows share.
+    /// Objects that wrote rows into the group's files and were then given up: the commit takes their rows
+    /// out again.
+    pub discarded: Vec<String>,
+    /// The writer the group's objects share.
     writer: Option<RecordBatchWriter>,
 }
 
@@ -51,6 +51,7 @@ impl Group {
             files: Vec::new(),
             rejects: Vec::new(),
             merge_rows: Vec::new(),
+            discarded: Vec::new(),
             writer: None,
         }
     }
@@ -85,11 +86,11 @@ pub(super) struct DeltaObject<'s> {
     /// The group's columns with this object's additions and widenings.
     columns: Vec<TableColumn>,
     widened: Vec<String>,
+    /// `merge`: the object's rows, for the group to dedupe at its commit.
     held: Vec<ArrowBatch>,
-    held_bytes: usize,
-    /// A large object's own files.
-    own: Option<RecordBatchWriter>,
-    own_files: Vec<Add>,
+    /// Whether rows of the object went into the group's files.
+    wrote: bool,
+    committed: bool,
     rejects: Vec<Reject>,
     rows: u64,
     rejected: u64,
@@ -113,9 +114,8 @@ impl<'s> DeltaObject<'s> {
             columns,
             widened: Vec::new(),
             held: Vec::new(),
-            held_bytes: 0,
-            own: None,
-            own_files: Vec::new(),
+            wrote: false,
+            committed: false,
             rejects: Vec::new(),
             rows: 0,
             rejected: 0,
@@ -156,6 +156,10 @@ impl<'s> DeltaObject<'s> {
             let name = column.name();
             let position = self.columns.iter().position(|c| c.name == name).expect("fitted");
             let is_key = spec.mode == WriteMode::Merge && spec.key.iter().any(|k| k == name);
+            if !is_key && self.columns[position].kind == ColumnType::Text {
+                // Text holds any value: nothing to check (the conversion reads each value once).
+                continue;
+            }
             for (row, is_rejected) in rejected.iter_mut().enumerate() {
                 let value = column.value(row).map_err(|e| self.sink.error(e))?;
                 let kind = self.columns[position].kind;
@@ -191,37 +195,6 @@ impl<'s> DeltaObject<'s> {
         }
         Ok(rejected)
     }
-
-    /// Brings what the object holds to its widened columns' types.
-    fn conform_held(&mut self) -> Result<(), SinkError> {
-        let schema = convert::arrow_schema(&self.columns);
-        for batch in &mut self.held {
-            *batch = files::cast_batch(batch, &schema).map_err(|e| self.sink.error(e))?;
-        }
-        Ok(())
-    }
-
-    /// Writes what the object holds to its own files.
-    fn spill(&mut self) -> Result<(), SinkError> {
-        let file_size = self.sink.spec.delta.file_size;
-        if self.own.is_none() {
-            let writer =
-                writer(&self.url, &self.columns, self.props.clone(), file_size).map_err(|e| self.error(e))?;
-            self.own = Some(writer);
-        }
-        let own = self.own.as_mut().expect("made above");
-        let held = std::mem::take(&mut self.held);
-        self.held_bytes = 0;
-        self.sink
-            .runtime
-            .block_on(async {
-                for batch in held {
-                    own.write_with_mode(batch, SchemaMode::MergeSchema).await?;
-                }
-                Ok::<_, deltalake::DeltaTableError>(())
-            })
-            .map_err(|e| SinkError::table(self.sink.spec.name.clone(), e.to_string()))
-    }
 }
 
 /// A column type as error messages name it.
@@ -240,24 +213,38 @@ impl ObjectWrite for DeltaObject<'_> {
         self.fit_columns(batch)?;
         let widened_before = self.widened.len();
         let rejected = self.check_values(batch)?;
-        if self.widened.len() > widened_before {
-            self.conform_held()?;
-            if let Some(mut own) = self.own.take() {
-                // Files of the old type: the commit rewrites them with the group's.
-                let flushed = self.sink.runtime.block_on(own.flush()).map_err(|e| self.error(e))?;
-                self.own_files.extend(flushed);
-            }
-        }
         let arrow = convert::to_arrow(batch, &rejected, &self.columns, &self.object.key, self.run_id)
             .map_err(|e| self.error(e))?;
         self.rows += arrow.num_rows() as u64;
         self.rejected += rejected.iter().filter(|&&r| r).count() as u64;
-        self.held_bytes += arrow.get_array_memory_size();
-        self.held.push(arrow);
-        if self.held_bytes >= OWN_FILES_FROM && self.sink.spec.mode != WriteMode::Merge {
-            self.spill()?;
+        if self.sink.spec.mode == WriteMode::Merge {
+            if self.widened.len() > widened_before {
+                let schema = convert::arrow_schema(&self.columns);
+                for held in &mut self.held {
+                    *held = files::cast_batch(held, &schema).map_err(|e| self.sink.error(e))?;
+                }
+            }
+            self.held.push(arrow);
+            return Ok(());
         }
-        Ok(())
+        let file_size = self.sink.spec.delta.file_size;
+        let (url, props, columns) = (&self.url, &self.props, &self.columns);
+        let sink = &mut *self.sink;
+        let group = sink.group.as_mut().expect("an object begins in a group");
+        let widened = self.widened.len() > widened_before;
+        self.wrote = true;
+        let written = sink.runtime.block_on(async {
+            if widened {
+                // Files of the old type close here; the commit rewrites them with the new one.
+                group.seal().await?;
+            }
+            if group.writer.is_none() {
+                group.writer = Some(writer(url, columns, props.clone(), file_size)?);
+            }
+            let shared = group.writer.as_mut().expect("made above");
+            shared.write_with_mode(arrow, SchemaMode::MergeSchema).await.map_err(|e| e.to_string())
+        });
+        written.map_err(|e| SinkError::table(sink.spec.name.clone(), e))
     }
 
     fn reject(&mut self, rejects: &[RejectedRow]) -> Result<(), SinkError> {
@@ -267,12 +254,7 @@ impl ObjectWrite for DeltaObject<'_> {
     }
 
     fn commit(mut self: Box<Self>) -> Result<CommittedObject, SinkError> {
-        if self.own.is_some() {
-            self.spill()?;
-            let mut own = self.own.take().expect("checked");
-            let flushed = self.sink.runtime.block_on(own.flush()).map_err(|e| self.error(e))?;
-            self.own_files.extend(flushed);
-        }
+        self.committed = true;
         let committed = CommittedObject {
             key: self.object.key.clone(),
             etag: self.object.etag.clone(),
@@ -282,47 +264,33 @@ impl ObjectWrite for DeltaObject<'_> {
             rejected: self.rejected,
             run_id: self.run_id,
         };
-        let file_size = self.sink.spec.delta.file_size;
-        let merge = self.sink.spec.mode == WriteMode::Merge;
-        let (url, props, columns, widened) =
-            (self.url.clone(), self.props.clone(), self.columns.clone(), std::mem::take(&mut self.widened));
-        let held = std::mem::take(&mut self.held);
-        let (own_files, rejects) = (std::mem::take(&mut self.own_files), std::mem::take(&mut self.rejects));
+        let (columns, widened) = (self.columns.clone(), std::mem::take(&mut self.widened));
+        let (held, rejects) = (std::mem::take(&mut self.held), std::mem::take(&mut self.rejects));
         let sink = &mut *self.sink;
         let group = sink.group.as_mut().expect("an object begins in a group");
-        let written = sink.runtime.block_on(async {
-            if !widened.is_empty() {
-                group.seal().await?;
+        group.columns = columns;
+        for name in widened {
+            if !group.widened.contains(&name) {
+                group.widened.push(name);
             }
-            group.columns = columns.clone();
-            for name in widened {
-                if !group.widened.contains(&name) {
-                    group.widened.push(name);
-                }
-            }
-            if merge {
-                group.merge_rows.extend(held);
-            } else if !held.is_empty() {
-                if group.writer.is_none() {
-                    group.writer = Some(writer(&url, &columns, props, file_size)?);
-                }
-                let shared = group.writer.as_mut().expect("made above");
-                for batch in held {
-                    shared
-                        .write_with_mode(batch, SchemaMode::MergeSchema)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                }
-            }
-            Ok::<_, String>(())
-        });
-        written.map_err(|e| SinkError::table(sink.spec.name.clone(), e))?;
-        group.files.extend(own_files);
+        }
+        group.merge_rows.extend(held);
         group.rejects.extend(rejects);
         group.objects.push(committed.clone());
         if group.objects.len() >= sink.spec.delta.commit_objects {
             sink.commit_group()?;
         }
         Ok(committed)
+    }
+}
+
+impl Drop for DeltaObject<'_> {
+    fn drop(&mut self) {
+        if !self.committed
+            && self.wrote
+            && let Some(group) = self.sink.group.as_mut()
+        {
+            group.discarded.push(self.object.key.clone());
+        }
     }
 }
