@@ -339,3 +339,46 @@ fn an_object_that_fails_after_some_of_its_rows_were_written_leaves_none_of_them_
     assert!(text(&out.stderr).contains("b.jsonl.gz"), "{}", text(&out.stderr));
     assert_eq!(people_rows(dir.path(), "SELECT count(*), group_concat(id) FROM people"), ["2\t1,3"]);
 }
+
+#[test]
+fn stripe_objects_become_delta_tables_merged_on_id_as_skypoint_lands_them_in_a_lakehouse() {
+    use sluice_testkit::stripe::{StripeServer, TEST_KEY};
+    let stripe = StripeServer::start();
+    let now = SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    for n in 0..40 {
+        let customer =
+            serde_json::json!({ "id": format!("cus_{n:03}"), "email": format!("c{n}@example.com") });
+        stripe.insert("customers", customer, now - 86_400 + n * 600);
+    }
+    stripe.insert("products", serde_json::json!({ "id": "prod_1", "name": "P1", "active": true }), now - 60);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("connector.toml"),
+        format!(
+            "[sink]\nurl = \"delta+file://lake\"\n\n[dataflows.Billing.source]\ntype = \"stripe\"\ntables = [\"customers\", \"products\"]\napi_key = \"{TEST_KEY}\"\napi_base = \"{}\"\nrate_limit = 500\n",
+            stripe.url()
+        ),
+    )
+    .unwrap();
+    let customers = dir.path().join("lake/billing/customers");
+    let rows = |sql: &str| read(&[("customers", &customers)], sql);
+
+    let out = expect(dir.path(), &["run"], 0);
+    assert!(out.contains("Billing: succeeded — 2 tables, 41 rows"), "{out}");
+    assert_eq!(rows("SELECT count(*) FROM customers"), ["40"]);
+    assert_eq!(read(&[("p", &dir.path().join("lake/billing/products"))], "SELECT name FROM p"), ["P1"]);
+
+    // Nothing new, then a new customer and a changed one: merged on `id`, every customer once.
+    expect(dir.path(), &["run"], 0);
+    stripe.insert("customers", serde_json::json!({ "id": "cus_new", "email": "new@example.com" }), now);
+    stripe.update("customers", "cus_000", serde_json::json!({ "email": "changed@example.com" }), now);
+    expect(dir.path(), &["run"], 0);
+    assert_eq!(rows("SELECT count(*), count(DISTINCT id) FROM customers"), ["41\t41"]);
+    assert_eq!(rows("SELECT email FROM customers WHERE id = 'cus_000'"), ["changed@example.com"]);
+
+    let list = expect(dir.path(), &["dataflows"], 0);
+    assert!(list.contains("stripe ─► delta"), "{list}");
+    // A rollback takes the last run's merge back.
+    expect(dir.path(), &["rollback", "Billing"], 0);
+    assert_eq!(rows("SELECT email FROM customers WHERE id = 'cus_000'"), ["c0@example.com"]);
+}
