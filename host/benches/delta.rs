@@ -19,67 +19,24 @@ use deltalake::arrow::datatypes::{DataType, Field, Schema};
 use deltalake::parquet::arrow::ArrowWriter;
 use deltalake::parquet::basic::{Compression, ZstdLevel};
 use deltalake::parquet::file::properties::WriterProperties;
-use sluice::config::Config;
 use sluice::parse::parse_stream;
 use sluice::plugin::{HostSettings, Limits, PluginHost, PluginSource, PluginSpec, bundled_format};
-use sluice::state::RunStatus;
-use sluice::sync::{Quiet, Runner};
 use sluice_testkit::orders::{csv_object, order};
-use sluice_testkit::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
-use support::{peak_memory_mb, reset_peak_memory};
+use std::time::{Duration, Instant};
+use support::Orders;
 
-const BUCKET: &str = "bench";
 /// Rows per Arrow batch in the Parquet floor: about what the plugin hands over per call.
 const BATCH_ROWS: usize = 8192;
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
-    let flag = |name: &str| args.iter().position(|a| a == name).map(|i| args[i + 1].clone());
-    let megabytes: usize = flag("--mb").map_or(1000, |v| v.parse().expect("--mb takes a number"));
-    let objects: usize = flag("--objects").map_or(100, |v| v.parse().expect("--objects takes a number"));
-    let per_object = (megabytes * 1_000_000 / objects).max(1);
-
-    let s3 = S3Server::start();
-    s3.create_bucket(BUCKET);
-    let (mut bytes, mut rows) = (0usize, 0u64);
-    let mut first_id = 0u64;
-    for object in 0..objects {
-        let (body, count) = csv_object(first_id, per_object);
-        first_id += count;
-        bytes += body.len();
-        rows += count;
-        s3.put(BUCKET, &format!("orders/{object:04}.csv"), body.as_bytes(), SystemTime::now());
-    }
-    println!("input: {objects} objects, {:.1} MB, {rows} rows", bytes as f64 / 1e6);
-
+    let orders = Orders::from_args();
+    let (objects, per_object, bytes, rows) = (orders.objects, orders.per_object, orders.bytes, orders.rows);
     let dir = tempfile::tempdir().expect("a folder for the lake");
-    let config_path = dir.path().join("connector.toml");
-    std::fs::write(
-        &config_path,
-        format!(
-            "[dataflows.Orders]\nsource = {{ type = \"s3\", bucket = \"{BUCKET}\", endpoint = \"{}\", access_key_id = \"{ACCESS_KEY}\", secret_access_key = \"{SECRET_KEY}\" }}\nformat = {{ plugin = \"csv\" }}\nsink = {{ url = \"delta+file://lake\" }}\n",
-            s3.endpoint()
-        ),
-    )
-    .expect("the bench configuration is written");
-    let config = Config::load(&config_path).expect("the bench configuration reads");
-    let host = PluginHost::new(HostSettings::default()).expect("plugin host");
-    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
-
-    // Compile the plugin outside the timing, as a daemon does at start.
-    Runner::new(&config, &host, runtime.handle().clone()).preview("Orders", 1).expect("the preview runs");
-    reset_peak_memory();
-    let started = Instant::now();
-    let report =
-        Runner::new(&config, &host, runtime.handle().clone()).run("Orders", &Quiet).expect("the run");
-    let sync = started.elapsed();
-    let peak = peak_memory_mb();
-    assert_eq!(report.status, RunStatus::Succeeded, "{:?}", report.error);
-    assert_eq!(report.counts.rows, rows);
+    let (sync, peak) = orders.sync(dir.path(), "{ url = \"delta+file://lake\" }");
     let lake_bytes = folder_bytes(&dir.path().join("lake"));
 
+    let host = PluginHost::new(HostSettings::default()).expect("plugin host");
     let parse = parse_only(&host, objects, per_object);
     let parquet = parquet_only(dir.path(), objects, per_object);
 

@@ -1,13 +1,86 @@
-//! What the benches share: the process's peak resident memory.
+//! What the sync benches share: generated order exports in the in-process S3 server, one timed sync of
+//! them, and the process's peak resident memory.
+
+use sluice::config::Config;
+use sluice::plugin::{HostSettings, PluginHost};
+use sluice::state::RunStatus;
+use sluice::sync::{Quiet, Runner};
+use sluice_testkit::orders::csv_object;
+use sluice_testkit::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
+use std::time::{Duration, Instant, SystemTime};
+
+pub const BUCKET: &str = "bench";
+
+/// Order exports in a bucket of the in-process S3 server, as `--mb` and `--objects` ask.
+pub struct Orders {
+    pub s3: S3Server,
+    pub objects: usize,
+    /// Bytes of CSV each object is made of (about).
+    pub per_object: usize,
+    pub bytes: usize,
+    pub rows: u64,
+}
+
+impl Orders {
+    /// Reads `--mb` (default 1000) and `--objects` (default 100) and puts that many objects in the bucket.
+    pub fn from_args() -> Orders {
+        let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+        let flag = |name: &str| args.iter().position(|a| a == name).map(|i| args[i + 1].clone());
+        let megabytes: usize = flag("--mb").map_or(1000, |v| v.parse().expect("--mb takes a number"));
+        let objects: usize = flag("--objects").map_or(100, |v| v.parse().expect("--objects takes a number"));
+        let per_object = (megabytes * 1_000_000 / objects).max(1);
+
+        let s3 = S3Server::start();
+        s3.create_bucket(BUCKET);
+        let (mut bytes, mut rows) = (0usize, 0u64);
+        for object in 0..objects {
+            let (body, count) = csv_object(rows, per_object);
+            bytes += body.len();
+            rows += count;
+            s3.put(BUCKET, &format!("orders/{object:04}.csv"), body.as_bytes(), SystemTime::now());
+        }
+        println!("input: {objects} objects, {:.1} MB, {rows} rows", bytes as f64 / 1e6);
+        Orders { s3, objects, per_object, bytes, rows }
+    }
+
+    /// Runs the dataflow `Orders` over the bucket into `sink` (a `sink = { ... }` value, or empty for the
+    /// default), with its configuration in `dir`: the sync's time and peak resident memory (MB). The
+    /// plugin is compiled outside the timing, as a daemon does at start.
+    pub fn sync(&self, dir: &std::path::Path, sink: &str) -> (Duration, f64) {
+        let sink = if sink.is_empty() { String::new() } else { format!("sink = {sink}\n") };
+        let config_path = dir.join("connector.toml");
+        std::fs::write(
+            &config_path,
+            format!(
+                "[dataflows.Orders]\nsource = {{ type = \"s3\", bucket = \"{BUCKET}\", endpoint = \"{}\", access_key_id = \"{ACCESS_KEY}\", secret_access_key = \"{SECRET_KEY}\" }}\nformat = {{ plugin = \"csv\" }}\n{sink}",
+                self.s3.endpoint()
+            ),
+        )
+        .expect("the bench configuration is written");
+        let config = Config::load(&config_path).expect("the bench configuration reads");
+        let host = PluginHost::new(HostSettings::default()).expect("plugin host");
+        let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+        Runner::new(&config, &host, runtime.handle().clone()).preview("Orders", 1).expect("the preview runs");
+        reset_peak_memory();
+        let started = Instant::now();
+        let report =
+            Runner::new(&config, &host, runtime.handle().clone()).run("Orders", &Quiet).expect("the run");
+        let sync = started.elapsed();
+        let peak = peak_memory_mb();
+        assert_eq!(report.status, RunStatus::Succeeded, "{:?}", report.error);
+        assert_eq!(report.counts.rows, self.rows);
+        (sync, peak)
+    }
+}
 
 /// Resets the peak resident memory (VmHWM) to the current resident size, so that what follows is measured
 /// alone (Linux 4.0 and later).
-pub fn reset_peak_memory() {
+fn reset_peak_memory() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
 /// The peak resident memory (VmHWM) since the last reset, in MB.
-pub fn peak_memory_mb() -> f64 {
+fn peak_memory_mb() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()

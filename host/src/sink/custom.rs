@@ -147,14 +147,6 @@ impl ObjectWrite for CustomObject {
     fn commit(self: Box<Self>) -> Result<CommittedObject, SinkError> {
         let CustomObject { writer, object, run_id, rows, rejected } = *self;
         writer.commit()?;
-        Ok(CommittedObject {
-            key: object.key,
-            etag: object.etag,
-            size: object.size,
-            last_modified: object.last_modified,
-            rows,
-            rejected,
-            run_id,
-        })
+        Ok(CommittedObject::of(&object, rows, rejected, run_id))
     }
 }

@@ -90,6 +90,21 @@ pub struct CommittedObject {
     pub run_id: i64,
 }
 
+impl CommittedObject {
+    /// `object`'s version as committed by run `run_id`, with `rows` loaded and `rejected` refused.
+    pub fn of(object: &ObjectMeta, rows: u64, rejected: u64, run_id: i64) -> CommittedObject {
+        CommittedObject {
+            key: object.key.clone(),
+            etag: object.etag.clone(),
+            size: object.size,
+            last_modified: object.last_modified,
+            rows,
+            rejected,
+            run_id,
+        }
+    }
+}
+
 /// A table a dataflow writes, and how.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TableSpec {

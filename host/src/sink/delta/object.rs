@@ -255,15 +255,7 @@ impl ObjectWrite for DeltaObject<'_> {
 
     fn commit(mut self: Box<Self>) -> Result<CommittedObject, SinkError> {
         self.committed = true;
-        let committed = CommittedObject {
-            key: self.object.key.clone(),
-            etag: self.object.etag.clone(),
-            size: self.object.size,
-            last_modified: self.object.last_modified,
-            rows: self.rows,
-            rejected: self.rejected,
-            run_id: self.run_id,
-        };
+        let committed = CommittedObject::of(&self.object, self.rows, self.rejected, self.run_id);
         let (columns, widened) = (self.columns.clone(), std::mem::take(&mut self.widened));
         let (held, rejects) = (std::mem::take(&mut self.held), std::mem::take(&mut self.rejects));
         let sink = &mut *self.sink;

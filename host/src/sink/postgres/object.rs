@@ -579,15 +579,7 @@ impl ObjectWrite for PostgresObject<'_> {
                 )
                 .map_err(error)?;
         }
-        let committed = CommittedObject {
-            key: object.key,
-            etag: object.etag,
-            size: object.size,
-            last_modified: object.last_modified,
-            rows: self.rows,
-            rejected: self.rejected,
-            run_id: self.run_id,
-        };
+        let committed = CommittedObject::of(&object, self.rows, self.rejected, self.run_id);
         let this = *self;
         this.transaction.commit().map_err(error)?;
         *this.committed_columns = this.columns;

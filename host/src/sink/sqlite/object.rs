@@ -426,15 +426,7 @@ impl ObjectWrite for SqliteObject<'_> {
                 )
                 .map_err(error)?;
         }
-        let committed = CommittedObject {
-            key: self.object.key.clone(),
-            etag: self.object.etag.clone(),
-            size: self.object.size,
-            last_modified: self.object.last_modified,
-            rows: self.rows,
-            rejected: self.rejected,
-            run_id: self.run_id,
-        };
+        let committed = CommittedObject::of(&self.object, self.rows, self.rejected, self.run_id);
         let this = *self;
         let table = this.table.to_string();
         this.transaction.commit().map_err(|e| SinkError::table(table, e.to_string()))?;
