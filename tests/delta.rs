@@ -382,3 +382,32 @@ fn stripe_objects_become_delta_tables_merged_on_id_as_skypoint_lands_them_in_a_l
     expect(dir.path(), &["rollback", "Billing"], 0);
     assert_eq!(rows("SELECT email FROM customers WHERE id = 'cus_000'"), ["c0@example.com"]);
 }
+
+#[test]
+fn optimize_merges_small_files_and_deletes_unreferenced_ones_and_a_rollback_still_works() {
+    let dir = people("versions = 2");
+    for (run, name) in ["a", "b", "c"].iter().enumerate() {
+        put(
+            dir.path(),
+            &format!("{name}.jsonl"),
+            &format!("{{\"id\": {run}}}\n{{\"id\": {}}}\n", run + 10),
+            9 - run as u64,
+        );
+        expect(dir.path(), &["run"], 0);
+    }
+    let after_two = people_rows(dir.path(), "SELECT id FROM people WHERE _sluice_run < 3 ORDER BY id");
+    let everything = dump(dir.path());
+    // A file no commit names (a group that never committed).
+    std::fs::write(table(dir.path()).join("part-orphan.parquet"), b"not committed").unwrap();
+
+    let out = expect(dir.path(), &["optimize", "People"], 0);
+    assert!(out.contains("3 small files merged into 1"), "{out}");
+    assert!(!table(dir.path()).join("part-orphan.parquet").exists(), "{out}");
+    assert_eq!(dump(dir.path()), everything, "the same rows");
+    let operations: Vec<String> =
+        history(&table(dir.path())).iter().map(|v| v["operation"].as_str().unwrap().to_string()).collect();
+    assert_eq!(operations[..3], ["VACUUM END", "VACUUM START", "OPTIMIZE"], "{operations:?}");
+
+    expect(dir.path(), &["rollback", "People"], 0);
+    assert_eq!(people_rows(dir.path(), "SELECT id FROM people ORDER BY id"), after_two);
+}

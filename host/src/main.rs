@@ -75,6 +75,9 @@ enum Command {
         #[arg(long)]
         skip: bool,
     },
+    /// Compacts a dataflow's Delta tables (small Parquet files merged) and deletes the files that no
+    /// version within `versions` runs refers to, so that a rollback within them still works.
+    Optimize { dataflow: String },
     /// Deletes a dataflow's table, rejected rows, ledger, cursor and run history; its configuration stays,
     /// so the next run starts from scratch. Asks first on a terminal.
     Remove {
@@ -191,6 +194,7 @@ fn main() -> ExitCode {
             commands::dataflows::run_objects(config, dataflow, *run, *json)
         }
         Command::Rollback { dataflow, skip } => commands::rollback::rollback(config, dataflow, *skip),
+        Command::Optimize { dataflow } => commands::rollback::optimize(config, dataflow),
         Command::Remove { dataflow, yes } => commands::remove::remove(config, dataflow, *yes),
         Command::Preview { dataflow, records } => commands::preview::preview(config, dataflow, *records),
         Command::Plugin { tool: PluginTool::New { name, kind, sdk } } => {

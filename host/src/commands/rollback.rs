@@ -1,4 +1,5 @@
-//! `sluice rollback`: a dataflow's table back to where it was before its newest run.
+//! `sluice rollback`: a dataflow's table back to where it was before its newest run; and `sluice
+//! optimize`, which keeps what a rollback needs while it compacts.
 
 use super::{Failure, load_dataflows};
 use std::path::Path;
@@ -16,5 +17,21 @@ pub fn rollback(config_path: Option<&Path>, name: &str, skip: bool) -> Result<()
         rolled_back.run_id,
         rolled_back.rows_removed
     )?;
+    Ok(())
+}
+
+pub fn optimize(config_path: Option<&Path>, name: &str) -> Result<(), Failure> {
+    let config = load_dataflows(config_path)?;
+    for (table, optimized) in sluice::sync::optimize(&config, name)? {
+        match optimized {
+            Some(done) => out!(
+                "{name}: table `{table}`: {} small files merged into {}, {} unreferenced files deleted",
+                done.files_merged,
+                done.files_written,
+                done.files_deleted
+            )?,
+            None => out!("{name}: table `{table}`: nothing to optimize (its sink is a database)")?,
+        }
+    }
     Ok(())
 }

@@ -186,6 +186,17 @@ pub struct RolledBack {
     pub rows_removed: u64,
 }
 
+/// What `sluice optimize` did to a table.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Optimized {
+    /// Small files merged...
+    pub files_merged: usize,
+    /// ... into this many.
+    pub files_written: usize,
+    /// Files no version within reach of a rollback refers to, deleted.
+    pub files_deleted: usize,
+}
+
 /// Opens `dataflow`'s tables sink at `url`, for writing the table `spec` names.
 pub fn open(url: &SinkUrl, dataflow: &str, spec: &TableSpec) -> Result<Box<dyn TableSink>, SinkError> {
     Ok(match url {
@@ -308,6 +319,11 @@ pub trait TableSink: Send {
     /// program's own) takes it as it is: the run then stops taking objects once it finds its lease lost.
     fn fence(&mut self, _token: i64) -> Result<(), SinkError> {
         Ok(())
+    }
+    /// Merges small files and deletes files that no version within `TableSpec::versions` runs refers to,
+    /// where the sink keeps files (a Delta table); `None` where it has nothing of the kind.
+    fn optimize(&mut self) -> Result<Option<Optimized>, SinkError> {
+        Ok(None)
     }
     /// Starts writing one object; nothing is visible until [`ObjectWrite::commit`].
     fn begin_object<'s>(

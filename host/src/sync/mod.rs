@@ -11,6 +11,7 @@
 //! - [`Registry`]: the sources and sinks an embedding program wrote in Rust, by name.
 
 mod check;
+mod optimize;
 pub mod plan;
 pub mod preview;
 mod registry;
@@ -22,6 +23,7 @@ mod stores;
 mod stripe_source;
 
 pub use check::Checked;
+pub use optimize::optimize;
 pub use plan::{Decision, Plan, PlannedObject};
 pub use preview::{Preview, Sample};
 pub use registry::Registry;

@@ -473,6 +473,28 @@ pub async fn without_objects(
     Ok(kept)
 }
 
+/// The rows of `files`, oldest first, written again as files of the target size (`columns`: the table's
+/// columns now, which older files may lack).
+pub async fn merge_files(
+    url: &Url,
+    props: WriterProperties,
+    files: &[&FileInfo],
+    columns: &[TableColumn],
+) -> Result<Vec<Add>, String> {
+    let store = store(url)?;
+    let schema = convert::arrow_schema(columns);
+    let mut writer = RecordBatchWriter::try_new(url.as_str(), schema.clone(), None, None)
+        .map_err(|e| e.to_string())?
+        .with_writer_properties(props);
+    // A file at a time, so that memory holds one small file's rows, not all of them.
+    for file in files {
+        for batch in read(store.as_ref(), &file.path).await? {
+            writer.write(cast_batch(&batch, &schema)?).await.map_err(|e| e.to_string())?;
+        }
+    }
+    writer.flush().await.map_err(|e| e.to_string())
+}
+
 /// `merge`: the group's rows with only the last of each key, and the keys.
 pub fn dedupe(
     batches: Vec<ArrowBatch>,

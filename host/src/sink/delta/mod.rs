@@ -23,12 +23,14 @@ mod convert;
 mod files;
 mod object;
 
-use super::{CommittedObject, ObjectWrite, RolledBack, SinkError, TableSink, TableSpec, fenced_out};
+use super::{
+    CommittedObject, ObjectWrite, Optimized, RolledBack, SinkError, TableSink, TableSpec, fenced_out,
+};
 use crate::config::{ParquetCompression, WriteMode};
 use crate::source::ObjectMeta;
 use convert::TableColumn;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
-use deltalake::kernel::{Action, Remove, Transaction};
+use deltalake::kernel::{Action, Add, Remove, Transaction};
 use deltalake::operations::create::CreateBuilder;
 use deltalake::parquet::basic::{Compression, ZstdLevel};
 use deltalake::parquet::file::properties::WriterProperties;
@@ -542,6 +544,73 @@ impl TableSink for DeltaTables {
         // table next (its markers) is final as far as older runs go. The table records it in a version
         // of its own per run.
         self.record_fence()
+    }
+
+    fn optimize(&mut self) -> Result<Option<Optimized>, SinkError> {
+        self.commit_group()?;
+        self.refresh()?;
+        let Some(table) = &self.table else { return Ok(Some(Optimized::default())) };
+        let active = self.runtime.block_on(files::active(table)).map_err(|e| self.error(e))?;
+        let file_size = self.spec.delta.file_size as i64;
+        // Data files below half the target size are merged; markers stay as they are (their tags).
+        let small: Vec<&FileInfo> =
+            active.iter().filter(|f| f.marker.is_none() && f.size < file_size / 2).collect();
+        let mut optimized = Optimized::default();
+        if small.len() > 1 {
+            let url = folder_url(&self.folder).map_err(|e| self.error(e))?;
+            let columns = self.columns()?;
+            let merged = self
+                .runtime
+                .block_on(files::merge_files(&url, self.writer_properties(), &small, &columns))
+                .map_err(|e| self.error(e))?;
+            optimized.files_merged = small.len();
+            optimized.files_written = merged.len();
+            let mut actions: Vec<Action> = small
+                .iter()
+                .map(|f| Remove { data_change: false, ..f.remove() })
+                .map(Action::Remove)
+                .collect();
+            actions.extend(merged.into_iter().map(|add| Action::Add(Add { data_change: false, ..add })));
+            let table = self.table.as_ref().expect("checked");
+            let snapshot = table.snapshot().map_err(|e| self.error(e))?;
+            let mut properties = CommitProperties::default().with_max_retries(COMMIT_RETRIES);
+            if let Some(token) = self.fence {
+                properties = properties.with_application_transaction(Transaction::new(FENCE_APP, token));
+            }
+            let operation = DeltaOperation::Optimize { predicate: None, target_size: file_size };
+            let commit = CommitBuilder::from(properties).with_actions(actions).build(
+                Some(snapshot),
+                table.log_store(),
+                operation,
+            );
+            self.runtime.block_on(commit.into_future()).map_err(|e| self.commit_error(e))?;
+            self.refresh()?;
+        }
+        // Versions a rollback within `versions` runs restores, and the one in force, keep their files.
+        let markers = self.markers()?;
+        let mut runs: Vec<(i64, i64)> = markers.iter().map(|m| (m.run_id, m.before)).collect();
+        runs.sort_unstable_by(|a, b| b.cmp(a));
+        runs.dedup_by_key(|(run, _)| *run);
+        let table = self.table.take().expect("checked");
+        let mut keep: Vec<u64> = runs
+            .iter()
+            .take(self.spec.versions as usize)
+            .filter_map(|&(_, before)| u64::try_from(before).ok())
+            .collect();
+        keep.extend(table.version().map(|v| v as u64));
+        let vacuum = table
+            .vacuum()
+            .with_mode(deltalake::operations::vacuum::VacuumMode::Full)
+            .with_retention_period(chrono::Duration::zero())
+            .with_enforce_retention_duration(false)
+            .with_keep_versions(&keep);
+        let (table, metrics) = self
+            .runtime
+            .block_on(vacuum.into_future())
+            .map_err(|e| self.error(format!("the vacuum failed: {e}")))?;
+        self.table = Some(table);
+        optimized.files_deleted = metrics.files_deleted.len();
+        Ok(Some(optimized))
     }
 
     fn begin_object<'s>(
