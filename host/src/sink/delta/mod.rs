@@ -597,7 +597,7 @@ impl TableSink for DeltaTables {
             .take(self.spec.versions as usize)
             .filter_map(|&(_, before)| u64::try_from(before).ok())
             .collect();
-        keep.extend(table.version().map(|v| v as u64));
+        keep.extend(table.version());
         let vacuum = table
             .vacuum()
             .with_mode(deltalake::operations::vacuum::VacuumMode::Full)
