@@ -480,3 +480,24 @@ fn stripe_writes_through_the_daemon_need_the_token_and_are_counted_by_status_wit
     assert!(!everything.contains(key), "the Stripe key is in no log line, metric or run history");
     assert!(!everything.contains("t0ken-for-tests"), "nor is the API token");
 }
+
+#[test]
+fn a_delta_dataflow_is_optimized_after_its_runs_at_most_once_per_optimize_every() {
+    let port = free_port();
+    let dir = data_folder(true);
+    let flow = local_flow("Lake", "manual", "sink = { url = \"delta+file://lake\" }");
+    configure(dir.path(), port, "optimize_every = \"1h\"", &flow);
+    let daemon = Daemon::start(dir.path(), port);
+    daemon.run("Lake");
+    assert_eq!(daemon.wait_for_run_end("Lake", 0)["status"], "succeeded");
+    std::fs::write(dir.path().join("data/b.csv"), "id\n2\n").unwrap();
+    daemon.run("Lake");
+    assert_eq!(daemon.wait_for_run_end("Lake", 1)["status"], "succeeded");
+    daemon.wait_until("the optimize after the first run to be logged", PROMPTLY, |d| {
+        d.log_text().contains("optimized")
+    });
+    // After the first run only: the second came within the hour.
+    assert_eq!(daemon.log_text().matches("optimized").count(), 1, "{}", daemon.log_text());
+    let log = std::fs::read_dir(dir.path().join("lake/lake/lake/_delta_log")).unwrap().count();
+    assert!(log >= 4, "runs' fences and data, and the vacuum's versions: {log} log files");
+}

@@ -24,6 +24,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
 pub const DEFAULT_MAX_CONCURRENT_RUNS: usize = 2;
 /// How long a stopping daemon waits for the objects in flight when `shutdown_timeout` is not set.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Delta tables are compacted and vacuumed after a run once a day.
+pub const DEFAULT_OPTIMIZE_EVERY: Duration = Duration::from_secs(24 * 3600);
 
 /// `[daemon]`.
 #[derive(Debug, Default, Deserialize)]
@@ -51,6 +53,10 @@ pub struct DaemonConfig {
     pub shutdown_timeout: Option<Duration>,
     /// Reload when this file or a plugin's `.wasm` file changes (default `true`); SIGHUP reloads either way.
     pub watch: Option<bool>,
+    /// A dataflow's Delta tables are optimized (`sluice optimize`) after a run, at most this often
+    /// (default `24h`; `0s` never).
+    #[serde(default, deserialize_with = "duration")]
+    pub optimize_every: Option<Duration>,
 }
 
 impl DaemonConfig {
@@ -87,6 +93,11 @@ impl DaemonConfig {
     /// How long objects in flight get to commit at shutdown (default 30 s).
     pub fn shutdown_timeout(&self) -> Duration {
         self.shutdown_timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT)
+    }
+
+    /// How often a dataflow's Delta tables are optimized after its runs; `None`: never.
+    pub fn optimize_every(&self) -> Option<Duration> {
+        Some(self.optimize_every.unwrap_or(DEFAULT_OPTIMIZE_EVERY)).filter(|every| !every.is_zero())
     }
 
     /// Whether the configuration and plugin files are watched for changes (default true).

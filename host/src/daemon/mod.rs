@@ -139,6 +139,8 @@ pub struct Daemon {
     started_at: SystemTime,
     /// Where the API listens: the address in force at start-up (a reload does not move it).
     listen: std::net::SocketAddr,
+    /// When each dataflow's Delta tables were last optimized by this process.
+    optimized: Mutex<HashMap<String, std::time::Instant>>,
 }
 
 impl Daemon {
@@ -167,6 +169,7 @@ impl Daemon {
             unrecorded: Mutex::new(Vec::new()),
             started_at: SystemTime::now(),
             listen,
+            optimized: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -333,6 +336,7 @@ impl Daemon {
         match runner.run(name, &LogProgress { dataflow: name }) {
             Ok(report) => {
                 crate::metrics::run_ended(&report);
+                self.optimize_if_due(config, name);
                 let counts = report.counts;
                 tracing::info!(
                     dataflow = name,
@@ -359,6 +363,39 @@ impl Daemon {
                     matches!(error, SyncError::State { .. } | SyncError::Locked(LockError::Failed { .. }));
                 self.record_failed(config, name, started, error.to_string(), state_unreachable);
             }
+        }
+    }
+
+    /// Optimizes the dataflow's Delta tables where `[daemon] optimize_every` has passed since this process
+    /// last did (or it never did); a failure is logged, and tried again after the next run.
+    fn optimize_if_due(&self, config: &Config, name: &str) {
+        let Some(every) = config.daemon.optimize_every() else { return };
+        let Some(dataflow) = config.dataflows.get(name) else { return };
+        if dataflow.sink.kind != crate::config::SinkKind::Tables
+            || !matches!(config.sink_database(dataflow), crate::config::SinkUrl::Delta(_))
+        {
+            return;
+        }
+        let mut optimized = self.optimized.lock().unwrap_or_else(|p| p.into_inner());
+        if optimized.get(name).is_some_and(|at| at.elapsed() < every) {
+            return;
+        }
+        match crate::sync::optimize(config, name) {
+            Ok(tables) => {
+                for (table, done) in tables {
+                    let done = done.unwrap_or_default();
+                    tracing::info!(
+                        dataflow = name,
+                        table,
+                        merged = done.files_merged,
+                        written = done.files_written,
+                        deleted = done.files_deleted,
+                        "optimized"
+                    );
+                }
+                optimized.insert(name.to_string(), std::time::Instant::now());
+            }
+            Err(error) => tracing::warn!(dataflow = name, "optimize failed: {error}"),
         }
     }
 
