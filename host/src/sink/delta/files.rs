@@ -340,8 +340,38 @@ fn needs_cast(batch: &ArrowBatch, widened: &[String]) -> bool {
     })
 }
 
-/// Rewrites the `files` a commit changes (rows whose key the group has; columns widened to text), as
-/// files of the table at `url`: the old ones to remove, the new ones to add.
+/// A file of the table written again where it changes: without the rows `dropped` marks (a keep-mask per
+/// batch, `None` where all stay), and with the widened columns cast to text. `None` where nothing changes.
+async fn rewritten(
+    store: &dyn ObjectStore,
+    url: &Url,
+    props: WriterProperties,
+    schema: &SchemaRef,
+    path: &str,
+    dropped: &dyn Fn(&ArrowBatch) -> Result<Option<BooleanArray>, String>,
+    widened: &[String],
+) -> Result<Option<Vec<Add>>, String> {
+    let batches = read(store, path).await?;
+    let mut changed = false;
+    let mut kept = Vec::with_capacity(batches.len());
+    for batch in batches {
+        changed |= needs_cast(&batch, widened);
+        match dropped(&batch)? {
+            Some(keep) if keep.false_count() > 0 => {
+                changed = true;
+                kept.push(filter_record_batch(&batch, &keep).map_err(|e| e.to_string())?);
+            }
+            _ => kept.push(batch),
+        }
+    }
+    if !changed {
+        return Ok(None);
+    }
+    write(url, props, schema, kept).await.map(Some)
+}
+
+/// Rewrites the committed `files` a commit changes (rows whose key the group has; columns widened to
+/// text), as files of the table at `url`: the old ones to remove, the new ones to add.
 pub async fn rewrite(
     url: &Url,
     props: WriterProperties,
@@ -353,33 +383,21 @@ pub async fn rewrite(
     }
     let store = store(url)?;
     let schema = convert::arrow_schema(rewrite.columns);
+    let replaced = |batch: &ArrowBatch| -> Result<Option<BooleanArray>, String> {
+        let Some((key, keys)) = rewrite.keys else { return Ok(None) };
+        let keep =
+            row_keys(batch, key)?.into_iter().map(|k| Some(!k.as_ref().is_some_and(|k| keys.contains(k))));
+        Ok(Some(keep.collect()))
+    };
     let (mut removed, mut added) = (Vec::new(), Vec::new());
     for file in files {
-        let batches = read(store.as_ref(), &file.path).await?;
-        let mut changed = false;
-        let mut kept = Vec::with_capacity(batches.len());
-        for batch in batches {
-            let mut batch = batch;
-            if let Some((key, keys)) = rewrite.keys {
-                let replaced: BooleanArray = row_keys(&batch, key)?
-                    .iter()
-                    .map(|k| Some(!k.as_ref().is_some_and(|k| keys.contains(k))))
-                    .collect();
-                if replaced.false_count() > 0 {
-                    changed = true;
-                    batch = filter_record_batch(&batch, &replaced).map_err(|e| e.to_string())?;
-                }
-            }
-            if needs_cast(&batch, rewrite.widened) {
-                changed = true;
-            }
-            kept.push(batch);
+        let path = &file.path;
+        if let Some(new) =
+            rewritten(store.as_ref(), url, props.clone(), &schema, path, &replaced, rewrite.widened).await?
+        {
+            removed.push(file.remove());
+            added.extend(new);
         }
-        if !changed {
-            continue;
-        }
-        removed.push(file.remove());
-        added.extend(write(url, props.clone(), &schema, kept).await?);
     }
     Ok((removed, added))
 }
@@ -408,67 +426,46 @@ pub async fn write(
     writer.flush().await.map_err(|e| e.to_string())
 }
 
-/// The group's staged files brought to the columns widened since they were written: rewritten and the
-/// old ones deleted (no commit ever named them).
-pub async fn conform_staged(
-    url: &Url,
-    props: WriterProperties,
-    staged: Vec<Add>,
-    rewrite: &Rewrite<'_>,
-) -> Result<Vec<Add>, String> {
-    let store = store(url)?;
-    let schema = convert::arrow_schema(rewrite.columns);
-    let mut conformed = Vec::with_capacity(staged.len());
-    for add in staged {
-        let batches = read(store.as_ref(), &add.path).await?;
-        if !batches.iter().any(|b| needs_cast(b, rewrite.widened)) {
-            conformed.push(add);
-            continue;
-        }
-        conformed.extend(write(url, props.clone(), &schema, batches).await?);
-        let _ = store.delete(&StorePath::from(add.path.as_str())).await;
-    }
-    Ok(conformed)
-}
-
-/// The group's staged files without the rows of the `discarded` objects: files that hold some are
-/// rewritten (as `columns` has the table) and deleted.
-pub async fn without_objects(
+/// The group's staged files without the rows of the `discarded` objects (given up after they wrote some)
+/// and with the columns widened since they were written at their new type: each file that changes is
+/// written again (as `rewrite.columns` has the table) and deleted, as no commit ever named it.
+pub async fn rewrite_staged(
     url: &Url,
     props: WriterProperties,
     staged: Vec<Add>,
     discarded: &[String],
-    columns: &[TableColumn],
+    rewrite: &Rewrite<'_>,
 ) -> Result<Vec<Add>, String> {
+    if discarded.is_empty() && rewrite.widened.is_empty() {
+        return Ok(staged);
+    }
     let store = store(url)?;
-    let schema = convert::arrow_schema(columns);
+    let schema = convert::arrow_schema(rewrite.columns);
+    let given_up = |batch: &ArrowBatch| -> Result<Option<BooleanArray>, String> {
+        if discarded.is_empty() {
+            return Ok(None);
+        }
+        let objects = batch
+            .column_by_name("_sluice_object")
+            .ok_or_else(|| "a staged file has no _sluice_object column".to_string())?
+            .as_string::<i32>();
+        Ok(Some(
+            (0..batch.num_rows())
+                .map(|row| Some(!discarded.iter().any(|d| d == objects.value(row))))
+                .collect(),
+        ))
+    };
     let mut kept = Vec::with_capacity(staged.len());
     for add in staged {
-        let batches = read(store.as_ref(), &add.path).await?;
-        let mut changed = false;
-        let mut filtered = Vec::with_capacity(batches.len());
-        for batch in batches {
-            let objects = batch
-                .column_by_name("_sluice_object")
-                .ok_or_else(|| format!("`{}` has no _sluice_object column", add.path))?
-                .as_string::<i32>()
-                .clone();
-            let keep: BooleanArray = (0..batch.num_rows())
-                .map(|row| Some(!discarded.iter().any(|d| d == objects.value(row))))
-                .collect();
-            if keep.false_count() > 0 {
-                changed = true;
-                filtered.push(filter_record_batch(&batch, &keep).map_err(|e| e.to_string())?);
-            } else {
-                filtered.push(batch);
+        match rewritten(store.as_ref(), url, props.clone(), &schema, &add.path, &given_up, rewrite.widened)
+            .await?
+        {
+            Some(new) => {
+                kept.extend(new);
+                let _ = store.delete(&StorePath::from(add.path.as_str())).await;
             }
+            None => kept.push(add),
         }
-        if !changed {
-            kept.push(add);
-            continue;
-        }
-        kept.extend(write(url, props.clone(), &schema, filtered).await?);
-        let _ = store.delete(&StorePath::from(add.path.as_str())).await;
     }
     Ok(kept)
 }

@@ -280,21 +280,18 @@ impl DeltaTables {
             actions.extend(removed.into_iter().map(Action::Remove));
             actions.extend(added.into_iter().map(Action::Add));
         }
-        let mut staged = std::mem::take(&mut group.files);
-        if !group.discarded.is_empty() {
-            // Rows of objects given up after they wrote some: out of the files again.
-            staged = self
-                .runtime
-                .block_on(files::without_objects(&url, props.clone(), staged, &group.discarded, &columns))
-                .map_err(|e| self.error(e))?;
-        }
-        if !group.widened.is_empty() {
-            // Files of the group written before a column was widened take the new type too.
-            staged = self
-                .runtime
-                .block_on(files::conform_staged(&url, props, staged, &rewrite))
-                .map_err(|e| self.error(e))?;
-        }
+        // Rows of objects given up after they wrote some go, and files written before a column was
+        // widened take its new type.
+        let staged = self
+            .runtime
+            .block_on(files::rewrite_staged(
+                &url,
+                props,
+                std::mem::take(&mut group.files),
+                &group.discarded,
+                &rewrite,
+            ))
+            .map_err(|e| self.error(e))?;
         actions.extend(staged.into_iter().map(Action::Add));
 
         // The rejects first: a group that then fails to commit leaves them without a marker.
