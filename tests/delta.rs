@@ -4,6 +4,8 @@
 
 mod support;
 
+use sluice_testkit::S3Server;
+use sluice_testkit::s3::{ACCESS_KEY, SECRET_KEY};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime};
@@ -13,6 +15,7 @@ fn sluice(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sluice"))
         .current_dir(dir)
         .env("SLUICE_CACHE_DIR", support::root().join("target").join("test-plugin-cache"))
+        .env("TEST_S3_SECRET", sluice_testkit::s3::SECRET_KEY)
         .args(args)
         .output()
         .expect("running sluice")
@@ -67,16 +70,36 @@ fn rejects(dir: &Path) -> PathBuf {
     dir.join("lake/people/_sluice_rejects/people")
 }
 
-/// The rows of `sql` over the tables named (`name=folder`), as the independent reader reads them.
-fn read(tables: &[(&str, &Path)], sql: &str) -> Vec<String> {
+/// The independent reader; tables on `s3` are read with the key pair `keys`.
+fn reader(s3: Option<(&S3Server, (&str, &str))>) -> Command {
     let mut command = Command::new(support::root().join("tests/support/delta_reader.sh"));
+    if let Some((server, (key, secret))) = s3 {
+        command
+            .env("READER_S3_ENDPOINT", server.endpoint())
+            .env("READER_S3_ACCESS_KEY", key)
+            .env("READER_S3_SECRET_KEY", secret);
+    }
+    command
+}
+
+/// The rows of `sql` over the tables named (`name=location`: a folder, or `s3://` on `s3`), as the
+/// independent reader reads them.
+fn read_at(s3: Option<(&S3Server, (&str, &str))>, tables: &[(&str, String)], sql: &str) -> Vec<String> {
+    let mut command = reader(s3);
     command.arg("sql");
-    for (name, folder) in tables {
-        command.arg(format!("{name}={}", folder.display()));
+    for (name, location) in tables {
+        command.arg(format!("{name}={location}"));
     }
     let output = command.arg("--").arg(sql).output().expect("running the Delta reader");
     assert!(output.status.success(), "{sql}: {}", text(&output.stderr));
     text(&output.stdout).lines().map(str::to_string).collect()
+}
+
+/// The rows of `sql` over the tables named (`name=folder`).
+fn read(tables: &[(&str, &Path)], sql: &str) -> Vec<String> {
+    let tables: Vec<(&str, String)> =
+        tables.iter().map(|(name, folder)| (*name, folder.display().to_string())).collect();
+    read_at(None, &tables, sql)
 }
 
 /// `people`'s rows through `sql`.
@@ -91,11 +114,11 @@ fn count(dir: &Path, sql: &str) -> i64 {
 /// The table's versions, newest first, with their operations and, where Sluice made them, the run whose
 /// rows they hold (`run`) or whose fencing token they record (`fence`).
 fn history(folder: &Path) -> Vec<serde_json::Value> {
-    let output = Command::new(support::root().join("tests/support/delta_reader.sh"))
-        .arg("history")
-        .arg(folder)
-        .output()
-        .expect("running the Delta reader");
+    history_at(None, &folder.display().to_string())
+}
+
+fn history_at(s3: Option<(&S3Server, (&str, &str))>, location: &str) -> Vec<serde_json::Value> {
+    let output = reader(s3).arg("history").arg(location).output().expect("running the Delta reader");
     assert!(output.status.success(), "{}", text(&output.stderr));
     text(&output.stdout).lines().map(|line| serde_json::from_str(line).unwrap()).collect()
 }
@@ -410,4 +433,184 @@ fn optimize_merges_small_files_and_deletes_unreferenced_ones_and_a_rollback_stil
 
     expect(dir.path(), &["rollback", "People"], 0);
     assert_eq!(people_rows(dir.path(), "SELECT id FROM people ORDER BY id"), after_two);
+}
+
+// Delta tables on S3: the in-process S3 server, spoken to over the wire by object_store, as to AWS.
+
+const LAKE: &str = "lake";
+
+/// `People` as above, with its tables under `delta+s3://lake/tables` on `server`, reached with `access`
+/// (the sink's `s3` table, inside its braces).
+fn people_on_s3(server: &S3Server, access: &str, sink: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    let sink = if sink.is_empty() { String::new() } else { format!(", {sink}") };
+    std::fs::write(
+        dir.path().join("connector.toml"),
+        format!(
+            "[dataflows.People]\nsource = {{ type = \"local\", path = \"data\" }}\nformat = {{ plugin = \"jsonl\" }}\nsink = {{ url = \"delta+s3://{LAKE}/tables\", s3 = {{ endpoint = \"{}\"{access} }}{sink} }}\n",
+            server.endpoint()
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+/// The server's own key pair, the secret taken from the environment as users would.
+fn own_keys() -> String {
+    format!(", access_key_id = \"{ACCESS_KEY}\", secret_access_key = \"${{TEST_S3_SECRET}}\"")
+}
+
+const PEOPLE_ON_S3: &str = "s3://lake/tables/people/people";
+
+fn s3_rows(server: &S3Server, sql: &str) -> Vec<String> {
+    read_at(Some((server, (ACCESS_KEY, SECRET_KEY))), &[("people", PEOPLE_ON_S3.to_string())], sql)
+}
+
+/// The run's output and error together, for a run expected to fail with `code`.
+fn failing(dir: &Path, args: &[&str]) -> String {
+    let out = sluice(dir, args);
+    let all = text(&out.stdout) + &text(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{all}");
+    all
+}
+
+#[test]
+fn on_s3_merge_and_rollback_write_a_table_the_independent_reader_reads_and_commits_are_conditional_puts() {
+    let server = S3Server::start();
+    server.create_bucket(LAKE);
+    let dir = people_on_s3(&server, &own_keys(), "mode = \"merge\", key = [\"id\"]");
+    put(dir.path(), "a.jsonl", "{\"id\": 1, \"name\": \"Ann\"}\n{\"id\": 2, \"name\": \"Bob\"}\noops\n", 3);
+    let checked = expect(dir.path(), &["check"], 0);
+    assert!(checked.contains("delta+s3://lake/tables") && checked.contains("writable"), "{checked}");
+
+    let out = expect(dir.path(), &["run"], 0);
+    assert!(
+        out.contains("1 objects, 2 rows, 1 rejected") || out.contains("1 object, 2 rows, 1 rejected"),
+        "{out}"
+    );
+    assert_eq!(s3_rows(&server, "SELECT id, name FROM people ORDER BY id"), ["1\tAnn", "2\tBob"]);
+    let rejects = read_at(
+        Some((&server, (ACCESS_KEY, SECRET_KEY))),
+        &[("r", "s3://lake/tables/people/_sluice_rejects/people".to_string())],
+        "SELECT line, raw FROM r",
+    );
+    assert_eq!(rejects, ["3\toops"]);
+
+    put(dir.path(), "b.jsonl", "{\"id\": 2, \"name\": \"Bo\"}\n{\"id\": 3, \"name\": \"Cy\"}\n", 2);
+    expect(dir.path(), &["run"], 0);
+    assert_eq!(s3_rows(&server, "SELECT id, name FROM people ORDER BY id"), ["1\tAnn", "2\tBo", "3\tCy"]);
+    let runs: Vec<i64> = history_at(Some((&server, (ACCESS_KEY, SECRET_KEY))), PEOPLE_ON_S3)
+        .iter()
+        .filter_map(|v| v["run"].as_i64())
+        .collect();
+    assert_eq!(runs, [2, 1], "each run's rows in a version of their own, newest first");
+
+    expect(dir.path(), &["rollback", "People"], 0);
+    assert_eq!(s3_rows(&server, "SELECT id, name FROM people ORDER BY id"), ["1\tAnn", "2\tBob"]);
+
+    // Every commit was a conditional PUT of the next version; none met another writer. Everything the
+    // sink wrote is under its prefix.
+    assert_eq!(server.refused_commits(), 0);
+    let stray: Vec<String> =
+        server.keys(LAKE, "").into_iter().filter(|k| !k.starts_with("tables/people/")).collect();
+    assert!(stray.is_empty(), "{stray:?}");
+
+    expect(dir.path(), &["remove", "People", "--yes"], 0);
+    assert_eq!(server.keys(LAKE, "tables/"), Vec::<String>::new());
+}
+
+#[test]
+fn on_s3_a_commit_another_writer_wins_is_retried_on_the_next_version_and_one_lost_too_often_fails_clearly() {
+    let server = S3Server::start();
+    server.create_bucket(LAKE);
+    let dir = people_on_s3(&server, &own_keys(), "");
+    put(dir.path(), "a.jsonl", "{\"id\": 1}\n{\"id\": 2}\n", 4);
+    expect(dir.path(), &["run"], 0);
+
+    // Another writer takes the version the next commit was to have: S3 refuses the PUT (412), and the
+    // commit lands on the version after.
+    put(dir.path(), "b.jsonl", "{\"id\": 3}\n", 3);
+    server.beat_next_commits(1);
+    expect(dir.path(), &["run"], 0);
+    assert_eq!(server.refused_commits(), 1);
+    assert_eq!(s3_rows(&server, "SELECT count(*), sum(id) FROM people"), ["3\t6"]);
+
+    // A writer that loses every version it tries: the run fails saying so, and nothing is lost.
+    put(dir.path(), "c.jsonl", "{\"id\": 4}\n", 2);
+    server.beat_next_commits(100);
+    let error = failing(dir.path(), &["run"]);
+    assert!(error.contains("another writer committed to the Delta table"), "{error}");
+    assert!(server.refused_commits() > 2, "retried before failing");
+    server.beat_next_commits(0);
+    expect(dir.path(), &["run"], 0);
+    assert_eq!(s3_rows(&server, "SELECT count(*), count(DISTINCT id), sum(id) FROM people"), ["4\t4\t10"]);
+}
+
+#[test]
+fn on_s3_refused_credentials_fail_clearly_without_showing_them_and_a_role_with_its_external_id_writes() {
+    use sluice_testkit::sts::{ROLE_ACCESS_KEY, ROLE_SECRET_KEY, Role};
+    let role = Role {
+        arn: "arn:aws:iam::210987654321:role/sluice-lake".to_string(),
+        external_id: "lake-external-id".to_string(),
+    };
+    let server = S3Server::start_with_role(role.clone());
+    server.create_bucket(LAKE);
+
+    // A wrong secret: check and run both fail naming what to check, and never show the keys.
+    let wrong = format!(", access_key_id = \"{ACCESS_KEY}\", secret_access_key = \"not-the-secret-key\"");
+    let dir = people_on_s3(&server, &wrong, "");
+    put(dir.path(), "a.jsonl", "{\"id\": 1}\n", 3);
+    for args in [&["check"][..], &["run"][..]] {
+        let error = failing(dir.path(), args);
+        assert!(error.contains("access denied"), "{error}");
+        assert!(!error.contains("not-the-secret-key") && !error.contains(ACCESS_KEY), "{error}");
+    }
+
+    // The caller's own key may only assume the role; the role, with its external ID, writes the table.
+    let with_role =
+        format!("{}, role_arn = \"{}\", external_id = \"{}\"", own_keys(), role.arn, role.external_id);
+    let dir = people_on_s3(&server, &with_role, "");
+    put(dir.path(), "a.jsonl", "{\"id\": 1}\n{\"id\": 2}\n", 3);
+    expect(dir.path(), &["run"], 0);
+    assert!(server.assume_role_calls() >= 1);
+    let rows = read_at(
+        Some((&server, (ROLE_ACCESS_KEY, ROLE_SECRET_KEY))),
+        &[("people", PEOPLE_ON_S3.to_string())],
+        "SELECT count(*) FROM people",
+    );
+    assert_eq!(rows, ["2"]);
+
+    // A wrong external ID: refused by STS, and the ID is not shown.
+    let guessed = format!("{}, role_arn = \"{}\", external_id = \"guessed-id\"", own_keys(), role.arn);
+    let dir = people_on_s3(&server, &guessed, "");
+    put(dir.path(), "a.jsonl", "{\"id\": 1}\n", 3);
+    let error = failing(dir.path(), &["run"]);
+    assert!(error.contains("cannot get credentials") && error.contains(&role.arn), "{error}");
+    assert!(!error.contains("guessed-id"), "{error}");
+}
+
+#[test]
+fn on_s3_a_bucket_that_does_not_exist_is_named_by_check_and_by_the_run() {
+    let server = S3Server::start();
+    let dir = people_on_s3(&server, &own_keys(), "");
+    put(dir.path(), "a.jsonl", "{\"id\": 1}\n", 3);
+    for args in [&["check"][..], &["run"][..]] {
+        let error = failing(dir.path(), args);
+        assert!(error.contains("does not exist"), "{error}");
+    }
+}
+
+#[test]
+fn on_s3_a_store_without_conditional_writes_is_refused_by_check_and_by_the_first_run() {
+    let server = S3Server::start();
+    server.create_bucket(LAKE);
+    server.ignore_conditional_writes();
+    let dir = people_on_s3(&server, &own_keys(), "");
+    put(dir.path(), "a.jsonl", "{\"id\": 1}\n", 3);
+    for args in [&["check"][..], &["run"][..]] {
+        let error = failing(dir.path(), args);
+        assert!(error.contains("does not honour conditional writes"), "{error}");
+    }
+    assert_eq!(server.keys(LAKE, "tables/people/"), Vec::<String>::new(), "nothing written");
 }

@@ -85,6 +85,7 @@
 
 #![deny(missing_docs)]
 
+pub mod aws;
 pub mod batch;
 pub mod config;
 pub mod daemon;

@@ -2,6 +2,11 @@
 //! one static key pair), and a small store keeps objects as files with the ETag and LastModified a test
 //! chooses, so a test can put an object "uploaded 100 days ago" without a clock of its own. Started with a
 //! [`Role`], it also answers STS AssumeRole (see [`crate::sts`]).
+//!
+//! Writers (the Delta sink) get what S3 gives them: PutObject, with `If-None-Match: *` refused with 412
+//! where the key exists (S3's conditional write, which keeps two writers of a Delta log apart); multipart
+//! uploads, whose completion takes the same condition; HeadObject; DeleteObject(s); and listings by
+//! delimiter.
 
 use crate::sts::{AssumeRole, Keys, OnlyTheRole, ROLE_ACCESS_KEY, ROLE_SECRET_KEY, Role};
 use async_trait::async_trait;
@@ -10,12 +15,16 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnectionBuilder;
 use md5::{Digest, Md5};
 use s3s::dto::{
-    ETag, GetObjectInput, GetObjectOutput, HeadBucketInput, HeadBucketOutput, ListObjectsV2Input,
-    ListObjectsV2Output, Object, StreamingBlob, Timestamp,
+    AbortMultipartUploadInput, AbortMultipartUploadOutput, CommonPrefix, CompleteMultipartUploadInput,
+    CompleteMultipartUploadOutput, CreateMultipartUploadInput, CreateMultipartUploadOutput,
+    DeleteObjectInput, DeleteObjectOutput, DeleteObjectsInput, DeleteObjectsOutput, DeletedObject, ETag,
+    ETagCondition, GetObjectInput, GetObjectOutput, HeadBucketInput, HeadBucketOutput, HeadObjectInput,
+    HeadObjectOutput, ListObjectsV2Input, ListObjectsV2Output, Object, PutObjectInput, PutObjectOutput,
+    StreamingBlob, Timestamp, UploadPartInput, UploadPartOutput,
 };
 use s3s::service::S3ServiceBuilder;
 use s3s::{S3, S3Request, S3Response, S3Result, s3_error};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -40,9 +49,19 @@ struct StoredObject {
     file: PathBuf,
 }
 
-#[derive(Default)]
 struct Store {
     buckets: Mutex<BTreeMap<String, BTreeMap<String, StoredObject>>>,
+    /// Where objects' bytes are kept, a file each.
+    files: tempfile::TempDir,
+    next_file: AtomicUsize,
+    /// Multipart uploads in progress: their parts by number.
+    uploads: Mutex<HashMap<String, BTreeMap<i32, bytes::Bytes>>>,
+    /// Delta commits (PUTs of `_delta_log/N.json`) refused for `If-None-Match: *`.
+    refused_commits: AtomicUsize,
+    /// Conditional PUTs of Delta commits that another writer beats to their version, still to come.
+    beaten_commits: AtomicUsize,
+    /// Whether `If-None-Match: *` is ignored, as by a store without conditional writes.
+    ignores_conditions: std::sync::atomic::AtomicBool,
     gets: AtomicUsize,
     lists: AtomicUsize,
     /// Milliseconds each GetObject waits before answering: a slow store, to widen a test's window.
@@ -68,8 +87,6 @@ pub enum BodyFault {
 pub struct S3Server {
     endpoint: String,
     store: Arc<Store>,
-    files: tempfile::TempDir,
-    next_file: AtomicUsize,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
@@ -92,7 +109,21 @@ impl S3Server {
             .enable_all()
             .build()
             .expect("a runtime for the S3 test server");
-        let store = Arc::new(Store::default());
+        let store = Arc::new(Store {
+            buckets: Mutex::default(),
+            files: tempfile::tempdir().expect("a folder for the test objects"),
+            next_file: AtomicUsize::new(0),
+            uploads: Mutex::default(),
+            refused_commits: AtomicUsize::new(0),
+            beaten_commits: AtomicUsize::new(0),
+            ignores_conditions: Default::default(),
+            gets: AtomicUsize::new(0),
+            lists: AtomicUsize::new(0),
+            get_delay_ms: Default::default(),
+            body_faults: Mutex::default(),
+            ranges: Mutex::default(),
+            assume_role_calls: Arc::default(),
+        });
         let listener =
             runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("a free port on 127.0.0.1");
         let endpoint = format!("http://{}", listener.local_addr().expect("a bound address"));
@@ -118,13 +149,7 @@ impl S3Server {
                 });
             }
         });
-        S3Server {
-            endpoint,
-            store,
-            files: tempfile::tempdir().expect("a folder for the test objects"),
-            next_file: AtomicUsize::new(0),
-            runtime: Some(runtime),
-        }
+        S3Server { endpoint, store, runtime: Some(runtime) }
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -139,18 +164,36 @@ impl S3Server {
     /// Stores an object as if uploaded at `last_modified`; returns its ETag (the MD5 of its bytes, as S3
     /// gives for a single-part upload).
     pub fn put(&self, bucket: &str, key: &str, bytes: &[u8], last_modified: SystemTime) -> String {
-        let file = self.files.path().join(self.next_file.fetch_add(1, Ordering::Relaxed).to_string());
-        std::fs::write(&file, bytes).expect("the test object is written");
         let etag = format!("{:x}", Md5::digest(bytes));
-        let object = StoredObject { etag: etag.clone(), size: bytes.len() as u64, last_modified, file };
-        self.store
-            .buckets
-            .lock()
-            .unwrap()
-            .get_mut(bucket)
-            .unwrap_or_else(|| panic!("create bucket `{bucket}` first"))
-            .insert(key.to_string(), object);
+        self.store.keep(bucket, key, bytes, etag.clone(), last_modified, false).unwrap_or_else(|e| {
+            panic!("cannot store `{key}` in `{bucket}` (create the bucket first): {e:?}")
+        });
         etag
+    }
+
+    /// The keys in `bucket` that start with `prefix`.
+    pub fn keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        let buckets = self.store.buckets.lock().unwrap();
+        let objects = buckets.get(bucket).into_iter().flat_map(|objects| objects.keys());
+        objects.filter(|key| key.starts_with(prefix)).cloned().collect()
+    }
+
+    /// Makes another writer win the next `count` Delta commits (conditional PUTs of `_delta_log/N.json`):
+    /// just before each, a commit of its own (commit info only, no data) lands at that version, so the
+    /// PUT is refused with 412, as when two writers race for a version.
+    pub fn beat_next_commits(&self, count: usize) {
+        self.store.beaten_commits.store(count, Ordering::Relaxed);
+    }
+
+    /// Makes the server ignore `If-None-Match: *`, as an S3-compatible store without conditional writes
+    /// does: a write over an existing key succeeds.
+    pub fn ignore_conditional_writes(&self) {
+        self.store.ignores_conditions.store(true, Ordering::Relaxed);
+    }
+
+    /// How many Delta commits `If-None-Match: *` refused because their version existed.
+    pub fn refused_commits(&self) -> usize {
+        self.store.refused_commits.load(Ordering::Relaxed)
     }
 
     /// Changes an object's LastModified, as a late-finishing upload shows.
@@ -192,7 +235,7 @@ impl S3Server {
 
     /// Where the server keeps objects (one file each).
     pub fn files(&self) -> &Path {
-        self.files.path()
+        self.store.files.path()
     }
 }
 
@@ -201,6 +244,79 @@ impl Drop for S3Server {
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
         }
+    }
+}
+
+impl Store {
+    /// Stores `bytes` as `key`; with `only_new`, only where the key does not exist (`If-None-Match: *`),
+    /// checked and stored under one lock, as S3 does.
+    fn keep(
+        &self,
+        bucket: &str,
+        key: &str,
+        bytes: &[u8],
+        etag: String,
+        last_modified: SystemTime,
+        only_new: bool,
+    ) -> S3Result<String> {
+        let file = self.files.path().join(self.next_file.fetch_add(1, Ordering::Relaxed).to_string());
+        std::fs::write(&file, bytes).map_err(|e| s3_error!(e, InternalError))?;
+        let mut buckets = self.buckets.lock().unwrap();
+        let objects = buckets.get_mut(bucket).ok_or_else(|| s3_error!(NoSuchBucket))?;
+        if only_new && objects.contains_key(key) {
+            drop(buckets);
+            let _ = std::fs::remove_file(&file);
+            if is_delta_commit(key) {
+                self.refused_commits.fetch_add(1, Ordering::Relaxed);
+            }
+            return Err(s3_error!(
+                PreconditionFailed,
+                "At least one of the pre-conditions you specified did not hold"
+            ));
+        }
+        let object = StoredObject { etag: etag.clone(), size: bytes.len() as u64, last_modified, file };
+        if let Some(old) = objects.insert(key.to_string(), object) {
+            let _ = std::fs::remove_file(old.file);
+        }
+        Ok(etag)
+    }
+
+    fn remove(&self, bucket: &str, key: &str) -> S3Result<()> {
+        let mut buckets = self.buckets.lock().unwrap();
+        let objects = buckets.get_mut(bucket).ok_or_else(|| s3_error!(NoSuchBucket))?;
+        if let Some(old) = objects.remove(key) {
+            let _ = std::fs::remove_file(old.file);
+        }
+        Ok(())
+    }
+}
+
+/// Reads a request's body whole (test objects are small).
+async fn body_bytes(body: Option<StreamingBlob>) -> S3Result<bytes::Bytes> {
+    let mut bytes = Vec::new();
+    if let Some(mut body) = body {
+        while let Some(chunk) = body.next().await {
+            bytes.extend_from_slice(&chunk.map_err(|e| s3_error!(IncompleteBody, "{e}"))?);
+        }
+    }
+    Ok(bytes.into())
+}
+
+/// Whether `key` is a Delta table's commit (`.../_delta_log/00000000000000000003.json`).
+fn is_delta_commit(key: &str) -> bool {
+    key.rsplit_once("/_delta_log/").is_some_and(|(_, name)| name.ends_with(".json") && !name.contains('/'))
+}
+
+/// Takes one from `counter` where it is above zero.
+fn take_one(counter: &AtomicUsize) -> bool {
+    counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok()
+}
+
+impl StoreService {
+    /// Whether a write asked for `If-None-Match: *` (and the store honours it): to be refused where the
+    /// key exists.
+    fn only_new(&self, condition: &Option<ETagCondition>) -> bool {
+        matches!(condition, Some(ETagCondition::Any)) && !self.0.ignores_conditions.load(Ordering::Relaxed)
     }
 }
 
@@ -234,31 +350,51 @@ impl S3 for StoreService {
         let prefix = input.prefix.clone().unwrap_or_default();
         let after = input.continuation_token.clone().or(input.start_after.clone()).unwrap_or_default();
         let limit = input.max_keys.map_or(PAGE_LIMIT, |m| (m.max(0) as usize).min(PAGE_LIMIT));
-        let (contents, truncated) = self.with_bucket(&input.bucket, |objects| {
+        let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
+        let (contents, prefixes, truncated) = self.with_bucket(&input.bucket, |objects| {
             let mut matching =
                 objects.range(after.clone()..).filter(|(key, _)| key.starts_with(&prefix) && **key != after);
-            let page: Vec<Object> = matching
-                .by_ref()
-                .take(limit)
-                .map(|(key, object)| Object {
-                    key: Some(key.clone()),
-                    size: Some(object.size as i64),
-                    e_tag: Some(ETag::Strong(object.etag.clone())),
-                    last_modified: Some(Timestamp::from(object.last_modified)),
-                    ..Default::default()
-                })
-                .collect();
-            (page, matching.next().is_some())
+            // With a delimiter, keys that hold it past the prefix roll up into one common prefix each.
+            let mut page = Vec::new();
+            let mut prefixes = BTreeSet::new();
+            let mut last = None;
+            for (key, object) in matching.by_ref() {
+                last = Some(key.clone());
+                let rolled = delimiter.as_ref().and_then(|d| {
+                    key[prefix.len()..]
+                        .find(d.as_str())
+                        .map(|at| key[..prefix.len() + at + d.len()].to_string())
+                });
+                match rolled {
+                    Some(common) => {
+                        prefixes.insert(common);
+                    }
+                    None => page.push(Object {
+                        key: Some(key.clone()),
+                        size: Some(object.size as i64),
+                        e_tag: Some(ETag::Strong(object.etag.clone())),
+                        last_modified: Some(Timestamp::from(object.last_modified)),
+                        ..Default::default()
+                    }),
+                }
+                if page.len() + prefixes.len() >= limit {
+                    break;
+                }
+            }
+            (page, prefixes, last.filter(|_| matching.next().is_some()))
         })?;
         let output = ListObjectsV2Output {
             name: Some(input.bucket),
             prefix: input.prefix,
             key_count: Some(contents.len() as i32),
             max_keys: Some(limit as i32),
-            is_truncated: Some(truncated),
-            next_continuation_token: truncated.then(|| contents.last().and_then(|o| o.key.clone())).flatten(),
+            is_truncated: Some(truncated.is_some()),
+            next_continuation_token: truncated,
             continuation_token: input.continuation_token,
             contents: Some(contents),
+            common_prefixes: (!prefixes.is_empty())
+                .then(|| prefixes.into_iter().map(|p| CommonPrefix { prefix: Some(p) }).collect()),
+            delimiter: input.delimiter,
             ..Default::default()
         };
         Ok(S3Response::new(output))
@@ -309,6 +445,123 @@ impl S3 for StoreService {
             last_modified: Some(Timestamp::from(object.last_modified)),
             ..Default::default()
         }))
+    }
+
+    async fn head_object(&self, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
+        let input = req.input;
+        let object = self
+            .with_bucket(&input.bucket, |objects| objects.get(&input.key).cloned())?
+            .ok_or_else(|| s3_error!(NoSuchKey))?;
+        Ok(S3Response::new(HeadObjectOutput {
+            content_length: Some(object.size as i64),
+            e_tag: Some(ETag::Strong(object.etag)),
+            last_modified: Some(Timestamp::from(object.last_modified)),
+            ..Default::default()
+        }))
+    }
+
+    async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+        let input = req.input;
+        let bytes = body_bytes(input.body).await?;
+        let etag = format!("{:x}", Md5::digest(&bytes));
+        let only_new = self.only_new(&input.if_none_match);
+        if only_new && is_delta_commit(&input.key) && take_one(&self.0.beaten_commits) {
+            let theirs = format!(
+                r#"{{"commitInfo":{{"timestamp":{},"operation":"WRITE","operationParameters":{{"mode":"Append"}},"isBlindAppend":true,"engineInfo":"another-writer"}}}}"#,
+                SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_millis()
+            );
+            let etag = format!("{:x}", Md5::digest(theirs.as_bytes()));
+            let _ = self.0.keep(&input.bucket, &input.key, theirs.as_bytes(), etag, SystemTime::now(), true);
+        }
+        let etag = self.0.keep(&input.bucket, &input.key, &bytes, etag, SystemTime::now(), only_new)?;
+        Ok(S3Response::new(PutObjectOutput { e_tag: Some(ETag::Strong(etag)), ..Default::default() }))
+    }
+
+    async fn delete_object(
+        &self,
+        req: S3Request<DeleteObjectInput>,
+    ) -> S3Result<S3Response<DeleteObjectOutput>> {
+        self.0.remove(&req.input.bucket, &req.input.key)?;
+        Ok(S3Response::new(DeleteObjectOutput::default()))
+    }
+
+    async fn delete_objects(
+        &self,
+        req: S3Request<DeleteObjectsInput>,
+    ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        let input = req.input;
+        let mut deleted = Vec::new();
+        for object in input.delete.objects {
+            self.0.remove(&input.bucket, &object.key)?;
+            deleted.push(DeletedObject { key: Some(object.key), ..Default::default() });
+        }
+        Ok(S3Response::new(DeleteObjectsOutput { deleted: Some(deleted), ..Default::default() }))
+    }
+
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        let input = req.input;
+        self.with_bucket(&input.bucket, |_| ())?;
+        let upload_id = format!("upload-{}", self.0.next_file.fetch_add(1, Ordering::Relaxed));
+        self.0.uploads.lock().unwrap().insert(upload_id.clone(), BTreeMap::new());
+        Ok(S3Response::new(CreateMultipartUploadOutput {
+            bucket: Some(input.bucket),
+            key: Some(input.key),
+            upload_id: Some(upload_id),
+            ..Default::default()
+        }))
+    }
+
+    async fn upload_part(&self, req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
+        let input = req.input;
+        let bytes = body_bytes(input.body).await?;
+        let etag = format!("{:x}", Md5::digest(&bytes));
+        let mut uploads = self.0.uploads.lock().unwrap();
+        let parts = uploads.get_mut(&input.upload_id).ok_or_else(|| s3_error!(NoSuchUpload))?;
+        parts.insert(input.part_number, bytes);
+        Ok(S3Response::new(UploadPartOutput { e_tag: Some(ETag::Strong(etag)), ..Default::default() }))
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        let input = req.input;
+        let parts =
+            self.0.uploads.lock().unwrap().remove(&input.upload_id).ok_or_else(|| s3_error!(NoSuchUpload))?;
+        let listed = input.multipart_upload.and_then(|upload| upload.parts).unwrap_or_default();
+        let mut bytes = Vec::new();
+        for part in &listed {
+            let number =
+                part.part_number.ok_or_else(|| s3_error!(InvalidPart, "a part without its number"))?;
+            let part =
+                parts.get(&number).ok_or_else(|| s3_error!(InvalidPart, "part {number} was not uploaded"))?;
+            bytes.extend_from_slice(part);
+        }
+        // A multipart upload's ETag is the MD5 of its parts' MD5s, with the count of parts.
+        let mut digests = Md5::new();
+        for part in parts.values() {
+            digests.update(Md5::digest(part));
+        }
+        let etag = format!("{:x}-{}", digests.finalize(), listed.len());
+        let only_new = self.only_new(&input.if_none_match);
+        let etag = self.0.keep(&input.bucket, &input.key, &bytes, etag, SystemTime::now(), only_new)?;
+        Ok(S3Response::new(CompleteMultipartUploadOutput {
+            bucket: Some(input.bucket),
+            key: Some(input.key),
+            e_tag: Some(ETag::Strong(etag)),
+            ..Default::default()
+        }))
+    }
+
+    async fn abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        self.0.uploads.lock().unwrap().remove(&req.input.upload_id);
+        Ok(S3Response::new(AbortMultipartUploadOutput::default()))
     }
 }
 

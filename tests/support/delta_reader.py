@@ -4,6 +4,9 @@ binding) and pyarrow, installed from PyPI by delta_reader.sh.
     delta_reader.py sql  NAME=FOLDER... -- SQL   rows of SQL over the tables, loaded into SQLite in memory
     delta_reader.py history FOLDER                the table's versions, newest first, as JSON lines
 
+A table may be a folder or an s3:// location; an S3-compatible store's endpoint and keys come from
+READER_S3_ENDPOINT, READER_S3_ACCESS_KEY and READER_S3_SECRET_KEY.
+
 Each row prints as one line, its values joined by a tab (NULL as the empty string)."""
 
 import json
@@ -14,8 +17,20 @@ import sys
 from deltalake import DeltaTable
 
 
+def open_table(location):
+    if not location.startswith("s3://"):
+        return DeltaTable(location)
+    return DeltaTable(location, storage_options={
+        "AWS_ENDPOINT_URL": os.environ["READER_S3_ENDPOINT"],
+        "AWS_ACCESS_KEY_ID": os.environ["READER_S3_ACCESS_KEY"],
+        "AWS_SECRET_ACCESS_KEY": os.environ["READER_S3_SECRET_KEY"],
+        "AWS_REGION": "us-east-1",
+        "AWS_ALLOW_HTTP": "true",
+    })
+
+
 def load(connection, name, folder):
-    table = DeltaTable(folder).to_pyarrow_table()
+    table = open_table(folder).to_pyarrow_table()
     columns = table.column_names
     quoted = ", ".join('"%s"' % c for c in columns)
     connection.execute('CREATE TABLE "%s" (%s)' % (name, quoted))
@@ -42,7 +57,7 @@ def main(argv):
         for row in connection.execute(argv[split + 1]):
             print("\t".join(text(v) for v in row))
     elif argv[0] == "history":
-        for entry in DeltaTable(argv[1]).history():
+        for entry in open_table(argv[1]).history():
             print(json.dumps({
                 "version": entry.get("version"),
                 "operation": entry.get("operation"),

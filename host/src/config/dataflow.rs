@@ -216,6 +216,22 @@ pub struct S3SourceConfig {
     pub stall_timeout: Option<Duration>,
 }
 
+impl S3SourceConfig {
+    /// How the bucket is reached.
+    pub fn access(&self) -> crate::aws::S3Access {
+        crate::aws::S3Access {
+            region: self.region.clone(),
+            endpoint: self.endpoint.clone(),
+            force_path_style: self.force_path_style,
+            access_key_id: self.access_key_id.clone(),
+            secret_access_key: self.secret_access_key.clone(),
+            session_token: self.session_token.clone(),
+            role_arn: self.role_arn.clone(),
+            external_id: self.external_id.clone(),
+        }
+    }
+}
+
 /// `[dataflows.NAME.format]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -339,6 +355,8 @@ pub struct SinkConfig {
     /// Delta Lake: the Parquet files' compression, `zstd` (the default) or `snappy`.
     #[serde(default)]
     pub compression: ParquetCompression,
+    /// Delta Lake on S3 (`delta+s3://`): how the bucket is reached, with the S3 source's options.
+    pub s3: Option<crate::aws::S3Access>,
     /// Objects loaded at once, each in its own transaction on its own connection: PostgreSQL in `append`
     /// mode only (default: the machine's cores, at most 4); SQLite takes one writer at a time, and
     /// `replace` and `merge` depend on the order objects are loaded in, so those load one by one.
@@ -412,6 +430,7 @@ impl Default for SinkConfig {
             commit_objects: None,
             commit_interval: None,
             compression: ParquetCompression::Zstd,
+            s3: None,
             versions: None,
             purpose: TablePurpose::All,
             table_kind: TableKind::Data,
@@ -515,8 +534,34 @@ impl DatabaseUrl {
 pub enum SinkUrl {
     /// A SQLite or PostgreSQL database.
     Database(DatabaseUrl),
-    /// A folder of Delta tables (`delta+file://PATH`), a table per dataflow's table.
-    Delta(PathBuf),
+    /// A location of Delta tables, a table per dataflow's table.
+    Delta(DeltaRoot),
+}
+
+/// Where a sink's Delta tables live.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeltaRoot {
+    /// A folder (`delta+file://PATH`).
+    Folder(PathBuf),
+    /// A bucket's folder (`delta+s3://BUCKET/PREFIX`).
+    S3 {
+        /// The bucket.
+        bucket: String,
+        /// The folder, without its slashes; empty for the bucket's top.
+        prefix: String,
+        /// How the bucket is reached.
+        access: crate::aws::S3Access,
+    },
+}
+
+impl std::fmt::Display for DeltaRoot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeltaRoot::Folder(path) => write!(f, "delta+file://{}", path.display()),
+            DeltaRoot::S3 { bucket, prefix, .. } if prefix.is_empty() => write!(f, "delta+s3://{bucket}"),
+            DeltaRoot::S3 { bucket, prefix, .. } => write!(f, "delta+s3://{bucket}/{prefix}"),
+        }
+    }
 }
 
 impl SinkUrl {
@@ -533,7 +578,7 @@ impl std::fmt::Display for SinkUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             SinkUrl::Database(database) => database.fmt(f),
-            SinkUrl::Delta(path) => write!(f, "delta+file://{}", path.display()),
+            SinkUrl::Delta(root) => root.fmt(f),
         }
     }
 }

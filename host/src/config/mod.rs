@@ -177,6 +177,20 @@ pub struct SinkDefaults {
     /// The tables database (default `sqlite://sluice.db`).
     #[serde(default, deserialize_with = "env::optional")]
     pub url: Option<String>,
+    /// How a `delta+s3://` location's bucket is reached.
+    pub s3: Option<crate::aws::S3Access>,
+}
+
+/// `s3` says how a `delta+s3://` location's bucket is reached, and belongs with one only.
+fn check_s3_access(url: Option<&str>, s3: Option<&crate::aws::S3Access>) -> Result<(), String> {
+    match (url, s3) {
+        (Some(url), Some(_)) if url.starts_with("delta+s3://") => Ok(()),
+        (url, Some(_)) => Err(format!(
+            "`s3` says how to reach a bucket, and the sink's url (`{}`) is not in one: it belongs with a delta+s3:// url",
+            url.map_or_else(|| DEFAULT_SINK_URL.to_string(), crate::pg::redact)
+        )),
+        (_, None) => Ok(()),
+    }
 }
 
 fn duration<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
@@ -249,8 +263,10 @@ impl Config {
             ));
         }
         if let Some(url) = &self.sink.url {
-            self.sink_url(url).map_err(|message| ("sink.url".to_string(), message))?;
+            self.sink_url(url, self.sink.s3.as_ref()).map_err(|message| ("sink.url".to_string(), message))?;
         }
+        check_s3_access(self.sink.url.as_deref(), self.sink.s3.as_ref())
+            .map_err(|m| ("sink.s3".to_string(), m))?;
         self.daemon.check().map_err(|(key, message)| (format!("daemon.{key}"), message))?;
         for (name, dataflow) in &self.dataflows {
             let key = |sub: &str| format!("dataflows.{name}{sub}");
@@ -292,8 +308,10 @@ impl Config {
                 self.template_spec(&template.plugin).map_err(|e| (key(".template.plugin"), e.message()))?;
             }
             if let Some(url) = &dataflow.sink.url {
-                self.sink_url(url).map_err(|message| (key(".sink.url"), message))?;
+                self.sink_url(url, None).map_err(|message| (key(".sink.url"), message))?;
             }
+            let url = dataflow.sink.url.as_deref().or(self.sink.url.as_deref());
+            check_s3_access(url, dataflow.sink.s3.as_ref()).map_err(|message| (key(".sink.s3"), message))?;
             if let Some(table) = &dataflow.sink.table {
                 check_table_name(table).map_err(|message| (key(".sink.table"), message))?;
             }
@@ -377,21 +395,34 @@ impl Config {
         }
     }
 
-    /// Reads a tables sink's URL: a database URL, or `delta+file://PATH` (a folder, relative to the
-    /// configuration file's unless absolute).
-    pub fn sink_url(&self, url: &str) -> Result<SinkUrl, String> {
-        match url.split_once("://") {
+    /// Reads a tables sink's URL: a database URL, `delta+file://PATH` (a folder, relative to the
+    /// configuration file's unless absolute), or `delta+s3://BUCKET/PREFIX`, reached with `s3` (the sink's
+    /// `s3` table; the SDK's defaults without it).
+    pub fn sink_url(&self, url: &str, s3: Option<&crate::aws::S3Access>) -> Result<SinkUrl, String> {
+        Ok(match url.split_once("://") {
             Some(("delta+file", path)) if !path.is_empty() => std::path::absolute(self.resolve(path))
-                .map(SinkUrl::Delta)
-                .map_err(|e| format!("`{url}`: the folder cannot be located: {e}")),
-            Some((scheme, _)) if scheme.starts_with("delta") => Err(format!(
-                "`{url}` is not a Delta Lake location Sluice can use: write delta+file://PATH (a folder)"
-            )),
-            _ => self
-                .database(url)
-                .map(SinkUrl::Database)
-                .map_err(|message| format!("{message}, or delta+file://PATH for Delta tables in a folder")),
-        }
+                .map(|path| SinkUrl::Delta(DeltaRoot::Folder(path)))
+                .map_err(|e| format!("`{url}`: the folder cannot be located: {e}"))?,
+            Some(("delta+s3", location)) => {
+                let (bucket, prefix) = location.split_once('/').unwrap_or((location, ""));
+                if bucket.is_empty() {
+                    return Err(format!(
+                        "`{url}` names no bucket: write delta+s3://BUCKET or delta+s3://BUCKET/PREFIX"
+                    ));
+                }
+                let prefix = prefix.trim_matches('/').to_string();
+                let access = s3.cloned().unwrap_or_default();
+                return Ok(SinkUrl::Delta(DeltaRoot::S3 { bucket: bucket.to_string(), prefix, access }));
+            }
+            Some((scheme, _)) if scheme.starts_with("delta") => {
+                return Err(format!(
+                    "`{url}` is not a Delta Lake location Sluice can use: write delta+file://PATH (a folder) or delta+s3://BUCKET/PREFIX"
+                ));
+            }
+            _ => self.database(url).map(SinkUrl::Database).map_err(|message| {
+                format!("{message}, or delta+file://PATH or delta+s3://BUCKET/PREFIX for Delta tables")
+            })?,
+        })
     }
 
     /// The state store's database.
@@ -408,7 +439,8 @@ impl Config {
     /// Where a dataflow's tables sink keeps its tables.
     pub fn sink_database(&self, dataflow: &DataflowConfig) -> SinkUrl {
         let url = dataflow.sink.url.as_deref().or(self.sink.url.as_deref()).unwrap_or(DEFAULT_SINK_URL);
-        self.sink_url(url).expect("checked when the configuration was read")
+        let s3 = dataflow.sink.s3.as_ref().or(self.sink.s3.as_ref());
+        self.sink_url(url, s3).expect("checked when the configuration was read")
     }
 
     /// The tables of the dataflow `name`, each as (the scope its sink is opened under, the table's name):
@@ -644,5 +676,61 @@ fn check_stripe_source(dataflow: &DataflowConfig, has_format: bool) -> Result<()
     match refused {
         Some((key, message)) => Err((key, message.to_string())),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(text, Path::new("/etc/sluice/connector.toml")).map_err(|e| e.to_string())
+    }
+
+    const PEOPLE: &str = "[dataflows.People]\nsource = { type = \"local\", path = \"data\" }\nformat = { plugin = \"jsonl\" }\n";
+
+    #[test]
+    fn delta_locations_are_a_folder_or_a_bucket_prefix_reached_with_the_sinks_s3_access() {
+        let config = parse(&format!(
+            "[sink]\nurl = \"delta+s3://lake/sluice/tables/\"\ns3 = {{ region = \"eu-west-1\", role_arn = \"arn:aws:iam::1:role/w\" }}\n\n{PEOPLE}"
+        ))
+        .unwrap();
+        let SinkUrl::Delta(DeltaRoot::S3 { bucket, prefix, access }) =
+            config.sink_database(&config.dataflows["People"])
+        else {
+            panic!("an S3 location")
+        };
+        assert_eq!((bucket.as_str(), prefix.as_str()), ("lake", "sluice/tables"));
+        assert_eq!(access.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(access.role_arn.as_deref(), Some("arn:aws:iam::1:role/w"));
+
+        let config = parse(&format!("[sink]\nurl = \"delta+file://lake\"\n\n{PEOPLE}")).unwrap();
+        assert_eq!(
+            config.sink_database(&config.dataflows["People"]),
+            SinkUrl::Delta(DeltaRoot::Folder(PathBuf::from("/etc/sluice/lake")))
+        );
+        assert_eq!(
+            config.sink_database(&config.dataflows["People"]).to_string(),
+            "delta+file:///etc/sluice/lake"
+        );
+    }
+
+    #[test]
+    fn a_bad_delta_location_or_s3_access_without_a_bucket_is_refused_naming_the_key() {
+        let error = parse(&format!("[sink]\nurl = \"delta+s3://\"\n\n{PEOPLE}")).unwrap_err();
+        assert!(error.contains("`sink.url`") && error.contains("names no bucket"), "{error}");
+        let error = parse(&format!("[sink]\nurl = \"delta+gcs://b\"\n\n{PEOPLE}")).unwrap_err();
+        assert!(error.contains("delta+s3://BUCKET/PREFIX"), "{error}");
+        let error = parse(&format!(
+            "{PEOPLE}sink = {{ url = \"sqlite://x.db\", s3 = {{ region = \"eu-west-1\" }} }}\n"
+        ))
+        .unwrap_err();
+        assert!(
+            error.contains("`dataflows.People.sink.s3`") && error.contains("belongs with a delta+s3:// url"),
+            "{error}"
+        );
+        let error = parse(&format!("[sink]\nurl = \"delta+s3://b\"\ns3 = {{ regon = \"x\" }}\n\n{PEOPLE}"))
+            .unwrap_err();
+        assert!(error.contains("unknown field `regon`"), "{error}");
     }
 }

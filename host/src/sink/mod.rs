@@ -404,7 +404,25 @@ mod tests {
     #[test]
     fn delta_commits_are_fenced() {
         let dir = tempfile::tempdir().unwrap();
-        a_writer_fenced_out_by_a_newer_token_commits_nothing(&SinkUrl::Delta(dir.path().join("lake")));
+        a_writer_fenced_out_by_a_newer_token_commits_nothing(&SinkUrl::Delta(
+            crate::config::DeltaRoot::Folder(dir.path().join("lake")),
+        ));
+    }
+
+    #[test]
+    fn delta_commits_on_s3_are_fenced() {
+        use sluice_testkit::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
+        let server = S3Server::start();
+        server.create_bucket("lake");
+        let access = crate::aws::S3Access {
+            endpoint: Some(server.endpoint().to_string()),
+            access_key_id: Some(crate::config::Secret::new(ACCESS_KEY)),
+            secret_access_key: Some(crate::config::Secret::new(SECRET_KEY)),
+            ..Default::default()
+        };
+        let root = crate::config::DeltaRoot::S3 { bucket: "lake".into(), prefix: "tables".into(), access };
+        a_writer_fenced_out_by_a_newer_token_commits_nothing(&SinkUrl::Delta(root));
+        assert!(!server.keys("lake", "tables/").is_empty(), "the table is on the S3 server");
     }
 
     #[test]

@@ -1,27 +1,16 @@
-//! `type = "s3"`: Amazon S3 or an S3-compatible store, through aws-sdk-s3.
-//!
-//! Credentials come from the configuration's static keys where given, else from the SDK's default chain
-//! (environment, profile, web identity, container or instance role). With `role_arn` that identity assumes
-//! the role, with `external_id` where the role's trust policy asks for one: the cross-account access of the
-//! product Sluice reproduces. An `endpoint` points the client (and its STS calls) at an S3-compatible store.
+//! `type = "s3"`: Amazon S3 or an S3-compatible store, through aws-sdk-s3, with the access
+//! [`crate::aws::S3Access`] describes.
 
 use super::{ObjectMeta, ObjectReader, Source, SourceError};
 use crate::config::S3SourceConfig;
 use async_trait::async_trait;
-use aws_config::meta::region::RegionProviderChain;
-use aws_config::sts::AssumeRoleProvider;
-use aws_config::{BehaviorVersion, Region};
 use aws_sdk_s3::Client;
-use aws_sdk_s3::config::Credentials;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::get_object::GetObjectError;
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 use std::time::{Duration, SystemTime};
-
-/// The region when neither the configuration nor the environment names one.
-const FALLBACK_REGION: &str = "us-east-1";
 
 /// An S3 bucket, or a bucket of an S3-compatible store, read through the AWS SDK.
 pub struct S3Source {
@@ -55,37 +44,14 @@ const FIRST_RESUME_BACKOFF: Duration = Duration::from_millis(200);
 impl S3Source {
     /// Builds the client; no request is made until the first listing.
     pub async fn connect(config: &S3SourceConfig) -> Result<S3Source, SourceError> {
-        let region = RegionProviderChain::first_try(config.region.clone().map(Region::new))
-            .or_default_provider()
-            .or_else(Region::new(FALLBACK_REGION));
-        let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(region);
-        if let Some(endpoint) = &config.endpoint {
-            loader = loader.endpoint_url(endpoint);
-        }
-        if let (Some(key), Some(secret)) = (&config.access_key_id, &config.secret_access_key) {
-            loader = loader.credentials_provider(Credentials::new(
-                key.expose(),
-                secret.expose(),
-                config.session_token.as_ref().map(|token| token.expose().to_string()),
-                None,
-                "connector.toml",
-            ));
-        }
-        let shared = loader.load().await;
-        let mut s3_config = aws_sdk_s3::config::Builder::from(&shared)
-            .force_path_style(config.force_path_style.unwrap_or(config.endpoint.is_some()));
-        if let Some(role_arn) = &config.role_arn {
-            let mut role = AssumeRoleProvider::builder(role_arn).session_name("sluice").configure(&shared);
-            if let Some(external_id) = &config.external_id {
-                role = role.external_id(external_id.expose());
-            }
-            s3_config = s3_config.credentials_provider(role.build().await);
-        }
+        let access = config.access();
+        let shared = access.sdk_config().await;
+        let s3_config = aws_sdk_s3::config::Builder::from(&shared).force_path_style(access.path_style());
         Ok(S3Source {
             client: Client::from_conf(s3_config.build()),
             bucket: config.bucket.clone(),
             prefix: config.prefix.clone().filter(|prefix| !prefix.is_empty()),
-            endpoint: config.endpoint.clone().unwrap_or_else(|| "AWS".to_string()),
+            endpoint: access.describe_endpoint(),
             role_arn: config.role_arn.clone(),
             resume: Resume {
                 retries: config.read_retries.unwrap_or(DEFAULT_READ_RETRIES),

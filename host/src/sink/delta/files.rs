@@ -3,6 +3,7 @@
 //! widened to text (copy on write: the old file is removed, a new one added, in the same commit).
 
 use super::convert::{self, TableColumn};
+use super::location::TableAt;
 use crate::plugin::RejectedRow;
 use crate::sink::CommittedObject;
 use crate::source::ObjectMeta;
@@ -17,12 +18,11 @@ use deltalake::logstore::object_store::ObjectStoreExt;
 use deltalake::parquet::arrow::ArrowWriter;
 use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use deltalake::parquet::file::properties::WriterProperties;
-use deltalake::writer::{DeltaWriter, RecordBatchWriter};
-use deltalake::{DeltaTable, DeltaTableBuilder, ObjectStore, Path as StorePath};
+use deltalake::writer::DeltaWriter;
+use deltalake::{DeltaTable, ObjectStore, Path as StorePath};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use url::Url;
 
 /// The tag of a marker file: the objects its commit holds.
 const MARKER_TAG: &str = "sluice.marker";
@@ -149,23 +149,15 @@ pub async fn active(table: &DeltaTable) -> Result<Vec<FileInfo>, String> {
     Ok(files)
 }
 
-fn store(url: &Url) -> Result<Arc<dyn ObjectStore>, String> {
-    let table = DeltaTableBuilder::from_url(url.clone())
-        .map_err(|e| e.to_string())?
-        .build()
-        .map_err(|e| e.to_string())?;
-    Ok(table.object_store())
-}
-
 /// Writes the zero-row marker file of a commit: readers see no rows in it, and its tags hold the markers.
-pub async fn write_marker(url: &Url, columns: &[TableColumn], tags: &MarkerTags) -> Result<Add, String> {
+pub async fn write_marker(at: &TableAt, columns: &[TableColumn], tags: &MarkerTags) -> Result<Add, String> {
     let schema = convert::arrow_schema(columns);
     let mut bytes = Vec::new();
     let writer = ArrowWriter::try_new(&mut bytes, schema, None).map_err(|e| e.to_string())?;
     writer.close().map_err(|e| e.to_string())?;
     let path = format!("{MARKERS}/{}.parquet", uuid::Uuid::new_v4());
     let size = bytes.len() as i64;
-    store(url)?.put(&StorePath::from(path.as_str()), bytes.into()).await.map_err(|e| e.to_string())?;
+    at.store().await?.put(&StorePath::from(path.as_str()), bytes.into()).await.map_err(|e| e.to_string())?;
     let json = serde_json::to_string(tags).map_err(|e| e.to_string())?;
     Ok(Add {
         path,
@@ -229,9 +221,9 @@ pub fn rejects_schema() -> StructType {
     .expect("distinct names")
 }
 
-/// Writes `rejects` as files of the rejects table at `url`, tagged with `group`.
+/// Writes `rejects` as files of the rejects table at `at`, tagged with `group`.
 pub async fn write_rejects(
-    url: &Url,
+    at: &TableAt,
     props: WriterProperties,
     rejects: &[Reject],
     group: &str,
@@ -258,9 +250,7 @@ pub async fn write_rejects(
         Arc::new(Int64Array::from_iter_values(rejects.iter().map(|r| r.run_id))),
     ];
     let batch = ArrowBatch::try_new(schema.clone(), arrays).map_err(|e| e.to_string())?;
-    let mut writer = RecordBatchWriter::try_new(url.as_str(), schema, None, None)
-        .map_err(|e| e.to_string())?
-        .with_writer_properties(props);
+    let mut writer = at.writer(schema).await?.with_writer_properties(props);
     writer.write(batch).await.map_err(|e| e.to_string())?;
     let mut adds = writer.flush().await.map_err(|e| e.to_string())?;
     for add in &mut adds {
@@ -344,7 +334,7 @@ fn needs_cast(batch: &ArrowBatch, widened: &[String]) -> bool {
 /// batch, `None` where all stay), and with the widened columns cast to text. `None` where nothing changes.
 async fn rewritten(
     store: &dyn ObjectStore,
-    url: &Url,
+    at: &TableAt,
     props: WriterProperties,
     schema: &SchemaRef,
     path: &str,
@@ -367,13 +357,13 @@ async fn rewritten(
     if !changed {
         return Ok(None);
     }
-    write(url, props, schema, kept).await.map(Some)
+    write(at, props, schema, kept).await.map(Some)
 }
 
 /// Rewrites the committed `files` a commit changes (rows whose key the group has; columns widened to
-/// text), as files of the table at `url`: the old ones to remove, the new ones to add.
+/// text), as files of the table at `at`: the old ones to remove, the new ones to add.
 pub async fn rewrite(
-    url: &Url,
+    at: &TableAt,
     props: WriterProperties,
     files: &[&FileInfo],
     rewrite: &Rewrite<'_>,
@@ -381,7 +371,7 @@ pub async fn rewrite(
     if rewrite.keys.is_none() && rewrite.widened.is_empty() {
         return Ok((Vec::new(), Vec::new()));
     }
-    let store = store(url)?;
+    let store = at.store().await?;
     let schema = convert::arrow_schema(rewrite.columns);
     let replaced = |batch: &ArrowBatch| -> Result<Option<BooleanArray>, String> {
         let Some((key, keys)) = rewrite.keys else { return Ok(None) };
@@ -393,7 +383,7 @@ pub async fn rewrite(
     for file in files {
         let path = &file.path;
         if let Some(new) =
-            rewritten(store.as_ref(), url, props.clone(), &schema, path, &replaced, rewrite.widened).await?
+            rewritten(store.as_ref(), at, props.clone(), &schema, path, &replaced, rewrite.widened).await?
         {
             removed.push(file.remove());
             added.extend(new);
@@ -402,16 +392,14 @@ pub async fn rewrite(
     Ok((removed, added))
 }
 
-/// Writes `batches` (cast to `schema`) as new files of the table at `url`.
+/// Writes `batches` (cast to `schema`) as new files of the table at `at`.
 pub async fn write(
-    url: &Url,
+    at: &TableAt,
     props: WriterProperties,
     schema: &SchemaRef,
     batches: Vec<ArrowBatch>,
 ) -> Result<Vec<Add>, String> {
-    let mut writer = RecordBatchWriter::try_new(url.as_str(), schema.clone(), None, None)
-        .map_err(|e| e.to_string())?
-        .with_writer_properties(props);
+    let mut writer = at.writer(schema.clone()).await?.with_writer_properties(props);
     let mut any = false;
     for batch in batches {
         if batch.num_rows() == 0 {
@@ -430,7 +418,7 @@ pub async fn write(
 /// and with the columns widened since they were written at their new type: each file that changes is
 /// written again (as `rewrite.columns` has the table) and deleted, as no commit ever named it.
 pub async fn rewrite_staged(
-    url: &Url,
+    at: &TableAt,
     props: WriterProperties,
     staged: Vec<Add>,
     discarded: &[String],
@@ -439,7 +427,7 @@ pub async fn rewrite_staged(
     if discarded.is_empty() && rewrite.widened.is_empty() {
         return Ok(staged);
     }
-    let store = store(url)?;
+    let store = at.store().await?;
     let schema = convert::arrow_schema(rewrite.columns);
     let given_up = |batch: &ArrowBatch| -> Result<Option<BooleanArray>, String> {
         if discarded.is_empty() {
@@ -457,7 +445,7 @@ pub async fn rewrite_staged(
     };
     let mut kept = Vec::with_capacity(staged.len());
     for add in staged {
-        match rewritten(store.as_ref(), url, props.clone(), &schema, &add.path, &given_up, rewrite.widened)
+        match rewritten(store.as_ref(), at, props.clone(), &schema, &add.path, &given_up, rewrite.widened)
             .await?
         {
             Some(new) => {
@@ -473,16 +461,14 @@ pub async fn rewrite_staged(
 /// The rows of `files`, oldest first, written again as files of the target size (`columns`: the table's
 /// columns now, which older files may lack).
 pub async fn merge_files(
-    url: &Url,
+    at: &TableAt,
     props: WriterProperties,
     files: &[&FileInfo],
     columns: &[TableColumn],
 ) -> Result<Vec<Add>, String> {
-    let store = store(url)?;
+    let store = at.store().await?;
     let schema = convert::arrow_schema(columns);
-    let mut writer = RecordBatchWriter::try_new(url.as_str(), schema.clone(), None, None)
-        .map_err(|e| e.to_string())?
-        .with_writer_properties(props);
+    let mut writer = at.writer(schema.clone()).await?.with_writer_properties(props);
     // A file at a time, so that memory holds one small file's rows, not all of them.
     for file in files {
         for batch in read(store.as_ref(), &file.path).await? {
@@ -522,12 +508,12 @@ pub fn dedupe(
 
 /// Two columns of the table's rows as text pairs, oldest file first.
 pub async fn read_pairs(
-    url: &Url,
+    at: &TableAt,
     files: &[FileInfo],
     key: &str,
     value: &str,
 ) -> Result<Vec<(String, String)>, String> {
-    let store = store(url)?;
+    let store = at.store().await?;
     let mut pairs = Vec::new();
     for file in files {
         for batch in read(store.as_ref(), &file.path).await? {

@@ -21,12 +21,13 @@
 
 mod convert;
 mod files;
+mod location;
 mod object;
 
 use super::{
     CommittedObject, ObjectWrite, Optimized, RolledBack, SinkError, TableSink, TableSpec, fenced_out,
 };
-use crate::config::{ParquetCompression, WriteMode};
+use crate::config::{DeltaRoot, ParquetCompression, WriteMode};
 use crate::source::ObjectMeta;
 use convert::TableColumn;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
@@ -35,12 +36,11 @@ use deltalake::operations::create::CreateBuilder;
 use deltalake::parquet::basic::{Compression, ZstdLevel};
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::protocol::{DeltaOperation, SaveMode};
-use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
+use deltalake::{DeltaTable, DeltaTableError};
 use files::{FileInfo, MarkerTags};
+use location::{Location, TableAt};
 use object::DeltaObject;
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
-use url::Url;
 
 /// The application transaction every commit carries the writing run's fencing token in.
 const FENCE_APP: &str = "sluice.fence";
@@ -54,9 +54,9 @@ const COMMIT_RETRIES: usize = 5;
 pub struct DeltaTables {
     runtime: tokio::runtime::Runtime,
     spec: TableSpec,
-    /// The table's folder, and its rejected rows' table's.
-    folder: PathBuf,
-    rejects_folder: PathBuf,
+    /// The table's location, and its rejected rows' table's.
+    at: TableAt,
+    rejects_at: TableAt,
     /// The table as last read; `None` until it exists.
     table: Option<DeltaTable>,
     /// Objects committed as far as the runner knows, not yet in a Delta commit.
@@ -70,18 +70,14 @@ pub struct DeltaTables {
 }
 
 /// `root/dataflow/table`: a dataflow's folder holds its tables (one, or a Stripe source's several).
-fn table_folder(root: &Path, scope: &str, table: &str) -> PathBuf {
+fn table_at(root: &Location, scope: &str, table: &str) -> Result<TableAt, String> {
     let dataflow = scope.split('/').next().unwrap_or(scope).to_ascii_lowercase();
-    root.join(dataflow).join(table)
+    root.table(&format!("{dataflow}/{table}"))
 }
 
-fn rejects_folder(root: &Path, scope: &str, table: &str) -> PathBuf {
+fn rejects_at(root: &Location, scope: &str, table: &str) -> Result<TableAt, String> {
     let dataflow = scope.split('/').next().unwrap_or(scope).to_ascii_lowercase();
-    root.join(dataflow).join("_sluice_rejects").join(table)
-}
-
-fn folder_url(folder: &Path) -> Result<Url, String> {
-    Url::from_directory_path(folder).map_err(|()| format!("`{}` is not an absolute folder", folder.display()))
+    root.table(&format!("{dataflow}/_sluice_rejects/{table}"))
 }
 
 /// The runtime delta-rs's I/O runs on: the sink's calls block, as the other sinks' do.
@@ -94,55 +90,27 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 
 /// Refuses a folder that holds something other than a Delta table (files but no `_delta_log`), rather
 /// than writing beside it.
-fn refuse_foreign(folder: &Path) -> Result<(), String> {
-    if folder.join("_delta_log").is_dir() {
-        return Ok(());
-    }
-    // Parquet files of a first commit that never landed (and their partial uploads, `NAME.parquet#1`)
-    // are Sluice's own, to be written over.
-    let own = |entry: &std::fs::DirEntry| {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        name.contains(".parquet") || name == files::MARKERS
-    };
-    let foreign =
-        std::fs::read_dir(folder).map(|entries| entries.flatten().find(|entry| !own(entry))).unwrap_or(None);
-    match foreign {
+async fn refuse_foreign(at: &TableAt) -> Result<(), String> {
+    match at.foreign_file().await? {
         Some(foreign) => Err(format!(
-            "`{}` holds files but no Delta table (no _delta_log; `{}`, say); Sluice writes only into an empty folder or a Delta table",
-            folder.display(),
-            foreign.file_name().to_string_lossy()
+            "`{at}` holds files but no Delta table (no _delta_log; `{foreign}`, say); Sluice writes only into an empty folder or a Delta table"
         )),
         None => Ok(()),
     }
 }
 
-/// Opens the Delta table in `folder`; `None` where there is none yet.
-async fn load(folder: &Path) -> Result<Option<DeltaTable>, String> {
-    if !folder.join("_delta_log").is_dir() {
-        return Ok(None);
-    }
-    let url = folder_url(folder)?;
-    let mut table =
-        DeltaTableBuilder::from_url(url).map_err(|e| e.to_string())?.build().map_err(|e| e.to_string())?;
-    table.load().await.map_err(|e| format!("cannot read the Delta table at `{}`: {e}", folder.display()))?;
-    Ok(Some(table))
-}
-
-/// Whether a run can write Delta tables under `root`: the folder is made where missing, and written to.
-pub fn check_location(root: &Path) -> Result<String, String> {
-    std::fs::create_dir_all(root).map_err(|e| format!("cannot make `{}`: {e}", root.display()))?;
-    let probe = root.join(format!(".sluice-check-{}", std::process::id()));
-    std::fs::write(&probe, b"").map_err(|e| format!("cannot write in `{}`: {e}", root.display()))?;
-    let _ = std::fs::remove_file(probe);
-    Ok("writable".into())
+/// Whether a run can write Delta tables under `root`: a probe is written there (a missing folder made).
+pub fn check_location(root: &DeltaRoot) -> Result<String, String> {
+    let runtime = runtime()?;
+    runtime.block_on(async { Location::new(root).await?.check().await })
 }
 
 /// Rows and columns of `scope`'s `table` under `root`, for `dataflows --tables`.
-pub fn table_shape(root: &Path, scope: &str, table: &str) -> Option<(u64, usize)> {
-    let folder = table_folder(root, scope, table);
+pub fn table_shape(root: &DeltaRoot, scope: &str, table: &str) -> Option<(u64, usize)> {
     let runtime = runtime().ok()?;
-    let loaded = runtime.block_on(load(&folder)).ok()??;
+    let loaded = runtime
+        .block_on(async { table_at(&Location::new(root).await?, scope, table)?.load().await })
+        .ok()??;
     let snapshot = loaded.snapshot().ok()?;
     let columns = snapshot.schema().fields().count().saturating_sub(convert::LINEAGE.len());
     let rows = runtime.block_on(files::active(&loaded)).ok()?.iter().map(|f| f.rows).sum();
@@ -151,19 +119,28 @@ pub fn table_shape(root: &Path, scope: &str, table: &str) -> Option<(u64, usize)
 
 impl DeltaTables {
     /// Opens `scope`'s table that `spec` names, in the folder of Delta tables `root`.
-    pub fn open(root: &Path, scope: &str, spec: &TableSpec) -> Result<DeltaTables, SinkError> {
+    pub fn open(root: &DeltaRoot, scope: &str, spec: &TableSpec) -> Result<DeltaTables, SinkError> {
         let error = |message: String| SinkError::table(spec.name.clone(), message);
-        let folder = table_folder(root, scope, &spec.name);
-        let rejects_folder = rejects_folder(root, scope, &spec.name);
-        check_location(root).map_err(error)?;
-        refuse_foreign(&folder).map_err(error)?;
         let runtime = runtime().map_err(error)?;
-        let table = runtime.block_on(load(&folder)).map_err(error)?;
+        let (at, rejects_at, table) = runtime
+            .block_on(async {
+                let location = Location::new(root).await?;
+                let (at, rejects_at) =
+                    (table_at(&location, scope, &spec.name)?, rejects_at(&location, scope, &spec.name)?);
+                let table = at.load().await?;
+                if table.is_none() {
+                    // A first run: the location must take files, and the folder hold nothing foreign.
+                    location.check().await?;
+                    refuse_foreign(&at).await?;
+                }
+                Ok::<_, String>((at, rejects_at, table))
+            })
+            .map_err(error)?;
         let sink = DeltaTables {
             runtime,
             spec: spec.clone(),
-            folder,
-            rejects_folder,
+            at,
+            rejects_at,
             table,
             group: None,
             fence: None,
@@ -208,7 +185,7 @@ impl DeltaTables {
 
     /// Reads the table again, as another writer may have changed it.
     fn refresh(&mut self) -> Result<(), SinkError> {
-        let loaded = self.runtime.block_on(load(&self.folder)).map_err(|e| self.error(e))?;
+        let loaded = self.runtime.block_on(self.at.load()).map_err(|e| self.error(e))?;
         self.table = loaded;
         Ok(())
     }
@@ -242,7 +219,7 @@ impl DeltaTables {
         {
             return Err(self.error(fenced_out(token, Some(recorded))));
         }
-        let url = folder_url(&self.folder).map_err(|e| self.error(e))?;
+        let at = self.at.clone();
         let props = self.writer_properties();
         let columns = group.columns.clone();
         self.runtime.block_on(group.seal()).map_err(|e| self.error(e))?;
@@ -252,7 +229,7 @@ impl DeltaTables {
                 .map_err(|e| self.error(e))?;
             keys = merged;
             let schema = convert::arrow_schema(&columns);
-            let written = self.runtime.block_on(files::write(&url, props.clone(), &schema, rows));
+            let written = self.runtime.block_on(files::write(&at, props.clone(), &schema, rows));
             group.files.extend(written.map_err(|e| self.error(e))?);
         }
 
@@ -275,7 +252,7 @@ impl DeltaTables {
         } else {
             let (removed, added) = self
                 .runtime
-                .block_on(files::rewrite(&url, props.clone(), &data_files, &rewrite))
+                .block_on(files::rewrite(&at, props.clone(), &data_files, &rewrite))
                 .map_err(|e| self.error(e))?;
             actions.extend(removed.into_iter().map(Action::Remove));
             actions.extend(added.into_iter().map(Action::Add));
@@ -285,7 +262,7 @@ impl DeltaTables {
         let staged = self
             .runtime
             .block_on(files::rewrite_staged(
-                &url,
+                &at,
                 props,
                 std::mem::take(&mut group.files),
                 &group.discarded,
@@ -311,7 +288,7 @@ impl DeltaTables {
         let tags =
             MarkerTags { group: marker_group, run_id: group.run_id, before, objects: group.objects.clone() };
         let marker =
-            self.runtime.block_on(files::write_marker(&url, &columns, &tags)).map_err(|e| self.error(e))?;
+            self.runtime.block_on(files::write_marker(&at, &columns, &tags)).map_err(|e| self.error(e))?;
         actions.push(Action::Add(marker));
         let objects: Vec<&str> = group.objects.iter().map(|o| o.key.as_str()).collect();
         let mut properties = CommitProperties::default().with_max_retries(COMMIT_RETRIES).with_metadata([
@@ -326,7 +303,8 @@ impl DeltaTables {
             None => {
                 let configuration = self.table_properties();
                 let create = CreateBuilder::new()
-                    .with_location(url.as_str())
+                    .with_location(at.url.as_str())
+                    .with_storage_options(self.runtime.block_on(at.options()).map_err(|e| self.error(e))?)
                     .with_columns(schema.fields().cloned())
                     .with_configuration(configuration.into_iter().map(|(k, v)| (k, Some(v))))
                     .with_save_mode(SaveMode::ErrorIfExists)
@@ -379,13 +357,25 @@ impl DeltaTables {
 
     /// Why a commit failed, with what a concurrent writer's conflict means.
     fn commit_error(&self, error: DeltaTableError) -> SinkError {
-        let message = error.to_string();
-        if message.contains(FENCE_APP) || message.contains("oncurrent") {
-            self.error(format!(
+        use deltalake::kernel::transaction::TransactionError;
+        let lost = match &error {
+            DeltaTableError::Transaction { source: TransactionError::MaxCommitAttempts(tries) } => {
+                Some(format!("each of {tries} versions it tried was taken by another writer's commit first"))
+            }
+            DeltaTableError::VersionAlreadyExists(version) => {
+                Some(format!("version {version} was taken by another writer's commit first"))
+            }
+            _ => None,
+        };
+        let message = self.at.explain(&error);
+        match lost {
+            Some(lost) => self.error(format!(
+                "another writer committed to the Delta table at the same time: {lost}; the objects were not committed and the next run loads them"
+            )),
+            None if message.contains(FENCE_APP) || message.contains("oncurrent") => self.error(format!(
                 "another writer committed to the Delta table at the same time and the commit could not be retried past it ({message}); the objects were not committed and the next run loads them"
-            ))
-        } else {
-            self.error(format!("the Delta commit failed: {message}"))
+            )),
+            None => self.error(format!("the Delta commit failed: {message}")),
         }
     }
 
@@ -402,7 +392,7 @@ impl DeltaTables {
     /// rejects of groups that never committed or were rolled back.
     fn commit_rejects(&mut self, rejects: &[files::Reject], group: &str) -> Result<(), SinkError> {
         let live: HashSet<String> = self.markers()?.into_iter().map(|m| m.group).collect();
-        let rejects_table = self.runtime.block_on(load(&self.rejects_folder)).map_err(|e| self.error(e))?;
+        let rejects_table = self.runtime.block_on(self.rejects_at.load()).map_err(|e| self.error(e))?;
         let orphans: Vec<Remove> = match &rejects_table {
             Some(table) => self
                 .runtime
@@ -417,10 +407,10 @@ impl DeltaTables {
         if rejects.is_empty() && orphans.is_empty() {
             return Ok(());
         }
-        let url = folder_url(&self.rejects_folder).map_err(|e| self.error(e))?;
+        let at = self.rejects_at.clone();
         let added = self
             .runtime
-            .block_on(files::write_rejects(&url, self.writer_properties(), rejects, group))
+            .block_on(files::write_rejects(&at, self.writer_properties(), rejects, group))
             .map_err(|e| self.error(e))?;
         let mut actions: Vec<Action> = added.into_iter().map(Action::Add).collect();
         actions.extend(orphans.into_iter().map(Action::Remove));
@@ -428,7 +418,8 @@ impl DeltaTables {
         let done = match &rejects_table {
             None => {
                 let create = CreateBuilder::new()
-                    .with_location(url.as_str())
+                    .with_location(at.url.as_str())
+                    .with_storage_options(self.runtime.block_on(at.options()).map_err(|e| self.error(e))?)
                     .with_columns(files::rejects_schema().fields().cloned())
                     .with_save_mode(SaveMode::ErrorIfExists)
                     .with_actions(actions)
@@ -472,12 +463,8 @@ impl TableSink for DeltaTables {
                 .sum(),
             None => 0,
         };
-        for folder in [&self.folder, &self.rejects_folder] {
-            match std::fs::remove_dir_all(folder) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(self.error(format!("cannot delete `{}`: {e}", folder.display()))),
-            }
+        for at in [&self.at, &self.rejects_at] {
+            self.runtime.block_on(at.remove_all()).map_err(|e| self.error(e))?;
         }
         self.table = None;
         Ok(rows)
@@ -524,10 +511,10 @@ impl TableSink for DeltaTables {
     fn pairs(&mut self, key: &str, value: &str) -> Result<Vec<(String, String)>, SinkError> {
         self.commit_group()?;
         let Some(table) = &self.table else { return Ok(Vec::new()) };
-        let url = folder_url(&self.folder).map_err(|e| self.error(e))?;
+        let at = self.at.clone();
         let mut active = self.runtime.block_on(files::active(table)).map_err(|e| self.error(e))?;
         active.retain(|f| f.marker.is_none());
-        self.runtime.block_on(files::read_pairs(&url, &active, key, value)).map_err(|e| self.error(e))
+        self.runtime.block_on(files::read_pairs(&at, &active, key, value)).map_err(|e| self.error(e))
     }
 
     fn fence(&mut self, token: i64) -> Result<(), SinkError> {
@@ -554,11 +541,11 @@ impl TableSink for DeltaTables {
             active.iter().filter(|f| f.marker.is_none() && f.size < file_size / 2).collect();
         let mut optimized = Optimized::default();
         if small.len() > 1 {
-            let url = folder_url(&self.folder).map_err(|e| self.error(e))?;
+            let at = self.at.clone();
             let columns = self.columns()?;
             let merged = self
                 .runtime
-                .block_on(files::merge_files(&url, self.writer_properties(), &small, &columns))
+                .block_on(files::merge_files(&at, self.writer_properties(), &small, &columns))
                 .map_err(|e| self.error(e))?;
             optimized.files_merged = small.len();
             optimized.files_written = merged.len();
@@ -631,8 +618,8 @@ impl TableSink for DeltaTables {
             let columns = self.columns()?;
             self.group = Some(object::Group::new(run_id, columns));
         }
-        let url = folder_url(&self.folder).map_err(|e| self.error(e))?;
+        let at = self.at.clone();
         let props = self.writer_properties();
-        Ok(Box::new(DeltaObject::new(self, url, props, object.clone(), run_id)))
+        Ok(Box::new(DeltaObject::new(self, at, props, object.clone(), run_id)))
     }
 }

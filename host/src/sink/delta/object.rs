@@ -6,6 +6,7 @@
 use super::DeltaTables;
 use super::convert::{self, TableColumn};
 use super::files::{self, Reject};
+use super::location::TableAt;
 use crate::batch::{RecordBatch, Value};
 use crate::config::{TypeConflict, WriteMode};
 use crate::plugin::RejectedRow;
@@ -17,7 +18,6 @@ use deltalake::kernel::Add;
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode as SchemaMode};
 use std::time::Instant;
-use url::Url;
 
 /// Objects committed as far as the runner knows, waiting for their Delta commit.
 pub(super) struct Group {
@@ -65,21 +65,20 @@ impl Group {
     }
 }
 
-/// A writer of the table's files at `url`.
-fn writer(
-    url: &Url,
+/// A writer of the table's files at `at`.
+async fn writer(
+    at: &TableAt,
     columns: &[TableColumn],
     props: WriterProperties,
     file_size: u64,
 ) -> Result<RecordBatchWriter, String> {
-    RecordBatchWriter::try_new(url.as_str(), convert::arrow_schema(columns), None, None)
-        .map(|writer| writer.with_writer_properties(props).with_target_file_size(file_size))
-        .map_err(|e| e.to_string())
+    let writer = at.writer(convert::arrow_schema(columns)).await?;
+    Ok(writer.with_writer_properties(props).with_target_file_size(file_size))
 }
 
 pub(super) struct DeltaObject<'s> {
     sink: &'s mut DeltaTables,
-    url: Url,
+    at: TableAt,
     props: WriterProperties,
     object: ObjectMeta,
     run_id: i64,
@@ -99,7 +98,7 @@ pub(super) struct DeltaObject<'s> {
 impl<'s> DeltaObject<'s> {
     pub fn new(
         sink: &'s mut DeltaTables,
-        url: Url,
+        at: TableAt,
         props: WriterProperties,
         object: ObjectMeta,
         run_id: i64,
@@ -107,7 +106,7 @@ impl<'s> DeltaObject<'s> {
         let columns = sink.group.as_ref().map(|g| g.columns.clone()).unwrap_or_default();
         DeltaObject {
             sink,
-            url,
+            at,
             props,
             object,
             run_id,
@@ -228,7 +227,7 @@ impl ObjectWrite for DeltaObject<'_> {
             return Ok(());
         }
         let file_size = self.sink.spec.delta.file_size;
-        let (url, props, columns) = (&self.url, &self.props, &self.columns);
+        let (at, props, columns) = (&self.at, &self.props, &self.columns);
         let sink = &mut *self.sink;
         let group = sink.group.as_mut().expect("an object begins in a group");
         let widened = self.widened.len() > widened_before;
@@ -239,7 +238,7 @@ impl ObjectWrite for DeltaObject<'_> {
                 group.seal().await?;
             }
             if group.writer.is_none() {
-                group.writer = Some(writer(url, columns, props.clone(), file_size)?);
+                group.writer = Some(writer(at, columns, props.clone(), file_size).await?);
             }
             let shared = group.writer.as_mut().expect("made above");
             shared.write_with_mode(arrow, SchemaMode::MergeSchema).await.map_err(|e| e.to_string())
