@@ -614,3 +614,47 @@ fn on_s3_a_store_without_conditional_writes_is_refused_by_check_and_by_the_first
     }
     assert_eq!(server.keys(LAKE, "tables/people/"), Vec::<String>::new(), "nothing written");
 }
+
+#[test]
+fn on_s3_a_killed_run_is_finished_by_the_next_with_every_row_once() {
+    const OBJECTS: usize = 120;
+    let server = S3Server::start();
+    server.create_bucket(LAKE);
+    let dir = people_on_s3(&server, &own_keys(), "commit_objects = 10");
+    for object in 0..OBJECTS {
+        let body: String =
+            (0..50).map(|row| format!("{{\"id\": {}, \"object\": {object}}}\n", object * 50 + row)).collect();
+        put(dir.path(), &format!("{object:04}.jsonl"), &body, 10);
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .current_dir(dir.path())
+        .env("SLUICE_CACHE_DIR", support::root().join("target").join("test-plugin-cache"))
+        .env("TEST_S3_SECRET", SECRET_KEY)
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed once a few commits have landed in the bucket.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let commits = || {
+        server.keys(LAKE, "tables/people/people/_delta_log/").iter().filter(|k| k.ends_with(".json")).count()
+    };
+    while commits() < 3 {
+        assert!(Instant::now() < deadline, "no commits in time");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let partial: i64 = s3_rows(&server, "SELECT count(*) FROM people")[0].parse().unwrap();
+    assert!(partial > 0 && partial < (OBJECTS * 50) as i64, "{partial} rows after the kill");
+    assert_eq!(partial % 500, 0, "whole groups of 10 objects only: {partial}");
+
+    expect(dir.path(), &["run"], 0);
+    let total = OBJECTS * 50;
+    assert_eq!(
+        s3_rows(&server, "SELECT count(*), count(DISTINCT id) FROM people"),
+        [format!("{total}\t{total}")]
+    );
+}
