@@ -658,3 +658,63 @@ fn on_s3_a_killed_run_is_finished_by_the_next_with_every_row_once() {
         [format!("{total}\t{total}")]
     );
 }
+
+#[test]
+fn partition_by_writes_a_folder_per_value_that_merge_new_columns_rollback_and_optimize_keep() {
+    let dir = people("mode = \"merge\", key = [\"id\"], partition_by = [\"country\"]");
+    put(
+        dir.path(),
+        "a.jsonl",
+        "{\"id\": 1, \"country\": \"NO\", \"name\": \"Ann\"}\n{\"id\": 2, \"country\": \"SE\", \"name\": \"Bob\"}\n{\"id\": 3, \"name\": \"Cy\"}\n",
+        3,
+    );
+    expect(dir.path(), &["run"], 0);
+    let folders = |dir: &Path| {
+        let mut names: Vec<String> = std::fs::read_dir(table(dir))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with("country="))
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(folders(dir.path()), ["country=NO", "country=SE", "country=__HIVE_DEFAULT_PARTITION__"]);
+    let before_age = "SELECT id, country, name FROM people ORDER BY id";
+    let all = "SELECT id, country, name, age FROM people ORDER BY id";
+    let first = ["1\tNO\tAnn", "2\tSE\tBob", "3\t\tCy"];
+    assert_eq!(people_rows(dir.path(), before_age), first);
+
+    // A new column, a changed row and a new one, merged on the key within and across partitions.
+    put(
+        dir.path(),
+        "b.jsonl",
+        "{\"id\": 2, \"country\": \"SE\", \"name\": \"Bo\", \"age\": 30}\n{\"id\": 4, \"country\": \"NO\", \"name\": \"Di\"}\n",
+        2,
+    );
+    expect(dir.path(), &["run"], 0);
+    let second = ["1\tNO\tAnn\t", "2\tSE\tBo\t30", "3\t\tCy\t", "4\tNO\tDi\t"];
+    assert_eq!(people_rows(dir.path(), all), second);
+
+    expect(dir.path(), &["rollback", "People"], 0);
+    assert_eq!(people_rows(dir.path(), before_age), first);
+    expect(dir.path(), &["run"], 0);
+    assert_eq!(people_rows(dir.path(), all), second);
+
+    // Small files merge within their partition only.
+    let out = expect(dir.path(), &["optimize", "People"], 0);
+    assert!(out.contains("small files merged into"), "{out}");
+    assert_eq!(people_rows(dir.path(), all), second);
+    assert_eq!(folders(dir.path()), ["country=NO", "country=SE", "country=__HIVE_DEFAULT_PARTITION__"]);
+
+    // The partitioning is fixed once the table is made.
+    let config = std::fs::read_to_string(dir.path().join("connector.toml")).unwrap();
+    std::fs::write(dir.path().join("connector.toml"), config.replace("[\"country\"]", "[\"name\"]")).unwrap();
+    put(dir.path(), "c.jsonl", "{\"id\": 5, \"country\": \"NO\", \"name\": \"Ed\"}\n", 1);
+    let out = sluice(dir.path(), &["run"]);
+    let error = text(&out.stdout) + &text(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{error}");
+    assert!(
+        error.contains("the Delta table is partitioned by [country] and `partition_by` says [name]"),
+        "{error}"
+    );
+}

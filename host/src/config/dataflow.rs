@@ -357,6 +357,9 @@ pub struct SinkConfig {
     pub compression: ParquetCompression,
     /// Delta Lake on S3 (`delta+s3://`): how the bucket is reached, with the S3 source's options.
     pub s3: Option<crate::aws::S3Access>,
+    /// Delta Lake: the columns the table is partitioned by, fixed when the table is made.
+    #[serde(default)]
+    pub partition_by: Vec<String>,
     /// Objects loaded at once, each in its own transaction on its own connection: PostgreSQL in `append`
     /// mode only (default: the machine's cores, at most 4); SQLite takes one writer at a time, and
     /// `replace` and `merge` depend on the order objects are loaded in, so those load one by one.
@@ -431,6 +434,7 @@ impl Default for SinkConfig {
             commit_interval: None,
             compression: ParquetCompression::Zstd,
             s3: None,
+            partition_by: Vec::new(),
             versions: None,
             purpose: TablePurpose::All,
             table_kind: TableKind::Data,

@@ -312,6 +312,14 @@ impl Config {
             }
             let url = dataflow.sink.url.as_deref().or(self.sink.url.as_deref());
             check_s3_access(url, dataflow.sink.s3.as_ref()).map_err(|message| (key(".sink.s3"), message))?;
+            let on_delta = url.unwrap_or(DEFAULT_SINK_URL).starts_with("delta+");
+            if !dataflow.sink.partition_by.is_empty() && !on_delta {
+                return Err((
+                    key(".sink.partition_by"),
+                    "`partition_by` is for Delta tables (url = \"delta+file://...\" or \"delta+s3://...\")"
+                        .into(),
+                ));
+            }
             if let Some(table) = &dataflow.sink.table {
                 check_table_name(table).map_err(|message| (key(".sink.table"), message))?;
             }
@@ -562,6 +570,7 @@ impl DataflowConfig {
                 compression: self.sink.compression,
                 purpose: self.sink.purpose,
                 kind: self.sink.table_kind,
+                partition_by: self.sink.partition_by.clone(),
             },
         }
     }
@@ -732,5 +741,12 @@ mod tests {
         let error = parse(&format!("[sink]\nurl = \"delta+s3://b\"\ns3 = {{ regon = \"x\" }}\n\n{PEOPLE}"))
             .unwrap_err();
         assert!(error.contains("unknown field `regon`"), "{error}");
+        let error =
+            parse(&format!("{PEOPLE}sink = {{ url = \"sqlite://x.db\", partition_by = [\"country\"] }}\n"))
+                .unwrap_err();
+        assert!(
+            error.contains("`dataflows.People.sink.partition_by`") && error.contains("is for Delta tables"),
+            "{error}"
+        );
     }
 }

@@ -137,6 +137,8 @@ pub struct DeltaWriting {
     pub purpose: TablePurpose,
     /// Data or metadata, kept beside the purpose.
     pub kind: TableKind,
+    /// The columns the table is partitioned by (a folder per value, `country=NO/`), set when it is made.
+    pub partition_by: Vec<String>,
 }
 
 impl TableSpec {

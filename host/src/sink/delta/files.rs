@@ -97,7 +97,7 @@ pub struct FileInfo {
     pub size: i64,
     pub rows: u64,
     pub modified: i64,
-    partition_values: HashMap<String, Option<String>>,
+    pub partition_values: HashMap<String, Option<String>>,
     /// A marker file's markers.
     pub marker: Option<MarkerTags>,
     /// A rejects file's group.
@@ -150,8 +150,16 @@ pub async fn active(table: &DeltaTable) -> Result<Vec<FileInfo>, String> {
 }
 
 /// Writes the zero-row marker file of a commit: readers see no rows in it, and its tags hold the markers.
-pub async fn write_marker(at: &TableAt, columns: &[TableColumn], tags: &MarkerTags) -> Result<Add, String> {
-    let schema = convert::arrow_schema(columns);
+pub async fn write_marker(
+    at: &TableAt,
+    columns: &[TableColumn],
+    partition_by: &[String],
+    tags: &MarkerTags,
+) -> Result<Add, String> {
+    // A partitioned table's files hold no partition columns, and the marker's partition values are null.
+    let kept: Vec<TableColumn> =
+        columns.iter().filter(|c| !partition_by.contains(&c.name)).cloned().collect();
+    let schema = convert::arrow_schema(&kept);
     let mut bytes = Vec::new();
     let writer = ArrowWriter::try_new(&mut bytes, schema, None).map_err(|e| e.to_string())?;
     writer.close().map_err(|e| e.to_string())?;
@@ -161,7 +169,7 @@ pub async fn write_marker(at: &TableAt, columns: &[TableColumn], tags: &MarkerTa
     let json = serde_json::to_string(tags).map_err(|e| e.to_string())?;
     Ok(Add {
         path,
-        partition_values: HashMap::new(),
+        partition_values: partition_by.iter().map(|name| (name.clone(), None)).collect(),
         size,
         modification_time: millis(std::time::SystemTime::now()),
         data_change: true,
@@ -250,7 +258,7 @@ pub async fn write_rejects(
         Arc::new(Int64Array::from_iter_values(rejects.iter().map(|r| r.run_id))),
     ];
     let batch = ArrowBatch::try_new(schema.clone(), arrays).map_err(|e| e.to_string())?;
-    let mut writer = at.writer(schema).await?.with_writer_properties(props);
+    let mut writer = at.writer(schema, &[]).await?.with_writer_properties(props);
     writer.write(batch).await.map_err(|e| e.to_string())?;
     let mut adds = writer.flush().await.map_err(|e| e.to_string())?;
     for add in &mut adds {
@@ -267,10 +275,17 @@ pub struct Rewrite<'a> {
     pub columns: &'a [TableColumn],
     /// Columns widened to text by the commit.
     pub widened: &'a [String],
+    /// The table's partition columns.
+    pub partition_by: &'a [String],
 }
 
-/// Reads a Parquet file of the table.
-async fn read(store: &dyn ObjectStore, path: &str) -> Result<Vec<ArrowBatch>, String> {
+/// Reads a Parquet file of the table, with its partition columns (which a partitioned table's files do not
+/// hold) as text columns of the values its Add action records.
+async fn read(
+    store: &dyn ObjectStore,
+    path: &str,
+    partition_values: &HashMap<String, Option<String>>,
+) -> Result<Vec<ArrowBatch>, String> {
     let bytes = store
         .get(&StorePath::from(path))
         .await
@@ -281,7 +296,32 @@ async fn read(store: &dyn ObjectStore, path: &str) -> Result<Vec<ArrowBatch>, St
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
         .and_then(|builder| builder.build())
         .map_err(|e| format!("`{path}` is not a Parquet file Sluice can read: {e}"))?;
-    reader.collect::<Result<Vec<_>, _>>().map_err(|e| format!("cannot read `{path}`: {e}"))
+    let batches = reader.collect::<Result<Vec<_>, _>>().map_err(|e| format!("cannot read `{path}`: {e}"))?;
+    if partition_values.is_empty() {
+        return Ok(batches);
+    }
+    batches.into_iter().map(|batch| with_partition_columns(batch, partition_values)).collect()
+}
+
+/// `batch` with a text column for each partition value, every row holding it.
+fn with_partition_columns(
+    batch: ArrowBatch,
+    partition_values: &HashMap<String, Option<String>>,
+) -> Result<ArrowBatch, String> {
+    use deltalake::arrow::array::StringArray;
+    let mut fields: Vec<Arc<Field>> = batch.schema().fields().iter().cloned().collect();
+    let mut arrays: Vec<ArrayRef> = batch.columns().to_vec();
+    let mut names: Vec<&String> = partition_values.keys().collect();
+    names.sort();
+    for name in names {
+        if batch.column_by_name(name).is_some() {
+            continue;
+        }
+        let value = partition_values[name].as_deref();
+        fields.push(Arc::new(Field::new(name, ArrowType::Utf8, true)));
+        arrays.push(Arc::new(StringArray::from(vec![value; batch.num_rows()])));
+    }
+    ArrowBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(|e| e.to_string())
 }
 
 /// The key of each row, as text (the key columns' values joined).
@@ -337,11 +377,12 @@ async fn rewritten(
     at: &TableAt,
     props: WriterProperties,
     schema: &SchemaRef,
-    path: &str,
+    (path, partition_values): (&str, &HashMap<String, Option<String>>),
+    rewrite: &Rewrite<'_>,
     dropped: &dyn Fn(&ArrowBatch) -> Result<Option<BooleanArray>, String>,
-    widened: &[String],
 ) -> Result<Option<Vec<Add>>, String> {
-    let batches = read(store, path).await?;
+    let widened = rewrite.widened;
+    let batches = read(store, path, partition_values).await?;
     let mut changed = false;
     let mut kept = Vec::with_capacity(batches.len());
     for batch in batches {
@@ -357,7 +398,7 @@ async fn rewritten(
     if !changed {
         return Ok(None);
     }
-    write(at, props, schema, kept).await.map(Some)
+    write(at, props, schema, rewrite.partition_by, kept).await.map(Some)
 }
 
 /// Rewrites the committed `files` a commit changes (rows whose key the group has; columns widened to
@@ -382,8 +423,9 @@ pub async fn rewrite(
     let (mut removed, mut added) = (Vec::new(), Vec::new());
     for file in files {
         let path = &file.path;
+        let located = (path.as_str(), &file.partition_values);
         if let Some(new) =
-            rewritten(store.as_ref(), at, props.clone(), &schema, path, &replaced, rewrite.widened).await?
+            rewritten(store.as_ref(), at, props.clone(), &schema, located, rewrite, &replaced).await?
         {
             removed.push(file.remove());
             added.extend(new);
@@ -397,9 +439,10 @@ pub async fn write(
     at: &TableAt,
     props: WriterProperties,
     schema: &SchemaRef,
+    partition_by: &[String],
     batches: Vec<ArrowBatch>,
 ) -> Result<Vec<Add>, String> {
-    let mut writer = at.writer(schema.clone()).await?.with_writer_properties(props);
+    let mut writer = at.writer(schema.clone(), partition_by).await?.with_writer_properties(props);
     let mut any = false;
     for batch in batches {
         if batch.num_rows() == 0 {
@@ -445,9 +488,8 @@ pub async fn rewrite_staged(
     };
     let mut kept = Vec::with_capacity(staged.len());
     for add in staged {
-        match rewritten(store.as_ref(), at, props.clone(), &schema, &add.path, &given_up, rewrite.widened)
-            .await?
-        {
+        let file = (add.path.as_str(), &add.partition_values);
+        match rewritten(store.as_ref(), at, props.clone(), &schema, file, rewrite, &given_up).await? {
             Some(new) => {
                 kept.extend(new);
                 let _ = store.delete(&StorePath::from(add.path.as_str())).await;
@@ -465,13 +507,14 @@ pub async fn merge_files(
     props: WriterProperties,
     files: &[&FileInfo],
     columns: &[TableColumn],
+    partition_by: &[String],
 ) -> Result<Vec<Add>, String> {
     let store = at.store().await?;
     let schema = convert::arrow_schema(columns);
-    let mut writer = at.writer(schema.clone()).await?.with_writer_properties(props);
+    let mut writer = at.writer(schema.clone(), partition_by).await?.with_writer_properties(props);
     // A file at a time, so that memory holds one small file's rows, not all of them.
     for file in files {
-        for batch in read(store.as_ref(), &file.path).await? {
+        for batch in read(store.as_ref(), &file.path, &file.partition_values).await? {
             writer.write(cast_batch(&batch, &schema)?).await.map_err(|e| e.to_string())?;
         }
     }
@@ -516,7 +559,7 @@ pub async fn read_pairs(
     let store = at.store().await?;
     let mut pairs = Vec::new();
     for file in files {
-        for batch in read(store.as_ref(), &file.path).await? {
+        for batch in read(store.as_ref(), &file.path, &file.partition_values).await? {
             let (Some(keys), Some(values)) = (batch.column_by_name(key), batch.column_by_name(value)) else {
                 continue;
             };

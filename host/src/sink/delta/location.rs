@@ -174,9 +174,15 @@ impl TableAt {
         Ok(table.object_store())
     }
 
-    /// A writer of Parquet files of the table, with `schema`.
-    pub async fn writer(&self, schema: SchemaRef) -> Result<RecordBatchWriter, String> {
-        RecordBatchWriter::try_new(self.url.as_str(), schema, None, Some(self.options().await?))
+    /// A writer of Parquet files of the table, with `schema`; partitioned by `partition_by`, where it
+    /// names columns (each file then holds one partition's rows, in its folder, without those columns).
+    pub async fn writer(
+        &self,
+        schema: SchemaRef,
+        partition_by: &[String],
+    ) -> Result<RecordBatchWriter, String> {
+        let partition_by = (!partition_by.is_empty()).then(|| partition_by.to_vec());
+        RecordBatchWriter::try_new(self.url.as_str(), schema, partition_by, Some(self.options().await?))
             .map_err(|e| self.explain(&e))
     }
 

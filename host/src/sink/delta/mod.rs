@@ -151,6 +151,17 @@ impl DeltaTables {
             spec.check_merge_key(scope, Some((recorded.0.as_str(), recorded.1.as_str())), true)
                 .map_err(error)?;
         }
+        if let Some(table) = &sink.table {
+            let snapshot = table.snapshot().map_err(|e| sink.error(e))?;
+            let partitioned: &[String] = snapshot.metadata().partition_columns();
+            if partitioned != spec.delta.partition_by.as_slice() {
+                return Err(error(format!(
+                    "the Delta table is partitioned by [{}] and `partition_by` says [{}]; a table's partitioning is fixed when it is made: restore the setting, or `sluice remove` the table to make it anew",
+                    partitioned.join(", "),
+                    spec.delta.partition_by.join(", ")
+                )));
+            }
+        }
         Ok(sink)
     }
 
@@ -229,7 +240,9 @@ impl DeltaTables {
                 .map_err(|e| self.error(e))?;
             keys = merged;
             let schema = convert::arrow_schema(&columns);
-            let written = self.runtime.block_on(files::write(&at, props.clone(), &schema, rows));
+            let partition_by = &self.spec.delta.partition_by;
+            let written =
+                self.runtime.block_on(files::write(&at, props.clone(), &schema, partition_by, rows));
             group.files.extend(written.map_err(|e| self.error(e))?);
         }
 
@@ -245,6 +258,7 @@ impl DeltaTables {
             keys: (self.spec.mode == WriteMode::Merge).then_some((self.spec.key.as_slice(), &keys)),
             columns: &columns,
             widened: &group.widened,
+            partition_by: &self.spec.delta.partition_by,
         };
         let mut actions: Vec<Action> = Vec::new();
         if self.spec.mode == WriteMode::Replace && self.replaced_by != Some(group.run_id) {
@@ -287,8 +301,10 @@ impl DeltaTables {
         };
         let tags =
             MarkerTags { group: marker_group, run_id: group.run_id, before, objects: group.objects.clone() };
-        let marker =
-            self.runtime.block_on(files::write_marker(&at, &columns, &tags)).map_err(|e| self.error(e))?;
+        let marker = self
+            .runtime
+            .block_on(files::write_marker(&at, &columns, &self.spec.delta.partition_by, &tags))
+            .map_err(|e| self.error(e))?;
         actions.push(Action::Add(marker));
         let objects: Vec<&str> = group.objects.iter().map(|o| o.key.as_str()).collect();
         let mut properties = CommitProperties::default().with_max_retries(COMMIT_RETRIES).with_metadata([
@@ -306,6 +322,7 @@ impl DeltaTables {
                     .with_location(at.url.as_str())
                     .with_storage_options(self.runtime.block_on(at.options()).map_err(|e| self.error(e))?)
                     .with_columns(schema.fields().cloned())
+                    .with_partition_columns(self.spec.delta.partition_by.clone())
                     .with_configuration(configuration.into_iter().map(|(k, v)| (k, Some(v))))
                     .with_save_mode(SaveMode::ErrorIfExists)
                     // Sluice's own properties, beside Delta's.
@@ -536,16 +553,33 @@ impl TableSink for DeltaTables {
         let Some(table) = &self.table else { return Ok(Some(Optimized::default())) };
         let active = self.runtime.block_on(files::active(table)).map_err(|e| self.error(e))?;
         let file_size = self.spec.delta.file_size as i64;
-        // Data files below half the target size are merged; markers stay as they are (their tags).
+        // Data files below half the target size are merged with the others of their partition, where
+        // there are others; markers stay as they are (their tags).
+        let partition = |f: &FileInfo| {
+            let mut values: Vec<(String, Option<String>)> = f.partition_values.clone().into_iter().collect();
+            values.sort();
+            values
+        };
         let small: Vec<&FileInfo> =
             active.iter().filter(|f| f.marker.is_none() && f.size < file_size / 2).collect();
+        let mut per_partition = std::collections::HashMap::new();
+        for file in &small {
+            *per_partition.entry(partition(file)).or_insert(0) += 1;
+        }
+        let small: Vec<&FileInfo> = small.into_iter().filter(|f| per_partition[&partition(f)] > 1).collect();
         let mut optimized = Optimized::default();
-        if small.len() > 1 {
+        if !small.is_empty() {
             let at = self.at.clone();
             let columns = self.columns()?;
             let merged = self
                 .runtime
-                .block_on(files::merge_files(&at, self.writer_properties(), &small, &columns))
+                .block_on(files::merge_files(
+                    &at,
+                    self.writer_properties(),
+                    &small,
+                    &columns,
+                    &self.spec.delta.partition_by,
+                ))
                 .map_err(|e| self.error(e))?;
             optimized.files_merged = small.len();
             optimized.files_written = merged.len();

@@ -36,8 +36,8 @@ pub(super) struct Group {
     /// Objects that wrote rows into the group's files and were then given up: the commit takes their rows
     /// out again.
     pub discarded: Vec<String>,
-    /// The writer the group's objects share.
-    writer: Option<RecordBatchWriter>,
+    /// The writer the group's objects share, and the columns it writes.
+    writer: Option<(RecordBatchWriter, Vec<TableColumn>)>,
 }
 
 impl Group {
@@ -58,7 +58,7 @@ impl Group {
 
     /// Closes the shared writer's files: before a column's type changes, and at the commit.
     pub async fn seal(&mut self) -> Result<(), String> {
-        if let Some(mut writer) = self.writer.take() {
+        if let Some((mut writer, _)) = self.writer.take() {
             self.files.extend(writer.flush().await.map_err(|e| e.to_string())?);
         }
         Ok(())
@@ -69,10 +69,11 @@ impl Group {
 async fn writer(
     at: &TableAt,
     columns: &[TableColumn],
+    partition_by: &[String],
     props: WriterProperties,
     file_size: u64,
 ) -> Result<RecordBatchWriter, String> {
-    let writer = at.writer(convert::arrow_schema(columns)).await?;
+    let writer = at.writer(convert::arrow_schema(columns), partition_by).await?;
     Ok(writer.with_writer_properties(props).with_target_file_size(file_size))
 }
 
@@ -229,19 +230,35 @@ impl ObjectWrite for DeltaObject<'_> {
         let file_size = self.sink.spec.delta.file_size;
         let (at, props, columns) = (&self.at, &self.props, &self.columns);
         let sink = &mut *self.sink;
+        let partition_by = &sink.spec.delta.partition_by;
+        if let Some(missing) = partition_by.iter().find(|p| !columns.iter().any(|c| &c.name == *p)) {
+            return Err(SinkError::table(
+                sink.spec.name.clone(),
+                format!("the table is partitioned by `{missing}`, which the records do not have"),
+            ));
+        }
         let group = sink.group.as_mut().expect("an object begins in a group");
         let widened = self.widened.len() > widened_before;
+        // delta-rs merges a new column into an unpartitioned writer's schema; a partitioned writer's
+        // schema is fixed, so new columns start files of their own.
+        let regrown =
+            !partition_by.is_empty() && group.writer.as_ref().is_some_and(|(_, cols)| cols != columns);
         self.wrote = true;
         let written = sink.runtime.block_on(async {
-            if widened {
-                // Files of the old type close here; the commit rewrites them with the new one.
+            if widened || regrown {
+                // Files of the old type or columns close here; the commit rewrites those of the old type.
                 group.seal().await?;
             }
             if group.writer.is_none() {
-                group.writer = Some(writer(at, columns, props.clone(), file_size).await?);
+                let made = writer(at, columns, partition_by, props.clone(), file_size).await?;
+                group.writer = Some((made, columns.clone()));
             }
-            let shared = group.writer.as_mut().expect("made above");
-            shared.write_with_mode(arrow, SchemaMode::MergeSchema).await.map_err(|e| e.to_string())
+            let (shared, _) = group.writer.as_mut().expect("made above");
+            if partition_by.is_empty() {
+                shared.write_with_mode(arrow, SchemaMode::MergeSchema).await.map_err(|e| e.to_string())
+            } else {
+                shared.write(arrow).await.map_err(|e| e.to_string())
+            }
         });
         written.map_err(|e| SinkError::table(sink.spec.name.clone(), e))
     }
