@@ -319,6 +319,27 @@ fn the_dataflow_list_shows_the_type_and_the_table_with_its_purpose_kind_rows_and
     let log =
         std::fs::read_to_string(table(dir.path()).join("_delta_log/00000000000000000000.json")).unwrap();
     assert!(log.contains("\"sluice.purpose\":\"customer-360\""), "kept in the table's properties: {log}");
+
+    // What the configuration changes later goes into the properties with the next commit...
+    let config = std::fs::read_to_string(dir.path().join("connector.toml")).unwrap();
+    let merged = config.replace(
+        "purpose = \"customer-360\"",
+        "purpose = \"privacy-metadata\", mode = \"merge\", key = [\"id\"]",
+    );
+    std::fs::write(dir.path().join("connector.toml"), &merged).unwrap();
+    put(dir.path(), "b.jsonl", "{\"id\": 1, \"name\": \"Anna\"}\n", 2);
+    expect(dir.path(), &["run"], 0);
+    let output = reader(None).arg("properties").arg(table(dir.path())).output().unwrap();
+    let properties: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(properties["sluice.purpose"], "privacy-metadata", "{properties}");
+    assert_eq!((&properties["sluice.mode"], &properties["sluice.key"]), (&"merge".into(), &"id".into()));
+    // ...so that a later change of the merge key is refused, as on the databases.
+    std::fs::write(dir.path().join("connector.toml"), merged.replace("key = [\"id\"]", "key = [\"name\"]"))
+        .unwrap();
+    put(dir.path(), "c.jsonl", "{\"id\": 2, \"name\": \"Bo\"}\n", 1);
+    let out = sluice(dir.path(), &["run"]);
+    let error = text(&out.stdout) + &text(&out.stderr);
+    assert!(error.contains("merged its rows on [id] and is now set to merge on [name]"), "{error}");
 }
 
 #[test]

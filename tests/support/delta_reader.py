@@ -3,6 +3,7 @@ binding) and pyarrow, installed from PyPI by delta_reader.sh.
 
     delta_reader.py sql  NAME=FOLDER... -- SQL   rows of SQL over the tables, loaded into SQLite in memory
     delta_reader.py history FOLDER                the table's versions, newest first, as JSON lines
+    delta_reader.py properties FOLDER             the table's properties (its configuration), as JSON
 
 A table may be a folder or an s3:// location; an S3-compatible store's endpoint and keys come from
 READER_S3_ENDPOINT, READER_S3_ACCESS_KEY and READER_S3_SECRET_KEY.
@@ -64,6 +65,8 @@ def main(argv):
                 "run": entry.get("sluice.run"),
                 "fence": entry.get("sluice.fence"),
             }))
+    elif argv[0] == "properties":
+        print(json.dumps(open_table(argv[1]).metadata().configuration, sort_keys=True))
     else:
         sys.exit("unknown command %r" % argv[0])
 

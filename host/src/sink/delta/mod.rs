@@ -31,7 +31,7 @@ use crate::config::{DeltaRoot, ParquetCompression, WriteMode};
 use crate::source::ObjectMeta;
 use convert::TableColumn;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
-use deltalake::kernel::{Action, Add, Remove, Transaction};
+use deltalake::kernel::{Action, Add, MetadataExt, Remove, Transaction};
 use deltalake::operations::create::CreateBuilder;
 use deltalake::parquet::basic::{Compression, ZstdLevel};
 use deltalake::parquet::file::properties::WriterProperties;
@@ -334,9 +334,18 @@ impl DeltaTables {
             Some(table) => {
                 let snapshot = table.snapshot().map_err(|e| self.error(e))?;
                 let old = convert::table_columns(&snapshot.schema()).map_err(|e| self.error(e))?;
-                if old != columns {
-                    let metadata = convert::with_schema(snapshot.metadata().clone(), &schema)
+                // New columns, and a mode, key, purpose or kind the configuration changed since, go into
+                // the table's metadata in the same commit.
+                let wanted = self.table_properties();
+                let recorded = snapshot.metadata().configuration();
+                let changed: Vec<(String, String)> =
+                    wanted.into_iter().filter(|(k, v)| recorded.get(k) != Some(v)).collect();
+                if old != columns || !changed.is_empty() {
+                    let mut metadata = convert::with_schema(snapshot.metadata().clone(), &schema)
                         .map_err(|e| self.error(e))?;
+                    for (key, value) in changed {
+                        metadata = metadata.add_config_key(key, value).map_err(|e| self.error(e))?;
+                    }
                     actions.push(Action::Metadata(metadata));
                 }
                 let mode =
