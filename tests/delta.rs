@@ -41,13 +41,18 @@ fn expect(dir: &Path, args: &[&str], code: i32) -> String {
 /// A folder with a `connector.toml` whose dataflow `People` reads JSON-lines files from `data/` into Delta
 /// tables under `lake/`, with `sink` settings beside the URL.
 fn people(sink: &str) -> tempfile::TempDir {
+    people_at("url = \"delta+file://lake\"", sink)
+}
+
+/// `People` with its sink's `location` settings (the URL, and how it is reached) and `sink` settings.
+fn people_at(location: &str, sink: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("data")).unwrap();
     let sink = if sink.is_empty() { String::new() } else { format!(", {sink}") };
     std::fs::write(
         dir.path().join("connector.toml"),
         format!(
-            "[dataflows.People]\nsource = {{ type = \"local\", path = \"data\" }}\nformat = {{ plugin = \"jsonl\" }}\nsink = {{ url = \"delta+file://lake\"{sink} }}\n"
+            "[dataflows.People]\nsource = {{ type = \"local\", path = \"data\" }}\nformat = {{ plugin = \"jsonl\" }}\nsink = {{ {location}{sink} }}\n"
         ),
     )
     .unwrap();
@@ -172,54 +177,69 @@ fn append_loads_rows_with_lineage_and_rejects_and_the_next_run_takes_only_what_c
     assert_eq!(versions.iter().filter(|v| !v["fence"].is_null()).count(), 2, "{versions:?}");
 }
 
-#[test]
-fn objects_are_committed_in_groups_and_a_killed_run_is_finished_by_the_next_with_every_row_once() {
-    const OBJECTS: usize = 120;
-    let dir = people("commit_objects = 10");
-    for object in 0..OBJECTS {
-        let mut body = String::new();
-        for row in 0..50 {
-            body.push_str(&format!("{{\"id\": {}, \"object\": {object}}}\n", object * 50 + row));
-        }
-        put(dir.path(), &format!("{object:04}.jsonl"), &body, 10);
+/// Objects of `People` in `dir` (configured with `commit_objects = 10`), each of 50 rows.
+const KILLED_OBJECTS: usize = 120;
+
+/// Puts [`KILLED_OBJECTS`] objects, starts a run and kills it (SIGKILL) once `commits()` says 3 commits
+/// landed, then checks with `rows` (the table's rows through SQL) that whole groups only were committed,
+/// and that the next run finishes the load with every row once.
+fn killed_run_is_finished_by_the_next(
+    dir: &Path,
+    commits: impl Fn() -> usize,
+    rows: impl Fn(&str) -> Vec<String>,
+) {
+    for object in 0..KILLED_OBJECTS {
+        let body: String =
+            (0..50).map(|row| format!("{{\"id\": {}, \"object\": {object}}}\n", object * 50 + row)).collect();
+        put(dir, &format!("{object:04}.jsonl"), &body, 10);
     }
     let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .current_dir(dir.path())
+        .current_dir(dir)
         .env("SLUICE_CACHE_DIR", support::root().join("target").join("test-plugin-cache"))
+        .env("TEST_S3_SECRET", SECRET_KEY)
         .arg("run")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Killed once a few groups have committed.
     let deadline = Instant::now() + Duration::from_secs(120);
-    while std::fs::read_dir(table(dir.path()).join("_delta_log"))
-        .map(|log| {
-            log.filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "json")).count()
-        })
-        .unwrap_or(0)
-        < 3
-    {
+    while commits() < 3 {
         assert!(Instant::now() < deadline, "no commits in time");
         assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
         std::thread::sleep(Duration::from_millis(5));
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    let partial = count(dir.path(), "SELECT count(*) FROM people");
-    assert!(partial > 0 && partial < (OBJECTS * 50) as i64, "{partial} rows after the kill");
+    let partial: i64 = rows("SELECT count(*) FROM people")[0].parse().unwrap();
+    assert!(partial > 0 && partial < (KILLED_OBJECTS * 50) as i64, "{partial} rows after the kill");
     assert_eq!(partial % 500, 0, "whole groups of 10 objects only: {partial}");
 
-    expect(dir.path(), &["run"], 0);
-    let total = (OBJECTS * 50) as i64;
-    assert_eq!(count(dir.path(), "SELECT count(*) FROM people"), total);
-    assert_eq!(count(dir.path(), "SELECT count(DISTINCT id) FROM people"), total, "every row once");
+    expect(dir, &["run"], 0);
+    let total = KILLED_OBJECTS * 50;
+    assert_eq!(
+        rows("SELECT count(*), count(DISTINCT id) FROM people"),
+        [format!("{total}\t{total}")],
+        "every row once"
+    );
+}
+
+#[test]
+fn objects_are_committed_in_groups_and_a_killed_run_is_finished_by_the_next_with_every_row_once() {
+    let dir = people("commit_objects = 10");
+    let commits = || {
+        let log = std::fs::read_dir(table(dir.path()).join("_delta_log"));
+        log.map(|log| {
+            log.filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "json")).count()
+        })
+        .unwrap_or(0)
+    };
+    killed_run_is_finished_by_the_next(dir.path(), commits, |sql| people_rows(dir.path(), sql));
     // Ten objects to a commit, and their rows share files: far fewer files than objects.
     let files = std::fs::read_dir(table(dir.path()))
         .unwrap()
         .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "parquet"))
         .count();
-    assert!(files <= OBJECTS / 10 + 2, "{files} data files for {OBJECTS} objects");
+    assert!(files <= KILLED_OBJECTS / 10 + 2, "{files} data files for {KILLED_OBJECTS} objects");
 }
 
 #[test]
@@ -463,18 +483,11 @@ const LAKE: &str = "lake";
 /// `People` as above, with its tables under `delta+s3://lake/tables` on `server`, reached with `access`
 /// (the sink's `s3` table, inside its braces).
 fn people_on_s3(server: &S3Server, access: &str, sink: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("data")).unwrap();
-    let sink = if sink.is_empty() { String::new() } else { format!(", {sink}") };
-    std::fs::write(
-        dir.path().join("connector.toml"),
-        format!(
-            "[dataflows.People]\nsource = {{ type = \"local\", path = \"data\" }}\nformat = {{ plugin = \"jsonl\" }}\nsink = {{ url = \"delta+s3://{LAKE}/tables\", s3 = {{ endpoint = \"{}\"{access} }}{sink} }}\n",
-            server.endpoint()
-        ),
+    let endpoint = server.endpoint();
+    people_at(
+        &format!("url = \"delta+s3://{LAKE}/tables\", s3 = {{ endpoint = \"{endpoint}\"{access} }}"),
+        sink,
     )
-    .unwrap();
-    dir
 }
 
 /// The server's own key pair, the secret taken from the environment as users would.
@@ -638,46 +651,12 @@ fn on_s3_a_store_without_conditional_writes_is_refused_by_check_and_by_the_first
 
 #[test]
 fn on_s3_a_killed_run_is_finished_by_the_next_with_every_row_once() {
-    const OBJECTS: usize = 120;
     let server = S3Server::start();
     server.create_bucket(LAKE);
     let dir = people_on_s3(&server, &own_keys(), "commit_objects = 10");
-    for object in 0..OBJECTS {
-        let body: String =
-            (0..50).map(|row| format!("{{\"id\": {}, \"object\": {object}}}\n", object * 50 + row)).collect();
-        put(dir.path(), &format!("{object:04}.jsonl"), &body, 10);
-    }
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .current_dir(dir.path())
-        .env("SLUICE_CACHE_DIR", support::root().join("target").join("test-plugin-cache"))
-        .env("TEST_S3_SECRET", SECRET_KEY)
-        .arg("run")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Killed once a few commits have landed in the bucket.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let commits = || {
-        server.keys(LAKE, "tables/people/people/_delta_log/").iter().filter(|k| k.ends_with(".json")).count()
-    };
-    while commits() < 3 {
-        assert!(Instant::now() < deadline, "no commits in time");
-        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let partial: i64 = s3_rows(&server, "SELECT count(*) FROM people")[0].parse().unwrap();
-    assert!(partial > 0 && partial < (OBJECTS * 50) as i64, "{partial} rows after the kill");
-    assert_eq!(partial % 500, 0, "whole groups of 10 objects only: {partial}");
-
-    expect(dir.path(), &["run"], 0);
-    let total = OBJECTS * 50;
-    assert_eq!(
-        s3_rows(&server, "SELECT count(*), count(DISTINCT id) FROM people"),
-        [format!("{total}\t{total}")]
-    );
+    let log = "tables/people/people/_delta_log/";
+    let commits = || server.keys(LAKE, log).iter().filter(|k| k.ends_with(".json")).count();
+    killed_run_is_finished_by_the_next(dir.path(), commits, |sql| s3_rows(&server, sql));
 }
 
 #[test]
