@@ -27,9 +27,22 @@ macro_rules! on_both_backends {
     };
 }
 
+/// Each named test function (taking `&Backend`) as a test on Delta tables too, `delta::NAME`.
+#[macro_export]
+macro_rules! on_delta_too {
+    ($($test:ident),* $(,)?) => {
+        mod delta {
+            $(#[test] fn $test() { super::$test(&super::Backend::delta()) })*
+        }
+    };
+}
+
 pub enum Backend {
     /// `sluice.db` and `sluice-state.db` in the test's folder.
     Sqlite,
+    /// Delta tables in the test's `lake/` folder (`delta+file://lake`), the state in `sluice-state.db`;
+    /// read back by the independent reader (`delta_reader.sh`).
+    Delta,
     /// A database of the test's own on the machine's PostgreSQL.
     Postgres(TestDatabase),
 }
@@ -41,6 +54,28 @@ impl Backend {
 
     pub fn postgres() -> Backend {
         Backend::Postgres(TestDatabase::create())
+    }
+
+    pub fn delta() -> Backend {
+        Backend::Delta
+    }
+
+    /// The sink's kind, as `dataflows` shows it.
+    pub fn sink_kind(&self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres(_) => "postgres",
+            Backend::Delta => "delta",
+        }
+    }
+
+    /// A dataflow's `sink` table that makes every object's rows visible soon after it loads: on Delta,
+    /// where objects are committed in groups (of 1000 by default), groups of 5.
+    pub fn prompt_commits(&self) -> &'static str {
+        match self {
+            Backend::Delta => "sink = { commit_objects = 5 }\n",
+            Backend::Sqlite | Backend::Postgres(_) => "",
+        }
     }
 
     pub fn is_postgres(&self) -> bool {
@@ -56,8 +91,14 @@ impl Backend {
             .env("TEST_S3_SECRET", sluice_testkit::s3::SECRET_KEY)
             .env_remove("SLUICE_STATE_URL")
             .env_remove("SLUICE_SINK_URL");
-        if let Backend::Postgres(database) = self {
-            command.env("SLUICE_STATE_URL", database.url()).env("SLUICE_SINK_URL", database.url());
+        match self {
+            Backend::Postgres(database) => {
+                command.env("SLUICE_STATE_URL", database.url()).env("SLUICE_SINK_URL", database.url());
+            }
+            Backend::Delta => {
+                command.env("SLUICE_SINK_URL", "delta+file://lake");
+            }
+            Backend::Sqlite => {}
         }
         command
     }
@@ -71,6 +112,10 @@ impl Backend {
                 format!("sqlite://{}", dir.join("sluice.db").display()),
             ),
             Backend::Postgres(database) => (database.url().to_string(), database.url().to_string()),
+            Backend::Delta => (
+                format!("sqlite://{}", dir.join("sluice-state.db").display()),
+                format!("delta+file://{}", dir.join("lake").display()),
+            ),
         };
         format!("[state]\nurl = \"{state}\"\n\n[sink]\nurl = \"{sink}\"\n\n")
     }
@@ -81,6 +126,7 @@ impl Backend {
         match self {
             Backend::Sqlite => sqlite_strings(&dir.join("sluice.db"), sql),
             Backend::Postgres(database) => postgres_strings(database, &dataflow.to_ascii_lowercase(), sql),
+            Backend::Delta => delta_reader(&["dataflow", &lake(dir, dataflow), "--", sql]),
         }
     }
 
@@ -96,7 +142,7 @@ impl Backend {
     /// The rows of `sql` as text, run in the state store.
     pub fn state_strings(&self, dir: &Path, sql: &str) -> Vec<String> {
         match self {
-            Backend::Sqlite => sqlite_strings(&dir.join("sluice-state.db"), sql),
+            Backend::Sqlite | Backend::Delta => sqlite_strings(&dir.join("sluice-state.db"), sql),
             Backend::Postgres(database) => postgres_strings(database, "_sluice", sql),
         }
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
@@ -109,6 +155,9 @@ impl Backend {
     /// Whether `dataflow`'s `table` exists.
     pub fn has_table(&self, dir: &Path, dataflow: &str, table: &str) -> bool {
         let sql = match self {
+            Backend::Delta => {
+                return Path::new(&lake(dir, dataflow)).join(table).join("_delta_log").is_dir();
+            }
             Backend::Sqlite => format!("SELECT count(*) FROM sqlite_master WHERE name = '{table}'"),
             Backend::Postgres(_) => format!(
                 "SELECT count(*) FROM pg_tables WHERE schemaname = '{}' AND tablename = '{table}'",
@@ -134,6 +183,16 @@ impl Backend {
                 ),
                 self.strings(dir, dataflow, &format!("SELECT t::text FROM {table} t ORDER BY _sluice_row")),
             ),
+            Backend::Delta => {
+                let folder = Path::new(&lake(dir, dataflow)).join(table);
+                let columns = delta_reader(&["columns", &folder.display().to_string()]).unwrap();
+                let rows = self.strings(
+                    dir,
+                    dataflow,
+                    &format!("SELECT * FROM {table} ORDER BY _sluice_run, _sluice_object, _sluice_line"),
+                );
+                return format!("{columns:?}\n{}", rows.join("\n"));
+            }
         };
         format!("{:?}\n{}", self.strings(dir, dataflow, &columns), rows.join("\n"))
     }
@@ -144,6 +203,11 @@ impl Backend {
             Backend::Sqlite => {
                 for file in ["sluice.db", "sluice.db-wal", "sluice.db-shm"] {
                     let _ = std::fs::remove_file(dir.join(file));
+                }
+            }
+            Backend::Delta => {
+                for dataflow in dataflows {
+                    let _ = std::fs::remove_dir_all(lake(dir, dataflow));
                 }
             }
             Backend::Postgres(database) => {
@@ -160,7 +224,7 @@ impl Backend {
     /// Runs a statement in the state store.
     pub fn state_execute(&self, dir: &Path, sql: &str) {
         match self {
-            Backend::Sqlite => {
+            Backend::Sqlite | Backend::Delta => {
                 Connection::open(dir.join("sluice-state.db")).unwrap().execute_batch(sql).unwrap();
             }
             Backend::Postgres(database) => {
@@ -172,7 +236,7 @@ impl Backend {
     /// Ends Sluice's sessions on the server, as a restart would; 0 on SQLite.
     pub fn terminate_sessions(&self) -> u64 {
         match self {
-            Backend::Sqlite => 0,
+            Backend::Sqlite | Backend::Delta => 0,
             Backend::Postgres(database) => database.terminate_sessions(),
         }
     }
@@ -180,10 +244,27 @@ impl Backend {
     /// Ends the PostgreSQL sessions whose `application_name` is `LIKE` `pattern`.
     pub fn terminate_sessions_named(&self, pattern: &str) -> u64 {
         match self {
-            Backend::Sqlite => 0,
+            Backend::Sqlite | Backend::Delta => 0,
             Backend::Postgres(database) => database.terminate_sessions_named(pattern),
         }
     }
+}
+
+/// `dataflow`'s folder of Delta tables in the test's folder.
+fn lake(dir: &Path, dataflow: &str) -> String {
+    dir.join("lake").join(dataflow.to_ascii_lowercase()).display().to_string()
+}
+
+/// What the independent Delta reader prints for `args`, a line each.
+fn delta_reader(args: &[&str]) -> Result<Vec<String>, String> {
+    let output = Command::new(super::root().join("tests/support/delta_reader.sh"))
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run the Delta reader: {e}"))?;
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).lines().map(str::to_string).collect())
 }
 
 /// The rows of `sql` in the SQLite file at `path`, each as text.

@@ -4,6 +4,10 @@ binding) and pyarrow, installed from PyPI by delta_reader.sh.
     delta_reader.py sql  NAME=FOLDER... -- SQL   rows of SQL over the tables, loaded into SQLite in memory
     delta_reader.py history FOLDER                the table's versions, newest first, as JSON lines
     delta_reader.py properties FOLDER             the table's properties (its configuration), as JSON
+    delta_reader.py dataflow FOLDER -- SQL        rows of SQL over a dataflow's folder of tables: each table
+                                                  by its name, `_sluice_rejects` (every table's rejected rows)
+                                                  and `_sluice_objects` (the objects its commits' markers list)
+    delta_reader.py columns FOLDER                the table's columns and their types, one per line
 
 A table may be a folder or an s3:// location; an S3-compatible store's endpoint and keys come from
 READER_S3_ENDPOINT, READER_S3_ACCESS_KEY and READER_S3_SECRET_KEY.
@@ -40,6 +44,48 @@ def load(connection, name, folder):
     connection.executemany('INSERT INTO "%s" VALUES (%s)' % (name, marks), rows)
 
 
+def active_adds(folder):
+    """The Add actions of the table's current files, replayed from its JSON log (Sluice's test tables
+    never reach a checkpoint)."""
+    log = os.path.join(folder, "_delta_log")
+    adds = {}
+    for name in sorted(os.listdir(log)):
+        if not name.endswith(".json"):
+            continue
+        with open(os.path.join(log, name)) as commit:
+            for line in commit:
+                action = json.loads(line)
+                if "add" in action:
+                    adds[action["add"]["path"]] = action["add"]
+                elif "remove" in action:
+                    adds.pop(action["remove"]["path"], None)
+    return adds.values()
+
+
+def load_dataflow(connection, folder):
+    connection.execute("CREATE TABLE _sluice_objects (key, etag, rows, run_id)")
+    connection.execute("CREATE TABLE _sluice_rejects (object, etag, line, reason, raw, run_id)")
+    if not os.path.isdir(folder):
+        return
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if name == "_sluice_rejects":
+            for table in sorted(os.listdir(path)):
+                rejects = open_table(os.path.join(path, table)).to_pyarrow_table()
+                columns = ["object", "etag", "line", "reason", "raw", "run_id"]
+                rows = zip(*(rejects.column(c).to_pylist() for c in columns))
+                connection.executemany("INSERT INTO _sluice_rejects VALUES (?, ?, ?, ?, ?, ?)", rows)
+        elif os.path.isdir(os.path.join(path, "_delta_log")):
+            load(connection, name, path)
+            for add in active_adds(path):
+                marker = (add.get("tags") or {}).get("sluice.marker")
+                for o in json.loads(marker)["objects"] if marker else []:
+                    connection.execute(
+                        "INSERT INTO _sluice_objects VALUES (?, ?, ?, ?)",
+                        (o.get("key"), o.get("etag"), o.get("rows"), o.get("run_id")),
+                    )
+
+
 def text(value):
     if value is None:
         return ""
@@ -65,6 +111,14 @@ def main(argv):
                 "run": entry.get("sluice.run"),
                 "fence": entry.get("sluice.fence"),
             }))
+    elif argv[0] == "dataflow":
+        connection = sqlite3.connect(":memory:")
+        load_dataflow(connection, argv[1])
+        for row in connection.execute(argv[3]):
+            print("\t".join(text(v) for v in row))
+    elif argv[0] == "columns":
+        for field in open_table(argv[1]).schema().fields:
+            print("%s %s" % (field.name, field.type.type))
     elif argv[0] == "properties":
         print(json.dumps(open_table(argv[1]).metadata().configuration, sort_keys=True))
     else:

@@ -126,8 +126,25 @@ impl PostgresTables {
         let mut client = pg::connect(url).map_err(error)?;
         let schema = quote(&bookkeeping_schema_of(dataflow));
         let data_schema = quote(&schema_of(dataflow));
-        let create = format!("CREATE SCHEMA IF NOT EXISTS {data_schema}; {}", SCHEMA.replace("{s}", &schema));
-        client.batch_execute(&create).map_err(|e| error(pg::describe(&e)))?;
+        // The DDL runs only where something is missing: even `CREATE INDEX IF NOT EXISTS` takes a lock that
+        // waits for every open transaction on its table, so a run frozen mid-object (its lease taken over)
+        // would hold the run taking over at its open forever. The catalog lookup takes no such lock.
+        let complete = client
+            .query_one(
+                "SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL AND to_regnamespace($3) IS NOT NULL",
+                &[
+                    &format!("{schema}._sluice_tables"),
+                    &format!("{schema}._sluice_rejects_by_object"),
+                    &data_schema,
+                ],
+            )
+            .map_err(|e| error(pg::describe(&e)))?
+            .get::<_, bool>(0);
+        if !complete {
+            let create =
+                format!("CREATE SCHEMA IF NOT EXISTS {data_schema}; {}", SCHEMA.replace("{s}", &schema));
+            client.batch_execute(&create).map_err(|e| error(pg::describe(&e)))?;
+        }
         let mut sink = PostgresTables {
             client,
             dataflow: dataflow.to_string(),
