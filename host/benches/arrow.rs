@@ -1,12 +1,12 @@
-//! What handing batches over as Apache Arrow costs (`RecordBatch::into_arrow`, feature `arrow`), against
+//! What handing batches over as Apache Arrow costs (`RecordBatch::into_arrow`), against
 //! the baseline an embedding program would otherwise write: reading every value and appending it to
 //! arrow-rs builders. Both make the same arrays from the same batches (16,384 rows each, as the SDK's
 //! plugins cut them: an integer id, a text name, a float amount and a text note that is null one row in
 //! ten), measured in one run.
 //!
 //! ```sh
-//! cargo bench --bench arrow --features arrow                    # 4 million rows, median of 5 rounds
-//! cargo bench --bench arrow --features arrow -- --rows 1000000 --rounds 3
+//! cargo bench --bench arrow                    # 4 million rows, median of 5 rounds
+//! cargo bench --bench arrow -- --rows 1000000 --rounds 3
 //! ```
 
 use sluice::batch::arrow_array::builder::{Float64Builder, Int64Builder, StringBuilder};

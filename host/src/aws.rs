@@ -53,9 +53,18 @@ impl S3Access {
         self.endpoint.clone().unwrap_or_else(|| "AWS".to_string())
     }
 
+    /// The SDK's configuration, and the access with the endpoint the SDK's own settings name
+    /// (`AWS_ENDPOINT_URL`, or a profile's `endpoint_url`) where the configuration names none, so that
+    /// buckets there are addressed as with a configured `endpoint`.
+    pub async fn resolve(&self) -> (S3Access, SdkConfig) {
+        let sdk = self.sdk_config().await;
+        let endpoint = self.endpoint.clone().or_else(|| sdk.endpoint_url().map(str::to_string));
+        (S3Access { endpoint, ..self.clone() }, sdk)
+    }
+
     /// The SDK's configuration: the region, the endpoint, and the credentials (the role's, where one is
     /// assumed). No request is made until the credentials are first used.
-    pub async fn sdk_config(&self) -> SdkConfig {
+    async fn sdk_config(&self) -> SdkConfig {
         let configured = RegionProviderChain::first_try(self.region.clone().map(Region::new));
         let region = match &self.endpoint {
             // An S3-compatible store: the environment may name a region, and nothing else is asked (the

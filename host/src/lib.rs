@@ -79,12 +79,13 @@
 //! # Ok(()) }
 //! ```
 //!
-//! [`embed::Sluice::pull`] hands the batches to the caller instead, and with the feature `arrow`,
+//! [`embed::Sluice::pull`] hands the batches to the caller instead, and
 //! [`batch::RecordBatch::into_arrow`] makes each an Apache Arrow `RecordBatch` for DataFusion, Polars or
 //! DuckDB, taking over Sluice's buffers where the layouts agree.
 
 #![deny(missing_docs)]
 
+pub mod allocator;
 pub mod aws;
 pub mod batch;
 pub mod config;

@@ -178,6 +178,7 @@ fn init_logging(format: LogFormat, daemon: bool) {
 }
 
 fn main() -> ExitCode {
+    sluice::allocator::limit_arenas();
     let cli = Cli::parse();
     init_logging(cli.log_format, matches!(cli.command, Command::Daemon));
     let config = cli.config.as_deref();

@@ -24,10 +24,10 @@ pub struct Orders {
 impl Orders {
     /// Reads `--mb` (default 1000) and `--objects` (default 100) and puts that many objects in the bucket.
     pub fn from_args() -> Orders {
-        let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
-        let flag = |name: &str| args.iter().position(|a| a == name).map(|i| args[i + 1].clone());
-        let megabytes: usize = flag("--mb").map_or(1000, |v| v.parse().expect("--mb takes a number"));
-        let objects: usize = flag("--objects").map_or(100, |v| v.parse().expect("--objects takes a number"));
+        // As the `sluice` binary does, before any thread starts.
+        sluice::allocator::limit_arenas();
+        let megabytes = number_flag("--mb", 1000);
+        let objects = number_flag("--objects", 100);
         let per_object = (megabytes * 1_000_000 / objects).max(1);
 
         let s3 = S3Server::start();
@@ -73,9 +73,23 @@ impl Orders {
     }
 }
 
+/// The number the command line gives `name` (`--mb 100`), or `default`.
+pub fn number_flag(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.iter().position(|a| a == name) {
+        Some(at) => {
+            args.get(at + 1).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{name} takes a number"))
+        }
+        None => default,
+    }
+}
+
 /// Resets the peak resident memory (VmHWM) to the current resident size, so that what follows is measured
-/// alone (Linux 4.0 and later).
+/// alone (Linux 4.0 and later); memory the allocator still holds of what came before (a floor's rows, an
+/// earlier round) is handed back first, so that it does not count.
 fn reset_peak_memory() {
+    // SAFETY: malloc_trim only releases free memory of glibc's heap; it takes no pointers.
+    unsafe { libc::malloc_trim(0) };
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 

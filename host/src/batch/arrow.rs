@@ -1,4 +1,4 @@
-//! Record batches as Apache Arrow `RecordBatch`es (feature `arrow`), for DataFusion, Polars, DuckDB.
+//! Record batches as Apache Arrow `RecordBatch`es, for DataFusion, Polars, DuckDB.
 //!
 //! Each column becomes the Arrow type its values share, taking over Sluice's buffers where the layouts
 //! agree:
@@ -91,27 +91,72 @@ impl Column {
                 let values = self.expanded(rows, as_float);
                 (field(DataType::Float64), Arc::new(Float64Array::try_new(values, nulls)?))
             }
-            p if p == bit(BOOLEAN) => {
-                let values: BooleanArray = (0..rows)
-                    .map(|row| match self.value(row) {
-                        Ok(Value::Boolean(b)) => Some(b),
-                        _ => None,
-                    })
-                    .collect();
-                (field(DataType::Boolean), Arc::new(values))
-            }
+            p if p == bit(BOOLEAN) => (field(DataType::Boolean), Arc::new(self.booleans(rows))),
             _ => (field(DataType::Utf8), Arc::new(self.as_text(rows)?)),
         })
     }
 
+    /// The column as an Arrow array of `data_type` (`Utf8`, `Int64`, `Float64` or `Boolean`), the type a
+    /// table's column has: a value of another type is null there, except that integers become floats and
+    /// every value becomes its text in `Utf8`. Buffers are taken over where the layouts agree, as in
+    /// [`RecordBatch::into_arrow`].
+    pub fn into_arrow_as(self, rows: usize, data_type: &DataType) -> Result<ArrayRef, ArrowError> {
+        let present = tags_present(&self.types);
+        let valid_where = |tags: u8| {
+            (present & !tags != 0)
+                .then(|| NullBuffer::from_iter(self.types.iter().map(|&t| bit(t) & tags != 0)))
+        };
+        Ok(match data_type {
+            DataType::Utf8 if present & !(bit(NULL) | bit(TEXT) | bit(JSON)) == 0 => {
+                let nulls = valid_where(bit(TEXT) | bit(JSON));
+                Arc::new(self.into_strings(nulls)?)
+            }
+            DataType::Utf8 => Arc::new(self.as_text(rows)?),
+            DataType::Int64 => {
+                let nulls = valid_where(bit(INTEGER));
+                let values = match nulls {
+                    None => fixed_width(self.data, rows, i64::from_le_bytes),
+                    Some(_) => self.expanded(rows, |value| match value {
+                        Value::Integer(i) => i,
+                        _ => 0,
+                    }),
+                };
+                Arc::new(Int64Array::try_new(values, nulls)?)
+            }
+            DataType::Float64 => {
+                let nulls = valid_where(bit(INTEGER) | bit(FLOAT));
+                let values = match nulls {
+                    None if present == bit(FLOAT) => fixed_width(self.data, rows, f64::from_le_bytes),
+                    _ => self.expanded(rows, as_float),
+                };
+                Arc::new(Float64Array::try_new(values, nulls)?)
+            }
+            DataType::Boolean => Arc::new(self.booleans(rows)),
+            other => {
+                return Err(ArrowError::NotYetImplemented(format!(
+                    "column `{}` as {other}: Sluice's values become Utf8, Int64, Float64 or Boolean",
+                    self.name
+                )));
+            }
+        })
+    }
+
+    fn booleans(&self, rows: usize) -> BooleanArray {
+        (0..rows)
+            .map(|row| match self.value(row) {
+                Ok(Value::Boolean(b)) => Some(b),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Text (or JSON) values: the value bytes become Arrow's values buffer as they are.
     fn into_strings(self, nulls: Option<NullBuffer>) -> Result<StringArray, ArrowError> {
-        let offsets = std::iter::once(0).chain(self.ends.iter().copied()).map(|end| {
-            i32::try_from(end).map_err(|_| {
-                ArrowError::ComputeError(format!("column `{}` holds over 2 GiB of text", self.name))
-            })
-        });
-        let offsets = offsets.collect::<Result<Vec<i32>, _>>()?;
+        // The ends ascend (checked when the batch was taken), so the last bounds them all.
+        if self.ends.last().is_some_and(|&end| i32::try_from(end).is_err()) {
+            return Err(ArrowError::ComputeError(format!("column `{}` holds over 2 GiB of text", self.name)));
+        }
+        let offsets: Vec<i32> = std::iter::once(0).chain(self.ends.iter().map(|&end| end as i32)).collect();
         let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
         StringArray::try_new(offsets, Buffer::from_vec(self.data), nulls)
     }

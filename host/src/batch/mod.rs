@@ -5,10 +5,8 @@ use std::io::{self, Write};
 
 use crate::plugin::format_wire::{Batch as WireBatch, Column as WireColumn};
 
-#[cfg(feature = "arrow")]
 mod arrow;
 /// The Arrow crates [`RecordBatch::into_arrow`] converts to, at the version Sluice builds with.
-#[cfg(feature = "arrow")]
 pub use {arrow_array, arrow_schema};
 
 /// The type tags of `value-type` in `wit/sluice.wit`, by discriminant.
@@ -243,6 +241,11 @@ impl RecordBatch {
     /// The 1-based line of the file on which `row` starts.
     pub fn line(&self, row: usize) -> u64 {
         self.lines[row]
+    }
+
+    /// The batch taken apart: its columns, and the line each row starts on.
+    pub fn into_parts(self) -> (Vec<Column>, Vec<u64>) {
+        (self.columns, self.lines)
     }
 
     /// The value of `row` in column number `column`.

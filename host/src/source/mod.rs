@@ -3,10 +3,12 @@
 
 mod decompress;
 mod local;
+mod read_ahead;
 mod s3;
 
 pub use decompress::decompressing;
 pub use local::LocalSource;
+pub use read_ahead::ReadAhead;
 pub use s3::S3Source;
 
 use crate::config::{Config, DataflowConfig, SourceConfig};

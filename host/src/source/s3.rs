@@ -44,8 +44,7 @@ const FIRST_RESUME_BACKOFF: Duration = Duration::from_millis(200);
 impl S3Source {
     /// Builds the client; no request is made until the first listing.
     pub async fn connect(config: &S3SourceConfig) -> Result<S3Source, SourceError> {
-        let access = config.access();
-        let shared = access.sdk_config().await;
+        let (access, shared) = config.access().resolve().await;
         let s3_config = aws_sdk_s3::config::Builder::from(&shared).force_path_style(access.path_style());
         Ok(S3Source {
             client: Client::from_conf(s3_config.build()),

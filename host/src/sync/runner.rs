@@ -14,7 +14,7 @@ use crate::config::{Config, DataflowConfig, SourceConfig};
 use crate::parse::{ParseError, parse_stream};
 use crate::plugin::{FormatPlugin, Parsed, PluginHost, PluginSet, TemplatePlugin};
 use crate::sink::TableSink;
-use crate::source::{self, MANY_OBJECTS, ObjectMeta, ObjectReader, Source, SourceError, decompressing};
+use crate::source::{self, MANY_OBJECTS, ObjectMeta, ReadAhead, Source, SourceError, decompressing};
 use crate::state::{
     Lease, LedgerEntry, ObjectOutcome, ObjectStatus, RunCounts, RunStatus, StateError, StateStore,
 };
@@ -26,7 +26,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::sync_channel;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::runtime::Handle;
-use tokio_util::io::SyncIoBridge;
 
 /// Calls' worth of batches the parser may run ahead of the writer.
 const PARSED_AHEAD: usize = 2;
@@ -353,12 +352,22 @@ impl<'a> Runner<'a> {
         let parallel = run.dataflow.parallel_loads(&sink_url).min(objects.len().saturating_sub(1));
         // The first object alone: it may create the table, which the others then write beside each other.
         let (alone, together) = objects.split_at(if parallel > 1 { 1 } else { objects.len() });
+        let mut opened_next = None;
         for (done, object) in alone.iter().enumerate() {
             if run.halting() {
                 break;
             }
             run.progress.object_started(object);
-            finish(object, run.load_object(source.as_ref(), sink, object))?;
+            let input = opened_next.take().unwrap_or_else(|| run.open(source.as_ref(), object));
+            let (outcome, opened) = std::thread::scope(|scope| {
+                // The next object's download begins while this one loads, so that a sink taking one
+                // object at a time never waits for a request between two.
+                let opening = alone.get(done + 1).map(|next| scope.spawn(|| run.open(source.as_ref(), next)));
+                let outcome = run.load_opened(sink, object, input);
+                (outcome, opening.map(|opening| opening.join().expect("opening does not panic")))
+            });
+            opened_next = opened;
+            finish(object, outcome)?;
             if let Some(reason) = sink.refuses_all() {
                 let left = alone.len() - done - 1;
                 stopped =
@@ -547,12 +556,27 @@ impl DataflowRun<'_> {
         })
     }
 
+    /// Opens `object` for loading.
+    fn open(&self, source: &dyn Source, object: &ObjectMeta) -> Result<ReadAhead, SourceError> {
+        open_blocking(self.runtime, source, object)
+    }
+
     /// Streams one object into the sink, all of it in one transaction or none of it.
     fn load_object(
         &self,
         source: &dyn Source,
         sink: &mut dyn TableSink,
         object: &ObjectMeta,
+    ) -> ObjectReport {
+        self.load_opened(sink, object, self.open(source, object))
+    }
+
+    /// Streams one object, opened as `input`, into the sink, all of it in one transaction or none of it.
+    fn load_opened(
+        &self,
+        sink: &mut dyn TableSink,
+        object: &ObjectMeta,
+        input: Result<ReadAhead, SourceError>,
     ) -> ObjectReport {
         let (name, plugin, progress) = (self.name, self.plugin, self.progress);
         let started = Instant::now();
@@ -573,7 +597,7 @@ impl DataflowRun<'_> {
             report.elapsed = started.elapsed();
             report
         };
-        let input = match open_blocking(self.runtime, source, object) {
+        let input = match input {
             Ok(reader) => Counted { inner: reader, count: bytes_read.clone() },
             Err(error) => return failed(report, ObjectStatus::Pending, error.to_string(), &bytes_read),
         };
@@ -729,14 +753,14 @@ pub(super) fn reconcile(
     Ok(missing)
 }
 
-/// Opens `object` as a blocking reader, for the threads that feed plugins.
+/// Opens `object` as a blocking reader that reads ahead, for the threads that feed plugins.
 pub(super) fn open_blocking(
     runtime: &Handle,
     source: &dyn Source,
     object: &ObjectMeta,
-) -> Result<SyncIoBridge<ObjectReader>, SourceError> {
+) -> Result<ReadAhead, SourceError> {
     let reader = runtime.block_on(source.open(object))?;
-    Ok(SyncIoBridge::new_with_handle(reader, runtime.clone()))
+    Ok(ReadAhead::new(reader, runtime))
 }
 
 /// A reader that counts the bytes through it.

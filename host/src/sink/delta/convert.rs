@@ -1,11 +1,13 @@
 //! Sluice's record batches as Arrow batches of a Delta table's schema: the lineage columns first, then the
 //! table's columns, each typed by the first value it met (see `sink::column`).
 
-use crate::batch::{RecordBatch, Value};
+use crate::batch::RecordBatch;
 use crate::sink::column::ColumnType;
 use deltalake::arrow::array::{
-    ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, RecordBatch as ArrowBatch, StringBuilder,
+    ArrayRef, BooleanArray, Int64Array, RecordBatch as ArrowBatch, StringArray, new_null_array,
 };
+use deltalake::arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
+use deltalake::arrow::compute::filter_record_batch;
 use deltalake::arrow::datatypes::{DataType as ArrowType, Field, Schema, SchemaRef};
 use deltalake::kernel::{DataType, Metadata, MetadataExt, StructField, StructType};
 use std::sync::Arc;
@@ -96,82 +98,43 @@ pub fn table_columns(schema: &StructType) -> Result<Vec<TableColumn>, String> {
 }
 
 /// The rows of `batch` not `rejected`, as an Arrow batch of `columns` (a column the batch lacks is null).
-/// Every value is known to fit its column (`ColumnType::fits`).
+/// Every value is known to fit its column (`ColumnType::fits`). The batch's value buffers become the
+/// Arrow arrays' where the layouts agree (text, and integers or floats without nulls), so most columns
+/// are not copied; rejected rows are filtered out after.
 pub fn to_arrow(
-    batch: &RecordBatch,
+    batch: RecordBatch,
     rejected: &[bool],
     columns: &[TableColumn],
     object: &str,
     run_id: i64,
 ) -> Result<ArrowBatch, String> {
-    let rows: Vec<usize> = (0..batch.num_rows()).filter(|&row| !rejected[row]).collect();
+    let rows = batch.num_rows();
+    let (mut given, lines) = batch.into_parts();
     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(LINEAGE.len() + columns.len());
-    let mut objects = StringBuilder::with_capacity(rows.len(), rows.len() * object.len());
-    let mut lines = Int64Builder::with_capacity(rows.len());
-    let mut runs = Int64Builder::with_capacity(rows.len());
-    for &row in &rows {
-        objects.append_value(object);
-        lines.append_value(batch.line(row) as i64);
-        runs.append_value(run_id);
-    }
-    arrays.push(Arc::new(objects.finish()));
-    arrays.push(Arc::new(lines.finish()));
-    arrays.push(Arc::new(runs.finish()));
+    arrays.push(Arc::new(repeated(object, rows)?));
+    arrays.push(Arc::new(Int64Array::from_iter_values(lines.into_iter().map(|line| line as i64))));
+    arrays.push(Arc::new(Int64Array::from_value(run_id, rows)));
     for column in columns {
-        let source = batch.columns().iter().find(|c| c.name() == column.name);
-        let value = |row: usize| -> Result<Value<'_>, String> {
-            match source {
-                Some(source) => source.value(row).map_err(|e| e.to_string()),
-                None => Ok(Value::Null),
-            }
+        let array = match given.iter().position(|c| c.name() == column.name) {
+            Some(index) => given.swap_remove(index).into_arrow_as(rows, &arrow_type(column.kind)),
+            None => Ok(new_null_array(&arrow_type(column.kind), rows)),
         };
-        let array: ArrayRef = match column.kind {
-            ColumnType::Boolean => {
-                let mut builder = BooleanBuilder::with_capacity(rows.len());
-                for &row in &rows {
-                    match value(row)? {
-                        Value::Boolean(b) => builder.append_value(b),
-                        _ => builder.append_null(),
-                    }
-                }
-                Arc::new(builder.finish())
-            }
-            ColumnType::Integer => {
-                let mut builder = Int64Builder::with_capacity(rows.len());
-                for &row in &rows {
-                    match value(row)? {
-                        Value::Integer(i) => builder.append_value(i),
-                        _ => builder.append_null(),
-                    }
-                }
-                Arc::new(builder.finish())
-            }
-            ColumnType::Float => {
-                let mut builder = Float64Builder::with_capacity(rows.len());
-                for &row in &rows {
-                    match value(row)? {
-                        Value::Integer(i) => builder.append_value(i as f64),
-                        Value::Float(f) => builder.append_value(f),
-                        _ => builder.append_null(),
-                    }
-                }
-                Arc::new(builder.finish())
-            }
-            ColumnType::Text | ColumnType::Json => {
-                let mut builder = StringBuilder::with_capacity(rows.len(), rows.len() * 8);
-                for &row in &rows {
-                    match value(row)? {
-                        Value::Null => builder.append_null(),
-                        Value::Boolean(b) => builder.append_value(if b { "true" } else { "false" }),
-                        Value::Integer(i) => builder.append_value(itoa::Buffer::new().format(i)),
-                        Value::Float(f) => builder.append_value(f.to_string()),
-                        Value::Text(text) | Value::Json(text) => builder.append_value(text),
-                    }
-                }
-                Arc::new(builder.finish())
-            }
-        };
-        arrays.push(array);
+        arrays.push(array.map_err(|e| e.to_string())?);
     }
-    ArrowBatch::try_new(arrow_schema(columns), arrays).map_err(|e| e.to_string())
+    let all = ArrowBatch::try_new(arrow_schema(columns), arrays).map_err(|e| e.to_string())?;
+    if !rejected.contains(&true) {
+        return Ok(all);
+    }
+    let kept = BooleanArray::from_iter(rejected.iter().map(|&r| Some(!r)));
+    filter_record_batch(&all, &kept).map_err(|e| e.to_string())
+}
+
+/// `value` in each of `rows` rows, its bytes repeated in one buffer.
+fn repeated(value: &str, rows: usize) -> Result<StringArray, String> {
+    let ends = (0..=rows).map(|row| i32::try_from(row * value.len()));
+    let offsets =
+        ends.collect::<Result<Vec<i32>, _>>().map_err(|_| "over 2 GiB of object names".to_string())?;
+    let values = Buffer::from_vec(value.as_bytes().repeat(rows));
+    StringArray::try_new(OffsetBuffer::new(ScalarBuffer::from(offsets)), values, None)
+        .map_err(|e| e.to_string())
 }

@@ -58,7 +58,7 @@ impl Location {
         match root {
             DeltaRoot::Folder(path) => Ok(Location { root: folder_url(path)?, s3: None }),
             DeltaRoot::S3 { bucket, prefix, access } => {
-                let sdk = access.sdk_config().await;
+                let (access, sdk) = access.resolve().await;
                 let region = sdk.region().map_or_else(|| "us-east-1".to_string(), |r| r.to_string());
                 let endpoint = match &access.endpoint {
                     Some(endpoint) if access.path_style() => endpoint.trim_end_matches('/').to_string(),
@@ -86,7 +86,7 @@ impl Location {
                 };
                 let root = Url::parse(&root).map_err(|e| format!("`{root}` is not a location: {e}"))?;
                 let store = S3Store {
-                    access: access.clone(),
+                    access,
                     options,
                     credentials: sdk.credentials_provider(),
                     cached: Mutex::new(None),
@@ -218,6 +218,60 @@ impl TableAt {
             }
         }
         Ok(None)
+    }
+
+    /// The Delta tables in this folder: its folders that hold a `_delta_log`.
+    pub async fn tables(&self) -> Result<Vec<String>, String> {
+        let store = self.store().await?;
+        let listed = |prefix: Option<StorePath>| {
+            let store = store.clone();
+            async move {
+                let listing =
+                    store.list_with_delimiter(prefix.as_ref()).await.map_err(|e| self.explain(&e))?;
+                Ok::<_, String>(listing.common_prefixes)
+            }
+        };
+        let mut tables = Vec::new();
+        for folder in listed(None).await? {
+            let holds_log =
+                listed(Some(folder.clone())).await?.iter().any(|p| p.filename() == Some("_delta_log"));
+            if holds_log && let Some(name) = folder.filename() {
+                tables.push(name.to_string());
+            }
+        }
+        Ok(tables)
+    }
+
+    /// Moves the folder `from` here to `to` (nothing where it does not exist): on this machine by renaming
+    /// it; on S3 every file copied first and only then the originals deleted, so that a move cut short
+    /// loses nothing.
+    pub async fn move_folder(&self, from: &str, to: &str) -> Result<(), String> {
+        if let Some(folder) = self.folder() {
+            let (from, to) = (folder.join(from), folder.join(to));
+            return match std::fs::rename(&from, &to) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(format!("cannot move `{}` to `{}`: {e}", from.display(), to.display()))
+                }
+                _ => Ok(()),
+            };
+        }
+        let store = self.store().await?;
+        let failed =
+            |e: &dyn std::fmt::Display| format!("cannot move `{self}/{from}` to `{to}`: {}", self.explain(e));
+        let files: Vec<StorePath> = store
+            .list(Some(&StorePath::from(from)))
+            .map_ok(|file| file.location)
+            .try_collect()
+            .await
+            .map_err(|e| failed(&e))?;
+        for file in &files {
+            let below = file.as_ref().strip_prefix(from).unwrap_or(file.as_ref());
+            store.copy(file, &StorePath::from(format!("{to}{below}"))).await.map_err(|e| failed(&e))?;
+        }
+        for file in &files {
+            store.delete(file).await.map_err(|e| failed(&e))?;
+        }
+        Ok(())
     }
 
     /// Deletes everything here.

@@ -20,12 +20,14 @@
 //! transaction `sluice.fence`, so a run whose lease another run took over conflicts and commits nothing.
 
 mod convert;
+mod encoder;
 mod files;
 mod location;
 mod object;
 
 use super::{
     CommittedObject, ObjectWrite, Optimized, RolledBack, SinkError, TableSink, TableSpec, fenced_out,
+    log_renamed,
 };
 use crate::config::{DeltaRoot, ParquetCompression, WriteMode};
 use crate::source::ObjectMeta;
@@ -69,15 +71,38 @@ pub struct DeltaTables {
     run_before: Option<(i64, i64)>,
 }
 
-/// `root/dataflow/table`: a dataflow's folder holds its tables (one, or a Stripe source's several).
+/// The folder of a dataflow's tables (one, or a Stripe source's several): `root/dataflow`.
+fn dataflow_folder(scope: &str) -> String {
+    scope.split('/').next().unwrap_or(scope).to_ascii_lowercase()
+}
+
+/// `root/dataflow/table`.
 fn table_at(root: &Location, scope: &str, table: &str) -> Result<TableAt, String> {
-    let dataflow = scope.split('/').next().unwrap_or(scope).to_ascii_lowercase();
-    root.table(&format!("{dataflow}/{table}"))
+    root.table(&format!("{}/{table}", dataflow_folder(scope)))
 }
 
 fn rejects_at(root: &Location, scope: &str, table: &str) -> Result<TableAt, String> {
-    let dataflow = scope.split('/').next().unwrap_or(scope).to_ascii_lowercase();
-    root.table(&format!("{dataflow}/_sluice_rejects/{table}"))
+    root.table(&format!("{}/{REJECTS}/{table}", dataflow_folder(scope)))
+}
+
+/// The folder beside a dataflow's tables that holds their rejected rows' tables.
+const REJECTS: &str = "_sluice_rejects";
+
+/// Moves a dataflow's table to the name the configuration now gives it, with its rejected rows, so that
+/// its rows, versions and markers stay together: the table is the one other Delta table in the dataflow's
+/// folder (a dataflow of files writes one table; a Stripe source's tables are named by their objects and
+/// never renamed). Returns the old name.
+async fn follow_rename(root: &Location, scope: &str, table: &str) -> Result<Option<String>, String> {
+    if scope.contains('/') {
+        return Ok(None);
+    }
+    let folder = root.table(&dataflow_folder(scope))?;
+    let others: Vec<String> =
+        folder.tables().await?.into_iter().filter(|name| name != table && name != REJECTS).collect();
+    let [old] = others.as_slice() else { return Ok(None) };
+    folder.move_folder(&format!("{old}/"), &format!("{table}/")).await?;
+    folder.move_folder(&format!("{REJECTS}/{old}/"), &format!("{REJECTS}/{table}/")).await?;
+    Ok(Some(old.clone()))
 }
 
 /// The runtime delta-rs's I/O runs on: the sink's calls block, as the other sinks' do.
@@ -127,7 +152,13 @@ impl DeltaTables {
                 let location = Location::new(root).await?;
                 let (at, rejects_at) =
                     (table_at(&location, scope, &spec.name)?, rejects_at(&location, scope, &spec.name)?);
-                let table = at.load().await?;
+                let mut table = at.load().await?;
+                if table.is_none()
+                    && let Some(old) = follow_rename(&location, scope, &spec.name).await?
+                {
+                    log_renamed(scope, &old, &spec.name);
+                    table = at.load().await?;
+                }
                 if table.is_none() {
                     // A first run: the location must take files, and the folder hold nothing foreign.
                     location.check().await?;
@@ -233,7 +264,7 @@ impl DeltaTables {
         let at = self.at.clone();
         let props = self.writer_properties();
         let columns = group.columns.clone();
-        self.runtime.block_on(group.seal()).map_err(|e| self.error(e))?;
+        group.seal().map_err(|e| self.error(e))?;
         let mut keys = HashSet::new();
         if !group.merge_rows.is_empty() {
             let (rows, merged) = files::dedupe(std::mem::take(&mut group.merge_rows), &self.spec.key)

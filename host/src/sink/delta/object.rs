@@ -1,10 +1,11 @@
 //! One object's rows on their way into a Delta table: checked against the table's columns, converted to
-//! Arrow, and streamed into the files the group's objects share (so that parsing and Parquet encoding
-//! overlap, and small objects do not make small files). An object dropped before its commit leaves its
+//! Arrow, and streamed into the files the group's objects share, encoded on a thread of their own (so that
+//! parsing and Parquet encoding overlap, and small objects do not make small files). An object dropped before its commit leaves its
 //! key among the group's discarded ones, and the group's commit takes its rows out of the files again.
 
 use super::DeltaTables;
 use super::convert::{self, TableColumn};
+use super::encoder::{Encoder, EncoderSpec};
 use super::files::{self, Reject};
 use super::location::TableAt;
 use crate::batch::{RecordBatch, Value};
@@ -16,7 +17,6 @@ use crate::source::ObjectMeta;
 use deltalake::arrow::array::RecordBatch as ArrowBatch;
 use deltalake::kernel::Add;
 use deltalake::parquet::file::properties::WriterProperties;
-use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode as SchemaMode};
 use std::time::Instant;
 
 /// Objects committed as far as the runner knows, waiting for their Delta commit.
@@ -36,8 +36,8 @@ pub(super) struct Group {
     /// Objects that wrote rows into the group's files and were then given up: the commit takes their rows
     /// out again.
     pub discarded: Vec<String>,
-    /// The writer the group's objects share, and the columns it writes.
-    writer: Option<(RecordBatchWriter, Vec<TableColumn>)>,
+    /// The encoder of the files the group's objects share.
+    encoder: Option<Encoder>,
 }
 
 impl Group {
@@ -52,29 +52,18 @@ impl Group {
             rejects: Vec::new(),
             merge_rows: Vec::new(),
             discarded: Vec::new(),
-            writer: None,
+            encoder: None,
         }
     }
 
-    /// Closes the shared writer's files: before a column's type changes, and at the commit.
-    pub async fn seal(&mut self) -> Result<(), String> {
-        if let Some((mut writer, _)) = self.writer.take() {
-            self.files.extend(writer.flush().await.map_err(|e| e.to_string())?);
+    /// Closes the shared files once every row handed over is in them: before a column's type changes, and
+    /// at the commit.
+    pub fn seal(&mut self) -> Result<(), String> {
+        if let Some(encoder) = self.encoder.take() {
+            self.files.extend(encoder.finish()?);
         }
         Ok(())
     }
-}
-
-/// A writer of the table's files at `at`.
-async fn writer(
-    at: &TableAt,
-    columns: &[TableColumn],
-    partition_by: &[String],
-    props: WriterProperties,
-    file_size: u64,
-) -> Result<RecordBatchWriter, String> {
-    let writer = at.writer(convert::arrow_schema(columns), partition_by).await?;
-    Ok(writer.with_writer_properties(props).with_target_file_size(file_size))
 }
 
 pub(super) struct DeltaObject<'s> {
@@ -210,9 +199,13 @@ fn convert_name(kind: ColumnType) -> &'static str {
 
 impl ObjectWrite for DeltaObject<'_> {
     fn write(&mut self, batch: &RecordBatch) -> Result<(), SinkError> {
-        self.fit_columns(batch)?;
+        self.write_owned(batch.clone())
+    }
+
+    fn write_owned(&mut self, batch: RecordBatch) -> Result<(), SinkError> {
+        self.fit_columns(&batch)?;
         let widened_before = self.widened.len();
-        let rejected = self.check_values(batch)?;
+        let rejected = self.check_values(&batch)?;
         let arrow = convert::to_arrow(batch, &rejected, &self.columns, &self.object.key, self.run_id)
             .map_err(|e| self.error(e))?;
         self.rows += arrow.num_rows() as u64;
@@ -239,28 +232,28 @@ impl ObjectWrite for DeltaObject<'_> {
         }
         let group = sink.group.as_mut().expect("an object begins in a group");
         let widened = self.widened.len() > widened_before;
-        // delta-rs merges a new column into an unpartitioned writer's schema; a partitioned writer's
-        // schema is fixed, so new columns start files of their own.
+        // A partitioned writer's schema is fixed, so new columns start files of their own.
         let regrown =
-            !partition_by.is_empty() && group.writer.as_ref().is_some_and(|(_, cols)| cols != columns);
+            !partition_by.is_empty() && group.encoder.as_ref().is_some_and(|e| e.columns() != columns);
         self.wrote = true;
-        let written = sink.runtime.block_on(async {
-            if widened || regrown {
-                // Files of the old type or columns close here; the commit rewrites those of the old type.
-                group.seal().await?;
-            }
-            if group.writer.is_none() {
-                let made = writer(at, columns, partition_by, props.clone(), file_size).await?;
-                group.writer = Some((made, columns.clone()));
-            }
-            let (shared, _) = group.writer.as_mut().expect("made above");
-            if partition_by.is_empty() {
-                shared.write_with_mode(arrow, SchemaMode::MergeSchema).await.map_err(|e| e.to_string())
-            } else {
-                shared.write(arrow).await.map_err(|e| e.to_string())
-            }
-        });
-        written.map_err(|e| SinkError::table(sink.spec.name.clone(), e))
+        let error = |message: String| SinkError::table(sink.spec.name.clone(), message);
+        if widened || regrown {
+            // Files of the old type or columns close here; the commit rewrites those of the old type.
+            group.seal().map_err(error)?;
+        }
+        if group.encoder.is_none() {
+            let options = sink.runtime.block_on(at.options()).map_err(error)?;
+            let spec = EncoderSpec {
+                at: at.clone(),
+                options,
+                columns: columns.clone(),
+                partition_by: partition_by.clone(),
+                props: props.clone(),
+                file_size,
+            };
+            group.encoder = Some(Encoder::start(spec).map_err(error)?);
+        }
+        group.encoder.as_mut().expect("started above").write(arrow).map_err(error)
     }
 
     fn reject(&mut self, rejects: &[RejectedRow]) -> Result<(), SinkError> {
