@@ -1,7 +1,7 @@
 //! A dataflow's life as users run it from the terminal — runs, incremental runs, a killed run, write
 //! modes, rollback, remove, listing and history — each test run on SQLite (the embedded default), on the
-//! machine's PostgreSQL and, where it applies, on Delta tables in a folder (`sqlite::NAME`,
-//! `postgres::NAME`, `delta::NAME`).
+//! machine's PostgreSQL and, where it applies, on Delta tables in a folder and on an S3 server
+//! (`sqlite::NAME`, `postgres::NAME`, `delta::NAME`, `delta_s3::NAME`).
 
 mod support;
 
@@ -11,48 +11,34 @@ use std::process::{Output, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 use support::backend::{Backend, DATABASES};
 
-on_both_backends!(
-    the_example_loads_then_imports_nothing_new_then_a_touched_file_again,
-    a_run_killed_mid_way_is_finished_by_the_next_with_every_row_once,
-    a_partial_run_exits_1_naming_the_object_that_failed_and_the_next_run_does_not_retry_it,
-    tables_take_their_columns_and_types_from_the_records_and_grow_new_columns,
-    a_type_conflict_widens_the_column_to_text_or_fails_the_object_as_configured,
-    a_second_run_of_a_dataflow_is_refused_while_the_first_runs_and_history_tells_both,
-    the_dataflow_list_and_history_show_status_tables_times_and_the_error_of_a_failed_run,
-    remove_deletes_the_tables_ledger_cursor_and_history_and_the_next_run_starts_from_scratch,
-    a_ledger_that_says_more_than_the_sink_holds_is_squared_and_the_objects_imported_again,
-    rollback_after_append_restores_the_earlier_rows_and_columns_exactly_and_twice_goes_back_two_runs,
-    merge_upserts_on_the_key_a_later_row_wins_and_rollback_restores_the_table_exactly,
-    replace_makes_the_table_exactly_what_the_run_loaded_and_rollback_brings_the_old_rows_back,
-    only_the_configured_number_of_versions_is_kept,
-    tables_carry_a_purpose_and_a_kind_from_the_config,
-    a_renamed_table_keeps_its_rows_and_history,
-    objects_rolled_back_with_skip_are_not_imported_again_until_they_change,
-    runs_in_one_process_each_roll_back_exactly_their_own_rows,
-    a_file_with_more_columns_than_the_database_holds_fails_naming_the_limit_and_is_not_retried,
-    a_failed_object_is_imported_again_once_its_options_are_fixed_and_retry_takes_one_on_demand,
-);
-
-// On Delta tables too, but for what is the databases' own: a table's column limit, a renamed table (Delta
-// tables are folders; renaming one is still to come), the `_sluice_versions` bookkeeping (Delta's versions
-// are its log's, kept by `optimize`: tests/delta.rs), and the killed run, whose ledger runs ahead of the
-// group commits (tests/delta.rs kills runs on a folder and on S3 and checks every row lands once).
-on_delta_too!(
-    the_example_loads_then_imports_nothing_new_then_a_touched_file_again,
-    a_partial_run_exits_1_naming_the_object_that_failed_and_the_next_run_does_not_retry_it,
-    tables_take_their_columns_and_types_from_the_records_and_grow_new_columns,
-    a_type_conflict_widens_the_column_to_text_or_fails_the_object_as_configured,
-    a_second_run_of_a_dataflow_is_refused_while_the_first_runs_and_history_tells_both,
-    the_dataflow_list_and_history_show_status_tables_times_and_the_error_of_a_failed_run,
-    remove_deletes_the_tables_ledger_cursor_and_history_and_the_next_run_starts_from_scratch,
-    a_ledger_that_says_more_than_the_sink_holds_is_squared_and_the_objects_imported_again,
-    rollback_after_append_restores_the_earlier_rows_and_columns_exactly_and_twice_goes_back_two_runs,
-    merge_upserts_on_the_key_a_later_row_wins_and_rollback_restores_the_table_exactly,
-    replace_makes_the_table_exactly_what_the_run_loaded_and_rollback_brings_the_old_rows_back,
-    tables_carry_a_purpose_and_a_kind_from_the_config,
-    objects_rolled_back_with_skip_are_not_imported_again_until_they_change,
-    runs_in_one_process_each_roll_back_exactly_their_own_rows,
-    a_failed_object_is_imported_again_once_its_options_are_fixed_and_retry_takes_one_on_demand,
+on_every_backend!(
+    everywhere: [
+        the_example_loads_then_imports_nothing_new_then_a_touched_file_again,
+        a_partial_run_exits_1_naming_the_object_that_failed_and_the_next_run_does_not_retry_it,
+        tables_take_their_columns_and_types_from_the_records_and_grow_new_columns,
+        a_type_conflict_widens_the_column_to_text_or_fails_the_object_as_configured,
+        a_second_run_of_a_dataflow_is_refused_while_the_first_runs_and_history_tells_both,
+        the_dataflow_list_and_history_show_status_tables_times_and_the_error_of_a_failed_run,
+        remove_deletes_the_tables_ledger_cursor_and_history_and_the_next_run_starts_from_scratch,
+        a_ledger_that_says_more_than_the_sink_holds_is_squared_and_the_objects_imported_again,
+        rollback_after_append_restores_the_earlier_rows_and_columns_exactly_and_twice_goes_back_two_runs,
+        merge_upserts_on_the_key_a_later_row_wins_and_rollback_restores_the_table_exactly,
+        replace_makes_the_table_exactly_what_the_run_loaded_and_rollback_brings_the_old_rows_back,
+        tables_carry_a_purpose_and_a_kind_from_the_config,
+        objects_rolled_back_with_skip_are_not_imported_again_until_they_change,
+        runs_in_one_process_each_roll_back_exactly_their_own_rows,
+        a_failed_object_is_imported_again_once_its_options_are_fixed_and_retry_takes_one_on_demand,
+        a_renamed_table_keeps_its_rows_and_history,
+    ],
+    // The databases' own: a table's column limit, the `_sluice_versions` bookkeeping (Delta's versions are
+    // its log's, kept by `optimize`: tests/delta.rs), and the killed run, whose ledger runs ahead of
+    // Delta's group commits (tests/delta.rs kills runs on a folder and on S3 and checks every row lands
+    // once).
+    databases: [
+        a_run_killed_mid_way_is_finished_by_the_next_with_every_row_once,
+        only_the_configured_number_of_versions_is_kept,
+        a_file_with_more_columns_than_the_database_holds_fails_naming_the_limit_and_is_not_retried,
+    ],
 );
 
 fn run(backend: &Backend, dir: &Path, args: &[&str]) -> Output {
@@ -275,7 +261,7 @@ fn tables_take_their_columns_and_types_from_the_records_and_grow_new_columns(b: 
             "[\"_sluice_object TEXT\", \"_sluice_line INTEGER\", \"_sluice_run INTEGER\", \"id INTEGER\", \"name TEXT\", \"score REAL\", \"vip INTEGER\", \"tags TEXT\"]"
         }
         // Nested JSON is its text in a STRING column.
-        Backend::Delta => {
+        Backend::Delta | Backend::DeltaS3(_) => {
             "[\"_sluice_object string\", \"_sluice_line long\", \"_sluice_run long\", \"id long\", \"name string\", \"score double\", \"vip boolean\", \"tags string\"]"
         }
     };

@@ -5,8 +5,8 @@
 //!
 //! Writers (the Delta sink) get what S3 gives them: PutObject, with `If-None-Match: *` refused with 412
 //! where the key exists (S3's conditional write, which keeps two writers of a Delta log apart); multipart
-//! uploads, whose completion takes the same condition; HeadObject; DeleteObject(s); and listings by
-//! delimiter.
+//! uploads, whose completion takes the same condition; CopyObject within the server; HeadObject;
+//! DeleteObject(s); and listings by delimiter.
 
 use crate::sts::{AssumeRole, Keys, OnlyTheRole, ROLE_ACCESS_KEY, ROLE_SECRET_KEY, Role};
 use async_trait::async_trait;
@@ -16,11 +16,12 @@ use hyper_util::server::conn::auto::Builder as ConnectionBuilder;
 use md5::{Digest, Md5};
 use s3s::dto::{
     AbortMultipartUploadInput, AbortMultipartUploadOutput, CommonPrefix, CompleteMultipartUploadInput,
-    CompleteMultipartUploadOutput, CreateMultipartUploadInput, CreateMultipartUploadOutput,
-    DeleteObjectInput, DeleteObjectOutput, DeleteObjectsInput, DeleteObjectsOutput, DeletedObject, ETag,
-    ETagCondition, GetObjectInput, GetObjectOutput, HeadBucketInput, HeadBucketOutput, HeadObjectInput,
-    HeadObjectOutput, ListObjectsV2Input, ListObjectsV2Output, Object, PutObjectInput, PutObjectOutput,
-    StreamingBlob, Timestamp, UploadPartInput, UploadPartOutput,
+    CompleteMultipartUploadOutput, CopyObjectInput, CopyObjectOutput, CopyObjectResult, CopySource,
+    CreateMultipartUploadInput, CreateMultipartUploadOutput, DeleteObjectInput, DeleteObjectOutput,
+    DeleteObjectsInput, DeleteObjectsOutput, DeletedObject, ETag, ETagCondition, GetObjectInput,
+    GetObjectOutput, HeadBucketInput, HeadBucketOutput, HeadObjectInput, HeadObjectOutput,
+    ListObjectsV2Input, ListObjectsV2Output, Object, PutObjectInput, PutObjectOutput, StreamingBlob,
+    Timestamp, UploadPartInput, UploadPartOutput,
 };
 use s3s::service::S3ServiceBuilder;
 use s3s::{S3, S3Request, S3Response, S3Result, s3_error};
@@ -176,6 +177,13 @@ impl S3Server {
         let buckets = self.store.buckets.lock().unwrap();
         let objects = buckets.get(bucket).into_iter().flat_map(|objects| objects.keys());
         objects.filter(|key| key.starts_with(prefix)).cloned().collect()
+    }
+
+    /// Deletes every key in `bucket` that starts with `prefix`, as a lost or wiped store would have it.
+    pub fn delete_prefix(&self, bucket: &str, prefix: &str) {
+        for key in self.keys(bucket, prefix) {
+            self.store.remove(bucket, &key).expect("the bucket exists");
+        }
     }
 
     /// Makes another writer win the next `count` Delta commits (conditional PUTs of `_delta_log/N.json`):
@@ -425,7 +433,7 @@ impl S3 for StoreService {
         let length = range.end - range.start;
         let fault = self.0.body_faults.lock().unwrap().pop_front();
         let body = match fault {
-            None => StreamingBlob::wrap(ReaderStream::with_capacity(file.take(length), 1 << 16)),
+            None => StreamingBlob::wrap(ReaderStream::with_capacity(file.take(length), 1 << 20)),
             Some(fault) => {
                 // Test objects are small: read whole, then handed over as the fault says.
                 let mut bytes = Vec::with_capacity(length as usize);
@@ -475,6 +483,25 @@ impl S3 for StoreService {
         }
         let etag = self.0.keep(&input.bucket, &input.key, &bytes, etag, SystemTime::now(), only_new)?;
         Ok(S3Response::new(PutObjectOutput { e_tag: Some(ETag::Strong(etag)), ..Default::default() }))
+    }
+
+    async fn copy_object(&self, req: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {
+        let input = req.input;
+        let CopySource::Bucket { bucket, key, .. } = &input.copy_source else {
+            return Err(s3_error!(NotImplemented, "only copies from a bucket of this server"));
+        };
+        let source = self
+            .with_bucket(bucket, |objects| objects.get(&**key).cloned())?
+            .ok_or_else(|| s3_error!(NoSuchKey))?;
+        let bytes = tokio::fs::read(&source.file).await.map_err(|e| s3_error!(e, InternalError))?;
+        let now = SystemTime::now();
+        let etag = self.0.keep(&input.bucket, &input.key, &bytes, source.etag, now, false)?;
+        let result = CopyObjectResult {
+            e_tag: Some(ETag::Strong(etag)),
+            last_modified: Some(Timestamp::from(now)),
+            ..Default::default()
+        };
+        Ok(S3Response::new(CopyObjectOutput { copy_object_result: Some(result), ..Default::default() }))
     }
 
     async fn delete_object(

@@ -7,8 +7,13 @@
 
 use rusqlite::Connection;
 use sluice_testkit::TestDatabase;
+use sluice_testkit::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
 use std::path::Path;
 use std::process::Command;
+
+/// The bucket and prefix of [`Backend::DeltaS3`]'s tables.
+const LAKE_BUCKET: &str = "lake";
+const LAKE_PREFIX: &str = "tables";
 
 /// The `[state]` and `[sink]` sections of a test's own configuration.
 pub const DATABASES: &str = "[state]\nurl = \"${SLUICE_STATE_URL:-sqlite://sluice-state.db}\"\n\n[sink]\nurl = \"${SLUICE_SINK_URL:-sqlite://sluice.db}\"\n\n";
@@ -27,12 +32,17 @@ macro_rules! on_both_backends {
     };
 }
 
-/// Each named test function (taking `&Backend`) as a test on Delta tables too, `delta::NAME`.
+/// Each test function of `everywhere` as a test on every backend: the two databases', and Delta tables in a
+/// folder and on S3 (`delta::NAME`, `delta_s3::NAME`); each of `databases` on the databases only.
 #[macro_export]
-macro_rules! on_delta_too {
-    ($($test:ident),* $(,)?) => {
+macro_rules! on_every_backend {
+    (everywhere: [$($test:ident),* $(,)?], databases: [$($only:ident),* $(,)?] $(,)?) => {
+        $crate::on_both_backends!($($test,)* $($only,)*);
         mod delta {
             $(#[test] fn $test() { super::$test(&super::Backend::delta()) })*
+        }
+        mod delta_s3 {
+            $(#[test] fn $test() { super::$test(&super::Backend::delta_s3()) })*
         }
     };
 }
@@ -43,6 +53,9 @@ pub enum Backend {
     /// Delta tables in the test's `lake/` folder (`delta+file://lake`), the state in `sluice-state.db`;
     /// read back by the independent reader (`delta_reader.sh`).
     Delta,
+    /// Delta tables on an S3 server of the test's own (`delta+s3://lake/tables`), reached through the
+    /// SDK's environment settings (`AWS_ENDPOINT_URL` and keys); the state in `sluice-state.db`.
+    DeltaS3(S3Server),
     /// A database of the test's own on the machine's PostgreSQL.
     Postgres(TestDatabase),
 }
@@ -60,12 +73,18 @@ impl Backend {
         Backend::Delta
     }
 
+    pub fn delta_s3() -> Backend {
+        let s3 = S3Server::start();
+        s3.create_bucket(LAKE_BUCKET);
+        Backend::DeltaS3(s3)
+    }
+
     /// The sink's kind, as `dataflows` shows it.
     pub fn sink_kind(&self) -> &'static str {
         match self {
             Backend::Sqlite => "sqlite",
             Backend::Postgres(_) => "postgres",
-            Backend::Delta => "delta",
+            Backend::Delta | Backend::DeltaS3(_) => "delta",
         }
     }
 
@@ -73,7 +92,7 @@ impl Backend {
     /// where objects are committed in groups (of 1000 by default), groups of 5.
     pub fn prompt_commits(&self) -> &'static str {
         match self {
-            Backend::Delta => "sink = { commit_objects = 5 }\n",
+            Backend::Delta | Backend::DeltaS3(_) => "sink = { commit_objects = 5 }\n",
             Backend::Sqlite | Backend::Postgres(_) => "",
         }
     }
@@ -98,6 +117,14 @@ impl Backend {
             Backend::Delta => {
                 command.env("SLUICE_SINK_URL", "delta+file://lake");
             }
+            Backend::DeltaS3(s3) => {
+                command
+                    .env("SLUICE_SINK_URL", format!("delta+s3://{LAKE_BUCKET}/{LAKE_PREFIX}"))
+                    .env("AWS_ENDPOINT_URL", s3.endpoint())
+                    .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+                    .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+                    .env("AWS_REGION", "us-east-1");
+            }
             Backend::Sqlite => {}
         }
         command
@@ -106,18 +133,24 @@ impl Backend {
     /// The `[state]` and `[sink]` sections naming this backend's databases outright, for a configuration
     /// loaded in the test's own process (where [`DATABASES`]' environment variables are not set).
     pub fn databases(&self, dir: &Path) -> String {
+        let state_file = format!("sqlite://{}", dir.join("sluice-state.db").display());
         let (state, sink) = match self {
-            Backend::Sqlite => (
-                format!("sqlite://{}", dir.join("sluice-state.db").display()),
-                format!("sqlite://{}", dir.join("sluice.db").display()),
-            ),
-            Backend::Postgres(database) => (database.url().to_string(), database.url().to_string()),
-            Backend::Delta => (
-                format!("sqlite://{}", dir.join("sluice-state.db").display()),
-                format!("delta+file://{}", dir.join("lake").display()),
+            Backend::Sqlite => {
+                (state_file, format!("url = \"sqlite://{}\"", dir.join("sluice.db").display()))
+            }
+            Backend::Postgres(database) => {
+                (database.url().to_string(), format!("url = \"{}\"", database.url()))
+            }
+            Backend::Delta => (state_file, format!("url = \"delta+file://{}\"", dir.join("lake").display())),
+            Backend::DeltaS3(s3) => (
+                state_file,
+                format!(
+                    "url = \"delta+s3://{LAKE_BUCKET}/{LAKE_PREFIX}\"\ns3 = {{ endpoint = \"{}\", access_key_id = \"{ACCESS_KEY}\", secret_access_key = \"{SECRET_KEY}\" }}",
+                    s3.endpoint()
+                ),
             ),
         };
-        format!("[state]\nurl = \"{state}\"\n\n[sink]\nurl = \"{sink}\"\n\n")
+        format!("[state]\nurl = \"{state}\"\n\n[sink]\n{sink}\n\n")
     }
 
     /// The rows of `sql` as text, run among `dataflow`'s tables; `Err` where the query fails (a table not
@@ -126,7 +159,9 @@ impl Backend {
         match self {
             Backend::Sqlite => sqlite_strings(&dir.join("sluice.db"), sql),
             Backend::Postgres(database) => postgres_strings(database, &dataflow.to_ascii_lowercase(), sql),
-            Backend::Delta => delta_reader(&["dataflow", &lake(dir, dataflow), "--", sql]),
+            Backend::Delta | Backend::DeltaS3(_) => {
+                self.delta_reader(&["dataflow", &self.lake(dir, dataflow), "--", sql])
+            }
         }
     }
 
@@ -142,7 +177,9 @@ impl Backend {
     /// The rows of `sql` as text, run in the state store.
     pub fn state_strings(&self, dir: &Path, sql: &str) -> Vec<String> {
         match self {
-            Backend::Sqlite | Backend::Delta => sqlite_strings(&dir.join("sluice-state.db"), sql),
+            Backend::Sqlite | Backend::Delta | Backend::DeltaS3(_) => {
+                sqlite_strings(&dir.join("sluice-state.db"), sql)
+            }
             Backend::Postgres(database) => postgres_strings(database, "_sluice", sql),
         }
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
@@ -156,7 +193,11 @@ impl Backend {
     pub fn has_table(&self, dir: &Path, dataflow: &str, table: &str) -> bool {
         let sql = match self {
             Backend::Delta => {
-                return Path::new(&lake(dir, dataflow)).join(table).join("_delta_log").is_dir();
+                return Path::new(&self.lake(dir, dataflow)).join(table).join("_delta_log").is_dir();
+            }
+            Backend::DeltaS3(s3) => {
+                let log = format!("{LAKE_PREFIX}/{}/{table}/_delta_log/", dataflow.to_ascii_lowercase());
+                return !s3.keys(LAKE_BUCKET, &log).is_empty();
             }
             Backend::Sqlite => format!("SELECT count(*) FROM sqlite_master WHERE name = '{table}'"),
             Backend::Postgres(_) => format!(
@@ -183,9 +224,9 @@ impl Backend {
                 ),
                 self.strings(dir, dataflow, &format!("SELECT t::text FROM {table} t ORDER BY _sluice_row")),
             ),
-            Backend::Delta => {
-                let folder = Path::new(&lake(dir, dataflow)).join(table);
-                let columns = delta_reader(&["columns", &folder.display().to_string()]).unwrap();
+            Backend::Delta | Backend::DeltaS3(_) => {
+                let table_at = format!("{}/{table}", self.lake(dir, dataflow));
+                let columns = self.delta_reader(&["columns", &table_at]).unwrap();
                 let rows = self.strings(
                     dir,
                     dataflow,
@@ -207,7 +248,15 @@ impl Backend {
             }
             Backend::Delta => {
                 for dataflow in dataflows {
-                    let _ = std::fs::remove_dir_all(lake(dir, dataflow));
+                    let _ = std::fs::remove_dir_all(self.lake(dir, dataflow));
+                }
+            }
+            Backend::DeltaS3(s3) => {
+                for dataflow in dataflows {
+                    s3.delete_prefix(
+                        LAKE_BUCKET,
+                        &format!("{LAKE_PREFIX}/{}/", dataflow.to_ascii_lowercase()),
+                    );
                 }
             }
             Backend::Postgres(database) => {
@@ -224,7 +273,7 @@ impl Backend {
     /// Runs a statement in the state store.
     pub fn state_execute(&self, dir: &Path, sql: &str) {
         match self {
-            Backend::Sqlite | Backend::Delta => {
+            Backend::Sqlite | Backend::Delta | Backend::DeltaS3(_) => {
                 Connection::open(dir.join("sluice-state.db")).unwrap().execute_batch(sql).unwrap();
             }
             Backend::Postgres(database) => {
@@ -236,7 +285,7 @@ impl Backend {
     /// Ends Sluice's sessions on the server, as a restart would; 0 on SQLite.
     pub fn terminate_sessions(&self) -> u64 {
         match self {
-            Backend::Sqlite | Backend::Delta => 0,
+            Backend::Sqlite | Backend::Delta | Backend::DeltaS3(_) => 0,
             Backend::Postgres(database) => database.terminate_sessions(),
         }
     }
@@ -244,27 +293,35 @@ impl Backend {
     /// Ends the PostgreSQL sessions whose `application_name` is `LIKE` `pattern`.
     pub fn terminate_sessions_named(&self, pattern: &str) -> u64 {
         match self {
-            Backend::Sqlite | Backend::Delta => 0,
+            Backend::Sqlite | Backend::Delta | Backend::DeltaS3(_) => 0,
             Backend::Postgres(database) => database.terminate_sessions_named(pattern),
         }
     }
-}
 
-/// `dataflow`'s folder of Delta tables in the test's folder.
-fn lake(dir: &Path, dataflow: &str) -> String {
-    dir.join("lake").join(dataflow.to_ascii_lowercase()).display().to_string()
-}
-
-/// What the independent Delta reader prints for `args`, a line each.
-fn delta_reader(args: &[&str]) -> Result<Vec<String>, String> {
-    let output = Command::new(super::root().join("tests/support/delta_reader.sh"))
-        .args(args)
-        .output()
-        .map_err(|e| format!("cannot run the Delta reader: {e}"))?;
-    if !output.status.success() {
-        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    /// `dataflow`'s folder of Delta tables: in the test's folder, or on its S3 server.
+    fn lake(&self, dir: &Path, dataflow: &str) -> String {
+        let dataflow = dataflow.to_ascii_lowercase();
+        match self {
+            Backend::DeltaS3(_) => format!("s3://{LAKE_BUCKET}/{LAKE_PREFIX}/{dataflow}"),
+            _ => dir.join("lake").join(dataflow).display().to_string(),
+        }
     }
-    Ok(String::from_utf8_lossy(&output.stdout).lines().map(str::to_string).collect())
+
+    /// What the independent Delta reader prints for `args`, a line each.
+    fn delta_reader(&self, args: &[&str]) -> Result<Vec<String>, String> {
+        let mut reader = Command::new(super::root().join("tests/support/delta_reader.sh"));
+        if let Backend::DeltaS3(s3) = self {
+            reader
+                .env("READER_S3_ENDPOINT", s3.endpoint())
+                .env("READER_S3_ACCESS_KEY", ACCESS_KEY)
+                .env("READER_S3_SECRET_KEY", SECRET_KEY);
+        }
+        let output = reader.args(args).output().map_err(|e| format!("cannot run the Delta reader: {e}"))?;
+        if !output.status.success() {
+            return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).lines().map(str::to_string).collect())
+    }
 }
 
 /// The rows of `sql` in the SQLite file at `path`, each as text.

@@ -4,7 +4,7 @@ binding) and pyarrow, installed from PyPI by delta_reader.sh.
     delta_reader.py sql  NAME=FOLDER... -- SQL   rows of SQL over the tables, loaded into SQLite in memory
     delta_reader.py history FOLDER                the table's versions, newest first, as JSON lines
     delta_reader.py properties FOLDER             the table's properties (its configuration), as JSON
-    delta_reader.py dataflow FOLDER -- SQL        rows of SQL over a dataflow's folder of tables: each table
+    delta_reader.py dataflow FOLDER -- SQL        rows of SQL over a dataflow's folder (or prefix) of tables: each table
                                                   by its name, `_sluice_rejects` (every table's rejected rows)
                                                   and `_sluice_objects` (the objects its commits' markers list)
     delta_reader.py columns FOLDER                the table's columns and their types, one per line
@@ -20,18 +20,55 @@ import sqlite3
 import sys
 
 from deltalake import DeltaTable
+from pyarrow import fs as pafs
 
 
-def open_table(location):
-    if not location.startswith("s3://"):
-        return DeltaTable(location)
-    return DeltaTable(location, storage_options={
+def s3_options():
+    return {
         "AWS_ENDPOINT_URL": os.environ["READER_S3_ENDPOINT"],
         "AWS_ACCESS_KEY_ID": os.environ["READER_S3_ACCESS_KEY"],
         "AWS_SECRET_ACCESS_KEY": os.environ["READER_S3_SECRET_KEY"],
         "AWS_REGION": "us-east-1",
         "AWS_ALLOW_HTTP": "true",
-    })
+    }
+
+
+def open_table(location):
+    if not location.startswith("s3://"):
+        return DeltaTable(location)
+    return DeltaTable(location, storage_options=s3_options())
+
+
+class Files:
+    """A folder, or an S3 prefix, listed and read through pyarrow's file systems."""
+
+    def __init__(self, location):
+        self.s3 = location.startswith("s3://")
+        if self.s3:
+            scheme, host = os.environ["READER_S3_ENDPOINT"].split("://", 1)
+            self.fs = pafs.S3FileSystem(
+                access_key=os.environ["READER_S3_ACCESS_KEY"],
+                secret_key=os.environ["READER_S3_SECRET_KEY"],
+                endpoint_override=host,
+                scheme=scheme,
+                region="us-east-1",
+            )
+            self.root = location[len("s3://"):].rstrip("/")
+        else:
+            self.fs = pafs.LocalFileSystem()
+            self.root = location
+
+    def location(self, path):
+        return ("s3://" + path) if self.s3 else path
+
+    def names(self, path):
+        """The names in the folder `path`, and whether each is a folder; nothing where it does not exist."""
+        selector = pafs.FileSelector(path, allow_not_found=True)
+        return sorted((i.base_name, i.type == pafs.FileType.Directory) for i in self.fs.get_file_info(selector))
+
+    def read(self, path):
+        with self.fs.open_input_stream(path) as stream:
+            return stream.read().decode()
 
 
 def load(connection, name, folder):
@@ -44,40 +81,40 @@ def load(connection, name, folder):
     connection.executemany('INSERT INTO "%s" VALUES (%s)' % (name, marks), rows)
 
 
-def active_adds(folder):
+def active_adds(files, folder):
     """The Add actions of the table's current files, replayed from its JSON log (Sluice's test tables
     never reach a checkpoint)."""
-    log = os.path.join(folder, "_delta_log")
+    log = folder + "/_delta_log"
     adds = {}
-    for name in sorted(os.listdir(log)):
+    for name, _ in files.names(log):
         if not name.endswith(".json"):
             continue
-        with open(os.path.join(log, name)) as commit:
-            for line in commit:
-                action = json.loads(line)
-                if "add" in action:
-                    adds[action["add"]["path"]] = action["add"]
-                elif "remove" in action:
-                    adds.pop(action["remove"]["path"], None)
+        for line in files.read(log + "/" + name).splitlines():
+            action = json.loads(line)
+            if "add" in action:
+                adds[action["add"]["path"]] = action["add"]
+            elif "remove" in action:
+                adds.pop(action["remove"]["path"], None)
     return adds.values()
 
 
-def load_dataflow(connection, folder):
+def load_dataflow(connection, location):
     connection.execute("CREATE TABLE _sluice_objects (key, etag, rows, run_id)")
     connection.execute("CREATE TABLE _sluice_rejects (object, etag, line, reason, raw, run_id)")
-    if not os.path.isdir(folder):
-        return
-    for name in sorted(os.listdir(folder)):
-        path = os.path.join(folder, name)
+    files = Files(location)
+    for name, is_folder in files.names(files.root):
+        path = files.root + "/" + name
+        if not is_folder:
+            continue
         if name == "_sluice_rejects":
-            for table in sorted(os.listdir(path)):
-                rejects = open_table(os.path.join(path, table)).to_pyarrow_table()
+            for table, _ in files.names(path):
+                rejects = open_table(files.location(path + "/" + table)).to_pyarrow_table()
                 columns = ["object", "etag", "line", "reason", "raw", "run_id"]
                 rows = zip(*(rejects.column(c).to_pylist() for c in columns))
                 connection.executemany("INSERT INTO _sluice_rejects VALUES (?, ?, ?, ?, ?, ?)", rows)
-        elif os.path.isdir(os.path.join(path, "_delta_log")):
-            load(connection, name, path)
-            for add in active_adds(path):
+        elif ("_delta_log", True) in files.names(path):
+            load(connection, name, files.location(path))
+            for add in active_adds(files, path):
                 marker = (add.get("tags") or {}).get("sluice.marker")
                 for o in json.loads(marker)["objects"] if marker else []:
                     connection.execute(
