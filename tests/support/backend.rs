@@ -97,6 +97,16 @@ impl Backend {
         }
     }
 
+    /// How many objects the ledger may have recorded loaded beyond those the sink committed: on Delta,
+    /// those of a group of [`Backend::prompt_commits`] not committed yet; none where each object commits
+    /// before the ledger records it.
+    pub fn recorded_ahead_of_commits(&self) -> i64 {
+        match self {
+            Backend::Delta | Backend::DeltaS3(_) => 4,
+            Backend::Sqlite | Backend::Postgres(_) => 0,
+        }
+    }
+
     pub fn is_postgres(&self) -> bool {
         matches!(self, Backend::Postgres(_))
     }

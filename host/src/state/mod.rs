@@ -676,7 +676,10 @@ impl StateStore {
     }
 
     /// Forgets object versions the ledger had as loaded but the sink does not hold, and moves the cursor
-    /// back before the oldest of them, so that the next run imports them again.
+    /// back before the oldest of them, so that the next run imports them again. A run that did not
+    /// succeed (killed, say, before a sink that commits objects in groups committed them) no longer
+    /// counts them: its totals say what it committed. A run that succeeded keeps its totals, as what it
+    /// committed then (the sink's tables lost since).
     pub fn forget_objects(&mut self, dataflow: &str, objects: &[LedgerEntry]) -> Result<(), StateError> {
         let Some(oldest) = objects.iter().map(|o| o.last_modified).min() else { return Ok(()) };
         self.fenced_transaction(|sql| {
@@ -684,6 +687,16 @@ impl StateStore {
                 sql.execute(
                     "DELETE FROM objects WHERE dataflow = ?1 AND key = ?2 AND etag = ?3",
                     &[dataflow.into(), object.key.as_str().into(), object.etag.as_str().into()],
+                )?;
+                sql.execute(
+                    "UPDATE runs SET objects = objects - 1, rows = rows - ?2, rejected = rejected - ?3,
+                         bytes = bytes - ?4 WHERE id = ?1 AND status <> 'succeeded'",
+                    &[
+                        object.run_id.into(),
+                        (object.rows as i64).into(),
+                        (object.rejected as i64).into(),
+                        (object.size as i64).into(),
+                    ],
                 )?;
             }
             sql.execute(
