@@ -434,4 +434,26 @@ mod tests {
             database.url().to_string(),
         )));
     }
+
+    #[test]
+    fn a_run_frozen_inside_a_commit_does_not_hold_the_fence_from_the_run_taking_over() {
+        let database = TestDatabase::create();
+        let url = SinkUrl::Database(DatabaseUrl::Postgres(database.url().to_string()));
+        let spec = TableSpec {
+            name: "orders".into(),
+            mode: WriteMode::Append,
+            key: vec![],
+            versions: 2,
+            on_type_conflict: TypeConflict::Text,
+            delta: DeltaWriting::default(),
+        };
+        open(&url, "Orders", &spec).unwrap().fence(1).unwrap();
+        // The old run's object commit, frozen after it read the fence FOR SHARE.
+        let mut frozen = database.client();
+        frozen.batch_execute("BEGIN; SELECT token FROM \"orders\"._sluice_fence FOR SHARE").unwrap();
+        let started = std::time::Instant::now();
+        open(&url, "Orders", &spec).unwrap().fence(2).expect("the fence is taken");
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "{:?}", started.elapsed());
+        assert!(frozen.batch_execute("COMMIT").is_err(), "the frozen run's session was ended");
+    }
 }

@@ -20,12 +20,16 @@ use crate::pg::{self, PooledClient, quote};
 use crate::source::ObjectMeta;
 use object::PostgresObject;
 use postgres::GenericClient;
+use postgres::error::SqlState;
 
 /// Sluice's own columns, first in every table: the identity, then where each row came from.
 const IDENTITY: &str = "_sluice_row";
 const LINEAGE_COLUMNS: [&str; 3] = ["_sluice_object", "_sluice_line", "_sluice_run"];
 /// Sluice's own columns in a table: the identity and the lineage.
 const SLUICE_COLUMNS: usize = 1 + LINEAGE_COLUMNS.len();
+/// How long taking the fence waits for an older run's object commit before it ends that run's session
+/// (see `fence`): commits in flight take milliseconds; only a frozen run holds it longer.
+const FENCE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// The most columns PostgreSQL holds in a table (`MaxHeapAttributeNumber`).
 const MAX_COLUMNS: usize = 1600;
 /// The columns a table's undo copy has beyond the table's own (`_sluice_removed_by`).
@@ -438,17 +442,52 @@ impl TableSink for PostgresTables {
 
     fn fence(&mut self, token: i64) -> Result<(), SinkError> {
         let schema = self.schema.clone();
-        let newest: Option<i64> = self
-            .client
-            .query_opt(
-                &format!(
-                    "INSERT INTO {schema}._sluice_fence AS f (token) VALUES ($1) ON CONFLICT (fenced)
-                     DO UPDATE SET token = excluded.token WHERE excluded.token >= f.token RETURNING token"
-                ),
-                &[&token],
-            )
-            .map_err(|e| SinkError::table(self.spec.name.clone(), pg::describe(&e)))?
-            .map(|row| row.get(0));
+        let table = self.spec.name.clone();
+        let error = |e: &postgres::Error| SinkError::table(table.clone(), pg::describe(e));
+        let record = format!(
+            "INSERT INTO {schema}._sluice_fence AS f (token) VALUES ($1) ON CONFLICT (fenced)
+             DO UPDATE SET token = excluded.token WHERE excluded.token >= f.token RETURNING token"
+        );
+        // An older run's object commit in flight holds the fence (FOR SHARE) until it commits, and this
+        // run waits for it. A run frozen inside one (a stopped VM) would hold it for as long as it is
+        // frozen; this run holds the lease, so such a transaction belongs to a run fenced out already:
+        // after FENCE_WAIT its session is ended (its object rolled back, to be loaded again) and the
+        // fence taken.
+        let mut ended_holders = false;
+        let newest: Option<i64> = loop {
+            let mut transaction = self.client.transaction().map_err(|e| error(&e))?;
+            transaction
+                .batch_execute(&format!("SET LOCAL lock_timeout = '{}ms'", FENCE_WAIT.as_millis()))
+                .map_err(|e| error(&e))?;
+            match transaction.query_opt(&record, &[&token]) {
+                Ok(row) => {
+                    transaction.commit().map_err(|e| error(&e))?;
+                    break row.map(|row| row.get(0));
+                }
+                Err(e) if !ended_holders && e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {
+                    drop(transaction);
+                    let holders = format!(
+                        "SELECT pg_terminate_backend(pid) FROM pg_locks
+                         WHERE relation = '{schema}._sluice_fence'::regclass AND pid <> pg_backend_pid()"
+                    );
+                    self.client.batch_execute(&holders).map_err(|e| {
+                        SinkError::table(
+                            table.clone(),
+                            format!(
+                                "a run taken over still holds the fence of `{schema}` after {FENCE_WAIT:?}, and ending its session failed: {}",
+                                pg::describe(&e)
+                            ),
+                        )
+                    })?;
+                    tracing::warn!(
+                        table = table.as_str(),
+                        "ended the sessions of a run taken over that held the table's fence"
+                    );
+                    ended_holders = true;
+                }
+                Err(e) => return Err(error(&e)),
+            }
+        };
         if newest != Some(token) {
             let newest = object::newest_fence(&mut *self.client, &schema)
                 .map_err(|e| SinkError::table(self.spec.name.clone(), pg::describe(&e)))?;
