@@ -357,6 +357,18 @@ mod tests {
     use sluice_testkit::TestDatabase;
     use std::time::SystemTime;
 
+    /// `Orders`' appended table, as the fencing tests write it.
+    fn orders_spec() -> TableSpec {
+        TableSpec {
+            name: "orders".into(),
+            mode: WriteMode::Append,
+            key: vec![],
+            versions: 2,
+            on_type_conflict: TypeConflict::Text,
+            delta: DeltaWriting::default(),
+        }
+    }
+
     fn object(key: &str) -> ObjectMeta {
         ObjectMeta { key: key.into(), size: 1, etag: "e".into(), last_modified: SystemTime::now() }
     }
@@ -364,14 +376,7 @@ mod tests {
     /// A writer whose run's lease was taken over (a newer token fenced the table) commits nothing more,
     /// and cannot fence it back; the newer run commits.
     fn a_writer_fenced_out_by_a_newer_token_commits_nothing(url: &SinkUrl) {
-        let spec = TableSpec {
-            name: "orders".into(),
-            mode: WriteMode::Append,
-            key: vec![],
-            versions: 2,
-            on_type_conflict: TypeConflict::Text,
-            delta: DeltaWriting::default(),
-        };
+        let spec = orders_spec();
         let mut old = open(url, "Orders", &spec).unwrap();
         old.fence(1).unwrap();
         old.begin_object(&object("a.csv"), 1)
@@ -439,14 +444,7 @@ mod tests {
     fn a_run_frozen_inside_a_commit_does_not_hold_the_fence_from_the_run_taking_over() {
         let database = TestDatabase::create();
         let url = SinkUrl::Database(DatabaseUrl::Postgres(database.url().to_string()));
-        let spec = TableSpec {
-            name: "orders".into(),
-            mode: WriteMode::Append,
-            key: vec![],
-            versions: 2,
-            on_type_conflict: TypeConflict::Text,
-            delta: DeltaWriting::default(),
-        };
+        let spec = orders_spec();
         open(&url, "Orders", &spec).unwrap().fence(1).unwrap();
         // The old run's object commit, frozen after it read the fence FOR SHARE.
         let mut frozen = database.client();
