@@ -271,6 +271,38 @@ fn merge_upserts_on_the_key_a_later_row_wins_and_rollback_restores_the_table_exa
 }
 
 #[test]
+fn a_merge_reads_only_the_committed_files_whose_key_statistics_may_hold_its_keys() {
+    let dir = people("mode = \"merge\", key = [\"id\"]");
+    // `sluice run`, with the sink's account of the files a merge read.
+    let run = |dir: &Path| {
+        let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .current_dir(dir)
+            .env("SLUICE_CACHE_DIR", support::root().join("target").join("test-plugin-cache"))
+            .env("SLUICE_LOG", "sluice::sink=info")
+            .arg("run")
+            .output()
+            .expect("running sluice");
+        assert!(output.status.success(), "{}{}", text(&output.stdout), text(&output.stderr));
+        text(&output.stderr)
+    };
+    put(dir.path(), "a.jsonl", "{\"id\": 1, \"name\": \"Ann\"}\n{\"id\": 2, \"name\": \"Bob\"}\n", 3);
+    run(dir.path());
+    put(dir.path(), "b.jsonl", "{\"id\": 10, \"name\": \"Jo\"}\n{\"id\": 11, \"name\": \"Kim\"}\n", 2);
+    let log = run(dir.path());
+    assert!(
+        log.contains("merge: 0 of 1 committed files may hold the keys"),
+        "ids 10 and 11 are past 1..2: {log}"
+    );
+    put(dir.path(), "c.jsonl", "{\"id\": 2, \"name\": \"Bobby\"}\n{\"id\": 20, \"name\": \"Lu\"}\n", 1);
+    let log = run(dir.path());
+    assert!(log.contains("merge: 1 of 2 committed files may hold the keys"), "only 1..2 holds id 2: {log}");
+    assert_eq!(
+        people_rows(dir.path(), "SELECT id || ':' || name FROM people ORDER BY id"),
+        ["1:Ann", "2:Bobby", "10:Jo", "11:Kim", "20:Lu"]
+    );
+}
+
+#[test]
 fn replace_makes_the_table_what_the_run_loaded_and_rollback_twice_goes_back_to_no_table() {
     let dir = people("mode = \"replace\"");
     put(dir.path(), "a.jsonl", "{\"id\": 1}\n{\"id\": 2}\n", 3);

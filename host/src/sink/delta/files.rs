@@ -102,6 +102,8 @@ pub struct FileInfo {
     pub marker: Option<MarkerTags>,
     /// A rejects file's group.
     pub group: Option<String>,
+    /// The file's statistics (JSON: its row count, and each column's minimum, maximum and nulls).
+    pub stats: Option<String>,
 }
 
 impl FileInfo {
@@ -142,6 +144,7 @@ pub async fn active(table: &DeltaTable) -> Result<Vec<FileInfo>, String> {
                 partition_values: view.partition_values_map(),
                 marker: marker.map_err(|e| format!("a marker of the table does not read: {e}"))?,
                 group: tags.get(GROUP_TAG).cloned().flatten(),
+                stats: view.stats(),
             })
         })
         .collect::<Result<_, String>>()?;

@@ -24,6 +24,7 @@ mod encoder;
 mod files;
 mod location;
 mod object;
+mod prune;
 
 use super::{
     CommittedObject, ObjectWrite, Optimized, RolledBack, SinkError, TableSink, TableSpec, fenced_out,
@@ -266,10 +267,12 @@ impl DeltaTables {
         let columns = group.columns.clone();
         group.seal().map_err(|e| self.error(e))?;
         let mut keys = HashSet::new();
+        let mut group_keys = None;
         if !group.merge_rows.is_empty() {
             let (rows, merged) = files::dedupe(std::mem::take(&mut group.merge_rows), &self.spec.key)
                 .map_err(|e| self.error(e))?;
             keys = merged;
+            group_keys = Some(prune::GroupKeys::of(&rows, &self.spec.key));
             let schema = convert::arrow_schema(&columns);
             let partition_by = &self.spec.delta.partition_by;
             let written =
@@ -284,7 +287,7 @@ impl DeltaTables {
             Some(table) => self.runtime.block_on(files::active(table)).map_err(|e| self.error(e))?,
             None => Vec::new(),
         };
-        let data_files: Vec<&FileInfo> = active.iter().filter(|f| f.marker.is_none()).collect();
+        let mut data_files: Vec<&FileInfo> = active.iter().filter(|f| f.marker.is_none()).collect();
         let rewrite = files::Rewrite {
             keys: (self.spec.mode == WriteMode::Merge).then_some((self.spec.key.as_slice(), &keys)),
             columns: &columns,
@@ -295,6 +298,18 @@ impl DeltaTables {
         if self.spec.mode == WriteMode::Replace && self.replaced_by != Some(group.run_id) {
             actions.extend(data_files.iter().map(|f| Action::Remove(f.remove())));
         } else {
+            // A merge reads only the files whose key statistics may hold the group's keys, unless a
+            // column was widened, which every file takes.
+            if let (Some(group_keys), true) = (&group_keys, group.widened.is_empty()) {
+                let committed = data_files.len();
+                data_files.retain(|file| group_keys.may_be_in(file.stats.as_deref()));
+                tracing::info!(
+                    table = %self.spec.name,
+                    "merge: {} of {committed} committed files may hold the keys of {} objects' rows and are read; the rest are skipped by their key statistics",
+                    data_files.len(),
+                    group.objects.len(),
+                );
+            }
             let (removed, added) = self
                 .runtime
                 .block_on(files::rewrite(&at, props.clone(), &data_files, &rewrite))
