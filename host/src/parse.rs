@@ -2,7 +2,7 @@
 //! file takes from bytes to record batches.
 
 use crate::plugin::{FileParse, FormatPlugin, Parsed, PluginError, TemplateRun};
-use std::io::{self, Read};
+use std::io::{self, BufRead};
 use std::time::{Duration, Instant};
 
 /// Bytes handed to a plugin per call. Big enough that the cost of crossing into the component is lost
@@ -54,18 +54,23 @@ pub enum ParseError {
 /// Reads `input` to its end through `plugin`, then `template` where there is one, handing each call's
 /// batches and rejects to `consume` as they come, so that a file of any size streams through in bounded
 /// memory.
+///
+/// Each call into the plugin carries a whole chunk of `CHUNK_SIZE` bytes (the last one excepted). Where
+/// the input's own buffer holds a whole chunk (an object read ahead, or bytes in memory), the plugin is fed
+/// from it; smaller reads (a decompressor's) are gathered into a chunk first.
 pub fn parse_stream(
     plugin: &FormatPlugin,
     mut template: Option<&mut TemplateRun>,
     object: &str,
     options: &[(String, String)],
-    mut input: impl Read,
+    mut input: impl BufRead,
     mut consume: impl FnMut(Parsed) -> io::Result<()>,
 ) -> Result<ParseSummary, ParseError> {
     let started = Instant::now();
     let mut summary = ParseSummary::default();
     let mut parse = plugin.open(object, options).map_err(ParseError::Open)?;
-    let mut chunk = vec![0u8; CHUNK_SIZE];
+    // The bytes of a chunk gathered from reads smaller than one.
+    let mut gathered: Vec<u8> = Vec::new();
     let mut hand_on = |parsed: Parsed, summary: &mut ParseSummary| {
         let parsed = match template.as_deref_mut() {
             Some(template) => {
@@ -80,20 +85,41 @@ pub fn parse_stream(
         summary.rejected += parsed.rejects.len() as u64;
         consume(parsed).map_err(|source| ParseError::Consume { object: object.to_string(), source })
     };
+    let mut feed = |bytes: &[u8], parse: &mut FileParse, summary: &mut ParseSummary| {
+        summary.bytes += bytes.len() as u64;
+        let called = Instant::now();
+        let fed = parse.feed(bytes);
+        crate::metrics::plugin_call(plugin.name(), called.elapsed());
+        hand_on_or_salvage(fed, parse, summary, &mut hand_on)
+    };
     loop {
-        let filled = fill(&mut input, &mut chunk).map_err(|source| ParseError::Read {
-            object: object.to_string(),
-            bytes: summary.bytes,
-            source,
-        })?;
-        if filled == 0 {
+        let read = summary.bytes + gathered.len() as u64;
+        let available = match input.fill_buf() {
+            Ok(available) => available,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(source) => return Err(ParseError::Read { object: object.to_string(), bytes: read, source }),
+        };
+        if available.is_empty() {
             break;
         }
-        summary.bytes += filled as u64;
-        let called = Instant::now();
-        let fed = parse.feed(&chunk[..filled]);
-        crate::metrics::plugin_call(plugin.name(), called.elapsed());
-        hand_on_or_salvage(fed, &mut parse, &mut summary, &mut hand_on)?;
+        if gathered.is_empty() && available.len() >= CHUNK_SIZE {
+            feed(&available[..CHUNK_SIZE], &mut parse, &mut summary)?;
+            input.consume(CHUNK_SIZE);
+            continue;
+        }
+        let taken = available.len().min(CHUNK_SIZE - gathered.len());
+        if gathered.capacity() == 0 {
+            gathered.reserve_exact(CHUNK_SIZE);
+        }
+        gathered.extend_from_slice(&available[..taken]);
+        input.consume(taken);
+        if gathered.len() == CHUNK_SIZE {
+            feed(&gathered, &mut parse, &mut summary)?;
+            gathered.clear();
+        }
+    }
+    if !gathered.is_empty() {
+        feed(&gathered, &mut parse, &mut summary)?;
     }
     let called = Instant::now();
     let finished = parse.finish();
@@ -118,18 +144,4 @@ fn hand_on_or_salvage(
             Err(ParseError::Plugin(error))
         }
     }
-}
-
-/// Reads until `buffer` is full or the input ends, so every call into the plugin carries a full chunk.
-fn fill(input: &mut impl Read, buffer: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buffer.len() {
-        match input.read(&mut buffer[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }

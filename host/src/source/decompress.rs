@@ -1,19 +1,21 @@
 //! gzip and zstd objects, decompressed as they stream, by the key's extension or the first bytes.
 
 use crate::config::Compression;
-use std::io::{self, BufReader, Read};
+use crate::parse::CHUNK_SIZE;
+use std::io::{self, BufRead, BufReader, Read};
 
 const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
 const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
 
-/// `input` as its decompressed bytes.
+/// `input` as its decompressed bytes. Plain bytes come through as the input lends them (whole read-ahead
+/// chunks, uncopied); decompressed ones through a buffer of a parser's chunk.
 pub fn decompressing(
     key: &str,
     compression: Compression,
-    mut input: impl Read + Send + 'static,
-) -> io::Result<Box<dyn Read + Send>> {
+    mut input: impl BufRead + Send + 'static,
+) -> io::Result<Box<dyn BufRead + Send>> {
     let lower = key.to_ascii_lowercase();
-    let (compression, input): (Compression, Box<dyn Read + Send>) = match compression {
+    let (compression, input): (Compression, Box<dyn BufRead + Send>) = match compression {
         Compression::Auto if lower.ends_with(".gz") || lower.ends_with(".gzip") => {
             (Compression::Gzip, Box::new(input))
         }
@@ -21,27 +23,39 @@ pub fn decompressing(
             (Compression::Zstd, Box::new(input))
         }
         Compression::Auto => {
-            // Sniff the first bytes, then put them back in front of the rest.
-            let mut head = Vec::with_capacity(ZSTD_MAGIC.len());
-            (&mut input).take(ZSTD_MAGIC.len() as u64).read_to_end(&mut head)?;
-            let detected = if head.starts_with(ZSTD_MAGIC) {
-                Compression::Zstd
-            } else if head.starts_with(GZIP_MAGIC) {
-                Compression::Gzip
+            // Sniff the first bytes where they are in the input's buffer; where fewer are, read them and
+            // put them back in front of the rest.
+            let buffered = input.fill_buf()?;
+            if buffered.len() >= ZSTD_MAGIC.len() || buffered.is_empty() {
+                (sniff(buffered), Box::new(input))
             } else {
-                Compression::None
-            };
-            (detected, Box::new(io::Cursor::new(head).chain(input)))
+                let mut head = Vec::with_capacity(ZSTD_MAGIC.len());
+                (&mut input).take(ZSTD_MAGIC.len() as u64).read_to_end(&mut head)?;
+                (sniff(&head), Box::new(io::Cursor::new(head).chain(input)))
+            }
         }
         known => (known, Box::new(input)),
     };
     Ok(match compression {
         Compression::Gzip => {
-            Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 16, input)))
+            Box::new(BufReader::with_capacity(CHUNK_SIZE, flate2::bufread::MultiGzDecoder::new(input)))
         }
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(input)?),
+        Compression::Zstd => {
+            Box::new(BufReader::with_capacity(CHUNK_SIZE, zstd::stream::read::Decoder::with_buffer(input)?))
+        }
         Compression::None | Compression::Auto => input,
     })
+}
+
+/// The compression the first bytes of an object say it has.
+fn sniff(head: &[u8]) -> Compression {
+    if head.starts_with(ZSTD_MAGIC) {
+        Compression::Zstd
+    } else if head.starts_with(GZIP_MAGIC) {
+        Compression::Gzip
+    } else {
+        Compression::None
+    }
 }
 
 #[cfg(test)]
@@ -69,5 +83,16 @@ mod tests {
         assert_eq!(read_all("a.csv", Compression::Auto, text.clone()), text);
         assert_eq!(read_all("a", Compression::Auto, b"x".to_vec()), b"x");
         assert_eq!(read_all("a.gz", Compression::None, b"plain".to_vec()), b"plain");
+    }
+
+    #[test]
+    fn the_magic_is_found_when_the_input_lends_fewer_bytes_than_it_has() {
+        let text = b"id,name\n1,a\n".repeat(100);
+        let zst = zstd::encode_all(&text[..], 1).unwrap();
+        // Two bytes at a time: the sniff reads the rest of the magic and puts it back.
+        let input = BufReader::with_capacity(2, io::Cursor::new(zst));
+        let mut out = Vec::new();
+        decompressing("noext", Compression::Auto, input).unwrap().read_to_end(&mut out).unwrap();
+        assert_eq!(out, text);
     }
 }

@@ -1,10 +1,11 @@
 //! An object's bytes for a parser on a thread of its own, read ahead: a task on the runtime reads the
 //! object chunk by chunk and hands whole chunks over, a few ahead, so that the download goes on while the
-//! parser works, and the parser's thread wakes once a chunk rather than once a network frame.
+//! parser works, and the parser's thread wakes once a chunk rather than once a network frame. As a
+//! `BufRead`, it lends each chunk as it came, so the parser feeds its plugin from it without a copy.
 
 use super::ObjectReader;
 use bytes::{Buf, Bytes, BytesMut};
-use std::io::{self, Read};
+use std::io::{self, BufRead, Read};
 use tokio::io::AsyncReadExt;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
@@ -58,11 +59,11 @@ impl ReadAhead {
     }
 }
 
-impl Read for ReadAhead {
-    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+impl BufRead for ReadAhead {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
         while !self.current.has_remaining() {
             if self.ended {
-                return Ok(0);
+                return Ok(&[]);
             }
             match self.chunks.blocking_recv() {
                 Some(Ok(chunk)) => self.current = chunk,
@@ -72,12 +73,24 @@ impl Read for ReadAhead {
                 }
                 None => {
                     self.ended = true;
-                    return Ok(0);
+                    return Ok(&[]);
                 }
             }
         }
-        let n = buffer.len().min(self.current.remaining());
-        self.current.copy_to_slice(&mut buffer[..n]);
+        Ok(&self.current)
+    }
+
+    fn consume(&mut self, amount: usize) {
+        self.current.advance(amount);
+    }
+}
+
+impl Read for ReadAhead {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = buffer.len().min(available.len());
+        buffer[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
         Ok(n)
     }
 }
@@ -132,6 +145,25 @@ mod tests {
         let (read, error) = read_all(&bytes, None);
         assert!(error.is_none());
         assert_eq!(read, bytes);
+    }
+
+    #[test]
+    fn whole_chunks_are_lent_as_they_came() {
+        let bytes: Vec<u8> = (0..CHUNK + 100).map(|i| (i % 7) as u8).collect();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let reader = Trickle { bytes: bytes.clone(), at: 0, fail_at: None };
+        let mut ahead = ReadAhead::new(Box::new(reader), runtime.handle());
+        assert_eq!(
+            ahead.fill_buf().unwrap(),
+            &bytes[..CHUNK],
+            "the first chunk whole, though read 7 bytes at a time"
+        );
+        ahead.consume(CHUNK - 1);
+        assert_eq!(ahead.fill_buf().unwrap(), &bytes[CHUNK - 1..CHUNK]);
+        ahead.consume(1);
+        assert_eq!(ahead.fill_buf().unwrap(), &bytes[CHUNK..]);
+        ahead.consume(100);
+        assert!(ahead.fill_buf().unwrap().is_empty());
     }
 
     #[test]

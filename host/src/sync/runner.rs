@@ -11,7 +11,7 @@ use super::registry::EMPTY;
 use super::stores::{DataflowStores, state_error};
 use super::{Progress, Registry, StopSignal, SyncError};
 use crate::config::{Config, DataflowConfig, SourceConfig};
-use crate::parse::{ParseError, parse_stream};
+use crate::parse::{ParseError, ParseSummary, parse_stream};
 use crate::plugin::{FormatPlugin, Parsed, PluginHost, PluginSet, TemplatePlugin};
 use crate::sink::TableSink;
 use crate::source::{self, MANY_OBJECTS, ObjectMeta, ReadAhead, Source, SourceError, decompressing};
@@ -20,10 +20,11 @@ use crate::state::{
 };
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
-use std::io::{self, Read};
+use std::io::{self, BufRead, Read};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::sync_channel;
+use std::sync::mpsc::{Receiver, sync_channel};
+use std::thread::ScopedJoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::runtime::Handle;
 
@@ -352,29 +353,29 @@ impl<'a> Runner<'a> {
         let parallel = run.dataflow.parallel_loads(&sink_url).min(objects.len().saturating_sub(1));
         // The first object alone: it may create the table, which the others then write beside each other.
         let (alone, together) = objects.split_at(if parallel > 1 { 1 } else { objects.len() });
-        let mut opened_next = None;
-        for (done, object) in alone.iter().enumerate() {
-            if run.halting() {
-                break;
+        std::thread::scope(|scope| -> Result<(), String> {
+            let mut next = None;
+            for (done, object) in alone.iter().enumerate() {
+                if run.halting() {
+                    break;
+                }
+                run.progress.object_started(object);
+                let parsing = next.take().unwrap_or_else(|| run.start_parse(scope, source.as_ref(), object));
+                // The next object's download and first batches begin while this one loads, so that a sink
+                // taking one object at a time never waits for a request or a plugin between two. Given
+                // up with the run, its parse stops at its next hand-over.
+                next = alone.get(done + 1).map(|next| run.start_parse(scope, source.as_ref(), next));
+                finish(object, run.load_parsed(sink, object, parsing))?;
+                if let Some(reason) = sink.refuses_all() {
+                    let left = alone.len() - done - 1;
+                    stopped = Some(format!(
+                        "{reason}; the run stopped there, {left} objects left for the next run"
+                    ));
+                    break;
+                }
             }
-            run.progress.object_started(object);
-            let input = opened_next.take().unwrap_or_else(|| run.open(source.as_ref(), object));
-            let (outcome, opened) = std::thread::scope(|scope| {
-                // The next object's download begins while this one loads, so that a sink taking one
-                // object at a time never waits for a request between two.
-                let opening = alone.get(done + 1).map(|next| scope.spawn(|| run.open(source.as_ref(), next)));
-                let outcome = run.load_opened(sink, object, input);
-                (outcome, opening.map(|opening| opening.join().expect("opening does not panic")))
-            });
-            opened_next = opened;
-            finish(object, outcome)?;
-            if let Some(reason) = sink.refuses_all() {
-                let left = alone.len() - done - 1;
-                stopped =
-                    Some(format!("{reason}; the run stopped there, {left} objects left for the next run"));
-                break;
-            }
-        }
+            Ok(())
+        })?;
         if !together.is_empty() && stopped.is_none() {
             let spec = run.dataflow.table_spec(name);
             let mut writers = Vec::with_capacity(parallel - 1);
@@ -556,31 +557,61 @@ impl DataflowRun<'_> {
         })
     }
 
-    /// Opens `object` for loading.
-    fn open(&self, source: &dyn Source, object: &ObjectMeta) -> Result<ReadAhead, SourceError> {
-        open_blocking(self.runtime, source, object)
-    }
-
-    /// Streams one object into the sink, all of it in one transaction or none of it.
+    /// Loads `object` alone: its parse on a thread of its own, its batches into `sink`.
     fn load_object(
         &self,
         source: &dyn Source,
         sink: &mut dyn TableSink,
         object: &ObjectMeta,
     ) -> ObjectReport {
-        self.load_opened(sink, object, self.open(source, object))
+        std::thread::scope(|scope| {
+            let parsing = self.start_parse(scope, source, object);
+            self.load_parsed(sink, object, parsing)
+        })
     }
 
-    /// Streams one object, opened as `input`, into the sink, all of it in one transaction or none of it.
-    fn load_opened(
+    /// Begins `object`'s download and parse on a thread of `scope`. Its batches wait in a bounded channel,
+    /// a few calls' worth at most, until [`Self::load_parsed`] takes them into the sink.
+    fn start_parse<'scope, 'env>(
+        &'env self,
+        scope: &'scope std::thread::Scope<'scope, 'env>,
+        source: &'env dyn Source,
+        object: &'env ObjectMeta,
+    ) -> Parsing<'scope> {
+        let (plugin, template, runtime) = (self.plugin, self.template, self.runtime);
+        let compression = self.dataflow.file_format().compression;
+        let options = self.dataflow.file_format().option_pairs();
+        let template_options = self.dataflow.template.as_ref().map(|t| t.option_pairs()).unwrap_or_default();
+        let bytes_read = Arc::new(AtomicU64::new(0));
+        let count = bytes_read.clone();
+        let (sender, parsed) = sync_channel::<Parsed>(PARSED_AHEAD);
+        let parser = scope.spawn(move || {
+            let reader = open_blocking(runtime, source, object).map_err(Unparsed::Open)?;
+            let input = decompressing(&object.key, compression, Counted { inner: reader, count })
+                .map_err(|source| ParseError::Read { object: object.key.clone(), bytes: 0, source })?;
+            let mut template = template
+                .map(|t| t.open(&object.key, &template_options))
+                .transpose()
+                .map_err(ParseError::Open)?;
+            let summary = parse_stream(plugin, template.as_mut(), &object.key, &options, input, |parsed| {
+                sender.send(parsed).map_err(|_| io::Error::other("the sink stopped taking records"))
+            })?;
+            Ok(summary)
+        });
+        Parsing { parsed, parser, bytes_read }
+    }
+
+    /// Takes `object`'s batches, as `parsing` hands them over, into the sink: all of them in one
+    /// transaction, or none of them.
+    fn load_parsed(
         &self,
         sink: &mut dyn TableSink,
         object: &ObjectMeta,
-        input: Result<ReadAhead, SourceError>,
+        parsing: Parsing<'_>,
     ) -> ObjectReport {
-        let (name, plugin, progress) = (self.name, self.plugin, self.progress);
+        let (name, progress) = (self.name, self.progress);
         let started = Instant::now();
-        let bytes_read = Arc::new(AtomicU64::new(0));
+        let Parsing { parsed: receiver, parser, bytes_read } = parsing;
         let mut report = ObjectReport {
             key: object.key.clone(),
             status: ObjectStatus::Pending,
@@ -597,60 +628,55 @@ impl DataflowRun<'_> {
             report.elapsed = started.elapsed();
             report
         };
-        let input = match input {
-            Ok(reader) => Counted { inner: reader, count: bytes_read.clone() },
-            Err(error) => return failed(report, ObjectStatus::Pending, error.to_string(), &bytes_read),
-        };
-        let compression = self.dataflow.file_format().compression;
-        let options = self.dataflow.file_format().option_pairs();
-        let template = self.template;
-        let template_options = self.dataflow.template.as_ref().map(|t| t.option_pairs()).unwrap_or_default();
+        // The first batches before the object begins in the sink: an object that cannot be opened, or
+        // whose parse cannot start, never begins there.
+        let first = receiver.recv().ok();
+        let mut parser = Some(parser);
+        let mut ended = None;
+        if first.is_none() {
+            ended = parser.take().map(|parser| parser.join().expect("the parser thread does not panic"));
+        }
+        if let Some(Err(Unparsed::Open(error))) = &ended {
+            return failed(report, ObjectStatus::Pending, error.to_string(), &bytes_read);
+        }
+        if let Some(Err(Unparsed::Parse(error @ ParseError::Open(_)))) = &ended {
+            return failed(report, ObjectStatus::Failed, error.to_string(), &bytes_read);
+        }
 
         let mut writer = match sink.begin_object(object, self.run_id) {
             Ok(writer) => writer,
             Err(error) => return failed(report, ObjectStatus::Pending, error.to_string(), &bytes_read),
         };
-        let (sender, receiver) = sync_channel::<Parsed>(PARSED_AHEAD);
         let mut aborted = None;
-        let (parsed, written) = std::thread::scope(|scope| {
-            let parser = scope.spawn(move || {
-                let input = decompressing(&object.key, compression, input)
-                    .map_err(|source| ParseError::Read { object: object.key.clone(), bytes: 0, source })?;
-                let mut template = template
-                    .map(|t| t.open(&object.key, &template_options))
-                    .transpose()
-                    .map_err(ParseError::Open)?;
-                parse_stream(plugin, template.as_mut(), &object.key, &options, input, |parsed| {
-                    sender.send(parsed).map_err(|_| io::Error::other("the sink stopped taking records"))
-                })
-            });
-            let mut written = Ok(());
-            for parsed in receiver.iter() {
-                if self.stop.aborting() {
-                    aborted = Some(INTERRUPTED.to_string());
-                    break;
-                }
-                if let Some(lost) = self.lease.lost() {
-                    aborted = Some(lost);
-                    break;
-                }
-                let rows = parsed.batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
-                written = parsed
-                    .batches
-                    .into_iter()
-                    .try_for_each(|batch| writer.write_owned(batch))
-                    .and_then(|()| writer.reject(&parsed.rejects));
-                if written.is_err() {
-                    // Dropping the receiver stops the parser at its next hand-over.
-                    break;
-                }
-                report.rows += rows;
-                report.rejected += parsed.rejects.len() as u64;
-                progress.object_progress(object, bytes_read.load(Ordering::Relaxed), report.rows);
+        let mut written = Ok(());
+        for parsed in first.into_iter().chain(receiver.iter()) {
+            if self.stop.aborting() {
+                aborted = Some(INTERRUPTED.to_string());
+                break;
             }
-            drop(receiver);
-            (parser.join().expect("the parser thread does not panic"), written)
-        });
+            if let Some(lost) = self.lease.lost() {
+                aborted = Some(lost);
+                break;
+            }
+            let rows = parsed.batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+            written = parsed
+                .batches
+                .into_iter()
+                .try_for_each(|batch| writer.write_owned(batch))
+                .and_then(|()| writer.reject(&parsed.rejects));
+            if written.is_err() {
+                // Dropping the receiver stops the parser at its next hand-over.
+                break;
+            }
+            report.rows += rows;
+            report.rejected += parsed.rejects.len() as u64;
+            progress.object_progress(object, bytes_read.load(Ordering::Relaxed), report.rows);
+        }
+        drop(receiver);
+        let parsed = match parser {
+            Some(parser) => parser.join().expect("the parser thread does not panic"),
+            None => ended.expect("joined where it handed nothing over"),
+        };
         if let Some(why) = aborted {
             // The writer is dropped uncommitted: nothing of the object stays.
             return failed(report, ObjectStatus::Pending, why, &bytes_read);
@@ -662,10 +688,13 @@ impl DataflowRun<'_> {
         }
         match parsed {
             Ok(_) => {}
-            Err(error @ (ParseError::Open(_) | ParseError::Plugin(_))) => {
+            Err(Unparsed::Open(error)) => {
+                return failed(report, ObjectStatus::Pending, error.to_string(), &bytes_read);
+            }
+            Err(Unparsed::Parse(error @ (ParseError::Open(_) | ParseError::Plugin(_)))) => {
                 return failed(report, ObjectStatus::Failed, error.to_string(), &bytes_read);
             }
-            Err(ParseError::Read { source, .. }) => {
+            Err(Unparsed::Parse(ParseError::Read { source, .. })) => {
                 // Bytes that do not decompress are the object's fault; a connection that broke is not.
                 let status = match source.kind() {
                     io::ErrorKind::InvalidData
@@ -675,7 +704,7 @@ impl DataflowRun<'_> {
                 };
                 return failed(report, status, format!("reading failed: {source}"), &bytes_read);
             }
-            Err(error @ ParseError::Consume { .. }) => {
+            Err(Unparsed::Parse(error @ ParseError::Consume { .. })) => {
                 return failed(report, ObjectStatus::Pending, error.to_string(), &bytes_read);
             }
         }
@@ -763,6 +792,28 @@ pub(super) fn open_blocking(
     Ok(ReadAhead::new(reader, runtime))
 }
 
+/// An object's parse, begun on a thread of its own ([`DataflowRun::start_parse`]).
+struct Parsing<'scope> {
+    /// Its batches, as the parser hands them over.
+    parsed: Receiver<Parsed>,
+    parser: ScopedJoinHandle<'scope, Result<ParseSummary, Unparsed>>,
+    /// Bytes read from the source so far.
+    bytes_read: Arc<AtomicU64>,
+}
+
+/// Why an object's parse ended early: the source did not open it, or the parse failed.
+#[derive(Debug)]
+enum Unparsed {
+    Open(SourceError),
+    Parse(ParseError),
+}
+
+impl From<ParseError> for Unparsed {
+    fn from(error: ParseError) -> Unparsed {
+        Unparsed::Parse(error)
+    }
+}
+
 /// A reader that counts the bytes through it.
 struct Counted<R> {
     inner: R,
@@ -774,5 +825,16 @@ impl<R: Read> Read for Counted<R> {
         let read = self.inner.read(buffer)?;
         self.count.fetch_add(read as u64, Ordering::Relaxed);
         Ok(read)
+    }
+}
+
+impl<R: BufRead> BufRead for Counted<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+
+    fn consume(&mut self, amount: usize) {
+        self.inner.consume(amount);
+        self.count.fetch_add(amount as u64, Ordering::Relaxed);
     }
 }
