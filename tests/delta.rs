@@ -411,6 +411,42 @@ fn a_folder_that_holds_something_else_is_refused_and_check_says_whether_the_loca
 }
 
 #[test]
+fn a_location_that_cannot_be_written_is_named_by_check_and_the_run_and_the_objects_load_once_it_can() {
+    let dir = people("");
+    put(dir.path(), "a.jsonl", "{\"id\": 1}\n{\"id\": 2}\n", 3);
+    // The lake's folder is a file: nothing can be made under it.
+    std::fs::write(dir.path().join("lake"), "not a folder").unwrap();
+    for args in [&["check"][..], &["run"][..]] {
+        let error = failing(dir.path(), args);
+        assert!(error.contains("lake"), "the location is named: {error}");
+    }
+    std::fs::remove_file(dir.path().join("lake")).unwrap();
+    expect(dir.path(), &["run"], 0);
+    assert_eq!(count(dir.path(), "SELECT count(*) FROM people"), 2, "the objects were still to load");
+}
+
+#[test]
+fn a_table_another_tool_made_with_a_type_sluice_does_not_write_is_refused_and_left_as_it_was() {
+    let dir = people("");
+    put(dir.path(), "a.jsonl", "{\"id\": 1}\n", 3);
+    let made = reader(None).arg("foreign").arg(table(dir.path())).output().expect("running the Delta reader");
+    assert!(made.status.success(), "{}", text(&made.stderr));
+    let error = failing(dir.path(), &["run"]);
+    assert!(error.contains("`seen`") && error.contains("a type Sluice does not write"), "{error}");
+    assert_eq!(
+        people_rows(dir.path(), "SELECT id FROM people"),
+        ["7"],
+        "the table is as the other tool left it"
+    );
+    assert_eq!(history(&table(dir.path())).len(), 1, "no version added");
+    // Pointed at a table of its own, the run loads the object it could not load before.
+    let config = std::fs::read_to_string(dir.path().join("connector.toml")).unwrap();
+    std::fs::write(dir.path().join("connector.toml"), config.replace("lake", "lake2")).unwrap();
+    expect(dir.path(), &["run"], 0);
+    assert_eq!(read(&[("p", &dir.path().join("lake2/people/people"))], "SELECT count(*) FROM p"), ["1"]);
+}
+
+#[test]
 fn an_object_that_fails_after_some_of_its_rows_were_written_leaves_none_of_them_and_its_group_commits() {
     use std::io::Write;
     let dir = people("");

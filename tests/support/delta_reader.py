@@ -8,6 +8,8 @@ binding) and pyarrow, installed from PyPI by delta_reader.sh.
                                                   by its name, `_sluice_rejects` (every table's rejected rows)
                                                   and `_sluice_objects` (the objects its commits' markers list)
     delta_reader.py columns FOLDER                the table's columns and their types, one per line
+    delta_reader.py foreign FOLDER                makes a table there as another tool would: `id` (long) and
+                                                  `seen` (a timestamp, which Sluice does not write), one row
 
 A table may be a folder or an s3:// location; an S3-compatible store's endpoint and keys come from
 READER_S3_ENDPOINT, READER_S3_ACCESS_KEY and READER_S3_SECRET_KEY.
@@ -156,6 +158,12 @@ def main(argv):
     elif argv[0] == "columns":
         for field in open_table(argv[1]).schema().fields:
             print("%s %s" % (field.name, field.type.type))
+    elif argv[0] == "foreign":
+        import datetime
+        import pyarrow
+        from deltalake import write_deltalake
+        seen = pyarrow.array([datetime.datetime(2026, 12, 1, 9, 30)], pyarrow.timestamp("us"))
+        write_deltalake(argv[1], pyarrow.table({"id": pyarrow.array([7], pyarrow.int64()), "seen": seen}))
     elif argv[0] == "properties":
         print(json.dumps(open_table(argv[1]).metadata().configuration, sort_keys=True))
     else:

@@ -193,6 +193,9 @@ impl DeltaTables {
                     spec.delta.partition_by.join(", ")
                 )));
             }
+            // A table with columns of types Sluice does not write (another tool's) is refused here, before
+            // the run's fence adds a version to it.
+            sink.columns()?;
         }
         Ok(sink)
     }
