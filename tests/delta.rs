@@ -418,7 +418,7 @@ fn a_location_that_cannot_be_written_is_named_by_check_and_the_run_and_the_objec
     std::fs::write(dir.path().join("lake"), "not a folder").unwrap();
     for args in [&["check"][..], &["run"][..]] {
         let error = failing(dir.path(), args);
-        assert!(error.contains("lake"), "the location is named: {error}");
+        assert!(error.contains("cannot make") && error.contains("lake"), "the location is named: {error}");
     }
     std::fs::remove_file(dir.path().join("lake")).unwrap();
     expect(dir.path(), &["run"], 0);

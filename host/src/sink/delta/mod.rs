@@ -153,7 +153,12 @@ impl DeltaTables {
                 let location = Location::new(root).await?;
                 let (at, rejects_at) =
                     (table_at(&location, scope, &spec.name)?, rejects_at(&location, scope, &spec.name)?);
-                let mut table = at.load().await?;
+                // A table that does not read because the location cannot be reached or written says so
+                // as `sluice check` does, rather than as the object store's error.
+                let mut table = match at.load().await {
+                    Ok(table) => table,
+                    Err(error) => return Err(location.check().await.err().unwrap_or(error)),
+                };
                 if table.is_none()
                     && let Some(old) = follow_rename(&location, scope, &spec.name).await?
                 {
