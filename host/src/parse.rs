@@ -2,7 +2,7 @@
 //! file takes from bytes to record batches.
 
 use crate::plugin::{FileParse, FormatPlugin, Parsed, PluginError, TemplateRun};
-use std::io::{self, BufRead};
+use std::io::{self, BufRead, Read};
 use std::time::{Duration, Instant};
 
 /// Bytes handed to a plugin per call. Big enough that the cost of crossing into the component is lost
@@ -57,7 +57,8 @@ pub enum ParseError {
 ///
 /// Each call into the plugin carries a whole chunk of `CHUNK_SIZE` bytes (the last one excepted). Where
 /// the input's own buffer holds a whole chunk (an object read ahead, or bytes in memory), the plugin is fed
-/// from it; smaller reads (a decompressor's) are gathered into a chunk first.
+/// from it; smaller reads are gathered into a chunk first (wrap a reader that reads little at a time in
+/// [`WholeChunks`] to spare that copy).
 pub fn parse_stream(
     plugin: &FormatPlugin,
     mut template: Option<&mut TemplateRun>,
@@ -143,5 +144,80 @@ fn hand_on_or_salvage(
             hand_on(parse.take_completed_before_failure(), summary)?;
             Err(ParseError::Plugin(error))
         }
+    }
+}
+
+/// A reader's bytes lent a whole chunk at a time (the last one excepted), read straight into the buffer the
+/// plugin is then fed from: for readers that give less than a chunk per read (a decompressor, a pipe), so
+/// that their bytes are copied once on their way into the plugin, as a read-ahead object's are not at all.
+pub struct WholeChunks<R> {
+    inner: R,
+    /// Allocated at the first read.
+    buffer: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl<R: Read> WholeChunks<R> {
+    /// `inner`'s bytes, a chunk at a time.
+    pub fn new(inner: R) -> WholeChunks<R> {
+        WholeChunks { inner, buffer: Vec::new(), start: 0, end: 0 }
+    }
+}
+
+impl<R: Read> BufRead for WholeChunks<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        if self.start == self.end {
+            if self.buffer.is_empty() {
+                self.buffer = vec![0; CHUNK_SIZE];
+            }
+            (self.start, self.end) = (0, 0);
+            while self.end < CHUNK_SIZE {
+                match self.inner.read(&mut self.buffer[self.end..]) {
+                    Ok(0) => break,
+                    Ok(n) => self.end += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(&self.buffer[self.start..self.end])
+    }
+
+    fn consume(&mut self, amount: usize) {
+        self.start = (self.start + amount).min(self.end);
+    }
+}
+
+impl<R: Read> Read for WholeChunks<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        read_lent(self, buffer)
+    }
+}
+
+/// `Read::read` of a reader that lends its bytes (`BufRead`): a copy of what it lends.
+pub(crate) fn read_lent(reader: &mut impl BufRead, buffer: &mut [u8]) -> io::Result<usize> {
+    let available = reader.fill_buf()?;
+    let n = buffer.len().min(available.len());
+    buffer[..n].copy_from_slice(&available[..n]);
+    reader.consume(n);
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_chunks_are_lent_of_a_reader_that_gives_a_few_bytes_at_a_time() {
+        let bytes: Vec<u8> = (0..CHUNK_SIZE + 10).map(|i| (i % 11) as u8).collect();
+        // `chain` of two slices reads at most what is left of the first: a short read at the seam.
+        let mut chunks = WholeChunks::new((&bytes[..3]).chain(&bytes[3..]));
+        assert_eq!(chunks.fill_buf().unwrap(), &bytes[..CHUNK_SIZE]);
+        chunks.consume(CHUNK_SIZE);
+        assert_eq!(chunks.fill_buf().unwrap(), &bytes[CHUNK_SIZE..]);
+        let mut rest = Vec::new();
+        chunks.read_to_end(&mut rest).unwrap();
+        assert_eq!(rest, &bytes[CHUNK_SIZE..]);
     }
 }

@@ -50,7 +50,7 @@ pub fn print_records(
         Some(template) => format!("plugin `{}` and template `{}`", plugin.name(), template.plugin_name()),
         None => format!("plugin `{}`", plugin.name()),
     };
-    let input = io::BufReader::with_capacity(sluice::parse::CHUNK_SIZE, input);
+    let input = sluice::parse::WholeChunks::new(input);
     let result = parse_stream(plugin, template, object, options, input, |parsed| {
         for batch in &parsed.batches {
             for row in 0..batch.num_rows() {

@@ -1,14 +1,14 @@
 //! gzip and zstd objects, decompressed as they stream, by the key's extension or the first bytes.
 
 use crate::config::Compression;
-use crate::parse::CHUNK_SIZE;
-use std::io::{self, BufRead, BufReader, Read};
+use crate::parse::WholeChunks;
+use std::io::{self, BufRead, Read};
 
 const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
 const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
 
 /// `input` as its decompressed bytes. Plain bytes come through as the input lends them (whole read-ahead
-/// chunks, uncopied); decompressed ones through a buffer of a parser's chunk.
+/// chunks, uncopied); decompressed ones a whole chunk at a time, decompressed straight into it.
 pub fn decompressing(
     key: &str,
     compression: Compression,
@@ -37,12 +37,8 @@ pub fn decompressing(
         known => (known, Box::new(input)),
     };
     Ok(match compression {
-        Compression::Gzip => {
-            Box::new(BufReader::with_capacity(CHUNK_SIZE, flate2::bufread::MultiGzDecoder::new(input)))
-        }
-        Compression::Zstd => {
-            Box::new(BufReader::with_capacity(CHUNK_SIZE, zstd::stream::read::Decoder::with_buffer(input)?))
-        }
+        Compression::Gzip => Box::new(WholeChunks::new(flate2::bufread::MultiGzDecoder::new(input))),
+        Compression::Zstd => Box::new(WholeChunks::new(zstd::stream::read::Decoder::with_buffer(input)?)),
         Compression::None | Compression::Auto => input,
     })
 }
@@ -90,7 +86,7 @@ mod tests {
         let text = b"id,name\n1,a\n".repeat(100);
         let zst = zstd::encode_all(&text[..], 1).unwrap();
         // Two bytes at a time: the sniff reads the rest of the magic and puts it back.
-        let input = BufReader::with_capacity(2, io::Cursor::new(zst));
+        let input = io::BufReader::with_capacity(2, io::Cursor::new(zst));
         let mut out = Vec::new();
         decompressing("noext", Compression::Auto, input).unwrap().read_to_end(&mut out).unwrap();
         assert_eq!(out, text);

@@ -87,11 +87,7 @@ impl BufRead for ReadAhead {
 
 impl Read for ReadAhead {
     fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
-        let available = self.fill_buf()?;
-        let n = buffer.len().min(available.len());
-        buffer[..n].copy_from_slice(&available[..n]);
-        self.consume(n);
-        Ok(n)
+        crate::parse::read_lent(self, buffer)
     }
 }
 

@@ -628,19 +628,19 @@ impl DataflowRun<'_> {
             report.elapsed = started.elapsed();
             report
         };
+        let join = |parser: ScopedJoinHandle<'_, _>| parser.join().expect("the parser thread does not panic");
         // The first batches before the object begins in the sink: an object that cannot be opened, or
-        // whose parse cannot start, never begins there.
+        // whose parse fails before it hands anything over, never begins there.
         let first = receiver.recv().ok();
-        let mut parser = Some(parser);
-        let mut ended = None;
+        let (mut parser, mut ended) = (Some(parser), None);
         if first.is_none() {
-            ended = parser.take().map(|parser| parser.join().expect("the parser thread does not panic"));
-        }
-        if let Some(Err(Unparsed::Open(error))) = &ended {
-            return failed(report, ObjectStatus::Pending, error.to_string(), &bytes_read);
-        }
-        if let Some(Err(Unparsed::Parse(error @ ParseError::Open(_)))) = &ended {
-            return failed(report, ObjectStatus::Failed, error.to_string(), &bytes_read);
+            match parser.take().map(join) {
+                Some(Err(error)) => {
+                    let (status, why) = error.outcome();
+                    return failed(report, status, why, &bytes_read);
+                }
+                summary => ended = summary,
+            }
         }
 
         let mut writer = match sink.begin_object(object, self.run_id) {
@@ -674,7 +674,7 @@ impl DataflowRun<'_> {
         }
         drop(receiver);
         let parsed = match parser {
-            Some(parser) => parser.join().expect("the parser thread does not panic"),
+            Some(parser) => join(parser),
             None => ended.expect("joined where it handed nothing over"),
         };
         if let Some(why) = aborted {
@@ -686,27 +686,9 @@ impl DataflowRun<'_> {
             let status = if error.permanent { ObjectStatus::Failed } else { ObjectStatus::Pending };
             return failed(report, status, error.to_string(), &bytes_read);
         }
-        match parsed {
-            Ok(_) => {}
-            Err(Unparsed::Open(error)) => {
-                return failed(report, ObjectStatus::Pending, error.to_string(), &bytes_read);
-            }
-            Err(Unparsed::Parse(error @ (ParseError::Open(_) | ParseError::Plugin(_)))) => {
-                return failed(report, ObjectStatus::Failed, error.to_string(), &bytes_read);
-            }
-            Err(Unparsed::Parse(ParseError::Read { source, .. })) => {
-                // Bytes that do not decompress are the object's fault; a connection that broke is not.
-                let status = match source.kind() {
-                    io::ErrorKind::InvalidData
-                    | io::ErrorKind::InvalidInput
-                    | io::ErrorKind::UnexpectedEof => ObjectStatus::Failed,
-                    _ => ObjectStatus::Pending,
-                };
-                return failed(report, status, format!("reading failed: {source}"), &bytes_read);
-            }
-            Err(Unparsed::Parse(error @ ParseError::Consume { .. })) => {
-                return failed(report, ObjectStatus::Pending, error.to_string(), &bytes_read);
-            }
+        if let Err(error) = parsed {
+            let (status, why) = error.outcome();
+            return failed(report, status, why, &bytes_read);
         }
         match writer.commit() {
             Ok(committed) => {
@@ -806,6 +788,29 @@ struct Parsing<'scope> {
 enum Unparsed {
     Open(SourceError),
     Parse(ParseError),
+}
+
+impl Unparsed {
+    /// How the object stands after it, and why.
+    fn outcome(self) -> (ObjectStatus, String) {
+        match self {
+            Unparsed::Open(error) => (ObjectStatus::Pending, error.to_string()),
+            Unparsed::Parse(error @ (ParseError::Open(_) | ParseError::Plugin(_))) => {
+                (ObjectStatus::Failed, error.to_string())
+            }
+            Unparsed::Parse(ParseError::Read { source, .. }) => {
+                // Bytes that do not decompress are the object's fault; a connection that broke is not.
+                let status = match source.kind() {
+                    io::ErrorKind::InvalidData
+                    | io::ErrorKind::InvalidInput
+                    | io::ErrorKind::UnexpectedEof => ObjectStatus::Failed,
+                    _ => ObjectStatus::Pending,
+                };
+                (status, format!("reading failed: {source}"))
+            }
+            Unparsed::Parse(error @ ParseError::Consume { .. }) => (ObjectStatus::Pending, error.to_string()),
+        }
+    }
 }
 
 impl From<ParseError> for Unparsed {
