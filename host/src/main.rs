@@ -53,8 +53,12 @@ enum Command {
         #[arg(long)]
         json: bool,
         /// List each dataflow's tables with their purpose, kind, rows and columns instead.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "workers")]
         tables: bool,
+        /// List the workers sharing runs through the PostgreSQL state store instead: id, host, last
+        /// heartbeat and what each loads.
+        #[arg(long)]
+        workers: bool,
     },
     /// Shows a dataflow's runs, newest first: start, duration, status, objects, rows written and rejected,
     /// and the error of a run that failed. With --run, that run's objects, each with its outcome.
@@ -187,7 +191,9 @@ fn main() -> ExitCode {
         Command::Check => commands::check::check(config),
         Command::Run { dataflow } => commands::run::run(config, dataflow.as_deref()),
         Command::Retry { dataflow, object } => commands::run::retry(config, dataflow, object.as_deref()),
-        Command::Dataflows { json, tables } => commands::dataflows::list(config, *json, *tables),
+        Command::Dataflows { json, tables, workers } => {
+            commands::dataflows::list(config, *json, *tables, *workers)
+        }
         Command::History { dataflow, run: None, json } => {
             commands::dataflows::history(config, dataflow, *json)
         }

@@ -27,6 +27,51 @@ pub struct DataflowSummary {
     pub updated: Option<String>,
     /// When the last run that loaded data (succeeded or partial) ended.
     pub last_refresh: Option<String>,
+    /// Where workers share the running run's objects: how they stand across the workers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub work: Option<WorkSummary>,
+}
+
+/// A running run's objects across the workers that share them.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+pub struct WorkSummary {
+    /// Waiting for a worker.
+    pub queued: u64,
+    /// Being loaded now.
+    pub loading: u64,
+    /// Ended.
+    pub done: u64,
+    /// Workers loading them now.
+    pub workers: u64,
+}
+
+impl WorkSummary {
+    /// `12 of 40 objects done, 3 loading on 2 workers`.
+    pub fn describe(&self) -> String {
+        let total = self.queued + self.loading + self.done;
+        format!("{} of {total} objects done, {} loading on {} workers", self.done, self.loading, self.workers)
+    }
+}
+
+/// A worker of the state store (see `sync::worker`), as the list of workers shows it.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct WorkerSummary {
+    /// Its id: host, process id and start time.
+    pub id: String,
+    /// Its machine.
+    pub host: String,
+    /// Its process id there.
+    pub pid: u32,
+    /// When it started (RFC 3339).
+    pub started: String,
+    /// Its last heartbeat (RFC 3339).
+    pub last_heartbeat: String,
+    /// How long ago that was, by the state store's clock.
+    pub heartbeat_age_seconds: f64,
+    /// Whether its heartbeat is recent enough that its claims hold (within `[state] lease_timeout`).
+    pub alive: bool,
+    /// What it loads now: `Dataflow: key`.
+    pub loading: Vec<String>,
 }
 
 /// A table of a dataflow, with what it is for.
@@ -91,6 +136,18 @@ pub fn dataflows(config: &Config) -> Result<Vec<DataflowSummary>, StateError> {
             Some(state) => (state.dataflow_record(name)?, state.runs(name)?),
             None => (None, Vec::new()),
         };
+        let work = match (&mut state, runs.first()) {
+            (Some(state), Some(run)) if run.status == RunStatus::Running => {
+                let progress = state.work_progress(run.id)?;
+                (progress.queued + progress.loading + progress.done > 0).then_some(WorkSummary {
+                    queued: progress.queued,
+                    loading: progress.loading,
+                    done: progress.done,
+                    workers: progress.workers,
+                })
+            }
+            _ => None,
+        };
         let status = match runs.first().map(|run| run.status) {
             _ if is_running(&state_url, name) => RunStatus::Running.as_str(),
             // The file lock of SQLite state goes with the process, before its lease expires.
@@ -116,9 +173,30 @@ pub fn dataflows(config: &Config) -> Result<Vec<DataflowSummary>, StateError> {
             created: record.as_ref().map(|r| time(r.created_at)),
             updated: record.as_ref().map(|r| time(r.updated_at)),
             last_refresh: last_refresh.map(time),
+            work,
         });
     }
     Ok(summaries)
+}
+
+/// The workers of the state store (PostgreSQL state only; none with SQLite), newest heartbeat first.
+pub fn workers(config: &Config) -> Result<Vec<WorkerSummary>, StateError> {
+    let Some(mut state) = state(config)? else { return Ok(Vec::new()) };
+    let lease = config.lease_timeout();
+    Ok(state
+        .workers()?
+        .into_iter()
+        .map(|worker| WorkerSummary {
+            id: worker.id,
+            host: worker.host,
+            pid: worker.pid,
+            started: time(worker.started_at),
+            last_heartbeat: time(worker.heartbeat_at),
+            heartbeat_age_seconds: worker.heartbeat_age.as_millis() as f64 / 1000.0,
+            alive: worker.heartbeat_age < lease,
+            loading: worker.loading.into_iter().map(|(dataflow, key)| format!("{dataflow}: {key}")).collect(),
+        })
+        .collect())
 }
 
 /// The tables of every dataflow, with their purpose, kind, rows and columns.
@@ -173,6 +251,9 @@ pub struct ObjectSummary {
     pub rejected: u64,
     /// Why it failed or is pending, where it did not load.
     pub error: Option<String>,
+    /// The worker that loaded it, where workers shared the run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
 }
 
 /// The objects whose outcome run `run_id` of `dataflow` recorded (an object a later run took again shows
@@ -191,6 +272,7 @@ pub fn run_objects(config: &Config, dataflow: &str, run_id: i64) -> Result<Vec<O
             rows: entry.rows,
             rejected: entry.rejected,
             error: entry.error,
+            worker: entry.worker,
         })
         .collect())
 }

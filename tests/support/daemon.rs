@@ -37,7 +37,26 @@ impl Daemon {
 
     /// As [`Daemon::start`], with more arguments and environment.
     pub fn start_with(dir: &Path, port: u16, args: &[&str], env: &[(&str, String)]) -> Daemon {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        Self::start_wrapped(&[], dir, port, args, env)
+    }
+
+    /// As [`Daemon::start_with`], run by the command `wrapper` (as `faketime -f -1h sluice ...`).
+    pub fn start_wrapped(
+        wrapper: &[&str],
+        dir: &Path,
+        port: u16,
+        args: &[&str],
+        env: &[(&str, String)],
+    ) -> Daemon {
+        let sluice = env!("CARGO_BIN_EXE_sluice");
+        let mut command = match wrapper.split_first() {
+            Some((program, wrapper_args)) => {
+                let mut command = Command::new(program);
+                command.args(wrapper_args).arg(sluice);
+                command
+            }
+            None => Command::new(sluice),
+        };
         command
             .current_dir(dir)
             .args(args)
@@ -150,6 +169,17 @@ impl Daemon {
             runs.len() > runs_before && status != "running" && status != "queued"
         });
         self.runs(name)[0].clone()
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the daemon at once (SIGKILL): nothing of it runs after.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
     }
 
     pub fn signal(&self, signal: &str) {

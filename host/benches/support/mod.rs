@@ -24,10 +24,15 @@ pub struct Orders {
 impl Orders {
     /// Reads `--mb` (default 1000) and `--objects` (default 100) and puts that many objects in the bucket.
     pub fn from_args() -> Orders {
+        Orders::from_args_or(1000, 100)
+    }
+
+    /// As [`Orders::from_args`], with other defaults.
+    pub fn from_args_or(default_megabytes: usize, default_objects: usize) -> Orders {
         // As the `sluice` binary does, before any thread starts.
         sluice::allocator::limit_arenas();
-        let megabytes = number_flag("--mb", 1000);
-        let objects = number_flag("--objects", 100);
+        let megabytes = number_flag("--mb", default_megabytes);
+        let objects = number_flag("--objects", default_objects);
         let per_object = (megabytes * 1_000_000 / objects).max(1);
 
         let s3 = S3Server::start();

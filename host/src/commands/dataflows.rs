@@ -4,10 +4,13 @@ use super::{Failure, load_dataflows, print_table};
 use sluice::overview;
 use std::path::Path;
 
-pub fn list(config_path: Option<&Path>, json: bool, tables: bool) -> Result<(), Failure> {
+pub fn list(config_path: Option<&Path>, json: bool, tables: bool, workers: bool) -> Result<(), Failure> {
     let config = load_dataflows(config_path)?;
     if tables {
         return list_tables(&config, json);
+    }
+    if workers {
+        return list_workers(&config, json);
     }
     let dataflows = overview::dataflows(&config).map_err(|e| Failure::Input(e.to_string()))?;
     if json {
@@ -22,12 +25,43 @@ pub fn list(config_path: Option<&Path>, json: bool, tables: bool) -> Result<(), 
                 vec![
                     d.name,
                     d.kind,
-                    d.status,
+                    match d.work {
+                        Some(work) => format!("{} ({})", d.status, work.describe()),
+                        None => d.status,
+                    },
                     d.tables_count.to_string(),
                     d.created.unwrap_or_else(dash),
                     d.updated.unwrap_or_else(dash),
                     d.last_refresh.unwrap_or_else(dash),
                 ]
+            })
+            .collect(),
+    )
+}
+
+/// `--workers`: the workers of the state store, with what each loads.
+fn list_workers(config: &sluice::config::Config, json: bool) -> Result<(), Failure> {
+    let workers = overview::workers(config).map_err(|e| Failure::Input(e.to_string()))?;
+    if json {
+        return out!("{}", serde_json::to_string_pretty(&workers).expect("workers serialize"));
+    }
+    if workers.is_empty() {
+        return out!(
+            "no workers: daemons share runs as workers only with a PostgreSQL state store ([state] url)"
+        );
+    }
+    print_table(
+        &["WORKER", "HOST", "PID", "LAST HEARTBEAT", "LOADING"],
+        workers
+            .into_iter()
+            .map(|w| {
+                let heartbeat = if w.alive {
+                    format!("{:.0}s ago", w.heartbeat_age_seconds)
+                } else {
+                    format!("{:.0}s ago (gone)", w.heartbeat_age_seconds)
+                };
+                let loading = if w.loading.is_empty() { "—".to_string() } else { w.loading.join(", ") };
+                vec![w.id, w.host, w.pid.to_string(), heartbeat, loading]
             })
             .collect(),
     )

@@ -8,6 +8,7 @@
 //! daily_at = "02:00"                 # when `daily` runs (default 00:00)
 //! jitter = "10m"                     # spreads each dataflow's slots by up to this (default 0s)
 //! max_concurrent_runs = 2            # runs at once across dataflows (default 2)
+//! max_concurrent_objects = 4         # objects this worker loads at once for runs it shares (default: cores, at most 4)
 //! shutdown_timeout = "30s"           # how long a stop waits for objects in flight (default 30s)
 //! watch = true                       # reload on a change of this file or a plugin's .wasm (default true)
 //! ```
@@ -47,6 +48,9 @@ pub struct DaemonConfig {
     pub jitter: Option<Duration>,
     /// Runs at once across all dataflows (default 2); one dataflow never runs twice at once.
     pub max_concurrent_runs: Option<usize>,
+    /// Objects this daemon, as a worker, loads at once for the runs that workers share (default: its
+    /// cores, at most 4). Only with PostgreSQL state, where daemons on many machines share runs.
+    pub max_concurrent_objects: Option<usize>,
     /// How long SIGTERM or SIGINT waits for the objects in flight to commit before they are rolled back
     /// (default `30s`).
     #[serde(default, deserialize_with = "duration")]
@@ -90,6 +94,12 @@ impl DaemonConfig {
         self.max_concurrent_runs.unwrap_or(DEFAULT_MAX_CONCURRENT_RUNS)
     }
 
+    /// The most objects this daemon's worker loads at once (default: its cores, at most 4).
+    pub fn max_concurrent_objects(&self) -> usize {
+        self.max_concurrent_objects
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()).min(4))
+    }
+
     /// How long objects in flight get to commit at shutdown (default 30 s).
     pub fn shutdown_timeout(&self) -> Duration {
         self.shutdown_timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT)
@@ -115,6 +125,9 @@ impl DaemonConfig {
         }
         if self.max_concurrent_runs == Some(0) {
             return Err(("max_concurrent_runs", "allow at least 1 run at a time".into()));
+        }
+        if self.max_concurrent_objects == Some(0) {
+            return Err(("max_concurrent_objects", "allow at least 1 object at a time".into()));
         }
         Ok(())
     }

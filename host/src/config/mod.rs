@@ -439,6 +439,16 @@ impl Config {
         self.database(url).expect("checked when the configuration was read")
     }
 
+    /// Whether workers share the objects of `dataflow`'s runs: its state is in PostgreSQL (which every
+    /// worker reaches), and its sink takes objects from many writers at once (a PostgreSQL table it
+    /// appends to). Other sinks load a run's objects in the process that plans it.
+    pub fn shares_work(&self, dataflow: &DataflowConfig) -> bool {
+        matches!(self.state_database(), DatabaseUrl::Postgres(_))
+            && dataflow.sink.kind == SinkKind::Tables
+            && dataflow.sink.mode == WriteMode::Append
+            && matches!(self.sink_database(dataflow), SinkUrl::Database(DatabaseUrl::Postgres(_)))
+    }
+
     /// How long a run's lease lasts unrenewed (`[state] lease_timeout`).
     pub fn lease_timeout(&self) -> Duration {
         self.state.lease_timeout.unwrap_or(crate::state::DEFAULT_LEASE_TIMEOUT)

@@ -6,6 +6,7 @@
 //! | `GET /healthz` | `ok`, or `degraded` with the problems of the last reload; 503 while stopping |
 //! | `GET /metrics` | Prometheus' text format |
 //! | `GET /api/dataflows` | the dataflow list |
+//! | `GET /api/workers` | the workers sharing runs through the state store, with what each loads |
 //! | `GET /api/dataflows/{name}` | one dataflow, with its schedule, next slot and tables |
 //! | `GET /api/dataflows/{name}/runs` | its run history, newest first |
 //! | `GET /api/dataflows/{name}/runs/{run}` | the objects of one run |
@@ -61,6 +62,7 @@ pub(super) async fn serve(daemon: Shared, listener: tokio::net::TcpListener, sto
         .route("/healthz", get(health))
         .route("/metrics", get(metrics))
         .route("/api/dataflows", get(list))
+        .route("/api/workers", get(workers))
         .route("/api/dataflows/{name}", get(detail).delete(remove))
         .route("/api/dataflows/{name}/runs", get(runs))
         .route("/api/dataflows/{name}/runs/{run}", get(run_objects))
@@ -198,6 +200,14 @@ async fn list(State(daemon): State<Shared>) -> Result<Json<Vec<Listed>>, ApiErro
         .await?
         .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     Ok(Json(summaries.into_iter().map(|summary| listed(&generation, &activities, summary)).collect()))
+}
+
+async fn workers(State(daemon): State<Shared>) -> Result<Response, ApiError> {
+    let generation = daemon.generation();
+    let workers = blocking(move || overview::workers(&generation.config))
+        .await?
+        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    Ok(Json(workers).into_response())
 }
 
 async fn detail(State(daemon): State<Shared>, Path(name): Path<String>) -> Result<Response, ApiError> {

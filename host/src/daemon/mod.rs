@@ -16,6 +16,7 @@ mod generation;
 pub mod schedule;
 mod scheduler;
 mod watch;
+mod workers;
 
 pub use schedule::{Timetable, parse_cron};
 
@@ -56,6 +57,9 @@ pub enum DaemonError {
         /// Why not.
         source: std::io::Error,
     },
+    /// The daemon cannot join the workers of its state store (another daemon holds an SQLite one).
+    #[error("{0}")]
+    Workers(String),
     /// The runtime, a signal handler or the file watcher could not start.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -141,6 +145,8 @@ pub struct Daemon {
     listen: std::net::SocketAddr,
     /// When each dataflow's Delta tables were last optimized by this process.
     optimized: Mutex<HashMap<String, std::time::Instant>>,
+    /// What the daemon is as a worker: one of many, or its SQLite state store's only one.
+    role: workers::Role,
 }
 
 impl Daemon {
@@ -154,6 +160,7 @@ impl Daemon {
         for problem in &problems {
             tracing::error!("{problem}");
         }
+        let role = workers::join(&generation.config)?;
         let permits = Semaphore::new(generation.config.daemon.max_concurrent_runs());
         let listen = generation.config.daemon.listen();
         Ok(Arc::new(Daemon {
@@ -170,6 +177,7 @@ impl Daemon {
             started_at: SystemTime::now(),
             listen,
             optimized: Mutex::new(HashMap::new()),
+            role,
         }))
     }
 
@@ -183,13 +191,17 @@ impl Daemon {
             .await
             .map_err(|source| DaemonError::Listen { address, source })?;
         tracing::info!(%address, config = %self.config_path.display(), "sluice daemon listening");
-        self.note_last_successes();
+        // The state store's client blocks: off the runtime's own work, so that PostgreSQL's can run.
+        tokio::task::block_in_place(|| self.note_last_successes());
 
         let stop_signals = watch::StopSignals::catch()?;
         let watcher = watch::start(self.clone())?;
         let stopped = Arc::new(Notify::new());
         let server = tokio::spawn(api::serve(self.clone(), listener, stopped.clone()));
         let scheduler = tokio::spawn(scheduler::run(self.clone()));
+        let daemon = self.clone();
+        let worker =
+            std::thread::Builder::new().name("worker".into()).spawn(move || workers::serve(daemon))?;
 
         stop_signals.wait().await;
         tracing::info!("stopping: no new runs; waiting for the objects in flight to commit");
@@ -206,6 +218,13 @@ impl Daemon {
         }
         drop(watcher);
         scheduler.abort();
+        if let Some(pool) = self.role.pool() {
+            pool.ring();
+        }
+        let _ = worker.join();
+        if let Some(pool) = self.role.pool() {
+            pool.worker().leave();
+        }
         let _ = server.await;
         tracing::info!("stopped");
         Ok(())
@@ -333,6 +352,10 @@ impl Daemon {
         let runner = Runner::new(config, &self.host, self.runtime.clone())
             .with_plugins(&generation.plugins)
             .with_stop(&self.stop);
+        let runner = match self.role.pool() {
+            Some(pool) => runner.with_workers(pool),
+            None => runner,
+        };
         match runner.run(name, &LogProgress { dataflow: name }) {
             Ok(report) => {
                 crate::metrics::run_ended(&report);
@@ -437,7 +460,8 @@ impl Daemon {
     async fn wait_idle(&self, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            if self.active.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
+            let loading = self.role.pool().map_or(0, |pool| pool.loading());
+            if loading == 0 && self.active.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
                 return true;
             }
             if tokio::time::Instant::now() >= deadline {

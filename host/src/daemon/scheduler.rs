@@ -18,7 +18,7 @@ const LONGEST_SLEEP: Duration = Duration::from_secs(30);
 pub(super) async fn run(daemon: Arc<Daemon>) {
     let mut generation = daemon.generation();
     let now = Timestamp::now();
-    let last_runs = daemon.last_run_starts(&generation.config);
+    let last_runs = tokio::task::block_in_place(|| daemon.last_run_starts(&generation.config));
     // The slot each dataflow runs at next, with the schedule it was worked out from.
     let mut due: HashMap<String, (Timestamp, String)> = HashMap::new();
     for (name, timetable) in &generation.timetables {
@@ -45,7 +45,7 @@ pub(super) async fn run(daemon: Arc<Daemon>) {
             due.retain(|name, (_, schedule)| {
                 current.config.dataflows.contains_key(name) && *schedule == schedule_of(&current, name)
             });
-            let last_runs = daemon.last_run_starts(&current.config);
+            let last_runs = tokio::task::block_in_place(|| daemon.last_run_starts(&current.config));
             for (name, timetable) in &current.timetables {
                 if due.contains_key(name) {
                     continue;

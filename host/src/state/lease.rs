@@ -12,16 +12,17 @@
 //! also guards the run; the OS drops it the moment a process dies, so there a killed run's lease is taken
 //! over at once rather than when it expires.
 
+use super::renew::{Renewed, keep_renewed};
 use super::sql::Sql;
 use super::{Database, StateError, StateStore};
 use crate::config::DatabaseUrl;
 use std::fs::{File, TryLockError};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::sync::mpsc::{Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 /// How long a lease lasts unrenewed, where `[state] lease_timeout` does not say.
 pub const DEFAULT_LEASE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -45,7 +46,14 @@ impl Lease {
         self.lost.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    fn lose(&self, why: String) {
+    /// A hold that is not the dataflow's own lease but fenced with its `token`: a worker's claim on one
+    /// object of the run that holds the lease with it. It is lost when the claim is taken over.
+    pub fn of_claim(dataflow: &str, token: i64) -> Lease {
+        Lease { dataflow: dataflow.to_string(), token, lost: Mutex::new(None) }
+    }
+
+    /// Marks the hold lost, for `why`: whoever checks it takes no further step under it.
+    pub fn lose(&self, why: String) {
         tracing::error!(dataflow = self.dataflow, token = self.token, "{why}");
         self.lost.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(why);
     }
@@ -157,70 +165,58 @@ pub fn lock_dataflow(state: &DatabaseUrl, timeout: Duration, dataflow: &str) -> 
     let renewing = (state.clone(), lease.clone());
     let renewer = std::thread::Builder::new()
         .name(format!("lease {dataflow}"))
-        .spawn(move || keep_renewed(renewing.0, store, &renewing.1, timeout, stopped))
+        .spawn(move || keep_renewed(renewing.0, store, &RunLease(&renewing.1, timeout), timeout, stopped))
         .map_err(|e| failed(format!("cannot start the thread that renews the lease: {e}")))?;
     Ok(RunLock { lease, renewer: Some((stop, renewer)), _file: file })
 }
 
-/// Renews `lease` every sixth of `timeout` until told to stop (then lets it go), or until it is lost: taken
-/// by another run, or not renewable for so long that it may have expired.
-fn keep_renewed(url: DatabaseUrl, store: StateStore, lease: &Lease, timeout: Duration, stop: Receiver<()>) {
-    let every = timeout / 6;
-    let mut store = Some(store);
-    let mut renewed = Instant::now();
-    loop {
-        match stop.recv_timeout(every) {
-            Err(RecvTimeoutError::Timeout) => {}
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => {
-                // Where it cannot be let go, the lease expires in its time. A PostgreSQL session that was
-                // ended is opened again for it; an SQLite store that is busy is not waited for twice (the
-                // file lock, which goes now, is what guards a run there).
-                let released = match store.as_mut() {
-                    Some(open) => open.release_lease(&lease.dataflow, lease.token),
-                    None => Err(StateError { location: url.to_string(), message: "not connected".into() }),
-                };
-                if released.is_err() && matches!(url, DatabaseUrl::Postgres(_)) {
-                    let _ = StateStore::open_as(&url, Some(&lease_session_name(&lease.dataflow)))
-                        .and_then(|mut open| open.release_lease(&lease.dataflow, lease.token));
-                }
-                return;
-            }
+/// A run's lease, as its renewing thread holds it.
+struct RunLease<'l>(&'l Lease, Duration);
+
+impl Renewed for RunLease<'_> {
+    fn session(&self) -> String {
+        lease_session_name(&self.0.dataflow)
+    }
+
+    fn what(&self) -> String {
+        format!("the run's lease on dataflow `{}`", self.0.dataflow)
+    }
+
+    fn renew(&self, store: &mut StateStore) -> Result<bool, StateError> {
+        let (lease, timeout) = (self.0, self.1);
+        let renewed = store.renew_lease(&lease.dataflow, lease.token, timeout)?;
+        if !renewed {
+            lease.lose(format!(
+                "the run's lease on dataflow `{}` (token {}) was taken over by another run; it stopped taking objects",
+                lease.dataflow, lease.token
+            ));
         }
-        // A connection that broke (the server restarted, the session was ended) is opened again.
-        let renewal = match store.take() {
-            Some(open) => Ok(open),
-            None => StateStore::open_as(&url, Some(&lease_session_name(&lease.dataflow))),
-        }
-        .and_then(|mut open| {
-            let renewal = open.renew_lease(&lease.dataflow, lease.token, timeout);
-            store = Some(open);
-            renewal
-        });
-        match renewal {
-            Ok(true) => renewed = Instant::now(),
-            Ok(false) => {
-                lease.lose(format!(
-                    "the run's lease on dataflow `{}` (token {}) was taken over by another run; it stopped taking objects",
-                    lease.dataflow, lease.token
-                ));
-                return;
-            }
-            Err(error) => {
-                store = None;
-                if renewed.elapsed() + every >= timeout {
-                    lease.lose(format!(
-                        "the run's lease on dataflow `{}` could not be renewed for {}s (lease_timeout {}s), so another run may hold it now; it stopped taking objects. Last error: {error}",
-                        lease.dataflow,
-                        renewed.elapsed().as_secs(),
-                        timeout.as_secs()
-                    ));
-                    return;
-                }
-                tracing::warn!(
-                    dataflow = lease.dataflow,
-                    "renewing the run's lease failed, trying again: {error}"
-                );
-            }
+        Ok(renewed)
+    }
+
+    fn unreachable(&self, error: &StateError, since: Duration) -> bool {
+        let (lease, timeout) = (self.0, self.1);
+        lease.lose(format!(
+            "the run's lease on dataflow `{}` could not be renewed for {}s (lease_timeout {}s), so another run may hold it now; it stopped taking objects. Last error: {error}",
+            lease.dataflow,
+            since.as_secs(),
+            timeout.as_secs()
+        ));
+        true
+    }
+
+    fn release(&self, url: &DatabaseUrl, store: Option<StateStore>) {
+        // Where it cannot be let go, the lease expires in its time. A PostgreSQL session that was ended is
+        // opened again for it; an SQLite store that is busy is not waited for twice (the file lock, which
+        // goes now, is what guards a run there).
+        let lease = self.0;
+        let released = match store {
+            Some(mut open) => open.release_lease(&lease.dataflow, lease.token),
+            None => Err(StateError { location: url.to_string(), message: "not connected".into() }),
+        };
+        if released.is_err() && matches!(url, DatabaseUrl::Postgres(_)) {
+            let _ = StateStore::open_as(url, Some(&self.session()))
+                .and_then(|mut open| open.release_lease(&lease.dataflow, lease.token));
         }
     }
 }
@@ -265,7 +261,7 @@ pub fn is_running(state: &DatabaseUrl, dataflow: &str) -> bool {
 impl StateStore {
     /// Now, in milliseconds since 1970, on the state store's clock: every process sharing the store reads
     /// leases against the same clock.
-    fn now_sql(&self) -> &'static str {
+    pub(super) fn now_sql(&self) -> &'static str {
         match self.database {
             Database::Sqlite(_) => "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)",
             Database::Postgres(_) => "(extract(epoch FROM clock_timestamp()) * 1000)::bigint",

@@ -56,6 +56,39 @@ pub const SQLITE: &[&str] = &[
         holder TEXT NOT NULL,
         expires_at INTEGER NOT NULL
     );",
+    // 5: workers that share dataflows' objects (each daemon with its heartbeat), the work of runs they
+    // share (one row per object, claimed under a lease on the store's clock whose token each claim
+    // raises), and which worker loaded each object.
+    "CREATE TABLE workers (
+        id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        started_at INTEGER NOT NULL,
+        heartbeat_at INTEGER NOT NULL
+    );
+    CREATE TABLE work (
+        run_id INTEGER NOT NULL,
+        dataflow TEXT NOT NULL,
+        key TEXT NOT NULL,
+        etag TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        last_modified INTEGER NOT NULL,
+        fence INTEGER NOT NULL,
+        reading TEXT NOT NULL,
+        status TEXT NOT NULL,
+        worker TEXT,
+        claim INTEGER NOT NULL DEFAULT 0,
+        expires_at INTEGER NOT NULL DEFAULT 0,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        rows INTEGER NOT NULL DEFAULT 0,
+        rejected INTEGER NOT NULL DEFAULT 0,
+        bytes INTEGER NOT NULL DEFAULT 0,
+        elapsed_ms INTEGER NOT NULL DEFAULT 0,
+        error TEXT,
+        PRIMARY KEY (run_id, key, etag)
+    );
+    CREATE INDEX work_to_claim ON work (dataflow, status);
+    ALTER TABLE objects ADD COLUMN worker TEXT;",
 ];
 
 /// Applied in order, in the schema `_sluice`; its table `schema_version` holds how many have been. The
@@ -111,4 +144,35 @@ pub const POSTGRES: &[&str] = &[
         holder TEXT NOT NULL,
         expires_at BIGINT NOT NULL
     );",
+    // 5: as SQLite's 5.
+    "CREATE TABLE workers (
+        id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        pid BIGINT NOT NULL,
+        started_at BIGINT NOT NULL,
+        heartbeat_at BIGINT NOT NULL
+    );
+    CREATE TABLE work (
+        run_id BIGINT NOT NULL,
+        dataflow TEXT NOT NULL,
+        key TEXT NOT NULL,
+        etag TEXT NOT NULL,
+        size BIGINT NOT NULL,
+        last_modified BIGINT NOT NULL,
+        fence BIGINT NOT NULL,
+        reading TEXT NOT NULL,
+        status TEXT NOT NULL,
+        worker TEXT,
+        claim BIGINT NOT NULL DEFAULT 0,
+        expires_at BIGINT NOT NULL DEFAULT 0,
+        attempts BIGINT NOT NULL DEFAULT 0,
+        rows BIGINT NOT NULL DEFAULT 0,
+        rejected BIGINT NOT NULL DEFAULT 0,
+        bytes BIGINT NOT NULL DEFAULT 0,
+        elapsed_ms BIGINT NOT NULL DEFAULT 0,
+        error TEXT,
+        PRIMARY KEY (run_id, key, etag)
+    );
+    CREATE INDEX work_to_claim ON work (dataflow, status);
+    ALTER TABLE objects ADD COLUMN worker TEXT;",
 ];

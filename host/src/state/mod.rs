@@ -5,7 +5,9 @@
 
 mod lease;
 pub mod migrations;
+mod renew;
 mod sql;
+mod work;
 
 use crate::config::DatabaseUrl;
 use crate::config::env::redact_stripe_keys;
@@ -16,6 +18,9 @@ use sql::{Arg, Database, Row, Session, Sql};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use lease::{DEFAULT_LEASE_TIMEOUT, Lease, LockError, RunLock, is_running, lock_dataflow};
+pub use work::{
+    Claim, MAX_ATTEMPTS, WORK_CHANNEL, WorkOutcome, WorkProgress, Worker, WorkerIdentity, WorkerRecord,
+};
 
 /// How long a write waits for another process's transaction before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -100,6 +105,8 @@ pub struct LedgerEntry {
     pub error: Option<String>,
     /// How the run that last took it read it ([`ObjectOutcome::reader`]).
     pub reader: Option<String>,
+    /// The worker that loaded it, where workers shared its run ([`WorkerIdentity::id`]).
+    pub worker: Option<String>,
     /// The run that last took it.
     pub run_id: i64,
 }
@@ -120,6 +127,8 @@ pub struct ObjectOutcome<'a> {
     /// How it was read: a fingerprint of the plugins (their builds and limits) and options the run read
     /// it with. A failed object read another way since is worth trying again.
     pub reader: Option<&'a str>,
+    /// The worker that took it, where workers share its run ([`WorkerIdentity::id`]).
+    pub worker: Option<&'a str>,
 }
 
 /// How a run ended.
@@ -224,8 +233,8 @@ impl StateStore {
     }
 
     /// As [`StateStore::open`]; on PostgreSQL, on a connection of its own named `session` in
-    /// `pg_stat_activity` rather than one from the pool.
-    fn open_as(url: &DatabaseUrl, session: Option<&str>) -> Result<StateStore, StateError> {
+    /// `pg_stat_activity` rather than one from the pool (which the loads in flight may all hold).
+    pub fn open_as(url: &DatabaseUrl, session: Option<&str>) -> Result<StateStore, StateError> {
         let location = url.to_string();
         let error = |message: String| StateError { location: location.clone(), message };
         let database = match url {
@@ -328,6 +337,22 @@ impl StateStore {
         }
     }
 
+    /// Whether the PostgreSQL state schema exists at the latest version.
+    fn up_to_date(&mut self) -> Result<bool, StateError> {
+        let exists = self.query(
+            &format!(
+                "SELECT CASE WHEN to_regclass('{POSTGRES_SCHEMA}.schema_version') IS NULL THEN 0 ELSE 1 END"
+            ),
+            &[],
+            |row| row.int(0),
+        );
+        match exists {
+            Ok(exists) if exists.first() == Some(&1) => Ok(self.schema_version()? == self.migrations().len()),
+            Ok(_) => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
     fn schema_version(&mut self) -> Result<usize, StateError> {
         let query = match self.database {
             Database::Sqlite(_) => "PRAGMA user_version".to_string(),
@@ -340,6 +365,11 @@ impl StateStore {
     fn migrate(&mut self) -> Result<(), StateError> {
         let migrations = self.migrations();
         let postgres = matches!(self.database, Database::Postgres(_));
+        // A store already at the latest version, as almost every open finds it, is left alone: no lock,
+        // no statements (and no server notices of schemas that exist).
+        if postgres && self.up_to_date()? {
+            return Ok(());
+        }
         let outcome = self.database.transaction(|sql| {
             let version = if postgres {
                 // One process migrates at a time; the others wait, then find the work done.
@@ -577,7 +607,7 @@ impl StateStore {
     /// Every version of every object the dataflow has recorded.
     pub fn ledger(&mut self, dataflow: &str) -> Result<Vec<LedgerEntry>, StateError> {
         self.query(
-            "SELECT key, etag, size, last_modified, status, rows, rejected, error, run_id, reader
+            "SELECT key, etag, size, last_modified, status, rows, rejected, error, run_id, reader, worker
              FROM objects WHERE dataflow = ?1 ORDER BY key, updated_at",
             &[dataflow.into()],
             |row| {
@@ -592,6 +622,7 @@ impl StateStore {
                     error: row.opt_text(7)?,
                     run_id: row.int(8)?,
                     reader: row.opt_text(9)?,
+                    worker: row.opt_text(10)?,
                 })
             },
         )
@@ -607,7 +638,7 @@ impl StateStore {
         run_id: i64,
         now: SystemTime,
     ) -> Result<(), StateError> {
-        let ObjectOutcome { status, rows, rejected, bytes, error, reader } = outcome;
+        let ObjectOutcome { status, rows, rejected, bytes, error, reader, worker } = outcome;
         let error = error.map(redact_stripe_keys);
         let (rows, rejected) = (rows as i64, rejected as i64);
         let (loaded_rows, loaded_rejected, failed) =
@@ -615,11 +646,12 @@ impl StateStore {
         self.fenced_transaction(|sql| {
             sql.execute(
                 "INSERT INTO objects (dataflow, key, etag, size, last_modified, status, rows, rejected, error,
-                     run_id, updated_at, reader) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                     run_id, updated_at, reader, worker)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
                      ON CONFLICT (dataflow, key, etag) DO UPDATE SET size = excluded.size,
                      last_modified = excluded.last_modified, status = excluded.status, rows = excluded.rows,
                      rejected = excluded.rejected, error = excluded.error, run_id = excluded.run_id,
-                     updated_at = excluded.updated_at, reader = excluded.reader",
+                     updated_at = excluded.updated_at, reader = excluded.reader, worker = excluded.worker",
                 &[
                     dataflow.into(),
                     object.key.as_str().into(),
@@ -633,6 +665,7 @@ impl StateStore {
                     run_id.into(),
                     millis(now).into(),
                     reader.into(),
+                    worker.into(),
                 ],
             )?;
             sql.execute(
@@ -798,6 +831,7 @@ mod tests {
                 bytes: 0,
                 error: Some("timeout"),
                 reader: Some("csv as first configured"),
+                worker: None,
             };
             store.record_object("Orders", &object, pending, run, now).unwrap();
             let loaded = ObjectOutcome {
@@ -807,6 +841,7 @@ mod tests {
                 bytes: 10,
                 error: None,
                 reader: Some("csv as configured now"),
+                worker: None,
             };
             store.record_object("Orders", &object, loaded, run, now).unwrap();
             let counts = RunCounts { objects: 1, failed_objects: 0, rows: 5, rejected: 1, bytes: 10 };

@@ -9,6 +9,7 @@
 //! - [`remove`]: a dataflow's table, ledger, cursor and history deleted.
 //! - [`rollback`]: a dataflow's table back to where it was before its newest run.
 //! - [`Registry`]: the sources and sinks an embedding program wrote in Rust, by name.
+//! - [`worker`]: workers in any number of processes sharing a run's objects through the state store.
 
 mod check;
 mod optimize;
@@ -21,6 +22,7 @@ mod rollback;
 pub mod runner;
 mod stores;
 mod stripe_source;
+pub mod worker;
 
 pub use check::Checked;
 pub use optimize::optimize;
@@ -32,6 +34,7 @@ pub use retry::retry;
 pub use rollback::rollback;
 pub use runner::{INTERRUPTED, ObjectReport, RunReport, Runner};
 pub use stripe_source::StripeTablePreview;
+pub use worker::{SharedObjects, Worker, WorkerPool};
 
 use crate::config::ConfigError;
 use crate::plugin::PluginError;

@@ -178,6 +178,7 @@ mod tests {
             rejected: 0,
             error: None,
             reader: Some("csv, as first configured".into()),
+            worker: None,
             run_id: 1,
         }
     }

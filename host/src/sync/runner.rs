@@ -9,6 +9,7 @@
 use super::plan::{Decision, Plan, PlannedObject, Window, next_cursor, plan};
 use super::registry::EMPTY;
 use super::stores::{DataflowStores, state_error};
+use super::worker::{SharedObjects, Worker, WorkerPool};
 use super::{Progress, Registry, StopSignal, SyncError};
 use crate::config::{Config, DataflowConfig, SourceConfig};
 use crate::parse::{ParseError, ParseSummary, parse_stream};
@@ -30,6 +31,9 @@ use tokio::runtime::Handle;
 
 /// Calls' worth of batches the parser may run ahead of the writer.
 const PARSED_AHEAD: usize = 2;
+
+/// How often a run whose objects workers share looks how they stand.
+const WORK_POLL: Duration = Duration::from_millis(100);
 
 /// The stop signal of runs nobody stops from outside.
 static NOT_STOPPED: StopSignal = StopSignal::new();
@@ -179,12 +183,14 @@ pub struct Runner<'a> {
     plugins: Option<&'a PluginSet>,
     stop: &'a StopSignal,
     registry: &'a Registry,
+    /// This process's worker, where a daemon runs one: it loads the shared objects of the runs here too.
+    workers: Option<&'a WorkerPool>,
 }
 
 impl<'a> Runner<'a> {
     /// `runtime` drives the sources' I/O; the runner itself blocks, so call it off the runtime's threads.
     pub fn new(config: &'a Config, host: &'a PluginHost, runtime: Handle) -> Runner<'a> {
-        Runner { config, host, runtime, plugins: None, stop: &NOT_STOPPED, registry: &EMPTY }
+        Runner { config, host, runtime, plugins: None, stop: &NOT_STOPPED, registry: &EMPTY, workers: None }
     }
 
     /// Runs with plugins loaded ahead (by name) rather than loading them from their files at each run, so
@@ -198,6 +204,13 @@ impl<'a> Runner<'a> {
     /// Runs that stop when `stop` says: between objects when it drains, at once when it aborts.
     pub fn with_stop(mut self, stop: &'a StopSignal) -> Runner<'a> {
         self.stop = stop;
+        self
+    }
+
+    /// Runs whose shared objects (see [`super::worker`]) this process loads with `workers`, beside the
+    /// workers of other processes, rather than on threads of the run's own.
+    pub fn with_workers(mut self, workers: &'a WorkerPool) -> Runner<'a> {
+        self.workers = Some(workers);
         self
     }
 
@@ -327,32 +340,25 @@ impl<'a> Runner<'a> {
                 bytes: outcome.bytes,
                 error: outcome.error.as_deref(),
                 reader: Some(&run.reading),
+                worker: None,
             };
             state.record_object(name, object, ledger, run.run_id, SystemTime::now()).map_err(|e| {
                 format!("dataflow `{name}`, object `{}`: its outcome was not recorded: {e}", object.key)
             })?;
-            if outcome.status.is_settled() {
-                settled_now.insert((object.key.clone(), object.etag.clone()));
-            }
-            report.counts.objects += 1;
-            report.counts.bytes += outcome.bytes;
-            if outcome.status == ObjectStatus::Loaded {
-                report.counts.rows += outcome.rows;
-                report.counts.rejected += outcome.rejected;
-            } else {
-                report.counts.failed_objects += 1;
-            }
             run.progress.object_finished(object, &outcome);
-            report.objects.push(outcome);
+            tally(report, &mut settled_now, object, outcome);
             Ok(())
         };
 
         let mut stopped = None;
         let objects: Vec<&ObjectMeta> = plan.to_import().collect();
         let sink_url = self.config.sink_database(run.dataflow);
+        let shared = self.config.shares_work(run.dataflow);
         let parallel = run.dataflow.parallel_loads(&sink_url).min(objects.len().saturating_sub(1));
-        // The first object alone: it may create the table, which the others then write beside each other.
-        let (alone, together) = objects.split_at(if parallel > 1 { 1 } else { objects.len() });
+        // The first object alone: it may create the table, which the others then write beside each other,
+        // in this process or in workers anywhere.
+        let first = if shared || parallel > 1 { 1 } else { objects.len() };
+        let (alone, together) = objects.split_at(first.min(objects.len()));
         std::thread::scope(|scope| -> Result<(), String> {
             let mut next = None;
             for (done, object) in alone.iter().enumerate() {
@@ -376,7 +382,12 @@ impl<'a> Runner<'a> {
             }
             Ok(())
         })?;
-        if !together.is_empty() && stopped.is_none() {
+        if !together.is_empty() && stopped.is_none() && shared {
+            let helpers = run.dataflow.parallel_loads(&sink_url);
+            for (object, outcome) in self.share(run, state, source.clone(), together, helpers)? {
+                tally(report, &mut settled_now, &object, outcome);
+            }
+        } else if !together.is_empty() && stopped.is_none() {
             let spec = run.dataflow.table_spec(name);
             let mut writers = Vec::with_capacity(parallel - 1);
             for _ in 1..parallel {
@@ -423,6 +434,114 @@ impl<'a> Runner<'a> {
         Ok(())
     }
 
+    /// Queues `objects` of `run` for the workers (see [`super::worker`]) and waits until each has ended:
+    /// loaded by the workers of every process, this one's too, and on threads of this run (`helpers` of
+    /// them, or one beside this process's worker pool where it has one), so that a run never waits for a
+    /// worker that reads its objects otherwise. Returns each object's outcome, as its worker recorded it.
+    fn share(
+        &self,
+        run: &DataflowRun<'_>,
+        state: &mut StateStore,
+        source: Arc<dyn Source>,
+        objects: &[&ObjectMeta],
+        helpers: usize,
+    ) -> Result<Vec<(ObjectMeta, ObjectReport)>, String> {
+        let (name, run_id) = (run.name, run.run_id);
+        let failed = |what: &str, e: StateError| format!("dataflow `{name}`: {what} failed: {e}");
+        state
+            .queue_work(name, run_id, run.lease.token(), &run.reading, objects)
+            .map_err(|e| failed("queuing its objects for the workers", e))?;
+        let own = match self.workers {
+            Some(_) => None,
+            None => Some(
+                Worker::start(&self.config.state_database(), self.config.lease_timeout())
+                    .map_err(|e| failed("starting this run's worker", e))?,
+            ),
+        };
+        let (worker, helpers) = match (&own, self.workers) {
+            (Some(own), _) => (own, helpers.max(1)),
+            (None, Some(pool)) => (pool.worker(), 1),
+            (None, None) => unreachable!("a run without a pool starts a worker of its own"),
+        };
+        let shared = SharedObjects::of_run(self, run, source);
+        let settled = std::sync::atomic::AtomicBool::new(false);
+        let waited = std::thread::scope(|scope| -> Result<(), String> {
+            let helping: Vec<_> = (0..helpers)
+                .map(|_| {
+                    let (shared, settled) = (&shared, &settled);
+                    scope.spawn(move || -> Result<(), String> {
+                        // Objects a worker elsewhere gave up (it died) come back to be claimed: look again
+                        // until none is left anywhere.
+                        while !settled.load(Ordering::Relaxed) {
+                            shared.work(worker, Some(run_id), run.progress)?;
+                            std::thread::sleep(WORK_POLL);
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            let mut cancelled = false;
+            let waited = loop {
+                let progress = match state.work_progress(run_id) {
+                    Ok(progress) => progress,
+                    Err(e) => break Err(failed("reading its workers' progress", e)),
+                };
+                if progress.settled() || run.lease.lost().is_some() {
+                    break Ok(());
+                }
+                if self.stop.draining() || cancelled {
+                    // Objects no worker took yet are left for the next run; those in flight end as they do.
+                    cancelled = true;
+                    if let Err(e) = state.cancel_queued_work(run_id) {
+                        break Err(failed("giving up its queued objects", e));
+                    }
+                } else if let Some(pool) = self.workers.filter(|_| progress.queued > 0) {
+                    pool.ring();
+                }
+                std::thread::sleep(WORK_POLL);
+            };
+            settled.store(true, Ordering::Relaxed);
+            for helper in helping {
+                helper.join().expect("a worker thread does not panic")?;
+            }
+            waited
+        });
+        drop(own);
+        waited?;
+        let outcomes = state.run_work(run_id).map_err(|e| failed("reading its objects' outcomes", e))?;
+        let reports = outcomes
+            .into_iter()
+            .map(|work| {
+                let object = work.object;
+                let status = work.status.unwrap_or(ObjectStatus::Pending);
+                let error = match (work.error, work.status) {
+                    (Some(error), _) => Some(error),
+                    (None, Some(ObjectStatus::Pending)) => {
+                        Some(format!("dataflow `{name}`, object `{}`: {INTERRUPTED}", object.key))
+                    }
+                    (None, None) => Some(format!(
+                        "dataflow `{name}`, object `{}`: still claimed by worker {} when the run ended",
+                        object.key,
+                        work.worker.as_deref().unwrap_or("(none)")
+                    )),
+                    (None, Some(_)) => None,
+                };
+                let report = ObjectReport {
+                    key: object.key.clone(),
+                    status,
+                    rows: work.rows,
+                    rejected: work.rejected,
+                    bytes: work.bytes,
+                    error,
+                    elapsed: work.elapsed,
+                };
+                (object, report)
+            })
+            .collect();
+        state.forget_work(run_id).map_err(|e| failed("clearing its finished work", e))?;
+        Ok(reports)
+    }
+
     /// Lists the source, with a warning where it holds so much that every run's listing costs.
     pub(super) fn list(&self, name: &str, source: &dyn Source) -> Result<Vec<ObjectMeta>, String> {
         let listing = self.runtime.block_on(source.list()).map_err(|e| format!("dataflow `{name}`: {e}"))?;
@@ -464,6 +583,27 @@ impl<'a> Runner<'a> {
     }
 }
 
+/// Counts an object's `outcome` in the run's `report`, and among the objects `settled` by the run.
+fn tally(
+    report: &mut RunReport,
+    settled: &mut HashSet<(String, String)>,
+    object: &ObjectMeta,
+    outcome: ObjectReport,
+) {
+    if outcome.status.is_settled() {
+        settled.insert((object.key.clone(), object.etag.clone()));
+    }
+    report.counts.objects += 1;
+    report.counts.bytes += outcome.bytes;
+    if outcome.status == ObjectStatus::Loaded {
+        report.counts.rows += outcome.rows;
+        report.counts.rejected += outcome.rejected;
+    } else {
+        report.counts.failed_objects += 1;
+    }
+    report.objects.push(outcome);
+}
+
 /// How `dataflow` reads its objects now: a fingerprint of its format plugin and template (each by name,
 /// build and limits), their options, the compression and the table it writes. The ledger keeps it with an
 /// object that failed, so that a fix of any of them (a misspelled option, a higher memory limit, a template
@@ -489,25 +629,39 @@ pub(super) fn reading(
 }
 
 /// One run of one dataflow: what each of its objects is loaded with.
-struct DataflowRun<'r> {
-    name: &'r str,
-    dataflow: &'r DataflowConfig,
+pub(super) struct DataflowRun<'r> {
+    pub name: &'r str,
+    pub dataflow: &'r DataflowConfig,
     /// How its objects are read ([`reading`]).
-    reading: String,
-    plugin: &'r FormatPlugin,
-    template: Option<&'r TemplatePlugin>,
-    run_id: i64,
-    progress: &'r dyn Progress,
-    runtime: &'r Handle,
-    stop: &'r StopSignal,
-    /// The run's lease: once it is lost, the run takes no further object and gives up those in flight.
-    lease: &'r Lease,
+    pub reading: String,
+    pub plugin: &'r FormatPlugin,
+    pub template: Option<&'r TemplatePlugin>,
+    pub run_id: i64,
+    pub progress: &'r dyn Progress,
+    pub runtime: &'r Handle,
+    pub stop: &'r StopSignal,
+    /// The run's lease (a worker's claim, for a worker loading an object of the run): once it is lost,
+    /// no further object is taken under it, and those in flight are given up.
+    pub lease: &'r Lease,
 }
 
 impl DataflowRun<'_> {
     /// Whether the run must take no further object: it was asked to stop, or it lost its lease.
-    fn halting(&self) -> bool {
+    pub fn halting(&self) -> bool {
         self.stop.draining() || self.lease.lost().is_some()
+    }
+
+    /// The report of `object`, left pending for `error` before it began.
+    pub fn unloaded(&self, object: &ObjectMeta, error: String) -> ObjectReport {
+        ObjectReport {
+            key: object.key.clone(),
+            status: ObjectStatus::Pending,
+            rows: 0,
+            rejected: 0,
+            bytes: 0,
+            error: Some(format!("dataflow `{}`, object `{}`: {error}", self.name, object.key)),
+            elapsed: Duration::ZERO,
+        }
     }
 
     /// Loads `objects` on as many threads as there are writers (`sink` and `others`), each object in its
@@ -558,7 +712,7 @@ impl DataflowRun<'_> {
     }
 
     /// Loads `object` alone: its parse on a thread of its own, its batches into `sink`.
-    fn load_object(
+    pub fn load_object(
         &self,
         source: &dyn Source,
         sink: &mut dyn TableSink,
@@ -690,6 +844,10 @@ impl DataflowRun<'_> {
             let (status, why) = error.outcome();
             return failed(report, status, why, &bytes_read);
         }
+        // Checked once more at the last moment: a claim taken over while the last batch was written.
+        if let Some(lost) = self.lease.lost() {
+            return failed(report, ObjectStatus::Pending, lost, &bytes_read);
+        }
         match writer.commit() {
             Ok(committed) => {
                 report.status = ObjectStatus::Loaded;
@@ -756,6 +914,7 @@ pub(super) fn reconcile(
             bytes: committed.size,
             error: None,
             reader: None,
+            worker: None,
         };
         state
             .record_object(name, &object, outcome, committed.run_id, SystemTime::now())

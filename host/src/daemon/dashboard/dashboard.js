@@ -1,4 +1,5 @@
-// The dashboard: the dataflow list with its actions, and a dataflow's run history, from the daemon's API.
+// The dashboard: the dataflow list with its actions, the workers, and a dataflow's run history, from the
+// daemon's API.
 // Plain JavaScript with no dependencies, built into the binary; it refreshes itself every two seconds.
 "use strict";
 
@@ -100,6 +101,11 @@ function renderDataflows(dataflows) {
       cell(row, d.name).title = d.display_name;
       cell(row, d.type);
       statusCell(row, d.status);
+      if (d.work) {
+        const total = d.work.queued + d.work.loading + d.work.done;
+        row.cells[2].title = `${d.work.done} of ${total} objects done, ${d.work.loading} loading on ${d.work.workers} workers`;
+        row.cells[2].append(` ${d.work.done}/${total}`);
+      }
       cell(row, d.tables_count);
       cell(row, when(d.created));
       cell(row, when(d.updated));
@@ -141,6 +147,21 @@ async function refreshHistory() {
   if (runs.length === 0) cell(body.insertRow(), "no runs yet").colSpan = 8;
 }
 
+// The workers sharing runs through a PostgreSQL state store; the section stays hidden without any.
+function renderWorkers(workers) {
+  $("#workers").hidden = workers.length === 0;
+  const body = $("#worker-list tbody");
+  body.replaceChildren();
+  for (const w of workers) {
+    const row = body.insertRow();
+    cell(row, w.id);
+    cell(row, w.host);
+    cell(row, w.pid);
+    cell(row, `${Math.round(w.heartbeat_age_seconds)} s ago${w.alive ? "" : " (gone)"}`).title = when(w.last_heartbeat);
+    cell(row, w.loading.join(", "));
+  }
+}
+
 async function refreshHealth() {
   const response = await fetch("/healthz");
   const health = await response.json();
@@ -153,6 +174,7 @@ async function refreshHealth() {
 async function refresh() {
   try {
     renderDataflows(await api("GET", "/api/dataflows"));
+    renderWorkers(await api("GET", "/api/workers"));
     await refreshHistory();
     await refreshHealth();
   } catch (error) {

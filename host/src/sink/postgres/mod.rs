@@ -222,17 +222,27 @@ impl PostgresTables {
     fn record_spec(&mut self) -> Result<(), SinkError> {
         let (mode, key) = self.spec.recorded_form();
         let recorded = self.recorded()?;
+        if recorded.as_ref().is_some_and(|(table, m, k)| *table == self.spec.name && *m == mode && *k == key)
+        {
+            return Ok(());
+        }
         let recorded = recorded.as_ref().map(|(_, mode, key)| (mode.as_str(), key.as_str()));
         self.spec
             .check_merge_key(&self.dataflow, recorded, self.columns.is_some())
             .map_err(|e| self.error(e))?;
         let (schema, name) = (self.schema.clone(), self.spec.name.clone());
         let error = |e: postgres::Error| SinkError::table(name.clone(), pg::describe(&e));
+        // An upsert, not a plain insert: workers open the sink at the same moment.
         let mut transaction = self.client.transaction().map_err(error)?;
-        transaction.execute(&format!("DELETE FROM {schema}._sluice_tables"), &[]).map_err(error)?;
+        transaction
+            .execute(&format!("DELETE FROM {schema}._sluice_tables WHERE table_name <> $1"), &[&name])
+            .map_err(error)?;
         transaction
             .execute(
-                &format!("INSERT INTO {schema}._sluice_tables (table_name, mode, key) VALUES ($1, $2, $3)"),
+                &format!(
+                    "INSERT INTO {schema}._sluice_tables (table_name, mode, key) VALUES ($1, $2, $3)
+                     ON CONFLICT (table_name) DO UPDATE SET mode = excluded.mode, key = excluded.key"
+                ),
                 &[&name, &mode, &key],
             )
             .map_err(error)?;

@@ -1,0 +1,248 @@
+//! Workers: processes that share the objects of runs through the state store.
+//!
+//! A run of a dataflow that shares its work (`Config::shares_work`: PostgreSQL state, a PostgreSQL table
+//! it appends to) loads its first object itself (which may create the table) and queues the others in
+//! the state store's `work` table. Every [`Worker`], in any process pointed at the same state store, claims
+//! them one at a time ([`SharedObjects::work`]) and loads each into the sink, fenced by the run's lease
+//! token as the run's own loads are; the run waits until none is queued or claimed, then ends as before.
+//!
+//! A worker's heartbeat renews its claims; a claim it does not hold any more (it expired while the worker
+//! was frozen, and another took it over) is lost, and its object stops before its commit. The sink's marker
+//! keeps each object's rows once, whichever worker commits it.
+
+use super::runner::{DataflowRun, reading};
+use super::{Progress, Runner, SyncError};
+use crate::config::DataflowConfig;
+use crate::plugin::{FormatPlugin, TemplatePlugin};
+use crate::sink::TableSink;
+use crate::source::Source;
+use crate::state::{Claim, Lease, ObjectOutcome, ObjectStatus, StateError, StateStore};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, SystemTime};
+
+pub use crate::state::Worker;
+
+/// A worker as a daemon runs it: the worker, how many objects it loads at once, and a bell that a run
+/// queuing work rings so that the worker claims at once rather than at its next look.
+pub struct WorkerPool {
+    worker: Worker,
+    max_objects: usize,
+    /// Threads loading objects now.
+    loading: AtomicUsize,
+    bell: (Mutex<bool>, Condvar),
+}
+
+impl WorkerPool {
+    /// A pool of `max_objects` loads at a time for `worker`.
+    pub fn new(worker: Worker, max_objects: usize) -> WorkerPool {
+        WorkerPool {
+            worker,
+            max_objects: max_objects.max(1),
+            loading: AtomicUsize::new(0),
+            bell: (Mutex::new(false), Condvar::new()),
+        }
+    }
+
+    /// The worker.
+    pub fn worker(&self) -> &Worker {
+        &self.worker
+    }
+
+    /// How many objects it loads at once (`[daemon] max_concurrent_objects`).
+    pub fn max_objects(&self) -> usize {
+        self.max_objects
+    }
+
+    /// How many of its threads load objects now.
+    pub fn loading(&self) -> usize {
+        self.loading.load(Ordering::SeqCst)
+    }
+
+    /// A thread of the pool began loading.
+    pub fn began(&self) {
+        self.loading.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A thread of the pool ended.
+    pub fn ended(&self) {
+        self.loading.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Tells the pool that work was queued.
+    pub fn ring(&self) {
+        *self.bell.0.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.bell.1.notify_all();
+    }
+
+    /// Waits until the bell rings or `timeout` passes.
+    pub fn wait(&self, timeout: Duration) {
+        let rung = self.bell.0.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut rung, _) =
+            self.bell.1.wait_timeout_while(rung, timeout, |rung| !*rung).unwrap_or_else(|p| p.into_inner());
+        *rung = false;
+    }
+}
+
+/// How the dataflow `name` reads its objects with `runner`'s plugins: a worker claims only objects of runs
+/// that read them the same way (the same plugins, builds, options and table).
+pub fn reading_of(runner: &Runner<'_>, name: &str) -> Result<String, SyncError> {
+    let dataflow = runner.config().dataflow(name)?;
+    let plugin = runner.load_plugin(name, dataflow)?;
+    let template = runner.load_template(name, dataflow)?;
+    Ok(reading(name, dataflow, &plugin, template.as_ref()))
+}
+
+/// What loads the shared objects of one dataflow: its plugins, how it reads, and its source.
+pub struct SharedObjects<'r> {
+    runner: &'r Runner<'r>,
+    name: &'r str,
+    dataflow: &'r DataflowConfig,
+    plugin: FormatPlugin,
+    template: Option<TemplatePlugin>,
+    reading: String,
+    source: Arc<dyn Source>,
+}
+
+impl<'r> SharedObjects<'r> {
+    /// Loads the dataflow `name`'s plugins and builds its source, as `runner` has them.
+    pub fn new(runner: &'r Runner<'r>, name: &'r str) -> Result<SharedObjects<'r>, SyncError> {
+        let dataflow = runner.config().dataflow(name)?;
+        let plugin = runner.load_plugin(name, dataflow)?;
+        let template = runner.load_template(name, dataflow)?;
+        let reading = reading(name, dataflow, &plugin, template.as_ref());
+        let source = runner.build_source(name, dataflow)?;
+        Ok(SharedObjects { runner, name, dataflow, plugin, template, reading, source })
+    }
+
+    /// The shared objects of `run`, loaded with its plugins and `source`.
+    pub(super) fn of_run(
+        runner: &'r Runner<'r>,
+        run: &DataflowRun<'r>,
+        source: Arc<dyn Source>,
+    ) -> SharedObjects<'r> {
+        SharedObjects {
+            runner,
+            name: run.name,
+            dataflow: run.dataflow,
+            plugin: run.plugin.clone(),
+            template: run.template.cloned(),
+            reading: run.reading.clone(),
+            source,
+        }
+    }
+
+    /// How the dataflow reads its objects here: a worker claims only objects queued by a run that reads
+    /// them the same way (the same plugins, builds and options).
+    pub fn reading(&self) -> &str {
+        &self.reading
+    }
+
+    /// Claims and loads objects of the dataflow (of run `run` alone, where given) one at a time on this
+    /// thread, as `worker`, until none is left to claim or the runner is stopping; returns how many it
+    /// took. Each object's outcome is recorded with its claim, then in the ledger.
+    pub fn work(&self, worker: &Worker, run: Option<i64>, progress: &dyn Progress) -> Result<usize, String> {
+        let name = self.name;
+        let mut sink: Option<Box<dyn TableSink>> = None;
+        let mut taken = 0;
+        while !self.runner.stop().draining() {
+            // The state store's connection is the pool's only between loads: loads in flight hold the
+            // sink's, and a connection held across a load would keep a worker beside it waiting.
+            let claimed = self
+                .state()
+                .and_then(|mut state| {
+                    state.claim_work(worker.id(), name, &self.reading, run, worker.ttl(), 1)
+                })
+                .map_err(|e| format!("dataflow `{name}`: claiming objects failed: {e}"))?;
+            let Some(claim) = claimed.into_iter().next() else { break };
+            taken += 1;
+            let lease = worker.hold(&claim);
+            progress.object_started(&claim.object);
+            let report = self.load(&mut sink, &claim, &lease, progress);
+            let outcome = ObjectOutcome {
+                status: report.status,
+                rows: report.rows,
+                rejected: report.rejected,
+                bytes: report.bytes,
+                error: report.error.as_deref(),
+                reader: Some(&self.reading),
+                worker: Some(worker.id()),
+            };
+            // Its load is over: the heartbeat stops watching the claim (which the finish below ends in the
+            // store, and the heartbeat would then find gone).
+            worker.let_go(&claim);
+            // The claim first: a worker whose claim was taken over records nothing, in the ledger either.
+            let recorded = self.state().and_then(|mut state| {
+                state.fence_with(&lease);
+                let held = state.finish_work(&claim, &outcome, report.elapsed)?;
+                if held {
+                    state.record_object(name, &claim.object, outcome, claim.run_id, SystemTime::now())?;
+                }
+                Ok(held)
+            });
+            match recorded {
+                Ok(true) => progress.object_finished(&claim.object, &report),
+                Ok(false) => tracing::warn!(
+                    dataflow = name,
+                    object = claim.object.key,
+                    worker = worker.id(),
+                    "the object's claim was taken over by another worker; its outcome here is not recorded"
+                ),
+                Err(error) => {
+                    return Err(format!(
+                        "dataflow `{name}`, object `{}`: its outcome was not recorded: {error}",
+                        claim.object.key
+                    ));
+                }
+            }
+        }
+        Ok(taken)
+    }
+
+    fn state(&self) -> Result<StateStore, StateError> {
+        StateStore::open(&self.runner.config().state_database())
+    }
+
+    /// Loads one claimed object into the sink (opened on first use, fenced with the claim's run token).
+    /// An object that could not load beside others (two adding one column at once, where the database
+    /// gives one up) is tried once more at once.
+    fn load(
+        &self,
+        sink: &mut Option<Box<dyn TableSink>>,
+        claim: &Claim,
+        lease: &Lease,
+        progress: &dyn Progress,
+    ) -> super::ObjectReport {
+        let config = self.runner.config();
+        let run = DataflowRun {
+            name: self.name,
+            dataflow: self.dataflow,
+            reading: self.reading.clone(),
+            plugin: &self.plugin,
+            template: self.template.as_ref(),
+            run_id: claim.run_id,
+            progress,
+            runtime: self.runner.runtime(),
+            stop: self.runner.stop(),
+            lease,
+        };
+        let opened = match sink.take() {
+            Some(open) => Ok(open),
+            None => crate::sink::open(
+                &config.sink_database(self.dataflow),
+                self.name,
+                &self.dataflow.table_spec(self.name),
+            ),
+        };
+        let mut open = match opened.and_then(|mut open| open.fence(claim.fence).map(|()| open)) {
+            Ok(open) => open,
+            Err(error) => return run.unloaded(&claim.object, error.to_string()),
+        };
+        let mut report = run.load_object(self.source.as_ref(), open.as_mut(), &claim.object);
+        if report.status == ObjectStatus::Pending && !run.halting() {
+            report = run.load_object(self.source.as_ref(), open.as_mut(), &claim.object);
+        }
+        *sink = Some(open);
+        report
+    }
+}
