@@ -51,10 +51,11 @@ fn configuration(s3: &S3Server, database: &TestDatabase, lease_timeout: &str) ->
     )
 }
 
-/// Starts a worker daemon in a folder of its own, `wrapper` running it where given.
-fn worker(config: &str, objects_at_once: usize, wrapper: &[&str]) -> (Daemon, tempfile::TempDir) {
-    // Under faketime, the wall clock alone is moved: the monotonic clock that timeouts use stays true.
-    let env = [("FAKETIME_DONT_FAKE_MONOTONIC", "1".to_string())];
+/// libfaketime, from Debian's package `faketime` (which .ci/run installs).
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+/// Starts a worker daemon in a folder of its own, with `env` beside the daemon's own.
+fn worker(config: &str, objects_at_once: usize, env: &[(&str, String)]) -> (Daemon, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let daemon_lines = format!("max_concurrent_objects = {objects_at_once}");
@@ -63,7 +64,7 @@ fn worker(config: &str, objects_at_once: usize, wrapper: &[&str]) -> (Daemon, te
         format!("{}{config}", daemon_section(port, &daemon_lines)),
     )
     .unwrap();
-    let daemon = Daemon::start_wrapped(wrapper, dir.path(), port, &[], &env);
+    let daemon = Daemon::start_with(dir.path(), port, &[], env);
     (daemon, dir)
 }
 
@@ -190,16 +191,29 @@ fn a_worker_killed_mid_object_loses_its_claims_to_the_others() {
 #[test]
 fn a_worker_whose_clock_runs_an_hour_behind_holds_its_claims_by_the_databases_clock() {
     assert!(
-        std::process::Command::new("faketime").arg("--version").output().is_ok(),
-        "this test runs a worker under libfaketime's `faketime` (Debian's package faketime, which .ci/run installs)"
+        Path::new(LIBFAKETIME).exists(),
+        "this test runs a worker under libfaketime ({LIBFAKETIME}, Debian's package faketime, which .ci/run installs)"
     );
     let s3 = bucket(12, Duration::from_millis(1000));
     let database = TestDatabase::create();
     let config = configuration(&s3, &database, "3s");
     let (planner, _a) = worker(&config, 1, &[]);
-    // faketime runs the daemon as a child process of its own: the worker behind is known as the one
-    // that is not the planner.
-    let (behind, _b) = worker(&config, 3, &["faketime", "-f", "-1h"]);
+    // The wall clock alone is an hour behind: the monotonic clock that timeouts use stays true.
+    let faked = [
+        ("LD_PRELOAD", LIBFAKETIME.to_string()),
+        ("FAKETIME", "-1h".to_string()),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1".to_string()),
+    ];
+    let an_hour_ago =
+        |at: SystemTime| humantime::format_rfc3339_seconds(at - Duration::from_secs(3600)).to_string();
+    let before = an_hour_ago(SystemTime::now());
+    let (behind, _b) = worker(&config, 3, &faked);
+    let after = an_hour_ago(SystemTime::now());
+    let log = behind.log_text();
+    assert!(
+        log.contains(&before[..13]) || log.contains(&after[..13]),
+        "the worker's own clock is an hour behind ({before}):\n{log}"
+    );
 
     planner.run("Orders");
     let run = planner.wait_for_run_end("Orders", 0);
@@ -207,10 +221,7 @@ fn a_worker_whose_clock_runs_an_hour_behind_holds_its_claims_by_the_databases_cl
     assert_every_object_once(&database, 12);
     let took_part: HashSet<u32> =
         loaded_by(&database).iter().filter_map(|(_, worker)| worker.as_deref().map(pid_of)).collect();
-    assert!(
-        took_part.iter().any(|pid| *pid != planner.pid()),
-        "the worker behind loaded objects: {took_part:?}"
-    );
+    assert!(took_part.contains(&behind.pid()), "the worker behind loaded objects: {took_part:?}");
     // Had its claims gone by its own clock, they would have expired an hour ago: taken over at once.
     for log in [planner.log_text(), behind.log_text()] {
         assert!(
@@ -220,7 +231,7 @@ fn a_worker_whose_clock_runs_an_hour_behind_holds_its_claims_by_the_databases_cl
     }
     let workers = planner.json("/api/workers");
     let listed =
-        workers.as_array().unwrap().iter().find(|w| w["pid"].as_u64() != Some(planner.pid().into())).cloned();
+        workers.as_array().unwrap().iter().find(|w| w["pid"].as_u64() == Some(behind.pid().into())).cloned();
     let age = listed.unwrap()["heartbeat_age_seconds"].as_f64().unwrap();
     assert!(age < 3.0, "its heartbeat is {age}s old by the database's clock, not an hour");
 }

@@ -37,26 +37,7 @@ impl Daemon {
 
     /// As [`Daemon::start`], with more arguments and environment.
     pub fn start_with(dir: &Path, port: u16, args: &[&str], env: &[(&str, String)]) -> Daemon {
-        Self::start_wrapped(&[], dir, port, args, env)
-    }
-
-    /// As [`Daemon::start_with`], run by the command `wrapper` (as `faketime -f -1h sluice ...`).
-    pub fn start_wrapped(
-        wrapper: &[&str],
-        dir: &Path,
-        port: u16,
-        args: &[&str],
-        env: &[(&str, String)],
-    ) -> Daemon {
-        let sluice = env!("CARGO_BIN_EXE_sluice");
-        let mut command = match wrapper.split_first() {
-            Some((program, wrapper_args)) => {
-                let mut command = Command::new(program);
-                command.args(wrapper_args).arg(sluice);
-                command
-            }
-            None => Command::new(sluice),
-        };
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
         command
             .current_dir(dir)
             .args(args)

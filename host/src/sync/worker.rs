@@ -143,7 +143,7 @@ impl<'r> SharedObjects<'r> {
     /// took. Each object's outcome is recorded with its claim, then in the ledger.
     pub fn work(&self, worker: &Worker, run: Option<i64>, progress: &dyn Progress) -> Result<usize, String> {
         let name = self.name;
-        let mut sink: Option<Box<dyn TableSink>> = None;
+        let mut sink: Option<(Box<dyn TableSink>, i64)> = None;
         let mut taken = 0;
         while !self.runner.stop().draining() {
             // The state store's connection is the pool's only between loads: loads in flight hold the
@@ -203,12 +203,12 @@ impl<'r> SharedObjects<'r> {
         StateStore::open(&self.runner.config().state_database())
     }
 
-    /// Loads one claimed object into the sink (opened on first use, fenced with the claim's run token).
+    /// Loads one claimed object into the sink (opened on first use with the run token it is fenced with).
     /// An object that could not load beside others (two adding one column at once, where the database
     /// gives one up) is tried once more at once.
     fn load(
         &self,
-        sink: &mut Option<Box<dyn TableSink>>,
+        sink: &mut Option<(Box<dyn TableSink>, i64)>,
         claim: &Claim,
         lease: &Lease,
         progress: &dyn Progress,
@@ -226,15 +226,24 @@ impl<'r> SharedObjects<'r> {
             stop: self.runner.stop(),
             lease,
         };
+        // Fenced once per run: the sink is the worker's for as long as it claims objects of the dataflow.
         let opened = match sink.take() {
-            Some(open) => Ok(open),
+            Some((open, fence)) if fence == claim.fence => Ok((open, false)),
+            Some((open, _)) => Ok((open, true)),
             None => crate::sink::open(
                 &config.sink_database(self.dataflow),
                 self.name,
                 &self.dataflow.table_spec(self.name),
-            ),
+            )
+            .map(|open| (open, true)),
         };
-        let mut open = match opened.and_then(|mut open| open.fence(claim.fence).map(|()| open)) {
+        let fenced = opened.and_then(|(mut open, fence)| {
+            if fence {
+                open.fence(claim.fence)?;
+            }
+            Ok(open)
+        });
+        let mut open = match fenced {
             Ok(open) => open,
             Err(error) => return run.unloaded(&claim.object, error.to_string()),
         };
@@ -242,7 +251,7 @@ impl<'r> SharedObjects<'r> {
         if report.status == ObjectStatus::Pending && !run.halting() {
             report = run.load_object(self.source.as_ref(), open.as_mut(), &claim.object);
         }
-        *sink = Some(open);
+        *sink = Some((open, claim.fence));
         report
     }
 }

@@ -454,6 +454,17 @@ impl TableSink for PostgresTables {
         let schema = self.schema.clone();
         let table = self.spec.name.clone();
         let error = |e: &postgres::Error| SinkError::table(table.clone(), pg::describe(e));
+        // The run's token recorded already (by another of its writers or workers): nothing to take, and no
+        // write that would wait for their commits.
+        let recorded = self
+            .client
+            .query_opt(&format!("SELECT token FROM {schema}._sluice_fence"), &[])
+            .map_err(|e| error(&e))?
+            .map(|row| row.get::<_, i64>(0));
+        if recorded == Some(token) {
+            self.fence = Some(token);
+            return Ok(());
+        }
         let record = format!(
             "INSERT INTO {schema}._sluice_fence AS f (token) VALUES ($1) ON CONFLICT (fenced)
              DO UPDATE SET token = excluded.token WHERE excluded.token >= f.token RETURNING token"
