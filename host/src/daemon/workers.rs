@@ -4,15 +4,14 @@
 
 use super::{Daemon, DaemonError};
 use crate::config::{Config, DatabaseUrl};
-use crate::state::WORK_CHANNEL;
+use crate::state::{WORK_CHANNEL, lock_file};
 use crate::sync::worker::reading_of;
 use crate::sync::{Runner, SharedObjects, Worker, WorkerPool};
 use postgres::fallible_iterator::FallibleIterator;
 use std::collections::HashMap;
-use std::fs::{File, TryLockError};
-use std::io::{Read, Seek, Write};
+use std::fs::File;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 /// How long the worker waits for a run to ring before it looks for work again.
 const LOOK_EVERY: Duration = Duration::from_millis(500);
@@ -48,45 +47,15 @@ pub(super) fn join(config: &Config) -> Result<Role, DaemonError> {
             let mut lock = path.as_os_str().to_owned();
             lock.push(".daemon.lock");
             let lock = std::path::PathBuf::from(lock);
-            let io = |e: std::io::Error| DaemonError::Workers(format!("{}: {e}", lock.display()));
-            let mut file = File::options()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&lock)
-                .map_err(io)?;
-            match file.try_lock() {
-                Ok(()) => {
-                    let holder = format!(
-                        "pid {} since {}",
-                        std::process::id(),
-                        humantime::format_rfc3339_seconds(SystemTime::now())
-                    );
-                    file.set_len(0)
-                        .and_then(|()| file.rewind())
-                        .and_then(|()| file.write_all(holder.as_bytes()))
-                        .map_err(io)?;
-                    Ok(Role::Alone { _lock: file })
-                }
-                Err(TryLockError::WouldBlock) => {
-                    let mut holder = String::new();
-                    let _ = file.read_to_string(&mut holder);
-                    Err(DaemonError::Workers(format!(
-                        "another sluice daemon ({holder}) uses the SQLite state store `{}`, which serves one worker; to run several daemons, point [state] url at a PostgreSQL database they all reach",
-                        path.display()
-                    )))
-                }
-                Err(TryLockError::Error(e)) => Err(io(e)),
+            match lock_file(&lock) {
+                Ok(Ok(file)) => Ok(Role::Alone { _lock: file }),
+                Ok(Err(holder)) => Err(DaemonError::Workers(format!(
+                    "another sluice daemon ({holder}) uses the SQLite state store `{}`, which serves one worker; to run several daemons, point [state] url at a PostgreSQL database they all reach",
+                    path.display()
+                ))),
+                Err(error) => Err(DaemonError::Workers(format!("{}: {error}", lock.display()))),
             }
         }
-    }
-}
-
-fn config_state_url(daemon: &Daemon) -> String {
-    match daemon.generation().config.state_database() {
-        DatabaseUrl::Postgres(url) => url,
-        DatabaseUrl::Sqlite(_) => unreachable!("a daemon shares work only with PostgreSQL state"),
     }
 }
 
@@ -129,7 +98,11 @@ fn listen(daemon: &Daemon, pool: &WorkerPool, url: &str) {
 /// a run rings, and every [`LOOK_EVERY`], it starts a thread for each object that waits, up to the pool's
 /// limit; each thread goes on claiming objects of its dataflow until none is left.
 pub(super) fn serve(daemon: Arc<Daemon>) {
-    let Role::Shared(joined) = &daemon.role else { return };
+    let (Role::Shared(joined), DatabaseUrl::Postgres(url)) =
+        (&daemon.role, daemon.generation().config.state_database())
+    else {
+        return;
+    };
     let pool = loop {
         if daemon.stopping() {
             return;
@@ -147,8 +120,7 @@ pub(super) fn serve(daemon: Arc<Daemon>) {
             }
         }
     };
-    let (listener, url) = (pool.clone(), config_state_url(&daemon));
-    let listening = daemon.clone();
+    let (listener, listening) = (pool.clone(), daemon.clone());
     if let Err(error) = std::thread::Builder::new()
         .name("work listener".into())
         .spawn(move || listen(&listening, &listener, &url))

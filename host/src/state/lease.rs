@@ -121,11 +121,14 @@ fn lock_path(state_path: &Path, dataflow: &str) -> PathBuf {
     PathBuf::from(folder).join(format!("{dataflow}.lock"))
 }
 
+/// This machine's name, as the kernel has it; `None` where it cannot be read.
+pub(super) fn host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|name| name.trim().to_string())
+}
+
 /// Who takes a lease now, for the message of a refused run: the process, its host, and since when.
 fn holder_now() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|name| name.trim().to_string())
-        .unwrap_or_else(|_| "this host".to_string());
+    let host = host_name().unwrap_or_else(|| "this host".to_string());
     format!(
         "pid {} on {host} since {}",
         std::process::id(),
@@ -148,7 +151,9 @@ pub fn lock_dataflow(state: &DatabaseUrl, timeout: Duration, dataflow: &str) -> 
     };
     let file = match state {
         DatabaseUrl::Sqlite(state_path) => {
-            Some(lock_file(&lock_path(state_path, dataflow), dataflow, failed)?)
+            let path = lock_path(state_path, dataflow);
+            let locked = lock_file(&path).map_err(|e| failed(format!("{}: {e}", path.display())))?;
+            Some(locked.map_err(|holder| LockError::Held { dataflow: dataflow.to_string(), holder })?)
         }
         DatabaseUrl::Postgres(_) => None,
     };
@@ -221,25 +226,25 @@ impl Renewed for RunLease<'_> {
     }
 }
 
-fn lock_file(path: &Path, dataflow: &str, failed: impl Fn(String) -> LockError) -> Result<File, LockError> {
-    let io = |e: std::io::Error| failed(format!("{}: {e}", path.display()));
-    std::fs::create_dir_all(path.parent().expect("a lock file has a folder")).map_err(io)?;
-    let mut file =
-        File::options().read(true).write(true).create(true).truncate(false).open(path).map_err(io)?;
+/// Takes the OS lock of the file at `path` (made, with its folder, where missing) and writes into it who
+/// holds it now; or, where another process holds it, reads who (`Ok(Err(holder))`). The OS lets it go the
+/// moment the process dies.
+pub fn lock_file(path: &Path) -> std::io::Result<Result<File, String>> {
+    std::fs::create_dir_all(path.parent().expect("a lock file has a folder"))?;
+    let mut file = File::options().read(true).write(true).create(true).truncate(false).open(path)?;
     match file.try_lock() {
         Ok(()) => {
-            file.set_len(0)
-                .and_then(|()| file.rewind())
-                .and_then(|()| file.write_all(holder_now().as_bytes()))
-                .map_err(io)?;
-            Ok(file)
+            file.set_len(0)?;
+            file.rewind()?;
+            file.write_all(holder_now().as_bytes())?;
+            Ok(Ok(file))
         }
         Err(TryLockError::WouldBlock) => {
             let mut holder = String::new();
             let _ = file.read_to_string(&mut holder);
-            Err(LockError::Held { dataflow: dataflow.to_string(), holder })
+            Ok(Err(holder))
         }
-        Err(TryLockError::Error(source)) => Err(io(source)),
+        Err(TryLockError::Error(source)) => Err(source),
     }
 }
 

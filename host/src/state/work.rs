@@ -46,9 +46,7 @@ pub struct WorkerIdentity {
 impl WorkerIdentity {
     /// This process, as a worker.
     pub fn of_this_process() -> WorkerIdentity {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|name| name.trim().to_string())
-            .unwrap_or_else(|_| "localhost".to_string());
+        let host = super::lease::host_name().unwrap_or_else(|| "localhost".to_string());
         let pid = std::process::id();
         let started = millis(SystemTime::now());
         WorkerIdentity { id: format!("{host}:{pid}:{started:x}"), host, pid }

@@ -383,8 +383,7 @@ impl<'a> Runner<'a> {
             Ok(())
         })?;
         if !together.is_empty() && stopped.is_none() && shared {
-            let helpers = run.dataflow.parallel_loads(&sink_url);
-            for (object, outcome) in self.share(run, state, source.clone(), together, helpers)? {
+            for (object, outcome) in self.share(run, state, source.clone(), together, parallel)? {
                 tally(report, &mut settled_now, &object, outcome);
             }
         } else if !together.is_empty() && stopped.is_none() {
