@@ -14,6 +14,7 @@
 //!
 //! Each time is the median of `--rounds` (default 3) rounds, each round a sync and both floors.
 
+#[allow(dead_code)] // the daemon the worker and notification benches start, which this one does not
 mod support;
 
 use deltalake::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};

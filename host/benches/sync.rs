@@ -14,6 +14,7 @@
 //! Peak memory is the process's resident high-water mark (VmHWM), reset before the sync, so it covers the
 //! sync alone (the in-process S3 server streams from files and holds no object in memory).
 
+#[allow(dead_code)] // the daemon the worker and notification benches start, which this one does not
 mod support;
 
 use rusqlite::Connection;

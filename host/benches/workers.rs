@@ -19,10 +19,8 @@ use sluice::state::RunStatus;
 use sluice::sync::{Quiet, Runner};
 use sluice_testkit::TestDatabase;
 use sluice_testkit::s3::{ACCESS_KEY, SECRET_KEY};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{BUCKET, Orders, number_flag};
+use support::{BUCKET, Daemon, Orders, free_port, number_flag};
 
 fn main() {
     let orders = Orders::from_args_or(20, 200);
@@ -97,34 +95,4 @@ fn registered_workers(database: &TestDatabase) -> i64 {
         .query_one("SELECT count(*) FROM _sluice.workers", &[])
         .map(|row| row.get(0))
         .unwrap_or(0)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("its address").port()
-}
-
-/// A `sluice daemon` of the bench's, killed when dropped.
-struct Daemon(Child);
-
-impl Daemon {
-    fn start(dir: &Path) -> Daemon {
-        let cache = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-plugin-cache");
-        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .current_dir(dir)
-            .arg("daemon")
-            .env("SLUICE_CACHE_DIR", cache)
-            .env("SLUICE_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("a worker daemon starts");
-        Daemon(child)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

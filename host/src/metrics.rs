@@ -23,6 +23,9 @@ pub const BYTES: &str = "sluice_bytes_read_total";
 pub const PLUGIN_CALL_SECONDS: &str = "sluice_plugin_call_seconds";
 /// Requests sent to Stripe, by method and HTTP status (`network_error` where no answer came).
 pub const STRIPE_REQUESTS: &str = "sluice_stripe_requests_total";
+/// Messages of a dataflow's notification queue, by outcome: `received` (naming objects to load), `deleted`
+/// (loaded), `kept` (to come back), `dropped` (naming nothing of the source), `test_event`.
+pub const NOTIFICATIONS: &str = "sluice_notification_messages_total";
 /// When a dataflow's last run that loaded everything ended, Unix seconds.
 pub const LAST_SUCCESS: &str = "sluice_last_success_timestamp_seconds";
 
@@ -36,6 +39,7 @@ pub fn describe() {
     metrics::describe_counter!(BYTES, "Bytes read from sources");
     metrics::describe_histogram!(PLUGIN_CALL_SECONDS, metrics::Unit::Seconds, "Time per call into a plugin");
     metrics::describe_counter!(STRIPE_REQUESTS, "Requests sent to Stripe, by method and HTTP status");
+    metrics::describe_counter!(NOTIFICATIONS, "Messages of notification queues, by outcome");
     metrics::describe_gauge!(LAST_SUCCESS, metrics::Unit::Seconds, "When the last succeeded run ended");
 }
 
@@ -73,4 +77,12 @@ pub fn run_failed_to_start(dataflow: &str) {
 pub fn last_success(dataflow: &str, at: SystemTime) {
     let seconds = at.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs_f64();
     metrics::gauge!(LAST_SUCCESS, "dataflow" => dataflow.to_string()).set(seconds);
+}
+
+/// Counts `count` messages of `dataflow`'s notification queue that ended as `outcome`.
+pub fn notifications(dataflow: &str, outcome: &'static str, count: usize) {
+    if count > 0 {
+        metrics::counter!(NOTIFICATIONS, "dataflow" => dataflow.to_string(), "outcome" => outcome)
+            .increment(count as u64);
+    }
 }

@@ -4,9 +4,11 @@
 pub mod orders;
 pub mod postgres;
 pub mod s3;
+pub mod sqs;
 pub mod stripe;
 pub mod sts;
 
 pub use postgres::TestDatabase;
 pub use s3::S3Server;
+pub use sqs::SqsServer;
 pub use stripe::StripeServer;

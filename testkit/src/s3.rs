@@ -72,6 +72,8 @@ struct Store {
     /// The `Range` of each GetObject, as asked (`None`: the whole object).
     ranges: Mutex<Vec<Option<String>>>,
     assume_role_calls: Arc<AtomicUsize>,
+    /// Where each bucket's `ObjectCreated` events go, in order (see [`S3Server::notify_queue`]).
+    notify: Mutex<HashMap<String, tokio::sync::mpsc::UnboundedSender<String>>>,
 }
 
 /// What goes wrong with a GetObject's body, as with a connection that breaks or a store that stops
@@ -124,6 +126,7 @@ impl S3Server {
             body_faults: Mutex::default(),
             ranges: Mutex::default(),
             assume_role_calls: Arc::default(),
+            notify: Mutex::default(),
         });
         let listener =
             runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("a free port on 127.0.0.1");
@@ -241,6 +244,22 @@ impl S3Server {
         self.store.lists.load(Ordering::Relaxed)
     }
 
+    /// Sends an `ObjectCreated:Put` event to the SQS queue at `queue_url` for every object stored in
+    /// `bucket` from now on (by PutObject, a copy, a multipart upload or [`S3Server::put`]), as a bucket's
+    /// event notification configuration makes S3 do: shortly after the write, in the order of the writes.
+    pub fn notify_queue(&self, bucket: &str, sqs: aws_sdk_sqs::Client, queue_url: &str) {
+        let (events, mut to_send) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let queue_url = queue_url.to_string();
+        self.runtime.as_ref().expect("the server runs").spawn(async move {
+            while let Some(event) = to_send.recv().await {
+                if let Err(e) = sqs.send_message().queue_url(&queue_url).message_body(event).send().await {
+                    eprintln!("the test S3 server could not send an event to {queue_url}: {e:?}");
+                }
+            }
+        });
+        self.store.notify.lock().unwrap().insert(bucket.to_string(), events);
+    }
+
     /// Where the server keeps objects (one file each).
     pub fn files(&self) -> &Path {
         self.store.files.path()
@@ -285,6 +304,15 @@ impl Store {
         let object = StoredObject { etag: etag.clone(), size: bytes.len() as u64, last_modified, file };
         if let Some(old) = objects.insert(key.to_string(), object) {
             let _ = std::fs::remove_file(old.file);
+        }
+        if let Some(events) = self.notify.lock().unwrap().get(bucket) {
+            let _ = events.send(crate::sqs::object_created(
+                bucket,
+                key,
+                bytes.len() as u64,
+                &etag,
+                last_modified,
+            ));
         }
         Ok(etag)
     }

@@ -78,6 +78,38 @@ impl Orders {
     }
 }
 
+/// A loopback port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("its address").port()
+}
+
+/// A `sluice daemon` of the bench's, in `dir` (its `connector.toml`), logging warnings only; killed when
+/// dropped.
+pub struct Daemon(std::process::Child);
+
+impl Daemon {
+    pub fn start(dir: &std::path::Path) -> Daemon {
+        let cache = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-plugin-cache");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .current_dir(dir)
+            .arg("daemon")
+            .env("SLUICE_CACHE_DIR", cache)
+            .env("SLUICE_LOG", "warn")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("a daemon starts");
+        Daemon(child)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The number the command line gives `name` (`--mb 100`), or `default`.
 pub fn number_flag(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().skip(1).collect();

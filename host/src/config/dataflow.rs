@@ -178,7 +178,7 @@ pub struct LocalSourceConfig {
 }
 
 /// `type = "s3"`.
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct S3SourceConfig {
     #[serde(deserialize_with = "env::string")]
@@ -214,6 +214,77 @@ pub struct S3SourceConfig {
     /// How long a download may go without a byte before it counts as broken (default 60s).
     #[serde(default, deserialize_with = "duration")]
     pub stall_timeout: Option<Duration>,
+    /// The bucket's event notifications, read from an SQS queue: new objects are loaded as their events
+    /// arrive, and the schedule's runs list the bucket to catch what the queue missed.
+    pub notifications: Option<Box<NotificationsConfig>>,
+}
+
+/// `notifications = { queue_url = "..." }` on an S3 source: the SQS queue the bucket's `s3:ObjectCreated:*`
+/// events are sent to. The queue is the dataflow's own: a message about another bucket or outside the
+/// source's prefix is dropped.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationsConfig {
+    /// The queue's URL (`https://sqs.us-east-1.amazonaws.com/123456789012/orders-events`).
+    #[serde(deserialize_with = "env::string")]
+    pub queue_url: String,
+    /// An SQS-compatible service's address (default: AWS's SQS in the source's region; the source's own
+    /// `endpoint` is S3's, not the queue's).
+    #[serde(default, deserialize_with = "env::optional")]
+    pub endpoint: Option<String>,
+    /// The queue's region, where it is not the bucket's.
+    #[serde(default, deserialize_with = "env::optional")]
+    pub region: Option<String>,
+    /// How long a received message stays hidden from other consumers (default 60s). It is extended by as
+    /// much every third of it while its objects load, so a slow load is never handed to a second worker.
+    #[serde(default, deserialize_with = "duration")]
+    pub visibility_timeout: Option<Duration>,
+    /// How long one receive waits for a message (long polling, 0s to 20s; default 20s).
+    #[serde(default, deserialize_with = "duration")]
+    pub wait_time: Option<Duration>,
+}
+
+/// A received message's visibility, unless configured.
+pub const DEFAULT_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(60);
+/// SQS's longest long poll, and the default.
+pub const LONGEST_WAIT_TIME: Duration = Duration::from_secs(20);
+/// SQS's longest visibility timeout: 12 hours.
+const LONGEST_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(12 * 3600);
+
+impl NotificationsConfig {
+    /// A received message's visibility.
+    pub fn visibility_timeout(&self) -> Duration {
+        self.visibility_timeout.unwrap_or(DEFAULT_VISIBILITY_TIMEOUT)
+    }
+
+    /// How long one receive waits.
+    pub fn wait_time(&self) -> Duration {
+        self.wait_time.unwrap_or(LONGEST_WAIT_TIME)
+    }
+
+    /// What serde cannot check, as (key below `notifications`, message).
+    pub(super) fn check(&self) -> Result<(), (&'static str, String)> {
+        if !(self.queue_url.starts_with("https://") || self.queue_url.starts_with("http://")) {
+            return Err((
+                "queue_url",
+                format!(
+                    "`{}` is not a queue URL like https://sqs.us-east-1.amazonaws.com/123456789012/QUEUE",
+                    self.queue_url
+                ),
+            ));
+        }
+        let visibility = self.visibility_timeout();
+        if visibility < Duration::from_secs(1) || visibility > LONGEST_VISIBILITY_TIMEOUT {
+            return Err((
+                "visibility_timeout",
+                "SQS takes a visibility timeout from 1s to 12h, in whole seconds".to_string(),
+            ));
+        }
+        if self.wait_time() > LONGEST_WAIT_TIME {
+            return Err(("wait_time", "SQS waits at most 20s for a message".to_string()));
+        }
+        Ok(())
+    }
 }
 
 impl S3SourceConfig {

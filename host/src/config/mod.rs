@@ -298,6 +298,13 @@ impl Config {
                     ));
                 }
             }
+            if let SourceConfig::S3(S3SourceConfig { notifications: Some(notifications), .. }) =
+                &dataflow.source
+            {
+                notifications
+                    .check()
+                    .map_err(|(sub, message)| (key(&format!(".source.notifications.{sub}")), message))?;
+            }
             if let Some(zone) = &dataflow.time_zone {
                 daemon::check_time_zone(zone).map_err(|message| (key(".time_zone"), message))?;
             }
@@ -758,5 +765,47 @@ mod tests {
             error.contains("`dataflows.People.sink.partition_by`") && error.contains("is for Delta tables"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_notification_queue_is_checked_naming_its_key_and_line() {
+        let orders = |notifications: &str| {
+            format!(
+                "[dataflows.Orders]\nformat = {{ plugin = \"csv\" }}\n[dataflows.Orders.source]\ntype = \"s3\"\nbucket = \"b\"\n\
+                 notifications = {{ {notifications} }}\n"
+            )
+        };
+        let config = parse(&orders(
+            "queue_url = \"https://sqs.eu-west-1.amazonaws.com/1/q\", visibility_timeout = \"5m\"",
+        ))
+        .unwrap();
+        let SourceConfig::S3(s3) = &config.dataflows["Orders"].source else { panic!("an S3 source") };
+        let notifications = s3.notifications.as_ref().unwrap();
+        assert_eq!(notifications.visibility_timeout(), Duration::from_secs(300));
+        assert_eq!(notifications.wait_time(), Duration::from_secs(20));
+
+        let refused = [
+            (
+                "queue_url = \"orders-events\"",
+                "`dataflows.Orders.source.notifications.queue_url`",
+                "is not a queue URL",
+            ),
+            (
+                "queue_url = \"https://q\", visibility_timeout = \"13h\"",
+                "visibility_timeout`",
+                "from 1s to 12h",
+            ),
+            ("queue_url = \"https://q\", wait_time = \"30s\"", "wait_time`", "at most 20s"),
+            ("queue_url = \"https://q\", wait = \"1s\"", "line 6", "unknown field `wait`"),
+            (
+                "endpoint = \"http://127.0.0.1:9324\"",
+                "`dataflows.Orders.source`",
+                "missing field `queue_url`",
+            ),
+        ];
+        for (notifications, key, why) in refused {
+            let error = parse(&orders(notifications)).unwrap_err();
+            assert!(error.contains(key) && error.contains(why), "{notifications}: {error}");
+        }
     }
 }

@@ -7,11 +7,14 @@
 //!   invalid configuration or a plugin that does not load is refused and the one before keeps running.
 //! - `watch`: reloads on SIGHUP and on a change of `connector.toml` or of a plugin's `.wasm` file.
 //! - `api`: the HTTP API, `/metrics`, `/healthz` and the dashboard page (`dashboard/`).
+//! - `workers`: this daemon as one of the workers sharing runs' objects through a PostgreSQL state store.
+//! - `events`: listeners on the dataflows' notification queues, running the objects new events name.
 //!
 //! A stop (SIGTERM, SIGINT) takes no new work, lets the objects in flight commit within
 //! `shutdown_timeout`, rolls back those that did not, records the runs as interrupted and returns.
 
 mod api;
+mod events;
 mod generation;
 pub mod schedule;
 mod scheduler;
@@ -22,12 +25,13 @@ pub use schedule::{Timetable, parse_cron};
 
 use crate::config::Config;
 use crate::plugin::{HostSettings, PluginHost, default_cache_dir};
+use crate::source::{Notifications, Received};
 use crate::state::{LockError, StateStore};
-use crate::sync::{ObjectReport, Progress, Runner, StopSignal, SyncError};
+use crate::sync::{ObjectReport, Progress, RunReport, Runner, StopSignal, SyncError};
 use generation::Generation;
 use jiff::Timestamp;
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
@@ -92,6 +96,8 @@ pub enum Trigger {
     Schedule,
     /// `POST /api/dataflows/{name}/run`.
     Api,
+    /// Its notification queue named new objects.
+    Events,
 }
 
 /// Why a run was not started.
@@ -133,8 +139,10 @@ pub struct Daemon {
     generation: RwLock<Arc<Generation>>,
     /// The last reload's problems; empty when healthy.
     problems: Mutex<Vec<String>>,
-    /// Dataflows queued or running in this process.
-    active: Mutex<HashMap<String, Activity>>,
+    /// Dataflows queued or running in this process, and what started each.
+    active: Mutex<HashMap<String, (Activity, Trigger)>>,
+    /// Dataflows whose scheduled slot came during a run of events: it runs when that run ends.
+    slot_waiting: Mutex<HashSet<String>>,
     permits: Semaphore,
     stop: StopSignal,
     /// Wakes the scheduler: a reload, a run ended, a stop.
@@ -170,6 +178,7 @@ impl Daemon {
             generation: RwLock::new(Arc::new(generation)),
             problems: Mutex::new(problems),
             active: Mutex::new(HashMap::new()),
+            slot_waiting: Mutex::new(HashSet::new()),
             permits,
             stop: StopSignal::new(),
             changed: Notify::new(),
@@ -202,6 +211,7 @@ impl Daemon {
         let daemon = self.clone();
         let worker =
             std::thread::Builder::new().name("worker".into()).spawn(move || workers::serve(daemon))?;
+        let listeners = tokio::spawn(events::serve(self.clone()));
 
         stop_signals.wait().await;
         tracing::info!("stopping: no new runs; waiting for the objects in flight to commit");
@@ -218,6 +228,7 @@ impl Daemon {
         }
         drop(watcher);
         scheduler.abort();
+        let _ = listeners.await;
         if let Some(pool) = self.role.pool() {
             pool.ring();
         }
@@ -240,12 +251,13 @@ impl Daemon {
     }
 
     pub(crate) fn activity(&self, name: &str) -> Option<Activity> {
-        self.active.lock().unwrap_or_else(|p| p.into_inner()).get(name).copied()
+        self.active.lock().unwrap_or_else(|p| p.into_inner()).get(name).map(|(activity, _)| *activity)
     }
 
     /// What every dataflow queued or running here is doing, at one moment.
     pub(crate) fn activities(&self) -> HashMap<String, Activity> {
-        self.active.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        let active = self.active.lock().unwrap_or_else(|p| p.into_inner());
+        active.iter().map(|(name, (activity, _))| (name.clone(), *activity)).collect()
     }
 
     pub(crate) fn unrecorded(&self, name: &str) -> Vec<UnrecordedRun> {
@@ -308,10 +320,16 @@ impl Daemon {
         }
         {
             let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(activity) = active.get(name) {
-                return Err(NotStarted::AlreadyActive(*activity));
-            }
-            active.insert(name.to_string(), Activity::Queued);
+            match active.get(name) {
+                // A run of events is not the listing the slot is for: the slot runs after it.
+                Some((_, Trigger::Events)) if trigger == Trigger::Schedule => {
+                    self.slot_waiting.lock().unwrap_or_else(|p| p.into_inner()).insert(name.to_string());
+                    tracing::info!(dataflow = name, "the slot runs when the run of events ends");
+                    return Ok(());
+                }
+                Some((activity, _)) => return Err(NotStarted::AlreadyActive(*activity)),
+                None => active.insert(name.to_string(), (Activity::Queued, trigger)),
+            };
         }
         tracing::info!(dataflow = name, ?trigger, "run queued");
         let daemon = self.clone();
@@ -319,7 +337,7 @@ impl Daemon {
         self.runtime.spawn(async move {
             let permit = daemon.permits.acquire().await.expect("the semaphore is never closed");
             if !daemon.stopping() {
-                daemon.set_activity(&name, Some(Activity::Running));
+                daemon.set_activity(&name, Some((Activity::Running, trigger)));
                 let runner = daemon.clone();
                 let dataflow = name.clone();
                 if let Err(panic) = tokio::task::spawn_blocking(move || runner.run_now(&dataflow)).await {
@@ -335,12 +353,94 @@ impl Daemon {
         Ok(())
     }
 
-    fn set_activity(&self, name: &str, activity: Option<Activity>) {
+    fn set_activity(&self, name: &str, activity: Option<(Activity, Trigger)>) {
         let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
         match activity {
             Some(activity) => active.insert(name.to_string(), activity),
             None => active.remove(name),
         };
+    }
+
+    /// Runs `name` on the objects `received` names, now, and deletes the messages of those it settles:
+    /// at once, or not at all where the dataflow is busy (here, in another process, or a slot of its
+    /// schedule waits), so that the caller keeps the messages hidden and asks again.
+    async fn run_events(
+        self: Arc<Self>,
+        name: &str,
+        notifications: Arc<Notifications>,
+        received: Arc<Received>,
+    ) -> Result<(), events::NotRun> {
+        if self.stopping() || !self.generation().config.dataflows.contains_key(name) {
+            return Err(events::NotRun::Over);
+        }
+        {
+            let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
+            let slot_waiting = self.slot_waiting.lock().unwrap_or_else(|p| p.into_inner());
+            if active.contains_key(name) || slot_waiting.contains(name) {
+                return Err(events::NotRun::Busy);
+            }
+            active.insert(name.to_string(), (Activity::Queued, Trigger::Events));
+        }
+        let permit = self.permits.acquire().await.expect("the semaphore is never closed");
+        let mut outcome = Err(events::NotRun::Over);
+        if !self.stopping() {
+            self.set_activity(name, Some((Activity::Running, Trigger::Events)));
+            let (daemon, dataflow) = (self.clone(), name.to_string());
+            let run = move || daemon.run_events_now(&dataflow, &notifications, &received);
+            outcome = match tokio::task::spawn_blocking(run).await {
+                Ok(outcome) => outcome,
+                Err(panic) => {
+                    tracing::error!(dataflow = name, "the run of events panicked: {panic}");
+                    Ok(())
+                }
+            };
+        }
+        self.set_activity(name, None);
+        drop(permit);
+        if self.slot_waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(name) {
+            let _ = self.start_run(name, Trigger::Schedule);
+        }
+        self.changed.notify_waiters();
+        outcome
+    }
+
+    /// A runner of the generation in force, with this daemon's plugins, stop signal and workers.
+    fn runner<'g>(&'g self, generation: &'g Generation) -> Runner<'g> {
+        let runner = Runner::new(&generation.config, &self.host, self.runtime.clone())
+            .with_plugins(&generation.plugins)
+            .with_stop(&self.stop);
+        match self.role.pool() {
+            Some(pool) => runner.with_workers(pool),
+            None => runner,
+        }
+    }
+
+    /// The run of events, on this thread (a blocking one); busy where another process runs the dataflow.
+    fn run_events_now(
+        &self,
+        name: &str,
+        notifications: &Notifications,
+        received: &Received,
+    ) -> Result<(), events::NotRun> {
+        let generation = self.generation();
+        let started = SystemTime::now();
+        match self.runner(&generation).run_events(
+            name,
+            notifications,
+            received,
+            &LogProgress { dataflow: name },
+        ) {
+            Ok(ran) => {
+                crate::metrics::run_ended(&ran.run);
+                log_run_end(name, &ran.run, "run of events ended", ran.deleted, ran.kept);
+                Ok(())
+            }
+            Err(SyncError::Locked(LockError::Held { .. })) => Err(events::NotRun::Busy),
+            Err(error) => {
+                self.failed_to_start(&generation.config, name, started, error);
+                Ok(())
+            }
+        }
     }
 
     /// Runs `name` on this thread (a blocking one) with the generation in force when it starts.
@@ -349,44 +449,28 @@ impl Daemon {
         let config = &generation.config;
         self.flush_unrecorded(config);
         let started = SystemTime::now();
-        let runner = Runner::new(config, &self.host, self.runtime.clone())
-            .with_plugins(&generation.plugins)
-            .with_stop(&self.stop);
-        let runner = match self.role.pool() {
-            Some(pool) => runner.with_workers(pool),
-            None => runner,
-        };
-        match runner.run(name, &LogProgress { dataflow: name }) {
+        match self.runner(&generation).run(name, &LogProgress { dataflow: name }) {
             Ok(report) => {
                 crate::metrics::run_ended(&report);
                 self.optimize_if_due(config, name);
-                let counts = report.counts;
-                tracing::info!(
-                    dataflow = name,
-                    run = report.run_id,
-                    status = report.status.as_str(),
-                    objects = counts.objects,
-                    rows = counts.rows,
-                    rejected = counts.rejected,
-                    bytes = counts.bytes,
-                    seconds = report.elapsed.as_secs_f64(),
-                    error = report.error.as_deref().unwrap_or(""),
-                    "run ended"
-                );
+                log_run_end(name, &report, "run ended", 0, 0);
             }
             Err(SyncError::Locked(error @ LockError::Held { .. })) => {
                 // Another process runs it now: this slot is that run's.
                 tracing::warn!(dataflow = name, "run skipped: {error}");
             }
-            Err(error) => {
-                crate::metrics::run_failed_to_start(name);
-                tracing::error!(dataflow = name, "run failed: {error}");
-                // The lease is taken in the state store: a lock that failed is the store failing.
-                let state_unreachable =
-                    matches!(error, SyncError::State { .. } | SyncError::Locked(LockError::Failed { .. }));
-                self.record_failed(config, name, started, error.to_string(), state_unreachable);
-            }
+            Err(error) => self.failed_to_start(config, name, started, error),
         }
+    }
+
+    /// Counts, logs and records a run of `name` that could not start.
+    fn failed_to_start(&self, config: &Config, name: &str, started: SystemTime, error: SyncError) {
+        crate::metrics::run_failed_to_start(name);
+        tracing::error!(dataflow = name, "run failed: {error}");
+        // The lease is taken in the state store: a lock that failed is the store failing.
+        let state_unreachable =
+            matches!(error, SyncError::State { .. } | SyncError::Locked(LockError::Failed { .. }));
+        self.record_failed(config, name, started, error.to_string(), state_unreachable);
     }
 
     /// Optimizes the dataflow's Delta tables where `[daemon] optimize_every` has passed since this process
@@ -500,6 +584,26 @@ impl Daemon {
         }
         starts
     }
+}
+
+/// The log line of a run that ended; a run of events also says how many of its messages were deleted and
+/// kept.
+fn log_run_end(name: &str, report: &RunReport, what: &str, deleted: usize, kept: usize) {
+    let counts = report.counts;
+    tracing::info!(
+        dataflow = name,
+        run = report.run_id,
+        status = report.status.as_str(),
+        objects = counts.objects,
+        rows = counts.rows,
+        rejected = counts.rejected,
+        bytes = counts.bytes,
+        seconds = report.elapsed.as_secs_f64(),
+        error = report.error.as_deref().unwrap_or(""),
+        messages_deleted = deleted,
+        messages_kept = kept,
+        "{what}"
+    );
 }
 
 fn write_failed_run(config: &Config, run: &UnrecordedRun) -> Result<(), String> {

@@ -3,11 +3,13 @@
 
 mod decompress;
 mod local;
+mod notifications;
 mod read_ahead;
 mod s3;
 
 pub use decompress::decompressing;
 pub use local::LocalSource;
+pub use notifications::{Delivery, KeepVisible, Message, Notifications, Received, read_message};
 pub use read_ahead::ReadAhead;
 pub use s3::S3Source;
 
@@ -52,6 +54,12 @@ pub trait Source: Send + Sync {
     /// Opens an object to be read from its start. Where the source can tell, an object that changed since
     /// it was listed is refused rather than read as another version.
     async fn open(&self, object: &ObjectMeta) -> Result<ObjectReader, SourceError>;
+    /// Whether `object` is still there as that version: false once it was deleted or replaced. Asked of an
+    /// object an event named that did not load, to tell a message worth trying again from one about a
+    /// version that is gone. A source that cannot tell says it is.
+    async fn still_there(&self, _object: &ObjectMeta) -> Result<bool, SourceError> {
+        Ok(true)
+    }
 }
 
 /// Why a source could not list or open.
@@ -72,6 +80,14 @@ pub enum SourceError {
         source_name: String,
         /// The object's key.
         key: String,
+        /// Why.
+        message: String,
+    },
+    /// The bucket's notification queue could not be read or written.
+    #[error("notification queue {queue}: {message}")]
+    Queue {
+        /// The queue's URL.
+        queue: String,
         /// Why.
         message: String,
     },

@@ -102,7 +102,7 @@ impl S3Source {
 
 /// An SDK error's chain without the debug dump that follows it; where a service answered with an error
 /// code and message, just those.
-fn summary(context: &str) -> String {
+pub(super) fn summary(context: &str) -> String {
     const DUMPS: [&str; 5] =
         ["DispatchFailure(", "ServiceError(", "TimeoutError(", "ResponseError(", "ConstructionFailure("];
     let end =
@@ -170,6 +170,22 @@ impl Source for S3Source {
         };
         let chunks = futures::stream::unfold(download, Download::next_chunk);
         Ok(Box::new(Box::pin(tokio_util::io::StreamReader::new(chunks))))
+    }
+
+    async fn still_there(&self, object: &ObjectMeta) -> Result<bool, SourceError> {
+        let mut request = self.client.head_object().bucket(&self.bucket).key(&object.key);
+        if !object.etag.is_empty() {
+            request = request.if_match(format!("\"{}\"", object.etag));
+        }
+        match request.send().await {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e)) if matches!(e.raw().status().as_u16(), 404 | 412) => Ok(false),
+            Err(e) => Err(SourceError::Open {
+                source_name: self.describe(),
+                key: object.key.clone(),
+                message: self.explain(&e),
+            }),
+        }
     }
 }
 

@@ -610,22 +610,23 @@ impl StateStore {
             "SELECT key, etag, size, last_modified, status, rows, rejected, error, run_id, reader, worker
              FROM objects WHERE dataflow = ?1 ORDER BY key, updated_at",
             &[dataflow.into()],
-            |row| {
-                Ok(LedgerEntry {
-                    key: row.text(0)?,
-                    etag: row.text(1)?,
-                    size: row.int(2)? as u64,
-                    last_modified: from_millis(row.int(3)?),
-                    status: ObjectStatus::parse(&row.text(4)?),
-                    rows: row.int(5)? as u64,
-                    rejected: row.int(6)? as u64,
-                    error: row.opt_text(7)?,
-                    run_id: row.int(8)?,
-                    reader: row.opt_text(9)?,
-                    worker: row.opt_text(10)?,
-                })
-            },
+            ledger_entry,
         )
+    }
+
+    /// Every version the dataflow has recorded of the objects `keys` names: the ledger of a run given its
+    /// objects (by event notifications), read by key rather than whole.
+    pub fn ledger_of(&mut self, dataflow: &str, keys: &[&str]) -> Result<Vec<LedgerEntry>, StateError> {
+        let mut entries = Vec::new();
+        for key in keys {
+            entries.extend(self.query(
+                "SELECT key, etag, size, last_modified, status, rows, rejected, error, run_id, reader, worker
+                 FROM objects WHERE dataflow = ?1 AND key = ?2 ORDER BY updated_at",
+                &[dataflow.into(), (*key).into()],
+                ledger_entry,
+            )?);
+        }
+        Ok(entries)
     }
 
     /// Records how an object version stands, and counts it in the totals of the run that took it (so that
@@ -776,6 +777,24 @@ pub fn from_millis(millis: i64) -> SystemTime {
     } else {
         UNIX_EPOCH - Duration::from_millis(millis.unsigned_abs())
     }
+}
+
+/// A row of `SELECT key, etag, size, last_modified, status, rows, rejected, error, run_id, reader, worker
+/// FROM objects`.
+fn ledger_entry(row: &Row) -> Result<LedgerEntry, String> {
+    Ok(LedgerEntry {
+        key: row.text(0)?,
+        etag: row.text(1)?,
+        size: row.int(2)? as u64,
+        last_modified: from_millis(row.int(3)?),
+        status: ObjectStatus::parse(&row.text(4)?),
+        rows: row.int(5)? as u64,
+        rejected: row.int(6)? as u64,
+        error: row.opt_text(7)?,
+        run_id: row.int(8)?,
+        reader: row.opt_text(9)?,
+        worker: row.opt_text(10)?,
+    })
 }
 
 #[cfg(test)]

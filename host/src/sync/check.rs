@@ -1,9 +1,11 @@
 //! `sluice check`: what can be known of a dataflow before it runs, each step as cheap as it can be made:
 //! its plugins load (and its parser and template take their options), its source answers a listing of one page, and
-//! its databases (and Stripe, for a Stripe sink or source) accept a connection. Nothing is written.
+//! its notification queue answers, its databases (and Stripe, for a Stripe sink or source) accept a
+//! connection. Nothing is written, and no message is received.
 
 use super::{Runner, SyncError};
 use crate::config::{DatabaseUrl, SinkKind, SinkUrl, SourceConfig};
+use crate::source::Notifications;
 use crate::state::StateStore;
 use crate::stripe::StripeClient;
 
@@ -70,6 +72,19 @@ impl Runner<'_> {
                             ))
                         });
                     step("source".into(), listed);
+                    if let SourceConfig::S3(s3) = &dataflow.source
+                        && s3.notifications.is_some()
+                    {
+                        let waiting = self
+                            .runtime()
+                            .block_on(async { Notifications::connect(s3).await?.waiting().await });
+                        step(
+                            "notification queue".into(),
+                            waiting
+                                .map(|n| format!("reachable: about {n} messages waiting"))
+                                .map_err(|e| e.to_string()),
+                        );
+                    }
                 }
             }
             if dataflow.sink.kind == SinkKind::Stripe {

@@ -4,6 +4,7 @@
 //! - [`plan`]: which listed objects a run imports (lookback, cursor, overlap, ledger).
 //! - [`runner`]: one run: plan, then per object stream ─► decompress ─► format plugin ─► sink, each object
 //!   committed with its marker; then the ledger, the cursor and the run's record.
+//! - [`events`]: a run of the objects a bucket's event notifications name, and their messages deleted.
 //! - `stripe_source`: a run whose source is Stripe's API: objects listed page by page into a table each.
 //! - [`preview`]: what the next run would import, and its first records, without writing anything.
 //! - [`remove`]: a dataflow's table, ledger, cursor and history deleted.
@@ -12,6 +13,7 @@
 //! - [`worker`]: workers in any number of processes sharing a run's objects through the state store.
 
 mod check;
+pub mod events;
 mod optimize;
 pub mod plan;
 pub mod preview;
@@ -25,6 +27,7 @@ mod stripe_source;
 pub mod worker;
 
 pub use check::Checked;
+pub use events::EventsReport;
 pub use optimize::optimize;
 pub use plan::{Decision, Plan, PlannedObject};
 pub use preview::{Preview, Sample};

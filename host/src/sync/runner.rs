@@ -286,11 +286,42 @@ impl<'a> Runner<'a> {
 
     /// Runs the dataflow called `name` now.
     pub fn run(&self, name: &str, progress: &dyn Progress) -> Result<RunReport, SyncError> {
-        let started = Instant::now();
         let dataflow = self.config.dataflow(name)?;
         if let SourceConfig::Stripe(stripe) = &dataflow.source {
             return self.run_stripe(name, dataflow, stripe, progress);
         }
+        self.run_files(name, dataflow, Discovery::Listing, progress).map(|(report, _)| report)
+    }
+
+    /// Runs the dataflow called `name` now on `objects`, which the source's event notifications named,
+    /// without listing it. The ledger still decides which of them it loads (one loaded before is not
+    /// loaded again), and the cursor stays where the listings of scheduled runs left it, so that those
+    /// still catch what no event named. Returns the run's report, and the versions of `objects` the ledger
+    /// has settled after it (loaded, or failed for good): those whose messages are done with.
+    pub fn run_objects(
+        &self,
+        name: &str,
+        objects: Vec<ObjectMeta>,
+        progress: &dyn Progress,
+    ) -> Result<(RunReport, HashSet<(String, String)>), SyncError> {
+        let dataflow = self.config.dataflow(name)?;
+        if !matches!(dataflow.source, SourceConfig::S3(_) | SourceConfig::Local(_) | SourceConfig::Custom(_))
+        {
+            return Err(SyncError::Plan(format!("dataflow `{name}`: its source holds records, not objects")));
+        }
+        self.run_files(name, dataflow, Discovery::Given(objects), progress)
+    }
+
+    /// A run of a dataflow that reads files, finding them as `discovery` says; with the versions of given
+    /// objects the ledger has settled after it.
+    fn run_files(
+        &self,
+        name: &str,
+        dataflow: &DataflowConfig,
+        discovery: Discovery,
+        progress: &dyn Progress,
+    ) -> Result<(RunReport, HashSet<(String, String)>), SyncError> {
+        let started = Instant::now();
         let plugin = self.load_plugin(name, dataflow)?;
         let template = self.load_template(name, dataflow)?;
         // Held to the end of the run (the lock with it): a second process running the dataflow is
@@ -312,9 +343,20 @@ impl<'a> Runner<'a> {
             stop: self.stop,
             lease: &lease,
         };
-        let outcome = self.load(&run, state, stores.sink.as_mut(), &mut report);
+        let given: Vec<String> = match &discovery {
+            Discovery::Listing => Vec::new(),
+            Discovery::Given(objects) => objects.iter().map(|object| object.key.clone()).collect(),
+        };
+        let outcome = self.load(&run, state, stores.sink.as_mut(), discovery, &mut report);
         report.end(state, outcome, started);
-        Ok(report)
+        let keys: Vec<&str> = given.iter().map(String::as_str).collect();
+        let settled = state.ledger_of(name, &keys).map_err(state_error(name))?;
+        let settled = settled
+            .into_iter()
+            .filter(|entry| entry.status.is_settled())
+            .map(|entry| (entry.key, entry.etag))
+            .collect();
+        Ok((report, settled))
     }
 
     /// The run's work after it is recorded as started; an error here fails the run.
@@ -323,12 +365,19 @@ impl<'a> Runner<'a> {
         run: &DataflowRun<'_>,
         state: &mut StateStore,
         sink: &mut dyn TableSink,
+        discovery: Discovery,
         report: &mut RunReport,
     ) -> Result<(), String> {
         let name = run.name;
         reconcile(name, state, sink)?;
         let source = self.build_source(name, run.dataflow).map_err(|e| e.to_string())?;
-        let plan = self.plan(name, run.dataflow, source.as_ref(), Some(state), Some(&run.reading))?;
+        let listed = matches!(discovery, Discovery::Listing);
+        let plan = match discovery {
+            Discovery::Listing => {
+                self.plan(name, run.dataflow, source.as_ref(), Some(state), Some(&run.reading))?
+            }
+            Discovery::Given(objects) => plan_given(name, objects, state, &run.reading)?,
+        };
         run.progress.planned(name, &plan);
 
         let mut settled_now = HashSet::new();
@@ -417,7 +466,7 @@ impl<'a> Runner<'a> {
             Decision::AlreadyImported | Decision::FailedBefore | Decision::Skipped => true,
             _ => settled_now.contains(&(p.object.key.clone(), p.object.etag.clone())),
         };
-        if let Some(cursor) = next_cursor(&plan, settled) {
+        if let Some(cursor) = next_cursor(&plan, settled).filter(|_| listed) {
             state.advance_cursor(name, cursor, run.run_id, SystemTime::now()).map_err(|e| e.to_string())?;
         }
 
@@ -580,6 +629,33 @@ impl<'a> Runner<'a> {
         };
         Ok(plan(listing, &ledger, window, reading))
     }
+}
+
+/// How a run finds its objects.
+enum Discovery {
+    /// By listing the source: a scheduled or asked-for run.
+    Listing,
+    /// Named by the source's event notifications.
+    Given(Vec<ObjectMeta>),
+}
+
+/// The plan of a run given its objects: each is decided against its own versions in the ledger, and none
+/// is outside the window, as each is new to the source.
+fn plan_given(
+    name: &str,
+    objects: Vec<ObjectMeta>,
+    state: &mut StateStore,
+    reading: &str,
+) -> Result<Plan, String> {
+    let keys: Vec<&str> = objects.iter().map(|object| object.key.as_str()).collect();
+    let ledger = state.ledger_of(name, &keys).map_err(|e| format!("dataflow `{name}`: {e}"))?;
+    let window = Window {
+        now: SystemTime::now(),
+        cursor: None,
+        initial_lookback: Duration::MAX,
+        overlap: Duration::ZERO,
+    };
+    Ok(plan(objects, &ledger, window, Some(reading)))
 }
 
 /// Counts an object's `outcome` in the run's `report`, and among the objects `settled` by the run.
