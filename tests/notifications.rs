@@ -272,3 +272,25 @@ fn three_workers_take_the_events_of_one_queue_and_load_each_object_once() {
     assert_eq!(received.iter().sum::<u64>(), OBJECTS as u64, "each message received once: {received:?}");
     assert_eq!(s3.list_pages(), 0, "no listing");
 }
+
+#[test]
+fn a_slot_that_comes_during_a_run_of_events_lists_the_bucket_when_it_ends() {
+    let (s3, sqs, database) = (S3Server::start(), SqsServer::start(), TestDatabase::create());
+    s3.create_bucket(BUCKET);
+    let queue = sqs.create_queue("orders-events");
+    s3.notify_queue(BUCKET, sqs.client(), &queue);
+    // A slot every 5 seconds; a run of events that takes longer than that.
+    let config = configuration(&s3, &sqs, &queue, "", &database)
+        .replace("schedule = \"manual\"", "schedule = \"*/5 * * * * *\"");
+    let (daemon, _dir) = daemon(&config);
+    daemon.wait_until("the first sync's listing", PROMPTLY, |_| s3.list_pages() > 0);
+    s3.set_get_delay(Duration::from_secs(6));
+    s3.put(BUCKET, "orders/slow.csv", &csv("slow"), SystemTime::now());
+    daemon.wait_until("a slot to wait for the run of events", PROMPTLY, |d| {
+        d.log_text().contains("the slot runs when the run of events ends")
+    });
+    let listed_before = s3.list_pages();
+    wait_for_objects(&daemon, &database, 1);
+    daemon.wait_until("the waiting slot's listing", PROMPTLY, |_| s3.list_pages() > listed_before);
+    assert_each_once(&database, 1);
+}

@@ -98,6 +98,7 @@ pub mod pg;
 pub mod plugin;
 pub mod sink;
 pub mod source;
+pub mod sqlite;
 pub mod state;
 pub mod stripe;
 pub mod sync;

@@ -242,13 +242,8 @@ impl StateStore {
                 if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                     std::fs::create_dir_all(parent).map_err(|e| error(e.to_string()))?;
                 }
-                let connection = Connection::open(path).map_err(|e| error(e.to_string()))?;
-                connection.busy_timeout(BUSY_TIMEOUT).map_err(|e| error(e.to_string()))?;
-                // WAL lets readers (preview, listings) run beside a run; NORMAL is durable across a killed
-                // process.
-                connection
-                    .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
-                    .map_err(|e| error(e.to_string()))?;
+                // WAL lets readers (preview, listings) run beside a run.
+                let connection = crate::sqlite::open(path, BUSY_TIMEOUT).map_err(|e| error(e.to_string()))?;
                 Database::Sqlite(connection)
             }
             DatabaseUrl::Postgres(url) => {
@@ -801,6 +796,29 @@ fn ledger_entry(row: &Row) -> Result<LedgerEntry, String> {
 mod tests {
     use super::*;
     use sluice_testkit::TestDatabase;
+
+    #[test]
+    fn processes_that_open_a_new_sqlite_state_store_at_once_all_open_it() {
+        // A daemon's first syncs: each dataflow's run opens the new file at the same moment.
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let url = DatabaseUrl::Sqlite(dir.path().join("state.db"));
+            let start = std::sync::Barrier::new(8);
+            std::thread::scope(|scope| {
+                let opening: Vec<_> = (0..8)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            start.wait();
+                            StateStore::open(&url).map(|_| ())
+                        })
+                    })
+                    .collect();
+                for opened in opening {
+                    opened.join().unwrap().unwrap();
+                }
+            });
+        }
+    }
 
     /// Runs `test` on a fresh SQLite file and on a fresh PostgreSQL database.
     fn on_both(test: impl Fn(&DatabaseUrl)) {

@@ -113,14 +113,11 @@ impl SqliteTables {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| error(format!("{}: {e}", parent.display())))?;
         }
-        let connection = Connection::open(path).map_err(|e| error(format!("{}: {e}", path.display())))?;
-        connection.busy_timeout(BUSY_TIMEOUT).map_err(|e| error(e.to_string()))?;
-        // WAL: readers see committed objects while a run writes; NORMAL: a killed process loses nothing
-        // committed. A 64 MiB page cache keeps index pages of a large table in memory.
+        let connection =
+            crate::sqlite::open(path, BUSY_TIMEOUT).map_err(|e| error(format!("{}: {e}", path.display())))?;
+        // A 64 MiB page cache keeps index pages of a large table in memory.
         connection
-            .execute_batch(&format!(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536; {SCHEMA}"
-            ))
+            .execute_batch(&format!("PRAGMA cache_size = -65536; {SCHEMA}"))
             .map_err(|e| error(format!("{}: {e}", path.display())))?;
         let mut sink = SqliteTables {
             connection,
