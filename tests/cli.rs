@@ -202,12 +202,24 @@ fn cargo(dir: &Path, args: &[&str]) -> Output {
 }
 
 #[test]
-fn plugin_new_makes_a_format_plugin_and_a_template_that_pass_their_tests_build_and_run() {
+fn plugin_new_makes_a_format_plugin_a_ranged_one_and_a_template_that_pass_their_tests_build_and_run() {
     let dir = tempfile::tempdir().unwrap();
     let wasm = support::root().join("target/plugin-new/wasm32-wasip2/release");
     std::fs::write(dir.path().join("sample.txt"), "id=1;name=Ann\nid=2;oops\n").unwrap();
     std::fs::write(dir.path().join("sample.csv"), "sku,title\nmug,Mug\n,No sku\n").unwrap();
+    // Fixed-width records of 8 bytes and a trailer counting them, the third not UTF-8.
+    let mut fixed = b"alpha   beta    \xff\xfe      ".to_vec();
+    fixed.extend(3u64.to_le_bytes());
+    std::fs::write(dir.path().join("sample.fixed"), fixed).unwrap();
     for (name, kind, sample, options, records, reject) in [
+        (
+            "fixed-width",
+            "ranged-format",
+            "sample.fixed",
+            vec![],
+            "{\"value\":\"alpha\"}\n{\"value\":\"beta\"}\n",
+            "line 3: invalid UTF-8",
+        ),
         (
             "keyvalues",
             "format",
@@ -267,8 +279,8 @@ fn built_example(dir: &Path, script: &str, wasm: &str, world: &str) -> std::path
     let inspected = sluice(dir, &["plugin", "inspect", wasm.to_str().unwrap()]);
     let stdout = text(&inspected.stdout);
     assert_eq!(inspected.status.code(), Some(0), "{}", text(&inspected.stderr));
-    assert!(stdout.contains(&format!("world:     {world} (sluice:plugin@1.1.0;")), "{stdout}");
-    assert!(stdout.contains("imports:   1\n  sluice:plugin/types@1.1.0"), "nothing of WASI: {stdout}");
+    assert!(stdout.contains(&format!("world:     {world} (sluice:plugin@1.2.0;")), "{stdout}");
+    assert!(stdout.contains("imports:   1\n  sluice:plugin/types@1.2.0"), "nothing of WASI: {stdout}");
     wasm
 }
 

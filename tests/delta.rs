@@ -1,6 +1,7 @@
 //! The Delta Lake tables sink, run from the terminal as users run it, with what it wrote read back by an
-//! independent reader: delta-rs's Python binding and pyarrow (`tests/support/delta_reader.sh`, installed
-//! from PyPI under target/ the first time), through SQLite in memory so checks read as SQL.
+//! independent reader: delta-rs's Python binding and pyarrow (`tests/support/delta_reader.py`, run by
+//! `python.sh`, which installs them from PyPI under target/ the first time), through SQLite in memory so
+//! checks read as SQL.
 
 mod support;
 
@@ -77,7 +78,8 @@ fn rejects(dir: &Path) -> PathBuf {
 
 /// The independent reader; tables on `s3` are read with the key pair `keys`.
 fn reader(s3: Option<(&S3Server, (&str, &str))>) -> Command {
-    let mut command = Command::new(support::root().join("tests/support/delta_reader.sh"));
+    let mut command = Command::new(support::root().join("tests/support/python.sh"));
+    command.arg("delta_reader.py");
     if let Some((server, (key, secret))) = s3 {
         command
             .env("READER_S3_ENDPOINT", server.endpoint())

@@ -1,10 +1,10 @@
 //! Hostile plugins, each a small component under tests/guests/: each gets a clear error within its limit,
 //! the host survives, and the next file still parses. Also plugins built against other versions of the
-//! contract than this host's 1.1.0: an earlier minor runs, another major is refused naming both.
+//! contract than this host's 1.2.0: an earlier minor runs, another major is refused naming both.
 
 mod support;
 
-use sluice::plugin::{Limits, PluginError};
+use sluice::plugin::{Limits, PluginError, RangeRead};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -117,20 +117,20 @@ fn plugin_inspect_tells_the_world_and_contract_and_refuses_forbidden_imports_and
     let (code, stdout, stderr) = inspect(&support::daemon::bundled_wasm("sluice_csv"));
     assert_eq!(code, Some(0), "{stderr}");
     assert!(
-        stdout.contains("world:     format (sluice:plugin@1.1.0; this Sluice implements 1.1.0)"),
+        stdout.contains("world:     format (sluice:plugin@1.2.0; this Sluice implements 1.2.0)"),
         "{stdout}"
     );
     assert!(
         stdout.contains("plugin:    sluice-csv 0.1.0: CSV and TSV files (RFC 4180 quoting"),
         "what the SDK exports from the plugin's Cargo.toml: {stdout}"
     );
-    assert!(stdout.contains("exports:   sluice:plugin/about@1.1.0, sluice:plugin/parser@1.1.0"), "{stdout}");
+    assert!(stdout.contains("exports:   sluice:plugin/about@1.2.0, sluice:plugin/parser@1.2.0"), "{stdout}");
     assert!(stdout.contains("compiles:  in ") || stdout.contains("compiles:  cached already"), "{stdout}");
     assert!(!stdout.contains("REFUSED"), "{stdout}");
 
     let (code, stdout, _) = inspect(&guests().join("full_name.wasm"));
     assert_eq!(code, Some(0));
-    assert!(stdout.contains("world:     template (sluice:plugin@1.1.0;"), "{stdout}");
+    assert!(stdout.contains("world:     template (sluice:plugin@1.2.0;"), "{stdout}");
     assert!(stdout.contains("plugin:    full_name 0.1.0\n"), "no description in its Cargo.toml: {stdout}");
 
     let (code, stdout, stderr) = inspect(&guests().join("reads_host_files.wasm"));
@@ -150,7 +150,7 @@ fn plugin_inspect_tells_the_world_and_contract_and_refuses_forbidden_imports_and
 fn a_plugin_built_against_an_earlier_minor_of_the_contract_loads_and_runs() {
     let path = guests().join("contract_1_0.wasm");
     let plugin =
-        load_file("contract_1_0", path.clone(), LIMITS).expect("a 1.0.0 plugin loads on a 1.1.0 host");
+        load_file("contract_1_0", path.clone(), LIMITS).expect("a 1.0.0 plugin loads on a 1.2.0 host");
     let outcome = parse(&plugin, &[], b"first\nsecond\nthird");
     assert!(outcome.error.is_none(), "{:?}", outcome.error);
     assert_eq!(
@@ -163,7 +163,7 @@ fn a_plugin_built_against_an_earlier_minor_of_the_contract_loads_and_runs() {
     let (code, stdout, stderr) = inspect(&path);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(
-        stdout.contains("world:     format (sluice:plugin@1.0.0; this Sluice implements 1.1.0)"),
+        stdout.contains("world:     format (sluice:plugin@1.0.0; this Sluice implements 1.2.0)"),
         "{stdout}"
     );
     assert!(stdout.contains("plugin:    says nothing of itself (it exports no `about`"), "{stdout}");
@@ -178,7 +178,7 @@ fn a_plugin_built_against_another_major_of_the_contract_is_refused_naming_both_v
     assert!(
         message.starts_with(
             "plugin `future` could not be loaded: it was built against contract sluice:plugin@2.0.0, \
-             and this Sluice implements sluice:plugin@1.1.0"
+             and this Sluice implements sluice:plugin@1.2.0"
         ),
         "{message}"
     );
@@ -187,7 +187,7 @@ fn a_plugin_built_against_another_major_of_the_contract_is_refused_naming_both_v
     let (code, stdout, stderr) = inspect(&path);
     assert_eq!(code, Some(1), "{stdout}");
     assert!(
-        stdout.contains("world:     format (sluice:plugin@2.0.0; this Sluice implements 1.1.0)"),
+        stdout.contains("world:     format (sluice:plugin@2.0.0; this Sluice implements 1.2.0)"),
         "{stdout}"
     );
     assert!(
@@ -198,4 +198,65 @@ fn a_plugin_built_against_another_major_of_the_contract_is_refused_naming_both_v
         stderr.contains("Sluice will not load it: it was built against contract sluice:plugin@2.0.0"),
         "{stderr}"
     );
+}
+
+/// A file held in memory, read by ranges.
+struct InMemory(Vec<u8>);
+
+impl RangeRead for InMemory {
+    fn size(&self) -> u64 {
+        self.0.len() as u64
+    }
+
+    fn read_at(&mut self, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+        Ok(self.0[offset as usize..offset as usize + len].to_vec())
+    }
+}
+
+#[test]
+fn a_ranged_plugin_that_reads_out_of_range_or_asks_for_4_gib_is_refused_and_contained() {
+    let plugin = load_file("reads_out_of_range", guests().join("reads_out_of_range.wasm"), LIMITS)
+        .expect("a 1.2.0 ranged plugin loads");
+    assert!(plugin.reads_by_range());
+    let file = b"PAR1 sixteen bytes".to_vec();
+    let read = |probe: &str| -> Result<Vec<sluice::plugin::Parsed>, PluginError> {
+        let options = [("probe".to_string(), probe.to_string())];
+        let mut parse = plugin.open_ranged("test-object", &options, Box::new(InMemory(file.clone())))?;
+        let mut parsed = Vec::new();
+        while let Some(next) = parse.next_records()? {
+            parsed.push(next);
+        }
+        Ok(parsed)
+    };
+
+    // Each refusal reaches the plugin as an error it can report, before anything is read.
+    for (probe, refusal) in [
+        ("past-end", "the host refused: bytes 17..27 are past the end of the file (18 bytes)"),
+        ("huge", "the host refused: a read of 4294967295 bytes is more than the 64 MiB one read may take"),
+        ("wraps", "the host refused: bytes 18446744073709551614..18446744073709551618 are past the end"),
+    ] {
+        let error = read(probe).err().unwrap_or_else(|| panic!("probe {probe} was not refused"));
+        assert!(matches!(error, PluginError::Format { .. }), "{probe}: {error}");
+        let message = error.to_string();
+        assert!(message.starts_with("plugin `reads_out_of_range` cannot read `test-object`: "), "{message}");
+        assert!(message.contains(refusal), "{probe}: {message}");
+    }
+    // A plugin that trusts a refused read crashes, alone.
+    let error = read("unchecked").expect_err("the plugin panics");
+    let PluginError::Trap { stderr, .. } = &error else { panic!("{error}") };
+    assert!(stderr.as_deref().unwrap_or_default().contains("the host gives what is asked"), "{error}");
+
+    // The host is unharmed, and a read inside the file is served.
+    let parsed = read("whole").expect("a read of the whole file is served");
+    let rows: Vec<String> = parsed
+        .iter()
+        .flat_map(|p| &p.batches)
+        .map(|b| {
+            let mut line = Vec::new();
+            b.write_json_row(0, &mut line).unwrap();
+            String::from_utf8(line).unwrap()
+        })
+        .collect();
+    assert_eq!(rows, ["{\"size\":18,\"first\":80}\n"]);
+    assert_eq!(parse(&bundled("csv"), &[], b"a\n1\n").rows.len(), 1);
 }

@@ -69,10 +69,13 @@ fn configuration_mistakes_name_the_dataflow_the_key_and_the_line() {
     }
 
     let unknown_plugin =
-        config_error(&format!("[dataflows.Orders]\n{LOCAL}format = {{ plugin = \"parquet\" }}\n"));
-    for part in
-        ["line 3", "dataflows.Orders.format.plugin", "unknown plugin `parquet`", "csv, tsv, json, jsonl"]
-    {
+        config_error(&format!("[dataflows.Orders]\n{LOCAL}format = {{ plugin = \"feather\" }}\n"));
+    for part in [
+        "line 3",
+        "dataflows.Orders.format.plugin",
+        "unknown plugin `feather`",
+        "csv, tsv, json, jsonl, parquet",
+    ] {
         assert!(unknown_plugin.contains(part), "`{part}` missing from: {unknown_plugin}");
     }
 

@@ -1,7 +1,7 @@
 //! Streams a file through a format plugin (and a data template, where the dataflow has one): the path every
 //! file takes from bytes to record batches.
 
-use crate::plugin::{FileParse, FormatPlugin, Parsed, PluginError, TemplateRun};
+use crate::plugin::{FileParse, FormatPlugin, Parsed, PluginError, RangeRead, TemplateRun};
 use std::io::{self, BufRead, Read};
 use std::time::{Duration, Instant};
 
@@ -72,26 +72,15 @@ pub fn parse_stream(
     let mut parse = plugin.open(object, options).map_err(ParseError::Open)?;
     // The bytes of a chunk gathered from reads smaller than one.
     let mut gathered: Vec<u8> = Vec::new();
-    let mut hand_on = |parsed: Parsed, summary: &mut ParseSummary| {
-        let parsed = match template.as_deref_mut() {
-            Some(template) => {
-                let called = Instant::now();
-                let applied = template.apply_parsed(parsed);
-                crate::metrics::plugin_call(template.plugin_name(), called.elapsed());
-                applied.map_err(ParseError::Plugin)?
-            }
-            None => parsed,
-        };
-        summary.rows += parsed.batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
-        summary.rejected += parsed.rejects.len() as u64;
-        consume(parsed).map_err(|source| ParseError::Consume { object: object.to_string(), source })
+    let mut pass_on = |parsed: Parsed, summary: &mut ParseSummary| {
+        hand_on(template.as_deref_mut(), object, parsed, summary, &mut consume)
     };
     let mut feed = |bytes: &[u8], parse: &mut FileParse, summary: &mut ParseSummary| {
         summary.bytes += bytes.len() as u64;
         let called = Instant::now();
         let fed = parse.feed(bytes);
         crate::metrics::plugin_call(plugin.name(), called.elapsed());
-        hand_on_or_salvage(fed, parse, summary, &mut hand_on)
+        hand_on_or_salvage(fed, parse, summary, &mut pass_on)
     };
     loop {
         let read = summary.bytes + gathered.len() as u64;
@@ -125,9 +114,70 @@ pub fn parse_stream(
     let called = Instant::now();
     let finished = parse.finish();
     crate::metrics::plugin_call(plugin.name(), called.elapsed());
-    hand_on_or_salvage(finished, &mut parse, &mut summary, &mut hand_on)?;
+    hand_on_or_salvage(finished, &mut parse, &mut summary, &mut pass_on)?;
     summary.elapsed = started.elapsed();
     Ok(summary)
+}
+
+/// Reads `input` through `plugin`, a plugin that [reads by range](FormatPlugin::reads_by_range), then
+/// `template` where there is one, handing each call's batches and rejects to `consume` as they come: the
+/// same as [`parse_stream`] for a format that reads its file by ranges (Parquet). A read of `input` that
+/// failed (rather than the plugin) is a [`ParseError::Read`].
+pub fn parse_ranged(
+    plugin: &FormatPlugin,
+    mut template: Option<&mut TemplateRun>,
+    object: &str,
+    options: &[(String, String)],
+    input: Box<dyn RangeRead>,
+    mut consume: impl FnMut(Parsed) -> io::Result<()>,
+) -> Result<ParseSummary, ParseError> {
+    let started = Instant::now();
+    let mut summary = ParseSummary::default();
+    let mut parse = plugin.open_ranged(object, options, input).map_err(ParseError::Open)?;
+    loop {
+        let called = Instant::now();
+        let next = parse.next_records();
+        crate::metrics::plugin_call(plugin.name(), called.elapsed());
+        summary.bytes = parse.bytes_read();
+        match next {
+            Ok(None) => break,
+            Ok(Some(parsed)) => hand_on(template.as_deref_mut(), object, parsed, &mut summary, &mut consume)?,
+            Err(error) => {
+                let completed = parse.take_completed_before_failure();
+                hand_on(template.as_deref_mut(), object, completed, &mut summary, &mut consume)?;
+                return Err(match parse.read_failure() {
+                    Some(source) => {
+                        ParseError::Read { object: object.to_string(), bytes: summary.bytes, source }
+                    }
+                    None => ParseError::Plugin(error),
+                });
+            }
+        }
+    }
+    summary.elapsed = started.elapsed();
+    Ok(summary)
+}
+
+/// Hands one call's records through the template, where there is one, to `consume`.
+fn hand_on(
+    template: Option<&mut TemplateRun>,
+    object: &str,
+    parsed: Parsed,
+    summary: &mut ParseSummary,
+    consume: &mut impl FnMut(Parsed) -> io::Result<()>,
+) -> Result<(), ParseError> {
+    let parsed = match template {
+        Some(template) => {
+            let called = Instant::now();
+            let applied = template.apply_parsed(parsed);
+            crate::metrics::plugin_call(template.plugin_name(), called.elapsed());
+            applied.map_err(ParseError::Plugin)?
+        }
+        None => parsed,
+    };
+    summary.rows += parsed.batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+    summary.rejected += parsed.rejects.len() as u64;
+    consume(parsed).map_err(|source| ParseError::Consume { object: object.to_string(), source })
 }
 
 /// Hands on what a call produced; where it failed, hands on what the parser completed before the error,

@@ -27,7 +27,7 @@ use s3s::service::S3ServiceBuilder;
 use s3s::{S3, S3Request, S3Response, S3Result, s3_error};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
@@ -64,9 +64,11 @@ struct Store {
     /// Whether `If-None-Match: *` is ignored, as by a store without conditional writes.
     ignores_conditions: std::sync::atomic::AtomicBool,
     gets: AtomicUsize,
+    /// Bytes of GetObject bodies answered (the ranges' lengths, not the objects').
+    bytes_served: AtomicU64,
     lists: AtomicUsize,
     /// Milliseconds each GetObject waits before answering: a slow store, to widen a test's window.
-    get_delay_ms: std::sync::atomic::AtomicU64,
+    get_delay_ms: AtomicU64,
     /// Faults the next GetObject bodies meet, one each.
     body_faults: Mutex<VecDeque<BodyFault>>,
     /// The `Range` of each GetObject, as asked (`None`: the whole object).
@@ -121,6 +123,7 @@ impl S3Server {
             beaten_commits: AtomicUsize::new(0),
             ignores_conditions: Default::default(),
             gets: AtomicUsize::new(0),
+            bytes_served: AtomicU64::new(0),
             lists: AtomicUsize::new(0),
             get_delay_ms: Default::default(),
             body_faults: Mutex::default(),
@@ -232,6 +235,11 @@ impl S3Server {
     /// How many GetObject requests the server has answered.
     pub fn gets(&self) -> usize {
         self.store.gets.load(Ordering::Relaxed)
+    }
+
+    /// How many bytes of objects the server has sent in GetObject bodies.
+    pub fn bytes_served(&self) -> u64 {
+        self.store.bytes_served.load(Ordering::Relaxed)
     }
 
     /// How many AssumeRole requests the server has answered.
@@ -459,6 +467,7 @@ impl S3 for StoreService {
         let mut file = tokio::fs::File::open(&object.file).await.map_err(|e| s3_error!(e, InternalError))?;
         file.seek(std::io::SeekFrom::Start(range.start)).await.map_err(|e| s3_error!(e, InternalError))?;
         let length = range.end - range.start;
+        self.0.bytes_served.fetch_add(length, Ordering::Relaxed);
         let fault = self.0.body_faults.lock().unwrap().pop_front();
         let body = match fault {
             None => StreamingBlob::wrap(ReaderStream::with_capacity(file.take(length), 1 << 20)),

@@ -51,7 +51,7 @@ pub enum Backend {
     /// `sluice.db` and `sluice-state.db` in the test's folder.
     Sqlite,
     /// Delta tables in the test's `lake/` folder (`delta+file://lake`), the state in `sluice-state.db`;
-    /// read back by the independent reader (`delta_reader.sh`).
+    /// read back by the independent reader (`delta_reader.py`).
     Delta,
     /// Delta tables on an S3 server of the test's own (`delta+s3://lake/tables`), reached through the
     /// SDK's environment settings (`AWS_ENDPOINT_URL` and keys); the state in `sluice-state.db`.
@@ -319,7 +319,8 @@ impl Backend {
 
     /// What the independent Delta reader prints for `args`, a line each.
     fn delta_reader(&self, args: &[&str]) -> Result<Vec<String>, String> {
-        let mut reader = Command::new(super::root().join("tests/support/delta_reader.sh"));
+        let mut reader = Command::new(super::root().join("tests/support/python.sh"));
+        reader.arg("delta_reader.py");
         if let Backend::DeltaS3(s3) = self {
             reader
                 .env("READER_S3_ENDPOINT", s3.endpoint())

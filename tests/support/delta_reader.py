@@ -1,5 +1,5 @@
 """An independent reader of the Delta tables Sluice writes: the `deltalake` package (delta-rs's Python
-binding) and pyarrow, installed from PyPI by delta_reader.sh.
+binding) and pyarrow, installed from PyPI by python.sh.
 
     delta_reader.py sql  NAME=FOLDER... -- SQL   rows of SQL over the tables, loaded into SQLite in memory
     delta_reader.py history FOLDER                the table's versions, newest first, as JSON lines

@@ -124,18 +124,24 @@ pub fn number_flag(name: &str, default: usize) -> usize {
 /// Resets the peak resident memory (VmHWM) to the current resident size, so that what follows is measured
 /// alone (Linux 4.0 and later); memory the allocator still holds of what came before (a floor's rows, an
 /// earlier round) is handed back first, so that it does not count.
-fn reset_peak_memory() {
+pub fn reset_peak_memory() {
     // SAFETY: malloc_trim only releases free memory of glibc's heap; it takes no pointers.
     unsafe { libc::malloc_trim(0) };
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
 /// The peak resident memory (VmHWM) since the last reset, in MB.
-fn peak_memory_mb() -> f64 {
+pub fn peak_memory_mb() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
         .find_map(|line| line.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// The median of some timings.
+pub fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times[times.len() / 2]
 }

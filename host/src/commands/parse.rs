@@ -1,8 +1,9 @@
 //! `sluice parse`: one file through a format plugin, records as JSON lines on stdout.
 
 use super::{Failure, load_config, plugin_host};
-use sluice::parse::{ParseError, parse_stream};
+use sluice::parse::{ParseError, parse_ranged, parse_stream};
 use sluice::plugin::{FormatPlugin, PluginError, TemplateRun};
+use sluice::source::FileRanges;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
@@ -34,14 +35,14 @@ pub fn parse_command(
     print_records(&plugin, None, &file.display().to_string(), &options, input)
 }
 
-/// Streams `input` through `plugin` (and `template`, where given): records as JSON lines on stdout,
-/// rejected rows and a summary on stderr.
+/// Reads `file` through `plugin` (and `template`, where given), as a stream or by ranges as the plugin
+/// reads: records as JSON lines on stdout, rejected rows and a summary on stderr.
 pub fn print_records(
     plugin: &FormatPlugin,
     template: Option<&mut TemplateRun>,
     object: &str,
     options: &[(String, String)],
-    input: impl std::io::Read,
+    file: std::fs::File,
 ) -> Result<(), Failure> {
     let stdout = io::stdout();
     let mut records = BufWriter::with_capacity(1 << 16, stdout.lock());
@@ -50,8 +51,7 @@ pub fn print_records(
         Some(template) => format!("plugin `{}` and template `{}`", plugin.name(), template.plugin_name()),
         None => format!("plugin `{}`", plugin.name()),
     };
-    let input = sluice::parse::WholeChunks::new(input);
-    let result = parse_stream(plugin, template, object, options, input, |parsed| {
+    let print = |parsed: sluice::plugin::Parsed| {
         for batch in &parsed.batches {
             for row in 0..batch.num_rows() {
                 batch.write_json_row(row, &mut records)?;
@@ -61,7 +61,14 @@ pub fn print_records(
             writeln!(rejects, "rejected: {object} line {}: {}", reject.line, reject.reason)?;
         }
         Ok(())
-    });
+    };
+    let result = if plugin.reads_by_range() {
+        let input =
+            FileRanges::new(file).map_err(|e| Failure::Input(format!("cannot read {object}: {e}")))?;
+        parse_ranged(plugin, template, object, options, Box::new(input), print)
+    } else {
+        parse_stream(plugin, template, object, options, sluice::parse::WholeChunks::new(file), print)
+    };
     let flushed = records.flush();
     match result {
         Ok(summary) => {

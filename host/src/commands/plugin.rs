@@ -15,6 +15,7 @@ const BUILT_WITH_SDK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../plugins/sd
 /// `{{kind}}` and `{{sdk}}` filled in.
 const MANIFEST: &str = include_str!("scaffold/Cargo.toml.in");
 const FORMAT_SOURCE: &str = include_str!("scaffold/format.rs.in");
+const RANGED_FORMAT_SOURCE: &str = include_str!("scaffold/ranged_format.rs.in");
 const TEMPLATE_SOURCE: &str = include_str!("scaffold/template.rs.in");
 const GITIGNORE: &str = include_str!("scaffold/gitignore.in");
 
@@ -23,6 +24,8 @@ const GITIGNORE: &str = include_str!("scaffold/gitignore.in");
 pub enum Kind {
     /// A format plugin: bytes in, records out.
     Format,
+    /// A format plugin that reads its file by ranges (contract 1.2.0), for formats with an index at the end.
+    RangedFormat,
     /// A data template: records in, target records out.
     Template,
 }
@@ -56,6 +59,7 @@ pub fn new(name: &str, kind: Kind, sdk: Option<&Path>) -> Result<(), Failure> {
     })?;
     let (kind_name, source) = match kind {
         Kind::Format => ("format", FORMAT_SOURCE),
+        Kind::RangedFormat => ("ranged-format", RANGED_FORMAT_SOURCE),
         Kind::Template => ("template", TEMPLATE_SOURCE),
     };
     let crate_name = name.replace('-', "_");
@@ -154,7 +158,7 @@ pub fn test(
     let input = std::fs::File::open(sample)
         .map_err(|e| Failure::Usage(format!("cannot open {}: {e}", sample.display())))?;
     let object = sample.display().to_string();
-    if inspection.world == Some(World::Format) {
+    if matches!(inspection.world, Some(World::Format | World::RangedFormat)) {
         let plugin = host.load_format(&spec).map_err(|e| Failure::Usage(e.to_string()))?;
         return print_records(&plugin, None, &object, options, input);
     }
@@ -165,7 +169,7 @@ pub fn test(
     };
     let reader = config.plugin_spec(&format).map_err(|_| {
         Failure::Usage(format!(
-            "cannot tell how to read {} for the template: name its format with --input-format (csv, tsv, json, jsonl)",
+            "cannot tell how to read {} for the template: name its format with --input-format (csv, tsv, json, jsonl, parquet)",
             sample.display()
         ))
     })?;

@@ -3,10 +3,11 @@
 const CSV: &[u8] = include_bytes!(concat!(env!("SLUICE_BUNDLED_PLUGINS"), "/sluice_csv.wasm"));
 const JSON: &[u8] = include_bytes!(concat!(env!("SLUICE_BUNDLED_PLUGINS"), "/sluice_json.wasm"));
 const JSONL: &[u8] = include_bytes!(concat!(env!("SLUICE_BUNDLED_PLUGINS"), "/sluice_jsonl.wasm"));
+const PARQUET: &[u8] = include_bytes!(concat!(env!("SLUICE_BUNDLED_PLUGINS"), "/sluice_parquet.wasm"));
 const MAP: &[u8] = include_bytes!(concat!(env!("SLUICE_BUNDLED_PLUGINS"), "/sluice_map.wasm"));
 
 /// The names of the bundled format plugins.
-pub const BUNDLED_FORMATS: &[&str] = &["csv", "tsv", "json", "jsonl"];
+pub const BUNDLED_FORMATS: &[&str] = &["csv", "tsv", "json", "jsonl", "parquet"];
 /// The names of the bundled data templates.
 pub const BUNDLED_TEMPLATES: &[&str] = &["map"];
 
@@ -24,6 +25,7 @@ pub fn bundled_format(name: &str) -> Option<Bundled> {
         "tsv" => (CSV, &[("delimiter", "\t")]),
         "json" => (JSON, &[]),
         "jsonl" => (JSONL, &[]),
+        "parquet" => (PARQUET, &[]),
         _ => return None,
     };
     Some(Bundled { wasm, default_options })

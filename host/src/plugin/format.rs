@@ -1,5 +1,7 @@
 //! Running a format plugin over one file.
 
+use super::ranged::bindings::{RangedFormat, RangedFormatPre};
+use super::ranged::{RangeRead, Served};
 use super::sandbox::{Sandbox, call_failure, deadline_ticks, new_store};
 use super::{CompileSource, Limits, PluginError, identity};
 use crate::batch::RecordBatch;
@@ -18,11 +20,20 @@ pub(crate) mod bindings {
 use bindings::sluice::plugin::types::{FatalError, Output};
 use bindings::{Format, FormatPre};
 
+/// How a format plugin's instances are made, by the world it implements.
+#[derive(Clone)]
+pub(super) enum ParserPre {
+    /// `format`: fed its file as a stream.
+    Stream(FormatPre<Sandbox>),
+    /// `ranged-format` (since 1.2.0): reads its file by ranges.
+    Ranged(RangedFormatPre<Sandbox>),
+}
+
 /// A loaded format plugin. Opening a file with it costs one instantiation, not a compilation.
 #[derive(Clone)]
 pub struct FormatPlugin {
     pub(super) name: String,
-    pub(super) pre: FormatPre<Sandbox>,
+    pub(super) pre: ParserPre,
     /// The SHA-256 of the component, in hex.
     pub(super) digest: String,
     pub(super) limits: Limits,
@@ -76,20 +87,21 @@ impl FormatPlugin {
         (self.compiled_from, self.compile_time)
     }
 
-    /// Starts parsing one file, called `object` in messages, with the dataflow's options.
+    /// Whether the plugin reads its file by ranges (the `ranged-format` world), opened with
+    /// [`FormatPlugin::open_ranged`], rather than fed it as a stream ([`FormatPlugin::open`]).
+    pub fn reads_by_range(&self) -> bool {
+        matches!(self.pre, ParserPre::Ranged(_))
+    }
+
+    /// Starts parsing one file, called `object` in messages, with the dataflow's options; its bytes are
+    /// then fed to [`FileParse::feed`]. For a plugin that reads by ranges, see [`FormatPlugin::open_ranged`].
     pub fn open(&self, object: &str, options: &[(String, String)]) -> Result<FileParse, PluginError> {
-        let mut parse = FileParse {
-            plugin: self.name.clone(),
-            object: object.to_string(),
-            limits: self.limits,
-            deadline_ticks: deadline_ticks(self.limits),
-            store: new_store(self.pre.engine(), self.limits),
-            instance: None,
-            parser: None,
-            completed_before_failure: Parsed::default(),
+        let ParserPre::Stream(pre) = &self.pre else {
+            return Err(self.misused(object, "it reads its files by ranges, and was handed a stream"));
         };
+        let mut parse = self.new_parse(object, pre.engine());
         parse.store.set_epoch_deadline(parse.deadline_ticks);
-        let instance = self.pre.instantiate(&mut parse.store).map_err(|e| parse.failure(e))?;
+        let instance = pre.instantiate(&mut parse.store).map_err(|e| parse.failure(e))?;
         let options = with_defaults(self.default_options, options);
         parse.store.set_epoch_deadline(parse.deadline_ticks);
         let created = instance
@@ -99,19 +111,76 @@ impl FormatPlugin {
             .map_err(|e| parse.failure(e))?;
         // `create` has completed nothing, so only the error itself matters.
         parse.parser = Some(created.map_err(|fatal| parse.format_error(fatal.line, fatal.message))?);
-        parse.instance = Some(instance);
+        parse.instance = Some(Instance::Stream(instance));
         Ok(parse)
+    }
+
+    /// Starts reading one file by ranges from `input`, for a plugin that [reads by
+    /// range](FormatPlugin::reads_by_range); its records then come from [`FileParse::next_records`].
+    pub fn open_ranged(
+        &self,
+        object: &str,
+        options: &[(String, String)],
+        input: Box<dyn RangeRead>,
+    ) -> Result<FileParse, PluginError> {
+        let ParserPre::Ranged(pre) = &self.pre else {
+            return Err(
+                self.misused(object, "it reads its files as a stream, and was asked to read by ranges")
+            );
+        };
+        let mut parse = self.new_parse(object, pre.engine());
+        parse.store.data_mut().input = Some(Served::new(input));
+        parse.store.set_epoch_deadline(parse.deadline_ticks);
+        let instance = pre.instantiate(&mut parse.store).map_err(|e| parse.failure(e))?;
+        let options = with_defaults(self.default_options, options);
+        parse.store.set_epoch_deadline(parse.deadline_ticks);
+        let created = instance
+            .sluice_plugin_ranged_parser()
+            .file_reader()
+            .call_create(&mut parse.store, &options)
+            .map_err(|e| parse.failure(e))?;
+        parse.parser = Some(created.map_err(|fatal| parse.format_error(fatal.line, fatal.message))?);
+        parse.instance = Some(Instance::Ranged(instance));
+        Ok(parse)
+    }
+
+    fn new_parse(&self, object: &str, engine: &wasmtime::Engine) -> FileParse {
+        FileParse {
+            plugin: self.name.clone(),
+            object: object.to_string(),
+            limits: self.limits,
+            deadline_ticks: deadline_ticks(self.limits),
+            store: new_store(engine, self.limits),
+            instance: None,
+            parser: None,
+            completed_before_failure: Parsed::default(),
+        }
+    }
+
+    fn misused(&self, object: &str, message: &str) -> PluginError {
+        PluginError::Contract {
+            plugin: self.name.clone(),
+            object: object.to_string(),
+            message: message.into(),
+        }
     }
 }
 
-/// One file being parsed: a store and an instance of its own, fed chunk by chunk.
+/// A plugin instance, by the world it implements.
+enum Instance {
+    Stream(Format),
+    Ranged(RangedFormat),
+}
+
+/// One file being parsed: a store and an instance of its own, fed chunk by chunk (a stream parser) or
+/// asked for its next records (a ranged one).
 pub struct FileParse {
     plugin: String,
     object: String,
     limits: Limits,
     deadline_ticks: u64,
     store: Store<Sandbox>,
-    instance: Option<Format>,
+    instance: Option<Instance>,
     parser: Option<ResourceAny>,
     /// What the parser completed before a fatal error, until taken.
     completed_before_failure: Parsed,
@@ -120,7 +189,7 @@ pub struct FileParse {
 impl FileParse {
     /// Feeds the next chunk of the file. Chunks may be cut anywhere.
     pub fn feed(&mut self, chunk: &[u8]) -> Result<Parsed, PluginError> {
-        let (Some(instance), Some(parser)) = (&self.instance, self.parser) else {
+        let (Some(Instance::Stream(instance)), Some(parser)) = (&self.instance, self.parser) else {
             return Err(self.used_after_failure());
         };
         self.store.set_epoch_deadline(self.deadline_ticks);
@@ -130,12 +199,38 @@ impl FileParse {
 
     /// Ends the file and returns what the parser still held.
     pub fn finish(&mut self) -> Result<Parsed, PluginError> {
-        let (Some(instance), Some(parser)) = (&self.instance, self.parser) else {
+        let (Some(Instance::Stream(instance)), Some(parser)) = (&self.instance, self.parser) else {
             return Err(self.used_after_failure());
         };
         self.store.set_epoch_deadline(self.deadline_ticks);
         let result = instance.sluice_plugin_parser().file_parser().call_finish(&mut self.store, parser);
         self.output(result)
+    }
+
+    /// A ranged parser's next records; `None` once it has read the file to its end.
+    pub fn next_records(&mut self) -> Result<Option<Parsed>, PluginError> {
+        let (Some(Instance::Ranged(instance)), Some(parser)) = (&self.instance, self.parser) else {
+            return Err(self.used_after_failure());
+        };
+        self.store.set_epoch_deadline(self.deadline_ticks);
+        let result = instance.sluice_plugin_ranged_parser().file_reader().call_next(&mut self.store, parser);
+        match result {
+            Ok(Ok(None)) => Ok(None),
+            Ok(Ok(Some(output))) => self.output(Ok(Ok(output))).map(Some),
+            Ok(Err(fatal)) => self.output(Ok(Err(fatal))).map(Some),
+            Err(error) => self.output(Err(error)).map(Some),
+        }
+    }
+
+    /// Bytes a ranged parser has read of its file so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.store.data().input.as_ref().map_or(0, Served::served)
+    }
+
+    /// Where the plugin gave up because a read of its file failed: why the read failed. Such an object
+    /// failed for its source, not its bytes.
+    pub fn read_failure(&mut self) -> Option<std::io::Error> {
+        self.store.data_mut().input.as_mut().and_then(Served::take_failure)
     }
 
     /// After a call failed because the file cannot be read as this format: the records and rejects the

@@ -19,8 +19,10 @@ mod about_bindings {
 /// Which world a component implements, by the interface it exports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum World {
-    /// Exports `sluice:plugin/parser`: a format plugin.
+    /// Exports `sluice:plugin/parser`: a format plugin, fed its file as a stream.
     Format,
+    /// Exports `sluice:plugin/ranged-parser` (since 1.2.0): a format plugin that reads its file by ranges.
+    RangedFormat,
     /// Exports `sluice:plugin/transform`: a data template.
     Template,
 }
@@ -30,6 +32,7 @@ impl World {
     pub fn as_str(self) -> &'static str {
         match self {
             World::Format => "format",
+            World::RangedFormat => "ranged-format",
             World::Template => "template",
         }
     }
@@ -85,7 +88,7 @@ impl Inspection {
         }
         match self.world {
             None => Some(format!(
-                "it exports no Sluice interface (a format plugin exports `{CONTRACT_PACKAGE}parser`, a template `{CONTRACT_PACKAGE}transform`): it is not a Sluice plugin"
+                "it exports no Sluice interface (a format plugin exports `{CONTRACT_PACKAGE}parser` or `{CONTRACT_PACKAGE}ranged-parser`, a template `{CONTRACT_PACKAGE}transform`): it is not a Sluice plugin"
             )),
             Some(_) => contract::version_refusal(self.exports.iter().map(String::as_str)),
         }

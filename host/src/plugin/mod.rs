@@ -6,7 +6,9 @@
 //! - [`PluginHost::load_format`] and [`PluginHost::load_template`] compile (or load from the cache) and
 //!   check one plugin, giving a [`FormatPlugin`] or a [`TemplatePlugin`], cheap to keep and to share
 //!   between threads.
-//! - [`FormatPlugin::open`] starts a [`FileParse`] for one file, [`TemplatePlugin::open`] a [`TemplateRun`]:
+//! - [`FormatPlugin::open`] starts a [`FileParse`] for one file fed as a stream, and
+//!   [`FormatPlugin::open_ranged`] one for a file read by ranges ([`RangeRead`], contract 1.2.0);
+//!   [`TemplatePlugin::open`] starts a [`TemplateRun`]:
 //!   a fresh store and instance each, so whatever one file does to a plugin (a trap, a runaway loop,
 //!   exhausted memory) fails that file alone.
 
@@ -16,6 +18,7 @@ mod contract;
 mod engine;
 mod format;
 mod inspect;
+mod ranged;
 mod sandbox;
 mod template;
 
@@ -25,6 +28,7 @@ pub use contract::{CONTRACT_VERSION, ContractVersion};
 pub(crate) use format::bindings::sluice::plugin::types as format_wire;
 pub use format::{FileParse, FormatPlugin, Parsed, RejectedRow};
 pub use inspect::{About, Import, Inspection, World};
+pub use ranged::{MAX_READ, RangeRead};
 pub use template::{TemplatePlugin, TemplateRun, Templated};
 
 use cache::ComponentCache;
@@ -186,6 +190,11 @@ impl PluginHost {
         // The WASI interfaces are linked so that plugins built with Rust's standard library instantiate;
         // the context behind them (see `Sandbox`) grants nothing.
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        // A ranged parser's file (contract 1.2.0). Other plugins do not import it.
+        ranged::bindings::sluice::plugin::input::add_to_linker::<_, wasmtime::component::HasSelf<Sandbox>>(
+            &mut linker,
+            |sandbox| sandbox,
+        )?;
         Ok(PluginHost {
             _ticker: EpochTicker::start(&engine),
             engine,
@@ -195,18 +204,26 @@ impl PluginHost {
     }
 
     /// Loads a format plugin: compiles it (or takes it from the cache), refuses forbidden imports, and
-    /// checks that it implements the `format` world.
+    /// checks that it implements the `format` world or (since 1.2.0) the `ranged-format` one.
     pub fn load_format(&self, spec: &PluginSpec) -> Result<FormatPlugin, PluginError> {
         let prepared = self.prepare(spec)?;
-        let pre = format::bindings::FormatPre::new(prepared.pre).map_err(|e| {
+        let not_a_format = |e: wasmtime::Error| {
             load_error(
                 spec,
                 format!(
-                    "it is not a Sluice format plugin (it must export `sluice:plugin/parser@{}.x`): {e:#}",
+                    "it is not a Sluice format plugin (it must export `sluice:plugin/parser@{0}.x`, or \
+                     `sluice:plugin/ranged-parser@{0}.x`): {e:#}",
                     CONTRACT_VERSION.major
                 ),
             )
-        })?;
+        };
+        let pre = if prepared.world == Some(World::RangedFormat) {
+            format::ParserPre::Ranged(
+                ranged::bindings::RangedFormatPre::new(prepared.pre).map_err(not_a_format)?,
+            )
+        } else {
+            format::ParserPre::Stream(format::bindings::FormatPre::new(prepared.pre).map_err(not_a_format)?)
+        };
         Ok(FormatPlugin {
             name: spec.name.clone(),
             pre,
@@ -258,16 +275,17 @@ impl PluginHost {
         tracing::debug!(plugin = %spec.name, ?compiled_from, ?compile_time, "plugin loaded");
         self.check_imports(&component).map_err(|reason| load_error(spec, reason))?;
         let exports = component.component_type();
-        let exports = exports.exports(&self.engine).map(|(name, _)| name);
-        if let Some(reason) = contract::version_refusal(exports) {
+        let exports: Vec<&str> = exports.exports(&self.engine).map(|(name, _)| name).collect();
+        if let Some(reason) = contract::version_refusal(exports.iter().copied()) {
             return Err(load_error(spec, reason));
         }
+        let world = contract::sluice_export(exports).map(|(world, _)| world);
         let pre = self
             .linker
             .instantiate_pre(&component)
             .map_err(|e| load_error(spec, format!("its imports cannot be satisfied: {e:#}")))?;
         let digest = format!("{:x}", sha2::Sha256::digest(&wasm));
-        Ok(Prepared { pre, digest, default_options, compiled_from, compile_time })
+        Ok(Prepared { pre, world, digest, default_options, compiled_from, compile_time })
     }
 
     fn check_imports(&self, component: &Component) -> Result<(), String> {
@@ -313,6 +331,8 @@ impl PluginSet {
 /// A plugin compiled and linked, not yet checked against a world.
 struct Prepared {
     pre: InstancePre<Sandbox>,
+    /// The Sluice world its exports name, where they name one.
+    world: Option<World>,
     /// The SHA-256 of the component's bytes, in hex: which build of the plugin this is.
     digest: String,
     default_options: &'static [(&'static str, &'static str)],

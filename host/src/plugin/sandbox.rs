@@ -1,6 +1,7 @@
 //! What a plugin instance may touch: nothing of the host, and a capped amount of memory.
 
 use super::engine::EPOCH_TICK;
+use super::ranged::Served;
 use super::{Limits, PluginError};
 use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, ResourceLimiter, Store, Trap};
@@ -10,12 +11,15 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 /// How much of a plugin's stderr (its panic message, say) is kept to explain a failure.
 const STDERR_CAPACITY: usize = 16 * 1024;
 
-/// The state of one plugin store: an empty WASI context and the memory limiter.
+/// The state of one plugin store: an empty WASI context, the memory limiter, and the one file a ranged
+/// parser may read.
 pub(crate) struct Sandbox {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(crate) limiter: MemoryLimiter,
     stderr: MemoryOutputPipe,
+    /// The file a ranged parser reads (contract 1.2.0's `input`); none for any other plugin.
+    pub(crate) input: Option<Served>,
 }
 
 impl Sandbox {
@@ -30,6 +34,7 @@ impl Sandbox {
             table: ResourceTable::new(),
             limiter: MemoryLimiter { limit: memory_limit, exceeded: false },
             stderr,
+            input: None,
         }
     }
 

@@ -2,7 +2,8 @@
 //! LastModified is the file's mtime; the ETag is made of mtime and size, so touching a file imports it
 //! again, as re-uploading an object would.
 
-use super::{ObjectMeta, ObjectReader, Source, SourceError};
+use super::{FileRanges, ObjectMeta, ObjectReader, Source, SourceError};
+use crate::plugin::RangeRead;
 use async_trait::async_trait;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
@@ -47,6 +48,17 @@ impl Source for LocalSource {
     async fn open(&self, object: &ObjectMeta) -> Result<ObjectReader, SourceError> {
         let path = self.root.join(&object.key);
         let file = tokio::fs::File::open(&path).await.map_err(|e| SourceError::Open {
+            source_name: self.describe(),
+            key: object.key.clone(),
+            message: e.to_string(),
+        })?;
+        Ok(Box::new(file))
+    }
+
+    async fn open_ranged(&self, object: &ObjectMeta) -> Result<Box<dyn RangeRead>, SourceError> {
+        let path = self.root.join(&object.key);
+        let opened = std::fs::File::open(&path).and_then(FileRanges::new);
+        let file = opened.map_err(|e| SourceError::Open {
             source_name: self.describe(),
             key: object.key.clone(),
             message: e.to_string(),

@@ -4,16 +4,19 @@
 mod decompress;
 mod local;
 mod notifications;
+mod ranged;
 mod read_ahead;
 mod s3;
 
 pub use decompress::decompressing;
 pub use local::LocalSource;
 pub use notifications::{Delivery, KeepVisible, Message, Notifications, Received, read_message};
+pub use ranged::{FileRanges, spooled};
 pub use read_ahead::ReadAhead;
 pub use s3::S3Source;
 
 use crate::config::{Config, DataflowConfig, SourceConfig};
+use crate::plugin::RangeRead;
 use async_trait::async_trait;
 use std::time::SystemTime;
 use tokio::io::AsyncRead;
@@ -54,6 +57,11 @@ pub trait Source: Send + Sync {
     /// Opens an object to be read from its start. Where the source can tell, an object that changed since
     /// it was listed is refused rather than read as another version.
     async fn open(&self, object: &ObjectMeta) -> Result<ObjectReader, SourceError>;
+    /// Opens an object to be read by ranges, for a format plugin that reads that way (Parquet). A
+    /// source that can only stream its objects gets this default: a copy in a temporary file.
+    async fn open_ranged(&self, object: &ObjectMeta) -> Result<Box<dyn RangeRead>, SourceError> {
+        Ok(Box::new(spooled(self, object).await?))
+    }
     /// Whether `object` is still there as that version: false once it was deleted or replaced. Asked of an
     /// object an event named that did not load, to tell a message worth trying again from one about a
     /// version that is gone. A source that cannot tell says it is.

@@ -1,8 +1,10 @@
 //! `type = "s3"`: Amazon S3 or an S3-compatible store, through aws-sdk-s3, with the access
 //! [`crate::aws::S3Access`] describes.
 
+use super::ranged::{Fetch, Window};
 use super::{ObjectMeta, ObjectReader, Source, SourceError};
 use crate::config::S3SourceConfig;
+use crate::plugin::RangeRead;
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::http::HttpResponse;
@@ -172,6 +174,15 @@ impl Source for S3Source {
         Ok(Box::new(Box::pin(tokio_util::io::StreamReader::new(chunks))))
     }
 
+    async fn open_ranged(&self, object: &ObjectMeta) -> Result<Box<dyn RangeRead>, SourceError> {
+        Ok(Box::new(S3Ranges {
+            source: self.clone_handle(),
+            object: object.clone(),
+            runtime: tokio::runtime::Handle::current(),
+            window: Window::default(),
+        }))
+    }
+
     async fn still_there(&self, object: &ObjectMeta) -> Result<bool, SourceError> {
         let mut request = self.client.head_object().bucket(&self.bucket).key(&object.key);
         if !object.etag.is_empty() {
@@ -222,6 +233,83 @@ async fn get_from(
         request = request.range(format!("bytes={from}-"));
     }
     Ok(request.send().await?.body)
+}
+
+/// An object read by ranged GETs of the version that was listed, each request as large as a read plus a
+/// little read ahead, and reads near the last one served from what it fetched (see [`Window`]). A
+/// request that fails is tried again as a broken download is resumed.
+struct S3Ranges {
+    source: S3Handle,
+    object: ObjectMeta,
+    /// The runtime the requests run on: reads come from a parser's thread, outside it.
+    runtime: tokio::runtime::Handle,
+    window: Window,
+}
+
+impl S3Ranges {
+    /// The bytes of `fetch`, whole, or why not after the source's resumptions.
+    async fn fetch(&self, fetch: &Fetch) -> std::io::Result<Vec<u8>> {
+        let Resume { retries, stall } = self.source.resume;
+        let mut failures = 0;
+        loop {
+            let cause = match self.get(fetch, stall).await {
+                Ok(bytes) if bytes.len() as u64 == fetch.to - fetch.from => return Ok(bytes),
+                Ok(bytes) => format!("{} bytes came of {}", bytes.len(), fetch.to - fetch.from),
+                Err(cause) => cause,
+            };
+            failures += 1;
+            if failures > retries {
+                return Err(std::io::Error::other(format!(
+                    "{}: reading bytes {}..{} of `{}` failed {failures} times in a row ({retries} retries): {cause}",
+                    self.source.describe, fetch.from, fetch.to, self.object.key
+                )));
+            }
+            tracing::warn!(object = %self.object.key, from = fetch.from, to = fetch.to, "retrying a ranged read: {cause}");
+            tokio::time::sleep(FIRST_RESUME_BACKOFF * (1 << (failures - 1).min(6))).await;
+        }
+    }
+
+    async fn get(&self, fetch: &Fetch, stall: Duration) -> Result<Vec<u8>, String> {
+        let mut request = self.source.client.get_object().bucket(&self.source.bucket).key(&self.object.key);
+        if !self.object.etag.is_empty() {
+            request = request.if_match(format!("\"{}\"", self.object.etag));
+        }
+        let request = request.range(format!("bytes={}-{}", fetch.from, fetch.to - 1));
+        let response = request.send().await.map_err(|e| DisplayErrorContext(&e).to_string())?;
+        let mut body = response.body;
+        let mut bytes = Vec::with_capacity((fetch.to - fetch.from) as usize);
+        loop {
+            match tokio::time::timeout(stall, body.next()).await {
+                Ok(Some(Ok(chunk))) => bytes.extend_from_slice(&chunk),
+                Ok(None) => return Ok(bytes),
+                Ok(Some(Err(error))) => return Err(DisplayErrorContext(&error).to_string()),
+                Err(_) => {
+                    return Err(format!(
+                        "no byte came for {} (the source's stall_timeout)",
+                        humantime::format_duration(stall)
+                    ));
+                }
+            }
+        }
+    }
+}
+
+impl RangeRead for S3Ranges {
+    fn size(&self) -> u64 {
+        self.object.size
+    }
+
+    fn read_at(&mut self, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        if let Some(bytes) = self.window.serve(offset, len) {
+            return Ok(bytes);
+        }
+        let plan = self.window.plan(offset, len, self.object.size);
+        let fetched = self.runtime.block_on(self.fetch(&plan))?;
+        self.window.fill(&plan, fetched, offset, len)
+    }
 }
 
 /// The client and settings a download resumes with.

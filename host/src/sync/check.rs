@@ -49,6 +49,14 @@ impl Runner<'_> {
                     step(
                         format!("format plugin `{format}`"),
                         self.load_plugin(name, dataflow).map_err(without_dataflow).and_then(|plugin| {
+                            // A parser that reads by ranges reads its file as it is made, so there is
+                            // no making one without a file.
+                            if plugin.reads_by_range() {
+                                return Ok(format!(
+                                    "loaded ({:?}); it reads files by ranges, so its options are read with the first file",
+                                    plugin.compiled_from().0
+                                ));
+                            }
                             plugin.open("(sluice check)", &options).map_err(|e| e.to_string())?;
                             Ok(format!("loaded ({:?}), options taken", plugin.compiled_from().0))
                         }),

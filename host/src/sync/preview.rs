@@ -2,13 +2,14 @@
 //! state store is only read (and not created), the sink not opened.
 
 use super::SyncError;
+use super::object_input::{OpenFailure, open_input};
 use super::plan::Plan;
-use super::runner::{Runner, open_blocking};
+use super::runner::Runner;
 use crate::config::{DataflowConfig, SinkKind};
-use crate::parse::{ParseError, parse_stream};
+use crate::parse::ParseError;
 use crate::plugin::{FormatPlugin, RejectedRow, TemplatePlugin};
 use crate::sink::rejected_row;
-use crate::source::{ObjectMeta, Source, decompressing};
+use crate::source::{ObjectMeta, Source};
 use crate::state::StateStore;
 use std::io;
 
@@ -67,15 +68,16 @@ impl Runner<'_> {
     ) -> Sample {
         let mut sample =
             Sample { key: object.key.clone(), records: Vec::new(), rejects: Vec::new(), error: None };
-        let input =
-            open_blocking(self.runtime(), source, object).map_err(|e| e.to_string()).and_then(|reader| {
-                decompressing(&object.key, dataflow.file_format().compression, reader)
-                    .map_err(|e| e.to_string())
-            });
-        let input = match input {
+        let compression = dataflow.file_format().compression;
+        let input = match open_input(self.runtime(), source, object, compression, plugin, Default::default())
+        {
             Ok(input) => input,
-            Err(error) => {
-                sample.error = Some(error);
+            Err(OpenFailure::Source(error)) => {
+                sample.error = Some(error.to_string());
+                return sample;
+            }
+            Err(OpenFailure::Read(error)) => {
+                sample.error = Some(error.to_string());
                 return sample;
             }
         };
@@ -90,7 +92,7 @@ impl Runner<'_> {
                 return sample;
             }
         };
-        let parsed = parse_stream(plugin, template.as_mut(), &object.key, &options, input, |parsed| {
+        let parsed = input.parse(plugin, template.as_mut(), &object.key, &options, |parsed| {
             for batch in &parsed.batches {
                 for row in 0..batch.num_rows() {
                     if sample.records.len() == limit {

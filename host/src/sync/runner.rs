@@ -6,22 +6,23 @@
 //! leaves, at worst, a committed object the ledger does not know yet: the next run reads the sink's markers
 //! first and records it.
 
+use super::object_input::{OpenFailure, open_input};
 use super::plan::{Decision, Plan, PlannedObject, Window, next_cursor, plan};
 use super::registry::EMPTY;
 use super::stores::{DataflowStores, state_error};
 use super::worker::{SharedObjects, Worker, WorkerPool};
 use super::{Progress, Registry, StopSignal, SyncError};
 use crate::config::{Config, DataflowConfig, SourceConfig};
-use crate::parse::{ParseError, ParseSummary, parse_stream};
+use crate::parse::{ParseError, ParseSummary};
 use crate::plugin::{FormatPlugin, Parsed, PluginHost, PluginSet, TemplatePlugin};
 use crate::sink::TableSink;
-use crate::source::{self, MANY_OBJECTS, ObjectMeta, ReadAhead, Source, SourceError, decompressing};
+use crate::source::{self, MANY_OBJECTS, ObjectMeta, Source, SourceError};
 use crate::state::{
     Lease, LedgerEntry, ObjectOutcome, ObjectStatus, RunCounts, RunStatus, StateError, StateStore,
 };
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
-use std::io::{self, BufRead, Read};
+use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, sync_channel};
@@ -815,14 +816,18 @@ impl DataflowRun<'_> {
         let count = bytes_read.clone();
         let (sender, parsed) = sync_channel::<Parsed>(PARSED_AHEAD);
         let parser = scope.spawn(move || {
-            let reader = open_blocking(runtime, source, object).map_err(Unparsed::Open)?;
-            let input = decompressing(&object.key, compression, Counted { inner: reader, count })
-                .map_err(|source| ParseError::Read { object: object.key.clone(), bytes: 0, source })?;
+            let input =
+                open_input(runtime, source, object, compression, plugin, count).map_err(|failure| {
+                    match failure {
+                        OpenFailure::Source(error) => Unparsed::Open(error),
+                        OpenFailure::Read(error) => Unparsed::Parse(error),
+                    }
+                })?;
             let mut template = template
                 .map(|t| t.open(&object.key, &template_options))
                 .transpose()
                 .map_err(ParseError::Open)?;
-            let summary = parse_stream(plugin, template.as_mut(), &object.key, &options, input, |parsed| {
+            let summary = input.parse(plugin, template.as_mut(), &object.key, &options, |parsed| {
                 sender.send(parsed).map_err(|_| io::Error::other("the sink stopped taking records"))
             })?;
             Ok(summary)
@@ -998,16 +1003,6 @@ pub(super) fn reconcile(
     Ok(missing)
 }
 
-/// Opens `object` as a blocking reader that reads ahead, for the threads that feed plugins.
-pub(super) fn open_blocking(
-    runtime: &Handle,
-    source: &dyn Source,
-    object: &ObjectMeta,
-) -> Result<ReadAhead, SourceError> {
-    let reader = runtime.block_on(source.open(object))?;
-    Ok(ReadAhead::new(reader, runtime))
-}
-
 /// An object's parse, begun on a thread of its own ([`DataflowRun::start_parse`]).
 struct Parsing<'scope> {
     /// Its batches, as the parser hands them over.
@@ -1050,30 +1045,5 @@ impl Unparsed {
 impl From<ParseError> for Unparsed {
     fn from(error: ParseError) -> Unparsed {
         Unparsed::Parse(error)
-    }
-}
-
-/// A reader that counts the bytes through it.
-struct Counted<R> {
-    inner: R,
-    count: Arc<AtomicU64>,
-}
-
-impl<R: Read> Read for Counted<R> {
-    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
-        let read = self.inner.read(buffer)?;
-        self.count.fetch_add(read as u64, Ordering::Relaxed);
-        Ok(read)
-    }
-}
-
-impl<R: BufRead> BufRead for Counted<R> {
-    fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        self.inner.fill_buf()
-    }
-
-    fn consume(&mut self, amount: usize) {
-        self.inner.consume(amount);
-        self.count.fetch_add(amount as u64, Ordering::Relaxed);
     }
 }

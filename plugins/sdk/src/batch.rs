@@ -32,6 +32,7 @@ struct ColumnBuilder {
 }
 
 impl ColumnBuilder {
+    #[inline]
     fn push(&mut self, value: Value<'_>) {
         let tag = match value {
             Value::Null => ValueType::Null,
@@ -75,6 +76,41 @@ impl ColumnBuilder {
             ends: take_keeping_capacity(&mut self.ends),
             data: take_keeping_capacity(&mut self.data),
         }
+    }
+}
+
+/// One column of a whole batch, built value by value: for parsers whose input is itself column-major (a
+/// Parquet row group), which hand a batch on whole with [`Emitter::emit_columns`] rather than row by row.
+pub struct ColumnValues {
+    builder: ColumnBuilder,
+}
+
+impl ColumnValues {
+    /// An empty column `name`, with room for `rows` values.
+    pub fn new(name: &str, rows: usize) -> Self {
+        let builder = ColumnBuilder {
+            name: name.to_string(),
+            types: Vec::with_capacity(rows),
+            ends: Vec::with_capacity(rows),
+            data: Vec::new(),
+        };
+        ColumnValues { builder }
+    }
+
+    /// Appends the next row's value.
+    #[inline]
+    pub fn push(&mut self, value: Value<'_>) {
+        self.builder.push(value);
+    }
+
+    /// How many values it holds.
+    pub fn len(&self) -> usize {
+        self.builder.types.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.builder.types.is_empty()
     }
 }
 
@@ -213,6 +249,35 @@ impl Emitter {
             line,
             reason: reason.into(),
             raw: String::from_utf8_lossy(raw).into_owned(),
+        });
+    }
+
+    /// Hands on a whole batch built column by column, after whatever was built row by row. Each column
+    /// holds one value per entry of `lines` (the 1-based line, or record number, of each row).
+    ///
+    /// # Panics
+    /// Where a column's length differs from `lines`': a bug in the parser, which the host sees as a crash
+    /// of the plugin rather than a malformed batch.
+    pub fn emit_columns(&mut self, columns: Vec<ColumnValues>, lines: Vec<u64>) {
+        if lines.is_empty() {
+            return;
+        }
+        for column in &columns {
+            assert_eq!(column.len(), lines.len(), "column `{}` holds one value per row", column.builder.name);
+        }
+        self.completed.extend(self.current.take());
+        self.completed.push(Batch {
+            rows: lines.len() as u32,
+            columns: columns
+                .into_iter()
+                .map(|ColumnValues { builder: b }| Column {
+                    name: b.name,
+                    types: b.types,
+                    ends: b.ends,
+                    data: b.data,
+                })
+                .collect(),
+            lines,
         });
     }
 

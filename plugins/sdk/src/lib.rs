@@ -44,13 +44,15 @@ mod batch;
 mod json;
 mod lines;
 mod options;
+pub mod ranged;
 pub mod template;
 pub mod testing;
 
-pub use batch::{BatchBuilder, Emitter, Value};
+pub use batch::{BatchBuilder, ColumnValues, Emitter, Value};
 pub use json::number_value;
 pub use lines::LineSplitter;
 pub use options::Options;
+pub use ranged::{RangeInput, RangedParser};
 pub use template::{Input, Records, Template};
 
 /// The bindings generated from `wit/sluice.wit`. Plugins use them only through this crate's types.
@@ -61,6 +63,18 @@ pub mod bindings {
         world: "format",
         pub_export_macro: true,
         default_bindings_module: "sluice_plugin_sdk::bindings",
+    });
+}
+
+/// The bindings of the `ranged-format` world (contract 1.2.0), sharing the `types` of [`bindings`].
+#[doc(hidden)]
+pub mod ranged_bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "ranged-format",
+        pub_export_macro: true,
+        default_bindings_module: "sluice_plugin_sdk::ranged_bindings",
+        with: { "sluice:plugin/types@1.2.0": crate::bindings::sluice::plugin::types },
     });
 }
 

@@ -11,7 +11,7 @@
 
 use crate::bindings::sluice::plugin::types::{Batch, FatalError, RejectedRow};
 use crate::template::{Input, Records};
-use crate::{Emitter, Options, Parser, Template, Value};
+use crate::{Emitter, Options, Parser, RangeInput, RangedParser, Template, Value};
 
 /// What a plugin made of its input.
 #[derive(Debug, Default, PartialEq)]
@@ -59,6 +59,19 @@ pub fn parse<P: Parser>(
     parser.finish(&mut out)?;
     let done = out.take_all();
     outcome.add(&done.batches, &done.rejects);
+    Ok(outcome)
+}
+
+/// Reads `file` with a new ranged parser `P` (made from `options`) to its end, as the host does, with the
+/// file held in memory.
+pub fn parse_ranged<P: RangedParser>(
+    options_given: &[(&str, &str)],
+    file: Vec<u8>,
+) -> Result<Outcome, FatalError> {
+    let mut outcome = Outcome::default();
+    crate::ranged::read_all::<P>(options(options_given), RangeInput::from_bytes(file), |done| {
+        outcome.add(&done.batches, &done.rejects)
+    })?;
     Ok(outcome)
 }
 

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Runs delta_reader.py (the independent reader of Sluice's Delta tables) in a virtual environment under
-# target/, installing the pinned `deltalake` and `pyarrow` from PyPI the first time. Tests run it side by
+# Runs one of the independent readers and writers beside it (delta_reader.py: delta-rs's Python binding
+# reading Sluice's Delta tables; formats.py: pyarrow writing the files Sluice must read) in a virtual
+# environment under target/, installing the pinned packages from PyPI the first time. Tests run it side by
 # side, so the installation takes a lock.
+#
+#   python.sh SCRIPT.py [ARGS...]
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
-venv="${SLUICE_DELTA_VENV:-$root/target/delta-reader-venv}"
+venv="${SLUICE_PYTHON_VENV:-$root/target/python-readers-venv}"
 packages=(deltalake==1.6.6 pyarrow==26.0.1)
 
 if ! "$venv/bin/python" -c "import deltalake, pyarrow" 2>/dev/null; then
@@ -18,4 +21,6 @@ if ! "$venv/bin/python" -c "import deltalake, pyarrow" 2>/dev/null; then
   fi
   exec 9>&-
 fi
-exec "$venv/bin/python" "$here/delta_reader.py" "$@"
+script="$1"
+shift
+exec "$venv/bin/python" "$here/$script" "$@"

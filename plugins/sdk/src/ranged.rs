@@ -1,0 +1,173 @@
+//! Format plugins that read their file by ranges (contract 1.2.0, the `ranged-format` world): formats that
+//! keep their index at the end of the file (Parquet) and read only the parts they need.
+//!
+//! A plugin implements [`RangedParser`] and exports it with [`export_ranged_parser!`](crate::export_ranged_parser).
+//! It reads its file through the [`RangeInput`] it is created with, and puts its records into an
+//! [`Emitter`] one bounded part at a time (a row group, say): the host calls
+//! [`RangedParser::next`] until it says the file has ended.
+
+use crate::bindings::sluice::plugin::types::{FatalError, Output};
+use crate::ranged_bindings::exports::sluice::plugin::ranged_parser::{FileReader, GuestFileReader};
+use crate::{Emitter, Options, fatal};
+use std::cell::RefCell;
+use std::sync::Arc;
+
+/// A parser of one file that reads it by ranges.
+pub trait RangedParser: Sized + 'static {
+    /// Builds a parser for the file `input` reads, from the dataflow's `[format.options]`. A file that
+    /// cannot be this format at all (no footer) may be refused here.
+    fn create(options: Options, input: RangeInput) -> Result<Self, FatalError>;
+    /// Emits the next part of the records into `out`; returns `false` once the file has no more.
+    fn next(&mut self, out: &mut Emitter) -> Result<bool, FatalError>;
+}
+
+/// Where a [`RangeInput`]'s bytes come from: the host (through the contract's `input`), or memory in a
+/// plugin's own tests.
+trait ReadRange: Send + Sync {
+    fn size(&self) -> u64;
+    fn read(&self, offset: u64, len: u32) -> Result<Vec<u8>, String>;
+}
+
+/// The file a ranged parser reads: its size, and its bytes at any offset. Cheap to clone.
+#[derive(Clone)]
+pub struct RangeInput {
+    source: Arc<dyn ReadRange>,
+}
+
+impl RangeInput {
+    /// The file's size in bytes.
+    pub fn size(&self) -> u64 {
+        self.source.size()
+    }
+
+    /// Exactly `len` bytes from `offset`. A range outside the file, longer than the host hands over in one
+    /// read (64 MiB), or that the host failed to read, is an error saying why.
+    pub fn read(&self, offset: u64, len: usize) -> Result<Vec<u8>, String> {
+        let len =
+            u32::try_from(len).map_err(|_| format!("a read of {len} bytes is longer than any one read"))?;
+        self.source.read(offset, len)
+    }
+
+    /// A file held in memory, for a plugin's own tests (see [`crate::testing::parse_ranged`]).
+    pub fn from_bytes(bytes: Vec<u8>) -> RangeInput {
+        RangeInput { source: Arc::new(InMemory(bytes)) }
+    }
+
+    fn from_host() -> RangeInput {
+        RangeInput { source: Arc::new(FromHost) }
+    }
+}
+
+/// The host's file, through the contract's `input` interface.
+struct FromHost;
+
+impl ReadRange for FromHost {
+    fn size(&self) -> u64 {
+        crate::ranged_bindings::sluice::plugin::input::size()
+    }
+
+    fn read(&self, offset: u64, len: u32) -> Result<Vec<u8>, String> {
+        crate::ranged_bindings::sluice::plugin::input::read(offset, len)
+    }
+}
+
+struct InMemory(Vec<u8>);
+
+impl ReadRange for InMemory {
+    fn size(&self) -> u64 {
+        self.0.len() as u64
+    }
+
+    fn read(&self, offset: u64, len: u32) -> Result<Vec<u8>, String> {
+        let end = offset.checked_add(u64::from(len)).filter(|end| *end <= self.size());
+        match end {
+            Some(end) => Ok(self.0[offset as usize..end as usize].to_vec()),
+            None => Err(format!(
+                "bytes {offset}..{} are past the end of the file ({} bytes)",
+                offset + u64::from(len),
+                self.size()
+            )),
+        }
+    }
+}
+
+/// Adapts a [`RangedParser`] to the contract's `file-reader` resource. Used by
+/// [`export_ranged_parser!`](crate::export_ranged_parser).
+#[doc(hidden)]
+pub struct RangedResource<P> {
+    state: RefCell<RangedState<P>>,
+}
+
+struct RangedState<P> {
+    parser: P,
+    out: Emitter,
+    ended: bool,
+}
+
+impl<P: RangedParser> GuestFileReader for RangedResource<P> {
+    fn create(options: Vec<(String, String)>) -> Result<FileReader, FatalError> {
+        let parser = P::create(Options::new(options), RangeInput::from_host())?;
+        let state = RangedState { parser, out: Emitter::default(), ended: false };
+        Ok(FileReader::new(RangedResource { state: RefCell::new(state) }))
+    }
+
+    fn next(&self) -> Result<Option<Output>, FatalError> {
+        next_part(&mut self.state.borrow_mut())
+    }
+}
+
+/// One call's worth of a ranged parser: the next part, everything left once it has ended, then `None`.
+fn next_part<P: RangedParser>(state: &mut RangedState<P>) -> Result<Option<Output>, FatalError> {
+    if state.ended {
+        return Ok(None);
+    }
+    match state.parser.next(&mut state.out) {
+        Ok(true) => Ok(Some(state.out.take_completed())),
+        Ok(false) => {
+            state.ended = true;
+            Ok(Some(state.out.take_all()))
+        }
+        Err(mut error) => {
+            state.ended = true;
+            error.completed = state.out.take_all();
+            Err(error)
+        }
+    }
+}
+
+/// Runs a ranged parser over `input` natively, as the host would: for [`crate::testing`].
+pub(crate) fn read_all<P: RangedParser>(
+    options: Options,
+    input: RangeInput,
+    mut each: impl FnMut(&Output),
+) -> Result<(), FatalError> {
+    let parser = P::create(options, input)?;
+    let mut state = RangedState { parser, out: Emitter::default(), ended: false };
+    while let Some(output) = next_part(&mut state)? {
+        each(&output);
+    }
+    Ok(())
+}
+
+/// Says why a read failed, as a [`FatalError`] with no line: the host keeps the read's own error.
+pub fn read_failed(what: &str, error: impl std::fmt::Display) -> FatalError {
+    fatal(0, format!("reading {what} failed: {error}"))
+}
+
+/// Exports a [`RangedParser`] as the plugin's `ranged-format` world (contract 1.2.0), with its crate's
+/// name, version and description as what the plugin says of itself.
+#[rustfmt::skip]
+#[macro_export]
+macro_rules! export_ranged_parser {
+    ($parser:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            struct SluiceRangedExport;
+            impl $crate::ranged_bindings::exports::sluice::plugin::ranged_parser::Guest for SluiceRangedExport {
+                type FileReader = $crate::ranged::RangedResource<$parser>;
+            }
+            $crate::ranged_bindings::export!(SluiceRangedExport with_types_in $crate::ranged_bindings);
+            $crate::export_about!();
+        };
+    };
+}

@@ -1,0 +1,160 @@
+"""Writes files of the columnar and office formats with independent writers (pyarrow), and says what each
+holds as the writer reads it back, for tests/formats.rs to compare value by value with what Sluice reads.
+
+    formats.py parquet DIR   writes DIR/*.parquet and prints {file: {"rows": [...], ...}} as JSON
+
+Values are given as Sluice's conventions put them (README, "Parquet"), computed here from the raw values
+pyarrow reads back, not by Sluice's code: timestamps as RFC 3339 from their integer count, decimals as exact
+text, binary as base64, lists, structs and maps as JSON.
+"""
+
+import base64
+import datetime
+import decimal
+import json
+import math
+import sys
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+UNIT_DIGITS = {"s": 0, "ms": 3, "us": 6, "ns": 9}
+
+
+def timestamp_text(count, unit, utc):
+    per_second = 10 ** UNIT_DIGITS[unit]
+    seconds, fraction = divmod(count, per_second)
+    moment = datetime.datetime(1970, 1, 1) + datetime.timedelta(seconds=seconds)
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    if UNIT_DIGITS[unit]:
+        text += "." + str(fraction).rjust(UNIT_DIGITS[unit], "0")
+    return text + ("Z" if utc else "")
+
+
+def time_text(count, unit):
+    per_second = 10 ** UNIT_DIGITS[unit]
+    seconds, fraction = divmod(count, per_second)
+    text = "%02d:%02d:%02d" % (seconds // 3600, seconds // 60 % 60, seconds % 60)
+    if UNIT_DIGITS[unit]:
+        text += "." + str(fraction).rjust(UNIT_DIGITS[unit], "0")
+    return text
+
+
+def as_sluice(array):
+    """The column's values, one per row, as Sluice hands them on."""
+    kind = array.type
+    if pa.types.is_timestamp(kind):
+        counts = array.cast(pa.int64()).to_pylist()
+        return [None if c is None else timestamp_text(c, kind.unit, kind.tz is not None) for c in counts]
+    if pa.types.is_time(kind):
+        counts = array.cast(pa.int64() if kind.bit_width == 64 else pa.int32()).to_pylist()
+        return [None if c is None else time_text(c, kind.unit) for c in counts]
+    if pa.types.is_dictionary(kind):
+        return as_sluice(array.cast(kind.value_type))
+    return [nested(v) for v in array.to_pylist()]
+
+
+def nested(value):
+    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    if isinstance(value, decimal.Decimal):
+        return format(value, "f")
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: nested(v) for k, v in value.items()}
+    if isinstance(value, list):
+        # A map comes back as a list of (key, value) pairs.
+        if value and all(isinstance(item, tuple) and len(item) == 2 for item in value):
+            return {str(k): nested(v) for k, v in value}
+        return [nested(v) for v in value]
+    raise TypeError(f"no Sluice form for {value!r}")
+
+
+def rows_of(table):
+    columns = {name: as_sluice(table.column(name).combine_chunks()) for name in table.column_names}
+    return [{name: columns[name][i] for name in table.column_names} for i in range(table.num_rows)]
+
+
+def types_table(rows=2500):
+    """Every physical type and the common logical ones, with nulls, across several row groups."""
+    ids = list(range(1, rows + 1))
+    def some(values):
+        return [None if i % 7 == 3 else v for i, v in zip(ids, values)]
+    utc = datetime.timezone.utc
+    return pa.table({
+        "id": pa.array(ids, pa.int64()),
+        "small": pa.array(some([i % 100 - 50 for i in ids]), pa.int8()),
+        "i16": pa.array([i * 7 - 9000 for i in ids], pa.int16()),
+        "i32": pa.array(some([i * 100_003 - 2**30 for i in ids]), pa.int32()),
+        "u8": pa.array([i % 256 for i in ids], pa.uint8()),
+        "u32": pa.array([2**32 - i for i in ids], pa.uint32()),
+        "u64": pa.array([2**63 + i if i % 2 else i for i in ids], pa.uint64()),
+        "f32": pa.array(some([i / 8 for i in ids]), pa.float32()),
+        "f64": pa.array([i * 1.1 - 3.3 for i in ids], pa.float64()),
+        "flag": pa.array(some([i % 3 == 0 for i in ids]), pa.bool_()),
+        "name": pa.array(some([f"n\u00e4me {i} \u2713 \"quoted\"" for i in ids]), pa.string()),
+        "blob": pa.array(some([bytes([i % 256, 0, 255]) * (i % 4) for i in ids]), pa.binary()),
+        "fixed": pa.array([i.to_bytes(4, "big") for i in ids], pa.binary(4)),
+        "day": pa.array(some([datetime.date(1969, 12, 1) + datetime.timedelta(days=i * 13) for i in ids]), pa.date32()),
+        "at_utc": pa.array(some([datetime.datetime(2026, 1, 1, tzinfo=utc) + datetime.timedelta(seconds=i * 3607, microseconds=i) for i in ids]), pa.timestamp("us", tz="UTC")),
+        "at_local": pa.array([datetime.datetime(1999, 12, 31, 23, 59) + datetime.timedelta(milliseconds=i * 1001) for i in ids], pa.timestamp("ms")),
+        "at_ns": pa.array([1_700_000_000_123_456_789 + i for i in ids], pa.timestamp("ns", tz="UTC")),
+        "clock": pa.array([(i * 1_000_003) % 86_400_000_000 for i in ids], pa.time64("us")),
+        "price": pa.array(some([decimal.Decimal(i * 37 - 5000) / 100 for i in ids]), pa.decimal128(10, 2)),
+        "big": pa.array([decimal.Decimal(f"{i}.{i:010d}") * (-1 if i % 2 else 1) for i in ids], pa.decimal128(38, 10)),
+        "tags": pa.array(some([[f"t{j}" for j in range(i % 4)] for i in ids]), pa.list_(pa.string())),
+        "address": pa.array(some([{"city": f"C{i % 9}", "zip": i * 3} for i in ids]), pa.struct([("city", pa.string()), ("zip", pa.int32())])),
+        "attrs": pa.array([[("a", i), ("b", -i)] for i in ids], pa.map_(pa.string(), pa.int64())),
+        "category": pa.array([["red", "green", "blue"][i % 3] for i in ids]).dictionary_encode(),
+    })
+
+
+def orders_table(rows):
+    return pa.table({
+        "id": pa.array(range(1, rows + 1), pa.int64()),
+        "customer": pa.array([f"customer {i % 97}" for i in range(rows)], pa.string()),
+        "amount": pa.array([i * 0.25 for i in range(rows)], pa.float64()),
+        "paid": pa.array([i % 2 == 0 for i in range(rows)], pa.bool_()),
+    })
+
+
+def wide_table(rows, columns=20):
+    return pa.table({f"c{j}": pa.array([i * (j + 1) for i in range(rows)], pa.int64()) for j in range(columns)})
+
+
+def parquet(folder):
+    described = {}
+    types = types_table()
+    pq.write_table(types, f"{folder}/types.parquet", row_group_size=1000)
+    described["types.parquet"] = {"rows": rows_of(types)}
+
+    legacy = pa.table({"id": pa.array([1, 2, 3], pa.int64()),
+                       "at": pa.array([0, 1_234_567_890_123_456_789, -86_400_000_000_000], pa.timestamp("ns"))})
+    pq.write_table(legacy, f"{folder}/int96.parquet", use_deprecated_int96_timestamps=True)
+    described["int96.parquet"] = {"rows": rows_of(legacy)}
+
+    orders = orders_table(5000)
+    for codec in ["none", "snappy", "gzip", "lz4", "brotli", "zstd"]:
+        pq.write_table(orders, f"{folder}/orders-{codec}.parquet", compression=codec, row_group_size=2000)
+        described[f"orders-{codec}.parquet"] = {"rows": rows_of(orders)}
+
+    wide = wide_table(100_000)
+    pq.write_table(wide, f"{folder}/wide.parquet", compression="none", row_group_size=25_000)
+    metadata = pq.ParquetFile(f"{folder}/wide.parquet").metadata
+    chunks = {}
+    for group in range(metadata.num_row_groups):
+        for j in range(metadata.num_columns):
+            column = metadata.row_group(group).column(j)
+            chunks.setdefault(column.path_in_schema, 0)
+            chunks[column.path_in_schema] += column.total_compressed_size
+    described["wide.parquet"] = {"rows_count": wide.num_rows, "column_bytes": chunks}
+    json.dump(described, sys.stdout)
+
+
+if __name__ == "__main__":
+    {"parquet": parquet}[sys.argv[1]](*sys.argv[2:])
