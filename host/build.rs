@@ -11,15 +11,25 @@ use std::process::Command;
 
 const WASM_TARGET: &str = "wasm32-wasip2";
 /// The bundled plugins, by the crate name of each.
-const BUNDLED: &[&str] = &["sluice_csv", "sluice_json", "sluice_jsonl", "sluice_parquet", "sluice_map"];
+const BUNDLED: &[&str] =
+    &["sluice_csv", "sluice_json", "sluice_jsonl", "sluice_parquet", "sluice_xml", "sluice_map"];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let root = manifest_dir.parent().expect("host/ sits in the workspace root").to_path_buf();
     let plugins = root.join("plugins");
-    for watched in
-        ["Cargo.toml", "Cargo.lock", ".cargo/config.toml", "sdk", "csv", "json", "jsonl", "parquet", "map"]
-    {
+    for watched in [
+        "Cargo.toml",
+        "Cargo.lock",
+        ".cargo/config.toml",
+        "sdk",
+        "csv",
+        "json",
+        "jsonl",
+        "parquet",
+        "xml",
+        "map",
+    ] {
         println!("cargo:rerun-if-changed={}", plugins.join(watched).display());
     }
     println!("cargo:rerun-if-changed={}", root.join("wit").display());

@@ -1,8 +1,9 @@
-//! Columnar formats read by ranges (contract 1.2.0), checked against files written by an independent
-//! writer: pyarrow writes Parquet files of every codec and of every physical and common logical type
-//! (`tests/support/formats.py`, run by `python.sh` in a virtual environment under `target/`), says what each holds as it reads
-//! them back, and Sluice's bundled `parquet` plugin must read the same values, value by value. Also: from
-//! S3 by ranged GETs, fetching only the columns asked for; truncated and corrupt files failing alone.
+//! Formats read by ranges (contract 1.2.0), checked against files written by independent writers, value by
+//! value: pyarrow writes Parquet files of every codec and of every physical and common logical type, and
+//! Python's ElementTree an XML catalogue (`tests/support/formats.py`, run by `python.sh` in a virtual
+//! environment under `target/`); each says what its files hold as it reads them back, and Sluice's bundled
+//! `parquet` and `xml` plugins must read the same. Also: Parquet from S3 by ranged GETs, fetching only the
+//! columns asked for; truncated and corrupt files failing alone.
 
 mod support;
 
@@ -17,30 +18,38 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
-/// The files pyarrow wrote, once for all tests, and what it says each holds.
+/// The Parquet files pyarrow wrote, once for all tests, and what it says each holds.
 fn written() -> &'static (PathBuf, Value) {
     static WRITTEN: OnceLock<(PathBuf, Value)> = OnceLock::new();
-    WRITTEN.get_or_init(|| {
-        let folder = support::root().join("target/formats-written/parquet");
-        std::fs::create_dir_all(&folder).unwrap();
-        let output = Command::new(support::root().join("tests/support/python.sh"))
-            .args(["formats.py", "parquet"])
-            .arg(&folder)
-            .output()
-            .expect("running tests/support/python.sh");
-        assert!(
-            output.status.success(),
-            "formats.py (needs python3, and PyPI the first time) failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        (folder, serde_json::from_slice(&output.stdout).expect("formats.py prints JSON"))
-    })
+    WRITTEN.get_or_init(|| write_with("parquet"))
+}
+
+/// Runs `formats.py FORMAT` into a folder of its own: the folder, and what the writer says it wrote.
+fn write_with(format: &str) -> (PathBuf, Value) {
+    let folder = support::root().join("target/formats-written").join(format);
+    std::fs::create_dir_all(&folder).unwrap();
+    let output = Command::new(support::root().join("tests/support/python.sh"))
+        .args(["formats.py", format])
+        .arg(&folder)
+        .output()
+        .expect("running tests/support/python.sh");
+    assert!(
+        output.status.success(),
+        "formats.py (needs python3, and PyPI the first time) failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (folder, serde_json::from_slice(&output.stdout).expect("formats.py prints JSON"))
 }
 
 /// `sluice parse --format parquet FILE`: the records, and stderr.
 fn parse(file: &Path, options: &[&str]) -> (Vec<Value>, String, Option<i32>) {
+    parse_as("parquet", file, options)
+}
+
+/// `sluice parse --format FORMAT FILE`: the records, and stderr.
+fn parse_as(format: &str, file: &Path, options: &[&str]) -> (Vec<Value>, String, Option<i32>) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
-    command.args(["parse", "--format", "parquet"]).arg(file);
+    command.args(["parse", "--format", format]).arg(file);
     for option in options {
         command.args(["--option", option]);
     }
@@ -262,4 +271,25 @@ fn truncated_and_corrupt_files_fail_alone_with_the_plugin_and_object_named() {
     assert_eq!(per_object[0], ("a-good.parquet".to_string(), 5000));
     assert_eq!(per_object.last().unwrap(), &("f-good.parquet".to_string(), 5000));
     println!("{per_object:?}");
+}
+
+#[test]
+fn an_xml_catalogue_reads_record_by_record_as_elementtree_reads_it() {
+    let (folder, described) = write_with("xml");
+    let catalog = &described["catalog.xml"];
+    let path = format!("record={}", catalog["record"].as_str().unwrap());
+    let (got, stderr, code) = parse_as("xml", &folder.join("catalog.xml"), &[&path]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let found = differences(&got, catalog["rows"].as_array().unwrap());
+    assert!(found.is_empty(), "catalog.xml:\n{}", found.join("\n"));
+    assert!(stderr.contains("catalog.xml: 500 rows, 0 rejected"), "{stderr}");
+
+    // Cut in the middle of a record: the records before it are kept, and the error names the line.
+    let bytes = std::fs::read(folder.join("catalog.xml")).unwrap();
+    let cut = folder.join("cut.xml");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let (got, stderr, code) = parse_as("xml", &cut, &[&path]);
+    assert_ne!(code, Some(0));
+    assert!(got.len() > 200 && got.len() < 300, "{} records before the cut", got.len());
+    assert!(stderr.contains("plugin `xml` cannot read") && stderr.contains(" at line "), "{stderr}");
 }

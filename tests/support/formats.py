@@ -2,6 +2,7 @@
 holds as the writer reads it back, for tests/formats.rs to compare value by value with what Sluice reads.
 
     formats.py parquet DIR   writes DIR/*.parquet and prints {file: {"rows": [...], ...}} as JSON
+    formats.py xml DIR       writes DIR/catalog.xml (Python's ElementTree) and prints the same
 
 Values are given as Sluice's conventions put them (README, "Parquet"), computed here from the raw values
 pyarrow reads back, not by Sluice's code: timestamps as RFC 3339 from their integer count, decimals as exact
@@ -14,6 +15,8 @@ import decimal
 import json
 import math
 import sys
+
+import xml.etree.ElementTree as ElementTree
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -156,5 +159,72 @@ def parquet(folder):
     json.dump(described, sys.stdout)
 
 
+def local(tag):
+    return tag.rsplit("}", 1)[-1]
+
+
+def grouped(children):
+    groups = {}
+    for child in children:
+        groups.setdefault(local(child.tag), []).append(child)
+    return groups
+
+
+def element_json(element):
+    """An element as Sluice's xml plugin hands it on, from what ElementTree read back."""
+    if not element.attrib and len(element) == 0:
+        return element.text or ""
+    value = {"@" + local(k): v for k, v in element.attrib.items()}
+    for name, children in grouped(element).items():
+        value[name] = element_json(children[0]) if len(children) == 1 else [element_json(c) for c in children]
+    if (element.text or "").strip():
+        value["#text"] = element.text.strip()
+    return value
+
+
+def record_of(element):
+    record = {local(k): v for k, v in element.attrib.items()}
+    for name, children in grouped(element).items():
+        only = children[0]
+        if len(children) == 1 and not only.attrib and len(only) == 0:
+            record[name] = only.text or ""
+        else:
+            record[name] = element_json(only) if len(children) == 1 else [element_json(c) for c in children]
+    if (element.text or "").strip():
+        record["#text"] = element.text.strip()
+    return record
+
+
+def xml(folder):
+    """A product catalogue as a shop system exports one: a default namespace, attributes, prices with a
+    currency, repeated tags, nested dimensions, variants, text with markup characters, empty elements."""
+    ElementTree.register_namespace("", "urn:example:catalog")
+    ns = "{urn:example:catalog}"
+    catalog = ElementTree.Element(ns + "catalog", {"generated": "2026-12-06T08:00:00Z"})
+    ElementTree.SubElement(catalog, ns + "supplier").text = "Acme & Sons <wholesale>"
+    for i in range(1, 501):
+        product = ElementTree.SubElement(catalog, ns + "product", {"id": f"p{i}", "status": ["active", "draft"][i % 2]})
+        ElementTree.SubElement(product, ns + "name").text = f"Product {i} \u2014 \"quoted\" & <b>bold</b>"
+        price = ElementTree.SubElement(product, ns + "price", {"currency": ["EUR", "USD"][i % 2]})
+        price.text = f"{i * 3}.{i % 100:02d}"
+        for t in range(i % 4):
+            ElementTree.SubElement(product, ns + "tag").text = f"tag{t}"
+        if i % 5 == 0:
+            dimensions = ElementTree.SubElement(product, ns + "dimensions", {"unit": "cm"})
+            ElementTree.SubElement(dimensions, ns + "width").text = str(i % 30)
+            ElementTree.SubElement(dimensions, ns + "height").text = str(i % 40)
+        if i % 7 == 0:
+            variants = ElementTree.SubElement(product, ns + "variants")
+            for v in range(2):
+                ElementTree.SubElement(variants, ns + "variant", {"sku": f"p{i}-{v}"}).text = ["small", "large"][v]
+        if i % 11 == 0:
+            ElementTree.SubElement(product, ns + "discontinued")
+    ElementTree.indent(catalog)
+    ElementTree.ElementTree(catalog).write(f"{folder}/catalog.xml", encoding="utf-8", xml_declaration=True)
+    back = ElementTree.parse(f"{folder}/catalog.xml").getroot()
+    rows = [record_of(p) for p in back if local(p.tag) == "product"]
+    json.dump({"catalog.xml": {"rows": rows, "record": "/catalog/product"}}, sys.stdout)
+
+
 if __name__ == "__main__":
-    {"parquet": parquet}[sys.argv[1]](*sys.argv[2:])
+    {"parquet": parquet, "xml": xml}[sys.argv[1]](*sys.argv[2:])

@@ -4,10 +4,11 @@ const CSV: &[u8] = include_bytes!(concat!(env!("SLUICE_BUNDLED_PLUGINS"), "/slui
 const JSON: &[u8] = include_bytes!(concat!(env!("SLUICE_BUNDLED_PLUGINS"), "/sluice_json.wasm"));
 const JSONL: &[u8] = include_bytes!(concat!(env!("SLUICE_BUNDLED_PLUGINS"), "/sluice_jsonl.wasm"));
 const PARQUET: &[u8] = include_bytes!(concat!(env!("SLUICE_BUNDLED_PLUGINS"), "/sluice_parquet.wasm"));
+const XML: &[u8] = include_bytes!(concat!(env!("SLUICE_BUNDLED_PLUGINS"), "/sluice_xml.wasm"));
 const MAP: &[u8] = include_bytes!(concat!(env!("SLUICE_BUNDLED_PLUGINS"), "/sluice_map.wasm"));
 
 /// The names of the bundled format plugins.
-pub const BUNDLED_FORMATS: &[&str] = &["csv", "tsv", "json", "jsonl", "parquet"];
+pub const BUNDLED_FORMATS: &[&str] = &["csv", "tsv", "json", "jsonl", "parquet", "xml"];
 /// The names of the bundled data templates.
 pub const BUNDLED_TEMPLATES: &[&str] = &["map"];
 
@@ -26,6 +27,7 @@ pub fn bundled_format(name: &str) -> Option<Bundled> {
         "json" => (JSON, &[]),
         "jsonl" => (JSONL, &[]),
         "parquet" => (PARQUET, &[]),
+        "xml" => (XML, &[]),
         _ => return None,
     };
     Some(Bundled { wasm, default_options })
