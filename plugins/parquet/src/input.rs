@@ -5,7 +5,8 @@
 //! in turn, a batch's worth of each. Once the footer is read, the column chunks to be read are known, so a
 //! read inside one fetches the chunk onward in one block (up to a bound), kept per chunk: a chunk costs
 //! the host a few large reads (a few ranged GETs from S3) rather than two per page, and nothing outside
-//! the columns asked for is fetched.
+//! the columns asked for is fetched. Only as many blocks are kept as a row group has chunks being read,
+//! the least recently used let go first, so what is kept does not grow with the file.
 
 use bytes::Bytes;
 use parquet::errors::ParquetError;
@@ -37,8 +38,13 @@ struct Blocks {
     chunks: Vec<(u64, u64)>,
     /// How much of a chunk one block takes.
     block: u64,
-    /// The block fetched last of each chunk (by the chunk's start), with its file offset.
-    kept: HashMap<u64, (u64, Bytes)>,
+    /// How many blocks are kept: the chunks of one row group that are read.
+    capacity: usize,
+    /// The block fetched last of each chunk being read (by the chunk's start): when it was last used,
+    /// its file offset, its bytes.
+    kept: HashMap<u64, (u64, u64, Bytes)>,
+    /// Counts uses, to tell the least recently used block.
+    uses: u64,
 }
 
 impl Chunks {
@@ -46,11 +52,13 @@ impl Chunks {
         Chunks { size: input.size(), input, state: Arc::default() }
     }
 
-    /// Says which byte ranges (column chunks) will be read, so that reads inside one fetch it in blocks.
-    pub fn will_read(&self, mut chunks: Vec<(u64, u64)>) {
+    /// Says which byte ranges (column chunks) will be read, `per_group` of them in each row group, so
+    /// that reads inside one fetch it in blocks.
+    pub fn will_read(&self, mut chunks: Vec<(u64, u64)>, per_group: usize) {
         chunks.sort_unstable();
         let mut state = self.lock();
-        state.block = (KEPT / chunks.len().max(1) as u64).max(MIN_BLOCK);
+        state.capacity = per_group.max(1);
+        state.block = (KEPT / state.capacity as u64).max(MIN_BLOCK);
         state.chunks = chunks;
     }
 
@@ -71,17 +79,24 @@ impl Chunks {
             drop(state);
             return Ok(Bytes::from(self.input.read(start, len as usize)?));
         };
-        if let Some((offset, block)) = state.kept.get(&chunk_start)
+        state.uses += 1;
+        let now = state.uses;
+        if let Some((used, offset, block)) = state.kept.get_mut(&chunk_start)
             && start >= *offset
-            && end <= offset + block.len() as u64
+            && end <= *offset + block.len() as u64
         {
-            let from = (start - offset) as usize;
+            *used = now;
+            let from = (start - *offset) as usize;
             return Ok(block.slice(from..from + len as usize));
         }
         let fetch = len.max(state.block.min(chunk_end - start));
         let block = Bytes::from(self.input.read(start, fetch as usize)?);
         let wanted = block.slice(..len as usize);
-        state.kept.insert(chunk_start, (start, block));
+        state.kept.insert(chunk_start, (now, start, block));
+        if state.kept.len() > state.capacity {
+            let oldest = state.kept.iter().min_by_key(|(_, (used, _, _))| *used).map(|(chunk, _)| *chunk);
+            state.kept.remove(&oldest.expect("more than one block is kept"));
+        }
         Ok(wanted)
     }
 }
@@ -126,5 +141,32 @@ impl Read for Sequential {
         self.block = self.block.slice(n..);
         self.position += n as u64;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chunk_is_fetched_in_blocks_and_only_a_row_groups_worth_of_blocks_is_kept() {
+        let file: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        let chunks = Chunks::new(RangeInput::from_bytes(file.clone()));
+        // Ten row groups of two column chunks, 500 bytes each.
+        let ranges = (0..20).map(|i| (i * 500, i * 500 + 500)).collect();
+        chunks.will_read(ranges, 2);
+        for group in 0..10u64 {
+            for page in 0..5u64 {
+                for column in 0..2u64 {
+                    let start = (group * 2 + column) * 500 + page * 100;
+                    let bytes = chunks.get_bytes(start, 100).unwrap();
+                    assert_eq!(&bytes[..], &file[start as usize..start as usize + 100]);
+                }
+            }
+            let state = chunks.lock();
+            assert!(state.kept.len() <= 2, "{} blocks kept after row group {group}", state.kept.len());
+            // Each chunk was fetched whole at its first read: its block holds all of it.
+            assert!(state.kept.values().all(|(_, _, block)| block.len() == 500));
+        }
     }
 }

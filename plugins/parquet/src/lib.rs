@@ -97,7 +97,7 @@ impl RangedParser for ParquetFile {
             .flat_map(|group| leaves.iter().map(move |leaf| group.column(*leaf).byte_range()))
             .map(|(start, len)| (start, start + len))
             .collect();
-        chunks.will_read(ranges);
+        chunks.will_read(ranges, leaves.len());
         let batches = builder.build().map_err(|e| fatal(0, format!("cannot read the Parquet file: {e}")))?;
         Ok(ParquetFile { batches, decimals, rows_read: 0 })
     }
@@ -134,3 +134,51 @@ impl ParquetFile {
 }
 
 export_ranged_parser!(ParquetFile);
+
+#[cfg(test)]
+mod tests {
+    use super::ParquetFile;
+    use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+    use parquet::arrow::ArrowWriter;
+    use serde_json::json;
+    use sluice_plugin_sdk::testing::parse_ranged;
+    use std::sync::Arc;
+
+    /// A file of `rows` rows, `id` and `name`, in row groups of 1,000.
+    fn file(rows: i64) -> Vec<u8> {
+        let ids: ArrayRef = Arc::new(Int64Array::from_iter_values(1..=rows));
+        let names: ArrayRef =
+            Arc::new(StringArray::from_iter((1..=rows).map(|i| (i % 3 != 0).then(|| format!("n{i}")))));
+        let batch = RecordBatch::try_from_iter([("id", ids), ("name", names)]).unwrap();
+        let properties = parquet::file::properties::WriterProperties::builder()
+            .set_max_row_group_row_count(Some(1000))
+            .build();
+        let mut bytes = Vec::new();
+        let mut writer = ArrowWriter::try_new(&mut bytes, batch.schema(), Some(properties)).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        bytes
+    }
+
+    #[test]
+    fn records_come_row_group_by_row_group_numbered_and_only_the_columns_asked_for() {
+        let outcome = parse_ranged::<ParquetFile>(&[], file(2500)).unwrap();
+        assert_eq!(outcome.records.len(), 2500);
+        assert_eq!(outcome.records[2], json!({"id": 3, "name": null}));
+        assert_eq!(outcome.lines[2499], 2500);
+        let names = parse_ranged::<ParquetFile>(&[("columns", "[\"name\"]")], file(10)).unwrap();
+        assert_eq!(names.records[0], json!({"name": "n1"}));
+    }
+
+    #[test]
+    fn a_file_that_is_not_parquet_or_an_unknown_column_is_refused() {
+        let error = parse_ranged::<ParquetFile>(&[], b"id,name\n1,Ann\n".to_vec()).unwrap_err();
+        assert!(error.message.starts_with("not a readable Parquet file"), "{}", error.message);
+        let error = parse_ranged::<ParquetFile>(&[("columns", "nope")], file(10)).unwrap_err();
+        assert!(
+            error.message.contains("names `nope`, which the file does not have (it has id, name)"),
+            "{}",
+            error.message
+        );
+    }
+}
