@@ -61,8 +61,8 @@ fn usage_and_configuration_errors_exit_2_with_the_reason() {
     .unwrap();
     let cases: &[(&[&str], &str)] = &[
         (
-            &["parse", "--format", "xml", "a.csv"],
-            "unknown plugin `xml`: the bundled ones are csv, tsv, json, jsonl",
+            &["parse", "--format", "feather", "a.csv"],
+            "unknown plugin `feather`: the bundled ones are csv, tsv, json, jsonl, parquet, xml",
         ),
         (&["parse", "--format", "csv", "missing.csv"], "cannot open missing.csv"),
         (&["parse", "--format", "csv", "-o", "novalue", "a.csv"], "`novalue` is not KEY=VALUE"),
