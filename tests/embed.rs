@@ -120,9 +120,9 @@ fn a_dataflow_built_from_rust_values_is_checked_as_a_file_would_be() {
     assert!(config.dataflows.is_empty(), "a refused dataflow is not kept");
 
     let unknown_plugin =
-        DataflowConfig::new(SourceConfig::local("files")).with_format(FormatConfig::plugin("xml"));
+        DataflowConfig::new(SourceConfig::local("files")).with_format(FormatConfig::plugin("feather"));
     let error = config.add_dataflow("Orders", unknown_plugin).unwrap_err().to_string();
-    assert!(error.contains("`dataflows.Orders.format.plugin`: unknown plugin `xml`"), "{error}");
+    assert!(error.contains("`dataflows.Orders.format.plugin`: unknown plugin `feather`"), "{error}");
     let bad_name = DataflowConfig::new(SourceConfig::custom("x")).with_format(FormatConfig::plugin("csv"));
     let error = config.add_dataflow("my-orders", bad_name).unwrap_err().to_string();
     assert!(error.contains("dataflow name `my-orders` is not allowed"), "{error}");
