@@ -134,25 +134,24 @@ pub fn parse_ranged(
     let started = Instant::now();
     let mut summary = ParseSummary::default();
     let mut parse = plugin.open_ranged(object, options, input).map_err(ParseError::Open)?;
+    let mut pass_on = |parsed: Parsed, summary: &mut ParseSummary| {
+        hand_on(template.as_deref_mut(), object, parsed, summary, &mut consume)
+    };
     loop {
         let called = Instant::now();
         let next = parse.next_records();
         crate::metrics::plugin_call(plugin.name(), called.elapsed());
         summary.bytes = parse.bytes_read();
-        match next {
-            Ok(None) => break,
-            Ok(Some(parsed)) => hand_on(template.as_deref_mut(), object, parsed, &mut summary, &mut consume)?,
-            Err(error) => {
-                let completed = parse.take_completed_before_failure();
-                hand_on(template.as_deref_mut(), object, completed, &mut summary, &mut consume)?;
-                return Err(match parse.read_failure() {
-                    Some(source) => {
-                        ParseError::Read { object: object.to_string(), bytes: summary.bytes, source }
-                    }
-                    None => ParseError::Plugin(error),
-                });
+        let Some(next) = next.transpose() else { break };
+        hand_on_or_salvage(next, &mut parse, &mut summary, &mut pass_on).map_err(|error| {
+            // The plugin gave up because a read of its file failed: the object's error is that read's.
+            match (error, parse.read_failure()) {
+                (ParseError::Plugin(_), Some(source)) => {
+                    ParseError::Read { object: object.to_string(), bytes: summary.bytes, source }
+                }
+                (error, _) => error,
             }
-        }
+        })?;
     }
     summary.elapsed = started.elapsed();
     Ok(summary)

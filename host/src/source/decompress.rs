@@ -14,14 +14,8 @@ pub fn decompressing(
     compression: Compression,
     mut input: impl BufRead + Send + 'static,
 ) -> io::Result<Box<dyn BufRead + Send>> {
-    let lower = key.to_ascii_lowercase();
     let (compression, input): (Compression, Box<dyn BufRead + Send>) = match compression {
-        Compression::Auto if lower.ends_with(".gz") || lower.ends_with(".gzip") => {
-            (Compression::Gzip, Box::new(input))
-        }
-        Compression::Auto if lower.ends_with(".zst") || lower.ends_with(".zstd") => {
-            (Compression::Zstd, Box::new(input))
-        }
+        Compression::Auto if let Some(named) = by_extension(key) => (named, Box::new(input)),
         Compression::Auto => {
             // Sniff the first bytes where they are in the input's buffer; where fewer are, read them and
             // put them back in front of the rest.
@@ -41,6 +35,18 @@ pub fn decompressing(
         Compression::Zstd => Box::new(WholeChunks::new(zstd::stream::read::Decoder::with_buffer(input)?)),
         Compression::None | Compression::Auto => input,
     })
+}
+
+/// The compression `key`'s extension names (`.gz`, `.gzip`, `.zst`, `.zstd`), where it names one.
+pub fn by_extension(key: &str) -> Option<Compression> {
+    let lower = key.to_ascii_lowercase();
+    if lower.ends_with(".gz") || lower.ends_with(".gzip") {
+        Some(Compression::Gzip)
+    } else if lower.ends_with(".zst") || lower.ends_with(".zstd") {
+        Some(Compression::Zstd)
+    } else {
+        None
+    }
 }
 
 /// The compression the first bytes of an object say it has.

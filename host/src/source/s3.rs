@@ -43,6 +43,12 @@ const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// The wait before the first resumption; each later one waits twice as long.
 const FIRST_RESUME_BACKOFF: Duration = Duration::from_millis(200);
 
+/// The wait before the resumption that follows `failures` failures in a row (one or more): a broken
+/// download's and a failed ranged read's alike.
+fn resume_backoff(failures: u32) -> Duration {
+    FIRST_RESUME_BACKOFF * (1 << (failures - 1).min(6))
+}
+
 impl S3Source {
     /// Builds the client; no request is made until the first listing.
     pub async fn connect(config: &S3SourceConfig) -> Result<S3Source, SourceError> {
@@ -265,7 +271,7 @@ impl S3Ranges {
                 )));
             }
             tracing::warn!(object = %self.object.key, from = fetch.from, to = fetch.to, "retrying a ranged read: {cause}");
-            tokio::time::sleep(FIRST_RESUME_BACKOFF * (1 << (failures - 1).min(6))).await;
+            tokio::time::sleep(resume_backoff(failures)).await;
         }
     }
 
@@ -386,7 +392,7 @@ impl Download {
                 return Some((Err(error), self));
             }
             tracing::warn!(object = %self.object.key, bytes = self.delivered, "resuming a download that broke: {cause}");
-            tokio::time::sleep(FIRST_RESUME_BACKOFF * (1 << (self.failures - 1).min(6))).await;
+            tokio::time::sleep(resume_backoff(self.failures)).await;
         }
     }
 }

@@ -4,7 +4,7 @@
 use crate::config::Compression;
 use crate::parse::{ParseError, ParseSummary, parse_ranged, parse_stream};
 use crate::plugin::{FormatPlugin, Parsed, RangeRead, TemplateRun};
-use crate::source::{ObjectMeta, ReadAhead, Source, SourceError, decompressing};
+use crate::source::{self, ObjectMeta, ReadAhead, Source, SourceError, decompressing};
 use std::io::{self, BufRead, Read};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -75,13 +75,14 @@ impl ObjectInput {
 
 /// The compression `key` is stored with, by the dataflow's setting or its extension, where it has one.
 fn compressed(key: &str, compression: Compression) -> Option<&'static str> {
-    let lower = key.to_ascii_lowercase();
+    let compression = match compression {
+        Compression::Auto => source::by_extension(key)?,
+        set => set,
+    };
     match compression {
         Compression::Gzip => Some("gzip"),
         Compression::Zstd => Some("zstd"),
-        Compression::Auto if lower.ends_with(".gz") || lower.ends_with(".gzip") => Some("gzip"),
-        Compression::Auto if lower.ends_with(".zst") || lower.ends_with(".zstd") => Some("zstd"),
-        _ => None,
+        Compression::None | Compression::Auto => None,
     }
 }
 
