@@ -11,8 +11,16 @@ use std::process::Command;
 
 const WASM_TARGET: &str = "wasm32-wasip2";
 /// The bundled plugins, by the crate name of each.
-const BUNDLED: &[&str] =
-    &["sluice_csv", "sluice_json", "sluice_jsonl", "sluice_parquet", "sluice_xml", "sluice_map"];
+const BUNDLED: &[&str] = &[
+    "sluice_csv",
+    "sluice_json",
+    "sluice_jsonl",
+    "sluice_parquet",
+    "sluice_xml",
+    "sluice_avro",
+    "sluice_xlsx",
+    "sluice_map",
+];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
@@ -28,6 +36,8 @@ fn main() {
         "jsonl",
         "parquet",
         "xml",
+        "avro",
+        "xlsx",
         "map",
     ] {
         println!("cargo:rerun-if-changed={}", plugins.join(watched).display());

@@ -62,7 +62,7 @@ fn usage_and_configuration_errors_exit_2_with_the_reason() {
     let cases: &[(&[&str], &str)] = &[
         (
             &["parse", "--format", "feather", "a.csv"],
-            "unknown plugin `feather`: the bundled ones are csv, tsv, json, jsonl, parquet, xml",
+            "unknown plugin `feather`: the bundled ones are csv, tsv, json, jsonl, parquet, xml, avro, xlsx",
         ),
         (&["parse", "--format", "csv", "missing.csv"], "cannot open missing.csv"),
         (&["parse", "--format", "csv", "-o", "novalue", "a.csv"], "`novalue` is not KEY=VALUE"),

@@ -1,8 +1,9 @@
 //! Formats read by ranges (contract 1.2.0), checked against files written by independent writers, value by
-//! value: pyarrow writes Parquet files of every codec and of every physical and common logical type, and
-//! Python's ElementTree an XML catalogue (`tests/support/formats.py`, run by `python.sh` in a virtual
-//! environment under `target/`); each says what its files hold as it reads them back, and Sluice's bundled
-//! `parquet` and `xml` plugins must read the same. Also: Parquet from S3 by ranged GETs, fetching only the
+//! value: pyarrow writes Parquet files of every codec and of every physical and common logical type,
+//! Python's ElementTree an XML catalogue, fastavro Avro files of every codec and openpyxl a workbook
+//! (`tests/support/formats.py`, run by `python.sh` in a virtual environment under `target/`); each says
+//! what its files hold as it reads them back, and Sluice's bundled `parquet`, `xml`, `avro` and `xlsx`
+//! plugins must read the same. Also: Parquet from S3 by ranged GETs, fetching only the
 //! columns asked for; truncated and corrupt files failing alone.
 
 mod support;
@@ -292,4 +293,80 @@ fn an_xml_catalogue_reads_record_by_record_as_elementtree_reads_it() {
     assert_ne!(code, Some(0));
     assert!(got.len() > 200 && got.len() < 300, "{} records before the cut", got.len());
     assert!(stderr.contains("plugin `xml` cannot read") && stderr.contains(" at line "), "{stderr}");
+}
+
+#[test]
+fn avro_files_of_every_codec_read_value_by_value_as_fastavro_reads_them() {
+    let (folder, described) = write_with("avro");
+    let mut checked = Vec::new();
+    for (file, description) in described.as_object().unwrap() {
+        let (got, stderr, code) = parse_as("avro", &folder.join(file), &[]);
+        assert_eq!(code, Some(0), "{file}: {stderr}");
+        let found = differences(&got, description["rows"].as_array().unwrap());
+        assert!(found.is_empty(), "{file}:\n{}", found.join("\n"));
+        assert!(stderr.contains(&format!("{file}: 3000 rows, 0 rejected")), "{stderr}");
+        checked.push(file.as_str());
+    }
+    checked.sort();
+    assert_eq!(
+        checked,
+        ["orders-deflate.avro", "orders-null.avro", "orders-snappy.avro", "orders-zstandard.avro"]
+    );
+
+    // Cut in the middle: the records of the whole blocks before the cut are kept, and the error names the
+    // record it could not read.
+    let bytes = std::fs::read(folder.join("orders-deflate.avro")).unwrap();
+    let cut = folder.join("cut.avro");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let (got, stderr, code) = parse_as("avro", &cut, &[]);
+    assert_ne!(code, Some(0));
+    assert!(!got.is_empty() && got.len() < 3000, "{} records before the cut", got.len());
+    assert!(
+        stderr.contains("plugin `avro` cannot read")
+            && stderr.contains(&format!("record {} cannot be read", got.len() + 1)),
+        "{stderr}"
+    );
+    let not_avro = folder.join("not-avro.avro");
+    std::fs::write(&not_avro, b"id,name\n1,Ann\n").unwrap();
+    let (_, stderr, code) = parse_as("avro", &not_avro, &[]);
+    assert_ne!(code, Some(0));
+    assert!(stderr.contains("not an Avro object container file"), "{stderr}");
+}
+
+#[test]
+fn an_excel_sheet_reads_by_name_or_position_under_its_header_row_as_openpyxl_reads_it() {
+    let (folder, described) = write_with("xlsx");
+    let workbook = folder.join("orders.xlsx");
+    let want = described["orders.xlsx"]["rows"].as_array().unwrap();
+    for sheet in ["sheet=Orders", "sheet=2"] {
+        let (got, stderr, code) = parse_as("xlsx", &workbook, &[sheet, "header_row=2"]);
+        assert_eq!(code, Some(0), "{sheet}: {stderr}");
+        let found = differences(&got, want);
+        assert!(found.is_empty(), "{sheet}:\n{}", found.join("\n"));
+        // The empty row between the 599th and 600th orders is skipped.
+        assert!(stderr.contains("orders.xlsx: 1200 rows, 0 rejected"), "{stderr}");
+    }
+    // The first sheet where none is named; its one cell is the header, so no rows.
+    let (got, _, code) = parse_as("xlsx", &workbook, &[]);
+    assert_eq!((got.len(), code), (0, Some(0)));
+    // No header: the title row is a record, columns named by their letters.
+    let (got, _, _) = parse_as("xlsx", &workbook, &["sheet=Orders", "header_row=0"]);
+    assert_eq!(got[0]["A"], "Orders, November 2026");
+    assert_eq!((got[1]["A"].as_str(), got[1]["I"].as_str()), (Some("id"), Some("note")));
+
+    let (_, stderr, code) = parse_as("xlsx", &workbook, &["sheet=Invoices"]);
+    assert_ne!(code, Some(0));
+    assert!(
+        stderr.contains("option `sheet` is `Invoices`: no sheet has that name or position; the sheets are `Notes`, `Orders`"),
+        "{stderr}"
+    );
+    let bytes = std::fs::read(&workbook).unwrap();
+    let cut = folder.join("cut.xlsx");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let (_, stderr, code) = parse_as("xlsx", &cut, &["sheet=Orders"]);
+    assert_ne!(code, Some(0));
+    assert!(
+        stderr.contains("plugin `xlsx` cannot read") && stderr.contains("not an Excel workbook (.xlsx)"),
+        "{stderr}"
+    );
 }

@@ -115,7 +115,7 @@ enum Command {
     /// on stderr. Exits 0 when the file was read to its end, 1 when it cannot be read as that format, 2 on
     /// a usage or configuration error.
     Parse {
-        /// A bundled format (csv, tsv, json, jsonl, parquet, xml), a plugin named in the configuration, or a .wasm path.
+        /// A bundled format (csv, tsv, json, jsonl, parquet, xml, avro, xlsx), a plugin named in the configuration, or a .wasm path.
         #[arg(long, required_unless_present = "dataflow", conflicts_with = "dataflow")]
         format: Option<String>,
         /// Read the file as this dataflow of the configuration reads its files (its plugin and options).

@@ -1,8 +1,11 @@
-"""Writes files of the columnar and office formats with independent writers (pyarrow), and says what each
+"""Writes files of the columnar and office formats with independent writers (pyarrow, ElementTree,
+fastavro, openpyxl), and says what each
 holds as the writer reads it back, for tests/formats.rs to compare value by value with what Sluice reads.
 
     formats.py parquet DIR   writes DIR/*.parquet and prints {file: {"rows": [...], ...}} as JSON
     formats.py xml DIR       writes DIR/catalog.xml (Python's ElementTree) and prints the same
+    formats.py avro DIR      writes DIR/orders-CODEC.avro (fastavro) and prints the same
+    formats.py xlsx DIR      writes DIR/orders.xlsx (openpyxl) and prints the same
 
 Values are given as Sluice's conventions put them (README, "Parquet"), computed here from the raw values
 pyarrow reads back, not by Sluice's code: timestamps as RFC 3339 from their integer count, decimals as exact
@@ -226,5 +229,142 @@ def xml(folder):
     json.dump({"catalog.xml": {"rows": rows, "record": "/catalog/product"}}, sys.stdout)
 
 
+AVRO_SCHEMA = {
+    "type": "record", "name": "Order", "namespace": "shop",
+    "fields": [
+        {"name": "id", "type": "long"},
+        {"name": "quantity", "type": "int"},
+        {"name": "customer", "type": ["null", "string"]},
+        {"name": "status", "type": {"type": "enum", "name": "Status", "symbols": ["open", "paid", "void"]}},
+        {"name": "total", "type": {"type": "bytes", "logicalType": "decimal", "precision": 12, "scale": 2}},
+        {"name": "tax", "type": {"type": "fixed", "name": "Tax", "size": 8, "logicalType": "decimal",
+                                 "precision": 16, "scale": 4}},
+        {"name": "ratio", "type": "double"},
+        {"name": "weight", "type": "float"},
+        {"name": "paid", "type": "boolean"},
+        {"name": "day", "type": {"type": "int", "logicalType": "date"}},
+        {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+        {"name": "at_us", "type": ["null", {"type": "long", "logicalType": "timestamp-micros"}]},
+        {"name": "local", "type": {"type": "long", "logicalType": "local-timestamp-millis"}},
+        {"name": "clock", "type": {"type": "int", "logicalType": "time-millis"}},
+        {"name": "ref", "type": {"type": "string", "logicalType": "uuid"}},
+        {"name": "raw", "type": "bytes"},
+        {"name": "tags", "type": {"type": "array", "items": "string"}},
+        {"name": "attributes", "type": {"type": "map", "values": "long"}},
+        {"name": "address", "type": ["null", {"type": "record", "name": "Address", "fields": [
+            {"name": "city", "type": "string"}, {"name": "zip", "type": "int"}]}]},
+        {"name": "billing", "type": ["null", "Address"]},
+    ],
+}
+
+
+def avro_rows(count):
+    import uuid
+    utc = datetime.timezone.utc
+    for i in range(1, count + 1):
+        address = {"city": f"City {i % 13} \u00e9", "zip": 10_000 + i}
+        yield {
+            "id": i, "quantity": i % 50 - 10, "customer": None if i % 4 == 0 else f"customer \"{i % 97}\"",
+            "status": ["open", "paid", "void"][i % 3],
+            "total": decimal.Decimal(i * 1234 - 500_000).scaleb(-2),
+            "tax": decimal.Decimal(-i * 77).scaleb(-4),
+            "ratio": i / 7, "weight": i * 0.5, "paid": i % 2 == 0,
+            "day": datetime.date(1969, 12, 20) + datetime.timedelta(days=i * 3),
+            "at": datetime.datetime(2026, 1, 1, tzinfo=utc) + datetime.timedelta(milliseconds=i * 3_600_123),
+            "at_us": None if i % 5 == 0 else datetime.datetime(2026, 6, 1, tzinfo=utc) + datetime.timedelta(microseconds=i * 1_000_001),
+            "local": datetime.datetime(1999, 12, 31, 23) + datetime.timedelta(milliseconds=i * 1_001),
+            "clock": datetime.time(i % 24, i % 60, i % 60, (i % 1000) * 1000),
+            "ref": uuid.UUID(int=i * 2**64 + i),
+            "raw": bytes([i % 256, 0, 255]) * (i % 3),
+            "tags": [f"t{j}" for j in range(i % 4)],
+            "attributes": {f"k{j}": i * j for j in range(i % 3)},
+            "address": None if i % 6 == 0 else address,
+            "billing": address if i % 2 else None,
+        }
+
+
+def avro_value(value, logical):
+    """A value fastavro read back, as Sluice's avro plugin hands it on (README, "Avro")."""
+    if isinstance(value, datetime.datetime):
+        digits = {"timestamp-millis": 3, "local-timestamp-millis": 3, "timestamp-micros": 6}[logical]
+        text = value.strftime("%Y-%m-%dT%H:%M:%S") + "." + f"{value.microsecond:06d}"[:digits]
+        return text + ("Z" if value.tzinfo is not None else "")
+    if isinstance(value, datetime.time):
+        return value.strftime("%H:%M:%S") + "." + f"{value.microsecond // 1000:03d}"
+    if isinstance(value, (datetime.date, decimal.Decimal)):
+        return nested(value)
+    if type(value).__name__ == "UUID":
+        return str(value)
+    return nested(value)
+
+
+def avro(folder):
+    import fastavro
+    schema = fastavro.parse_schema(AVRO_SCHEMA)
+    rows = list(avro_rows(3000))
+    logical = {}
+    for field in AVRO_SCHEMA["fields"]:
+        kinds = field["type"] if isinstance(field["type"], list) else [field["type"]]
+        logical[field["name"]] = next((k["logicalType"] for k in kinds if isinstance(k, dict) and "logicalType" in k), None)
+    described = {}
+    for codec in ["null", "deflate", "snappy", "zstandard"]:
+        name = f"orders-{codec}.avro"
+        with open(f"{folder}/{name}", "wb") as out:
+            fastavro.writer(out, schema, rows, codec=codec, sync_interval=16_000)
+        with open(f"{folder}/{name}", "rb") as back:
+            read = [{k: avro_value(v, logical[k]) for k, v in record.items()} for record in fastavro.reader(back)]
+        described[name] = {"rows": read}
+    json.dump(described, sys.stdout)
+
+
+def excel_value(value):
+    """A cell openpyxl read back, as Sluice's xlsx plugin hands it on (README, "Excel")."""
+    if isinstance(value, datetime.datetime):
+        text = value.strftime("%Y-%m-%dT%H:%M:%S")
+        millis = round(value.microsecond / 1000)
+        return text + (f".{millis:03d}" if millis else "")
+    if isinstance(value, datetime.time):
+        return value.strftime("%H:%M:%S")
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def xlsx(folder):
+    """A workbook as an office exports one: a notes sheet first, then orders under a title row, with
+    numbers, text, booleans, dates, date-times, times of day, gaps and an empty row."""
+    import openpyxl
+    book = openpyxl.Workbook()
+    notes = book.active
+    notes.title = "Notes"
+    notes.append(["Exported for the finance team"])
+    orders = book.create_sheet("Orders")
+    orders.append(["Orders, November 2026"])
+    header = ["id", "customer", "amount", "quantity", "paid", "day", "at", "clock", "note"]
+    orders.append(header)
+    for i in range(1, 1201):
+        if i == 600:
+            orders.append([])
+        orders.append([
+            i, f"Customer \u00e9 {i % 37}", i * 1.25 + 0.01, i % 9 - 4, i % 2 == 0,
+            datetime.date(2026, 1, 1) + datetime.timedelta(days=i % 300),
+            datetime.datetime(2026, 11, 5, 8, 30) + datetime.timedelta(seconds=i * 61, milliseconds=(i % 4) * 250),
+            datetime.time(i % 24, i % 60, (i * 7) % 60),
+            None if i % 3 else f"note {i}",
+        ])
+    book.save(f"{folder}/orders.xlsx")
+    back = openpyxl.load_workbook(f"{folder}/orders.xlsx")["Orders"]
+    rows = []
+    names = None
+    for values in back.iter_rows(min_row=2, values_only=True):
+        if names is None:
+            names = values
+            continue
+        if all(v is None for v in values):
+            continue
+        rows.append({name: excel_value(v) for name, v in zip(names, values)})
+    json.dump({"orders.xlsx": {"rows": rows}}, sys.stdout)
+
+
 if __name__ == "__main__":
-    {"parquet": parquet, "xml": xml}[sys.argv[1]](*sys.argv[2:])
+    {"parquet": parquet, "xml": xml, "avro": avro, "xlsx": xlsx}[sys.argv[1]](*sys.argv[2:])

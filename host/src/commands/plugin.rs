@@ -169,7 +169,7 @@ pub fn test(
     };
     let reader = config.plugin_spec(&format).map_err(|_| {
         Failure::Usage(format!(
-            "cannot tell how to read {} for the template: name its format with --input-format (csv, tsv, json, jsonl, parquet, xml)",
+            "cannot tell how to read {} for the template: name its format with --input-format (csv, tsv, json, jsonl, parquet, xml, avro, xlsx)",
             sample.display()
         ))
     })?;

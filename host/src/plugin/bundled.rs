@@ -5,10 +5,12 @@ const JSON: &[u8] = include_bytes!(concat!(env!("SLUICE_BUNDLED_PLUGINS"), "/slu
 const JSONL: &[u8] = include_bytes!(concat!(env!("SLUICE_BUNDLED_PLUGINS"), "/sluice_jsonl.wasm"));
 const PARQUET: &[u8] = include_bytes!(concat!(env!("SLUICE_BUNDLED_PLUGINS"), "/sluice_parquet.wasm"));
 const XML: &[u8] = include_bytes!(concat!(env!("SLUICE_BUNDLED_PLUGINS"), "/sluice_xml.wasm"));
+const AVRO: &[u8] = include_bytes!(concat!(env!("SLUICE_BUNDLED_PLUGINS"), "/sluice_avro.wasm"));
+const XLSX: &[u8] = include_bytes!(concat!(env!("SLUICE_BUNDLED_PLUGINS"), "/sluice_xlsx.wasm"));
 const MAP: &[u8] = include_bytes!(concat!(env!("SLUICE_BUNDLED_PLUGINS"), "/sluice_map.wasm"));
 
 /// The names of the bundled format plugins.
-pub const BUNDLED_FORMATS: &[&str] = &["csv", "tsv", "json", "jsonl", "parquet", "xml"];
+pub const BUNDLED_FORMATS: &[&str] = &["csv", "tsv", "json", "jsonl", "parquet", "xml", "avro", "xlsx"];
 /// The names of the bundled data templates.
 pub const BUNDLED_TEMPLATES: &[&str] = &["map"];
 
@@ -28,6 +30,8 @@ pub fn bundled_format(name: &str) -> Option<Bundled> {
         "jsonl" => (JSONL, &[]),
         "parquet" => (PARQUET, &[]),
         "xml" => (XML, &[]),
+        "avro" => (AVRO, &[]),
+        "xlsx" => (XLSX, &[]),
         _ => return None,
     };
     Some(Bundled { wasm, default_options })

@@ -6,7 +6,7 @@ use arrow_array::{Array, ArrowPrimitiveType, PrimitiveArray};
 use arrow_schema::{DataType, TimeUnit};
 use base64::Engine;
 use serde_json::{Map, Number, Value as Json};
-use sluice_plugin_sdk::{ColumnValues, Value};
+use sluice_plugin_sdk::{ColumnValues, Value, as_text};
 use std::fmt::Write;
 
 /// How decimals are handed on.
@@ -91,19 +91,24 @@ pub fn write_column(array: &dyn Array, decimals: Decimals, column: &mut ColumnVa
                 match value {
                     None => column.push(Value::Null),
                     Some(value) => {
-                        let (seconds, nanos) = split(value, unit);
+                        let (seconds, nanos) = text_unit(unit).split(value);
                         let days = seconds.div_euclid(86_400);
                         let date = match &mut day {
                             Some((cached, date)) if *cached == days => date,
                             _ => {
                                 let mut date = String::with_capacity(10);
-                                write_date(&mut date, days);
+                                as_text::write_date(&mut date, days);
                                 &mut day.insert((days, date)).1
                             }
                         };
                         text.clear();
                         text.push_str(date);
-                        write_time(&mut text, seconds.rem_euclid(86_400) as u64, nanos, unit);
+                        as_text::write_clock(
+                            &mut text,
+                            seconds.rem_euclid(86_400) as u64,
+                            nanos,
+                            text_unit(unit),
+                        );
                         if utc {
                             text.push('Z');
                         }
@@ -118,7 +123,7 @@ pub fn write_column(array: &dyn Array, decimals: Decimals, column: &mut ColumnVa
                     None => column.push(Value::Null),
                     Some(days) => {
                         text.clear();
-                        write_date(&mut text, i64::from(days));
+                        as_text::write_date(&mut text, i64::from(days));
                         column.push(Value::Text(&text));
                     }
                 }
@@ -128,7 +133,7 @@ pub fn write_column(array: &dyn Array, decimals: Decimals, column: &mut ColumnVa
             for value in array.as_primitive::<Decimal128Type>().iter() {
                 match value {
                     None => column.push(Value::Null),
-                    Some(unscaled) => column.push(Value::Text(&decimal_text(unscaled, *scale))),
+                    Some(unscaled) => column.push(Value::Text(&as_text::decimal(unscaled, *scale))),
                 }
             }
         }
@@ -288,153 +293,30 @@ fn base64(bytes: &[u8]) -> Json {
 }
 
 fn date(days: i64) -> Result<Json, String> {
-    let mut text = String::new();
-    write_date(&mut text, days);
-    Ok(Json::String(text))
-}
-
-/// The proleptic Gregorian date `days` after 1970-01-01, as year, month and day (Howard Hinnant's
-/// `civil_from_days`, exact for every `i64` count a timestamp can hold).
-fn civil(days: i64) -> (i64, u32, u32) {
-    let days = days + 719_468;
-    let era = days.div_euclid(146_097);
-    let day_of_era = days.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = (day_of_year - (153 * month_index + 2) / 5 + 1) as u32;
-    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 } as u32;
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
-/// `2026-11-05`: the date `days` after 1970-01-01. Digits are written by hand: `write!` with widths
-/// costs several times as much, and a file may hold millions of timestamps.
-fn write_date(out: &mut String, days: i64) {
-    let (year, month, day) = civil(days);
-    if (0..=9999).contains(&year) {
-        let mut text = *b"0000-00-00";
-        digits(&mut text[0..4], year as u64);
-        digits(&mut text[5..7], u64::from(month));
-        digits(&mut text[8..10], u64::from(day));
-        out.push_str(std::str::from_utf8(&text).expect("ASCII digits"));
-    } else {
-        write!(out, "{year:04}-{month:02}-{day:02}").unwrap();
-    }
-}
-
-/// Writes `value`'s last `into.len()` decimal digits into `into`, zero-padded.
-fn digits(into: &mut [u8], mut value: u64) {
-    for place in into.iter_mut().rev() {
-        *place = b'0' + (value % 10) as u8;
-        value /= 10;
-    }
-}
-
-/// RFC 3339 for an instant (`Z`); the same without an offset for a local time, which names no instant;
-/// with the digits of its unit.
-fn write_timestamp(out: &mut String, value: i64, unit: TimeUnit, utc: bool) {
-    let (seconds, nanos) = split(value, unit);
-    write_date(out, seconds.div_euclid(86_400));
-    write_time(out, seconds.rem_euclid(86_400) as u64, nanos, unit);
-    if utc {
-        out.push('Z');
-    }
-}
-
-/// `T13:45:00.250`: the time of day of a timestamp, with the digits of its unit.
-fn write_time(out: &mut String, second_of_day: u64, nanos: u32, unit: TimeUnit) {
-    let mut clock = *b"T00:00:00";
-    digits(&mut clock[1..3], second_of_day / 3600);
-    digits(&mut clock[4..6], second_of_day / 60 % 60);
-    digits(&mut clock[7..9], second_of_day % 60);
-    out.push_str(std::str::from_utf8(&clock).expect("ASCII digits"));
-    write_fraction(out, nanos, unit);
-}
-
-/// The fraction of a second, with the digits of its unit (none for whole seconds).
-fn write_fraction(out: &mut String, nanos: u32, unit: TimeUnit) {
-    let (value, width) = match unit {
-        TimeUnit::Second => return,
-        TimeUnit::Millisecond => (nanos / 1_000_000, 3),
-        TimeUnit::Microsecond => (nanos / 1_000, 6),
-        TimeUnit::Nanosecond => (nanos, 9),
-    };
-    let mut fraction = *b".000000000";
-    digits(&mut fraction[1..=width], u64::from(value));
-    out.push_str(std::str::from_utf8(&fraction[..=width]).expect("ASCII digits"));
-}
-
-/// Seconds and nanoseconds of `value` in `unit`.
-fn split(value: i64, unit: TimeUnit) -> (i64, u32) {
-    let per_second = match unit {
-        TimeUnit::Second => 1,
-        TimeUnit::Millisecond => 1_000,
-        TimeUnit::Microsecond => 1_000_000,
-        TimeUnit::Nanosecond => 1_000_000_000,
-    };
-    let nanos = value.rem_euclid(per_second) * (1_000_000_000 / per_second);
-    (value.div_euclid(per_second), nanos as u32)
+    Ok(Json::String(as_text::date(days)))
 }
 
 fn time(value: i64, unit: TimeUnit) -> Result<Json, String> {
-    let (seconds, nanos) = split(value, unit);
-    if !(0..86_400).contains(&seconds) {
-        return Err(format!("a time of day out of range ({value})"));
-    }
-    let mut text = format!("{:02}:{:02}:{:02}", seconds / 3600, seconds / 60 % 60, seconds % 60);
-    write_fraction(&mut text, nanos, unit);
-    Ok(Json::String(text))
+    as_text::time_of_day(value, text_unit(unit)).map(Json::String)
 }
 
 fn timestamp(value: i64, unit: TimeUnit, utc: bool) -> Json {
-    let mut text = String::new();
-    write_timestamp(&mut text, value, unit, utc);
-    Json::String(text)
+    Json::String(as_text::timestamp(value, text_unit(unit), utc))
+}
+
+fn text_unit(unit: TimeUnit) -> as_text::TimeUnit {
+    match unit {
+        TimeUnit::Second => as_text::TimeUnit::Second,
+        TimeUnit::Millisecond => as_text::TimeUnit::Millisecond,
+        TimeUnit::Microsecond => as_text::TimeUnit::Microsecond,
+        TimeUnit::Nanosecond => as_text::TimeUnit::Nanosecond,
+    }
 }
 
 fn decimal(unscaled: i128, scale: i8, decimals: Decimals) -> Json {
-    let text = decimal_text(unscaled, scale);
+    let text = as_text::decimal(unscaled, scale);
     match decimals {
         Decimals::Text => Json::String(text),
         Decimals::Float => float(text.parse().unwrap_or(f64::NAN)),
-    }
-}
-
-/// The exact digits of `unscaled × 10^-scale`.
-fn decimal_text(unscaled: i128, scale: i8) -> String {
-    if scale <= 0 {
-        let zeros = "0".repeat(scale.unsigned_abs() as usize);
-        return if unscaled == 0 { "0".into() } else { format!("{unscaled}{zeros}") };
-    }
-    let scale = scale as usize;
-    let digits = unscaled.unsigned_abs().to_string();
-    let digits = format!("{digits:0>width$}", width = scale + 1);
-    let (whole, fraction) = digits.split_at(digits.len() - scale);
-    let sign = if unscaled < 0 { "-" } else { "" };
-    format!("{sign}{whole}.{fraction}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn decimals_keep_every_digit() {
-        assert_eq!(decimal_text(1230, 2), "12.30");
-        assert_eq!(decimal_text(-5, 3), "-0.005");
-        assert_eq!(decimal_text(0, 2), "0.00");
-        assert_eq!(decimal_text(7, -2), "700");
-        assert_eq!(decimal_text(i128::MAX, 38), "1.70141183460469231731687303715884105727");
-    }
-
-    #[test]
-    fn times_carry_the_digits_of_their_unit() {
-        assert_eq!(timestamp(1_500, TimeUnit::Millisecond, true), "1970-01-01T00:00:01.500Z");
-        assert_eq!(timestamp(-1, TimeUnit::Second, false), "1969-12-31T23:59:59");
-        assert_eq!(timestamp(951_827_696_789, TimeUnit::Millisecond, true), "2000-02-29T12:34:56.789Z");
-        assert_eq!(timestamp(-62_135_596_800, TimeUnit::Second, true), "0001-01-01T00:00:00Z");
-        assert_eq!(time(3_600_000_001, TimeUnit::Microsecond).unwrap(), "01:00:00.000001");
-        assert_eq!(date(-1).unwrap(), "1969-12-31");
     }
 }

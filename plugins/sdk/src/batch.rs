@@ -108,6 +108,12 @@ impl ColumnValues {
         self.builder.types.len()
     }
 
+    /// The column with only its first `rows` values: for a parser that finds a row bad part-way through.
+    pub fn truncated(mut self, rows: usize) -> Self {
+        self.builder.truncate(rows.min(self.len()));
+        self
+    }
+
     /// Whether it holds none.
     pub fn is_empty(&self) -> bool {
         self.builder.types.is_empty()

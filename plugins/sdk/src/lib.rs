@@ -40,6 +40,7 @@
 //! export_parser!(Lines);
 //! ```
 
+pub mod as_text;
 mod batch;
 mod json;
 mod lines;
@@ -52,7 +53,7 @@ pub use batch::{BatchBuilder, ColumnValues, Emitter, Value};
 pub use json::number_value;
 pub use lines::LineSplitter;
 pub use options::Options;
-pub use ranged::{RangeInput, RangedParser};
+pub use ranged::{RangeInput, RangeReader, RangedParser};
 pub use template::{Input, Records, Template};
 
 /// The bindings generated from `wit/sluice.wit`. Plugins use them only through this crate's types.

@@ -10,6 +10,7 @@ use crate::bindings::sluice::plugin::types::{FatalError, Output};
 use crate::ranged_bindings::exports::sluice::plugin::ranged_parser::{FileReader, GuestFileReader};
 use crate::{Emitter, Options, fatal};
 use std::cell::RefCell;
+use std::io::{self, Read, Seek, SeekFrom};
 use std::sync::Arc;
 
 /// A parser of one file that reads it by ranges.
@@ -48,6 +49,12 @@ impl RangeInput {
         self.source.read(offset, len)
     }
 
+    /// The file as a [`Read`] + [`Seek`] cursor starting at its first byte, for libraries that read
+    /// through `std::io` (wrap it in a `BufReader`: each `read` is a call to the host).
+    pub fn reader(&self) -> RangeReader {
+        RangeReader { input: self.clone(), position: 0 }
+    }
+
     /// A file held in memory, for a plugin's own tests (see [`crate::testing::parse_ranged`]).
     pub fn from_bytes(bytes: Vec<u8>) -> RangeInput {
         RangeInput { source: Arc::new(InMemory(bytes)) }
@@ -55,6 +62,45 @@ impl RangeInput {
 
     fn from_host() -> RangeInput {
         RangeInput { source: Arc::new(FromHost) }
+    }
+}
+
+/// A [`RangeInput`] read through `std::io`, from [`RangeInput::reader`].
+pub struct RangeReader {
+    input: RangeInput,
+    position: u64,
+}
+
+/// The most one `read` asks of the host: a caller's buffer may be larger (`read_exact` of a whole block),
+/// and `Read` may return less than asked.
+const MAX_READ: u64 = 8 << 20;
+
+impl Read for RangeReader {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        let left = self.input.size().saturating_sub(self.position);
+        let len = (buffer.len() as u64).min(MAX_READ).min(left);
+        if len == 0 {
+            return Ok(0);
+        }
+        let bytes = self.input.read(self.position, len as usize).map_err(io::Error::other)?;
+        buffer[..bytes.len()].copy_from_slice(&bytes);
+        self.position += bytes.len() as u64;
+        Ok(bytes.len())
+    }
+}
+
+impl Seek for RangeReader {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let position = match to {
+            SeekFrom::Start(offset) => Some(offset),
+            SeekFrom::End(delta) => self.input.size().checked_add_signed(delta),
+            SeekFrom::Current(delta) => self.position.checked_add_signed(delta),
+        };
+        let position = position.ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "a seek to before the start of the file")
+        })?;
+        self.position = position;
+        Ok(position)
     }
 }
 

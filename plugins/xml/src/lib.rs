@@ -15,17 +15,17 @@
 use quick_xml::events::{BytesStart, Event};
 use serde_json::{Map, Value as Json};
 use sluice_plugin_sdk::{
-    Emitter, FatalError, Options, RangeInput, RangedParser, Value, export_ranged_parser, fatal,
+    Emitter, FatalError, Options, RangeInput, RangeReader, RangedParser, Value, export_ranged_parser, fatal,
 };
-use std::io::{self, BufReader, Read};
+use std::io::BufReader;
 
 /// Records handed on per call.
 const RECORDS_PER_CALL: usize = 4096;
 /// Bytes asked of the host per read.
-const READ: u64 = 256 * 1024;
+const READ: usize = 256 * 1024;
 
 struct XmlFile {
-    reader: quick_xml::Reader<BufReader<Sequential>>,
+    reader: quick_xml::Reader<BufReader<RangeReader>>,
     buffer: Vec<u8>,
     records: Records,
 }
@@ -68,8 +68,7 @@ impl RangedParser for XmlFile {
                 ),
             ));
         }
-        let input = Sequential { input, position: 0 };
-        let mut reader = quick_xml::Reader::from_reader(BufReader::with_capacity(READ as usize, input));
+        let mut reader = quick_xml::Reader::from_reader(BufReader::with_capacity(READ, input.reader()));
         reader.config_mut().check_end_names = true;
         let records = Records { path, open: Vec::new(), record: None, inside: Vec::new(), line: 1 };
         Ok(XmlFile { reader, buffer: Vec::new(), records })
@@ -248,25 +247,6 @@ fn json(element: Element) -> Json {
 
 fn newlines(bytes: &[u8]) -> u64 {
     memchr::memchr_iter(b'\n', bytes).count() as u64
-}
-
-/// The host's file read front to back.
-struct Sequential {
-    input: RangeInput,
-    position: u64,
-}
-
-impl Read for Sequential {
-    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
-        let len = (buffer.len() as u64).min(READ).min(self.input.size().saturating_sub(self.position));
-        if len == 0 {
-            return Ok(0);
-        }
-        let bytes = self.input.read(self.position, len as usize).map_err(io::Error::other)?;
-        buffer[..bytes.len()].copy_from_slice(&bytes);
-        self.position += bytes.len() as u64;
-        Ok(bytes.len())
-    }
 }
 
 export_ranged_parser!(XmlFile);
