@@ -6,6 +6,7 @@ holds as the writer reads it back, for tests/formats.rs to compare value by valu
     formats.py xml DIR       writes DIR/catalog.xml (Python's ElementTree) and prints the same
     formats.py avro DIR      writes DIR/orders-CODEC.avro (fastavro) and prints the same
     formats.py xlsx DIR      writes DIR/orders.xlsx (openpyxl) and prints the same
+    formats.py zip DIR       writes DIR/exports.zip (zipfile) and prints its members and their rows
 
 Values are given as Sluice's conventions put them (README, "Parquet"), computed here from the raw values
 pyarrow reads back, not by Sluice's code: timestamps as RFC 3339 from their integer count, decimals as exact
@@ -366,5 +367,41 @@ def xlsx(folder):
     json.dump({"orders.xlsx": {"rows": rows}}, sys.stdout)
 
 
+def archive(folder):
+    """A ZIP archive as people send them: a folder of monthly CSV exports (deflated, and one stored), a
+    gzip-compressed one, a directory entry, macOS's metadata beside them, and a row one field too long."""
+    import csv
+    import gzip
+    import io
+    import zipfile
+    members = {}
+    for month, count in [("2026-10", 40), ("2026-11", 300), ("2026-12", 5)]:
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["id", "month", "amount", "note"])
+        for i in range(count):
+            writer.writerow([f"{month}-{i}", month, f"{i * 1.5:.2f}", "line,with \"quotes\"" if i % 10 == 0 else ""])
+        if month == "2026-11":
+            out.write("bad,row,with,five,fields\n")
+        members[f"orders/{month}.csv"] = out.getvalue().encode()
+    with zipfile.ZipFile(f"{folder}/exports.zip", "w") as zf:
+        zf.writestr(zipfile.ZipInfo("orders/"), b"")
+        zf.writestr("orders/2026-10.csv", members["orders/2026-10.csv"], compress_type=zipfile.ZIP_STORED)
+        zf.writestr("orders/2026-11.csv", members["orders/2026-11.csv"], compress_type=zipfile.ZIP_DEFLATED)
+        zf.writestr("orders/2026-12.csv.gz", gzip.compress(members["orders/2026-12.csv"]), compress_type=zipfile.ZIP_STORED)
+        zf.writestr("__MACOSX/orders/._2026-11.csv", b"\x00\x05\x16\x07", compress_type=zipfile.ZIP_DEFLATED)
+    with zipfile.ZipFile(f"{folder}/exports.zip") as back:
+        listed = {}
+        for info in back.infolist():
+            if info.is_dir() or info.filename.startswith("__MACOSX/"):
+                continue
+            data = back.read(info)
+            if info.filename.endswith(".gz"):
+                data = gzip.decompress(data)
+            rows = list(csv.DictReader(io.StringIO(data.decode())))
+            listed[info.filename] = {"rows": [r for r in rows if None not in r], "size": info.file_size}
+    json.dump({"exports.zip": listed}, sys.stdout)
+
+
 if __name__ == "__main__":
-    {"parquet": parquet, "xml": xml, "avro": avro, "xlsx": xlsx}[sys.argv[1]](*sys.argv[2:])
+    {"parquet": parquet, "xml": xml, "avro": avro, "xlsx": xlsx, "zip": archive}[sys.argv[1]](*sys.argv[2:])

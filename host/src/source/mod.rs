@@ -1,6 +1,7 @@
 //! Sources: where a dataflow's objects come from. Each sits behind [`Source`]: list the objects, open one
 //! as a byte stream. The runner knows nothing else about them.
 
+pub mod archive;
 mod decompress;
 mod local;
 mod notifications;

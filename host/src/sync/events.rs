@@ -79,7 +79,9 @@ impl Runner<'_> {
         let Ok(source) = self.build_source(name, dataflow) else { return HashSet::new() };
         let mut gone = HashSet::new();
         for object in objects {
-            match self.runtime().block_on(source.still_there(object)) {
+            // A member is there while the version of its archive is.
+            let whole = crate::source::archive::Member::of(object).map(|member| member.archive);
+            match self.runtime().block_on(source.still_there(whole.as_ref().unwrap_or(object))) {
                 Ok(true) => {}
                 Ok(false) => {
                     tracing::info!(

@@ -4,7 +4,7 @@
 use crate::config::Compression;
 use crate::parse::{ParseError, ParseSummary, parse_ranged, parse_stream};
 use crate::plugin::{FormatPlugin, Parsed, RangeRead, TemplateRun};
-use crate::source::{self, ObjectMeta, ReadAhead, Source, SourceError, decompressing};
+use crate::source::{self, ObjectMeta, ReadAhead, Source, SourceError, archive, decompressing};
 use std::io::{self, BufRead, Read};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,25 +34,34 @@ pub(super) fn open_input(
     plugin: &FormatPlugin,
     count: Arc<AtomicU64>,
 ) -> Result<ObjectInput, OpenFailure> {
-    if plugin.reads_by_range() {
-        if let Some(compressed) = compressed(&object.key, compression) {
-            let message = format!(
-                "the `{}` plugin reads files by ranges, which a {compressed} object cannot be read by: store it \
-                 uncompressed (its format compresses its own contents)",
-                plugin.name()
-            );
-            let source = io::Error::new(io::ErrorKind::InvalidInput, message);
-            return Err(OpenFailure::Read(ParseError::Read { object: object.key.clone(), bytes: 0, source }));
+    let unreadable = |source: io::Error| {
+        OpenFailure::Read(ParseError::Read { object: object.key.clone(), bytes: 0, source })
+    };
+    if let Some(member) = archive::Member::of(object) {
+        let ranges = runtime.block_on(source.open_ranged(&member.archive)).map_err(OpenFailure::Source)?;
+        let ranges = Box::new(Counted { inner: ranges, count });
+        // Reading the archive's directory and the member's bytes blocks: this runs on a parser's thread.
+        if plugin.reads_by_range() {
+            refuse_compressed(&member.name, compression, plugin).map_err(unreadable)?;
+            return archive::ranged(ranges, &member.name).map(ObjectInput::Ranged).map_err(unreadable);
         }
+        let stream = archive::stream(ranges, &member.name).map_err(unreadable)?;
+        return decompressing(&member.name, compression, stream).map(ObjectInput::Stream).map_err(unreadable);
+    }
+    if archive::is_archive(&object.key, compression) {
+        // Listed whole only where its directory could not be read (see `archive::expand`).
+        let ranges = runtime.block_on(source.open_ranged(object)).map_err(OpenFailure::Source)?;
+        return Err(unreadable(archive::why_unreadable(ranges)));
+    }
+    if plugin.reads_by_range() {
+        refuse_compressed(&object.key, compression, plugin).map_err(unreadable)?;
         let ranges = runtime.block_on(source.open_ranged(object)).map_err(OpenFailure::Source)?;
         return Ok(ObjectInput::Ranged(Box::new(Counted { inner: ranges, count })));
     }
     let reader = open_blocking(runtime, source, object).map_err(OpenFailure::Source)?;
-    let input =
-        decompressing(&object.key, compression, Counted { inner: reader, count }).map_err(|source| {
-            OpenFailure::Read(ParseError::Read { object: object.key.clone(), bytes: 0, source })
-        })?;
-    Ok(ObjectInput::Stream(input))
+    decompressing(&object.key, compression, Counted { inner: reader, count })
+        .map(ObjectInput::Stream)
+        .map_err(unreadable)
 }
 
 impl ObjectInput {
@@ -70,6 +79,22 @@ impl ObjectInput {
             ObjectInput::Stream(input) => parse_stream(plugin, template, object, options, input, consume),
             ObjectInput::Ranged(input) => parse_ranged(plugin, template, object, options, input, consume),
         }
+    }
+}
+
+/// Refuses an object stored compressed for a plugin that reads by ranges, which such an object cannot be
+/// read by.
+fn refuse_compressed(key: &str, compression: Compression, plugin: &FormatPlugin) -> io::Result<()> {
+    match compressed(key, compression) {
+        None => Ok(()),
+        Some(compressed) => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "the `{}` plugin reads files by ranges, which a {compressed} object cannot be read by: store it \
+                 uncompressed (its format compresses its own contents)",
+                plugin.name()
+            ),
+        )),
     }
 }
 

@@ -12,11 +12,11 @@ use super::registry::EMPTY;
 use super::stores::{DataflowStores, state_error};
 use super::worker::{SharedObjects, Worker, WorkerPool};
 use super::{Progress, Registry, StopSignal, SyncError};
-use crate::config::{Config, DataflowConfig, SourceConfig};
+use crate::config::{Compression, Config, DataflowConfig, SourceConfig};
 use crate::parse::{ParseError, ParseSummary};
 use crate::plugin::{FormatPlugin, Parsed, PluginHost, PluginSet, TemplatePlugin};
 use crate::sink::TableSink;
-use crate::source::{self, MANY_OBJECTS, ObjectMeta, Source, SourceError};
+use crate::source::{self, MANY_OBJECTS, ObjectMeta, Source, SourceError, archive};
 use crate::state::{
     Lease, LedgerEntry, ObjectOutcome, ObjectStatus, RunCounts, RunStatus, StateError, StateStore,
 };
@@ -310,7 +310,31 @@ impl<'a> Runner<'a> {
         {
             return Err(SyncError::Plan(format!("dataflow `{name}`: its source holds records, not objects")));
         }
-        self.run_files(name, dataflow, Discovery::Given(objects), progress)
+        // An archive an event named is read as its members; its message is done with once they all are.
+        let compression = dataflow.file_format().compression;
+        let archives: Vec<ObjectMeta> =
+            objects.iter().filter(|object| archive::is_archive(&object.key, compression)).cloned().collect();
+        let objects = if archives.is_empty() {
+            objects
+        } else {
+            let source = self.build_source(name, dataflow).map_err(|e| SyncError::Plan(e.to_string()))?;
+            archive::expand(&self.runtime, source.as_ref(), objects, compression)
+                .map_err(|e| SyncError::Plan(format!("dataflow `{name}`: {e}")))?
+        };
+        let members: Vec<(String, String)> = objects
+            .iter()
+            .filter(|object| archive::Member::of(object).is_some())
+            .map(|object| (object.key.clone(), object.etag.clone()))
+            .collect();
+        let (report, mut settled) = self.run_files(name, dataflow, Discovery::Given(objects), progress)?;
+        for whole in archives {
+            let prefix = format!("{}!/", whole.key);
+            let mut its = members.iter().filter(|(key, _)| key.starts_with(&prefix));
+            if its.all(|member| settled.contains(member)) {
+                settled.insert((whole.key, whole.etag));
+            }
+        }
+        Ok((report, settled))
     }
 
     /// A run of a dataflow that reads files, finding them as `discovery` says; with the versions of given
@@ -591,9 +615,17 @@ impl<'a> Runner<'a> {
         Ok(reports)
     }
 
-    /// Lists the source, with a warning where it holds so much that every run's listing costs.
-    pub(super) fn list(&self, name: &str, source: &dyn Source) -> Result<Vec<ObjectMeta>, String> {
+    /// Lists the source, each ZIP archive in it as its members (see [`archive::expand`]), with a warning
+    /// where it holds so much that every run's listing costs.
+    pub(super) fn list(
+        &self,
+        name: &str,
+        source: &dyn Source,
+        compression: Compression,
+    ) -> Result<Vec<ObjectMeta>, String> {
         let listing = self.runtime.block_on(source.list()).map_err(|e| format!("dataflow `{name}`: {e}"))?;
+        let listing = archive::expand(&self.runtime, source, listing, compression)
+            .map_err(|e| format!("dataflow `{name}`: {e}"))?;
         if listing.len() > MANY_OBJECTS {
             tracing::warn!(
                 dataflow = name,
@@ -614,7 +646,7 @@ impl<'a> Runner<'a> {
         state: Option<&mut StateStore>,
         reading: Option<&str>,
     ) -> Result<Plan, String> {
-        let listing = self.list(name, source)?;
+        let listing = self.list(name, source, dataflow.file_format().compression)?;
         let (ledger, cursor) = match state {
             Some(state) => (
                 state.ledger(name).map_err(|e| e.to_string())?,
