@@ -19,6 +19,8 @@ use std::time::{Duration, SystemTime};
 const NOVEMBER: &str = "exports.zip!/orders/2026-11.csv";
 const OCTOBER: &str = "exports.zip!/orders/2026-10.csv";
 const DECEMBER: &str = "exports.zip!/orders/2026-12.csv.gz";
+/// A member of another format than the dataflow's, read by the format its extension names.
+const LATE: &str = "exports.zip!/late/extra.jsonl";
 
 /// The archive zipfile wrote, and what it says each member holds.
 fn written() -> (PathBuf, Value) {
@@ -102,10 +104,12 @@ fn each_member_is_an_object_previewed_loaded_and_rejected_under_its_own_name() {
         Runner::new(&config, support::host(), runtime.handle().clone()).preview("Orders", 2).unwrap();
     let mut planned: Vec<&str> = preview.plan.to_import().map(|object| object.key.as_str()).collect();
     planned.sort();
-    assert_eq!(planned, [OCTOBER, NOVEMBER, DECEMBER, "loose.csv"]);
+    assert_eq!(planned, [LATE, OCTOBER, NOVEMBER, DECEMBER, "loose.csv"]);
     let sample = preview.sample.expect("a sample");
-    assert!(sample.key.starts_with("exports.zip!/orders/"), "{} {:?}", sample.key, sample.error);
+    // The first member, JSON Lines in an archive of CSV: read as the format its extension names.
+    assert_eq!((sample.key.as_str(), &sample.error), (LATE, &None));
     assert_eq!(sample.records.len(), 2);
+    assert!(sample.records[0].contains(r#""id":"late-0""#), "{}", sample.records[0]);
     let sizes: BTreeMap<&str, u64> =
         preview.plan.objects.iter().map(|p| (p.object.key.as_str(), p.object.size)).collect();
     assert_eq!(
@@ -116,12 +120,13 @@ fn each_member_is_an_object_previewed_loaded_and_rejected_under_its_own_name() {
 
     let report = runner_run(&config);
     assert_eq!(report.status, RunStatus::Succeeded, "{:?}", report.error);
-    assert_eq!((report.counts.objects, report.counts.rows), (4, 40 + 300 + 5 + 1));
+    assert_eq!((report.counts.objects, report.counts.rows), (5, 40 + 300 + 5 + 3 + 1));
     let mut expected = BTreeMap::new();
     for (member, key) in [
         ("orders/2026-10.csv", OCTOBER),
         ("orders/2026-11.csv", NOVEMBER),
         ("orders/2026-12.csv.gz", DECEMBER),
+        ("late/extra.jsonl", LATE),
     ] {
         let want = written_rows(&described, member);
         assert_eq!(loaded_rows(dir.path(), key), want, "{key}, value by value");
@@ -133,7 +138,7 @@ fn each_member_is_an_object_previewed_loaded_and_rejected_under_its_own_name() {
     // The ledger holds each member; the row one field too long is rejected under its member and line.
     let mut state = StateStore::open(&config.state_database()).unwrap();
     let ledger = state.ledger("Orders").unwrap();
-    for key in [OCTOBER, NOVEMBER, DECEMBER] {
+    for key in [OCTOBER, NOVEMBER, DECEMBER, LATE] {
         let entry = ledger.iter().find(|e| e.key == key).unwrap_or_else(|| panic!("{key} in the ledger"));
         assert_eq!(entry.status, ObjectStatus::Loaded, "{key}");
     }
@@ -163,7 +168,7 @@ fn from_s3_members_are_read_by_ranges_of_the_archive() {
         s3.endpoint()
     );
     let report = runner_run(&config(dir.path(), &source));
-    assert_eq!((report.counts.objects, report.counts.rows), (3, 40 + 300 + 5), "{:?}", report.error);
+    assert_eq!((report.counts.objects, report.counts.rows), (4, 40 + 300 + 5 + 3), "{:?}", report.error);
     assert_eq!(
         loaded_rows(dir.path(), "in/exports.zip!/orders/2026-11.csv"),
         written_rows(&described, "orders/2026-11.csv")

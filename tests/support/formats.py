@@ -369,7 +369,8 @@ def xlsx(folder):
 
 def archive(folder):
     """A ZIP archive as people send them: a folder of monthly CSV exports (deflated, and one stored), a
-    gzip-compressed one, a directory entry, macOS's metadata beside them, and a row one field too long."""
+    gzip-compressed one, a directory entry, macOS's metadata beside them, a row one field too long, and a
+    JSON Lines file of late orders."""
     import csv
     import gzip
     import io
@@ -390,6 +391,8 @@ def archive(folder):
         zf.writestr("orders/2026-11.csv", members["orders/2026-11.csv"], compress_type=zipfile.ZIP_DEFLATED)
         zf.writestr("orders/2026-12.csv.gz", gzip.compress(members["orders/2026-12.csv"]), compress_type=zipfile.ZIP_STORED)
         zf.writestr("__MACOSX/orders/._2026-11.csv", b"\x00\x05\x16\x07", compress_type=zipfile.ZIP_DEFLATED)
+        lines = [json.dumps({"id": f"late-{i}", "month": "2026-12", "amount": f"{i}.50", "note": "from JSON"}) for i in range(3)]
+        zf.writestr("late/extra.jsonl", "\n".join(lines) + "\n", compress_type=zipfile.ZIP_DEFLATED)
     with zipfile.ZipFile(f"{folder}/exports.zip") as back:
         listed = {}
         for info in back.infolist():
@@ -398,7 +401,10 @@ def archive(folder):
             data = back.read(info)
             if info.filename.endswith(".gz"):
                 data = gzip.decompress(data)
-            rows = list(csv.DictReader(io.StringIO(data.decode())))
+            if info.filename.endswith(".jsonl"):
+                rows = [json.loads(line) for line in data.decode().splitlines()]
+            else:
+                rows = list(csv.DictReader(io.StringIO(data.decode())))
             listed[info.filename] = {"rows": [r for r in rows if None not in r], "size": info.file_size}
     json.dump({"exports.zip": listed}, sys.stdout)
 

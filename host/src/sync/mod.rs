@@ -14,6 +14,7 @@
 
 mod check;
 pub mod events;
+mod member_format;
 mod object_input;
 mod optimize;
 pub mod plan;

@@ -2,6 +2,7 @@
 //! state store is only read (and not created), the sink not opened.
 
 use super::SyncError;
+use super::member_format::MemberFormats;
 use super::object_input::{OpenFailure, open_input};
 use super::plan::Plan;
 use super::runner::Runner;
@@ -51,8 +52,22 @@ impl Runner<'_> {
         let sampled = plan.to_import().next().or_else(|| plan.objects.last().map(|p| &p.object));
         let Some(object) = sampled.cloned() else { return Ok(Preview { plan, sample: None }) };
 
+        // A member of an archive may be of another format than the dataflow's (see `MemberFormats`).
+        let (plugin, options) = match MemberFormats::new(self, name).other_than(&plugin, &object) {
+            None => (plugin, dataflow.file_format().option_pairs()),
+            Some(Ok(other)) => (other, Vec::new()),
+            Some(Err(error)) => {
+                let sample = Sample {
+                    key: object.key.clone(),
+                    records: Vec::new(),
+                    rejects: Vec::new(),
+                    error: Some(error.to_string()),
+                };
+                return Ok(Preview { plan, sample: Some(sample) });
+            }
+        };
         let plugins = (&plugin, template.as_ref());
-        let sample = self.read_sample(source.as_ref(), dataflow, plugins, &object, limit);
+        let sample = self.read_sample(source.as_ref(), dataflow, plugins, &options, &object, limit);
         Ok(Preview { plan, sample: Some(sample) })
     }
 
@@ -63,6 +78,7 @@ impl Runner<'_> {
         source: &dyn Source,
         dataflow: &DataflowConfig,
         (plugin, template): (&FormatPlugin, Option<&TemplatePlugin>),
+        options: &[(String, String)],
         object: &ObjectMeta,
         limit: usize,
     ) -> Sample {
@@ -81,7 +97,6 @@ impl Runner<'_> {
                 return sample;
             }
         };
-        let options = dataflow.file_format().option_pairs();
         let template_options = dataflow.template.as_ref().map(|t| t.option_pairs()).unwrap_or_default();
         // A Stripe sink rejects a record Stripe would refuse before sending it: shown here as `run` rejects it.
         let stripe = (dataflow.sink.kind == SinkKind::Stripe).then(|| dataflow.sink.stripe().1);
@@ -92,7 +107,7 @@ impl Runner<'_> {
                 return sample;
             }
         };
-        let parsed = input.parse(plugin, template.as_mut(), &object.key, &options, |parsed| {
+        let parsed = input.parse(plugin, template.as_mut(), &object.key, options, |parsed| {
             for batch in &parsed.batches {
                 for row in 0..batch.num_rows() {
                     if sample.records.len() == limit {

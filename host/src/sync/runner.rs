@@ -6,6 +6,7 @@
 //! leaves, at worst, a committed object the ledger does not know yet: the next run reads the sink's markers
 //! first and records it.
 
+use super::member_format::MemberFormats;
 use super::object_input::{OpenFailure, open_input};
 use super::plan::{Decision, Plan, PlannedObject, Window, next_cursor, plan};
 use super::registry::EMPTY;
@@ -242,7 +243,11 @@ impl<'a> Runner<'a> {
         name: &str,
         dataflow: &DataflowConfig,
     ) -> Result<FormatPlugin, SyncError> {
-        let plugin = &dataflow.file_format().plugin;
+        self.load_format(name, &dataflow.file_format().plugin)
+    }
+
+    /// The format plugin `plugin`, for the dataflow `name`: loaded ahead, or from its file now.
+    pub(super) fn load_format(&self, name: &str, plugin: &str) -> Result<FormatPlugin, SyncError> {
         if let Some(loaded) = self.plugins.and_then(|set| set.format(plugin)) {
             return Ok(loaded.clone());
         }
@@ -356,11 +361,13 @@ impl<'a> Runner<'a> {
         let state = &mut stores.state;
         let mut report = RunReport::begin(state, name, dataflow).map_err(state_error(name))?;
         let run_id = report.run_id;
+        let member_formats = MemberFormats::new(self, name);
         let run = DataflowRun {
             name,
             dataflow,
             reading: reading(name, dataflow, &plugin, template.as_ref()),
             plugin: &plugin,
+            member_formats: &member_formats,
             template: template.as_ref(),
             run_id,
             progress,
@@ -743,6 +750,8 @@ pub(super) struct DataflowRun<'r> {
     /// How its objects are read ([`reading`]).
     pub reading: String,
     pub plugin: &'r FormatPlugin,
+    /// The formats of archive members that are not the dataflow's.
+    pub member_formats: &'r MemberFormats<'r>,
     pub template: Option<&'r TemplatePlugin>,
     pub run_id: i64,
     pub progress: &'r dyn Progress,
@@ -840,14 +849,20 @@ impl DataflowRun<'_> {
         source: &'env dyn Source,
         object: &'env ObjectMeta,
     ) -> Parsing<'scope> {
-        let (plugin, template, runtime) = (self.plugin, self.template, self.runtime);
+        let (template, runtime) = (self.template, self.runtime);
         let compression = self.dataflow.file_format().compression;
-        let options = self.dataflow.file_format().option_pairs();
+        let (dataflow_plugin, member_formats) = (self.plugin, self.member_formats);
+        let dataflow_options = self.dataflow.file_format().option_pairs();
         let template_options = self.dataflow.template.as_ref().map(|t| t.option_pairs()).unwrap_or_default();
         let bytes_read = Arc::new(AtomicU64::new(0));
         let count = bytes_read.clone();
         let (sender, parsed) = sync_channel::<Parsed>(PARSED_AHEAD);
         let parser = scope.spawn(move || {
+            let (plugin, options) = match member_formats.other_than(dataflow_plugin, object) {
+                None => (dataflow_plugin.clone(), dataflow_options),
+                Some(other) => (other.map_err(ParseError::Open)?, Vec::new()),
+            };
+            let plugin = &plugin;
             let input =
                 open_input(runtime, source, object, compression, plugin, count).map_err(|failure| {
                     match failure {

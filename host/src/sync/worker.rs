@@ -10,6 +10,7 @@
 //! was frozen, and another took it over) is lost, and its object stops before its commit. The sink's marker
 //! keeps each object's rows once, whichever worker commits it.
 
+use super::member_format::MemberFormats;
 use super::runner::{DataflowRun, reading};
 use super::{Progress, Runner, SyncError};
 use crate::config::DataflowConfig;
@@ -102,6 +103,7 @@ pub struct SharedObjects<'r> {
     template: Option<TemplatePlugin>,
     reading: String,
     source: Arc<dyn Source>,
+    member_formats: MemberFormats<'r>,
 }
 
 impl<'r> SharedObjects<'r> {
@@ -112,7 +114,8 @@ impl<'r> SharedObjects<'r> {
         let template = runner.load_template(name, dataflow)?;
         let reading = reading(name, dataflow, &plugin, template.as_ref());
         let source = runner.build_source(name, dataflow)?;
-        Ok(SharedObjects { runner, name, dataflow, plugin, template, reading, source })
+        let member_formats = MemberFormats::new(runner, name);
+        Ok(SharedObjects { runner, name, dataflow, plugin, template, reading, source, member_formats })
     }
 
     /// The shared objects of `run`, loaded with its plugins and `source`.
@@ -129,6 +132,7 @@ impl<'r> SharedObjects<'r> {
             template: run.template.cloned(),
             reading: run.reading.clone(),
             source,
+            member_formats: MemberFormats::new(runner, run.name),
         }
     }
 
@@ -219,6 +223,7 @@ impl<'r> SharedObjects<'r> {
             dataflow: self.dataflow,
             reading: self.reading.clone(),
             plugin: &self.plugin,
+            member_formats: &self.member_formats,
             template: self.template.as_ref(),
             run_id: claim.run_id,
             progress,
