@@ -34,13 +34,14 @@ struct XlsxFile {
     /// The sheet's cells. It borrows the workbook `_workbook` owns, so it is declared first: fields drop
     /// in order, and the borrow ends before the workbook is freed.
     cells: XlsxCellReader<'static, BufReader<RangeReader>>,
+    /// The row being gathered: its 0-based number and its cells, which may borrow the workbook's shared
+    /// strings (so it too is declared before the workbook).
+    row: Option<(u32, Vec<(u32, Cell)>)>,
     _workbook: OwnedWorkbook,
     /// The 0-based row of the header, where there is one.
     header: Option<u32>,
     /// Column names by 0-based column, from the header row.
     names: HashMap<u32, String>,
-    /// The row being gathered: its 0-based number and its cells.
-    row: Option<(u32, Vec<(u32, Cell)>)>,
 }
 
 /// The workbook, at a fixed place on the heap for as long as the parser lives, so the cell reader can
@@ -50,17 +51,19 @@ struct OwnedWorkbook(*mut Workbook);
 impl Drop for OwnedWorkbook {
     fn drop(&mut self) {
         // SAFETY: the pointer came from `Box::into_raw` in `create` and is freed only here, after the cell
-        // reader that borrowed it has dropped (it is the field before this one).
+        // reader and the row that borrow it have dropped (fields drop in order, and they come before it).
         drop(unsafe { Box::from_raw(self.0) });
     }
 }
 
-/// A cell's value, owned.
+/// A cell's value: owned, or a shared string of the workbook.
 enum Cell {
     Integer(i64),
     Float(f64),
     Boolean(bool),
     Text(String),
+    /// One of the workbook's shared strings, as it holds it.
+    Shared(&'static str),
 }
 
 impl RangedParser for XlsxFile {
@@ -143,6 +146,7 @@ impl XlsxFile {
                 for (column, value) in cells {
                     let text = match value {
                         Cell::Text(text) => text.trim().to_string(),
+                        Cell::Shared(text) => text.trim().to_string(),
                         Cell::Integer(i) => i.to_string(),
                         Cell::Float(f) => f.to_string(),
                         Cell::Boolean(b) => b.to_string(),
@@ -168,6 +172,7 @@ impl XlsxFile {
                         Cell::Float(f) => Value::Float(*f),
                         Cell::Boolean(b) => Value::Boolean(*b),
                         Cell::Text(text) => Value::Text(text),
+                        Cell::Shared(text) => Value::Text(text),
                     };
                     out.batch().push(index, value);
                 }
@@ -178,8 +183,8 @@ impl XlsxFile {
     }
 }
 
-/// A cell's value, owned; `None` for an empty cell.
-fn owned(value: &DataRef<'_>) -> Option<Cell> {
+/// A cell's value, kept for its row; `None` for an empty cell.
+fn owned(value: &DataRef<'static>) -> Option<Cell> {
     Some(match value {
         DataRef::Empty => return None,
         DataRef::Int(i) => Cell::Integer(*i),
@@ -191,7 +196,7 @@ fn owned(value: &DataRef<'_>) -> Option<Cell> {
         DataRef::String(text) | DataRef::DateTimeIso(text) | DataRef::DurationIso(text) => {
             Cell::Text(text.clone())
         }
-        DataRef::SharedString(text) => Cell::Text(text.to_string()),
+        DataRef::SharedString(text) => Cell::Shared(text),
         DataRef::Error(error) => Cell::Text(error.to_string()),
         DataRef::DateTime(moment) if moment.is_duration() => Cell::Text(duration(moment.as_f64())),
         DataRef::DateTime(moment) => {
