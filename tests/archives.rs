@@ -161,12 +161,17 @@ fn from_s3_members_are_read_by_ranges_of_the_archive() {
     let bytes = std::fs::read(&archive).unwrap();
     let s3 = S3Server::start();
     s3.create_bucket("drop");
-    s3.put("drop", "in/exports.zip", &bytes, SystemTime::now() - Duration::from_secs(3600));
     let dir = tempfile::tempdir().unwrap();
     let source = format!(
         "type = \"s3\", bucket = \"drop\", endpoint = \"{}\", region = \"us-east-1\", access_key_id = \"{ACCESS_KEY}\", secret_access_key = \"{SECRET_KEY}\"",
         s3.endpoint()
     );
+    // An archive older than the first run's 90 days is listed, not opened: not even its directory is read.
+    s3.put("drop", "old/exports.zip", &bytes, SystemTime::now() - Duration::from_secs(200 * 86_400));
+    let report = runner_run(&config(dir.path(), &source));
+    assert_eq!((report.counts.objects, s3.ranges().len()), (0, 0), "{:?}", report.error);
+
+    s3.put("drop", "in/exports.zip", &bytes, SystemTime::now() - Duration::from_secs(3600));
     let report = runner_run(&config(dir.path(), &source));
     assert_eq!((report.counts.objects, report.counts.rows), (4, 40 + 300 + 5 + 3), "{:?}", report.error);
     assert_eq!(

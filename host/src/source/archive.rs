@@ -35,8 +35,8 @@ pub struct Member {
 impl Member {
     /// The member `object` names, where it names one (its key holds `!/` after a `.zip`).
     pub fn of(object: &ObjectMeta) -> Option<Member> {
-        let split = object.key.to_ascii_lowercase().find(".zip!/")? + ".zip".len();
-        let (archive_key, name) = object.key.split_at(split);
+        let archive_key = archive_key(&object.key)?;
+        let name = &object.key[archive_key.len()..];
         let (size, etag) = object.etag.split_once(':')?;
         let archive = ObjectMeta {
             key: archive_key.to_string(),
@@ -48,17 +48,25 @@ impl Member {
     }
 }
 
-/// `listing`, each archive in it replaced by its members. An archive whose directory cannot be read stays
-/// as it is: opening it then fails it alone, saying why.
+/// The key of the archive a member's key names (`in/exports.zip` of `in/exports.zip!/orders/11.csv`).
+pub fn archive_key(key: &str) -> Option<&str> {
+    let end = key.to_ascii_lowercase().find(".zip!/")? + ".zip".len();
+    Some(&key[..end])
+}
+
+/// `listing`, each archive in it that is `wanted` replaced by its members (an archive's directory costs a
+/// read or two, so a run reads only those of archives it may take members of). An archive whose directory
+/// cannot be read stays as it is: opening it then fails it alone, saying why.
 pub fn expand(
     runtime: &Handle,
     source: &dyn Source,
     listing: Vec<ObjectMeta>,
     compression: Compression,
+    wanted: impl Fn(&ObjectMeta) -> bool,
 ) -> Result<Vec<ObjectMeta>, SourceError> {
     let mut expanded = Vec::with_capacity(listing.len());
     for object in listing {
-        if !is_archive(&object.key, compression) {
+        if !is_archive(&object.key, compression) || !wanted(&object) {
             expanded.push(object);
             continue;
         }

@@ -13,7 +13,7 @@ use super::registry::EMPTY;
 use super::stores::{DataflowStores, state_error};
 use super::worker::{SharedObjects, Worker, WorkerPool};
 use super::{Progress, Registry, StopSignal, SyncError};
-use crate::config::{Compression, Config, DataflowConfig, SourceConfig};
+use crate::config::{Config, DataflowConfig, SourceConfig};
 use crate::parse::{ParseError, ParseSummary};
 use crate::plugin::{FormatPlugin, Parsed, PluginHost, PluginSet, TemplatePlugin};
 use crate::sink::TableSink;
@@ -323,7 +323,7 @@ impl<'a> Runner<'a> {
             objects
         } else {
             let source = self.build_source(name, dataflow).map_err(|e| SyncError::Plan(e.to_string()))?;
-            archive::expand(&self.runtime, source.as_ref(), objects, compression)
+            archive::expand(&self.runtime, source.as_ref(), objects, compression, |_| true)
                 .map_err(|e| SyncError::Plan(format!("dataflow `{name}`: {e}")))?
         };
         let members: Vec<(String, String)> = objects
@@ -622,17 +622,9 @@ impl<'a> Runner<'a> {
         Ok(reports)
     }
 
-    /// Lists the source, each ZIP archive in it as its members (see [`archive::expand`]), with a warning
-    /// where it holds so much that every run's listing costs.
-    pub(super) fn list(
-        &self,
-        name: &str,
-        source: &dyn Source,
-        compression: Compression,
-    ) -> Result<Vec<ObjectMeta>, String> {
+    /// Lists the source, with a warning where it holds so much that every run's listing costs.
+    pub(super) fn list(&self, name: &str, source: &dyn Source) -> Result<Vec<ObjectMeta>, String> {
         let listing = self.runtime.block_on(source.list()).map_err(|e| format!("dataflow `{name}`: {e}"))?;
-        let listing = archive::expand(&self.runtime, source, listing, compression)
-            .map_err(|e| format!("dataflow `{name}`: {e}"))?;
         if listing.len() > MANY_OBJECTS {
             tracing::warn!(
                 dataflow = name,
@@ -653,7 +645,7 @@ impl<'a> Runner<'a> {
         state: Option<&mut StateStore>,
         reading: Option<&str>,
     ) -> Result<Plan, String> {
-        let listing = self.list(name, source, dataflow.file_format().compression)?;
+        let listing = self.list(name, source)?;
         let (ledger, cursor) = match state {
             Some(state) => (
                 state.ledger(name).map_err(|e| e.to_string())?,
@@ -667,6 +659,18 @@ impl<'a> Runner<'a> {
             initial_lookback: dataflow.initial_lookback(),
             overlap: dataflow.overlap(),
         };
+        // ZIP archives as their members: those the window holds, and those with a member to try again.
+        let unsettled: HashSet<&str> = ledger
+            .iter()
+            .filter(|entry| !entry.status.is_settled())
+            .filter_map(|entry| archive::archive_key(&entry.key))
+            .collect();
+        let start = window.start();
+        let wanted =
+            |whole: &ObjectMeta| whole.last_modified >= start || unsettled.contains(whole.key.as_str());
+        let compression = dataflow.file_format().compression;
+        let listing = archive::expand(&self.runtime, source, listing, compression, wanted)
+            .map_err(|e| format!("dataflow `{name}`: {e}"))?;
         Ok(plan(listing, &ledger, window, reading))
     }
 }
