@@ -129,7 +129,10 @@ impl PluginHost {
             .map_err(|e| format!("not a valid WebAssembly component: {e:#}"))?;
         let compile_time = started.elapsed();
         let ty = component.component_type();
-        let exports: Vec<String> = ty.exports(&self.engine).map(|(name, _)| name.to_string()).collect();
+        // By name: the order a component lists them in follows how its toolchain linked it, which a plugin's
+        // author does not choose and which changes between builds of the same source.
+        let mut exports: Vec<String> = ty.exports(&self.engine).map(|(name, _)| name.to_string()).collect();
+        exports.sort();
         let imports: Vec<Import> = ty
             .imports(&self.engine)
             .map(|(name, _)| Import { name: name.to_string(), refused: refused_import(name) })
