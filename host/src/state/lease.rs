@@ -460,4 +460,33 @@ mod tests {
         // The old holder's renewal finds the lease gone.
         assert!(!old.renew_lease("Orders", token, TIMEOUT).unwrap());
     }
+
+    /// A run frozen in the middle of a ledger write holds the lease's row share-locked. Once its lease has
+    /// expired, another run must still get it: the server ends the frozen transaction's session, where it
+    /// would otherwise hold every later run of the dataflow for as long as the process is stopped.
+    #[test]
+    fn a_run_frozen_inside_a_ledger_write_does_not_hold_up_the_run_taking_its_lease_over() {
+        let database = TestDatabase::create();
+        let state = DatabaseUrl::Postgres(database.url().to_string());
+        let mut old = StateStore::open(&state).unwrap();
+        let token =
+            old.take_lease("Orders", "a frozen run", Duration::from_millis(300), false).unwrap().unwrap();
+        old.fence_with(&Lease { dataflow: "Orders".into(), token, lost: Mutex::new(None) });
+        let (inside, frozen_at) = std::sync::mpsc::channel();
+        let frozen = std::thread::spawn(move || {
+            old.fenced_transaction(|_| {
+                inside.send(std::time::Instant::now()).unwrap();
+                std::thread::sleep(crate::state::sql::FROZEN_AFTER * 2);
+                Ok(())
+            })
+        });
+        let frozen_at = frozen_at.recv().unwrap();
+        std::thread::sleep(Duration::from_millis(400));
+        let new = lock_dataflow(&state, TIMEOUT, "Orders").unwrap();
+        assert_eq!(new.lease().token(), token + 1);
+        let waited = frozen_at.elapsed();
+        assert!(waited < crate::state::sql::FROZEN_AFTER * 2, "the takeover waited {waited:?}");
+        let ended = frozen.join().unwrap().unwrap_err().to_string();
+        assert!(ended.contains("closed"), "the frozen write was ended: {ended}");
+    }
 }

@@ -5,6 +5,12 @@
 use crate::pg::{self, PooledClient};
 use postgres::GenericClient;
 use postgres::types::{ToSql, Type};
+use std::time::Duration;
+
+/// How long a PostgreSQL state transaction may sit idle before the server ends its session (see
+/// [`Database::transaction`]): far longer than any pause between its statements, and a few renewals of
+/// the shortest lease.
+pub(super) const FROZEN_AFTER: Duration = Duration::from_secs(5);
 
 /// A parameter of a statement.
 #[derive(Clone, Copy, Debug)]
@@ -133,6 +139,16 @@ impl Database {
             }
             Database::Postgres(client) => {
                 let mut transaction = client.transaction().map_err(|e| pg::describe(&e))?;
+                // A state transaction is a few statements with nothing between them but this process's
+                // own work, so one idle for longer is a frozen process (a stopped VM, a long pause). Its
+                // locks, a lease's row above all, would hold up every run after it for as long as it is
+                // frozen: the server ends its session instead.
+                transaction
+                    .batch_execute(&format!(
+                        "SET LOCAL idle_in_transaction_session_timeout = {}",
+                        FROZEN_AFTER.as_millis()
+                    ))
+                    .map_err(|e| pg::describe(&e))?;
                 let value = work(&mut Postgres(&mut transaction))?;
                 transaction.commit().map_err(|e| pg::describe(&e))?;
                 Ok(value)
