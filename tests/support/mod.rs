@@ -10,9 +10,11 @@ use sluice::plugin::{
     FormatPlugin, HostSettings, Limits, PluginError, PluginHost, PluginSource, PluginSpec, RejectedRow,
     bundled_format,
 };
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Output};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 /// The repository root.
 pub fn root() -> PathBuf {
@@ -33,6 +35,43 @@ pub fn example() -> tempfile::TempDir {
         }
     }
     dir
+}
+
+/// What `child` printed once it exits. One still running after `limit` is killed and the test fails with
+/// what it had printed: a hung process fails its test, where it would otherwise hold the whole suite until
+/// CI's limit with nothing to show. Its stdout and stderr must be piped.
+pub fn output_within(mut child: Child, limit: Duration) -> Output {
+    fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    }
+    let (stdout, stderr) = (drain(child.stdout.take()), drain(child.stderr.take()));
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for the child") {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (stdout, stderr) = (stdout.join().unwrap(), stderr.join().unwrap());
+    let Some(status) = status else {
+        panic!(
+            "still running after {limit:?}, so killed; it had printed:\n{}\n{}",
+            String::from_utf8_lossy(&stdout),
+            String::from_utf8_lossy(&stderr)
+        );
+    };
+    Output { status, stdout, stderr }
 }
 
 /// One plugin host per test binary, with a compile cache under `target/`.
