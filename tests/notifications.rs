@@ -294,3 +294,48 @@ fn a_slot_that_comes_during_a_run_of_events_lists_the_bucket_when_it_ends() {
     daemon.wait_until("the waiting slot's listing", PROMPTLY, |_| s3.list_pages() > listed_before);
     assert_each_once(&database, 1);
 }
+
+/// A ZIP archive of stored members, `(name, bytes)` each.
+fn zip_of(members: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    use std::io::Write;
+    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let stored = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for (name, bytes) in members {
+        writer.start_file(*name, stored).unwrap();
+        writer.write_all(bytes).unwrap();
+    }
+    writer.finish().unwrap().into_inner()
+}
+
+#[test]
+fn an_archive_an_event_names_loads_as_its_members_and_its_message_waits_while_it_cannot_be_read() {
+    use sluice_testkit::s3::BodyFault;
+    let (s3, sqs, database) = (S3Server::start(), SqsServer::start(), TestDatabase::create());
+    s3.create_bucket(BUCKET);
+    let queue = sqs.create_queue("orders-events");
+    let archive = zip_of(&[("a.csv", csv("a")), ("late/b.csv", csv("b"))]);
+    let now = SystemTime::now();
+    let etag = s3.put(BUCKET, "orders/batch.zip", &archive, now);
+    // The connection breaks on the archive's directory, as it is listed and again as it is opened: the
+    // archive stays whole and pending, so its message must come back rather than be deleted as done.
+    s3.fail_next_bodies(2, BodyFault::CutAfter(0));
+    sqs.send(&queue, &object_created(BUCKET, "orders/batch.zip", archive.len() as u64, &etag, now));
+    let config = configuration(&s3, &sqs, &queue, ", visibility_timeout = \"2s\"", &database)
+        .replace("region = \"us-east-1\"\n", "region = \"us-east-1\"\nread_retries = 0\n");
+    let (daemon, _dir) = daemon(&config);
+
+    wait_for_objects(&daemon, &database, 2);
+    wait_for_empty_queue(&daemon, &sqs, &queue);
+    daemon.wait_until("the message deleted", PROMPTLY, |d| messages(d, "deleted") == 1);
+    assert!(messages(&daemon, "kept") >= 1, "kept while its directory could not be read");
+    assert_each_once(&database, 2);
+    let mut client = database.client();
+    let keys: Vec<String> = client
+        .query("SELECT key FROM orders._sluice_objects ORDER BY key", &[])
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(keys, ["orders/batch.zip!/a.csv", "orders/batch.zip!/late/b.csv"]);
+    assert_eq!(s3.list_pages(), 0, "no listing: the event named the archive");
+}

@@ -317,7 +317,7 @@ impl<'a> Runner<'a> {
         }
         // An archive an event named is read as its members; its message is done with once they all are.
         let compression = dataflow.file_format().compression;
-        let archives: Vec<ObjectMeta> =
+        let mut archives: Vec<ObjectMeta> =
             objects.iter().filter(|object| archive::is_archive(&object.key, compression)).cloned().collect();
         let objects = if archives.is_empty() {
             objects
@@ -326,6 +326,9 @@ impl<'a> Runner<'a> {
             archive::expand(&self.runtime, source.as_ref(), objects, compression, |_| true)
                 .map_err(|e| SyncError::Plan(format!("dataflow `{name}`: {e}")))?
         };
+        // One whose directory could not be read stays whole: it is an object of the run, settled or not
+        // as the ledger says, not an archive of no members (which would be settled at once).
+        archives.retain(|whole| !objects.iter().any(|object| object.key == whole.key));
         let members: Vec<(String, String)> = objects
             .iter()
             .filter(|object| archive::Member::of(object).is_some())
