@@ -16,10 +16,11 @@
 use apache_avro::schema::{Name, ResolvedSchema, Schema};
 use apache_avro::types::Value as Avro;
 use base64::Engine;
-use serde_json::{Map, Number, Value as Json};
+use serde_json::{Map, Value as Json};
+use sluice_plugin_sdk::as_text::{self, Decimals};
 use sluice_plugin_sdk::{
-    ColumnValues, Emitter, FatalError, Options, RangeInput, RangeReader, RangedParser, Value, as_text,
-    export_ranged_parser, fatal,
+    ColumnValues, Emitter, FatalError, Options, RangeInput, RangeReader, RangedParser, Value,
+    export_ranged_parser, fatal, json_float,
 };
 use std::collections::HashMap;
 use std::io::BufReader;
@@ -28,15 +29,6 @@ use std::io::BufReader;
 const RECORDS_PER_CALL: usize = 8192;
 /// Bytes asked of the host per read.
 const READ: usize = 1 << 20;
-
-/// How decimals are handed on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Decimals {
-    /// As exact text (`"12.30"`).
-    Text,
-    /// As the nearest float.
-    Float,
-}
 
 struct AvroFile {
     records: apache_avro::Reader<'static, BufReader<RangeReader>>,
@@ -54,16 +46,7 @@ struct Types {
 
 impl RangedParser for AvroFile {
     fn create(mut options: Options, input: RangeInput) -> Result<Self, FatalError> {
-        let decimals = match options.get("decimals").as_deref() {
-            None | Some("text") => Decimals::Text,
-            Some("float") => Decimals::Float,
-            Some(other) => {
-                return Err(fatal(
-                    0,
-                    format!("option `decimals` is `{other}`; expected \"text\" or \"float\""),
-                ));
-            }
-        };
+        let decimals = Decimals::from_options(&mut options)?;
         options.finish()?;
         let records = apache_avro::Reader::new(BufReader::with_capacity(READ, input.reader()))
             .map_err(|e| fatal(0, format!("not an Avro object container file: {e}")))?;
@@ -192,8 +175,8 @@ impl Types {
             Avro::Boolean(b) => Json::Bool(*b),
             Avro::Int(i) => Json::from(*i),
             Avro::Long(i) => Json::from(*i),
-            Avro::Float(f) => float(f64::from(*f)),
-            Avro::Double(f) => float(*f),
+            Avro::Float(f) => json_float(f64::from(*f)),
+            Avro::Double(f) => json_float(*f),
             Avro::String(s) | Avro::Enum(_, s) => Json::String(s.clone()),
             Avro::Bytes(bytes) | Avro::Fixed(_, bytes) => {
                 Json::String(base64::engine::general_purpose::STANDARD.encode(bytes))
@@ -224,11 +207,7 @@ impl Types {
                     return Err("a decimal value where the schema has no decimal".into());
                 };
                 let bytes = Vec::<u8>::try_from(decimal).map_err(|e| format!("a bad decimal: {e}"))?;
-                let text = decimal_text(&bytes, decimal_schema.scale);
-                match self.decimals {
-                    Decimals::Text => Json::String(text),
-                    Decimals::Float => float(text.parse().unwrap_or(f64::NAN)),
-                }
+                self.decimals.json(decimal_text(&bytes, decimal_schema.scale))
             }
             Avro::BigDecimal(decimal) => Json::String(decimal.to_string()),
             Avro::Duration(duration) => serde_json::json!({
@@ -286,10 +265,6 @@ fn instant(value: &Avro) -> Option<(i64, as_text::TimeUnit)> {
 }
 
 /// A float; JSON has no NaN or infinities, which become text.
-fn float(value: f64) -> Json {
-    Number::from_f64(value).map_or_else(|| Json::String(value.to_string()), Json::Number)
-}
-
 /// The exact digits of a decimal whose unscaled value is `bytes`, big-endian two's complement, of `scale`.
 fn decimal_text(bytes: &[u8], scale: usize) -> String {
     let scale = i8::try_from(scale).unwrap_or(i8::MAX);

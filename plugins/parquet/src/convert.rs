@@ -5,18 +5,10 @@ use arrow_array::types::*;
 use arrow_array::{Array, ArrowPrimitiveType, PrimitiveArray};
 use arrow_schema::{DataType, TimeUnit};
 use base64::Engine;
-use serde_json::{Map, Number, Value as Json};
-use sluice_plugin_sdk::{ColumnValues, Value, as_text};
+use serde_json::{Map, Value as Json};
+use sluice_plugin_sdk::as_text::{self, Decimals};
+use sluice_plugin_sdk::{ColumnValues, Value, json_float};
 use std::fmt::Write;
-
-/// How decimals are handed on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Decimals {
-    /// As exact text (`"12.30"`).
-    Text,
-    /// As the nearest float.
-    Float,
-}
 
 /// Appends each value of `array` to `column`.
 pub fn write_column(array: &dyn Array, decimals: Decimals, column: &mut ColumnValues) -> Result<(), String> {
@@ -191,9 +183,9 @@ fn scalar_or_json(array: &dyn Array, row: usize, decimals: Decimals) -> Result<J
         DataType::UInt16 => array.as_primitive::<UInt16Type>().value(row).into(),
         DataType::UInt32 => array.as_primitive::<UInt32Type>().value(row).into(),
         DataType::UInt64 => array.as_primitive::<UInt64Type>().value(row).into(),
-        DataType::Float16 => float(f64::from(array.as_primitive::<Float16Type>().value(row))),
-        DataType::Float32 => float(f64::from(array.as_primitive::<Float32Type>().value(row))),
-        DataType::Float64 => float(array.as_primitive::<Float64Type>().value(row)),
+        DataType::Float16 => json_float(f64::from(array.as_primitive::<Float16Type>().value(row))),
+        DataType::Float32 => json_float(f64::from(array.as_primitive::<Float32Type>().value(row))),
+        DataType::Float64 => json_float(array.as_primitive::<Float64Type>().value(row)),
         DataType::Utf8 => array.as_string::<i32>().value(row).into(),
         DataType::LargeUtf8 => array.as_string::<i64>().value(row).into(),
         DataType::Utf8View => array.as_string_view().value(row).into(),
@@ -284,10 +276,6 @@ fn list(values: &dyn Array, decimals: Decimals) -> Result<Json, String> {
 }
 
 /// A float; JSON has no NaN or infinities, which become text.
-fn float(value: f64) -> Json {
-    Number::from_f64(value).map_or_else(|| Json::String(value.to_string()), Json::Number)
-}
-
 fn base64(bytes: &[u8]) -> Json {
     Json::String(base64::engine::general_purpose::STANDARD.encode(bytes))
 }
@@ -314,9 +302,5 @@ fn text_unit(unit: TimeUnit) -> as_text::TimeUnit {
 }
 
 fn decimal(unscaled: i128, scale: i8, decimals: Decimals) -> Json {
-    let text = as_text::decimal(unscaled, scale);
-    match decimals {
-        Decimals::Text => Json::String(text),
-        Decimals::Float => float(text.parse().unwrap_or(f64::NAN)),
-    }
+    decimals.json(as_text::decimal(unscaled, scale))
 }

@@ -15,12 +15,13 @@ mod convert;
 mod input;
 
 use arrow_array::RecordBatch;
-use convert::{Decimals, write_column};
+use convert::write_column;
 use input::Chunks;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{
     ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder,
 };
+use sluice_plugin_sdk::as_text::Decimals;
 use sluice_plugin_sdk::{
     ColumnValues, Emitter, FatalError, Options, RangeInput, RangedParser, export_ranged_parser, fatal,
 };
@@ -40,16 +41,7 @@ struct ParquetFile {
 impl RangedParser for ParquetFile {
     fn create(mut options: Options, input: RangeInput) -> Result<Self, FatalError> {
         let columns = options.list("columns")?;
-        let decimals = match options.get("decimals").as_deref() {
-            None | Some("text") => Decimals::Text,
-            Some("float") => Decimals::Float,
-            Some(other) => {
-                return Err(fatal(
-                    0,
-                    format!("option `decimals` is `{other}`; expected \"text\" or \"float\""),
-                ));
-            }
-        };
+        let decimals = Decimals::from_options(&mut options)?;
         options.finish()?;
 
         // The file's own Arrow schema (which pyarrow stores) may ask for dictionary arrays and the like;

@@ -1,4 +1,4 @@
-//! JSON helpers shared by the JSON-reading plugins.
+//! JSON helpers shared by the plugins that read JSON or write values as JSON.
 
 use crate::Value;
 
@@ -15,4 +15,10 @@ pub fn number_value(text: &str) -> Value<'_> {
         }
         _ => Value::Json(text),
     }
+}
+
+/// `value` as a JSON number; NaN and the infinities, which JSON has no number for, as their text.
+pub fn float(value: f64) -> serde_json::Value {
+    serde_json::Number::from_f64(value)
+        .map_or_else(|| serde_json::Value::String(value.to_string()), serde_json::Value::Number)
 }

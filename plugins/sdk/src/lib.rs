@@ -50,7 +50,7 @@ pub mod template;
 pub mod testing;
 
 pub use batch::{BatchBuilder, ColumnValues, Emitter, Value};
-pub use json::number_value;
+pub use json::{float as json_float, number_value};
 pub use lines::LineSplitter;
 pub use options::Options;
 pub use ranged::{RangeInput, RangeReader, RangedParser};
