@@ -177,8 +177,8 @@ fn locate(ranges: Box<dyn RangeRead>, name: &str) -> io::Result<Located> {
 /// at their end.
 pub fn stream(ranges: Box<dyn RangeRead>, name: &str) -> io::Result<Box<dyn BufRead + Send>> {
     let located = locate(ranges, name)?;
-    let stored =
-        Span { ranges: located.ranges, position: located.start, end: located.start + located.compressed };
+    let span = Within { ranges: located.ranges, start: located.start, size: located.compressed };
+    let stored = Seekable { ranges: Box::new(span), position: 0 };
     let bytes: Box<dyn Read + Send> = if located.deflated {
         Box::new(flate2::read::DeflateDecoder::new(BufReader::with_capacity(CHUNK as usize, stored)))
     } else {
@@ -207,27 +207,7 @@ pub fn ranged(ranges: Box<dyn RangeRead>, name: &str) -> io::Result<Box<dyn Rang
     Ok(Box::new(super::FileRanges::new(file)?))
 }
 
-/// A member's stored bytes, read in chunks.
-struct Span {
-    ranges: Box<dyn RangeRead>,
-    position: u64,
-    end: u64,
-}
-
-impl Read for Span {
-    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
-        let len = (buffer.len() as u64).min(CHUNK).min(self.end - self.position) as usize;
-        if len == 0 {
-            return Ok(0);
-        }
-        let bytes = self.ranges.read_at(self.position, len)?;
-        buffer[..len].copy_from_slice(&bytes);
-        self.position += len as u64;
-        Ok(len)
-    }
-}
-
-/// A stored member as a file of its own.
+/// A span of the archive as a file of its own: a stored member, or a member's compressed bytes.
 struct Within {
     ranges: Box<dyn RangeRead>,
     start: u64,
@@ -273,8 +253,8 @@ impl Read for Checked {
     }
 }
 
-/// The archive as `Read + Seek`, for the zip crate to read its directory with, buffered so that its many
-/// small reads cost few of the source's.
+/// Ranges read in order, as `Read + Seek`: the archive for the zip crate to read its directory with
+/// (buffered, so that its many small reads cost few of the source's), or a member's bytes as they stream.
 struct Seekable {
     ranges: Box<dyn RangeRead>,
     position: u64,
