@@ -49,6 +49,34 @@ pub fn by_extension(key: &str) -> Option<Compression> {
     }
 }
 
+/// Refuses an object stored compressed for a plugin that reads by ranges, which such an object cannot be
+/// read by.
+pub fn refuse_compressed(key: &str, compression: Compression, plugin: &str) -> io::Result<()> {
+    match compressed(key, compression) {
+        None => Ok(()),
+        Some(compressed) => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "the `{plugin}` plugin reads files by ranges, which a {compressed} object cannot be read by: store \
+                 it uncompressed (its format compresses its own contents)"
+            ),
+        )),
+    }
+}
+
+/// The compression `key` is stored with, by the dataflow's setting or its extension, where it has one.
+fn compressed(key: &str, compression: Compression) -> Option<&'static str> {
+    let compression = match compression {
+        Compression::Auto => by_extension(key)?,
+        set => set,
+    };
+    match compression {
+        Compression::Gzip => Some("gzip"),
+        Compression::Zstd => Some("zstd"),
+        Compression::None | Compression::Auto => None,
+    }
+}
+
 /// The compression the first bytes of an object say it has.
 fn sniff(head: &[u8]) -> Compression {
     if head.starts_with(ZSTD_MAGIC) {

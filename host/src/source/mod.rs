@@ -9,7 +9,7 @@ mod ranged;
 mod read_ahead;
 mod s3;
 
-pub use decompress::{by_extension, decompressing};
+pub use decompress::{by_extension, decompressing, refuse_compressed};
 pub use local::LocalSource;
 pub use notifications::{Delivery, KeepVisible, Message, Notifications, Received, read_message};
 pub use ranged::{FileRanges, spooled};

@@ -42,7 +42,7 @@ pub(super) fn open_input(
         let ranges = Box::new(Counted { inner: ranges, count });
         // Reading the archive's directory and the member's bytes blocks: this runs on a parser's thread.
         if plugin.reads_by_range() {
-            refuse_compressed(&member.name, compression, plugin).map_err(unreadable)?;
+            source::refuse_compressed(&member.name, compression, plugin.name()).map_err(unreadable)?;
             return archive::ranged(ranges, &member.name).map(ObjectInput::Ranged).map_err(unreadable);
         }
         let stream = archive::stream(ranges, &member.name).map_err(unreadable)?;
@@ -54,7 +54,7 @@ pub(super) fn open_input(
         return Err(unreadable(archive::why_unreadable(ranges)));
     }
     if plugin.reads_by_range() {
-        refuse_compressed(&object.key, compression, plugin).map_err(unreadable)?;
+        source::refuse_compressed(&object.key, compression, plugin.name()).map_err(unreadable)?;
         let ranges = runtime.block_on(source.open_ranged(object)).map_err(OpenFailure::Source)?;
         return Ok(ObjectInput::Ranged(Box::new(Counted { inner: ranges, count })));
     }
@@ -79,35 +79,6 @@ impl ObjectInput {
             ObjectInput::Stream(input) => parse_stream(plugin, template, object, options, input, consume),
             ObjectInput::Ranged(input) => parse_ranged(plugin, template, object, options, input, consume),
         }
-    }
-}
-
-/// Refuses an object stored compressed for a plugin that reads by ranges, which such an object cannot be
-/// read by.
-fn refuse_compressed(key: &str, compression: Compression, plugin: &FormatPlugin) -> io::Result<()> {
-    match compressed(key, compression) {
-        None => Ok(()),
-        Some(compressed) => Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "the `{}` plugin reads files by ranges, which a {compressed} object cannot be read by: store it \
-                 uncompressed (its format compresses its own contents)",
-                plugin.name()
-            ),
-        )),
-    }
-}
-
-/// The compression `key` is stored with, by the dataflow's setting or its extension, where it has one.
-fn compressed(key: &str, compression: Compression) -> Option<&'static str> {
-    let compression = match compression {
-        Compression::Auto => source::by_extension(key)?,
-        set => set,
-    };
-    match compression {
-        Compression::Gzip => Some("gzip"),
-        Compression::Zstd => Some("zstd"),
-        Compression::None | Compression::Auto => None,
     }
 }
 
