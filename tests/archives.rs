@@ -219,3 +219,70 @@ fn a_damaged_member_and_a_file_that_is_no_archive_fail_alone() {
         (Some(&300), Some(&5), None)
     );
 }
+
+/// `sluice parse FILE` in `dir`: (exit status, records as JSON, stderr).
+fn parse(dir: &Path, file: &str) -> (Option<i32>, Vec<Value>, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .current_dir(dir)
+        .env("SLUICE_CACHE_DIR", support::root().join("target").join("test-plugin-cache"))
+        .args(["parse", "--format", "csv", file])
+        .output()
+        .unwrap();
+    let records = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a record as JSON"))
+        .collect();
+    (output.status.code(), records, String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+/// The ids of `records`, in order.
+fn ids(records: &[Value]) -> Vec<String> {
+    records.iter().map(|record| record["id"].as_str().unwrap_or_default().to_string()).collect()
+}
+
+#[test]
+fn sluice_parse_reads_every_member_as_a_run_does_or_the_one_named_and_a_damaged_member_fails_alone() {
+    let (archive, described) = written();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(&archive, dir.path().join("exports.zip")).unwrap();
+
+    // Every member, each by the format a run reads it with, rejects named by member and line.
+    let (status, records, stderr) = parse(dir.path(), "exports.zip");
+    assert_eq!(status, Some(0), "{stderr}");
+    let mut expected = Vec::new();
+    for member in ["orders/2026-10.csv", "orders/2026-11.csv", "orders/2026-12.csv.gz", "late/extra.jsonl"] {
+        expected.extend(written_rows(&described, member).into_keys());
+        assert!(stderr.contains(&format!("exports.zip!/{member}: ")), "a summary per member: {stderr}");
+    }
+    let mut read = ids(&records);
+    read.sort();
+    expected.sort();
+    assert_eq!(read, expected);
+    assert!(stderr.contains(&format!("rejected: {NOVEMBER} line 302: ")), "{stderr}");
+    assert!(stderr.contains("via plugin `jsonl`") && !stderr.contains("__MACOSX"), "{stderr}");
+
+    // One member, named as a run names it: the gzip member, decompressed.
+    let (status, records, stderr) = parse(dir.path(), DECEMBER);
+    assert_eq!(status, Some(0), "{stderr}");
+    let december: Vec<String> = written_rows(&described, "orders/2026-12.csv.gz").into_keys().collect();
+    let mut read = ids(&records);
+    read.sort();
+    assert_eq!(read, december);
+    let (status, _, stderr) = parse(dir.path(), "exports.zip!/orders/2027-01.csv");
+    assert_eq!(status, Some(1));
+    assert!(stderr.contains("the archive has no member `orders/2027-01.csv`"), "{stderr}");
+
+    // A member damaged: it fails, naming itself, and the others are still read.
+    let mut bytes = std::fs::read(&archive).unwrap();
+    let at = bytes.windows(10).position(|w| w == b"2026-10-5,").expect("October's row 5, stored as it is");
+    bytes[at + 8] = b'7';
+    std::fs::write(dir.path().join("exports.zip"), &bytes).unwrap();
+    let (status, records, stderr) = parse(dir.path(), "exports.zip");
+    assert_eq!(status, Some(1), "{stderr}");
+    assert!(stderr.contains("member `orders/2026-10.csv` is damaged"), "{stderr}");
+    assert!(stderr.contains("1 of the 4 members of exports.zip could not be read"), "{stderr}");
+    let read = ids(&records);
+    for id in written_rows(&described, "orders/2026-11.csv").into_keys() {
+        assert!(read.contains(&id), "November's {id} still read");
+    }
+}

@@ -3,7 +3,7 @@
 use super::parse::print_records;
 use super::{Failure, load_config, plugin_host};
 use indicatif::HumanBytes;
-use sluice::config::Config;
+use sluice::config::{Compression, Config};
 use sluice::plugin::{CONTRACT_VERSION, CompileSource, Limits, PluginHost, PluginSource, PluginSpec, World};
 use std::path::{Path, PathBuf};
 
@@ -155,12 +155,10 @@ pub fn test(
     }
     let name = file.file_stem().map_or("plugin".into(), |s| s.to_string_lossy().into_owned());
     let spec = PluginSpec { name, source: PluginSource::File(file.to_path_buf()), limits: Limits::default() };
-    let input = std::fs::File::open(sample)
-        .map_err(|e| Failure::Usage(format!("cannot open {}: {e}", sample.display())))?;
     let object = sample.display().to_string();
     if matches!(inspection.world, Some(World::Format | World::RangedFormat)) {
         let plugin = host.load_format(&spec).map_err(|e| Failure::Usage(e.to_string()))?;
-        return print_records(&plugin, None, &object, options, input);
+        return print_records(&plugin, None, sample, Compression::Auto, options, &|_| None);
     }
     let template = host.load_template(&spec).map_err(|e| Failure::Usage(e.to_string()))?;
     let format = match input_format {
@@ -175,5 +173,5 @@ pub fn test(
     })?;
     let reader = host.load_format(&reader).map_err(|e| Failure::Usage(e.to_string()))?;
     let mut run = template.open(&object, options).map_err(|e| Failure::Usage(e.to_string()))?;
-    print_records(&reader, Some(&mut run), &object, &[], input)
+    print_records(&reader, Some(&mut run), sample, Compression::Auto, &[], &|_| None)
 }

@@ -35,8 +35,7 @@ pub struct Member {
 impl Member {
     /// The member `object` names, where it names one (its key holds `!/` after a `.zip`).
     pub fn of(object: &ObjectMeta) -> Option<Member> {
-        let archive_key = archive_key(&object.key)?;
-        let name = &object.key[archive_key.len()..];
+        let (archive_key, name) = split(&object.key)?;
         let (size, etag) = object.etag.split_once(':')?;
         let archive = ObjectMeta {
             key: archive_key.to_string(),
@@ -44,14 +43,19 @@ impl Member {
             etag: etag.to_string(),
             last_modified: object.last_modified,
         };
-        Some(Member { archive, name: name[SEPARATOR.len()..].to_string() })
+        Some(Member { archive, name: name.to_string() })
     }
 }
 
 /// The key of the archive a member's key names (`in/exports.zip` of `in/exports.zip!/orders/11.csv`).
 pub fn archive_key(key: &str) -> Option<&str> {
+    split(key).map(|(archive, _)| archive)
+}
+
+/// A member's key as the archive's key and the member's name (`in/exports.zip`, `orders/11.csv`).
+pub fn split(key: &str) -> Option<(&str, &str)> {
     let end = key.to_ascii_lowercase().find(".zip!/")? + ".zip".len();
-    Some(&key[..end])
+    Some((&key[..end], &key[end + SEPARATOR.len()..]))
 }
 
 /// `listing`, each archive in it that is `wanted` replaced by its members (an archive's directory costs a
@@ -89,7 +93,7 @@ pub fn expand(
 
 /// The files of the archive `ranges` reads, with their sizes: directories and the metadata macOS adds
 /// (`__MACOSX/`, `._*`, `.DS_Store`) left out.
-fn members(ranges: Box<dyn RangeRead>) -> io::Result<Vec<(String, u64)>> {
+pub fn members(ranges: Box<dyn RangeRead>) -> io::Result<Vec<(String, u64)>> {
     let archive =
         zip::ZipArchive::new(Seekable::buffered(ranges)).map_err(|e| zip_failure("its directory", e))?;
     let mut members = Vec::new();
@@ -145,6 +149,11 @@ struct Located {
 }
 
 fn locate(ranges: Box<dyn RangeRead>, name: &str) -> io::Result<Located> {
+    if is_archive(name, Compression::Auto) {
+        return Err(unreadable(format!(
+            "member `{name}` is a ZIP archive itself; Sluice reads the members of an archive, not of one inside it"
+        )));
+    }
     let mut archive = zip::ZipArchive::new(Seekable::buffered(ranges))
         .map_err(|e| zip_failure("not a readable ZIP archive", e))?;
     let index = archive
@@ -369,5 +378,27 @@ mod tests {
         assert!(missing.to_string().contains("the archive has no member `c.csv`"), "{missing}");
         let garbage = why_unreadable(Box::new(InMemory(b"not a zip at all".to_vec())));
         assert!(garbage.to_string().starts_with("not a readable ZIP archive"), "{garbage}");
+    }
+
+    #[test]
+    fn an_archive_inside_an_archive_is_refused_saying_so() {
+        let inner = archive(&[(
+            "a.csv", b"id
+1
+",
+        )]);
+        let outer = archive(&[("nested/Inner.ZIP", &inner)]);
+        let listed = members(Box::new(InMemory(outer.clone()))).unwrap();
+        assert_eq!(listed, [("nested/Inner.ZIP".to_string(), inner.len() as u64)]);
+        for error in [
+            stream(Box::new(InMemory(outer.clone())), "nested/Inner.ZIP").err().unwrap(),
+            ranged(Box::new(InMemory(outer)), "nested/Inner.ZIP").err().unwrap(),
+        ] {
+            assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+            assert!(
+                error.to_string().contains("member `nested/Inner.ZIP` is a ZIP archive itself"),
+                "{error}"
+            );
+        }
     }
 }

@@ -33,7 +33,7 @@ impl<'r> MemberFormats<'r> {
         if !BUNDLED_FORMATS.contains(&plugin.name()) {
             return None;
         }
-        let named = named_format(&Member::of(object)?.name)?;
+        let named = format_named_by(&Member::of(object)?.name)?;
         if named == plugin.name() {
             return None;
         }
@@ -54,7 +54,7 @@ impl<'r> MemberFormats<'r> {
 
 /// The bundled format `member`'s extension names, a compression's extension left aside (`11.json.gz` is
 /// `json`).
-fn named_format(member: &str) -> Option<&'static str> {
+pub fn format_named_by(member: &str) -> Option<&'static str> {
     let lower = member.to_ascii_lowercase();
     let plain =
         [".gz", ".gzip", ".zst", ".zstd"].iter().find_map(|c| lower.strip_suffix(c)).unwrap_or(&lower);
@@ -64,15 +64,15 @@ fn named_format(member: &str) -> Option<&'static str> {
 
 #[cfg(test)]
 mod tests {
-    use super::named_format;
+    use super::format_named_by;
 
     #[test]
     fn a_member_names_a_bundled_format_by_its_extension_its_compression_aside() {
-        assert_eq!(named_format("orders/11.JSONL"), Some("jsonl"));
-        assert_eq!(named_format("orders/11.tsv.gz"), Some("tsv"));
-        assert_eq!(named_format("book.xlsx"), Some("xlsx"));
-        assert_eq!(named_format("notes.txt"), None);
-        assert_eq!(named_format("README"), None);
-        assert_eq!(named_format("archive.gz"), None);
+        assert_eq!(format_named_by("orders/11.JSONL"), Some("jsonl"));
+        assert_eq!(format_named_by("orders/11.tsv.gz"), Some("tsv"));
+        assert_eq!(format_named_by("book.xlsx"), Some("xlsx"));
+        assert_eq!(format_named_by("notes.txt"), None);
+        assert_eq!(format_named_by("README"), None);
+        assert_eq!(format_named_by("archive.gz"), None);
     }
 }
