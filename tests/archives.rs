@@ -286,3 +286,51 @@ fn sluice_parse_reads_every_member_as_a_run_does_or_the_one_named_and_a_damaged_
         assert!(read.contains(&id), "November's {id} still read");
     }
 }
+
+#[test]
+fn members_that_failed_are_read_again_once_the_options_are_fixed_though_their_archive_is_older_than_the_window()
+ {
+    let (archive, described) = written();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let zip = data.join("exports.zip");
+    std::fs::copy(&archive, &zip).unwrap();
+    let month_ago = SystemTime::now() - Duration::from_secs(30 * 86_400);
+    std::fs::File::options().write(true).open(&zip).unwrap().set_modified(month_ago).unwrap();
+    // A newer object: once everything before it has settled, the cursor passes the archive.
+    std::fs::write(data.join("loose.csv"), "id,month,amount,note\nl-1,2026-09,1.00,\n").unwrap();
+    let config = |options: &str| {
+        let text = format!(
+            "[state]\nurl = \"sqlite://state.db\"\n\n[dataflows.Orders]\nsource = {{ type = \"local\", path = \"data\" }}\nformat = {{ plugin = \"csv\", options = {{ {options} }} }}\nsink = {{ url = \"sqlite://tables.db\", table = \"orders\" }}\n"
+        );
+        std::fs::write(dir.path().join("connector.toml"), text).unwrap();
+        Config::load(&dir.path().join("connector.toml")).unwrap()
+    };
+
+    // A misspelt option: the CSV members and the loose file fail for good; the JSON Lines member loads.
+    let report = runner_run(&config("delimeter = \",\""));
+    assert_eq!(report.status, RunStatus::Partial, "{:?}", report.error);
+    assert_eq!(rows_per_object(dir.path()).keys().collect::<Vec<_>>(), [LATE]);
+    let again = runner_run(&config("delimeter = \",\""));
+    assert_eq!(again.counts.objects, 0, "failed for good while read the same way");
+
+    // Fixed, the run reads them differently: the archive is outside the window now, yet it is opened for
+    // its failed members, and each loads.
+    let fixed = config("delimiter = \",\"");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let preview =
+        Runner::new(&fixed, support::host(), runtime.handle().clone()).preview("Orders", 1).unwrap();
+    assert!(preview.plan.window_start > month_ago, "the archive is older than the window");
+    let report = runner_run(&fixed);
+    assert_eq!(report.status, RunStatus::Succeeded, "{:?}", report.error);
+    assert_eq!(report.counts.objects, 4, "three members and the loose file");
+    for (member, key) in [
+        ("orders/2026-10.csv", OCTOBER),
+        ("orders/2026-11.csv", NOVEMBER),
+        ("orders/2026-12.csv.gz", DECEMBER),
+    ] {
+        assert_eq!(loaded_rows(dir.path(), key), written_rows(&described, member), "{key}, value by value");
+    }
+    assert_eq!(rows_per_object(dir.path()).get("loose.csv"), Some(&1));
+}

@@ -37,6 +37,12 @@ impl Decision {
         matches!(self, Decision::New | Decision::Changed | Decision::Retry | Decision::ReadDifferently)
     }
 
+    /// Whether the run takes the object even where it is older than the window: the cursor may have moved
+    /// past it.
+    fn at_any_age(self) -> bool {
+        matches!(self, Decision::Retry | Decision::ReadDifferently)
+    }
+
     /// The decision as `sluice preview` shows it.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -115,29 +121,37 @@ pub fn plan(listing: Vec<ObjectMeta>, ledger: &[LedgerEntry], window: Window, re
     let mut objects: Vec<PlannedObject> = listing
         .into_iter()
         .map(|object| {
-            let entry = versions.get(&(object.key.as_str(), object.etag.as_str()));
-            let decision = match entry.map(|entry| (entry.status, entry.reader.as_deref())) {
-                Some((ObjectStatus::Loaded, _)) => Decision::AlreadyImported,
-                Some((ObjectStatus::Failed, Some(before))) if reading.is_some_and(|now| now != before) => {
-                    Decision::ReadDifferently
-                }
-                Some((ObjectStatus::Failed, _)) => Decision::FailedBefore,
-                Some((ObjectStatus::Skipped, _)) => Decision::Skipped,
-                Some((ObjectStatus::Pending, _)) => Decision::Retry,
+            let decision = match versions.get(&(object.key.as_str(), object.etag.as_str())) {
+                Some(entry) => decide(entry, reading),
                 None if known_keys.contains(object.key.as_str()) => Decision::Changed,
                 None => Decision::New,
             };
             PlannedObject { object, decision }
         })
-        .filter(|planned| {
-            planned.object.last_modified >= window_start
-                || matches!(planned.decision, Decision::Retry | Decision::ReadDifferently)
-        })
+        .filter(|planned| planned.object.last_modified >= window_start || planned.decision.at_any_age())
         .collect();
     objects.sort_by(|a, b| {
         (a.object.last_modified, &a.object.key).cmp(&(b.object.last_modified, &b.object.key))
     });
     Plan { window_start, listed, objects }
+}
+
+/// What a run does with the version `entry` records, read as `reading` says.
+fn decide(entry: &LedgerEntry, reading: Option<&str>) -> Decision {
+    match (entry.status, entry.reader.as_deref()) {
+        (ObjectStatus::Loaded, _) => Decision::AlreadyImported,
+        (ObjectStatus::Failed, Some(before)) if reading.is_some_and(|now| now != before) => {
+            Decision::ReadDifferently
+        }
+        (ObjectStatus::Failed, _) => Decision::FailedBefore,
+        (ObjectStatus::Skipped, _) => Decision::Skipped,
+        (ObjectStatus::Pending, _) => Decision::Retry,
+    }
+}
+
+/// Whether a run takes the version `entry` records even where it is older than the window (see [`plan`]).
+pub fn taken_at_any_age(entry: &LedgerEntry, reading: Option<&str>) -> bool {
+    decide(entry, reading).at_any_age()
 }
 
 /// The cursor after a run: the newest LastModified below which every object of the window is settled.

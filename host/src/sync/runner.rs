@@ -8,7 +8,7 @@
 
 use super::member_format::MemberFormats;
 use super::object_input::{OpenFailure, open_input};
-use super::plan::{Decision, Plan, PlannedObject, Window, next_cursor, plan};
+use super::plan::{Decision, Plan, PlannedObject, Window, next_cursor, plan, taken_at_any_age};
 use super::registry::EMPTY;
 use super::stores::{DataflowStores, state_error};
 use super::worker::{SharedObjects, Worker, WorkerPool};
@@ -662,15 +662,16 @@ impl<'a> Runner<'a> {
             initial_lookback: dataflow.initial_lookback(),
             overlap: dataflow.overlap(),
         };
-        // ZIP archives as their members: those the window holds, and those with a member to try again.
-        let unsettled: HashSet<&str> = ledger
+        // ZIP archives as their members: those the window holds, and those the plan would take a member
+        // of at any age (pending, or failed when read another way), or the archive itself (pending as
+        // its directory could not be read).
+        let taken: HashSet<&str> = ledger
             .iter()
-            .filter(|entry| !entry.status.is_settled())
-            .filter_map(|entry| archive::archive_key(&entry.key))
+            .filter(|entry| taken_at_any_age(entry, reading))
+            .map(|entry| archive::archive_key(&entry.key).unwrap_or(&entry.key))
             .collect();
         let start = window.start();
-        let wanted =
-            |whole: &ObjectMeta| whole.last_modified >= start || unsettled.contains(whole.key.as_str());
+        let wanted = |whole: &ObjectMeta| whole.last_modified >= start || taken.contains(whole.key.as_str());
         let compression = dataflow.file_format().compression;
         let listing = archive::expand(&self.runtime, source, listing, compression, wanted)
             .map_err(|e| format!("dataflow `{name}`: {e}"))?;
