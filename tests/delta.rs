@@ -13,13 +13,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 /// `sluice ARGS` in `dir`.
 fn sluice(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .current_dir(dir)
-        .env("SLUICE_CACHE_DIR", support::root().join("target").join("test-plugin-cache"))
-        .env("TEST_S3_SECRET", sluice_testkit::s3::SECRET_KEY)
-        .args(args)
-        .output()
-        .expect("running sluice")
+    support::output(
+        Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .current_dir(dir)
+            .env("SLUICE_CACHE_DIR", support::root().join("target").join("test-plugin-cache"))
+            .env("TEST_S3_SECRET", sluice_testkit::s3::SECRET_KEY)
+            .args(args),
+    )
 }
 
 fn text(bytes: &[u8]) -> String {

@@ -39,12 +39,8 @@ on_every_backend!(
     ],
 );
 
-/// How long one `sluice` command of these tests may take before it is taken for hung.
-const HUNG: Duration = Duration::from_secs(300);
-
 fn run(backend: &Backend, dir: &Path, args: &[&str]) -> Output {
-    let child = backend.command(dir).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn();
-    support::output_within(child.expect("running sluice"), HUNG)
+    support::output(backend.command(dir).args(args))
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -147,7 +143,7 @@ fn start_run(b: &Backend, dir: &Path, objects: i64) -> std::process::Child {
     while committed_objects(b, dir) < objects {
         assert!(Instant::now() < deadline, "the run committed nothing in time");
         if child.try_wait().unwrap().is_some() {
-            let output = support::output_within(child, HUNG);
+            let output = support::output_within(child, support::HUNG);
             panic!("the run ended before the test could act: {}", text(&output.stderr));
         }
         std::thread::sleep(Duration::from_millis(2));
@@ -329,7 +325,7 @@ fn a_second_run_of_a_dataflow_is_refused_while_the_first_runs_and_history_tells_
         );
     }
 
-    let first = support::output_within(first, HUNG);
+    let first = support::output_within(first, support::HUNG);
     assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
     let count = |sql: &str| b.count(dir.path(), "Orders", sql);
     assert_eq!(count("SELECT count(*) FROM orders"), (OBJECTS * ROWS) as i64, "never both wrote");
@@ -609,7 +605,7 @@ fn postgres_going_away_mid_run_fails_the_run_cleanly_and_the_next_resumes_with_e
     let child = start_run(&b, dir.path(), 3);
     // A restart or failover of the server: every session Sluice holds is ended.
     assert!(b.terminate_sessions() > 0);
-    let cut = support::output_within(child, HUNG);
+    let cut = support::output_within(child, support::HUNG);
     assert_eq!(cut.status.code(), Some(1), "{}", stdout(&cut));
     let stderr = text(&cut.stderr);
     assert!(stderr.contains("dataflow `Orders`"), "{stderr}");
@@ -678,7 +674,7 @@ fn postgres_a_run_keeps_its_lease_when_its_session_ends_and_once_it_is_taken_ove
     // Woken, the first run finds its lease gone: its object in flight is fenced out of the sink, its
     // ledger writes are refused, and it says so.
     signal(&first, libc::SIGCONT);
-    let first = support::output_within(first, HUNG);
+    let first = support::output_within(first, support::HUNG);
     assert_eq!(first.status.code(), Some(1), "{}", stdout(&first));
     let stderr = text(&first.stderr);
     assert!(stderr.contains("taken over by another run"), "{stderr}");

@@ -28,7 +28,7 @@ fn sluice(b: &Backend, dir: &Path, key: &str) -> Command {
 }
 
 fn run(b: &Backend, dir: &Path, args: &[&str]) -> Output {
-    sluice(b, dir, TEST_KEY).args(args).output().expect("running sluice")
+    support::output(sluice(b, dir, TEST_KEY).args(args))
 }
 
 fn text(bytes: &[u8]) -> String {

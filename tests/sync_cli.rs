@@ -18,7 +18,7 @@ fn sluice(dir: &Path) -> Command {
 }
 
 fn run(dir: &Path, args: &[&str]) -> Output {
-    sluice(dir).args(args).output().expect("running sluice")
+    support::output(sluice(dir).args(args))
 }
 
 fn text(bytes: &[u8]) -> String {

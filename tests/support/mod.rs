@@ -12,7 +12,7 @@ use sluice::plugin::{
 };
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -35,6 +35,15 @@ pub fn example() -> tempfile::TempDir {
         }
     }
     dir
+}
+
+/// How long one command of these tests may take before it is taken for hung (see [`output_within`]).
+pub const HUNG: Duration = Duration::from_secs(300);
+
+/// `command`'s output, as [`Command::output`] gives it, but killed after [`HUNG`], failing the test.
+pub fn output(command: &mut Command) -> Output {
+    let child = command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn();
+    output_within(child.expect("starting the command"), HUNG)
 }
 
 /// What `child` printed once it exits. One still running after `limit` is killed and the test fails with
