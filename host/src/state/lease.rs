@@ -350,6 +350,18 @@ impl StateStore {
         self.fence = Some((lease.dataflow.clone(), lease.token));
     }
 
+    /// Where this store's writes are fenced (see [`StateStore::fence_with`]) and another run has taken
+    /// the lease since: why, as a fenced write would say it.
+    pub fn taken_over(&mut self) -> Result<Option<String>, StateError> {
+        let Some((dataflow, token)) = self.fence.clone() else { return Ok(None) };
+        let newest =
+            self.query("SELECT token FROM leases WHERE dataflow = ?1", &[dataflow.as_str().into()], |row| {
+                row.int(0)
+            })?;
+        let newest = newest.first().copied();
+        Ok((newest != Some(token)).then(|| taken_over(&dataflow, token, newest)))
+    }
+
     /// Runs `work` in one transaction, after checking the fence where there is one (see
     /// [`StateStore::fence_with`]). On PostgreSQL the lease's row is share-locked to the commit, so
     /// another run taking the lease waits for this write rather than slipping in before it.
@@ -364,19 +376,26 @@ impl StateStore {
         };
         self.transaction(|sql| {
             if let Some((dataflow, token)) = &fence {
-                let newest =
-                    sql.query(&format!("SELECT token FROM leases WHERE dataflow = ?1{share}"), &[dataflow.as_str().into()])?;
+                let newest = sql.query(
+                    &format!("SELECT token FROM leases WHERE dataflow = ?1{share}"),
+                    &[dataflow.as_str().into()],
+                )?;
                 let newest = newest.first().map(|row| row.int(0)).transpose()?;
                 if newest != Some(*token) {
-                    return Err(format!(
-                        "the run's lease on dataflow `{dataflow}` (token {token}) was taken over by another run (token {}); this run records nothing more",
-                        newest.map_or("none".to_string(), |t| t.to_string())
-                    ));
+                    return Err(taken_over(dataflow, *token, newest));
                 }
             }
             work(sql)
         })
     }
+}
+
+/// Why a run fenced with `token` records nothing more: `newest` holds the lease of `dataflow`.
+fn taken_over(dataflow: &str, token: i64, newest: Option<i64>) -> String {
+    format!(
+        "the run's lease on dataflow `{dataflow}` (token {token}) was taken over by another run (token {}); this run records nothing more",
+        newest.map_or("none".to_string(), |t| t.to_string())
+    )
 }
 
 #[cfg(test)]
@@ -457,8 +476,17 @@ mod tests {
         assert_eq!(new.lease().token(), token + 1);
         let refused = old.fenced_transaction(|_| Ok(())).unwrap_err().to_string();
         assert!(refused.contains("taken over by another run"), "{refused}");
+        assert!(old.taken_over().unwrap().is_some_and(|why| refused.contains(&why)), "{refused}");
+        assert_eq!(new_store_taken_over(&state, &new), None, "the new holder's lease is its own");
         // The old holder's renewal finds the lease gone.
         assert!(!old.renew_lease("Orders", token, TIMEOUT).unwrap());
+    }
+
+    /// What [`StateStore::taken_over`] says on a store fenced with `held`'s lease.
+    fn new_store_taken_over(state: &DatabaseUrl, held: &RunLock) -> Option<String> {
+        let mut store = StateStore::open(state).unwrap();
+        store.fence_with(held.lease());
+        store.taken_over().unwrap()
     }
 
     /// A run frozen in the middle of a ledger write holds the lease's row share-locked. Once its lease has

@@ -383,6 +383,7 @@ impl<'a> Runner<'a> {
             Discovery::Given(objects) => objects.iter().map(|object| object.key.clone()).collect(),
         };
         let outcome = self.load(&run, state, stores.sink.as_mut(), discovery, &mut report);
+        let outcome = outcome.map_err(|error| explain_taken_over(state, error));
         report.end(state, outcome, started);
         let keys: Vec<&str> = given.iter().map(String::as_str).collect();
         let settled = state.ledger_of(name, &keys).map_err(state_error(name))?;
@@ -676,6 +677,16 @@ impl<'a> Runner<'a> {
         let listing = archive::expand(&self.runtime, source, listing, compression, wanted)
             .map_err(|e| format!("dataflow `{name}`: {e}"))?;
         Ok(plan(listing, &ledger, window, reading))
+    }
+}
+
+/// `error`, which failed a run, with why where the run's lease was taken over meanwhile. A run frozen past
+/// its lease (a stopped VM) finds, once woken, its state store's session ended by the server, and fails
+/// on that: the takeover is the cause worth saying. The store is reopened for the asking.
+fn explain_taken_over(state: &mut StateStore, error: String) -> String {
+    match state.taken_over().or_else(|_| state.reopen().and_then(|()| state.taken_over())) {
+        Ok(Some(why)) => format!("{why}; {error}"),
+        _ => error,
     }
 }
 
