@@ -14,6 +14,7 @@ use sluice_testkit::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 const NOVEMBER: &str = "exports.zip!/orders/2026-11.csv";
@@ -22,18 +23,25 @@ const DECEMBER: &str = "exports.zip!/orders/2026-12.csv.gz";
 /// A member of another format than the dataflow's, read by the format its extension names.
 const LATE: &str = "exports.zip!/late/extra.jsonl";
 
-/// The archive zipfile wrote, and what it says each member holds.
+/// The archive zipfile wrote, and what it says each member holds: written once for all the tests, which
+/// run side by side (each writing it again over the others' reads garbled it).
 fn written() -> (PathBuf, Value) {
-    let folder = support::root().join("target/formats-written/zip");
-    std::fs::create_dir_all(&folder).unwrap();
-    let output = Command::new(support::root().join("tests/support/python.sh"))
-        .args(["formats.py", "zip"])
-        .arg(&folder)
-        .output()
-        .expect("running tests/support/python.sh");
-    assert!(output.status.success(), "formats.py zip failed:\n{}", String::from_utf8_lossy(&output.stderr));
-    let described: Value = serde_json::from_slice(&output.stdout).expect("formats.py prints JSON");
-    (folder.join("exports.zip"), described["exports.zip"].clone())
+    static WRITTEN: OnceLock<(PathBuf, Value)> = OnceLock::new();
+    WRITTEN
+        .get_or_init(|| {
+            let folder = support::root().join("target/formats-written/zip");
+            std::fs::create_dir_all(&folder).unwrap();
+            let output = Command::new(support::root().join("tests/support/python.sh"))
+                .args(["formats.py", "zip"])
+                .arg(&folder)
+                .output()
+                .expect("running tests/support/python.sh");
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(output.status.success(), "formats.py zip failed:\n{stderr}");
+            let described: Value = serde_json::from_slice(&output.stdout).expect("formats.py prints JSON");
+            (folder.join("exports.zip"), described["exports.zip"].clone())
+        })
+        .clone()
 }
 
 /// A configuration with one dataflow, `Orders`, reading `source` as CSV into SQLite.
