@@ -4,9 +4,9 @@
 use super::{Failure, load_config, plugin_host};
 use sluice::config::Compression;
 use sluice::parse::{ParseError, WholeChunks, parse_ranged, parse_stream};
-use sluice::plugin::{BUNDLED_FORMATS, FormatPlugin, PluginError, RangeRead, TemplateRun};
+use sluice::plugin::{FormatPlugin, PluginError, RangeRead, TemplateRun};
 use sluice::source::{FileRanges, archive, decompressing, refuse_compressed};
-use sluice::sync::format_named_by;
+use sluice::sync::member_format_other_than;
 use std::io::{self, BufRead, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
@@ -35,11 +35,9 @@ pub fn parse_command(
     let plugin = host.load_format(&spec).map_err(|e| Failure::Usage(e.to_string()))?;
     // As a run reads an archive: a member whose extension names another bundled format is read by it.
     let member_format = |member: &str| {
-        let named = format_named_by(member).filter(|named| *named != plugin.name())?;
-        BUNDLED_FORMATS.contains(&plugin.name()).then(|| {
-            let spec = config.plugin_spec(named)?;
-            host.load_format(&spec).map_err(|e| Failure::Usage(e.to_string()))
-        })
+        let named = member_format_other_than(plugin.name(), member)?;
+        let spec = config.plugin_spec(named).map_err(Failure::from);
+        Some(spec.and_then(|spec| host.load_format(&spec).map_err(|e| Failure::Usage(e.to_string()))))
     };
     print_records(&plugin, None, file, compression, &options, &member_format)
 }

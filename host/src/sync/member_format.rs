@@ -30,13 +30,7 @@ impl<'r> MemberFormats<'r> {
         plugin: &FormatPlugin,
         object: &ObjectMeta,
     ) -> Option<Result<FormatPlugin, PluginError>> {
-        if !BUNDLED_FORMATS.contains(&plugin.name()) {
-            return None;
-        }
-        let named = format_named_by(&Member::of(object)?.name)?;
-        if named == plugin.name() {
-            return None;
-        }
+        let named = member_format_other_than(plugin.name(), &Member::of(object)?.name)?;
         let mut loaded = self.loaded.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(format) = loaded.get(named) {
             return Some(Ok(format.clone()));
@@ -52,9 +46,18 @@ impl<'r> MemberFormats<'r> {
     }
 }
 
+/// The bundled format a member of an archive is read with where it is not `plugin`, the dataflow's (see
+/// the module's documentation); `None` where it is `plugin`.
+pub fn member_format_other_than(plugin: &str, member: &str) -> Option<&'static str> {
+    if !BUNDLED_FORMATS.contains(&plugin) {
+        return None;
+    }
+    format_named_by(member).filter(|named| *named != plugin)
+}
+
 /// The bundled format `member`'s extension names, a compression's extension left aside (`11.json.gz` is
 /// `json`).
-pub fn format_named_by(member: &str) -> Option<&'static str> {
+fn format_named_by(member: &str) -> Option<&'static str> {
     let lower = member.to_ascii_lowercase();
     let plain =
         [".gz", ".gzip", ".zst", ".zstd"].iter().find_map(|c| lower.strip_suffix(c)).unwrap_or(&lower);

@@ -30,7 +30,7 @@ pub mod worker;
 
 pub use check::Checked;
 pub use events::EventsReport;
-pub use member_format::format_named_by;
+pub use member_format::member_format_other_than;
 pub use optimize::optimize;
 pub use plan::{Decision, Plan, PlannedObject};
 pub use preview::{Preview, Sample};
