@@ -71,6 +71,12 @@ fn loaded(database: &TestDatabase) -> (i64, i64, i64) {
     )
 }
 
+/// The keys of the objects committed to the table, in order.
+fn committed_keys(database: &TestDatabase) -> Vec<String> {
+    let rows = database.client().query("SELECT key FROM orders._sluice_objects ORDER BY key", &[]).unwrap();
+    rows.iter().map(|row| row.get(0)).collect()
+}
+
 fn wait_for_objects(daemon: &Daemon, database: &TestDatabase, objects: usize) {
     daemon.wait_until(&format!("{objects} objects in the table"), PROMPTLY, |_| {
         loaded(database).2 >= objects as i64
@@ -133,13 +139,7 @@ fn events_load_new_objects_without_a_listing_and_the_scheduled_run_catches_the_r
     wait_for_empty_queue(&daemon, &sqs, &queue);
     assert_each_once(&database, 3);
     assert_eq!(s3.list_pages(), listed_by_check, "no listing: the events named the objects");
-    let mut client = database.client();
-    let keys: Vec<String> = client
-        .query("SELECT key FROM orders._sluice_objects ORDER BY key", &[])
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+    let keys = committed_keys(&database);
     assert_eq!(keys, ["orders/new 2 (with spaces).csv", "orders/new-1.csv", "orders/new-3.csv"]);
     daemon.wait_until("the messages counted", PROMPTLY, |d| messages(d, "deleted") == 3);
     assert_eq!(messages(&daemon, "test_event"), 1);
@@ -329,13 +329,7 @@ fn an_archive_an_event_names_loads_as_its_members_and_its_message_waits_while_it
     daemon.wait_until("the message deleted", PROMPTLY, |d| messages(d, "deleted") == 1);
     assert!(messages(&daemon, "kept") >= 1, "kept while its directory could not be read");
     assert_each_once(&database, 2);
-    let mut client = database.client();
-    let keys: Vec<String> = client
-        .query("SELECT key FROM orders._sluice_objects ORDER BY key", &[])
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+    let keys = committed_keys(&database);
     assert_eq!(keys, ["orders/batch.zip!/a.csv", "orders/batch.zip!/late/b.csv"]);
     assert_eq!(s3.list_pages(), 0, "no listing: the event named the archive");
 }

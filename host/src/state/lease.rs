@@ -459,16 +459,23 @@ mod tests {
         }
     }
 
+    /// A store holding the lease of `Orders` for 300 ms, unrenewed, with its writes fenced by it; and the
+    /// lease's token.
+    fn holding_briefly(state: &DatabaseUrl) -> (StateStore, i64) {
+        let mut store = StateStore::open(state).unwrap();
+        let token =
+            store.take_lease("Orders", "a frozen run", Duration::from_millis(300), false).unwrap().unwrap();
+        store.fence_with(&Lease { dataflow: "Orders".into(), token, lost: Mutex::new(None) });
+        (store, token)
+    }
+
     /// A run that stops renewing (its process frozen) loses its lease when it expires: another run takes it
     /// with a higher token, and every ledger write fenced with the old token is refused.
     #[test]
     fn an_expired_lease_is_taken_over_and_fences_out_its_old_holder() {
         let database = TestDatabase::create();
         let state = DatabaseUrl::Postgres(database.url().to_string());
-        let mut old = StateStore::open(&state).unwrap();
-        let token =
-            old.take_lease("Orders", "a frozen run", Duration::from_millis(300), false).unwrap().unwrap();
-        old.fence_with(&Lease { dataflow: "Orders".into(), token, lost: Mutex::new(None) });
+        let (mut old, token) = holding_briefly(&state);
         old.fenced_transaction(|_| Ok(())).expect("the holder writes while it holds the lease");
         assert!(matches!(lock_dataflow(&state, TIMEOUT, "Orders"), Err(LockError::Held { .. })));
         std::thread::sleep(Duration::from_millis(400));
@@ -496,10 +503,7 @@ mod tests {
     fn a_run_frozen_inside_a_ledger_write_does_not_hold_up_the_run_taking_its_lease_over() {
         let database = TestDatabase::create();
         let state = DatabaseUrl::Postgres(database.url().to_string());
-        let mut old = StateStore::open(&state).unwrap();
-        let token =
-            old.take_lease("Orders", "a frozen run", Duration::from_millis(300), false).unwrap().unwrap();
-        old.fence_with(&Lease { dataflow: "Orders".into(), token, lost: Mutex::new(None) });
+        let (mut old, token) = holding_briefly(&state);
         let (inside, frozen_at) = std::sync::mpsc::channel();
         let frozen = std::thread::spawn(move || {
             old.fenced_transaction(|_| {
