@@ -279,8 +279,12 @@ fn built_example(dir: &Path, script: &str, wasm: &str, world: &str) -> std::path
     let inspected = sluice(dir, &["plugin", "inspect", wasm.to_str().unwrap()]);
     let stdout = text(&inspected.stdout);
     assert_eq!(inspected.status.code(), Some(0), "{}", text(&inspected.stderr));
-    assert!(stdout.contains(&format!("world:     {world} (sluice:plugin@1.2.0;")), "{stdout}");
-    assert!(stdout.contains("imports:   1\n  sluice:plugin/types@1.2.0"), "nothing of WASI: {stdout}");
+    let contract = sluice::plugin::CONTRACT_VERSION;
+    assert!(stdout.contains(&format!("world:     {world} (sluice:plugin@{contract};")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("imports:   1\n  sluice:plugin/types@{contract}")),
+        "nothing of WASI: {stdout}"
+    );
     wasm
 }
 

@@ -1,6 +1,6 @@
 //! Hostile plugins, each a small component under tests/guests/: each gets a clear error within its limit,
 //! the host survives, and the next file still parses. Also plugins built against other versions of the
-//! contract than this host's 1.2.0: an earlier minor runs, another major is refused naming both.
+//! contract than this host's 1.3.0: an earlier minor runs, another major is refused naming both.
 
 mod support;
 
@@ -117,20 +117,20 @@ fn plugin_inspect_tells_the_world_and_contract_and_refuses_forbidden_imports_and
     let (code, stdout, stderr) = inspect(&support::daemon::bundled_wasm("sluice_csv"));
     assert_eq!(code, Some(0), "{stderr}");
     assert!(
-        stdout.contains("world:     format (sluice:plugin@1.2.0; this Sluice implements 1.2.0)"),
+        stdout.contains("world:     format (sluice:plugin@1.3.0; this Sluice implements 1.3.0)"),
         "{stdout}"
     );
     assert!(
         stdout.contains("plugin:    sluice-csv 0.1.0: CSV and TSV files (RFC 4180 quoting"),
         "what the SDK exports from the plugin's Cargo.toml: {stdout}"
     );
-    assert!(stdout.contains("exports:   sluice:plugin/about@1.2.0, sluice:plugin/parser@1.2.0"), "{stdout}");
+    assert!(stdout.contains("exports:   sluice:plugin/about@1.3.0, sluice:plugin/parser@1.3.0"), "{stdout}");
     assert!(stdout.contains("compiles:  in ") || stdout.contains("compiles:  cached already"), "{stdout}");
     assert!(!stdout.contains("REFUSED"), "{stdout}");
 
     let (code, stdout, _) = inspect(&guests().join("full_name.wasm"));
     assert_eq!(code, Some(0));
-    assert!(stdout.contains("world:     template (sluice:plugin@1.2.0;"), "{stdout}");
+    assert!(stdout.contains("world:     template (sluice:plugin@1.3.0;"), "{stdout}");
     assert!(stdout.contains("plugin:    full_name 0.1.0\n"), "no description in its Cargo.toml: {stdout}");
 
     let (code, stdout, stderr) = inspect(&guests().join("reads_host_files.wasm"));
@@ -150,7 +150,7 @@ fn plugin_inspect_tells_the_world_and_contract_and_refuses_forbidden_imports_and
 fn a_plugin_built_against_an_earlier_minor_of_the_contract_loads_and_runs() {
     let path = guests().join("contract_1_0.wasm");
     let plugin =
-        load_file("contract_1_0", path.clone(), LIMITS).expect("a 1.0.0 plugin loads on a 1.2.0 host");
+        load_file("contract_1_0", path.clone(), LIMITS).expect("a 1.0.0 plugin loads on a 1.3.0 host");
     let outcome = parse(&plugin, &[], b"first\nsecond\nthird");
     assert!(outcome.error.is_none(), "{:?}", outcome.error);
     assert_eq!(
@@ -163,7 +163,7 @@ fn a_plugin_built_against_an_earlier_minor_of_the_contract_loads_and_runs() {
     let (code, stdout, stderr) = inspect(&path);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(
-        stdout.contains("world:     format (sluice:plugin@1.0.0; this Sluice implements 1.2.0)"),
+        stdout.contains("world:     format (sluice:plugin@1.0.0; this Sluice implements 1.3.0)"),
         "{stdout}"
     );
     assert!(stdout.contains("plugin:    says nothing of itself (it exports no `about`"), "{stdout}");
@@ -178,7 +178,7 @@ fn a_plugin_built_against_another_major_of_the_contract_is_refused_naming_both_v
     assert!(
         message.starts_with(
             "plugin `future` could not be loaded: it was built against contract sluice:plugin@2.0.0, \
-             and this Sluice implements sluice:plugin@1.2.0"
+             and this Sluice implements sluice:plugin@1.3.0"
         ),
         "{message}"
     );
@@ -187,7 +187,7 @@ fn a_plugin_built_against_another_major_of_the_contract_is_refused_naming_both_v
     let (code, stdout, stderr) = inspect(&path);
     assert_eq!(code, Some(1), "{stdout}");
     assert!(
-        stdout.contains("world:     format (sluice:plugin@2.0.0; this Sluice implements 1.2.0)"),
+        stdout.contains("world:     format (sluice:plugin@2.0.0; this Sluice implements 1.3.0)"),
         "{stdout}"
     );
     assert!(
@@ -216,7 +216,7 @@ impl RangeRead for InMemory {
 #[test]
 fn a_ranged_plugin_that_reads_out_of_range_or_asks_for_4_gib_is_refused_and_contained() {
     let plugin = load_file("reads_out_of_range", guests().join("reads_out_of_range.wasm"), LIMITS)
-        .expect("a 1.2.0 ranged plugin loads");
+        .expect("a ranged plugin loads");
     assert!(plugin.reads_by_range());
     let file = b"PAR1 sixteen bytes".to_vec();
     let read = |probe: &str| -> Result<Vec<sluice::plugin::Parsed>, PluginError> {
@@ -258,5 +258,70 @@ fn a_ranged_plugin_that_reads_out_of_range_or_asks_for_4_gib_is_refused_and_cont
         })
         .collect();
     assert_eq!(rows, ["{\"size\":18,\"first\":80}\n"]);
+    assert_eq!(parse(&bundled("csv"), &[], b"a\n1\n").rows.len(), 1);
+}
+
+/// Every batch a ranged plugin handed over, each row as a JSON line.
+fn rows_of(parsed: &[sluice::plugin::Parsed]) -> Vec<String> {
+    let batches = parsed.iter().flat_map(|p| &p.batches);
+    batches
+        .flat_map(|b| {
+            (0..b.num_rows()).map(move |row| {
+                let mut line = Vec::new();
+                b.write_json_row(row, &mut line).unwrap();
+                String::from_utf8(line).unwrap()
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn a_ranged_plugin_built_against_contract_1_2_still_loads_and_runs() {
+    let path = guests().join("contract_1_2.wasm");
+    let plugin =
+        load_file("contract_1_2", path.clone(), LIMITS).expect("a 1.2.0 plugin loads on a 1.3.0 host");
+    assert!(plugin.reads_by_range());
+    let mut parse = plugin
+        .open_ranged("lines.txt", &[], Box::new(InMemory(b"first\n\nthird\n".to_vec())))
+        .expect("the 1.2.0 reader is made");
+    let mut parsed = Vec::new();
+    while let Some(next) = parse.next_records().expect("the 1.2.0 reader reads") {
+        parsed.push(next);
+    }
+    assert_eq!(rows_of(&parsed), ["{\"line\":\"first\"}\n", "{\"line\":\"third\"}\n"]);
+    assert_eq!(parsed[0].batches[0].line(1), 3);
+
+    let (code, stdout, stderr) = inspect(&path);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains("world:     ranged-format (sluice:plugin@1.2.0; this Sluice implements 1.3.0)"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_typed_batch_out_of_its_bounds_is_refused_and_the_batch_before_it_kept() {
+    let plugin = load_file("malformed_typed", guests().join("malformed_typed.wasm"), LIMITS)
+        .expect("a typed ranged plugin loads");
+    let (_, stdout, _) = inspect(&guests().join("malformed_typed.wasm"));
+    assert!(stdout.contains("world:     typed-ranged-format (sluice:plugin@1.3.0;"), "{stdout}");
+    for (probe, refusal) in [
+        ("text-past-end", "column `note`: row 8: text offset 4096 is out of order or past the data"),
+        ("text-backwards", "column `note`: row 5: text offset 4 is out of order or past the data"),
+        ("short-bitmap", "column `n`: a validity bitmap of 1 bytes for 9 rows"),
+    ] {
+        let options = [("probe".to_string(), probe.to_string())];
+        let mut parse = plugin.open_ranged("typed-object", &options, Box::new(InMemory(vec![0; 4]))).unwrap();
+        let good = parse.next_records().expect("the first batch is well formed").expect("a first batch");
+        assert_eq!(rows_of(&[good]).len(), 9, "{probe}");
+        let error = parse.next_records().expect_err("the broken batch is refused");
+        assert!(matches!(error, PluginError::Contract { .. }), "{probe}: {error}");
+        let message = error.to_string();
+        assert!(
+            message.starts_with("plugin `malformed_typed` returned a malformed batch for `typed-object`: "),
+            "{message}"
+        );
+        assert!(message.contains(refusal), "{probe}: {message}");
+    }
     assert_eq!(parse(&bundled("csv"), &[], b"a\n1\n").rows.len(), 1);
 }

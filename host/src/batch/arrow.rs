@@ -14,14 +14,19 @@
 //! | only nulls | `Null` | none |
 //! | mixed types | `Utf8`, each value as its text | copied |
 //!
+//! A typed column (contract 1.3.0) becomes the Arrow type of its values (timestamps `Timestamp` with
+//! their unit, `UTC` where they are instants), its buffer and validity bitmap taken over as they are.
+//!
 //! Integers and floats together become `Float64`, as CSV readers do; an integer beyond 2^53 then
 //! loses precision.
 
-use super::{BOOLEAN, Column, FLOAT, INTEGER, JSON, NULL, RecordBatch, TEXT, Value};
+use super::typed::{TypedValues, Validity};
+use super::{BOOLEAN, Column, FLOAT, INTEGER, JSON, NULL, RecordBatch, TEXT, Tags, TimeUnit, Value, Values};
 use arrow_array::{
     ArrayRef, BooleanArray, Float64Array, Int64Array, NullArray, RecordBatch as ArrowBatch, StringArray,
+    TimestampMicrosecondArray, TimestampMillisecondArray, TimestampNanosecondArray, TimestampSecondArray,
 };
-use arrow_buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
+use arrow_buffer::{BooleanBuffer, Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{ArrowError, DataType, Field, Schema};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -56,9 +61,121 @@ const fn bit(tag: u8) -> u8 {
 
 impl Column {
     fn into_arrow(self, rows: usize) -> Result<(Field, ArrayRef), ArrowError> {
-        let present = tags_present(&self.types) & !bit(NULL);
-        let nulls =
-            self.types.contains(&NULL).then(|| NullBuffer::from_iter(self.types.iter().map(|&t| t != NULL)));
+        let (valid, values) = match self.values {
+            Values::Tagged(tags) => return Tagged { name: self.name, tags }.into_arrow(rows),
+            Values::Typed { valid, values } => (valid, values),
+        };
+        let nulls = null_buffer(&valid, rows);
+        let nullable = nulls.is_some();
+        let field = |data_type: DataType| Field::new(self.name.clone(), data_type, nullable);
+        Ok(match values {
+            TypedValues::Booleans(values) => {
+                let values = BooleanBuffer::from_iter(values.iter().map(|&b| b != 0));
+                (field(DataType::Boolean), Arc::new(BooleanArray::new(values, nulls)))
+            }
+            TypedValues::Integers(values) => {
+                (field(DataType::Int64), Arc::new(Int64Array::try_new(ScalarBuffer::from(values), nulls)?))
+            }
+            TypedValues::Floats(values) => (
+                field(DataType::Float64),
+                Arc::new(Float64Array::try_new(ScalarBuffer::from(values), nulls)?),
+            ),
+            TypedValues::Text { ends, data, json } => {
+                let field = match json {
+                    false => field(DataType::Utf8),
+                    true => field(DataType::Utf8).with_metadata(HashMap::from([(
+                        "ARROW:extension:name".to_string(),
+                        JSON_EXTENSION.to_string(),
+                    )])),
+                };
+                (field, Arc::new(strings(&self.name, &ends, data, nulls)?))
+            }
+            TypedValues::Timestamps { unit, utc, values } => {
+                let zone = utc.then(|| Arc::from("UTC"));
+                let values = ScalarBuffer::from(values);
+                let array: ArrayRef = match unit {
+                    TimeUnit::Second => {
+                        Arc::new(TimestampSecondArray::try_new(values, nulls)?.with_timezone_opt(zone))
+                    }
+                    TimeUnit::Millisecond => {
+                        Arc::new(TimestampMillisecondArray::try_new(values, nulls)?.with_timezone_opt(zone))
+                    }
+                    TimeUnit::Microsecond => {
+                        Arc::new(TimestampMicrosecondArray::try_new(values, nulls)?.with_timezone_opt(zone))
+                    }
+                    TimeUnit::Nanosecond => {
+                        Arc::new(TimestampNanosecondArray::try_new(values, nulls)?.with_timezone_opt(zone))
+                    }
+                };
+                (field(array.data_type().clone()), array)
+            }
+        })
+    }
+
+    /// The column as an Arrow array of `data_type` (`Utf8`, `Int64`, `Float64` or `Boolean`), the type a
+    /// table's column has: a value of another type is null there, except that integers become floats and
+    /// every value becomes its text in `Utf8`. Buffers are taken over where the layouts agree, as in
+    /// [`RecordBatch::into_arrow`].
+    pub fn into_arrow_as(self, rows: usize, data_type: &DataType) -> Result<ArrayRef, ArrowError> {
+        if let Values::Typed { valid, values } = &self.values {
+            let nulls = null_buffer(valid, rows);
+            match (values, data_type) {
+                (TypedValues::Integers(values), DataType::Int64) => {
+                    return Ok(Arc::new(Int64Array::try_new(ScalarBuffer::from(values.clone()), nulls)?));
+                }
+                (TypedValues::Floats(values), DataType::Float64) => {
+                    return Ok(Arc::new(Float64Array::try_new(ScalarBuffer::from(values.clone()), nulls)?));
+                }
+                (TypedValues::Text { ends, data, .. }, DataType::Utf8) => {
+                    return Ok(Arc::new(strings(&self.name, ends, data.clone(), nulls)?));
+                }
+                _ => {}
+            }
+        }
+        let (name, tags) = self.into_tags(rows);
+        Tagged { name, tags }.into_arrow_as(rows, data_type)
+    }
+}
+
+/// Arrow's validity buffer of a typed column, where some row is null.
+fn null_buffer(valid: &Validity, rows: usize) -> Option<NullBuffer> {
+    let bits = valid.bitmap()?;
+    Some(NullBuffer::new(BooleanBuffer::new(Buffer::from(bits), 0, rows)))
+}
+
+/// Text values ending at `ends` of `data`: the value bytes become Arrow's values buffer as they are.
+fn strings(
+    name: &str,
+    ends: &[u32],
+    data: Vec<u8>,
+    nulls: Option<NullBuffer>,
+) -> Result<StringArray, ArrowError> {
+    // The ends ascend (checked when the batch was taken), so the last bounds them all.
+    if ends.last().is_some_and(|&end| i32::try_from(end).is_err()) {
+        return Err(ArrowError::ComputeError(format!("column `{name}` holds over 2 GiB of text")));
+    }
+    let offsets: Vec<i32> = std::iter::once(0).chain(ends.iter().map(|&end| end as i32)).collect();
+    StringArray::try_new(OffsetBuffer::new(ScalarBuffer::from(offsets)), Buffer::from_vec(data), nulls)
+}
+
+/// A column in contract 1.0's layout, as the conversions below read it.
+struct Tagged {
+    name: String,
+    tags: Tags,
+}
+
+impl Tagged {
+    fn value(&self, row: usize) -> Result<Value<'_>, super::InvalidText> {
+        self.tags.value(&self.name, row)
+    }
+
+    fn into_arrow(self, rows: usize) -> Result<(Field, ArrayRef), ArrowError> {
+        let present = tags_present(&self.tags.types) & !bit(NULL);
+        let nulls = self
+            .tags
+            .types
+            .contains(&NULL)
+            .then(|| NullBuffer::from_iter(self.tags.types.iter().map(|&t| t != NULL)));
         let nullable = nulls.is_some();
         let name = self.name.clone();
         let field = |data_type: DataType| Field::new(name.clone(), data_type, nullable);
@@ -72,7 +189,7 @@ impl Column {
             }
             p if p == bit(INTEGER) => {
                 let values = match nulls {
-                    None => fixed_width(self.data, rows, i64::from_le_bytes),
+                    None => fixed_width(self.tags.data, rows, i64::from_le_bytes),
                     Some(_) => self.expanded(rows, |value| match value {
                         Value::Integer(i) => i,
                         _ => 0,
@@ -82,7 +199,7 @@ impl Column {
             }
             p if p == bit(FLOAT) => {
                 let values = match nulls {
-                    None => fixed_width(self.data, rows, f64::from_le_bytes),
+                    None => fixed_width(self.tags.data, rows, f64::from_le_bytes),
                     Some(_) => self.expanded(rows, as_float),
                 };
                 (field(DataType::Float64), Arc::new(Float64Array::try_new(values, nulls)?))
@@ -96,15 +213,11 @@ impl Column {
         })
     }
 
-    /// The column as an Arrow array of `data_type` (`Utf8`, `Int64`, `Float64` or `Boolean`), the type a
-    /// table's column has: a value of another type is null there, except that integers become floats and
-    /// every value becomes its text in `Utf8`. Buffers are taken over where the layouts agree, as in
-    /// [`RecordBatch::into_arrow`].
-    pub fn into_arrow_as(self, rows: usize, data_type: &DataType) -> Result<ArrayRef, ArrowError> {
-        let present = tags_present(&self.types);
+    fn into_arrow_as(self, rows: usize, data_type: &DataType) -> Result<ArrayRef, ArrowError> {
+        let present = tags_present(&self.tags.types);
         let valid_where = |tags: u8| {
             (present & !tags != 0)
-                .then(|| NullBuffer::from_iter(self.types.iter().map(|&t| bit(t) & tags != 0)))
+                .then(|| NullBuffer::from_iter(self.tags.types.iter().map(|&t| bit(t) & tags != 0)))
         };
         Ok(match data_type {
             DataType::Utf8 if present & !(bit(NULL) | bit(TEXT) | bit(JSON)) == 0 => {
@@ -115,7 +228,7 @@ impl Column {
             DataType::Int64 => {
                 let nulls = valid_where(bit(INTEGER));
                 let values = match nulls {
-                    None => fixed_width(self.data, rows, i64::from_le_bytes),
+                    None => fixed_width(self.tags.data, rows, i64::from_le_bytes),
                     Some(_) => self.expanded(rows, |value| match value {
                         Value::Integer(i) => i,
                         _ => 0,
@@ -126,7 +239,7 @@ impl Column {
             DataType::Float64 => {
                 let nulls = valid_where(bit(INTEGER) | bit(FLOAT));
                 let values = match nulls {
-                    None if present == bit(FLOAT) => fixed_width(self.data, rows, f64::from_le_bytes),
+                    None if present == bit(FLOAT) => fixed_width(self.tags.data, rows, f64::from_le_bytes),
                     _ => self.expanded(rows, as_float),
                 };
                 Arc::new(Float64Array::try_new(values, nulls)?)
@@ -152,13 +265,7 @@ impl Column {
 
     /// Text (or JSON) values: the value bytes become Arrow's values buffer as they are.
     fn into_strings(self, nulls: Option<NullBuffer>) -> Result<StringArray, ArrowError> {
-        // The ends ascend (checked when the batch was taken), so the last bounds them all.
-        if self.ends.last().is_some_and(|&end| i32::try_from(end).is_err()) {
-            return Err(ArrowError::ComputeError(format!("column `{}` holds over 2 GiB of text", self.name)));
-        }
-        let offsets: Vec<i32> = std::iter::once(0).chain(self.ends.iter().map(|&end| end as i32)).collect();
-        let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
-        StringArray::try_new(offsets, Buffer::from_vec(self.data), nulls)
+        strings(&self.name, &self.tags.ends, self.tags.data, nulls)
     }
 
     /// A fixed-width value per row, nulls as `T::default()` (Arrow's validity buffer marks them).
@@ -180,6 +287,7 @@ impl Column {
                 Value::Integer(i) => Some(i.to_string()),
                 Value::Float(f) => Some(f.to_string()),
                 Value::Text(s) | Value::Json(s) => Some(s.to_string()),
+                Value::Timestamp(t) => Some(t.to_string()),
             })
         };
         (0..rows).map(text).collect()
@@ -278,8 +386,12 @@ mod tests {
             builder.push_row(id as u64 + 2, &[Value::Integer(id), name]);
         }
         let batch = builder.finish();
-        let integers_aligned = batch.columns[0].data.as_ptr().align_offset(8) == 0;
-        let (ids, names) = (batch.columns[0].data.as_ptr(), batch.columns[1].data.as_ptr());
+        let data = |column: &Column| match &column.values {
+            Values::Tagged(tags) => tags.data.as_ptr(),
+            Values::Typed { .. } => unreachable!("the builder makes tagged columns"),
+        };
+        let integers_aligned = data(&batch.columns[0]).align_offset(8) == 0;
+        let (ids, names) = (data(&batch.columns[0]), data(&batch.columns[1]));
 
         let arrow = batch.into_arrow().unwrap();
         let strings = arrow.column(1).as_string::<i32>();
@@ -293,5 +405,41 @@ mod tests {
         if integers_aligned {
             assert_eq!(ints.values().inner().as_ptr(), ids, "the integers are Sluice's own bytes");
         }
+    }
+
+    #[test]
+    fn typed_columns_become_their_arrow_types_taking_their_buffers_over() {
+        use crate::plugin::typed_wire::{
+            ColumnValues as Wire, TimeUnit as WireUnit, TimestampValues, TypedBatch, TypedColumn,
+        };
+        let column = |name: &str, valid: Vec<u8>, values| TypedColumn { name: name.into(), valid, values };
+        let stamps =
+            TimestampValues { unit: WireUnit::Millisecond, utc: true, values: vec![1_500, 0, 2_000] };
+        let batch = RecordBatch::from_typed_wire(TypedBatch {
+            rows: 3,
+            columns: vec![
+                column("id", vec![], Wire::Integers(vec![7, 8, 9])),
+                column("at", vec![0b101], Wire::Timestamps(stamps)),
+            ],
+            lines: vec![],
+            first_line: 1,
+        })
+        .unwrap();
+        let arrow = batch.clone().into_arrow().unwrap();
+        assert_eq!(arrow.schema().field(0).data_type(), &DataType::Int64);
+        assert!(!arrow.schema().field(0).is_nullable());
+        let at = arrow.schema().field(1).data_type().clone();
+        assert_eq!(at, DataType::Timestamp(arrow_schema::TimeUnit::Millisecond, Some("UTC".into())));
+        let times = arrow.column(1).as_primitive::<arrow_array::types::TimestampMillisecondType>();
+        assert_eq!((times.value(0), times.is_null(1), times.value(2)), (1_500, true, 2_000));
+
+        // Into a table's text column, a timestamp is its RFC 3339 text.
+        let (columns, _) = batch.into_parts();
+        let mut columns = columns.into_iter();
+        let ids = columns.next().unwrap().into_arrow_as(3, &DataType::Int64).unwrap();
+        assert_eq!(ids.as_primitive::<Int64Type>().values().as_ref(), [7, 8, 9]);
+        let text = columns.next().unwrap().into_arrow_as(3, &DataType::Utf8).unwrap();
+        let text = text.as_string::<i32>();
+        assert_eq!((text.value(0), text.is_null(1)), ("1970-01-01T00:00:01.500Z", true));
     }
 }

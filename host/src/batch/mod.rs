@@ -6,6 +6,8 @@ use std::io::{self, Write};
 use crate::plugin::format_wire::{Batch as WireBatch, Column as WireColumn};
 
 mod arrow;
+mod typed;
+pub use sluice_as_text::TimeUnit;
 /// The Arrow crates [`RecordBatch::into_arrow`] converts to, at the version Sluice builds with.
 pub use {arrow_array, arrow_schema};
 
@@ -32,6 +34,27 @@ pub enum Value<'a> {
     Text(&'a str),
     /// Nested JSON (an object, an array, or a number beyond `i64` and `f64`), as JSON text.
     Json(&'a str),
+    /// An instant, or a wall-clock date-time, from a typed column (contract 1.3.0). Sinks store it as its
+    /// RFC 3339 text ([`Timestamp`]'s `Display`), as a plugin that writes timestamps as text would have.
+    Timestamp(Timestamp),
+}
+
+/// A timestamp as a typed column holds it: a count of `unit`s since 1970-01-01T00:00:00.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timestamp {
+    /// The count.
+    pub value: i64,
+    /// What it counts.
+    pub unit: TimeUnit,
+    /// An instant in UTC (written with `Z`), or a date-time that names no zone (written without an offset).
+    pub utc: bool,
+}
+
+impl fmt::Display for Timestamp {
+    /// RFC 3339 with the digits of its unit, as `sluice-as-text` writes it for every plugin.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        sluice_as_text::write_timestamp(f, self.value, self.unit, self.utc)
+    }
 }
 
 /// A value held invalid UTF-8 (only a faulty plugin can produce one).
@@ -51,30 +74,69 @@ impl fmt::Display for InvalidText {
 
 impl std::error::Error for InvalidText {}
 
-/// One column: per row a type tag and an end offset into `data`.
+/// One column: its name, and its values in one of the layouts a plugin may hand over.
 #[derive(Clone, Debug)]
 pub struct Column {
     name: String,
+    values: Values,
+}
+
+/// A column's values.
+#[derive(Clone, Debug)]
+enum Values {
+    /// Contract 1.0's layout: a type tag and an end offset per row.
+    Tagged(Tags),
+    /// One type per column (contract 1.3.0), with the rows that hold a value.
+    Typed { valid: typed::Validity, values: typed::TypedValues },
+}
+
+/// Contract 1.0's layout of a column: per row a type tag and an end offset into `data`.
+#[derive(Clone, Debug, Default)]
+struct Tags {
     types: Vec<u8>,
     ends: Vec<u32>,
     data: Vec<u8>,
 }
 
-impl Column {
-    /// The column's name.
-    pub fn name(&self) -> &str {
-        &self.name
+/// Row `row`'s bytes of `data`, ended by `ends` (each value's end offset).
+fn span<'a>(ends: &[u32], data: &'a [u8], row: usize) -> &'a [u8] {
+    let start = if row == 0 { 0 } else { ends[row - 1] as usize };
+    &data[start..ends[row] as usize]
+}
+
+impl Tags {
+    /// Checks the layout: a tag and an end offset per row, offsets ascending within the data, tags known,
+    /// and fixed-width values of their width. Says what is wrong after the column's name.
+    fn check(&self, rows: usize) -> Result<(), String> {
+        if self.types.len() != rows || self.ends.len() != rows {
+            return Err(format!(
+                "has {} types and {} offsets for {rows} rows",
+                self.types.len(),
+                self.ends.len()
+            ));
+        }
+        let mut start = 0u32;
+        for (row, (&tag, &end)) in self.types.iter().zip(&self.ends).enumerate() {
+            let width = end.checked_sub(start).filter(|_| end as usize <= self.data.len());
+            let valid = match (tag, width) {
+                (_, None) => false,
+                (NULL, Some(width)) => width == 0,
+                (BOOLEAN, Some(width)) => width == 1,
+                (INTEGER | FLOAT, Some(width)) => width == 8,
+                (TEXT | JSON, Some(_)) => true,
+                _ => false,
+            };
+            if !valid {
+                return Err(format!("row {row}: bad type tag {tag} or offset {end}"));
+            }
+            start = end;
+        }
+        Ok(())
     }
 
-    fn bytes(&self, row: usize) -> &[u8] {
-        let start = if row == 0 { 0 } else { self.ends[row - 1] as usize };
-        &self.data[start..self.ends[row] as usize]
-    }
-
-    /// The value of `row`; an error only for text that is not UTF-8.
-    pub fn value(&self, row: usize) -> Result<Value<'_>, InvalidText> {
-        let bytes = self.bytes(row);
-        let text = || std::str::from_utf8(bytes).map_err(|_| InvalidText { column: self.name.clone(), row });
+    fn value<'a>(&'a self, name: &str, row: usize) -> Result<Value<'a>, InvalidText> {
+        let bytes = span(&self.ends, &self.data, row);
+        let text = || std::str::from_utf8(bytes).map_err(|_| InvalidText { column: name.to_string(), row });
         Ok(match self.types[row] {
             NULL => Value::Null,
             BOOLEAN => Value::Boolean(bytes[0] != 0),
@@ -84,13 +146,9 @@ impl Column {
             _ => Value::Json(text()?),
         })
     }
-}
 
-impl Column {
-    fn empty(name: &str) -> Column {
-        Column { name: name.to_string(), types: Vec::new(), ends: Vec::new(), data: Vec::new() }
-    }
-
+    /// Appends a value: the layout the host builds batches in itself, and the one a typed column is
+    /// written in for a template (which takes 1.0 batches).
     fn push(&mut self, value: Value<'_>) {
         let tag = match value {
             Value::Null => NULL,
@@ -114,9 +172,49 @@ impl Column {
                 self.data.extend_from_slice(json.as_bytes());
                 JSON
             }
+            Value::Timestamp(timestamp) => {
+                write!(self.data, "{timestamp}").expect("a Vec takes any bytes");
+                TEXT
+            }
         };
         self.types.push(tag);
         self.ends.push(self.data.len() as u32);
+    }
+}
+
+impl Column {
+    /// The column's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The value of `row`; an error only for text that is not UTF-8.
+    pub fn value(&self, row: usize) -> Result<Value<'_>, InvalidText> {
+        match &self.values {
+            Values::Tagged(tags) => tags.value(&self.name, row),
+            Values::Typed { valid, .. } if !valid.is_valid(row) => Ok(Value::Null),
+            Values::Typed { values, .. } => values.value(&self.name, row),
+        }
+    }
+
+    fn empty(name: &str) -> Column {
+        Column { name: name.to_string(), values: Values::Tagged(Tags::default()) }
+    }
+
+    /// The column in contract 1.0's layout, a typed column's values written value by value.
+    fn into_tags(self, rows: usize) -> (String, Tags) {
+        let tags = match self.values {
+            Values::Tagged(tags) => tags,
+            Values::Typed { .. } => {
+                let mut tags = Tags::default();
+                for row in 0..rows {
+                    // Text was checked to be UTF-8 where a value was taken: a bad one is null here too.
+                    tags.push(self.value(row).unwrap_or(Value::Null));
+                }
+                tags
+            }
+        };
+        (self.name, tags)
     }
 }
 
@@ -133,7 +231,7 @@ impl BatchBuilder {
             batch: RecordBatch {
                 rows: 0,
                 columns: columns.iter().map(|c| Column::empty(c)).collect(),
-                lines: Vec::new(),
+                lines: Lines::Listed(Vec::new()),
             },
         }
     }
@@ -142,9 +240,13 @@ impl BatchBuilder {
     pub fn push_row(&mut self, line: u64, values: &[Value<'_>]) {
         assert_eq!(values.len(), self.batch.columns.len(), "a value per column");
         for (column, value) in self.batch.columns.iter_mut().zip(values) {
-            column.push(*value);
+            let Values::Tagged(tags) = &mut column.values else {
+                unreachable!("the builder makes tagged columns")
+            };
+            tags.push(*value);
         }
-        self.batch.lines.push(line);
+        let Lines::Listed(lines) = &mut self.batch.lines else { unreachable!("the builder lists lines") };
+        lines.push(line);
         self.batch.rows += 1;
     }
 
@@ -159,7 +261,26 @@ impl BatchBuilder {
 pub struct RecordBatch {
     rows: usize,
     columns: Vec<Column>,
-    lines: Vec<u64>,
+    lines: Lines,
+}
+
+/// The line each record of a batch starts on.
+#[derive(Clone, Debug)]
+enum Lines {
+    /// One per record.
+    Listed(Vec<u64>),
+    /// Record `i` starts on line `first + i`, as a column-major file numbers its records (contract
+    /// 1.3.0's typed batches): nothing per record is kept.
+    From(u64),
+}
+
+impl Lines {
+    fn into_vec(self, rows: usize) -> Vec<u64> {
+        match self {
+            Lines::Listed(lines) => lines,
+            Lines::From(first) => (first..first + rows as u64).collect(),
+        }
+    }
 }
 
 impl RecordBatch {
@@ -173,58 +294,28 @@ impl RecordBatch {
         }
         let mut columns = Vec::with_capacity(batch.columns.len());
         for column in batch.columns {
-            if column.types.len() != rows || column.ends.len() != rows {
-                return Err(format!(
-                    "column `{}` has {} types and {} offsets for {rows} rows",
-                    column.name,
-                    column.types.len(),
-                    column.ends.len()
-                ));
-            }
-            let mut start = 0u32;
-            for (row, (&tag, &end)) in column.types.iter().zip(&column.ends).enumerate() {
-                let width = end.checked_sub(start).filter(|_| end as usize <= column.data.len());
-                let valid = match (tag, width) {
-                    (_, None) => false,
-                    (NULL, Some(width)) => width == 0,
-                    (BOOLEAN, Some(width)) => width == 1,
-                    (INTEGER | FLOAT, Some(width)) => width == 8,
-                    (TEXT | JSON, Some(_)) => true,
-                    _ => false,
-                };
-                if !valid {
-                    return Err(format!(
-                        "column `{}` row {row}: bad type tag {tag} or offset {end}",
-                        column.name
-                    ));
-                }
-                start = end;
-            }
-            columns.push(Column {
-                name: column.name,
-                types: column.types,
-                ends: column.ends,
-                data: column.data,
-            });
+            let WireColumn { name, types, ends, data } = column;
+            let tags = Tags { types, ends, data };
+            tags.check(rows).map_err(|what| format!("column `{name}` {what}"))?;
+            columns.push(Column { name, values: Values::Tagged(tags) });
         }
-        Ok(RecordBatch { rows, columns, lines: batch.lines })
+        Ok(RecordBatch { rows, columns, lines: Lines::Listed(batch.lines) })
     }
 
-    /// The batch in the form it crosses the component boundary in (to hand it to a template).
+    /// The batch in the form it crosses the component boundary in (to hand it to a template, which takes
+    /// contract 1.0's layout: a typed column's values are written in it).
     pub(crate) fn to_wire(&self) -> WireBatch {
         WireBatch {
             rows: self.rows as u32,
             columns: self
                 .columns
                 .iter()
-                .map(|column| WireColumn {
-                    name: column.name.clone(),
-                    types: column.types.clone(),
-                    ends: column.ends.clone(),
-                    data: column.data.clone(),
+                .map(|column| {
+                    let (name, Tags { types, ends, data }) = column.clone().into_tags(self.rows);
+                    WireColumn { name, types, ends, data }
                 })
                 .collect(),
-            lines: self.lines.clone(),
+            lines: self.lines.clone().into_vec(self.rows),
         }
     }
 
@@ -240,12 +331,19 @@ impl RecordBatch {
 
     /// The 1-based line of the file on which `row` starts.
     pub fn line(&self, row: usize) -> u64 {
-        self.lines[row]
+        match &self.lines {
+            Lines::Listed(lines) => lines[row],
+            Lines::From(first) => {
+                assert!(row < self.rows, "row {row} of a batch of {}", self.rows);
+                first + row as u64
+            }
+        }
     }
 
     /// The batch taken apart: its columns, and the line each row starts on.
     pub fn into_parts(self) -> (Vec<Column>, Vec<u64>) {
-        (self.columns, self.lines)
+        let lines = self.lines.into_vec(self.rows);
+        (self.columns, lines)
     }
 
     /// The value of `row` in column number `column`.
@@ -271,6 +369,7 @@ impl RecordBatch {
                 Value::Integer(i) => write!(out, "{i}")?,
                 Value::Float(f) => serde_json::to_writer(&mut *out, &f)?,
                 Value::Text(s) => serde_json::to_writer(&mut *out, s)?,
+                Value::Timestamp(t) => write!(out, "\"{t}\"")?,
                 Value::Json(s) => {
                     let raw: &serde_json::value::RawValue = serde_json::from_str(s).map_err(|e| {
                         io::Error::new(

@@ -24,7 +24,7 @@ const GITIGNORE: &str = include_str!("scaffold/gitignore.in");
 pub enum Kind {
     /// A format plugin: bytes in, records out.
     Format,
-    /// A format plugin that reads its file by ranges (contract 1.2.0), for formats with an index at the end.
+    /// A format plugin that reads its file by ranges (contract 1.3.0), for formats with an index at the end.
     RangedFormat,
     /// A data template: records in, target records out.
     Template,
@@ -156,7 +156,7 @@ pub fn test(
     let name = file.file_stem().map_or("plugin".into(), |s| s.to_string_lossy().into_owned());
     let spec = PluginSpec { name, source: PluginSource::File(file.to_path_buf()), limits: Limits::default() };
     let object = sample.display().to_string();
-    if matches!(inspection.world, Some(World::Format | World::RangedFormat)) {
+    if matches!(inspection.world, Some(World::Format | World::RangedFormat | World::TypedRangedFormat)) {
         let plugin = host.load_format(&spec).map_err(|e| Failure::Usage(e.to_string()))?;
         return print_records(&plugin, None, sample, Compression::Auto, options, &|_| None);
     }

@@ -1,6 +1,8 @@
 //! Running a format plugin over one file.
 
 use super::ranged::bindings::{RangedFormat, RangedFormatPre};
+use super::ranged::typed_bindings::sluice::plugin::columns::{TypedFatalError, TypedOutput};
+use super::ranged::typed_bindings::{TypedRangedFormat, TypedRangedFormatPre};
 use super::ranged::{RangeRead, Served};
 use super::sandbox::{Sandbox, call_failure, deadline_ticks, new_store};
 use super::{CompileSource, Limits, PluginError, identity};
@@ -27,6 +29,8 @@ pub(super) enum ParserPre {
     Stream(FormatPre<Sandbox>),
     /// `ranged-format` (since 1.2.0): reads its file by ranges.
     Ranged(RangedFormatPre<Sandbox>),
+    /// `typed-ranged-format` (since 1.3.0): reads its file by ranges, and hands over typed columns.
+    TypedRanged(TypedRangedFormatPre<Sandbox>),
 }
 
 /// A loaded format plugin. Opening a file with it costs one instantiation, not a compilation.
@@ -87,10 +91,10 @@ impl FormatPlugin {
         (self.compiled_from, self.compile_time)
     }
 
-    /// Whether the plugin reads its file by ranges (the `ranged-format` world), opened with
+    /// Whether the plugin reads its file by ranges (the `ranged-format` or `typed-ranged-format` world), opened with
     /// [`FormatPlugin::open_ranged`], rather than fed it as a stream ([`FormatPlugin::open`]).
     pub fn reads_by_range(&self) -> bool {
-        matches!(self.pre, ParserPre::Ranged(_))
+        matches!(self.pre, ParserPre::Ranged(_) | ParserPre::TypedRanged(_))
     }
 
     /// Starts parsing one file, called `object` in messages, with the dataflow's options; its bytes are
@@ -123,24 +127,47 @@ impl FormatPlugin {
         options: &[(String, String)],
         input: Box<dyn RangeRead>,
     ) -> Result<FileParse, PluginError> {
-        let ParserPre::Ranged(pre) = &self.pre else {
-            return Err(
-                self.misused(object, "it reads its files as a stream, and was asked to read by ranges")
-            );
+        let engine = match &self.pre {
+            ParserPre::Ranged(pre) => pre.engine(),
+            ParserPre::TypedRanged(pre) => pre.engine(),
+            ParserPre::Stream(_) => {
+                return Err(
+                    self.misused(object, "it reads its files as a stream, and was asked to read by ranges")
+                );
+            }
         };
-        let mut parse = self.new_parse(object, pre.engine());
+        let mut parse = self.new_parse(object, engine);
         parse.store.data_mut().input = Some(Served::new(input));
-        parse.store.set_epoch_deadline(parse.deadline_ticks);
-        let instance = pre.instantiate(&mut parse.store).map_err(|e| parse.failure(e))?;
         let options = with_defaults(self.default_options, options);
         parse.store.set_epoch_deadline(parse.deadline_ticks);
-        let created = instance
-            .sluice_plugin_ranged_parser()
-            .file_reader()
-            .call_create(&mut parse.store, &options)
-            .map_err(|e| parse.failure(e))?;
-        parse.parser = Some(created.map_err(|fatal| parse.format_error(fatal.line, fatal.message))?);
-        parse.instance = Some(Instance::Ranged(instance));
+        // `create` has completed nothing, so only an error's line and message matter.
+        let (instance, created) = match &self.pre {
+            ParserPre::Ranged(pre) => {
+                let instance = pre.instantiate(&mut parse.store).map_err(|e| parse.failure(e))?;
+                parse.store.set_epoch_deadline(parse.deadline_ticks);
+                let created = instance
+                    .sluice_plugin_ranged_parser()
+                    .file_reader()
+                    .call_create(&mut parse.store, &options)
+                    .map_err(|e| parse.failure(e))?
+                    .map_err(|fatal| (fatal.line, fatal.message));
+                (Instance::Ranged(instance), created)
+            }
+            ParserPre::TypedRanged(pre) => {
+                let instance = pre.instantiate(&mut parse.store).map_err(|e| parse.failure(e))?;
+                parse.store.set_epoch_deadline(parse.deadline_ticks);
+                let created = instance
+                    .sluice_plugin_typed_ranged_parser()
+                    .file_reader()
+                    .call_create(&mut parse.store, &options)
+                    .map_err(|e| parse.failure(e))?
+                    .map_err(|fatal| (fatal.line, fatal.message));
+                (Instance::TypedRanged(instance), created)
+            }
+            ParserPre::Stream(_) => unreachable!("refused above"),
+        };
+        parse.parser = Some(created.map_err(|(line, message)| parse.format_error(line, message))?);
+        parse.instance = Some(instance);
         Ok(parse)
     }
 
@@ -170,6 +197,7 @@ impl FormatPlugin {
 enum Instance {
     Stream(Format),
     Ranged(RangedFormat),
+    TypedRanged(TypedRangedFormat),
 }
 
 /// One file being parsed: a store and an instance of its own, fed chunk by chunk (a stream parser) or
@@ -209,16 +237,35 @@ impl FileParse {
 
     /// A ranged parser's next records; `None` once it has read the file to its end.
     pub fn next_records(&mut self) -> Result<Option<Parsed>, PluginError> {
-        let (Some(Instance::Ranged(instance)), Some(parser)) = (&self.instance, self.parser) else {
-            return Err(self.used_after_failure());
-        };
+        let Some(parser) = self.parser else { return Err(self.used_after_failure()) };
         self.store.set_epoch_deadline(self.deadline_ticks);
-        let result = instance.sluice_plugin_ranged_parser().file_reader().call_next(&mut self.store, parser);
-        match result {
-            Ok(Ok(None)) => Ok(None),
-            Ok(Ok(Some(output))) => self.output(Ok(Ok(output))).map(Some),
-            Ok(Err(fatal)) => self.output(Ok(Err(fatal))).map(Some),
-            Err(error) => self.output(Err(error)).map(Some),
+        match &self.instance {
+            Some(Instance::Ranged(instance)) => {
+                let result =
+                    instance.sluice_plugin_ranged_parser().file_reader().call_next(&mut self.store, parser);
+                match result {
+                    Ok(Ok(None)) => Ok(None),
+                    Ok(Ok(Some(output))) => self.output(Ok(Ok(output))).map(Some),
+                    Ok(Err(fatal)) => self.output(Ok(Err(fatal))).map(Some),
+                    Err(error) => self.output(Err(error)).map(Some),
+                }
+            }
+            Some(Instance::TypedRanged(instance)) => {
+                let result = instance
+                    .sluice_plugin_typed_ranged_parser()
+                    .file_reader()
+                    .call_next(&mut self.store, parser);
+                match result {
+                    Ok(Ok(None)) => Ok(None),
+                    Ok(Ok(Some(output))) => self.convert_typed(output).map(Some),
+                    Ok(Err(TypedFatalError { line, message, completed })) => {
+                        self.completed_before_failure = self.convert_typed(completed)?;
+                        Err(self.format_error(line, message))
+                    }
+                    Err(error) => self.output(Err(error)).map(Some),
+                }
+            }
+            _ => Err(self.used_after_failure()),
         }
     }
 
@@ -269,16 +316,21 @@ impl FileParse {
     }
 
     fn convert(&self, output: Output) -> Result<Parsed, PluginError> {
-        let batches =
-            output.batches.into_iter().map(RecordBatch::from_wire).collect::<Result<Vec<_>, _>>().map_err(
-                |message| PluginError::Contract {
-                    plugin: self.plugin.clone(),
-                    object: self.object.clone(),
-                    message,
-                },
-            )?;
+        let batches = output.batches.into_iter().map(RecordBatch::from_wire).collect::<Result<Vec<_>, _>>();
         let rejects = output.rejects.into_iter().map(RejectedRow::from).collect();
-        Ok(Parsed { batches, rejects })
+        Ok(Parsed { batches: batches.map_err(|message| self.malformed(message))?, rejects })
+    }
+
+    /// As [`FileParse::convert`], for typed batches (contract 1.3.0).
+    fn convert_typed(&self, output: TypedOutput) -> Result<Parsed, PluginError> {
+        let batches =
+            output.batches.into_iter().map(RecordBatch::from_typed_wire).collect::<Result<Vec<_>, _>>();
+        let rejects = output.rejects.into_iter().map(RejectedRow::from).collect();
+        Ok(Parsed { batches: batches.map_err(|message| self.malformed(message))?, rejects })
+    }
+
+    fn malformed(&self, message: String) -> PluginError {
+        PluginError::Contract { plugin: self.plugin.clone(), object: self.object.clone(), message }
     }
 
     fn format_error(&self, line: u64, message: String) -> PluginError {

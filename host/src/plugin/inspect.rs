@@ -23,6 +23,9 @@ pub enum World {
     Format,
     /// Exports `sluice:plugin/ranged-parser` (since 1.2.0): a format plugin that reads its file by ranges.
     RangedFormat,
+    /// Exports `sluice:plugin/typed-ranged-parser` (since 1.3.0): a format plugin that reads its file by
+    /// ranges and hands over typed columns.
+    TypedRangedFormat,
     /// Exports `sluice:plugin/transform`: a data template.
     Template,
 }
@@ -33,6 +36,7 @@ impl World {
         match self {
             World::Format => "format",
             World::RangedFormat => "ranged-format",
+            World::TypedRangedFormat => "typed-ranged-format",
             World::Template => "template",
         }
     }

@@ -7,7 +7,8 @@
 //!   check one plugin, giving a [`FormatPlugin`] or a [`TemplatePlugin`], cheap to keep and to share
 //!   between threads.
 //! - [`FormatPlugin::open`] starts a [`FileParse`] for one file fed as a stream, and
-//!   [`FormatPlugin::open_ranged`] one for a file read by ranges ([`RangeRead`], contract 1.2.0);
+//!   [`FormatPlugin::open_ranged`] one for a file read by ranges ([`RangeRead`], contract 1.2.0, and
+//!   since 1.3.0 handing over typed columns);
 //!   [`TemplatePlugin::open`] starts a [`TemplateRun`]:
 //!   a fresh store and instance each, so whatever one file does to a plugin (a trap, a runaway loop,
 //!   exhausted memory) fails that file alone.
@@ -28,6 +29,7 @@ pub use contract::{CONTRACT_VERSION, ContractVersion};
 pub(crate) use format::bindings::sluice::plugin::types as format_wire;
 pub use format::{FileParse, FormatPlugin, Parsed, RejectedRow};
 pub use inspect::{About, Import, Inspection, World};
+pub(crate) use ranged::typed_bindings::sluice::plugin::columns as typed_wire;
 pub use ranged::{MAX_READ, RangeRead};
 pub use template::{TemplatePlugin, TemplateRun, Templated};
 
@@ -204,7 +206,8 @@ impl PluginHost {
     }
 
     /// Loads a format plugin: compiles it (or takes it from the cache), refuses forbidden imports, and
-    /// checks that it implements the `format` world or (since 1.2.0) the `ranged-format` one.
+    /// checks that it implements the `format` world, or (since 1.2.0) the `ranged-format` one, or (since
+    /// 1.3.0) the `typed-ranged-format` one.
     pub fn load_format(&self, spec: &PluginSpec) -> Result<FormatPlugin, PluginError> {
         let prepared = self.prepare(spec)?;
         let not_a_format = |e: wasmtime::Error| {
@@ -212,17 +215,21 @@ impl PluginHost {
                 spec,
                 format!(
                     "it is not a Sluice format plugin (it must export `sluice:plugin/parser@{0}.x`, or \
-                     `sluice:plugin/ranged-parser@{0}.x`): {e:#}",
+                     `sluice:plugin/ranged-parser@{0}.x`, or `sluice:plugin/typed-ranged-parser@{0}.x`): {e:#}",
                     CONTRACT_VERSION.major
                 ),
             )
         };
-        let pre = if prepared.world == Some(World::RangedFormat) {
-            format::ParserPre::Ranged(
+        let pre = match prepared.world {
+            Some(World::RangedFormat) => format::ParserPre::Ranged(
                 ranged::bindings::RangedFormatPre::new(prepared.pre).map_err(not_a_format)?,
-            )
-        } else {
-            format::ParserPre::Stream(format::bindings::FormatPre::new(prepared.pre).map_err(not_a_format)?)
+            ),
+            Some(World::TypedRangedFormat) => format::ParserPre::TypedRanged(
+                ranged::typed_bindings::TypedRangedFormatPre::new(prepared.pre).map_err(not_a_format)?,
+            ),
+            _ => format::ParserPre::Stream(
+                format::bindings::FormatPre::new(prepared.pre).map_err(not_a_format)?,
+            ),
         };
         Ok(FormatPlugin {
             name: spec.name.clone(),

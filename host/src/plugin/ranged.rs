@@ -1,4 +1,5 @@
-//! The host side of contract 1.2.0's `input`: the file a ranged format plugin reads, served by range.
+//! The host side of contract 1.2.0's `input`: the file a ranged format plugin reads, served by range (to
+//! plugins of the `ranged-format` world and, since 1.3.0, of the `typed-ranged-format` one).
 //!
 //! A ranged parser asks for bytes at offsets. Every request is checked here before any byte is read: a
 //! range outside the file, or longer than one read may be, is refused with an error the plugin sees, and
@@ -82,6 +83,19 @@ pub(crate) mod bindings {
         path: "../wit",
         world: "ranged-format",
         with: { "sluice:plugin/types": crate::plugin::format::bindings::sluice::plugin::types },
+    });
+}
+
+/// The host side of the `typed-ranged-format` world (contract 1.3.0), sharing the `types` and the `input`
+/// of the worlds above.
+pub(crate) mod typed_bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "typed-ranged-format",
+        with: {
+            "sluice:plugin/types": crate::plugin::format::bindings::sluice::plugin::types,
+            "sluice:plugin/input": super::bindings::sluice::plugin::input,
+        },
     });
 }
 

@@ -22,6 +22,8 @@ impl ColumnType {
             Value::Float(_) => Some(ColumnType::Float),
             Value::Text(_) => Some(ColumnType::Text),
             Value::Json(_) => Some(ColumnType::Json),
+            // Stored as its RFC 3339 text, as a plugin that writes timestamps as text would have it.
+            Value::Timestamp(_) => Some(ColumnType::Text),
         }
     }
 

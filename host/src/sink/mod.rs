@@ -250,6 +250,7 @@ fn describe(value: &Value<'_>) -> String {
         Value::Float(f) => format!("the number `{f}`"),
         Value::Text(text) => format!("the text {}", shown(text)),
         Value::Json(json) => format!("the JSON {}", shown(json)),
+        Value::Timestamp(timestamp) => format!("the timestamp `{timestamp}`"),
     }
 }
 

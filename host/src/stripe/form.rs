@@ -17,6 +17,7 @@ pub fn record_params(batch: &RecordBatch, row: usize) -> Result<Vec<(String, Str
             Value::Integer(i) => params.push((name, i.to_string())),
             Value::Float(f) => params.push((name, f.to_string())),
             Value::Text(text) => params.push((name, text.to_string())),
+            Value::Timestamp(timestamp) => params.push((name, timestamp.to_string())),
             Value::Json(text) => match serde_json::from_str::<Json>(text) {
                 Ok(json) => spread(&name, &json, &mut params),
                 Err(_) => params.push((name, text.to_string())),

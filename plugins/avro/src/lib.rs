@@ -150,7 +150,7 @@ impl Types {
             Avro::TimestampMillis(_) | Avro::TimestampMicros(_) | Avro::TimestampNanos(_) => {
                 text.clear();
                 let (value, unit) = instant(value).expect("a timestamp");
-                as_text::write_timestamp(text, value, unit, true);
+                as_text::write_timestamp(text, value, unit, true).expect("a String takes any text");
                 column.push(Value::Text(text));
             }
             other => match self.json(other, schema)? {

@@ -1,136 +1,91 @@
-//! Arrow arrays, as the parquet crate decodes them, to the values of a batch.
+//! Arrow arrays, as the parquet crate decodes them, to the columns of a batch.
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::*;
-use arrow_array::{Array, ArrowPrimitiveType, PrimitiveArray};
+use arrow_array::{Array, ArrowPrimitiveType, BooleanArray};
 use arrow_schema::{DataType, TimeUnit};
 use base64::Engine;
 use serde_json::{Map, Value as Json};
 use sluice_plugin_sdk::as_text::{self, Decimals};
-use sluice_plugin_sdk::{ColumnValues, Value, json_float};
+use sluice_plugin_sdk::{ColumnValues, TypedColumn, Validity, Value, json_float};
 use std::fmt::Write;
 
-/// Appends each value of `array` to `column`.
-pub fn write_column(array: &dyn Array, decimals: Decimals, column: &mut ColumnValues) -> Result<(), String> {
-    let mut text = String::new();
-    match array.data_type() {
-        DataType::Null => (0..array.len()).for_each(|_| column.push(Value::Null)),
-        DataType::Boolean => {
-            let values = array.as_boolean();
-            for row in 0..array.len() {
-                column.push(if values.is_null(row) {
-                    Value::Null
-                } else {
-                    Value::Boolean(values.value(row))
-                });
-            }
+/// The values of `array` as column `name`: integers, floats, booleans, text and timestamps as the typed
+/// buffers Arrow decoded them into (contract 1.3.0), dates and decimals as text, and everything else
+/// value by value (nested values as JSON).
+pub fn typed_column(name: &str, array: &dyn Array, decimals: Decimals) -> Result<TypedColumn, String> {
+    let valid = || match array.nulls() {
+        Some(nulls) if nulls.null_count() > 0 => {
+            Validity::from_bitmap(nulls.inner().sliced().as_slice().to_vec())
         }
-        DataType::Int8 => integers::<Int8Type>(array, column),
-        DataType::Int16 => integers::<Int16Type>(array, column),
-        DataType::Int32 => integers::<Int32Type>(array, column),
-        DataType::Int64 => integers::<Int64Type>(array, column),
-        DataType::UInt8 => integers::<UInt8Type>(array, column),
-        DataType::UInt16 => integers::<UInt16Type>(array, column),
-        DataType::UInt32 => integers::<UInt32Type>(array, column),
-        DataType::UInt64 => {
-            for (row, value) in array.as_primitive::<UInt64Type>().iter().enumerate() {
-                match value.map(i64::try_from) {
-                    None => column.push(Value::Null),
-                    Some(Ok(value)) => column.push(Value::Integer(value)),
-                    Some(Err(_)) => {
-                        text.clear();
-                        write!(text, "{}", array.as_primitive::<UInt64Type>().value(row)).unwrap();
-                        column.push(Value::Json(&text));
-                    }
-                }
-            }
+        _ => Validity::all(),
+    };
+    Ok(match array.data_type() {
+        DataType::Boolean => TypedColumn::booleans(name, unpacked(array.as_boolean()), valid()),
+        DataType::Int8 => TypedColumn::integers(name, integers::<Int8Type>(array), valid()),
+        DataType::Int16 => TypedColumn::integers(name, integers::<Int16Type>(array), valid()),
+        DataType::Int32 => TypedColumn::integers(name, integers::<Int32Type>(array), valid()),
+        DataType::Int64 => {
+            TypedColumn::integers(name, array.as_primitive::<Int64Type>().values().to_vec(), valid())
+        }
+        DataType::UInt8 => TypedColumn::integers(name, integers::<UInt8Type>(array), valid()),
+        DataType::UInt16 => TypedColumn::integers(name, integers::<UInt16Type>(array), valid()),
+        DataType::UInt32 => TypedColumn::integers(name, integers::<UInt32Type>(array), valid()),
+        DataType::UInt64
+            if array.as_primitive::<UInt64Type>().iter().flatten().all(|v| i64::try_from(v).is_ok()) =>
+        {
+            let values = array.as_primitive::<UInt64Type>().values().iter().map(|&v| v as i64).collect();
+            TypedColumn::integers(name, values, valid())
         }
         DataType::Float16 => {
-            for value in array.as_primitive::<Float16Type>().iter() {
-                column.push(value.map_or(Value::Null, |v| Value::Float(f64::from(v))));
-            }
+            let values = array.as_primitive::<Float16Type>().values().iter().map(|&v| f64::from(v)).collect();
+            TypedColumn::floats(name, values, valid())
         }
         DataType::Float32 => {
-            for value in array.as_primitive::<Float32Type>().iter() {
-                column.push(value.map_or(Value::Null, |v| Value::Float(f64::from(v))));
-            }
+            let values = array.as_primitive::<Float32Type>().values().iter().map(|&v| f64::from(v)).collect();
+            TypedColumn::floats(name, values, valid())
         }
         DataType::Float64 => {
-            for value in array.as_primitive::<Float64Type>().iter() {
-                column.push(value.map_or(Value::Null, Value::Float));
-            }
+            TypedColumn::floats(name, array.as_primitive::<Float64Type>().values().to_vec(), valid())
         }
         DataType::Utf8 => {
-            array.as_string::<i32>().iter().for_each(|v| column.push(v.map_or(Value::Null, Value::Text)))
+            let strings = array.as_string::<i32>();
+            let offsets = strings.value_offsets();
+            let (first, last) = (offsets[0] as usize, offsets[offsets.len() - 1] as usize);
+            let ends = offsets[1..].iter().map(|&end| (end as usize - first) as u32).collect();
+            TypedColumn::text(name, ends, strings.value_data()[first..last].to_vec(), valid())
         }
-        DataType::LargeUtf8 => {
-            array.as_string::<i64>().iter().for_each(|v| column.push(v.map_or(Value::Null, Value::Text)))
-        }
-        DataType::Utf8View => {
-            array.as_string_view().iter().for_each(|v| column.push(v.map_or(Value::Null, Value::Text)))
-        }
+        DataType::LargeUtf8 => text(name, array.len(), valid(), |row, out| {
+            out.push_str(array.as_string::<i64>().value(row));
+        }),
+        DataType::Utf8View => text(name, array.len(), valid(), |row, out| {
+            out.push_str(array.as_string_view().value(row));
+        }),
         DataType::Timestamp(unit, zone) => {
-            let (unit, utc) = (*unit, zone.is_some());
-            let values: Vec<Option<i64>> = match unit {
-                TimeUnit::Second => array.as_primitive::<TimestampSecondType>().iter().collect(),
-                TimeUnit::Millisecond => array.as_primitive::<TimestampMillisecondType>().iter().collect(),
-                TimeUnit::Microsecond => array.as_primitive::<TimestampMicrosecondType>().iter().collect(),
-                TimeUnit::Nanosecond => array.as_primitive::<TimestampNanosecondType>().iter().collect(),
+            let values = match unit {
+                TimeUnit::Second => array.as_primitive::<TimestampSecondType>().values().to_vec(),
+                TimeUnit::Millisecond => array.as_primitive::<TimestampMillisecondType>().values().to_vec(),
+                TimeUnit::Microsecond => array.as_primitive::<TimestampMicrosecondType>().values().to_vec(),
+                TimeUnit::Nanosecond => array.as_primitive::<TimestampNanosecondType>().values().to_vec(),
             };
-            // Timestamps of a file mostly fall on few days: a day's date is written once, then copied.
-            let mut day: Option<(i64, String)> = None;
-            for value in values {
-                match value {
-                    None => column.push(Value::Null),
-                    Some(value) => {
-                        let (seconds, nanos) = text_unit(unit).split(value);
-                        let days = seconds.div_euclid(86_400);
-                        let date = match &mut day {
-                            Some((cached, date)) if *cached == days => date,
-                            _ => {
-                                let mut date = String::with_capacity(10);
-                                as_text::write_date(&mut date, days);
-                                &mut day.insert((days, date)).1
-                            }
-                        };
-                        text.clear();
-                        text.push_str(date);
-                        as_text::write_clock(
-                            &mut text,
-                            seconds.rem_euclid(86_400) as u64,
-                            nanos,
-                            text_unit(unit),
-                        );
-                        if utc {
-                            text.push('Z');
-                        }
-                        column.push(Value::Text(&text));
-                    }
-                }
-            }
+            TypedColumn::timestamps(name, text_unit(*unit), zone.is_some(), values, valid())
         }
         DataType::Date32 => {
-            for value in array.as_primitive::<Date32Type>().iter() {
-                match value {
-                    None => column.push(Value::Null),
-                    Some(days) => {
-                        text.clear();
-                        as_text::write_date(&mut text, i64::from(days));
-                        column.push(Value::Text(&text));
-                    }
-                }
-            }
+            let days = array.as_primitive::<Date32Type>();
+            text(name, array.len(), valid(), |row, out| {
+                as_text::write_date(out, i64::from(days.value(row))).expect("a String takes any text");
+            })
         }
         DataType::Decimal128(_, scale) if decimals == Decimals::Text => {
-            for value in array.as_primitive::<Decimal128Type>().iter() {
-                match value {
-                    None => column.push(Value::Null),
-                    Some(unscaled) => column.push(Value::Text(&as_text::decimal(unscaled, *scale))),
-                }
-            }
+            let unscaled = array.as_primitive::<Decimal128Type>();
+            text(name, array.len(), valid(), |row, out| {
+                out.push_str(&as_text::decimal(unscaled.value(row), *scale))
+            })
         }
         _ => {
             // Everything else goes through one value at a time: text for scalars, JSON for nested values.
+            let mut column = ColumnValues::new(name, array.len());
+            let mut text = String::new();
             for row in 0..array.len() {
                 match scalar_or_json(array, row, decimals)? {
                     Json::Null => column.push(Value::Null),
@@ -152,19 +107,45 @@ pub fn write_column(array: &dyn Array, decimals: Decimals, column: &mut ColumnVa
                     }
                 }
             }
+            TypedColumn::mixed(column)
         }
-    }
-    Ok(())
+    })
 }
 
-fn integers<T: ArrowPrimitiveType>(array: &dyn Array, column: &mut ColumnValues)
+/// Arrow's packed booleans as one `bool` per row: a byte at a time where they start on a byte, as a row
+/// group's do (a bit at a time, Arrow's own iterator costs several times as much inside the sandbox).
+fn unpacked(array: &BooleanArray) -> Vec<bool> {
+    let bits = array.values();
+    if !bits.offset().is_multiple_of(8) {
+        return bits.iter().collect();
+    }
+    let bytes = &bits.values()[bits.offset() / 8..][..bits.len().div_ceil(8)];
+    let mut values = Vec::with_capacity(bytes.len() * 8);
+    for byte in bytes {
+        values.extend((0..8).map(|bit| byte >> bit & 1 == 1));
+    }
+    values.truncate(bits.len());
+    values
+}
+
+/// A text column of `rows` rows, each valid row's text written by `write`.
+fn text(name: &str, rows: usize, valid: Validity, mut write: impl FnMut(usize, &mut String)) -> TypedColumn {
+    let (mut ends, mut data) = (Vec::with_capacity(rows), String::new());
+    for row in 0..rows {
+        if valid.is_valid(row) {
+            write(row, &mut data);
+        }
+        ends.push(data.len() as u32);
+    }
+    TypedColumn::text(name, ends, data.into_bytes(), valid)
+}
+
+/// Every value as an `i64`, nulls as whatever their slot holds.
+fn integers<T: ArrowPrimitiveType>(array: &dyn Array) -> Vec<i64>
 where
     T::Native: Into<i64>,
 {
-    let values: &PrimitiveArray<T> = array.as_primitive::<T>();
-    for value in values.iter() {
-        column.push(value.map_or(Value::Null, |v| Value::Integer(v.into())));
-    }
+    array.as_primitive::<T>().values().iter().map(|&v| v.into()).collect()
 }
 
 /// Value `row` of `array` as JSON: the scalars the fast paths above do not take, and nested values.

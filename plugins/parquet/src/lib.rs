@@ -1,4 +1,4 @@
-//! Parquet files, read by ranges (contract 1.2.0): the footer first, then row group by row group, fetching
+//! Parquet files, read by ranges (contract 1.3.0, handing over typed columns): the footer first, then row group by row group, fetching
 //! only the column chunks of the columns asked for.
 //!
 //! Options:
@@ -15,7 +15,7 @@ mod convert;
 mod input;
 
 use arrow_array::RecordBatch;
-use convert::write_column;
+use convert::typed_column;
 use input::Chunks;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{
@@ -23,13 +23,13 @@ use parquet::arrow::arrow_reader::{
 };
 use sluice_plugin_sdk::as_text::Decimals;
 use sluice_plugin_sdk::{
-    ColumnValues, Emitter, FatalError, Options, RangeInput, RangedParser, export_ranged_parser, fatal,
+    Emitter, FatalError, Options, RangeInput, RangedParser, export_ranged_parser, fatal,
 };
 
 /// Rows decoded at a time: an Arrow batch, handed on as one batch of the contract.
-const BATCH_ROWS: usize = 8 * 1024;
+const BATCH_ROWS: usize = 128 * 1024;
 /// Rows read per call from the host: a bounded amount of work per call, which the host times.
-const ROWS_PER_CALL: usize = 8 * BATCH_ROWS;
+const ROWS_PER_CALL: usize = BATCH_ROWS;
 
 struct ParquetFile {
     batches: ParquetRecordBatchReader,
@@ -114,12 +114,11 @@ impl ParquetFile {
         let schema = batch.schema();
         let mut columns = Vec::with_capacity(batch.num_columns());
         for (field, array) in schema.fields().iter().zip(batch.columns()) {
-            let mut column = ColumnValues::new(field.name(), rows);
-            write_column(array.as_ref(), self.decimals, &mut column)
+            let column = typed_column(field.name(), array.as_ref(), self.decimals)
                 .map_err(|message| fatal(first, format!("column `{}`: {message}", field.name())))?;
             columns.push(column);
         }
-        out.emit_columns(columns, (first..first + rows as u64).collect());
+        out.emit_typed(columns, rows, first);
         self.rows_read += rows as u64;
         Ok(())
     }

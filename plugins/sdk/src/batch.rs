@@ -1,6 +1,9 @@
 //! Building record batches in the contract's column-major layout, and cutting them at a bounded size.
 
 use crate::bindings::sluice::plugin::types::{Batch, Column, Output, RejectedRow, ValueType};
+use crate::columns::TypedColumn;
+use crate::ranged_bindings::sluice::plugin::columns::{ColumnValues as WireValues, TaggedValues};
+use crate::ranged_bindings::sluice::plugin::columns::{TypedBatch, TypedColumn as WireColumn, TypedOutput};
 use std::collections::HashMap;
 
 /// A batch is handed on once it holds this many rows...
@@ -118,6 +121,17 @@ impl ColumnValues {
     pub fn is_empty(&self) -> bool {
         self.builder.types.is_empty()
     }
+
+    /// The column's name.
+    pub fn name(&self) -> &str {
+        &self.builder.name
+    }
+
+    /// The column as the 1.0 layout hands it over.
+    pub(crate) fn into_column(self) -> Column {
+        let ColumnBuilder { name, types, ends, data } = self.builder;
+        Column { name, types, ends, data }
+    }
 }
 
 /// Moves a buffer out, leaving an empty one of the same capacity: the next batch is about as large, so it
@@ -225,12 +239,57 @@ impl BatchBuilder {
     }
 }
 
+/// A batch completed and not yet handed over, in the layout it was built in.
+enum Completed {
+    /// Built row by row, or from [`ColumnValues`]: the 1.0 layout.
+    Tagged(Batch),
+    /// Handed on with [`Emitter::emit_typed`]: records numbered from `first_line`.
+    Typed { columns: Vec<TypedColumn>, rows: usize, first_line: u64 },
+}
+
+impl Completed {
+    fn into_tagged(self) -> Batch {
+        match self {
+            Completed::Tagged(batch) => batch,
+            Completed::Typed { columns, rows, first_line } => Batch {
+                rows: rows as u32,
+                columns: columns.into_iter().map(TypedColumn::into_tagged).collect(),
+                lines: (first_line..first_line + rows as u64).collect(),
+            },
+        }
+    }
+
+    fn into_typed(self) -> TypedBatch {
+        match self {
+            Completed::Tagged(Batch { rows, columns, lines }) => TypedBatch {
+                rows,
+                columns: columns
+                    .into_iter()
+                    .map(|Column { name, types, ends, data }| WireColumn {
+                        name,
+                        valid: Vec::new(),
+                        values: WireValues::Mixed(TaggedValues { types, ends, data }),
+                    })
+                    .collect(),
+                lines,
+                first_line: 0,
+            },
+            Completed::Typed { columns, rows, first_line } => TypedBatch {
+                rows: rows as u32,
+                columns: columns.into_iter().map(TypedColumn::into_wire).collect(),
+                lines: Vec::new(),
+                first_line,
+            },
+        }
+    }
+}
+
 /// Where a parser puts its results: records through [`Emitter::batch`] and [`Emitter::end_row`], refused
 /// rows through [`Emitter::reject`].
 #[derive(Default)]
 pub struct Emitter {
     current: BatchBuilder,
-    completed: Vec<Batch>,
+    completed: Vec<Completed>,
     rejects: Vec<RejectedRow>,
 }
 
@@ -244,7 +303,7 @@ impl Emitter {
     pub fn end_row(&mut self, line: u64) {
         self.current.end_row(line);
         if self.current.is_full() {
-            self.completed.extend(self.current.take());
+            self.completed.extend(self.current.take().map(Completed::Tagged));
         }
     }
 
@@ -271,30 +330,53 @@ impl Emitter {
         for column in &columns {
             assert_eq!(column.len(), lines.len(), "column `{}` holds one value per row", column.builder.name);
         }
-        self.completed.extend(self.current.take());
-        self.completed.push(Batch {
+        self.completed.extend(self.current.take().map(Completed::Tagged));
+        self.completed.push(Completed::Tagged(Batch {
             rows: lines.len() as u32,
-            columns: columns
-                .into_iter()
-                .map(|ColumnValues { builder: b }| Column {
-                    name: b.name,
-                    types: b.types,
-                    ends: b.ends,
-                    data: b.data,
-                })
-                .collect(),
+            columns: columns.into_iter().map(ColumnValues::into_column).collect(),
             lines,
-        });
+        }));
     }
 
-    /// The completed batches and the rejects so far; a batch still filling is kept.
+    /// Hands on a whole batch of `rows` records in typed columns (contract 1.3.0), numbered from
+    /// `first_line` (1-based, the record number of a column-major file), after whatever was built row by
+    /// row: each column's buffer crosses to the host as it is, and no line number per record does.
+    ///
+    /// # Panics
+    /// Where a column does not hold `rows` values, or `first_line` is 0, as [`Emitter::emit_columns`].
+    pub fn emit_typed(&mut self, columns: Vec<TypedColumn>, rows: usize, first_line: u64) {
+        if rows == 0 {
+            return;
+        }
+        assert!(first_line > 0, "lines are numbered from 1");
+        for column in &columns {
+            assert_eq!(column.len(), rows, "column `{}` holds one value per row", column.name());
+        }
+        self.completed.extend(self.current.take().map(Completed::Tagged));
+        self.completed.push(Completed::Typed { columns, rows, first_line });
+    }
+
+    /// The completed batches (in the 1.0 layout) and the rejects so far; a batch still filling is kept.
     pub(crate) fn take_completed(&mut self) -> Output {
-        Output { batches: std::mem::take(&mut self.completed), rejects: std::mem::take(&mut self.rejects) }
+        let batches = self.completed.drain(..).map(Completed::into_tagged).collect();
+        Output { batches, rejects: std::mem::take(&mut self.rejects) }
+    }
+
+    /// As [`Emitter::take_completed`], as typed batches (contract 1.3.0).
+    pub(crate) fn take_completed_typed(&mut self) -> TypedOutput {
+        let batches = self.completed.drain(..).map(Completed::into_typed).collect();
+        TypedOutput { batches, rejects: std::mem::take(&mut self.rejects) }
     }
 
     /// Everything, including the batch still filling: the input has ended.
     pub(crate) fn take_all(&mut self) -> Output {
-        self.completed.extend(self.current.take());
+        self.completed.extend(self.current.take().map(Completed::Tagged));
         self.take_completed()
+    }
+
+    /// As [`Emitter::take_all`], as typed batches (contract 1.3.0).
+    pub(crate) fn take_all_typed(&mut self) -> TypedOutput {
+        self.completed.extend(self.current.take().map(Completed::Tagged));
+        self.take_completed_typed()
     }
 }

@@ -42,6 +42,7 @@
 
 pub mod as_text;
 mod batch;
+pub mod columns;
 mod json;
 mod lines;
 mod options;
@@ -50,6 +51,7 @@ pub mod template;
 pub mod testing;
 
 pub use batch::{BatchBuilder, ColumnValues, Emitter, Value};
+pub use columns::{TypedColumn, Validity};
 pub use json::{float as json_float, number_value};
 pub use lines::LineSplitter;
 pub use options::Options;
@@ -67,15 +69,17 @@ pub mod bindings {
     });
 }
 
-/// The bindings of the `ranged-format` world (contract 1.2.0), sharing the `types` of [`bindings`].
+/// The bindings of the `typed-ranged-format` world (contract 1.3.0), sharing the `types` of [`bindings`].
+/// A ranged parser built with this SDK hands over typed batches; the host still runs ranged parsers built
+/// against 1.2.0.
 #[doc(hidden)]
 pub mod ranged_bindings {
     wit_bindgen::generate!({
         path: "../../wit",
-        world: "ranged-format",
+        world: "typed-ranged-format",
         pub_export_macro: true,
         default_bindings_module: "sluice_plugin_sdk::ranged_bindings",
-        with: { "sluice:plugin/types@1.2.0": crate::bindings::sluice::plugin::types },
+        with: { "sluice:plugin/types@1.3.0": crate::bindings::sluice::plugin::types },
     });
 }
 

@@ -1,5 +1,6 @@
-//! Format plugins that read their file by ranges (contract 1.2.0, the `ranged-format` world): formats that
-//! keep their index at the end of the file (Parquet) and read only the parts they need.
+//! Format plugins that read their file by ranges: formats that keep their index at the end of the file
+//! (Parquet) and read only the parts they need. They are exported as the `typed-ranged-format` world
+//! (contract 1.3.0), so that columns handed on with [`Emitter::emit_typed`] cross as typed buffers.
 //!
 //! A plugin implements [`RangedParser`] and exports it with [`export_ranged_parser!`](crate::export_ranged_parser).
 //! It reads its file through the [`RangeInput`] it is created with, and puts its records into an
@@ -7,7 +8,8 @@
 //! [`RangedParser::next`] until it says the file has ended.
 
 use crate::bindings::sluice::plugin::types::{FatalError, Output};
-use crate::ranged_bindings::exports::sluice::plugin::ranged_parser::{FileReader, GuestFileReader};
+use crate::ranged_bindings::exports::sluice::plugin::typed_ranged_parser::{FileReader, GuestFileReader};
+use crate::ranged_bindings::sluice::plugin::columns::{TypedFatalError, TypedOutput};
 use crate::{Emitter, Options, fatal};
 use std::cell::RefCell;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -151,34 +153,49 @@ struct RangedState<P> {
 }
 
 impl<P: RangedParser> GuestFileReader for RangedResource<P> {
-    fn create(options: Vec<(String, String)>) -> Result<FileReader, FatalError> {
-        let parser = P::create(Options::new(options), RangeInput::from_host())?;
+    fn create(options: Vec<(String, String)>) -> Result<FileReader, TypedFatalError> {
+        let parser = P::create(Options::new(options), RangeInput::from_host())
+            .map_err(|error| typed_error(error, &mut Emitter::default()))?;
         let state = RangedState { parser, out: Emitter::default(), ended: false };
         Ok(FileReader::new(RangedResource { state: RefCell::new(state) }))
     }
 
-    fn next(&self) -> Result<Option<Output>, FatalError> {
-        next_part(&mut self.state.borrow_mut())
+    fn next(&self) -> Result<Option<TypedOutput>, TypedFatalError> {
+        let state = &mut *self.state.borrow_mut();
+        match next_part(state) {
+            None => Ok(None),
+            Some(Ok(Part::More)) => Ok(Some(state.out.take_completed_typed())),
+            Some(Ok(Part::Last)) => Ok(Some(state.out.take_all_typed())),
+            Some(Err(error)) => Err(typed_error(error, &mut state.out)),
+        }
     }
 }
 
-/// One call's worth of a ranged parser: the next part, everything left once it has ended, then `None`.
-fn next_part<P: RangedParser>(state: &mut RangedState<P>) -> Result<Option<Output>, FatalError> {
+/// A fatal error as the typed world hands it over, with everything completed before it.
+fn typed_error(error: FatalError, out: &mut Emitter) -> TypedFatalError {
+    TypedFatalError { line: error.line, message: error.message, completed: out.take_all_typed() }
+}
+
+/// What one call into a ranged parser left in its emitter.
+enum Part {
+    /// A part of the file; more follows.
+    More,
+    /// The rest of the file.
+    Last,
+}
+
+/// One call's worth of a ranged parser; `None` once it has ended (or failed).
+fn next_part<P: RangedParser>(state: &mut RangedState<P>) -> Option<Result<Part, FatalError>> {
     if state.ended {
-        return Ok(None);
+        return None;
     }
-    match state.parser.next(&mut state.out) {
-        Ok(true) => Ok(Some(state.out.take_completed())),
-        Ok(false) => {
-            state.ended = true;
-            Ok(Some(state.out.take_all()))
-        }
-        Err(mut error) => {
-            state.ended = true;
-            error.completed = state.out.take_all();
-            Err(error)
-        }
-    }
+    let part = match state.parser.next(&mut state.out) {
+        Ok(true) => return Some(Ok(Part::More)),
+        Ok(false) => Ok(Part::Last),
+        Err(error) => Err(error),
+    };
+    state.ended = true;
+    Some(part)
 }
 
 /// Runs a ranged parser over `input` natively, as the host would: for [`crate::testing`].
@@ -189,8 +206,15 @@ pub(crate) fn read_all<P: RangedParser>(
 ) -> Result<(), FatalError> {
     let parser = P::create(options, input)?;
     let mut state = RangedState { parser, out: Emitter::default(), ended: false };
-    while let Some(output) = next_part(&mut state)? {
-        each(&output);
+    while let Some(part) = next_part(&mut state) {
+        match part {
+            Ok(Part::More) => each(&state.out.take_completed()),
+            Ok(Part::Last) => each(&state.out.take_all()),
+            Err(mut error) => {
+                error.completed = state.out.take_all();
+                return Err(error);
+            }
+        }
     }
     Ok(())
 }
@@ -200,7 +224,7 @@ pub fn read_failed(what: &str, error: impl std::fmt::Display) -> FatalError {
     fatal(0, format!("reading {what} failed: {error}"))
 }
 
-/// Exports a [`RangedParser`] as the plugin's `ranged-format` world (contract 1.2.0), with its crate's
+/// Exports a [`RangedParser`] as the plugin's `typed-ranged-format` world (contract 1.3.0), with its crate's
 /// name, version and description as what the plugin says of itself.
 #[rustfmt::skip]
 #[macro_export]
@@ -209,7 +233,7 @@ macro_rules! export_ranged_parser {
         #[cfg(target_arch = "wasm32")]
         const _: () = {
             struct SluiceRangedExport;
-            impl $crate::ranged_bindings::exports::sluice::plugin::ranged_parser::Guest for SluiceRangedExport {
+            impl $crate::ranged_bindings::exports::sluice::plugin::typed_ranged_parser::Guest for SluiceRangedExport {
                 type FileReader = $crate::ranged::RangedResource<$parser>;
             }
             $crate::ranged_bindings::export!(SluiceRangedExport with_types_in $crate::ranged_bindings);

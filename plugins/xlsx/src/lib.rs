@@ -208,9 +208,9 @@ fn owned(value: &DataRef<'static>) -> Option<Cell> {
             // A serial number under one day is a time of day with no date (Excel's time cells).
             if moment.as_f64() >= 1.0 {
                 text.push_str(&format!("{year:04}-{month:02}-{day:02}"));
-                as_text::write_clock(&mut text, second_of_day, nanos, unit);
-            } else {
-                as_text::write_clock(&mut text, second_of_day, nanos, unit);
+            }
+            as_text::write_clock(&mut text, second_of_day, nanos, unit).expect("a String takes any text");
+            if moment.as_f64() < 1.0 {
                 text.remove(0);
             }
             Cell::Text(text)

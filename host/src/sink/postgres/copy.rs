@@ -31,6 +31,10 @@ pub fn push_field(out: &mut String, value: &Value<'_>) {
             let _ = write!(out, "{f:?}");
         }
         Value::Text(text) | Value::Json(text) => push_escaped(out, text),
+        // RFC 3339 holds nothing COPY escapes.
+        Value::Timestamp(timestamp) => {
+            let _ = write!(out, "{timestamp}");
+        }
     }
 }
 

@@ -97,7 +97,7 @@ impl<'s> SqliteObject<'s> {
             match first {
                 Some(Ok(Value::Boolean(_) | Value::Integer(_))) => "INTEGER",
                 Some(Ok(Value::Float(_))) => "REAL",
-                Some(Ok(Value::Text(_) | Value::Json(_))) => "TEXT",
+                Some(Ok(Value::Text(_) | Value::Json(_) | Value::Timestamp(_))) => "TEXT",
                 // All null so far: no declared type, so a later value of any kind is kept as it is.
                 _ => "",
             }
@@ -339,6 +339,7 @@ impl ObjectWrite for SqliteObject<'_> {
                     Value::Integer(i) => statement.raw_bind_parameter(parameter, i),
                     Value::Float(f) => statement.raw_bind_parameter(parameter, f),
                     Value::Text(s) | Value::Json(s) => statement.raw_bind_parameter(parameter, s),
+                    Value::Timestamp(t) => statement.raw_bind_parameter(parameter, t.to_string()),
                 }
                 .map_err(fail)?;
             }
@@ -456,5 +457,6 @@ fn sql_value(value: Value<'_>) -> rusqlite::types::Value {
         Value::Integer(i) => Sql::Integer(i),
         Value::Float(f) => Sql::Real(f),
         Value::Text(s) | Value::Json(s) => Sql::Text(s.to_string()),
+        Value::Timestamp(t) => Sql::Text(t.to_string()),
     }
 }
