@@ -5,11 +5,10 @@
 use super::{ObjectMeta, Source, SourceError};
 use crate::plugin::RangeRead;
 use std::fs::File;
-use std::io;
-use std::os::unix::fs::FileExt;
+use std::io::{self, Read, Seek};
 use tokio::io::AsyncWriteExt;
 
-/// A file on disk, read by `pread`: the operating system's cache is the only buffer.
+/// A file on disk, read where it is asked: the operating system's cache is the only buffer.
 pub struct FileRanges {
     file: File,
     size: u64,
@@ -29,8 +28,18 @@ impl RangeRead for FileRanges {
     }
 
     fn read_at(&mut self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
-        let mut bytes = vec![0; len];
-        self.file.read_exact_at(&mut bytes, offset)?;
+        // Read into spare capacity rather than a zeroed buffer: zeroing megabytes that are overwritten at
+        // once was measured at a few percent of reading a Parquet file.
+        let mut bytes = Vec::with_capacity(len);
+        self.file.seek(io::SeekFrom::Start(offset))?;
+        (&mut self.file).take(len as u64).read_to_end(&mut bytes)?;
+        if bytes.len() < len {
+            let short = len - bytes.len();
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("the file ended {short} bytes early"),
+            ));
+        }
         Ok(bytes)
     }
 }
