@@ -309,6 +309,7 @@ fn a_typed_batch_out_of_its_bounds_is_refused_and_the_batch_before_it_kept() {
         ("text-past-end", "column `note`: row 8: text offset 4096 is out of order or past the data"),
         ("text-backwards", "column `note`: row 5: text offset 4 is out of order or past the data"),
         ("short-bitmap", "column `n`: a validity bitmap of 1 bytes for 9 rows"),
+        ("key-outside", "column `name`: row 8: key 2 is outside its dictionary of 2 values"),
     ] {
         let options = [("probe".to_string(), probe.to_string())];
         let mut parse = plugin.open_ranged("typed-object", &options, Box::new(InMemory(vec![0; 4]))).unwrap();

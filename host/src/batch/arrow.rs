@@ -63,6 +63,11 @@ impl Column {
     fn into_arrow(self, rows: usize) -> Result<(Field, ArrayRef), ArrowError> {
         let (valid, values) = match self.values {
             Values::Tagged(tags) => return Tagged { name: self.name, tags }.into_arrow(rows),
+            // Text drawn from a dictionary becomes plain text, as its reader would expect of a table.
+            Values::Typed { values: TypedValues::Dictionary { .. }, .. } => {
+                let (name, tags) = self.into_tags(rows);
+                return Tagged { name, tags }.into_arrow(rows);
+            }
             Values::Typed { valid, values } => (valid, values),
         };
         let nulls = null_buffer(&valid, rows);
@@ -90,6 +95,7 @@ impl Column {
                 };
                 (field, Arc::new(strings(&self.name, &ends, data, nulls)?))
             }
+            TypedValues::Dictionary { .. } => unreachable!("written as text above"),
             TypedValues::Timestamps { unit, utc, values } => {
                 let zone = utc.then(|| Arc::from("UTC"));
                 let values = ScalarBuffer::from(values);

@@ -3,8 +3,8 @@
 
 use super::{Column, InvalidText, Lines, RecordBatch, Tags, TimeUnit, Timestamp, Value, Values, span};
 use crate::plugin::typed_wire::{
-    ColumnValues as WireValues, TaggedValues, TextValues, TimeUnit as WireUnit, TimestampValues, TypedBatch,
-    TypedColumn,
+    ColumnValues as WireValues, DictionaryValues, TaggedValues, TextValues, TimeUnit as WireUnit,
+    TimestampValues, TypedBatch, TypedColumn,
 };
 
 /// Which rows hold a value: Arrow's validity bitmap (bit `i % 8` of byte `i / 8`), or `None` for all.
@@ -40,6 +40,12 @@ pub(super) enum TypedValues {
         utc: bool,
         values: Vec<i64>,
     },
+    /// UTF-8 text drawn from a dictionary: row `i` is value `keys[i]`, ending at `ends[keys[i]]` of `data`.
+    Dictionary {
+        keys: Vec<u32>,
+        ends: Vec<u32>,
+        data: Vec<u8>,
+    },
 }
 
 impl TypedValues {
@@ -56,6 +62,10 @@ impl TypedValues {
             TypedValues::Timestamps { unit, utc, values } => {
                 Value::Timestamp(Timestamp { value: values[row], unit: *unit, utc: *utc })
             }
+            TypedValues::Dictionary { keys, ends, data } => Value::Text(
+                std::str::from_utf8(span(ends, data, keys[row] as usize))
+                    .map_err(|_| InvalidText { column: name.to_string(), row })?,
+            ),
         })
     }
 
@@ -65,6 +75,7 @@ impl TypedValues {
             TypedValues::Integers(values) | TypedValues::Timestamps { values, .. } => values.len(),
             TypedValues::Floats(values) => values.len(),
             TypedValues::Text { ends, .. } => ends.len(),
+            TypedValues::Dictionary { keys, .. } => keys.len(),
         }
     }
 }
@@ -128,25 +139,50 @@ fn typed_column(column: TypedColumn, rows: usize) -> Result<Column, String> {
             };
             TypedValues::Timestamps { unit, utc, values }
         }
+        WireValues::Dictionary(DictionaryValues { keys, values: TextValues { ends, data } }) => {
+            TypedValues::Dictionary { keys, ends, data }
+        }
     };
     if values.len() != rows {
         return bad(format!("{} values for {rows} rows", values.len()));
-    }
-    if let TypedValues::Text { ends, data, .. } = &values {
-        let mut start = 0;
-        for (row, &end) in ends.iter().enumerate() {
-            if end < start || end as usize > data.len() {
-                return bad(format!("row {row}: text offset {end} is out of order or past the data"));
-            }
-            start = end;
-        }
     }
     let valid = match valid {
         bits if bits.is_empty() => Validity(None),
         bits if bits.len() == rows.div_ceil(8) => Validity(Some(bits)),
         bits => return bad(format!("a validity bitmap of {} bytes for {rows} rows", bits.len())),
     };
+    match &values {
+        TypedValues::Text { ends, data, .. } => {
+            check_ends(ends, data.len()).map_err(|what| format!("column `{name}`: row {what}"))?;
+        }
+        TypedValues::Dictionary { keys, ends, data } => {
+            check_ends(ends, data.len())
+                .map_err(|what| format!("column `{name}`: dictionary value {what}"))?;
+            let mut keys = keys.iter().enumerate();
+            if let Some((row, key)) =
+                keys.find(|&(row, &key)| key as usize >= ends.len() && valid.is_valid(row))
+            {
+                return bad(format!(
+                    "row {row}: key {key} is outside its dictionary of {} values",
+                    ends.len()
+                ));
+            }
+        }
+        _ => {}
+    }
     Ok(Column { name, values: Values::Typed { valid, values } })
+}
+
+/// Checks that text end offsets ascend within `len` bytes; says which one does not.
+fn check_ends(ends: &[u32], len: usize) -> Result<(), String> {
+    let mut start = 0;
+    for (index, &end) in ends.iter().enumerate() {
+        if end < start || end as usize > len {
+            return Err(format!("{index}: text offset {end} is out of order or past the data"));
+        }
+        start = end;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -205,6 +241,33 @@ mod tests {
         let wire = taken.to_wire();
         assert_eq!(wire.columns[0].types, vec![TEXT, NULL, TEXT]);
         assert_eq!(&wire.columns[0].data[..27], b"2025-12-01T00:00:00.000001Z");
+    }
+
+    fn dictionary(keys: Vec<u32>, ends: Vec<u32>, data: &[u8]) -> WireValues {
+        WireValues::Dictionary(DictionaryValues { keys, values: TextValues { ends, data: data.to_vec() } })
+    }
+
+    #[test]
+    fn text_drawn_from_a_dictionary_reads_by_its_keys_and_a_key_outside_it_is_refused() {
+        let names = dictionary(vec![1, 7, 0], vec![3, 5], b"annbo");
+        let taken = RecordBatch::from_typed_wire(batch(3, vec![column(vec![0b101], names)])).unwrap();
+        let values: Vec<_> = (0..3).map(|row| taken.value(0, row).unwrap()).collect();
+        assert_eq!(
+            values,
+            [Value::Text("bo"), Value::Null, Value::Text("ann")],
+            "a null row's key is not read"
+        );
+        let arrow = taken.into_arrow().unwrap();
+        assert_eq!(arrow.schema().field(0).data_type(), &arrow_schema::DataType::Utf8);
+
+        let refused = |keys, ends, data: &[u8]| {
+            RecordBatch::from_typed_wire(batch(3, vec![column(vec![], dictionary(keys, ends, data))]))
+                .unwrap_err()
+        };
+        let outside = refused(vec![0, 2, 1], vec![3, 5], b"annbo");
+        assert_eq!(outside, "column `c`: row 1: key 2 is outside its dictionary of 2 values");
+        let past = refused(vec![0, 0, 0], vec![3, 9], b"annbo");
+        assert_eq!(past, "column `c`: dictionary value 1: text offset 9 is out of order or past the data");
     }
 
     #[test]

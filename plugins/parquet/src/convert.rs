@@ -2,7 +2,7 @@
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::*;
-use arrow_array::{Array, ArrowPrimitiveType, BooleanArray};
+use arrow_array::{Array, ArrowPrimitiveType, BooleanArray, StringArray};
 use arrow_schema::{DataType, TimeUnit};
 use base64::Engine;
 use serde_json::{Map, Value as Json};
@@ -49,11 +49,15 @@ pub fn typed_column(name: &str, array: &dyn Array, decimals: Decimals) -> Result
             TypedColumn::floats(name, array.as_primitive::<Float64Type>().values().to_vec(), valid())
         }
         DataType::Utf8 => {
-            let strings = array.as_string::<i32>();
-            let offsets = strings.value_offsets();
-            let (first, last) = (offsets[0] as usize, offsets[offsets.len() - 1] as usize);
-            let ends = offsets[1..].iter().map(|&end| (end as usize - first) as u32).collect();
-            TypedColumn::text(name, ends, strings.value_data()[first..last].to_vec(), valid())
+            let (ends, data) = text_buffers(array.as_string::<i32>());
+            TypedColumn::text(name, ends, data, valid())
+        }
+        DataType::Dictionary(key, value) if **key == DataType::Int32 && **value == DataType::Utf8 => {
+            let dictionary = array.as_dictionary::<Int32Type>();
+            // Keys are never negative: the reader checked each against the dictionary.
+            let keys = dictionary.keys().values().iter().map(|&key| key as u32).collect();
+            let (ends, data) = text_buffers(dictionary.values().as_string::<i32>());
+            TypedColumn::dictionary(name, keys, ends, data, valid())
         }
         DataType::LargeUtf8 => text(name, array.len(), valid(), |row, out| {
             out.push_str(array.as_string::<i64>().value(row));
@@ -126,6 +130,14 @@ fn unpacked(array: &BooleanArray) -> Vec<bool> {
     }
     values.truncate(bits.len());
     values
+}
+
+/// Arrow's text as the contract's: an end offset per value into the values' bytes.
+fn text_buffers(strings: &StringArray) -> (Vec<u32>, Vec<u8>) {
+    let offsets = strings.value_offsets();
+    let (first, last) = (offsets[0] as usize, offsets[offsets.len() - 1] as usize);
+    let ends = offsets[1..].iter().map(|&end| (end as usize - first) as u32).collect();
+    (ends, strings.value_data()[first..last].to_vec())
 }
 
 /// A text column of `rows` rows, each valid row's text written by `write`.

@@ -15,16 +15,20 @@ mod convert;
 mod input;
 
 use arrow_array::RecordBatch;
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use convert::typed_column;
 use input::Chunks;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{
-    ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder,
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder,
 };
+use parquet::basic::Encoding;
+use parquet::file::metadata::ColumnChunkMetaData;
 use sluice_plugin_sdk::as_text::Decimals;
 use sluice_plugin_sdk::{
     Emitter, FatalError, Options, RangeInput, RangedParser, export_ranged_parser, fatal,
 };
+use std::sync::Arc;
 
 /// Rows decoded at a time: an Arrow batch, handed on as one batch of the contract.
 const BATCH_ROWS: usize = 128 * 1024;
@@ -48,8 +52,16 @@ impl RangedParser for ParquetFile {
         // the Parquet schema alone gives plain arrays, which is all a batch holds.
         let reader_options = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
         let chunks = Chunks::new(input);
-        let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(chunks.clone(), reader_options)
-            .map_err(|e| fatal(0, format!("not a readable Parquet file: {e}")))?;
+        let not_readable =
+            |e: parquet::errors::ParquetError| fatal(0, format!("not a readable Parquet file: {e}"));
+        let mut metadata =
+            ArrowReaderMetadata::load(&chunks, reader_options.clone()).map_err(not_readable)?;
+        if let Some(schema) = dictionary_text(&metadata) {
+            metadata =
+                ArrowReaderMetadata::try_new(metadata.metadata().clone(), reader_options.with_schema(schema))
+                    .map_err(not_readable)?;
+        }
+        let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(chunks.clone(), metadata);
         let mut builder = builder.with_batch_size(BATCH_ROWS);
         let mut roots_read = None;
         if let Some(columns) = columns {
@@ -124,6 +136,46 @@ impl ParquetFile {
     }
 }
 
+/// The file's schema with its top-level text columns that are dictionary-encoded throughout (every page of
+/// every row group) read as Arrow dictionaries, where it has any: their values then cross to the host as
+/// the dictionary and a key per row, never copied out one by one. `None` where it has none.
+fn dictionary_text(metadata: &ArrowReaderMetadata) -> Option<SchemaRef> {
+    let parquet = metadata.metadata();
+    let descriptor = parquet.file_metadata().schema_descr();
+    let roots = descriptor.root_schema().get_fields();
+    let encoded_throughout = |leaf: usize| {
+        let all = |chunk: &ColumnChunkMetaData| {
+            chunk.dictionary_page_offset().is_some()
+                && chunk.page_encoding_stats_mask().is_some_and(|mask| {
+                    mask.is_only(Encoding::RLE_DICTIONARY) || mask.is_only(Encoding::PLAIN_DICTIONARY)
+                })
+        };
+        parquet.num_row_groups() > 0 && parquet.row_groups().iter().all(|group| all(group.column(leaf)))
+    };
+    let mut changed = false;
+    let fields: Vec<Field> = metadata
+        .schema()
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(root, field)| {
+            let leaf =
+                (0..descriptor.num_columns()).find(|&leaf| descriptor.get_column_root_idx(leaf) == root);
+            let plain_text = field.data_type() == &DataType::Utf8 && roots[root].is_primitive();
+            match leaf {
+                Some(leaf) if plain_text && encoded_throughout(leaf) => {
+                    changed = true;
+                    let dictionary =
+                        DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+                    field.as_ref().clone().with_data_type(dictionary)
+                }
+                _ => field.as_ref().clone(),
+            }
+        })
+        .collect();
+    changed.then(|| Arc::new(Schema::new_with_metadata(fields, metadata.schema().metadata().clone())))
+}
+
 export_ranged_parser!(ParquetFile);
 
 #[cfg(test)]
@@ -159,6 +211,32 @@ mod tests {
         assert_eq!(outcome.lines[2499], 2500);
         let names = parse_ranged::<ParquetFile>(&[("columns", "[\"name\"]")], file(10)).unwrap();
         assert_eq!(names.records[0], json!({"name": "n1"}));
+    }
+
+    #[test]
+    fn text_dictionary_encoded_throughout_is_read_as_a_dictionary_and_other_text_as_text() {
+        use super::{ArrowReaderMetadata, ArrowReaderOptions, dictionary_text};
+        use arrow_schema::DataType;
+        let options = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
+        let metadata =
+            |bytes: Vec<u8>| ArrowReaderMetadata::load(&bytes::Bytes::from(bytes), options.clone()).unwrap();
+        let hinted = dictionary_text(&metadata(file(2500))).expect("`name` is dictionary-encoded");
+        let dictionary = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+        assert_eq!(hinted.field(1).data_type(), &dictionary);
+        assert_eq!(hinted.field(0).data_type(), &DataType::Int64);
+
+        // Written without dictionaries, the names stay plain text.
+        let names: ArrayRef = Arc::new(StringArray::from_iter_values(["a", "b"]));
+        let batch = RecordBatch::try_from_iter([("name", names)]).unwrap();
+        let plain =
+            parquet::file::properties::WriterProperties::builder().set_dictionary_enabled(false).build();
+        let mut bytes = Vec::new();
+        let mut writer = ArrowWriter::try_new(&mut bytes, batch.schema(), Some(plain)).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        assert!(dictionary_text(&metadata(bytes.clone())).is_none());
+        let read = parse_ranged::<ParquetFile>(&[], bytes).unwrap();
+        assert_eq!(read.records, [json!({"name": "a"}), json!({"name": "b"})]);
     }
 
     #[test]

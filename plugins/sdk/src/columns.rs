@@ -11,8 +11,8 @@ use crate::as_text::{self, TimeUnit};
 use crate::batch::ColumnValues;
 use crate::bindings::sluice::plugin::types::Column;
 use crate::ranged_bindings::sluice::plugin::columns::{
-    ColumnValues as WireValues, TaggedValues, TextValues, TimeUnit as WireUnit, TimestampValues,
-    TypedColumn as WireColumn,
+    ColumnValues as WireValues, DictionaryValues, TaggedValues, TextValues, TimeUnit as WireUnit,
+    TimestampValues, TypedColumn as WireColumn,
 };
 
 /// Which rows of a column hold a value, as Arrow's validity bitmap: bit `i % 8` of byte `i / 8` is set
@@ -50,6 +50,7 @@ enum Values {
     Text { ends: Vec<u32>, data: Vec<u8> },
     Json { ends: Vec<u32>, data: Vec<u8> },
     Timestamps { unit: TimeUnit, utc: bool, values: Vec<i64> },
+    Dictionary { keys: Vec<u32>, ends: Vec<u32>, data: Vec<u8> },
 }
 
 /// One column of a whole batch: values of one type as one buffer, or (for a column whose values differ
@@ -91,6 +92,18 @@ impl TypedColumn {
         TypedColumn::new(name, valid, Values::Json { ends, data })
     }
 
+    /// Text drawn from a dictionary: row `i` is value `keys[i]` of the dictionary, whose value `j` is
+    /// `data[ends[j-1]..ends[j]]` (UTF-8, which the host checks). The keys of null rows are not read.
+    pub fn dictionary(
+        name: &str,
+        keys: Vec<u32>,
+        ends: Vec<u32>,
+        data: Vec<u8>,
+        valid: Validity,
+    ) -> TypedColumn {
+        TypedColumn::new(name, valid, Values::Dictionary { keys, ends, data })
+    }
+
     /// Timestamps as counts of `unit` since 1970-01-01T00:00:00: instants in UTC where `utc`, wall-clock
     /// date-times that name no zone otherwise.
     pub fn timestamps(
@@ -118,6 +131,7 @@ impl TypedColumn {
             Values::Mixed(values) => values.len(),
             Values::Booleans(values) => values.len(),
             Values::Integers(values) | Values::Timestamps { values, .. } => values.len(),
+            Values::Dictionary { keys, .. } => keys.len(),
             Values::Floats(values) => values.len(),
             Values::Text { ends, .. } | Values::Json { ends, .. } => ends.len(),
         }
@@ -140,6 +154,9 @@ impl TypedColumn {
             Values::Floats(values) => WireValues::Floats(values),
             Values::Text { ends, data } => WireValues::Text(TextValues { ends, data }),
             Values::Json { ends, data } => WireValues::Json(TextValues { ends, data }),
+            Values::Dictionary { keys, ends, data } => {
+                WireValues::Dictionary(DictionaryValues { keys, values: TextValues { ends, data } })
+            }
             Values::Timestamps { unit, utc, values } => {
                 let unit = match unit {
                     TimeUnit::Second => WireUnit::Second,
@@ -167,18 +184,21 @@ impl TypedColumn {
                 column.push(Value::Null);
                 continue;
             }
-            let slice = |ends: &[u32], data: &[u8]| {
-                let start = if row == 0 { 0 } else { ends[row - 1] as usize };
+            let span = |ends: &[u32], data: &[u8], at: usize| {
+                let start = if at == 0 { 0 } else { ends[at - 1] as usize };
                 // The parser made these from `&str`s; a bad span is its bug, made loud here.
-                String::from_utf8_lossy(&data[start..ends[row] as usize]).into_owned()
+                String::from_utf8_lossy(&data[start..ends[at] as usize]).into_owned()
             };
             match &values {
                 Values::Mixed(_) => unreachable!("returned above"),
                 Values::Booleans(values) => column.push(Value::Boolean(values[row])),
                 Values::Integers(values) => column.push(Value::Integer(values[row])),
                 Values::Floats(values) => column.push(Value::Float(values[row])),
-                Values::Text { ends, data } => column.push(Value::Text(&slice(ends, data))),
-                Values::Json { ends, data } => column.push(Value::Json(&slice(ends, data))),
+                Values::Text { ends, data } => column.push(Value::Text(&span(ends, data, row))),
+                Values::Json { ends, data } => column.push(Value::Json(&span(ends, data, row))),
+                Values::Dictionary { keys, ends, data } => {
+                    column.push(Value::Text(&span(ends, data, keys[row] as usize)))
+                }
                 Values::Timestamps { unit, utc, values } => {
                     text.clear();
                     as_text::write_timestamp(&mut text, values[row], *unit, *utc)
@@ -215,6 +235,16 @@ mod tests {
 
         let text = TypedColumn::text("name", vec![3, 3, 5], b"abcde".to_vec(), Validity::all()).into_tagged();
         assert_eq!((text.types, text.ends, text.data), (vec![4, 4, 4], vec![3, 3, 5], b"abcde".to_vec()));
+
+        let names = TypedColumn::dictionary(
+            "c",
+            vec![1, 9, 0],
+            vec![2, 5],
+            b"abcde".to_vec(),
+            Validity::from_bitmap(vec![0b101]),
+        );
+        let names = names.into_tagged();
+        assert_eq!((names.types, names.data), (vec![4, 0, 4], b"cdeab".to_vec()));
 
         let numbers = TypedColumn::integers("n", vec![7, 0], Validity::from_bitmap(vec![0b01])).into_tagged();
         assert_eq!((numbers.types, numbers.ends), (vec![2, 0], vec![8, 8]));

@@ -2,7 +2,8 @@
 //! names, after a good one:
 //! - `text-past-end`: a text column whose last value ends past its data;
 //! - `text-backwards`: a text column whose offsets go back;
-//! - `short-bitmap`: a validity bitmap a byte short of a bit per row.
+//! - `short-bitmap`: a validity bitmap a byte short of a bit per row;
+//! - `key-outside`: text drawn from a dictionary by a key past its end.
 //!
 //! (A column shorter than its batch the SDK itself refuses; the host's check of that is a unit test.) The
 //! host must refuse the broken batch and keep the good one.
@@ -37,6 +38,10 @@ impl RangedParser for MalformedTyped {
             "text-backwards" => text(vec![1, 2, 3, 4, 5, 4, 7, 8, 9]),
             "short-bitmap" => {
                 TypedColumn::integers("n", (1..=9).collect(), Validity::from_bitmap(vec![0xff]))
+            }
+            "key-outside" => {
+                let keys = vec![0, 1, 0, 1, 0, 1, 0, 1, 2];
+                TypedColumn::dictionary("name", keys, vec![3, 5], b"annbo".to_vec(), Validity::all())
             }
             other => return Err(fatal(0, format!("unknown probe `{other}`"))),
         };
