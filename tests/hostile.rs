@@ -1,6 +1,6 @@
 //! Hostile plugins, each a small component under tests/guests/: each gets a clear error within its limit,
 //! the host survives, and the next file still parses. Also plugins built against other versions of the
-//! contract than this host's 1.3.0: an earlier minor runs, another major is refused naming both.
+//! contract than this host's 1.4.0: an earlier minor runs, another major is refused naming both.
 
 mod support;
 
@@ -117,20 +117,23 @@ fn plugin_inspect_tells_the_world_and_contract_and_refuses_forbidden_imports_and
     let (code, stdout, stderr) = inspect(&support::daemon::bundled_wasm("sluice_csv"));
     assert_eq!(code, Some(0), "{stderr}");
     assert!(
-        stdout.contains("world:     format (sluice:plugin@1.3.0; this Sluice implements 1.3.0)"),
+        stdout.contains("world:     typed-format (sluice:plugin@1.4.0; this Sluice implements 1.4.0)"),
         "{stdout}"
     );
     assert!(
         stdout.contains("plugin:    sluice-csv 0.1.0: CSV and TSV files (RFC 4180 quoting"),
         "what the SDK exports from the plugin's Cargo.toml: {stdout}"
     );
-    assert!(stdout.contains("exports:   sluice:plugin/about@1.3.0, sluice:plugin/parser@1.3.0"), "{stdout}");
+    assert!(
+        stdout.contains("exports:   sluice:plugin/about@1.4.0, sluice:plugin/typed-parser@1.4.0"),
+        "{stdout}"
+    );
     assert!(stdout.contains("compiles:  in ") || stdout.contains("compiles:  cached already"), "{stdout}");
     assert!(!stdout.contains("REFUSED"), "{stdout}");
 
     let (code, stdout, _) = inspect(&guests().join("full_name.wasm"));
     assert_eq!(code, Some(0));
-    assert!(stdout.contains("world:     template (sluice:plugin@1.3.0;"), "{stdout}");
+    assert!(stdout.contains("world:     template (sluice:plugin@1.4.0;"), "{stdout}");
     assert!(stdout.contains("plugin:    full_name 0.1.0\n"), "no description in its Cargo.toml: {stdout}");
 
     let (code, stdout, stderr) = inspect(&guests().join("reads_host_files.wasm"));
@@ -150,7 +153,7 @@ fn plugin_inspect_tells_the_world_and_contract_and_refuses_forbidden_imports_and
 fn a_plugin_built_against_an_earlier_minor_of_the_contract_loads_and_runs() {
     let path = guests().join("contract_1_0.wasm");
     let plugin =
-        load_file("contract_1_0", path.clone(), LIMITS).expect("a 1.0.0 plugin loads on a 1.3.0 host");
+        load_file("contract_1_0", path.clone(), LIMITS).expect("a 1.0.0 plugin loads on a 1.4.0 host");
     let outcome = parse(&plugin, &[], b"first\nsecond\nthird");
     assert!(outcome.error.is_none(), "{:?}", outcome.error);
     assert_eq!(
@@ -163,7 +166,7 @@ fn a_plugin_built_against_an_earlier_minor_of_the_contract_loads_and_runs() {
     let (code, stdout, stderr) = inspect(&path);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(
-        stdout.contains("world:     format (sluice:plugin@1.0.0; this Sluice implements 1.3.0)"),
+        stdout.contains("world:     format (sluice:plugin@1.0.0; this Sluice implements 1.4.0)"),
         "{stdout}"
     );
     assert!(stdout.contains("plugin:    says nothing of itself (it exports no `about`"), "{stdout}");
@@ -178,7 +181,7 @@ fn a_plugin_built_against_another_major_of_the_contract_is_refused_naming_both_v
     assert!(
         message.starts_with(
             "plugin `future` could not be loaded: it was built against contract sluice:plugin@2.0.0, \
-             and this Sluice implements sluice:plugin@1.3.0"
+             and this Sluice implements sluice:plugin@1.4.0"
         ),
         "{message}"
     );
@@ -187,7 +190,7 @@ fn a_plugin_built_against_another_major_of_the_contract_is_refused_naming_both_v
     let (code, stdout, stderr) = inspect(&path);
     assert_eq!(code, Some(1), "{stdout}");
     assert!(
-        stdout.contains("world:     format (sluice:plugin@2.0.0; this Sluice implements 1.3.0)"),
+        stdout.contains("world:     format (sluice:plugin@2.0.0; this Sluice implements 1.4.0)"),
         "{stdout}"
     );
     assert!(
@@ -279,7 +282,7 @@ fn rows_of(parsed: &[sluice::plugin::Parsed]) -> Vec<String> {
 fn a_ranged_plugin_built_against_contract_1_2_still_loads_and_runs() {
     let path = guests().join("contract_1_2.wasm");
     let plugin =
-        load_file("contract_1_2", path.clone(), LIMITS).expect("a 1.2.0 plugin loads on a 1.3.0 host");
+        load_file("contract_1_2", path.clone(), LIMITS).expect("a 1.2.0 plugin loads on a 1.4.0 host");
     assert!(plugin.reads_by_range());
     let mut parse = plugin
         .open_ranged("lines.txt", &[], Box::new(InMemory(b"first\n\nthird\n".to_vec())))
@@ -294,7 +297,7 @@ fn a_ranged_plugin_built_against_contract_1_2_still_loads_and_runs() {
     let (code, stdout, stderr) = inspect(&path);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(
-        stdout.contains("world:     ranged-format (sluice:plugin@1.2.0; this Sluice implements 1.3.0)"),
+        stdout.contains("world:     ranged-format (sluice:plugin@1.2.0; this Sluice implements 1.4.0)"),
         "{stdout}"
     );
 }
@@ -304,7 +307,7 @@ fn a_typed_batch_out_of_its_bounds_is_refused_and_the_batch_before_it_kept() {
     let plugin = load_file("malformed_typed", guests().join("malformed_typed.wasm"), LIMITS)
         .expect("a typed ranged plugin loads");
     let (_, stdout, _) = inspect(&guests().join("malformed_typed.wasm"));
-    assert!(stdout.contains("world:     typed-ranged-format (sluice:plugin@1.3.0;"), "{stdout}");
+    assert!(stdout.contains("world:     typed-ranged-format (sluice:plugin@1.4.0;"), "{stdout}");
     for (probe, refusal) in [
         ("text-past-end", "column `note`: row 8: text offset 4096 is out of order or past the data"),
         ("text-backwards", "column `note`: row 5: text offset 4 is out of order or past the data"),
@@ -323,6 +326,46 @@ fn a_typed_batch_out_of_its_bounds_is_refused_and_the_batch_before_it_kept() {
             "{message}"
         );
         assert!(message.contains(refusal), "{probe}: {message}");
+    }
+    assert_eq!(parse(&bundled("csv"), &[], b"a\n1\n").rows.len(), 1);
+}
+
+#[test]
+fn spans_out_of_range_backwards_overlapping_or_past_the_chunk_are_refused_and_the_batch_before_kept() {
+    let plugin = load_file("malformed_spans", guests().join("malformed_spans.wasm"), LIMITS)
+        .expect("a span parser loads");
+    let (_, stdout, _) = inspect(&guests().join("malformed_spans.wasm"));
+    assert!(stdout.contains("world:     typed-format (sluice:plugin@1.4.0;"), "{stdout}");
+    let texts = |parsed: &sluice::plugin::Parsed| -> Vec<String> {
+        let rows = rows_of(std::slice::from_ref(parsed));
+        let text = |row: &String| serde_json::from_str::<serde_json::Value>(row).unwrap()["text"].to_string();
+        rows.iter().map(|row| text(row).trim_matches('"').to_string()).collect()
+    };
+    // The second call's window is the 2 bytes the first kept ("lo"), then its own chunk.
+    let mut kept = plugin.open("span-object", &[("probe".to_string(), "kept".to_string())]).unwrap();
+    assert_eq!(texts(&kept.feed(b"hello").unwrap()), ["hello"]);
+    assert_eq!(texts(&kept.feed(b"world").unwrap()), ["loworld"]);
+    for (probe, refusal) in [
+        ("past-window", "column `text`: row 0: span 0..8 runs past the 7 bytes of the window"),
+        ("backwards", "column `text`: row 0: span 5..2 ends before it starts"),
+        (
+            "overlapping",
+            "column `text`: row 1: span 3..7 of the window overlaps the span of an earlier row, which ends at 4",
+        ),
+        ("keep-too-much", "it keeps 100 bytes of a window of 7 bytes"),
+    ] {
+        let options = [("probe".to_string(), probe.to_string())];
+        let mut broken = plugin.open("span-object", &options).unwrap();
+        let good = broken.feed(b"hello").expect("the first batch is well formed");
+        assert_eq!(texts(&good), ["hello"], "{probe}");
+        let error = broken.feed(b"world").expect_err("the broken batch is refused");
+        assert!(matches!(error, PluginError::Contract { .. }), "{probe}: {error}");
+        let message = error.to_string();
+        assert!(
+            message.starts_with("plugin `malformed_spans` returned a malformed batch for `span-object`: "),
+            "{message}"
+        );
+        assert!(message.ends_with(refusal), "{probe}: {message}");
     }
     assert_eq!(parse(&bundled("csv"), &[], b"a\n1\n").rows.len(), 1);
 }

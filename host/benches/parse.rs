@@ -1,10 +1,11 @@
 //! Parsing speed of the bundled WASM plugins next to native Rust parsers, on the same bytes in one run.
 //!
-//!     cargo bench --bench parse                       # 100 MB each of CSV and JSONL, 5 rounds
+//!     cargo bench --bench parse                       # 100 MB each of CSV, TSV and JSONL, 5 rounds
 //!     cargo bench --bench parse -- --mb 20 --rounds 3 # smaller and quicker
 //!     cargo bench --bench parse -- --generate DIR --mb 1024   # only write DIR/bench.csv, DIR/bench.jsonl
 //!
-//! Native baselines: the csv crate reading `StringRecord`s (UTF-8 checked, as the plugin checks it), and
+//! Native baselines: the csv crate reading `StringRecord`s (UTF-8 checked, as the plugin checks it; with a
+//! tab delimiter for TSV), and
 //! serde_json reading each line into a `serde_json::Value`. The WASM path is what `sluice parse` and a
 //! dataflow run: 1 MiB chunks into the plugin, record batches back, checked by the host. Each figure is the
 //! median of the rounds.
@@ -41,12 +42,19 @@ fn main() {
     );
     println!("{:<34} {:>10} {:>12} {:>8}", "parser", "MB/s", "rows", "ratio");
 
-    let native = measure(rounds, csv.len(), || native_csv(&csv));
+    let native = measure(rounds, csv.len(), || native_csv(&csv, b','));
     report("csv crate (native, StringRecord)", native, None);
     // Plugins are compiled once, outside the timing, as a daemon does at start.
     let plugin = load(&host, "csv");
     let wasm = measure(rounds, csv.len(), || through_plugin(&plugin, &csv));
     report("csv plugin (WASM)", wasm, Some(native));
+
+    let tsv = generate(megabytes << 20, tsv_rows);
+    let native = measure(rounds, tsv.len(), || native_csv(&tsv, b'\t'));
+    report("csv crate, tabs (native)", native, None);
+    let plugin = load(&host, "tsv");
+    let wasm = measure(rounds, tsv.len(), || through_plugin(&plugin, &tsv));
+    report("tsv plugin (WASM)", wasm, Some(native));
 
     let native = measure(rounds, jsonl.len(), || native_jsonl(&jsonl));
     report("serde_json (native, Value/line)", native, None);
@@ -101,8 +109,8 @@ fn through_plugin(plugin: &FormatPlugin, input: &[u8]) -> u64 {
     summary.rows
 }
 
-fn native_csv(input: &[u8]) -> u64 {
-    let mut reader = csv::ReaderBuilder::new().from_reader(input);
+fn native_csv(input: &[u8], delimiter: u8) -> u64 {
+    let mut reader = csv::ReaderBuilder::new().delimiter(delimiter).from_reader(input);
     let mut record = csv::StringRecord::new();
     let mut rows = 0;
     while reader.read_record(&mut record).expect("valid CSV") {
@@ -157,6 +165,18 @@ fn csv_rows(out: &mut Vec<u8>, first: u64, count: u64, rng: &mut Lcg) {
             if rng.next().is_multiple_of(5) { "refunded" } else { "paid" },
         )
         .unwrap();
+    }
+}
+
+/// The same orders as TSV, as the bundled `tsv` (the csv plugin with a tab delimiter) reads it: every comma
+/// before the quoted note (the last field, and the first quote of its line) becomes a tab.
+fn tsv_rows(out: &mut Vec<u8>, first: u64, count: u64, rng: &mut Lcg) {
+    let mut csv = Vec::new();
+    csv_rows(&mut csv, first, count, rng);
+    for line in csv.split_inclusive(|&b| b == b'\n') {
+        let note = line.iter().position(|&b| b == b'"').unwrap_or(line.len());
+        out.extend(line[..note].iter().map(|&b| if b == b',' { b'\t' } else { b }));
+        out.extend_from_slice(&line[note..]);
     }
 }
 

@@ -6,6 +6,7 @@ use std::io::{self, Write};
 use crate::plugin::format_wire::{Batch as WireBatch, Column as WireColumn};
 
 mod arrow;
+mod spans;
 mod typed;
 pub use sluice_as_text::TimeUnit;
 /// The Arrow crates [`RecordBatch::into_arrow`] converts to, at the version Sluice builds with.

@@ -12,6 +12,15 @@ use crate::plugin::typed_wire::{
 pub(super) struct Validity(Option<Vec<u8>>);
 
 impl Validity {
+    /// A column's bitmap as it crossed the boundary, checked to hold a bit per row.
+    pub(super) fn of(bits: Vec<u8>, rows: usize) -> Result<Validity, String> {
+        match bits {
+            bits if bits.is_empty() => Ok(Validity(None)),
+            bits if bits.len() == rows.div_ceil(8) => Ok(Validity(Some(bits))),
+            bits => Err(format!("a validity bitmap of {} bytes for {rows} rows", bits.len())),
+        }
+    }
+
     pub(super) fn is_valid(&self, row: usize) -> bool {
         self.0.as_ref().is_none_or(|bits| bits[row / 8] >> (row % 8) & 1 == 1)
     }
@@ -87,32 +96,40 @@ impl RecordBatch {
     /// it is read.
     pub(crate) fn from_typed_wire(batch: TypedBatch) -> Result<Self, String> {
         let rows = batch.rows as usize;
-        let lines = match (batch.lines, batch.first_line) {
-            (lines, 0) if lines.len() == rows => Lines::Listed(lines),
-            (lines, 0) => return Err(format!("{} line numbers for {rows} rows", lines.len())),
-            (lines, first) if lines.is_empty() => match first.checked_add(rows as u64) {
-                Some(_) => Lines::From(first),
-                None => {
-                    return Err(format!(
-                        "records numbered from line {first} run past the last line there is"
-                    ));
-                }
-            },
-            (lines, first) => {
-                return Err(format!(
-                    "{} line numbers and a first line ({first}): one or the other",
-                    lines.len()
-                ));
-            }
-        };
-        let columns =
-            batch.columns.into_iter().map(|column| typed_column(column, rows)).collect::<Result<_, _>>()?;
+        let lines = lines_of(batch.lines, batch.first_line, rows)?;
+        let columns = batch
+            .columns
+            .into_iter()
+            .map(|TypedColumn { name, valid, values }| typed_column(name, valid, values, rows))
+            .collect::<Result<_, _>>()?;
         Ok(RecordBatch { rows, columns, lines })
     }
 }
 
-fn typed_column(column: TypedColumn, rows: usize) -> Result<Column, String> {
-    let TypedColumn { name, valid, values } = column;
+/// The line of each of `rows` records: listed one per record, or numbered from `first_line`.
+pub(super) fn lines_of(lines: Vec<u64>, first_line: u64, rows: usize) -> Result<Lines, String> {
+    Ok(match (lines, first_line) {
+        (lines, 0) if lines.len() == rows => Lines::Listed(lines),
+        (lines, 0) => return Err(format!("{} line numbers for {rows} rows", lines.len())),
+        (lines, first) if lines.is_empty() => match first.checked_add(rows as u64) {
+            Some(_) => Lines::From(first),
+            None => {
+                return Err(format!("records numbered from line {first} run past the last line there is"));
+            }
+        },
+        (lines, first) => {
+            return Err(format!("{} line numbers and a first line ({first}): one or the other", lines.len()));
+        }
+    })
+}
+
+/// A typed column of `rows` values, checked.
+pub(super) fn typed_column(
+    name: String,
+    valid: Vec<u8>,
+    values: WireValues,
+    rows: usize,
+) -> Result<Column, String> {
     let bad = |what: String| Err(format!("column `{name}`: {what}"));
     let values = match values {
         WireValues::Mixed(TaggedValues { types, ends, data }) => {
@@ -146,11 +163,7 @@ fn typed_column(column: TypedColumn, rows: usize) -> Result<Column, String> {
     if values.len() != rows {
         return bad(format!("{} values for {rows} rows", values.len()));
     }
-    let valid = match valid {
-        bits if bits.is_empty() => Validity(None),
-        bits if bits.len() == rows.div_ceil(8) => Validity(Some(bits)),
-        bits => return bad(format!("a validity bitmap of {} bytes for {rows} rows", bits.len())),
-    };
+    let valid = Validity::of(valid, rows).map_err(|what| format!("column `{name}`: {what}"))?;
     match &values {
         TypedValues::Text { ends, data, .. } => {
             check_ends(ends, data.len()).map_err(|what| format!("column `{name}`: row {what}"))?;

@@ -156,7 +156,10 @@ pub fn test(
     let name = file.file_stem().map_or("plugin".into(), |s| s.to_string_lossy().into_owned());
     let spec = PluginSpec { name, source: PluginSource::File(file.to_path_buf()), limits: Limits::default() };
     let object = sample.display().to_string();
-    if matches!(inspection.world, Some(World::Format | World::RangedFormat | World::TypedRangedFormat)) {
+    if matches!(
+        inspection.world,
+        Some(World::Format | World::TypedFormat | World::RangedFormat | World::TypedRangedFormat)
+    ) {
         let plugin = host.load_format(&spec).map_err(|e| Failure::Usage(e.to_string()))?;
         return print_records(&plugin, None, sample, Compression::Auto, options, &|_| None);
     }

@@ -10,7 +10,7 @@ use std::fmt;
 
 /// The contract this host implements: the `package` line of `wit/sluice.wit` (a unit test keeps the two
 /// equal).
-pub const CONTRACT_VERSION: ContractVersion = ContractVersion { major: 1, minor: 3, patch: 0 };
+pub const CONTRACT_VERSION: ContractVersion = ContractVersion { major: 1, minor: 4, patch: 0 };
 
 /// The package every Sluice plugin's exports belong to.
 pub(super) const CONTRACT_PACKAGE: &str = "sluice:plugin/";
@@ -63,8 +63,8 @@ impl fmt::Display for ContractVersion {
 }
 
 /// The Sluice world a component implements and the contract version its export names, found among the
-/// names of its exports; `None` where it exports none of `parser`, `ranged-parser`, `typed-ranged-parser`
-/// and `transform`.
+/// names of its exports; `None` where it exports none of `parser`, `typed-parser`, `ranged-parser`,
+/// `typed-ranged-parser` and `transform`.
 pub(super) fn sluice_export<'a>(
     exports: impl IntoIterator<Item = &'a str>,
 ) -> Option<(World, Result<ContractVersion, String>)> {
@@ -75,6 +75,7 @@ pub(super) fn sluice_export<'a>(
             "parser" => World::Format,
             "ranged-parser" => World::RangedFormat,
             "typed-ranged-parser" => World::TypedRangedFormat,
+            "typed-parser" => World::TypedFormat,
             "transform" => World::Template,
             _ => return None,
         };
@@ -109,20 +110,21 @@ mod tests {
 
     #[test]
     fn earlier_minors_of_this_major_run_and_newer_minors_and_other_majors_do_not() {
-        assert_eq!(CONTRACT_VERSION, version("1.3.0"));
+        assert_eq!(CONTRACT_VERSION, version("1.4.0"));
         assert_eq!(version("1.0.0").refusal(), None);
         assert_eq!(version("1.1.0").refusal(), None);
         assert_eq!(version("1.2.0").refusal(), None);
-        assert_eq!(version("1.3.7").refusal(), None);
+        assert_eq!(version("1.3.0").refusal(), None);
+        assert_eq!(version("1.4.7").refusal(), None);
 
-        let newer = version("1.4.0").refusal().unwrap();
-        assert!(newer.contains("sluice:plugin@1.4.0, newer than the sluice:plugin@1.3.0"), "{newer}");
+        let newer = version("1.5.0").refusal().unwrap();
+        assert!(newer.contains("sluice:plugin@1.5.0, newer than the sluice:plugin@1.4.0"), "{newer}");
         assert!(newer.contains("upgrade Sluice"), "{newer}");
 
         for other in ["2.0.0", "0.1.0"] {
             let refusal = version(other).refusal().unwrap();
             assert!(refusal.contains(&format!("built against contract sluice:plugin@{other}")), "{refusal}");
-            assert!(refusal.contains("this Sluice implements sluice:plugin@1.3.0"), "{refusal}");
+            assert!(refusal.contains("this Sluice implements sluice:plugin@1.4.0"), "{refusal}");
         }
     }
 
@@ -137,6 +139,8 @@ mod tests {
         assert_eq!(ranged, (World::RangedFormat, Ok(version("1.2.0"))));
         let typed = sluice_export(["sluice:plugin/typed-ranged-parser@1.3.0"]).unwrap();
         assert_eq!(typed, (World::TypedRangedFormat, Ok(version("1.3.0"))));
+        let spans = sluice_export(["sluice:plugin/typed-parser@1.4.0"]).unwrap();
+        assert_eq!(spans, (World::TypedFormat, Ok(version("1.4.0"))));
 
         let unversioned = version_refusal(["sluice:plugin/parser"]).unwrap();
         assert!(

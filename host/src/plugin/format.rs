@@ -19,14 +19,31 @@ pub(crate) mod bindings {
     });
 }
 
+/// The host side of the `typed-format` world (contract 1.4.0), sharing the `types` and `columns` of the
+/// worlds above.
+pub(crate) mod span_bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "typed-format",
+        with: {
+            "sluice:plugin/types": crate::plugin::format::bindings::sluice::plugin::types,
+            "sluice:plugin/columns": crate::plugin::ranged::typed_bindings::sluice::plugin::columns,
+        },
+    });
+}
+
 use bindings::sluice::plugin::types::{FatalError, Output};
 use bindings::{Format, FormatPre};
+use span_bindings::sluice::plugin::spans::{SpanFatalError, SpanOutput};
+use span_bindings::{TypedFormat, TypedFormatPre};
 
 /// How a format plugin's instances are made, by the world it implements.
 #[derive(Clone)]
 pub(super) enum ParserPre {
     /// `format`: fed its file as a stream.
     Stream(FormatPre<Sandbox>),
+    /// `typed-format` (since 1.4.0): fed its file as a stream, and hands text over as spans of it.
+    Spans(TypedFormatPre<Sandbox>),
     /// `ranged-format` (since 1.2.0): reads its file by ranges.
     Ranged(RangedFormatPre<Sandbox>),
     /// `typed-ranged-format` (since 1.3.0): reads its file by ranges, and hands over typed columns.
@@ -100,22 +117,44 @@ impl FormatPlugin {
     /// Starts parsing one file, called `object` in messages, with the dataflow's options; its bytes are
     /// then fed to [`FileParse::feed`]. For a plugin that reads by ranges, see [`FormatPlugin::open_ranged`].
     pub fn open(&self, object: &str, options: &[(String, String)]) -> Result<FileParse, PluginError> {
-        let ParserPre::Stream(pre) = &self.pre else {
-            return Err(self.misused(object, "it reads its files by ranges, and was handed a stream"));
+        let engine = match &self.pre {
+            ParserPre::Stream(pre) => pre.engine(),
+            ParserPre::Spans(pre) => pre.engine(),
+            ParserPre::Ranged(_) | ParserPre::TypedRanged(_) => {
+                return Err(self.misused(object, "it reads its files by ranges, and was handed a stream"));
+            }
         };
-        let mut parse = self.new_parse(object, pre.engine());
-        parse.store.set_epoch_deadline(parse.deadline_ticks);
-        let instance = pre.instantiate(&mut parse.store).map_err(|e| parse.failure(e))?;
+        let mut parse = self.new_parse(object, engine);
         let options = with_defaults(self.default_options, options);
         parse.store.set_epoch_deadline(parse.deadline_ticks);
-        let created = instance
-            .sluice_plugin_parser()
-            .file_parser()
-            .call_create(&mut parse.store, &options)
-            .map_err(|e| parse.failure(e))?;
-        // `create` has completed nothing, so only the error itself matters.
-        parse.parser = Some(created.map_err(|fatal| parse.format_error(fatal.line, fatal.message))?);
-        parse.instance = Some(Instance::Stream(instance));
+        // `create` has completed nothing, so only an error's line and message matter.
+        let (instance, created) = match &self.pre {
+            ParserPre::Stream(pre) => {
+                let instance = pre.instantiate(&mut parse.store).map_err(|e| parse.failure(e))?;
+                parse.store.set_epoch_deadline(parse.deadline_ticks);
+                let created = instance
+                    .sluice_plugin_parser()
+                    .file_parser()
+                    .call_create(&mut parse.store, &options)
+                    .map_err(|e| parse.failure(e))?
+                    .map_err(|fatal| (fatal.line, fatal.message));
+                (Instance::Stream(instance), created)
+            }
+            ParserPre::Spans(pre) => {
+                let instance = pre.instantiate(&mut parse.store).map_err(|e| parse.failure(e))?;
+                parse.store.set_epoch_deadline(parse.deadline_ticks);
+                let created = instance
+                    .sluice_plugin_typed_parser()
+                    .file_parser()
+                    .call_create(&mut parse.store, &options)
+                    .map_err(|e| parse.failure(e))?
+                    .map_err(|fatal| (fatal.line, fatal.message));
+                (Instance::Spans(instance), created)
+            }
+            ParserPre::Ranged(_) | ParserPre::TypedRanged(_) => unreachable!("refused above"),
+        };
+        parse.parser = Some(created.map_err(|(line, message)| parse.format_error(line, message))?);
+        parse.instance = Some(instance);
         Ok(parse)
     }
 
@@ -130,7 +169,7 @@ impl FormatPlugin {
         let engine = match &self.pre {
             ParserPre::Ranged(pre) => pre.engine(),
             ParserPre::TypedRanged(pre) => pre.engine(),
-            ParserPre::Stream(_) => {
+            ParserPre::Stream(_) | ParserPre::Spans(_) => {
                 return Err(
                     self.misused(object, "it reads its files as a stream, and was asked to read by ranges")
                 );
@@ -164,7 +203,7 @@ impl FormatPlugin {
                     .map_err(|fatal| (fatal.line, fatal.message));
                 (Instance::TypedRanged(instance), created)
             }
-            ParserPre::Stream(_) => unreachable!("refused above"),
+            ParserPre::Stream(_) | ParserPre::Spans(_) => unreachable!("refused above"),
         };
         parse.parser = Some(created.map_err(|(line, message)| parse.format_error(line, message))?);
         parse.instance = Some(instance);
@@ -178,6 +217,7 @@ impl FormatPlugin {
             limits: self.limits,
             deadline_ticks: deadline_ticks(self.limits),
             store: new_store(engine, self.limits),
+            window: Vec::new(),
             instance: None,
             parser: None,
             completed_before_failure: Parsed::default(),
@@ -196,6 +236,7 @@ impl FormatPlugin {
 /// A plugin instance, by the world it implements.
 enum Instance {
     Stream(Format),
+    Spans(TypedFormat),
     Ranged(RangedFormat),
     TypedRanged(TypedRangedFormat),
 }
@@ -208,6 +249,9 @@ pub struct FileParse {
     limits: Limits,
     deadline_ticks: u64,
     store: Store<Sandbox>,
+    /// For a span parser (contract 1.4.0): the bytes its spans index in the current call, the bytes it
+    /// kept from the call before and then the chunk of this one.
+    window: Vec<u8>,
     instance: Option<Instance>,
     parser: Option<ResourceAny>,
     /// What the parser completed before a fatal error, until taken.
@@ -217,22 +261,42 @@ pub struct FileParse {
 impl FileParse {
     /// Feeds the next chunk of the file. Chunks may be cut anywhere.
     pub fn feed(&mut self, chunk: &[u8]) -> Result<Parsed, PluginError> {
-        let (Some(Instance::Stream(instance)), Some(parser)) = (&self.instance, self.parser) else {
-            return Err(self.used_after_failure());
-        };
         self.store.set_epoch_deadline(self.deadline_ticks);
-        let result = instance.sluice_plugin_parser().file_parser().call_feed(&mut self.store, parser, chunk);
-        self.output(result)
+        match (&self.instance, self.parser) {
+            (Some(Instance::Stream(instance)), Some(parser)) => {
+                let result =
+                    instance.sluice_plugin_parser().file_parser().call_feed(&mut self.store, parser, chunk);
+                self.output(result)
+            }
+            (Some(Instance::Spans(instance)), Some(parser)) => {
+                self.window.extend_from_slice(chunk);
+                let result = instance.sluice_plugin_typed_parser().file_parser().call_feed(
+                    &mut self.store,
+                    parser,
+                    chunk,
+                );
+                self.span_output(result)
+            }
+            _ => Err(self.used_after_failure()),
+        }
     }
 
     /// Ends the file and returns what the parser still held.
     pub fn finish(&mut self) -> Result<Parsed, PluginError> {
-        let (Some(Instance::Stream(instance)), Some(parser)) = (&self.instance, self.parser) else {
-            return Err(self.used_after_failure());
-        };
         self.store.set_epoch_deadline(self.deadline_ticks);
-        let result = instance.sluice_plugin_parser().file_parser().call_finish(&mut self.store, parser);
-        self.output(result)
+        match (&self.instance, self.parser) {
+            (Some(Instance::Stream(instance)), Some(parser)) => {
+                let result =
+                    instance.sluice_plugin_parser().file_parser().call_finish(&mut self.store, parser);
+                self.output(result)
+            }
+            (Some(Instance::Spans(instance)), Some(parser)) => {
+                let result =
+                    instance.sluice_plugin_typed_parser().file_parser().call_finish(&mut self.store, parser);
+                self.span_output(result)
+            }
+            _ => Err(self.used_after_failure()),
+        }
     }
 
     /// A ranged parser's next records; `None` once it has read the file to its end.
@@ -317,6 +381,46 @@ impl FileParse {
 
     fn convert(&self, output: Output) -> Result<Parsed, PluginError> {
         let batches = output.batches.into_iter().map(RecordBatch::from_wire).collect::<Result<Vec<_>, _>>();
+        let rejects = output.rejects.into_iter().map(RejectedRow::from).collect();
+        Ok(Parsed { batches: batches.map_err(|message| self.malformed(message))?, rejects })
+    }
+
+    /// As [`FileParse::output`], for a span parser (contract 1.4.0).
+    fn span_output(
+        &mut self,
+        result: wasmtime::Result<Result<SpanOutput, SpanFatalError>>,
+    ) -> Result<Parsed, PluginError> {
+        match result {
+            Ok(Ok(output)) => self.convert_spans(output),
+            Ok(Err(SpanFatalError { line, message, completed })) => {
+                self.completed_before_failure = self.convert_spans(completed)?;
+                Err(self.format_error(line, message))
+            }
+            Err(error) => {
+                self.instance = None;
+                self.parser = None;
+                Err(self.failure(error))
+            }
+        }
+    }
+
+    /// As [`FileParse::convert`], for span batches (contract 1.4.0), whose spans index the window; then
+    /// keeps of the window only the bytes the parser said it holds on to.
+    fn convert_spans(&mut self, output: SpanOutput) -> Result<Parsed, PluginError> {
+        let window = std::mem::take(&mut self.window);
+        let keep = output.keep as usize;
+        if keep > window.len() {
+            return Err(
+                self.malformed(format!("it keeps {keep} bytes of a window of {} bytes", window.len()))
+            );
+        }
+        let batches = output
+            .batches
+            .into_iter()
+            .map(|batch| RecordBatch::from_span_wire(batch, &window))
+            .collect::<Result<Vec<_>, _>>();
+        self.window = window;
+        self.window.drain(..self.window.len() - keep);
         let rejects = output.rejects.into_iter().map(RejectedRow::from).collect();
         Ok(Parsed { batches: batches.map_err(|message| self.malformed(message))?, rejects })
     }

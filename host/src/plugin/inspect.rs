@@ -26,6 +26,9 @@ pub enum World {
     /// Exports `sluice:plugin/typed-ranged-parser` (since 1.3.0): a format plugin that reads its file by
     /// ranges and hands over typed columns.
     TypedRangedFormat,
+    /// Exports `sluice:plugin/typed-parser` (since 1.4.0): a format plugin, fed its file as a stream, that
+    /// hands over text as spans of the bytes it was fed.
+    TypedFormat,
     /// Exports `sluice:plugin/transform`: a data template.
     Template,
 }
@@ -37,6 +40,7 @@ impl World {
             World::Format => "format",
             World::RangedFormat => "ranged-format",
             World::TypedRangedFormat => "typed-ranged-format",
+            World::TypedFormat => "typed-format",
             World::Template => "template",
         }
     }

@@ -27,6 +27,7 @@ pub use bundled::{BUNDLED_FORMATS, BUNDLED_TEMPLATES, Bundled, bundled_format, b
 pub use cache::{CompileSource, default_cache_dir};
 pub use contract::{CONTRACT_VERSION, ContractVersion};
 pub(crate) use format::bindings::sluice::plugin::types as format_wire;
+pub(crate) use format::span_bindings::sluice::plugin::spans as span_wire;
 pub use format::{FileParse, FormatPlugin, Parsed, RejectedRow};
 pub use inspect::{About, Import, Inspection, World};
 pub(crate) use ranged::typed_bindings::sluice::plugin::columns as typed_wire;
@@ -207,15 +208,16 @@ impl PluginHost {
 
     /// Loads a format plugin: compiles it (or takes it from the cache), refuses forbidden imports, and
     /// checks that it implements the `format` world, or (since 1.2.0) the `ranged-format` one, or (since
-    /// 1.3.0) the `typed-ranged-format` one.
+    /// 1.3.0) the `typed-ranged-format` one, or (since 1.4.0) the `typed-format` one.
     pub fn load_format(&self, spec: &PluginSpec) -> Result<FormatPlugin, PluginError> {
         let prepared = self.prepare(spec)?;
         let not_a_format = |e: wasmtime::Error| {
             load_error(
                 spec,
                 format!(
-                    "it is not a Sluice format plugin (it must export `sluice:plugin/parser@{0}.x`, or \
-                     `sluice:plugin/ranged-parser@{0}.x`, or `sluice:plugin/typed-ranged-parser@{0}.x`): {e:#}",
+                    "it is not a Sluice format plugin (it must export `sluice:plugin/parser@{0}.x`, \
+                     `sluice:plugin/typed-parser@{0}.x`, `sluice:plugin/ranged-parser@{0}.x`, or \
+                     `sluice:plugin/typed-ranged-parser@{0}.x`): {e:#}",
                     CONTRACT_VERSION.major
                 ),
             )
@@ -226,6 +228,9 @@ impl PluginHost {
             ),
             Some(World::TypedRangedFormat) => format::ParserPre::TypedRanged(
                 ranged::typed_bindings::TypedRangedFormatPre::new(prepared.pre).map_err(not_a_format)?,
+            ),
+            Some(World::TypedFormat) => format::ParserPre::Spans(
+                format::span_bindings::TypedFormatPre::new(prepared.pre).map_err(not_a_format)?,
             ),
             _ => format::ParserPre::Stream(
                 format::bindings::FormatPre::new(prepared.pre).map_err(not_a_format)?,

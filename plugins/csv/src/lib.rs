@@ -14,13 +14,17 @@
 //!
 //! Input is UTF-8 with or without a byte-order mark, with LF or CRLF line ends; quoted fields may hold
 //! delimiters, quotes and newlines.
+//!
+//! The plugin implements contract 1.4.0's `typed-format` world: a field that is a run of the input (any
+//! field but one with doubled quotes, or one read by csv-core) crosses to the host as its start and end in
+//! the bytes the host fed it, not as a copy.
 
 mod core_reader;
 mod scan;
 
 use core_reader::CoreReader;
 use scan::{Fields, RawRecord, Scanner};
-use sluice_plugin_sdk::{Emitter, FatalError, Options, Parser, Value, export_parser, fatal};
+use sluice_plugin_sdk::{FatalError, Options, SpanEmitter, SpanParser, export_span_parser, fatal};
 
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
@@ -54,6 +58,15 @@ impl Tokenizer {
         }
     }
 
+    /// How many bytes it holds of a record not yet complete, where they are the end of the window.
+    fn held(&self) -> usize {
+        match self {
+            Tokenizer::Scan(scanner) => scanner.held(),
+            // csv-core's records are handed over as copies, so nothing it holds is referred to.
+            Tokenizer::Core(_) => 0,
+        }
+    }
+
     /// Counts `lines` of preamble skipped before the first byte the tokenizer sees.
     fn skip_lines(&mut self, lines: u64) {
         match self {
@@ -68,6 +81,8 @@ struct Records {
     quote: u8,
     trim: bool,
     null_values: Vec<String>,
+    /// Whether trimming or null values need to see every value.
+    looks_at_values: bool,
     pad_short_rows: bool,
     header_pending: bool,
     /// Column names given by option, or read from the header.
@@ -80,7 +95,7 @@ struct Records {
     failed: Option<FatalError>,
 }
 
-impl Parser for CsvParser {
+impl SpanParser for CsvParser {
     fn create(mut options: Options) -> Result<Self, FatalError> {
         let delimiter = options.ascii_char("delimiter")?.unwrap_or(b',');
         let quote = options.ascii_char("quote")?.unwrap_or(b'"');
@@ -115,6 +130,7 @@ impl Parser for CsvParser {
             records: Records {
                 quote,
                 trim,
+                looks_at_values: trim || !null_values.is_empty(),
                 null_values,
                 pad_short_rows,
                 header_pending: header,
@@ -129,15 +145,17 @@ impl Parser for CsvParser {
         })
     }
 
-    fn feed(&mut self, chunk: &[u8], out: &mut Emitter) -> Result<(), FatalError> {
+    fn feed(&mut self, chunk: &[u8], out: &mut SpanEmitter) -> Result<(), FatalError> {
         let chunk = self.strip_bom(chunk);
         let chunk = self.skip_preamble(&chunk);
         let records = &mut self.records;
         self.tokenizer.feed(chunk, &mut |record| records.on_record(record, out));
+        // What the tokenizer holds, and the start of a byte-order mark held back, begin the next window.
+        out.keep(self.tokenizer.held() + self.bom_prefix.len());
         self.records.failed.take().map_or(Ok(()), Err)
     }
 
-    fn finish(&mut self, out: &mut Emitter) -> Result<(), FatalError> {
+    fn finish(&mut self, out: &mut SpanEmitter) -> Result<(), FatalError> {
         if !self.bom_done {
             // A file shorter than a byte-order mark: whatever was held back is data.
             self.bom_done = true;
@@ -181,7 +199,7 @@ impl CsvParser {
 }
 
 impl Records {
-    fn on_record(&mut self, record: RawRecord<'_>, out: &mut Emitter) {
+    fn on_record(&mut self, record: RawRecord<'_>, out: &mut SpanEmitter) {
         let line = record.line;
         let (bytes, ends, in_raw) = match record.fields {
             Fields::Unterminated => {
@@ -194,9 +212,18 @@ impl Records {
             Fields::InRaw(ends) => (record.raw, ends, true),
             Fields::Unquoted { data, ends } => (data, ends, false),
         };
-        // One UTF-8 check for the whole record; a field is then valid unless its bounds split a character
-        // (which only csv-core's unquoted output can do, and only for invalid input).
-        let text = std::str::from_utf8(bytes).ok();
+        // One UTF-8 check for the whole record, where the scanner saw a byte that is not ASCII; a field is
+        // then valid unless its bounds split a character (which only csv-core's unquoted output can do, and
+        // only for invalid input).
+        let text = if record.ascii && in_raw {
+            // SAFETY: the scanner found no byte of 0x80 or more in `raw` (which `bytes` is), so it is ASCII,
+            // which is UTF-8.
+            Some(unsafe { std::str::from_utf8_unchecked(bytes) })
+        } else {
+            std::str::from_utf8(bytes).ok()
+        };
+        // Where `raw` starts in the call's window, for fields handed over as spans of it.
+        let raw_at = record.to_end.filter(|_| in_raw).map(|to_end| out.window_len() - to_end);
         // Fields in the raw record are separated by a delimiter byte; unquoted ones lie end to end.
         let separator = usize::from(in_raw);
         let bounds = |i: usize| if i == 0 { 0 } else { ends[i - 1] + separator }..ends[i];
@@ -233,9 +260,22 @@ impl Records {
             self.reject_invalid_utf8(line, bad, record.raw, out);
             return;
         };
-        for i in 0..found {
-            let Some(raw_field) = text.get(bounds(i)) else {
-                out.batch().cancel_row();
+        let mut start = 0;
+        for (i, (&end, &column)) in ends.iter().zip(&self.column_index).enumerate() {
+            let field_start = start;
+            start = end + separator;
+            // Most fields are handed over as they are, as a span of the window: only a quoted one is looked
+            // into, and only trimming or null values look at every one. (A field of the raw record starts
+            // and ends next to ASCII delimiters, so it is UTF-8 where the record is.)
+            if let Some(raw_at) = raw_at
+                && !self.looks_at_values
+                && bytes.get(field_start) != Some(&self.quote)
+            {
+                out.span(column, raw_at + field_start, raw_at + end);
+                continue;
+            }
+            let Some(raw_field) = text.get(field_start..end) else {
+                out.cancel_row();
                 self.reject_invalid_utf8(line, i, record.raw, out);
                 return;
             };
@@ -243,17 +283,23 @@ impl Records {
             if self.trim {
                 value = value.trim_matches([' ', '\t']);
             }
-            let value = if self.null_values.iter().any(|null| null == value) {
-                Value::Null
-            } else {
-                Value::Text(value)
-            };
-            out.batch().push(self.column_index[i], value);
+            if self.null_values.iter().any(|null| null == value) {
+                out.null(column);
+                continue;
+            }
+            // A value still in the record's bytes is a span of the window; an unquoted copy is copied.
+            let offset = (value.as_ptr() as usize).wrapping_sub(record.raw.as_ptr() as usize);
+            match raw_at {
+                Some(raw_at) if offset + value.len() <= record.raw.len() => {
+                    out.span(column, raw_at + offset, raw_at + offset + value.len())
+                }
+                _ => out.copied(column, value),
+            }
         }
         out.end_row(line);
     }
 
-    fn reject_invalid_utf8(&self, line: u64, field: usize, raw: &[u8], out: &mut Emitter) {
+    fn reject_invalid_utf8(&self, line: u64, field: usize, raw: &[u8], out: &mut SpanEmitter) {
         let name = &self.names.as_ref().expect("columns are set before data rows")[field];
         out.reject(line, format!("invalid UTF-8 in column `{name}`"), raw);
     }
@@ -263,8 +309,8 @@ impl Records {
         if name.is_empty() { format!("column_{}", i + 1) } else { name.to_string() }
     }
 
-    fn set_columns(&mut self, names: Vec<String>, out: &mut Emitter) {
-        self.column_index = names.iter().map(|name| out.batch().column(name)).collect();
+    fn set_columns(&mut self, names: Vec<String>, out: &mut SpanEmitter) {
+        self.column_index = names.iter().map(|name| out.column(name)).collect();
         self.names = Some(names);
     }
 }
@@ -316,4 +362,4 @@ fn unique_names(header: Vec<String>) -> Vec<String> {
     names
 }
 
-export_parser!(CsvParser);
+export_span_parser!(CsvParser);

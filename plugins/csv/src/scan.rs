@@ -19,6 +19,11 @@ pub(crate) struct RawRecord<'a> {
     /// The record's bytes, without its line end.
     pub raw: &'a [u8],
     pub fields: Fields<'a>,
+    /// Where `raw` lies in the bytes the tokenizer holds: how many bytes there are from its first byte to
+    /// the end of them (the end of the call's window).
+    pub to_end: Option<usize>,
+    /// Whether `raw` is known to be ASCII, and so UTF-8 without a check.
+    pub ascii: bool,
 }
 
 /// The fields of a record.
@@ -46,6 +51,8 @@ pub(crate) struct Scanner {
     /// open a quoted field (or be the second of a doubled quote).
     open_allowed: bool,
     newlines_before_scanned: u64,
+    /// One past the last byte of `buffer` scanned so far that is not ASCII; 0 where there is none.
+    non_ascii_end: usize,
     /// Ends of the current record's fields found so far, relative to `buffer[0]`.
     ends: Vec<usize>,
     record_line: u64,
@@ -69,6 +76,7 @@ impl Scanner {
             in_quotes: false,
             open_allowed: true,
             newlines_before_scanned: first_line - 1,
+            non_ascii_end: 0,
             ends: Vec::new(),
             record_line: first_line,
             fallback: ReaderBuilder::new().delimiter(delimiter).quote(quote).build(),
@@ -76,6 +84,11 @@ impl Scanner {
             fallback_fields: vec![0; 1024],
             fallback_ends: vec![0; 64],
         }
+    }
+
+    /// How many bytes it holds: the start of a record the input so far has not completed.
+    pub(crate) fn held(&self) -> usize {
+        self.buffer.len()
     }
 
     /// Counts `lines` skipped before the first byte the scanner sees.
@@ -102,8 +115,10 @@ impl Scanner {
             self.ends.push(self.buffer.len());
             Fields::InRaw(&self.ends)
         };
-        each(RawRecord { line: self.record_line, raw: &self.buffer, fields });
+        let (to_end, ascii) = (Some(self.buffer.len()), self.non_ascii_end == 0);
+        each(RawRecord { line: self.record_line, raw: &self.buffer, fields, to_end, ascii });
         self.buffer.clear();
+        self.non_ascii_end = 0;
     }
 
     fn scan(&mut self, at_end: bool, each: &mut impl FnMut(RawRecord<'_>)) {
@@ -119,6 +134,9 @@ impl Scanner {
         'blocks: while pos < self.buffer.len() && (at_end || pos + BLOCK <= self.buffer.len()) {
             let valid = (self.buffer.len() - pos).min(BLOCK);
             let masks = Masks::of(&self.buffer[pos..pos + valid], self.delimiter, self.quote);
+            if masks.non_ascii != 0 {
+                self.non_ascii_end = pos + BLOCK - masks.non_ascii.leading_zeros() as usize;
+            }
             let inside = prefix_xor(masks.quotes) ^ if self.in_quotes { !0 } else { 0 };
             let ends = (masks.delimiters | masks.newlines | masks.returns) & !inside;
             // A quote that opens a quoted region must start a field, or follow a quote (a doubled quote).
@@ -148,7 +166,7 @@ impl Scanner {
                 remaining &= remaining - 1;
                 let at = pos + bit;
                 self.ends.push(at - record_start);
-                if self.buffer[at] == self.delimiter {
+                if masks.delimiters >> bit & 1 == 1 {
                     continue;
                 }
                 let newlines_before =
@@ -159,6 +177,9 @@ impl Scanner {
                         line: self.record_line,
                         raw: &self.buffer[record_start..at],
                         fields: Fields::InRaw(&self.ends),
+                        to_end: Some(self.buffer.len() - record_start),
+                        // A record before the last non-ASCII byte of its block is checked all the same.
+                        ascii: self.non_ascii_end <= record_start,
                     });
                 }
                 self.ends.clear();
@@ -173,6 +194,7 @@ impl Scanner {
         // Field ends are kept relative to the record's start, so they hold across this move.
         self.buffer.drain(..record_start);
         self.scanned = pos - record_start;
+        self.non_ascii_end = self.non_ascii_end.saturating_sub(record_start);
     }
 
     /// Reads the record at `start` with csv-core; returns where the next record starts, or `None` when the
@@ -230,6 +252,8 @@ impl Scanner {
                     data: &self.fallback_fields[..written],
                     ends: &self.fallback_ends[..ends],
                 },
+                to_end: Some(self.buffer.len() - start - record_start),
+                ascii: false,
             });
         }
         self.ends.clear();
@@ -239,12 +263,14 @@ impl Scanner {
     }
 }
 
-/// Bit `i` of each mask is set where byte `i` of the block is that character.
+/// Bit `i` of each mask is set where byte `i` of the block is that character (or, for `non_ascii`, a
+/// byte of 0x80 or more).
 struct Masks {
     delimiters: u64,
     newlines: u64,
     returns: u64,
     quotes: u64,
+    non_ascii: u64,
 }
 
 impl Masks {
@@ -261,6 +287,7 @@ impl Masks {
                 newlines: masks.newlines & valid,
                 returns: masks.returns & valid,
                 quotes: masks.quotes & valid,
+                non_ascii: masks.non_ascii & valid,
             };
         }
         let lanes: [v128; 4] = core::array::from_fn(|i| {
@@ -274,19 +301,28 @@ impl Masks {
                 mask | (u8x16_bitmask(u8x16_eq(*lane, wanted)) as u64) << (16 * i)
             })
         };
+        // The bitmask of a lane is the top bit of each of its bytes: set exactly where a byte is not ASCII.
+        let non_ascii = lanes
+            .iter()
+            .enumerate()
+            .fold(0u64, |mask, (i, lane)| mask | (u8x16_bitmask(*lane) as u64) << (16 * i));
         Masks {
             delimiters: mask_of(delimiter),
             newlines: mask_of(b'\n'),
             returns: mask_of(b'\r'),
             quotes: mask_of(quote),
+            non_ascii,
         }
     }
 
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     fn of(block: &[u8], delimiter: u8, quote: u8) -> Masks {
-        let mut masks = Masks { delimiters: 0, newlines: 0, returns: 0, quotes: 0 };
+        let mut masks = Masks { delimiters: 0, newlines: 0, returns: 0, quotes: 0, non_ascii: 0 };
         for (i, &b) in block.iter().enumerate() {
             let bit = 1u64 << i;
+            if !b.is_ascii() {
+                masks.non_ascii |= bit;
+            }
             match b {
                 _ if b == delimiter => masks.delimiters |= bit,
                 b'\n' => masks.newlines |= bit,

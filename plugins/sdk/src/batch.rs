@@ -239,6 +239,11 @@ impl BatchBuilder {
     }
 }
 
+/// A rejected row's raw text as it is kept: its first 1 KiB, with invalid UTF-8 replaced.
+pub(crate) fn raw_text(raw: &[u8]) -> String {
+    String::from_utf8_lossy(&raw[..raw.len().min(RAW_LIMIT)]).into_owned()
+}
+
 /// A batch completed and not yet handed over, in the layout it was built in.
 enum Completed {
     /// Built row by row, or from [`ColumnValues`]: the 1.0 layout.
@@ -309,12 +314,7 @@ impl Emitter {
 
     /// Refuses a row: nothing of it is kept but its line, the reason and up to 1 KiB of its raw bytes.
     pub fn reject(&mut self, line: u64, reason: impl Into<String>, raw: &[u8]) {
-        let raw = &raw[..raw.len().min(RAW_LIMIT)];
-        self.rejects.push(RejectedRow {
-            line,
-            reason: reason.into(),
-            raw: String::from_utf8_lossy(raw).into_owned(),
-        });
+        self.rejects.push(RejectedRow { line, reason: reason.into(), raw: raw_text(raw) });
     }
 
     /// Hands on a whole batch built column by column, after whatever was built row by row. Each column

@@ -47,6 +47,7 @@ mod json;
 mod lines;
 mod options;
 pub mod ranged;
+pub mod spans;
 pub mod template;
 pub mod testing;
 
@@ -56,6 +57,7 @@ pub use json::{float as json_float, number_value};
 pub use lines::LineSplitter;
 pub use options::Options;
 pub use ranged::{RangeInput, RangeReader, RangedParser};
+pub use spans::{SpanEmitter, SpanParser};
 pub use template::{Input, Records, Template};
 
 /// The bindings generated from `wit/sluice.wit`. Plugins use them only through this crate's types.
@@ -79,7 +81,23 @@ pub mod ranged_bindings {
         world: "typed-ranged-format",
         pub_export_macro: true,
         default_bindings_module: "sluice_plugin_sdk::ranged_bindings",
-        with: { "sluice:plugin/types@1.3.0": crate::bindings::sluice::plugin::types },
+        with: { "sluice:plugin/types@1.4.0": crate::bindings::sluice::plugin::types },
+    });
+}
+
+/// The bindings of the `typed-format` world (contract 1.4.0), sharing the `types` of [`bindings`] and the
+/// `columns` of [`ranged_bindings`]: a [`SpanParser`] hands text over as spans of the bytes it was fed.
+#[doc(hidden)]
+pub mod span_bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "typed-format",
+        pub_export_macro: true,
+        default_bindings_module: "sluice_plugin_sdk::span_bindings",
+        with: {
+            "sluice:plugin/types@1.4.0": crate::bindings::sluice::plugin::types,
+            "sluice:plugin/columns@1.4.0": crate::ranged_bindings::sluice::plugin::columns,
+        },
     });
 }
 

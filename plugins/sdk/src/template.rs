@@ -12,7 +12,7 @@ pub mod bindings {
     wit_bindgen::generate!({
         path: "../../wit",
         world: "template",
-        with: { "sluice:plugin/types@1.3.0": crate::bindings::sluice::plugin::types },
+        with: { "sluice:plugin/types@1.4.0": crate::bindings::sluice::plugin::types },
         pub_export_macro: true,
         default_bindings_module: "sluice_plugin_sdk::template::bindings",
     });
