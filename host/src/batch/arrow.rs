@@ -68,6 +68,11 @@ impl Column {
                 let (name, tags) = self.into_tags(rows);
                 return Tagged { name, tags }.into_arrow(rows);
             }
+            // Text still in a span parser's bytes is gathered into a buffer of its own.
+            Values::Typed { valid, values: TypedValues::Spans(spans) } => {
+                let (ends, data) = spans.gather();
+                (valid, TypedValues::Text { ends, data, json: false })
+            }
             Values::Typed { valid, values } => (valid, values),
         };
         let nulls = null_buffer(&valid, rows);
@@ -96,6 +101,7 @@ impl Column {
                 (field, Arc::new(strings(&self.name, &ends, data, nulls)?))
             }
             TypedValues::Dictionary { .. } => unreachable!("written as text above"),
+            TypedValues::Spans(_) => unreachable!("gathered above"),
             TypedValues::Timestamps { unit, utc, values } => {
                 let zone = utc.then(|| Arc::from("UTC"));
                 let values = ScalarBuffer::from(values);
@@ -134,6 +140,10 @@ impl Column {
                 }
                 (TypedValues::Text { ends, data, .. }, DataType::Utf8) => {
                     return Ok(Arc::new(strings(&self.name, ends, data.clone(), nulls)?));
+                }
+                (TypedValues::Spans(spans), DataType::Utf8) => {
+                    let (ends, data) = spans.gather();
+                    return Ok(Arc::new(strings(&self.name, &ends, data, nulls)?));
                 }
                 _ => {}
             }

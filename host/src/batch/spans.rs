@@ -1,17 +1,88 @@
 //! Span batches (contract 1.4.0): text a streaming parser hands over as offsets into the bytes the host fed
 //! it (the call's window), rather than as copies. Every span is checked against the window before one
-//! byte of it is read, and the values are gathered into a text column of the host's own.
+//! byte of it is read. The column then keeps the window (shared by the batch's columns) and its spans: a
+//! sink reads each value where it lies, and only a conversion to Arrow gathers them into a buffer.
 
 use super::typed::{TypedValues, Validity, lines_of, typed_column};
 use super::{Column, RecordBatch, Values};
 use crate::plugin::span_wire::{SpanBatch, SpanColumn, SpanColumnValues, SpanValues};
+use std::fmt;
+use std::sync::Arc;
+
+/// Set in a row's start offset where its bytes are in the column's copied data, not the window.
+const COPIED: u32 = 1 << 31;
+
+/// The length of a value gathered as a block of fixed size.
+const SHORT: usize = 16;
+
+/// A column of text as spans: row `i` is `window[bounds[2i]..bounds[2i+1]]`, or, where the start has
+/// [`COPIED`] set, that range (without the bit) of `copied`. Checked when made.
+#[derive(Clone)]
+pub(crate) struct Spans {
+    window: Arc<Vec<u8>>,
+    bounds: Vec<u32>,
+    copied: Vec<u8>,
+}
+
+impl fmt::Debug for Spans {
+    /// The sizes, not the window's bytes (a MiB, most of it other columns').
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Spans")
+            .field("rows", &self.len())
+            .field("window_bytes", &self.window.len())
+            .field("copied_bytes", &self.copied.len())
+            .finish()
+    }
+}
+
+impl Spans {
+    /// The bytes of `row`.
+    pub(crate) fn get(&self, row: usize) -> &[u8] {
+        let (start, end) = (self.bounds[2 * row], self.bounds[2 * row + 1] as usize);
+        match start & COPIED {
+            0 => &self.window[start as usize..end],
+            _ => &self.copied[(start & !COPIED) as usize..end],
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.bounds.len() / 2
+    }
+
+    /// The values one after another: the text's end offsets and bytes.
+    pub(crate) fn gather(&self) -> (Vec<u32>, Vec<u8>) {
+        let total: usize =
+            self.bounds.chunks_exact(2).map(|span| (span[1] - (span[0] & !COPIED)) as usize).sum();
+        // Most values are short: they are copied `SHORT` bytes at a time, a copy of fixed size that needs no
+        // call to `memcpy`, into a buffer with as many bytes to spare (the next value overwrites the excess).
+        let mut data = vec![0; total + SHORT];
+        let mut ends = Vec::with_capacity(self.len());
+        let mut at = 0;
+        for span in self.bounds.chunks_exact(2) {
+            let (bytes, start) = match span[0] & COPIED {
+                0 => (&self.window[..], span[0] as usize),
+                _ => (&self.copied[..], (span[0] & !COPIED) as usize),
+            };
+            let len = span[1] as usize - start;
+            if len <= SHORT && start + SHORT <= bytes.len() {
+                data[at..at + SHORT].copy_from_slice(&bytes[start..start + SHORT]);
+            } else {
+                data[at..at + len].copy_from_slice(&bytes[start..start + len]);
+            }
+            at += len;
+            ends.push(at as u32);
+        }
+        data.truncate(total);
+        (ends, data)
+    }
+}
 
 impl RecordBatch {
     /// Takes a span batch as it crossed the component boundary, its spans indexing `window` (the bytes the
     /// parser kept from its previous call, then this call's chunk). Refused, saying which column and row,
     /// where a span ends before it starts or past its bytes, or overlaps (or goes back before) the span of
     /// the row before it in the same column and bytes; otherwise as [`RecordBatch::from_typed_wire`].
-    pub(crate) fn from_span_wire(batch: SpanBatch, window: &[u8]) -> Result<Self, String> {
+    pub(crate) fn from_span_wire(batch: SpanBatch, window: &Arc<Vec<u8>>) -> Result<Self, String> {
         let rows = batch.rows as usize;
         let lines = lines_of(batch.lines, batch.first_line, rows)?;
         let columns = batch
@@ -20,16 +91,12 @@ impl RecordBatch {
             .map(|SpanColumn { name, valid, values }| match values {
                 SpanColumnValues::Typed(values) => typed_column(name, valid, values, rows),
                 SpanColumnValues::Spans(spans) => {
-                    let gathered =
-                        gather(&spans, window, rows).map_err(|what| format!("column `{name}`: {what}"));
+                    let spans =
+                        checked(spans, window, rows).map_err(|what| format!("column `{name}`: {what}"));
                     let valid = Validity::of(valid, rows).map_err(|what| format!("column `{name}`: {what}"));
-                    let (ends, data) = gathered?;
                     Ok(Column {
                         name,
-                        values: Values::Typed {
-                            valid: valid?,
-                            values: TypedValues::Text { ends, data, json: false },
-                        },
+                        values: Values::Typed { valid: valid?, values: TypedValues::Spans(spans?) },
                     })
                 }
             })
@@ -38,9 +105,6 @@ impl RecordBatch {
     }
 }
 
-/// The length of a value copied as a block of fixed size.
-const SHORT: usize = 16;
-
 /// Which bytes a span indexes.
 #[derive(Clone, Copy)]
 enum Source {
@@ -48,33 +112,31 @@ enum Source {
     Copied,
 }
 
-/// Checks every span of `spans`, then copies their bytes one after another: the text's end offsets and data.
-fn gather(spans: &SpanValues, window: &[u8], rows: usize) -> Result<(Vec<u32>, Vec<u8>), String> {
-    let SpanValues { bounds, copied_rows, copied_data } = spans;
+/// Checks every span of `spans`, and marks those of copied rows.
+fn checked(spans: SpanValues, window: &Arc<Vec<u8>>, rows: usize) -> Result<Spans, String> {
+    let SpanValues { mut bounds, copied_rows, copied_data } = spans;
     if bounds.len() != 2 * rows {
         return Err(format!("{} span offsets for {rows} rows (two per row)", bounds.len()));
     }
-    // Where the bytes of each row come from, checked in a first pass that also sizes the text.
+    if window.len() > COPIED as usize || copied_data.len() > COPIED as usize {
+        return Err("more than 2 GiB of bytes behind one call's spans".into());
+    }
     let mut copied = copied_rows.iter().peekable();
-    let mut reached = [0usize; 2];
-    let mut total = 0usize;
-    for (row, span) in bounds.chunks_exact(2).enumerate() {
+    let mut reached = [0u32; 2];
+    for (row, span) in bounds.chunks_exact_mut(2).enumerate() {
         let source =
             if copied.next_if(|&&r| r as usize == row).is_some() { Source::Copied } else { Source::Window };
-        let (bytes, name) = match source {
-            Source::Window => (window, "the window"),
-            Source::Copied => (&copied_data[..], "its copied data"),
+        let (len, name) = match source {
+            Source::Window => (window.len(), "the window"),
+            Source::Copied => (copied_data.len(), "its copied data"),
         };
-        let (start, end) = (span[0] as usize, span[1] as usize);
+        let (start, end) = (span[0], span[1]);
         let reached = &mut reached[source as usize];
         if end < start {
             return Err(format!("row {row}: span {start}..{end} ends before it starts"));
         }
-        if end > bytes.len() {
-            return Err(format!(
-                "row {row}: span {start}..{end} runs past the {} bytes of {name}",
-                bytes.len()
-            ));
+        if end as usize > len {
+            return Err(format!("row {row}: span {start}..{end} runs past the {len} bytes of {name}"));
         }
         if start < *reached {
             return Err(format!(
@@ -82,37 +144,14 @@ fn gather(spans: &SpanValues, window: &[u8], rows: usize) -> Result<(Vec<u32>, V
             ));
         }
         *reached = end;
-        total += end - start;
+        if let Source::Copied = source {
+            span[0] |= COPIED;
+        }
     }
     if let Some(row) = copied.next() {
         return Err(format!("copied row {row} is out of order, repeated, or past the {rows} rows"));
     }
-    if u32::try_from(total).is_err() {
-        return Err(format!("{total} bytes of text, more than one column's offsets can hold"));
-    }
-    // Most values are short: they are copied `SHORT` bytes at a time, a copy of fixed size that needs no
-    // call to `memcpy`, into a buffer with as many bytes to spare (the next value overwrites the excess).
-    let mut data = vec![0; total + SHORT];
-    let mut ends = Vec::with_capacity(rows);
-    let mut at = 0;
-    let mut copied = copied_rows.iter().peekable();
-    for (row, span) in bounds.chunks_exact(2).enumerate() {
-        let bytes = match copied.next_if(|&&r| r as usize == row) {
-            Some(_) => copied_data,
-            None => window,
-        };
-        let (start, end) = (span[0] as usize, span[1] as usize);
-        let len = end - start;
-        if len <= SHORT && start + SHORT <= bytes.len() {
-            data[at..at + SHORT].copy_from_slice(&bytes[start..start + SHORT]);
-        } else {
-            data[at..at + len].copy_from_slice(&bytes[start..end]);
-        }
-        at += len;
-        ends.push(at as u32);
-    }
-    data.truncate(total);
-    Ok((ends, data))
+    Ok(Spans { window: window.clone(), bounds, copied: copied_data })
 }
 
 #[cfg(test)]
@@ -120,6 +159,7 @@ mod tests {
     use super::*;
     use crate::batch::Value;
     use crate::plugin::typed_wire::{ColumnValues, TextValues};
+    use arrow_array::cast::AsArray;
 
     fn spans(bounds: &[u32], copied_rows: &[u32], copied: &str) -> SpanColumnValues {
         SpanColumnValues::Spans(SpanValues {
@@ -154,16 +194,25 @@ mod tests {
         // Row 0: `a`; row 1: `b` inside its quotes; row 2: copied, but null by the bitmap; row 3: null (an
         // empty span); row 4: `x`.
         let values = spans(&[0, 1, 3, 4, 0, 8, 4, 4, 19, 20], &[2], "say \"hi\"");
-        let batch = RecordBatch::from_span_wire(batch(5, vec![0b1_0011], values), window).unwrap();
+        let nulls = RecordBatch::from_span_wire(batch(5, vec![0b1_0011], values), &Arc::new(window.to_vec()))
+            .unwrap();
         assert_eq!(
-            texts(&batch),
+            texts(&nulls),
             [Some("a"), Some("b"), None, None, Some("x")].map(|t| t.map(String::from)).to_vec()
         );
+        // Into Arrow, the values are gathered, each from its own bytes, with the bitmap's nulls.
+        let arrow = nulls.into_arrow().unwrap();
+        let gathered = arrow.column(0).as_string::<i32>();
+        assert_eq!(gathered.iter().collect::<Vec<_>>(), [Some("a"), Some("b"), None, None, Some("x")]);
         // Without the bitmap, row 2 is its copy.
         let all_valid = spans(&[0, 1, 3, 4, 0, 8, 4, 4, 19, 20], &[2], "say \"hi\"");
-        let batch = RecordBatch::from_span_wire(batch_of(all_valid), window).unwrap();
-        assert_eq!(texts(&batch)[2].as_deref(), Some("say \"hi\""));
-        assert_eq!(batch.line(4), 6);
+        let copied = RecordBatch::from_span_wire(batch_of(all_valid), &Arc::new(window.to_vec())).unwrap();
+        assert_eq!(texts(&copied)[2].as_deref(), Some("say \"hi\""));
+        assert_eq!(copied.line(4), 6);
+        let long = "a value longer than a block of sixteen bytes, copied whole";
+        let one = spans(&[0, long.len() as u32], &[], "");
+        let whole = RecordBatch::from_span_wire(batch(1, Vec::new(), one), &Arc::new(long.into())).unwrap();
+        assert_eq!(whole.into_arrow().unwrap().column(0).as_string::<i32>().value(0), long);
     }
 
     fn batch_of(values: SpanColumnValues) -> SpanBatch {
@@ -181,14 +230,14 @@ mod tests {
                 data: b"abc".to_vec(),
             })),
         });
-        let batch = RecordBatch::from_span_wire(batch, b"hi").unwrap();
+        let batch = RecordBatch::from_span_wire(batch, &Arc::new(b"hi".to_vec())).unwrap();
         assert_eq!(batch.value(0, 0).unwrap(), Value::Text("hi"));
         assert_eq!(batch.value(1, 0).unwrap(), Value::Text("abc"));
     }
 
     #[test]
     fn spans_out_of_range_backwards_or_overlapping_are_refused() {
-        let window = b"0123456789";
+        let window = &Arc::new(b"0123456789".to_vec());
         let refused = |bounds: &[u32], copied_rows: &[u32], copied: &str| {
             let rows = (bounds.len() / 2) as u32;
             RecordBatch::from_span_wire(batch(rows, Vec::new(), spans(bounds, copied_rows, copied)), window)

@@ -1,6 +1,7 @@
 //! Typed columns (contract 1.3.0): a column of one type, kept as the flat buffer the plugin handed over
 //! (an `i64` per row for integers and timestamps), checked once when the batch is taken.
 
+use super::spans::Spans;
 use super::{Column, InvalidText, Lines, RecordBatch, Tags, TimeUnit, Timestamp, Value, Values, span};
 use crate::plugin::typed_wire::{
     ColumnValues as WireValues, DictionaryValues, TaggedValues, TextValues, TimeUnit as WireUnit,
@@ -55,6 +56,8 @@ pub(super) enum TypedValues {
         ends: Vec<u32>,
         data: Vec<u8>,
     },
+    /// UTF-8 text still in the bytes a span parser was fed (contract 1.4.0).
+    Spans(Spans),
 }
 
 impl TypedValues {
@@ -75,6 +78,10 @@ impl TypedValues {
                 std::str::from_utf8(span(ends, data, keys[row] as usize))
                     .map_err(|_| InvalidText { column: name.to_string(), row })?,
             ),
+            TypedValues::Spans(spans) => Value::Text(
+                std::str::from_utf8(spans.get(row))
+                    .map_err(|_| InvalidText { column: name.to_string(), row })?,
+            ),
         })
     }
 
@@ -85,6 +92,7 @@ impl TypedValues {
             TypedValues::Floats(values) => values.len(),
             TypedValues::Text { ends, .. } => ends.len(),
             TypedValues::Dictionary { keys, .. } => keys.len(),
+            TypedValues::Spans(spans) => spans.len(),
         }
     }
 }

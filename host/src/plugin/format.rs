@@ -217,7 +217,7 @@ impl FormatPlugin {
             limits: self.limits,
             deadline_ticks: deadline_ticks(self.limits),
             store: new_store(engine, self.limits),
-            window: Vec::new(),
+            kept: Vec::new(),
             instance: None,
             parser: None,
             completed_before_failure: Parsed::default(),
@@ -249,9 +249,9 @@ pub struct FileParse {
     limits: Limits,
     deadline_ticks: u64,
     store: Store<Sandbox>,
-    /// For a span parser (contract 1.4.0): the bytes its spans index in the current call, the bytes it
-    /// kept from the call before and then the chunk of this one.
-    window: Vec<u8>,
+    /// For a span parser (contract 1.4.0): the bytes it kept at the end of its last call, which begin the
+    /// window its next call's spans index.
+    kept: Vec<u8>,
     instance: Option<Instance>,
     parser: Option<ResourceAny>,
     /// What the parser completed before a fatal error, until taken.
@@ -269,13 +269,15 @@ impl FileParse {
                 self.output(result)
             }
             (Some(Instance::Spans(instance)), Some(parser)) => {
-                self.window.extend_from_slice(chunk);
+                let mut window = Vec::with_capacity(self.kept.len() + chunk.len());
+                window.extend_from_slice(&self.kept);
+                window.extend_from_slice(chunk);
                 let result = instance.sluice_plugin_typed_parser().file_parser().call_feed(
                     &mut self.store,
                     parser,
                     chunk,
                 );
-                self.span_output(result)
+                self.span_output(result, window)
             }
             _ => Err(self.used_after_failure()),
         }
@@ -293,7 +295,8 @@ impl FileParse {
             (Some(Instance::Spans(instance)), Some(parser)) => {
                 let result =
                     instance.sluice_plugin_typed_parser().file_parser().call_finish(&mut self.store, parser);
-                self.span_output(result)
+                let window = std::mem::take(&mut self.kept);
+                self.span_output(result, window)
             }
             _ => Err(self.used_after_failure()),
         }
@@ -389,11 +392,12 @@ impl FileParse {
     fn span_output(
         &mut self,
         result: wasmtime::Result<Result<SpanOutput, SpanFatalError>>,
+        window: Vec<u8>,
     ) -> Result<Parsed, PluginError> {
         match result {
-            Ok(Ok(output)) => self.convert_spans(output),
+            Ok(Ok(output)) => self.convert_spans(output, window),
             Ok(Err(SpanFatalError { line, message, completed })) => {
-                self.completed_before_failure = self.convert_spans(completed)?;
+                self.completed_before_failure = self.convert_spans(completed, window)?;
                 Err(self.format_error(line, message))
             }
             Err(error) => {
@@ -404,23 +408,22 @@ impl FileParse {
         }
     }
 
-    /// As [`FileParse::convert`], for span batches (contract 1.4.0), whose spans index the window; then
-    /// keeps of the window only the bytes the parser said it holds on to.
-    fn convert_spans(&mut self, output: SpanOutput) -> Result<Parsed, PluginError> {
-        let window = std::mem::take(&mut self.window);
+    /// As [`FileParse::convert`], for span batches (contract 1.4.0), whose spans index `window`, which
+    /// their columns share; keeps of it the bytes the parser said it holds on to, for the next call.
+    fn convert_spans(&mut self, output: SpanOutput, window: Vec<u8>) -> Result<Parsed, PluginError> {
         let keep = output.keep as usize;
         if keep > window.len() {
             return Err(
                 self.malformed(format!("it keeps {keep} bytes of a window of {} bytes", window.len()))
             );
         }
+        self.kept = window[window.len() - keep..].to_vec();
+        let window = std::sync::Arc::new(window);
         let batches = output
             .batches
             .into_iter()
             .map(|batch| RecordBatch::from_span_wire(batch, &window))
             .collect::<Result<Vec<_>, _>>();
-        self.window = window;
-        self.window.drain(..self.window.len() - keep);
         let rejects = output.rejects.into_iter().map(RejectedRow::from).collect();
         Ok(Parsed { batches: batches.map_err(|message| self.malformed(message))?, rejects })
     }
