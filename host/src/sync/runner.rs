@@ -922,6 +922,8 @@ impl DataflowRun<'_> {
             elapsed: Duration::ZERO,
         };
         let failed = |mut report: ObjectReport, status: ObjectStatus, error: String, bytes: &AtomicU64| {
+            // The writer is dropped uncommitted: none of the rows written before the failure stays.
+            (report.rows, report.rejected) = (0, 0);
             report.status = status;
             report.error = Some(format!("dataflow `{name}`, object `{}`: {error}", object.key));
             report.bytes = bytes.load(Ordering::Relaxed);
