@@ -363,3 +363,51 @@ fn unique_names(header: Vec<String>) -> Vec<String> {
 }
 
 export_span_parser!(CsvParser);
+
+#[cfg(test)]
+mod tests {
+    use super::CsvParser;
+    use serde_json::json;
+    use sluice_plugin_sdk::testing::parse_spans;
+
+    #[test]
+    fn fields_cross_as_spans_of_each_window_whatever_the_chunks() {
+        let input = "\u{feff}id,note,city\r\n1,\"say \"\"hi\"\"\",Zürich\r\n2,plain,\r\n\r\n3,\"a, b\",\"x\"\n4,\"two\nlines\",\"\"";
+        let whole = parse_spans::<CsvParser>(&[], input.as_bytes(), 1 << 20).unwrap();
+        assert_eq!(
+            whole.records,
+            [
+                json!({"id": "1", "note": "say \"hi\"", "city": "Zürich"}),
+                json!({"id": "2", "note": "plain", "city": ""}),
+                json!({"id": "3", "note": "a, b", "city": "x"}),
+                json!({"id": "4", "note": "two\nlines", "city": ""}),
+            ]
+        );
+        assert_eq!(whole.lines, [2, 3, 5, 6]);
+        // Cut anywhere (inside the byte-order mark, a quoted field, a UTF-8 character, a CRLF), a record's
+        // spans index the window of the call that completes it, which begins with the bytes kept before.
+        for chunk in [1, 2, 3, 5, 7, 64] {
+            assert_eq!(
+                parse_spans::<CsvParser>(&[], input.as_bytes(), chunk).unwrap(),
+                whole,
+                "chunks of {chunk}"
+            );
+        }
+    }
+
+    #[test]
+    fn trimmed_null_and_padded_values_and_csv_core_dialects_cross_as_copies_or_nulls() {
+        let input = b"a;b;c\n x ;NA\n'p;q';r;s\n";
+        let options = [("delimiter", ";"), ("quote", "'"), ("trim", "true"), ("null_values", "[\"NA\"]")];
+        let padded = [options.as_slice(), &[("ragged_rows", "pad")]].concat();
+        let outcome = parse_spans::<CsvParser>(&padded, input, 4).unwrap();
+        assert_eq!(
+            outcome.records,
+            [json!({"a": "x", "b": null, "c": null}), json!({"a": "p;q", "b": "r", "c": "s"})]
+        );
+        let comments = [("comment", "#")];
+        let outcome = parse_spans::<CsvParser>(&comments, b"a,b\n# note\n1,\"2\"\"\"\n", 3).unwrap();
+        assert_eq!(outcome.records, [json!({"a": "1", "b": "2\""})]);
+        assert_eq!(outcome.lines, [3]);
+    }
+}

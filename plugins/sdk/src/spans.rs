@@ -191,12 +191,12 @@ impl SpanEmitter {
         self.keep = bytes;
     }
 
-    fn begin(&mut self, chunk: usize) {
+    pub(crate) fn begin(&mut self, chunk: usize) {
         self.window = self.keep + chunk;
         self.keep = 0;
     }
 
-    fn take(&mut self) -> SpanOutput {
+    pub(crate) fn take(&mut self) -> SpanOutput {
         let mut batches = Vec::new();
         if self.rows > 0 {
             let rows = self.rows;

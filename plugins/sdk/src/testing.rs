@@ -10,8 +10,9 @@
 //! ```
 
 use crate::bindings::sluice::plugin::types::{Batch, FatalError, RejectedRow};
+use crate::span_bindings::sluice::plugin::spans::{SpanBatch, SpanColumnValues};
 use crate::template::{Input, Records};
-use crate::{Emitter, Options, Parser, RangeInput, RangedParser, Template, Value};
+use crate::{Emitter, Options, Parser, RangeInput, RangedParser, SpanEmitter, SpanParser, Template, Value};
 
 /// What a plugin made of its input.
 #[derive(Debug, Default, PartialEq)]
@@ -60,6 +61,81 @@ pub fn parse<P: Parser>(
     let done = out.take_all();
     outcome.add(&done.batches, &done.rejects);
     Ok(outcome)
+}
+
+/// As [`parse`], for a [`SpanParser`]: each call's spans are read from its window (the bytes kept from the
+/// call before, then its chunk), as the host reads them.
+///
+/// # Panics
+/// Where the parser breaks what the host checks: a span outside its bytes, ending before it starts, or
+/// overlapping the one before it in its column; more bytes kept than the window holds.
+pub fn parse_spans<P: SpanParser>(
+    options_given: &[(&str, &str)],
+    input: &[u8],
+    chunk: usize,
+) -> Result<Outcome, FatalError> {
+    let mut parser = P::create(options(options_given))?;
+    let mut out = SpanEmitter::default();
+    let mut outcome = Outcome::default();
+    let mut window = Vec::new();
+    let pieces = input.chunks(chunk.max(1)).map(Some).chain([None]);
+    for piece in pieces {
+        out.begin(piece.map_or(0, <[u8]>::len));
+        match piece {
+            Some(piece) => {
+                window.extend_from_slice(piece);
+                parser.feed(piece, &mut out)?;
+            }
+            None => parser.finish(&mut out)?,
+        }
+        let done = out.take();
+        for batch in &done.batches {
+            outcome.add_spans(batch, &window);
+        }
+        outcome.rejects.extend(done.rejects.iter().map(|r| (r.line, r.reason.clone())));
+        let keep = done.keep as usize;
+        assert!(keep <= window.len(), "keeps {keep} bytes of a window of {}", window.len());
+        window.drain(..window.len() - keep);
+    }
+    Ok(outcome)
+}
+
+impl Outcome {
+    /// Adds a span batch's records, each value read from `window` or its column's copies.
+    fn add_spans(&mut self, batch: &SpanBatch, window: &[u8]) {
+        let rows = batch.rows as usize;
+        let mut records = vec![serde_json::Map::new(); rows];
+        for column in &batch.columns {
+            let SpanColumnValues::Spans(spans) = &column.values else {
+                panic!("column `{}`: the SDK's span emitter makes span columns only", column.name)
+            };
+            assert_eq!(spans.bounds.len(), 2 * rows, "column `{}`: two offsets per row", column.name);
+            let mut reached = [0, 0];
+            for (row, record) in records.iter_mut().enumerate() {
+                let copied = spans.copied_rows.contains(&(row as u32));
+                let bytes = if copied { &spans.copied_data[..] } else { window };
+                let (start, end) = (spans.bounds[2 * row] as usize, spans.bounds[2 * row + 1] as usize);
+                let reached = &mut reached[usize::from(copied)];
+                assert!(
+                    *reached <= start && start <= end && end <= bytes.len(),
+                    "column `{}`, row {row}: span {start}..{end} of {} bytes, after one ending at {reached}",
+                    column.name,
+                    bytes.len()
+                );
+                *reached = end;
+                let valid = column.valid.is_empty() || column.valid[row / 8] >> (row % 8) & 1 == 1;
+                let value = match valid {
+                    true => {
+                        serde_json::Value::String(String::from_utf8_lossy(&bytes[start..end]).into_owned())
+                    }
+                    false => serde_json::Value::Null,
+                };
+                record.insert(column.name.clone(), value);
+            }
+        }
+        self.records.extend(records.into_iter().map(serde_json::Value::Object));
+        self.lines.extend(&batch.lines);
+    }
 }
 
 /// Reads `file` with a new ranged parser `P` (made from `options`) to its end, as the host does, with the
