@@ -223,7 +223,7 @@ impl Records {
             std::str::from_utf8(bytes).ok()
         };
         // Where `raw` starts in the call's window, for fields handed over as spans of it.
-        let raw_at = record.to_end.filter(|_| in_raw).map(|to_end| out.window_len() - to_end);
+        let raw_at = record.to_end.map(|to_end| out.window_len() - to_end);
         // Fields in the raw record are separated by a delimiter byte; unquoted ones lie end to end.
         let separator = usize::from(in_raw);
         let bounds = |i: usize| if i == 0 { 0 } else { ends[i - 1] + separator }..ends[i];

@@ -20,7 +20,7 @@ pub(crate) struct RawRecord<'a> {
     pub raw: &'a [u8],
     pub fields: Fields<'a>,
     /// Where `raw` lies in the bytes the tokenizer holds: how many bytes there are from its first byte to
-    /// the end of them (the end of the call's window).
+    /// the end of them (the end of the call's window). `None` where the fields are csv-core's copies.
     pub to_end: Option<usize>,
     /// Whether `raw` is known to be ASCII, and so UTF-8 without a check.
     pub ascii: bool,
@@ -252,7 +252,8 @@ impl Scanner {
                     data: &self.fallback_fields[..written],
                     ends: &self.fallback_ends[..ends],
                 },
-                to_end: Some(self.buffer.len() - start - record_start),
+                // csv-core's fields are copies, so nothing here is handed over as a span.
+                to_end: None,
                 ascii: false,
             });
         }

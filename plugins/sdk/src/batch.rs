@@ -136,7 +136,7 @@ impl ColumnValues {
 
 /// Moves a buffer out, leaving an empty one of the same capacity: the next batch is about as large, so it
 /// need not grow again from nothing.
-fn take_keeping_capacity<T>(buffer: &mut Vec<T>) -> Vec<T> {
+pub(crate) fn take_keeping_capacity<T>(buffer: &mut Vec<T>) -> Vec<T> {
     let capacity = buffer.capacity();
     std::mem::replace(buffer, Vec::with_capacity(capacity))
 }

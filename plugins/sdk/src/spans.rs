@@ -10,7 +10,7 @@
 //! over the rows it completed, as its spans index only its own window.
 
 use crate::Options;
-use crate::batch::raw_text;
+use crate::batch::{raw_text, take_keeping_capacity};
 use crate::bindings::sluice::plugin::types::{FatalError, RejectedRow};
 use crate::span_bindings::exports::sluice::plugin::typed_parser::{FileParser, GuestFileParser};
 use crate::span_bindings::sluice::plugin::spans::{
@@ -87,11 +87,6 @@ impl SpanColumnBuilder {
             }),
         }
     }
-}
-
-fn take_keeping_capacity<T>(buffer: &mut Vec<T>) -> Vec<T> {
-    let capacity = buffer.capacity();
-    std::mem::replace(buffer, Vec::with_capacity(capacity))
 }
 
 /// Where a [`SpanParser`] puts its results: a value per column with [`SpanEmitter::span`],
