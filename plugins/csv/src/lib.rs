@@ -89,8 +89,8 @@ struct Records {
     names: Option<Vec<String>>,
     /// The batch column of each field position.
     column_index: Vec<usize>,
-    /// Where a field with doubled quotes is unquoted.
-    scratch: String,
+    /// Where a field with doubled quotes is unquoted, when its value is looked at.
+    scratch: Vec<u8>,
     /// An error found inside a tokenizer callback, returned when the call ends.
     failed: Option<FatalError>,
 }
@@ -136,7 +136,7 @@ impl SpanParser for CsvParser {
                 header_pending: header,
                 names,
                 column_index: Vec::new(),
-                scratch: String::new(),
+                scratch: Vec::new(),
                 failed: None,
             },
             bom_prefix: Vec::new(),
@@ -260,20 +260,17 @@ impl Records {
             self.reject_invalid_utf8(line, bad, record.raw, out);
             return;
         };
+        if let Some(raw_at) = raw_at
+            && !self.looks_at_values
+        {
+            self.hand_over(bytes, ends, raw_at, out);
+            out.end_row(line);
+            return;
+        }
         let mut start = 0;
         for (i, (&end, &column)) in ends.iter().zip(&self.column_index).enumerate() {
             let field_start = start;
             start = end + separator;
-            // Most fields are handed over as they are, as a span of the window: only a quoted one is looked
-            // into, and only trimming or null values look at every one. (A field of the raw record starts
-            // and ends next to ASCII delimiters, so it is UTF-8 where the record is.)
-            if let Some(raw_at) = raw_at
-                && !self.looks_at_values
-                && bytes.get(field_start) != Some(&self.quote)
-            {
-                out.span(column, raw_at + field_start, raw_at + end);
-                continue;
-            }
             let Some(raw_field) = text.get(field_start..end) else {
                 out.cancel_row();
                 self.reject_invalid_utf8(line, i, record.raw, out);
@@ -299,6 +296,25 @@ impl Records {
         out.end_row(line);
     }
 
+    /// Hands over the fields of a record that lies in the window at `raw_at` and whose values need not be
+    /// looked at (no trimming, no null values): a field as a span of the window, a quoted one without its
+    /// quotes, and only one with a doubled quote (or text after its closing quote) unescaped into a copy.
+    /// (A field of the record starts and ends next to ASCII delimiters, so it is UTF-8 where the record is.)
+    fn hand_over(&self, raw: &[u8], ends: &[usize], raw_at: usize, out: &mut SpanEmitter) {
+        let mut start = 0;
+        for (&end, &column) in ends.iter().zip(&self.column_index) {
+            let field = &raw[start..end];
+            let at = raw_at + start;
+            start = end + 1;
+            match value_of(field, self.quote) {
+                Value::Within(value) => out.span(column, at + value.start, at + value.end),
+                Value::Escaped { first_quote } => {
+                    out.copied_with(column, |data| unescape_into(data, &field[1..], first_quote, self.quote))
+                }
+            }
+        }
+    }
+
     fn reject_invalid_utf8(&self, line: u64, field: usize, raw: &[u8], out: &mut SpanEmitter) {
         let name = &self.names.as_ref().expect("columns are set before data rows")[field];
         out.reject(line, format!("invalid UTF-8 in column `{name}`"), raw);
@@ -318,33 +334,66 @@ impl Records {
 /// A field's value: a quoted field loses its quotes, and a doubled quote inside becomes one (as csv-core
 /// reads it, text after the closing quote is kept as it is). Fields csv-core already unquoted (`in_raw`
 /// false) pass unchanged; only a field with a doubled quote is copied, into `scratch`.
-fn unquote<'a>(scratch: &'a mut String, quote: u8, field: &'a str, in_raw: bool) -> &'a str {
-    if !in_raw || field.as_bytes().first() != Some(&quote) {
+fn unquote<'a>(scratch: &'a mut Vec<u8>, quote: u8, field: &'a str, in_raw: bool) -> &'a str {
+    if !in_raw {
         return field;
     }
-    // The quote is ASCII, so byte offsets next to it are character boundaries.
-    let inner = &field[1..];
-    match memchr::memchr(quote, inner.as_bytes()) {
-        None => return inner,
-        Some(close) if close + 1 == inner.len() => return &inner[..close],
-        Some(_) => {}
+    match value_of(field.as_bytes(), quote) {
+        // The quote is ASCII, so byte offsets next to it are character boundaries.
+        Value::Within(value) => &field[value],
+        Value::Escaped { first_quote } => {
+            scratch.clear();
+            unescape_into(scratch, &field.as_bytes()[1..], first_quote, quote);
+            std::str::from_utf8(scratch).expect("unescaping UTF-8 around ASCII quotes leaves UTF-8")
+        }
     }
-    // Copy the runs between quotes: a doubled quote is one quote, the closing quote ends the quoted part
-    // and whatever follows it is kept as it is.
-    scratch.clear();
+}
+
+/// Where the value of a field (as the scanner cut it, quotes and all) lies.
+enum Value {
+    /// In the field's own bytes: the whole of an unquoted field, the inside of a quoted one.
+    Within(std::ops::Range<usize>),
+    /// It has a doubled quote, or text after its closing quote, the first of them at `first_quote` after
+    /// the opening quote: [`unescape_into`] makes it.
+    Escaped { first_quote: usize },
+}
+
+/// Called for every field, so inlined: most are unquoted, and cost a comparison.
+#[inline(always)]
+fn value_of(field: &[u8], quote: u8) -> Value {
+    let Some(inner) = field.strip_prefix(&[quote]) else { return Value::Within(0..field.len()) };
+    match find(quote, inner) {
+        None => Value::Within(1..field.len()),
+        Some(close) if close + 1 == inner.len() => Value::Within(1..1 + close),
+        Some(first_quote) => Value::Escaped { first_quote },
+    }
+}
+
+/// Appends the value of a quoted field from `inner`, its bytes after the opening quote, of which the
+/// first quote is at `first_quote`: the runs between quotes, a doubled quote as one quote; the closing
+/// quote ends the quoted part, and whatever follows it is kept as it is.
+fn unescape_into(data: &mut Vec<u8>, inner: &[u8], first_quote: usize, quote: u8) {
     let mut rest = inner;
-    while let Some(at) = memchr::memchr(quote, rest.as_bytes()) {
-        scratch.push_str(&rest[..at]);
-        if rest.as_bytes().get(at + 1) == Some(&quote) {
-            scratch.push(quote as char);
+    let mut next = Some(first_quote);
+    while let Some(at) = next {
+        data.extend_from_slice(&rest[..at]);
+        if rest.get(at + 1) == Some(&quote) {
+            data.push(quote);
             rest = &rest[at + 2..];
         } else {
             rest = &rest[at + 1..];
             break;
         }
+        next = find(quote, rest);
     }
-    scratch.push_str(rest);
-    scratch
+    data.extend_from_slice(rest);
+}
+
+/// The first `quote` in `bytes`. Quoted fields are mostly short, and for fewer bytes than a vector holds a
+/// plain loop beats the set-up of a vector search.
+#[inline(always)]
+fn find(quote: u8, bytes: &[u8]) -> Option<usize> {
+    if bytes.len() < 16 { bytes.iter().position(|&b| b == quote) } else { memchr::memchr(quote, bytes) }
 }
 
 /// Makes repeated header names unique (`id`, `id_2`, ...), so no column silently overwrites another.
@@ -372,7 +421,7 @@ mod tests {
 
     #[test]
     fn fields_cross_as_spans_of_each_window_whatever_the_chunks() {
-        let input = "\u{feff}id,note,city\r\n1,\"say \"\"hi\"\"\",Zürich\r\n2,plain,\r\n\r\n3,\"a, b\",\"x\"\n4,\"two\nlines\",\"\"";
+        let input = "\u{feff}id,note,city\r\n1,\"say \"\"hi\"\"\",Zürich\r\n2,plain,\r\n\r\n3,\"a, b\",\"x\"\n4,\"two\nlines\",\"\"\n5,\"text\" after,\"\"\"\"";
         let whole = parse_spans::<CsvParser>(&[], input.as_bytes(), 1 << 20).unwrap();
         assert_eq!(
             whole.records,
@@ -381,9 +430,11 @@ mod tests {
                 json!({"id": "2", "note": "plain", "city": ""}),
                 json!({"id": "3", "note": "a, b", "city": "x"}),
                 json!({"id": "4", "note": "two\nlines", "city": ""}),
+                // Text after the closing quote is kept, as csv-core keeps it; four quotes are one.
+                json!({"id": "5", "note": "text after", "city": "\""}),
             ]
         );
-        assert_eq!(whole.lines, [2, 3, 5, 6]);
+        assert_eq!(whole.lines, [2, 3, 5, 6, 8]);
         // Cut anywhere (inside the byte-order mark, a quoted field, a UTF-8 character, a CRLF), a record's
         // spans index the window of the call that completes it, which begins with the bytes kept before.
         for chunk in [1, 2, 3, 5, 7, 64] {

@@ -138,7 +138,7 @@ impl Scanner {
                 self.non_ascii_end = pos + BLOCK - masks.non_ascii.leading_zeros() as usize;
             }
             let inside = prefix_xor(masks.quotes) ^ if self.in_quotes { !0 } else { 0 };
-            let ends = (masks.delimiters | masks.newlines | masks.returns) & !inside;
+            let ends = masks.separators & !inside;
             // A quote that opens a quoted region must start a field, or follow a quote (a doubled quote).
             let openers = masks.quotes & inside & !(inside << 1 | self.in_quotes as u64);
             let open_allowed = (ends | masks.quotes) << 1 | self.open_allowed as u64;
@@ -166,7 +166,7 @@ impl Scanner {
                 remaining &= remaining - 1;
                 let at = pos + bit;
                 self.ends.push(at - record_start);
-                if masks.delimiters >> bit & 1 == 1 {
+                if masks.line_ends >> bit & 1 == 0 {
                     continue;
                 }
                 let newlines_before =
@@ -264,12 +264,14 @@ impl Scanner {
     }
 }
 
-/// Bit `i` of each mask is set where byte `i` of the block is that character (or, for `non_ascii`, a
-/// byte of 0x80 or more).
+/// Bit `i` of each mask is set where byte `i` of the block is one of its characters (or, for `non_ascii`,
+/// a byte of 0x80 or more).
 struct Masks {
-    delimiters: u64,
+    /// The delimiter, `\n` and `\r`: where a field may end.
+    separators: u64,
+    /// `\n` and `\r`: where a record may end.
+    line_ends: u64,
     newlines: u64,
-    returns: u64,
     quotes: u64,
     non_ascii: u64,
 }
@@ -277,16 +279,16 @@ struct Masks {
 impl Masks {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     fn of(block: &[u8], delimiter: u8, quote: u8) -> Masks {
-        use core::arch::wasm32::{u8x16_bitmask, u8x16_eq, u8x16_splat, v128, v128_load};
+        use core::arch::wasm32::{u8x16_bitmask, u8x16_eq, u8x16_splat, v128, v128_load, v128_or};
         if block.len() < BLOCK {
             let mut padded = [0u8; BLOCK];
             padded[..block.len()].copy_from_slice(block);
             let masks = Self::of(&padded, delimiter, quote);
             let valid = (1u64 << block.len()) - 1;
             return Masks {
-                delimiters: masks.delimiters & valid,
+                separators: masks.separators & valid,
+                line_ends: masks.line_ends & valid,
                 newlines: masks.newlines & valid,
-                returns: masks.returns & valid,
                 quotes: masks.quotes & valid,
                 non_ascii: masks.non_ascii & valid,
             };
@@ -296,38 +298,51 @@ impl Masks {
             // needs no alignment.
             unsafe { v128_load(block.as_ptr().add(16 * i) as *const v128) }
         });
-        let mask_of = |byte: u8| {
-            let wanted = u8x16_splat(byte);
-            lanes.iter().enumerate().fold(0u64, |mask, (i, lane)| {
-                mask | (u8x16_bitmask(u8x16_eq(*lane, wanted)) as u64) << (16 * i)
-            })
-        };
-        // The bitmask of a lane is the top bit of each of its bytes: set exactly where a byte is not ASCII.
-        let non_ascii = lanes
-            .iter()
-            .enumerate()
-            .fold(0u64, |mask, (i, lane)| mask | (u8x16_bitmask(*lane) as u64) << (16 * i));
-        Masks {
-            delimiters: mask_of(delimiter),
-            newlines: mask_of(b'\n'),
-            returns: mask_of(b'\r'),
-            quotes: mask_of(quote),
-            non_ascii,
+        // Characters are compared a lane at a time and combined before the (costlier) bitmasks are taken.
+        let (delimiter, quote) = (u8x16_splat(delimiter), u8x16_splat(quote));
+        let (newline, carriage_return) = (u8x16_splat(b'\n'), u8x16_splat(b'\r'));
+        let mut masks = Masks { separators: 0, line_ends: 0, newlines: 0, quotes: 0, non_ascii: 0 };
+        for (i, lane) in lanes.iter().enumerate() {
+            let newlines = u8x16_eq(*lane, newline);
+            let line_ends = v128_or(newlines, u8x16_eq(*lane, carriage_return));
+            let separators = v128_or(line_ends, u8x16_eq(*lane, delimiter));
+            let bits = |vector| (u8x16_bitmask(vector) as u64) << (16 * i);
+            masks.separators |= bits(separators);
+            masks.line_ends |= bits(line_ends);
+            masks.newlines |= bits(newlines);
+            masks.quotes |= bits(u8x16_eq(*lane, quote));
         }
+        // The bitmask of a lane is the top bit of each of its bytes: set exactly where a byte is not ASCII.
+        // Most blocks have none, which one bitmask of all four lanes together shows.
+        let any = lanes.iter().fold(u8x16_splat(0), |any, lane| v128_or(any, *lane));
+        if u8x16_bitmask(any) != 0 {
+            masks.non_ascii = lanes
+                .iter()
+                .enumerate()
+                .fold(0, |mask, (i, lane)| mask | (u8x16_bitmask(*lane) as u64) << (16 * i));
+        }
+        masks
     }
 
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     fn of(block: &[u8], delimiter: u8, quote: u8) -> Masks {
-        let mut masks = Masks { delimiters: 0, newlines: 0, returns: 0, quotes: 0, non_ascii: 0 };
+        let mut masks = Masks { separators: 0, line_ends: 0, newlines: 0, quotes: 0, non_ascii: 0 };
         for (i, &b) in block.iter().enumerate() {
             let bit = 1u64 << i;
             if !b.is_ascii() {
                 masks.non_ascii |= bit;
             }
             match b {
-                _ if b == delimiter => masks.delimiters |= bit,
-                b'\n' => masks.newlines |= bit,
-                b'\r' => masks.returns |= bit,
+                _ if b == delimiter => masks.separators |= bit,
+                b'\n' => {
+                    masks.separators |= bit;
+                    masks.line_ends |= bit;
+                    masks.newlines |= bit;
+                }
+                b'\r' => {
+                    masks.separators |= bit;
+                    masks.line_ends |= bit;
+                }
                 _ if b == quote => masks.quotes |= bit,
                 _ => {}
             }

@@ -41,17 +41,12 @@ struct SpanColumnBuilder {
 }
 
 impl SpanColumnBuilder {
-    fn copied(&mut self, row: u32, bytes: &[u8]) {
-        let start = self.copied_data.len() as u32;
-        self.copied_data.extend_from_slice(bytes);
-        self.copied_rows.push(row);
-        self.bounds.extend_from_slice(&[start, self.copied_data.len() as u32]);
-    }
-
     /// A null row: an empty copy at the end of the copied data, which is in bounds wherever it falls.
     fn null(&mut self, row: u32) {
         self.nulls.push(row);
-        self.copied(row, &[]);
+        self.copied_rows.push(row);
+        let end = self.copied_data.len() as u32;
+        self.bounds.extend_from_slice(&[end, end]);
     }
 
     /// Keeps the values of the first `rows` rows.
@@ -82,8 +77,9 @@ impl SpanColumnBuilder {
             valid,
             values: SpanColumnValues::Spans(SpanValues {
                 bounds: take_keeping_capacity(&mut self.bounds),
-                copied_rows: std::mem::take(&mut self.copied_rows),
-                copied_data: std::mem::take(&mut self.copied_data),
+                // Kept at the size they reached, so that the next call's copies do not grow them again.
+                copied_rows: take_keeping_capacity(&mut self.copied_rows),
+                copied_data: take_keeping_capacity(&mut self.copied_data),
             }),
         }
     }
@@ -142,7 +138,19 @@ impl SpanEmitter {
 
     /// The current row's value in `column` is `text`, which the host is handed a copy of.
     pub fn copied(&mut self, column: usize, text: &str) {
-        self.columns[column].copied(self.rows, text.as_bytes());
+        self.copied_with(column, |data| data.extend_from_slice(text.as_bytes()));
+    }
+
+    /// The current row's value in `column` is what `write` appends to the buffer it is handed: text the
+    /// parser had to change (unescaped), written where the host is handed it without a copy in between.
+    /// It must append UTF-8, and nothing else to the buffer.
+    #[inline]
+    pub fn copied_with(&mut self, column: usize, write: impl FnOnce(&mut Vec<u8>)) {
+        let column = &mut self.columns[column];
+        let start = column.copied_data.len() as u32;
+        write(&mut column.copied_data);
+        column.copied_rows.push(self.rows);
+        column.bounds.extend_from_slice(&[start, column.copied_data.len() as u32]);
         self.values_in_row += 1;
     }
 
@@ -284,7 +292,7 @@ mod tests {
         out.span(a, 3, 5);
         out.end_row(3); // `b` left out: null
         out.span(a, 6, 6);
-        out.copied(b, "bad");
+        out.copied_with(b, |data| data.extend_from_slice(b"bad"));
         out.cancel_row();
         out.keep(4);
         let output = out.take();
