@@ -3,12 +3,17 @@
 //!     cargo bench --bench parse                       # 100 MB each of CSV, TSV and JSONL, 5 rounds
 //!     cargo bench --bench parse -- --mb 20 --rounds 3 # smaller and quicker
 //!     cargo bench --bench parse -- --generate DIR --mb 1024   # only write DIR/bench.csv, DIR/bench.jsonl
+//!     cargo bench --bench parse -- --compare-csv BEFORE.wasm AFTER.wasm --mb 10 --rounds 31
+//!
+//! `--compare-csv` times two builds of the csv plugin against each other on the CSV input, a round of each
+//! in turn: on a machine whose speed drifts, the surest way to see what one change to a plugin is worth.
 //!
 //! Native baselines: the csv crate reading `StringRecord`s (UTF-8 checked, as the plugin checks it; with a
 //! tab delimiter for TSV), and
 //! serde_json reading each line into a `serde_json::Value`. The WASM path is what `sluice parse` and a
-//! dataflow run: 1 MiB chunks into the plugin, record batches back, checked by the host. Each figure is the
-//! median of the rounds.
+//! dataflow run: 1 MiB chunks into the plugin, record batches back, checked by the host. Each round runs the
+//! baseline and then the plugin; throughputs are the medians of the rounds, and a ratio is the median of the
+//! rounds' own ratios.
 
 use sluice::parse::parse_stream;
 use sluice::plugin::{
@@ -16,7 +21,7 @@ use sluice::plugin::{
 };
 use std::hint::black_box;
 use std::io::Write;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
@@ -42,52 +47,61 @@ fn main() {
     );
     println!("{:<34} {:>10} {:>12} {:>8}", "parser", "MB/s", "rows", "ratio");
 
-    let native = measure(rounds, csv.len(), || native_csv(&csv, b','));
-    report("csv crate (native, StringRecord)", native, None);
+    if let Some(at) = args.iter().position(|a| a == "--compare-csv") {
+        let plugin = |path: &String| load_file(&host, path);
+        let (before, after) = (plugin(&args[at + 1]), plugin(&args[at + 2]));
+        let before: Parser = ("csv plugin, before", &|| through_plugin(&before, &csv));
+        compare(rounds, csv.len(), before, ("csv plugin, after", &|| through_plugin(&after, &csv)));
+        return;
+    }
     // Plugins are compiled once, outside the timing, as a daemon does at start.
     let plugin = load(&host, "csv");
-    let wasm = measure(rounds, csv.len(), || through_plugin(&plugin, &csv));
-    report("csv plugin (WASM)", wasm, Some(native));
+    let native: Parser = ("csv crate (native, StringRecord)", &|| native_csv(&csv, b','));
+    compare(rounds, csv.len(), native, ("csv plugin (WASM)", &|| through_plugin(&plugin, &csv)));
 
     let tsv = generate(megabytes << 20, tsv_rows);
-    let native = measure(rounds, tsv.len(), || native_csv(&tsv, b'\t'));
-    report("csv crate, tabs (native)", native, None);
     let plugin = load(&host, "tsv");
-    let wasm = measure(rounds, tsv.len(), || through_plugin(&plugin, &tsv));
-    report("tsv plugin (WASM)", wasm, Some(native));
+    let native: Parser = ("csv crate, tabs (native)", &|| native_csv(&tsv, b'\t'));
+    compare(rounds, tsv.len(), native, ("tsv plugin (WASM)", &|| through_plugin(&plugin, &tsv)));
 
-    let native = measure(rounds, jsonl.len(), || native_jsonl(&jsonl));
-    report("serde_json (native, Value/line)", native, None);
     let plugin = load(&host, "jsonl");
-    let wasm = measure(rounds, jsonl.len(), || through_plugin(&plugin, &jsonl));
-    report("jsonl plugin (WASM)", wasm, Some(native));
+    let native: Parser = ("serde_json (native, Value/line)", &|| native_jsonl(&jsonl));
+    compare(rounds, jsonl.len(), native, ("jsonl plugin (WASM)", &|| through_plugin(&plugin, &jsonl)));
 }
 
-/// Throughput in MB/s and the row count of one parser.
-#[derive(Clone, Copy)]
-struct Measured {
-    megabytes_per_second: f64,
-    rows: u64,
-}
+/// A parser by its name, run once over the whole input, returning the rows it read.
+type Parser<'a> = (&'a str, &'a dyn Fn() -> u64);
 
-fn measure(rounds: usize, bytes: usize, mut run: impl FnMut() -> u64) -> Measured {
-    let mut times: Vec<Duration> = Vec::new();
+/// Runs the baseline and the plugin in turn, `rounds` times, and prints each one's median throughput and
+/// the median of the rounds' ratios. Each ratio compares two runs a moment apart, so a machine that
+/// speeds up or slows down over the run (a shared host does, by a third) moves both sides of it alike.
+fn compare(rounds: usize, bytes: usize, baseline: Parser<'_>, plugin: Parser<'_>) {
+    let mut speeds: [Vec<f64>; 2] = Default::default();
+    let mut ratios = Vec::new();
     let mut rows = 0;
     for _ in 0..rounds {
-        let started = Instant::now();
-        rows = black_box(run());
-        times.push(started.elapsed());
+        let [(baseline_rows, baseline_time), (plugin_rows, plugin_time)] =
+            [baseline, plugin].map(|(_, run)| {
+                let started = Instant::now();
+                (black_box(run()), started.elapsed().as_secs_f64())
+            });
+        assert_eq!(
+            baseline_rows, plugin_rows,
+            "{} read a different number of rows than its baseline",
+            plugin.0
+        );
+        rows = plugin_rows;
+        ratios.push(baseline_time / plugin_time);
+        speeds[0].push(bytes as f64 / 1e6 / baseline_time);
+        speeds[1].push(bytes as f64 / 1e6 / plugin_time);
     }
-    times.sort();
-    Measured { megabytes_per_second: bytes as f64 / 1e6 / times[rounds / 2].as_secs_f64(), rows }
-}
-
-fn report(name: &str, measured: Measured, baseline: Option<Measured>) {
-    let ratio = baseline.map_or("1.00 (baseline)".to_string(), |b| {
-        assert_eq!(b.rows, measured.rows, "{name} read a different number of rows than its baseline");
-        format!("{:.2}", measured.megabytes_per_second / b.megabytes_per_second)
-    });
-    println!("{name:<34} {:>10.1} {:>12} {ratio:>8}", measured.megabytes_per_second, measured.rows);
+    let median = |mut values: Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    let [baseline_speed, plugin_speed] = speeds.map(median);
+    println!("{:<34} {baseline_speed:>10.1} {rows:>12} {:>8}", baseline.0, "1.00 (baseline)");
+    println!("{:<34} {plugin_speed:>10.1} {rows:>12} {:>8.2}", plugin.0, median(ratios));
 }
 
 fn load(host: &PluginHost, name: &str) -> FormatPlugin {
@@ -97,6 +111,13 @@ fn load(host: &PluginHost, name: &str) -> FormatPlugin {
         limits: Limits::default(),
     };
     host.load_format(&spec).expect("bundled plugin")
+}
+
+/// A build of the csv plugin from a `.wasm` file.
+fn load_file(host: &PluginHost, path: &str) -> FormatPlugin {
+    let spec =
+        PluginSpec { name: "csv".into(), source: PluginSource::File(path.into()), limits: Limits::default() };
+    host.load_format(&spec).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 fn through_plugin(plugin: &FormatPlugin, input: &[u8]) -> u64 {
