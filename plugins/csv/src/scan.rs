@@ -39,19 +39,27 @@ pub(crate) enum Fields<'a> {
 
 const BLOCK: usize = 64;
 
+/// How much of a chunk is first joined to a record held from the chunk before. Most records are far
+/// shorter, so they end in it, and the rest of the chunk is then scanned where it lies; a record longer
+/// than this takes the whole chunk into the buffer.
+const JOIN: usize = 4096;
+
 pub(crate) struct Scanner {
     delimiter: u8,
     quote: u8,
-    /// Bytes not yet handed out: `buffer[0]` is the first byte of the current record.
+    /// How much of a chunk is joined to a held record before the rest is scanned where it lies.
+    join: usize,
+    /// The record a chunk cut off, held for the next: `buffer[0]` is its first byte.
     buffer: Vec<u8>,
-    /// How much of `buffer` has been scanned, and the state there.
+    /// How much of the current record has been scanned, and the state there.
     scanned: usize,
     in_quotes: bool,
     /// Whether the byte before `scanned` ended a field or was a quote, so that a quote at `scanned` may
     /// open a quoted field (or be the second of a doubled quote).
     open_allowed: bool,
     newlines_before_scanned: u64,
-    /// One past the last byte of `buffer` scanned so far that is not ASCII; 0 where there is none.
+    /// One past the last byte of the current record scanned so far that is not ASCII, from the record's
+    /// start; 0 where there is none.
     non_ascii_end: usize,
     /// Ends of the current record's fields found so far, relative to `buffer[0]`.
     ends: Vec<usize>,
@@ -71,6 +79,7 @@ impl Scanner {
         Scanner {
             delimiter,
             quote,
+            join: JOIN,
             buffer: Vec::new(),
             scanned: 0,
             in_quotes: false,
@@ -97,15 +106,37 @@ impl Scanner {
         self.newlines_before_scanned += lines;
     }
 
-    /// Takes the next chunk, handing each record it completes to `each`.
+    /// Takes the next chunk, handing each record it completes to `each`. Records are read where they lie in
+    /// the chunk; only a record that goes on past the chunk is copied, to be held for the next.
     pub(crate) fn feed(&mut self, chunk: &[u8], each: &mut impl FnMut(RawRecord<'_>)) {
-        self.buffer.extend_from_slice(chunk);
-        self.scan(false, each);
+        let mut start = 0;
+        if !self.buffer.is_empty() {
+            // The held record is completed in the buffer, from the start of the chunk.
+            let held = self.buffer.len();
+            let joined = chunk.len().min(self.join);
+            self.buffer.extend_from_slice(&chunk[..joined]);
+            let consumed = self.scan_buffer(chunk.len() - joined, false, each);
+            if joined == chunk.len() {
+                return;
+            }
+            if consumed < held {
+                // It goes on past what was joined: it takes the rest of the chunk too.
+                self.buffer.extend_from_slice(&chunk[joined..]);
+                self.scan_buffer(0, false, each);
+                return;
+            }
+            // What the buffer holds now is the start of a record at `consumed - held` in the chunk, with the
+            // same bytes of it scanned.
+            start = consumed - held;
+            self.buffer.clear();
+        }
+        let consumed = self.scan(chunk, start, 0, false, each);
+        self.buffer.extend_from_slice(&chunk[consumed..]);
     }
 
     /// The input has ended: hands out the last record, if it had no line end.
     pub(crate) fn finish(&mut self, each: &mut impl FnMut(RawRecord<'_>)) {
-        self.scan(true, each);
+        self.scan_buffer(0, true, each);
         if self.buffer.is_empty() {
             return;
         }
@@ -121,21 +152,43 @@ impl Scanner {
         self.non_ascii_end = 0;
     }
 
-    fn scan(&mut self, at_end: bool, each: &mut impl FnMut(RawRecord<'_>)) {
-        let mut record_start = 0;
-        let mut pos = self.scanned;
+    /// Scans the buffer, which `beyond` bytes not yet in it follow in the window; keeps what it did not
+    /// consume, and returns how much it consumed.
+    fn scan_buffer(&mut self, beyond: usize, at_end: bool, each: &mut impl FnMut(RawRecord<'_>)) -> usize {
+        let buffer = std::mem::take(&mut self.buffer);
+        let consumed = self.scan(&buffer, 0, beyond, at_end, each);
+        self.buffer = buffer;
+        self.buffer.drain(..consumed);
+        consumed
+    }
+
+    /// Scans `data` from the current record, which starts at `record_start` (its first `self.scanned`
+    /// bytes already scanned), handing out the records it completes; `beyond` bytes follow `data` in the
+    /// window. Returns where the record it did not complete starts.
+    fn scan(
+        &mut self,
+        data: &[u8],
+        mut record_start: usize,
+        beyond: usize,
+        at_end: bool,
+        each: &mut impl FnMut(RawRecord<'_>),
+    ) -> usize {
+        let mut pos = record_start + self.scanned;
+        let mut non_ascii_end = if self.non_ascii_end == 0 { 0 } else { record_start + self.non_ascii_end };
         if self.fallback_progress.is_some() {
-            // csv-core is part-way through the record at the start of the buffer.
-            let Some(next) = self.read_with_fallback(0, at_end, each) else { return };
+            // csv-core is part-way through the record at `record_start`.
+            let Some(next) = self.read_with_fallback(data, record_start, at_end, each) else {
+                return record_start;
+            };
             (record_start, pos) = (next, next);
             self.in_quotes = false;
             self.open_allowed = true;
         }
-        'blocks: while pos < self.buffer.len() && (at_end || pos + BLOCK <= self.buffer.len()) {
-            let valid = (self.buffer.len() - pos).min(BLOCK);
-            let masks = Masks::of(&self.buffer[pos..pos + valid], self.delimiter, self.quote);
+        'blocks: while pos < data.len() && (at_end || pos + BLOCK <= data.len()) {
+            let valid = (data.len() - pos).min(BLOCK);
+            let masks = Masks::of(&data[pos..pos + valid], self.delimiter, self.quote);
             if masks.non_ascii != 0 {
-                self.non_ascii_end = pos + BLOCK - masks.non_ascii.leading_zeros() as usize;
+                non_ascii_end = pos + BLOCK - masks.non_ascii.leading_zeros() as usize;
             }
             let inside = prefix_xor(masks.quotes) ^ if self.in_quotes { !0 } else { 0 };
             let ends = masks.separators & !inside;
@@ -143,7 +196,7 @@ impl Scanner {
             let openers = masks.quotes & inside & !(inside << 1 | self.in_quotes as u64);
             let open_allowed = (ends | masks.quotes) << 1 | self.open_allowed as u64;
             if openers & !open_allowed != 0 {
-                match self.read_with_fallback(record_start, at_end, each) {
+                match self.read_with_fallback(data, record_start, at_end, each) {
                     Some(next) => {
                         record_start = next;
                         pos = next;
@@ -175,32 +228,33 @@ impl Scanner {
                 if at > record_start || self.ends.len() > 1 {
                     each(RawRecord {
                         line: self.record_line,
-                        raw: &self.buffer[record_start..at],
+                        raw: &data[record_start..at],
                         fields: Fields::InRaw(&self.ends),
-                        to_end: Some(self.buffer.len() - record_start),
+                        to_end: Some(data.len() - record_start + beyond),
                         // A record before the last non-ASCII byte of its block is checked all the same.
-                        ascii: self.non_ascii_end <= record_start,
+                        ascii: non_ascii_end <= record_start,
                     });
                 }
                 self.ends.clear();
                 record_start = at + 1;
-                self.record_line = newlines_before + 1 + (self.buffer[at] == b'\n') as u64;
+                self.record_line = newlines_before + 1 + (data[at] == b'\n') as u64;
             }
             self.newlines_before_scanned += masks.newlines.count_ones() as u64;
             self.in_quotes = inside >> (valid - 1) & 1 == 1;
             self.open_allowed = (ends | masks.quotes) >> (valid - 1) & 1 == 1;
             pos += valid;
         }
-        // Field ends are kept relative to the record's start, so they hold across this move.
-        self.buffer.drain(..record_start);
+        // Field ends are kept relative to the record's start, so they hold wherever its bytes are next.
         self.scanned = pos - record_start;
-        self.non_ascii_end = self.non_ascii_end.saturating_sub(record_start);
+        self.non_ascii_end = non_ascii_end.saturating_sub(record_start);
+        record_start
     }
 
     /// Reads the record at `start` with csv-core; returns where the next record starts, or `None` when the
     /// record is not complete in the data so far.
     fn read_with_fallback(
         &mut self,
+        data: &[u8],
         start: usize,
         at_end: bool,
         each: &mut impl FnMut(RawRecord<'_>),
@@ -213,7 +267,7 @@ impl Scanner {
             }
         };
         loop {
-            let input = if pos < self.buffer.len() { &self.buffer[pos..] } else { &[][..] };
+            let input = if pos < data.len() { &data[pos..] } else { &[][..] };
             if input.is_empty() && !at_end {
                 self.fallback_progress = Some((pos - start, written, ends));
                 return None;
@@ -238,7 +292,7 @@ impl Scanner {
             }
         }
         // csv-core skips blank lines (such as the `\n` left of a `\r\n`) before the record; they count.
-        let consumed = &self.buffer[start..pos];
+        let consumed = &data[start..pos];
         let is_line_end = |b: &u8| *b == b'\n' || *b == b'\r';
         let record_start = consumed.iter().position(|b| !is_line_end(b)).unwrap_or(consumed.len());
         let record_end = consumed.iter().rposition(|b| !is_line_end(b)).map_or(record_start, |i| i + 1);
@@ -357,4 +411,63 @@ fn prefix_xor(mut bits: u64) -> u64 {
         bits ^= bits << shift;
     }
     bits
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record as the scanner hands it out: its line, where it starts in the input, its bytes and its
+    /// fields' ends (or csv-core's unquoted fields).
+    type Seen = (u64, Option<usize>, Vec<u8>, Vec<usize>, Vec<u8>);
+
+    /// Feeds `input` in chunks of `chunk` bytes to a scanner that joins `join` bytes to a held record, and
+    /// places every record in the input by its distance from the end of the window it was handed out in.
+    fn records(input: &[u8], chunk: usize, join: usize) -> Vec<Seen> {
+        let mut scanner = Scanner::new(b',', b'"');
+        scanner.join = join;
+        let mut seen = Vec::new();
+        let mut fed = 0;
+        let mut keep = |record: RawRecord<'_>, window_end: usize| {
+            let at = record.to_end.map(|to_end| window_end - to_end);
+            if let Some(at) = at {
+                assert_eq!(&input[at..at + record.raw.len()], record.raw, "record on line {}", record.line);
+            }
+            let (ends, data) = match record.fields {
+                Fields::InRaw(ends) => (ends.to_vec(), Vec::new()),
+                Fields::Unquoted { data, ends } => (ends.to_vec(), data.to_vec()),
+                Fields::Unterminated => (Vec::new(), Vec::new()),
+            };
+            seen.push((record.line, at, record.raw.to_vec(), ends, data));
+        };
+        for piece in input.chunks(chunk) {
+            fed += piece.len();
+            scanner.feed(piece, &mut |record| keep(record, fed));
+        }
+        scanner.finish(&mut |record| keep(record, fed));
+        seen
+    }
+
+    #[test]
+    fn records_are_the_same_read_in_place_or_joined_to_a_held_one_whatever_the_chunks() {
+        let mut input = Vec::new();
+        for i in 0..200 {
+            match i % 5 {
+                0 => input.extend_from_slice(format!("{i},plain,Zürich\r\n").as_bytes()),
+                1 => input.extend_from_slice(format!("{i},\"quoted, \"\"twice\"\"\",x\n").as_bytes()),
+                2 => input.extend_from_slice(format!("{i},\"a\nlong {}\",y\n", "z".repeat(i)).as_bytes()),
+                // A stray quote: the record is read by csv-core.
+                3 => input.extend_from_slice(format!("{i},5'10\",tall\n").as_bytes()),
+                _ => input.extend_from_slice(b"\n"),
+            }
+        }
+        input.extend_from_slice(b"last,no,line end");
+        let whole = records(&input, input.len(), JOIN);
+        assert_eq!(whole.len(), 161);
+        for chunk in [1, 3, 64, 100, 1000, 4096] {
+            for join in [1, 10, 64, 500, JOIN] {
+                assert_eq!(records(&input, chunk, join), whole, "chunks of {chunk}, joining {join}");
+            }
+        }
+    }
 }
