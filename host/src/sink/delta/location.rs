@@ -300,18 +300,37 @@ impl TableAt {
         let text = error.to_string();
         let Some(s3) = &self.s3 else { return text };
         let text = s3.redact(&text);
-        let denied = ["403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"];
-        if denied.iter().any(|d| text.contains(d)) {
-            format!(
+        match refusal(&text) {
+            Some(Refusal::NoBucket) => format!("the bucket of `{self}` does not exist ({text})"),
+            Some(Refusal::Denied) => format!(
                 "access denied by {}: check the sink's s3 credentials, or the role and its external ID{} ({text})",
                 s3.access.describe_endpoint(),
                 s3.access.role_context()
-            )
-        } else if text.contains("NoSuchBucket") {
-            format!("the bucket of `{self}` does not exist ({text})")
-        } else {
-            text
+            ),
+            None => text,
         }
+    }
+}
+
+/// Why S3 refused a request, where its error says so.
+#[derive(Debug, PartialEq)]
+enum Refusal {
+    NoBucket,
+    Denied,
+}
+
+/// The refusal an S3 error's text shows, read from S3's error codes and the HTTP status as object_store
+/// prints it. Never from a bare "403": the text also holds the request's duration, and a PUT that took
+/// "1.55403ms" to be told the bucket does not exist was not denied.
+fn refusal(text: &str) -> Option<Refusal> {
+    const DENIED: [&str; 5] =
+        ["403 Forbidden", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"];
+    if text.contains("NoSuchBucket") {
+        Some(Refusal::NoBucket)
+    } else if DENIED.iter().any(|code| text.contains(code)) {
+        Some(Refusal::Denied)
+    } else {
+        None
     }
 }
 
@@ -356,4 +375,21 @@ impl S3Store {
 
 fn folder_url(folder: &std::path::Path) -> Result<Url, String> {
     Url::from_directory_path(folder).map_err(|()| format!("`{}` is not an absolute folder", folder.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_is_read_from_the_error_code_or_status_not_from_digits_in_the_duration() {
+        let put = "Error performing PUT http://127.0.0.1:1/lake/t/x in 1.55403ms - Server returned non-2xx \
+                   status code: ";
+        let no_bucket = format!("{put}404 Not Found: <Error><Code>NoSuchBucket</Code></Error>");
+        assert_eq!(refusal(&no_bucket), Some(Refusal::NoBucket));
+        let forbidden = format!("{put}403 Forbidden: <Error><Code>InvalidAccessKeyId</Code></Error>");
+        assert_eq!(refusal(&forbidden), Some(Refusal::Denied));
+        assert_eq!(refusal(&format!("{put}403 Forbidden: ")), Some(Refusal::Denied));
+        assert_eq!(refusal(&format!("{put}500 Internal Server Error: slow down")), None);
+    }
 }
