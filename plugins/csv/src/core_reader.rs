@@ -116,7 +116,14 @@ impl CoreReader {
                     let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
                     let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
                     // csv-core's fields are copies, so nothing here is handed over as a span.
-                    each(RawRecord { line: self.record.line, raw, fields, to_end: None, ascii: false });
+                    each(RawRecord {
+                        line: self.record.line,
+                        raw,
+                        raw_and_after: raw,
+                        fields,
+                        to_end: None,
+                        ascii: false,
+                    });
                     self.fields_len = 0;
                     self.ends_len = 0;
                     self.record = RecordStart::default();

@@ -20,9 +20,11 @@
 //! the bytes the host fed it, not as a copy.
 
 mod core_reader;
+mod quoted;
 mod scan;
 
 use core_reader::CoreReader;
+use quoted::{Value, unescape_into, value_of};
 use scan::{Fields, RawRecord, Scanner};
 use sluice_plugin_sdk::{FatalError, Options, SpanEmitter, SpanParser, export_span_parser, fatal};
 
@@ -85,10 +87,9 @@ struct Records {
     looks_at_values: bool,
     pad_short_rows: bool,
     header_pending: bool,
-    /// Column names given by option, or read from the header.
+    /// Column names given by option, or read from the header; the batch's columns, in this order, so
+    /// that field `i` of a record is column `i`.
     names: Option<Vec<String>>,
-    /// The batch column of each field position.
-    column_index: Vec<usize>,
     /// Where a field with doubled quotes is unquoted, when its value is looked at.
     scratch: Vec<u8>,
     /// An error found inside a tokenizer callback, returned when the call ends.
@@ -135,7 +136,6 @@ impl SpanParser for CsvParser {
                 pad_short_rows,
                 header_pending: header,
                 names,
-                column_index: Vec::new(),
                 scratch: Vec::new(),
                 failed: None,
             },
@@ -199,7 +199,25 @@ impl CsvParser {
 }
 
 impl Records {
+    /// Takes a record. Most are data rows of ASCII in the window with as many fields as there are columns,
+    /// whose values need not be looked at: they are handed over here, inlined into the scanner's loop, and
+    /// every other record (the header, a reject, one to check or change) goes to [`Records::on_other_record`].
+    #[inline(always)]
     fn on_record(&mut self, record: RawRecord<'_>, out: &mut SpanEmitter) {
+        if let (Fields::InRaw(ends), Some(to_end), true) = (&record.fields, record.to_end, record.ascii)
+            && !self.looks_at_values
+            && !self.header_pending
+            && ends.len() == out.columns()
+        {
+            let raw_at = out.window_len() - to_end;
+            self.hand_over(&record, ends, raw_at, out);
+        } else {
+            self.on_other_record(record, out);
+        }
+    }
+
+    #[inline(never)]
+    fn on_other_record(&mut self, record: RawRecord<'_>, out: &mut SpanEmitter) {
         let line = record.line;
         let (bytes, ends, in_raw) = match record.fields {
             Fields::Unterminated => {
@@ -242,14 +260,14 @@ impl Records {
             self.set_columns(self.names.clone().unwrap_or_else(|| unique_names(header)), out);
             return;
         }
-        if self.column_index.is_empty() {
+        if out.columns() == 0 {
             let names = self.names.clone();
             self.set_columns(
                 names.unwrap_or_else(|| (1..=ends.len()).map(|i| format!("column_{i}")).collect()),
                 out,
             );
         }
-        let expected = self.column_index.len();
+        let expected = out.columns();
         let found = ends.len();
         if found > expected || (found < expected && !self.pad_short_rows) {
             out.reject(line, format!("expected {expected} fields, found {found}"), record.raw);
@@ -263,12 +281,12 @@ impl Records {
         if let Some(raw_at) = raw_at
             && !self.looks_at_values
         {
-            self.hand_over(bytes, ends, raw_at, out);
-            out.end_row(line);
+            self.hand_over(&record, ends, raw_at, out);
             return;
         }
+        let mut row = out.row_in_order();
         let mut start = 0;
-        for (i, (&end, &column)) in ends.iter().zip(&self.column_index).enumerate() {
+        for (i, &end) in ends.iter().enumerate() {
             let field_start = start;
             start = end + separator;
             let Some(raw_field) = text.get(field_start..end) else {
@@ -281,38 +299,39 @@ impl Records {
                 value = value.trim_matches([' ', '\t']);
             }
             if self.null_values.iter().any(|null| null == value) {
-                out.null(column);
+                row.null();
                 continue;
             }
             // A value still in the record's bytes is a span of the window; an unquoted copy is copied.
             let offset = (value.as_ptr() as usize).wrapping_sub(record.raw.as_ptr() as usize);
             match raw_at {
                 Some(raw_at) if offset + value.len() <= record.raw.len() => {
-                    out.span(column, raw_at + offset, raw_at + offset + value.len())
+                    row.span(raw_at + offset, raw_at + offset + value.len())
                 }
-                _ => out.copied(column, value),
+                _ => row.copied_with(|data| data.extend_from_slice(value.as_bytes())),
             }
         }
-        out.end_row(line);
+        row.end_row(line);
     }
 
     /// Hands over the fields of a record that lies in the window at `raw_at` and whose values need not be
     /// looked at (no trimming, no null values): a field as a span of the window, a quoted one without its
     /// quotes, and only one with a doubled quote (or text after its closing quote) unescaped into a copy.
     /// (A field of the record starts and ends next to ASCII delimiters, so it is UTF-8 where the record is.)
-    fn hand_over(&self, raw: &[u8], ends: &[usize], raw_at: usize, out: &mut SpanEmitter) {
+    #[inline(always)]
+    fn hand_over(&self, record: &RawRecord<'_>, ends: &[usize], raw_at: usize, out: &mut SpanEmitter) {
+        let bytes = record.raw_and_after;
+        let mut row = out.row_in_order();
         let mut start = 0;
-        for (&end, &column) in ends.iter().zip(&self.column_index) {
-            let field = &raw[start..end];
-            let at = raw_at + start;
+        for &end in ends {
+            let field = start..end;
             start = end + 1;
-            match value_of(field, self.quote) {
-                Value::Within(value) => out.span(column, at + value.start, at + value.end),
-                Value::Escaped { first_quote } => {
-                    out.copied_with(column, |data| unescape_into(data, &field[1..], first_quote, self.quote))
-                }
+            match value_of(bytes, field.clone(), self.quote) {
+                Value::Within(value) => row.span(raw_at + value.start, raw_at + value.end),
+                Value::Escaped => row.copied_with(|data| unescape_into(data, bytes, field, self.quote)),
             }
         }
+        row.end_row(record.line);
     }
 
     fn reject_invalid_utf8(&self, line: u64, field: usize, raw: &[u8], out: &mut SpanEmitter) {
@@ -326,7 +345,9 @@ impl Records {
     }
 
     fn set_columns(&mut self, names: Vec<String>, out: &mut SpanEmitter) {
-        self.column_index = names.iter().map(|name| out.column(name)).collect();
+        for name in &names {
+            out.column(name);
+        }
         self.names = Some(names);
     }
 }
@@ -338,62 +359,16 @@ fn unquote<'a>(scratch: &'a mut Vec<u8>, quote: u8, field: &'a str, in_raw: bool
     if !in_raw {
         return field;
     }
-    match value_of(field.as_bytes(), quote) {
+    let bytes = field.as_bytes();
+    match value_of(bytes, 0..bytes.len(), quote) {
         // The quote is ASCII, so byte offsets next to it are character boundaries.
         Value::Within(value) => &field[value],
-        Value::Escaped { first_quote } => {
+        Value::Escaped => {
             scratch.clear();
-            unescape_into(scratch, &field.as_bytes()[1..], first_quote, quote);
+            unescape_into(scratch, bytes, 0..bytes.len(), quote);
             std::str::from_utf8(scratch).expect("unescaping UTF-8 around ASCII quotes leaves UTF-8")
         }
     }
-}
-
-/// Where the value of a field (as the scanner cut it, quotes and all) lies.
-enum Value {
-    /// In the field's own bytes: the whole of an unquoted field, the inside of a quoted one.
-    Within(std::ops::Range<usize>),
-    /// It has a doubled quote, or text after its closing quote, the first of them at `first_quote` after
-    /// the opening quote: [`unescape_into`] makes it.
-    Escaped { first_quote: usize },
-}
-
-/// Called for every field, so inlined: most are unquoted, and cost a comparison.
-#[inline(always)]
-fn value_of(field: &[u8], quote: u8) -> Value {
-    let Some(inner) = field.strip_prefix(&[quote]) else { return Value::Within(0..field.len()) };
-    match find(quote, inner) {
-        None => Value::Within(1..field.len()),
-        Some(close) if close + 1 == inner.len() => Value::Within(1..1 + close),
-        Some(first_quote) => Value::Escaped { first_quote },
-    }
-}
-
-/// Appends the value of a quoted field from `inner`, its bytes after the opening quote, of which the
-/// first quote is at `first_quote`: the runs between quotes, a doubled quote as one quote; the closing
-/// quote ends the quoted part, and whatever follows it is kept as it is.
-fn unescape_into(data: &mut Vec<u8>, inner: &[u8], first_quote: usize, quote: u8) {
-    let mut rest = inner;
-    let mut next = Some(first_quote);
-    while let Some(at) = next {
-        data.extend_from_slice(&rest[..at]);
-        if rest.get(at + 1) == Some(&quote) {
-            data.push(quote);
-            rest = &rest[at + 2..];
-        } else {
-            rest = &rest[at + 1..];
-            break;
-        }
-        next = find(quote, rest);
-    }
-    data.extend_from_slice(rest);
-}
-
-/// The first `quote` in `bytes`. Quoted fields are mostly short, and for fewer bytes than a vector holds a
-/// plain loop beats the set-up of a vector search.
-#[inline(always)]
-fn find(quote: u8, bytes: &[u8]) -> Option<usize> {
-    if bytes.len() < 16 { bytes.iter().position(|&b| b == quote) } else { memchr::memchr(quote, bytes) }
 }
 
 /// Makes repeated header names unique (`id`, `id_2`, ...), so no column silently overwrites another.

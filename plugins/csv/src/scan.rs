@@ -18,6 +18,9 @@ pub(crate) struct RawRecord<'a> {
     pub line: u64,
     /// The record's bytes, without its line end.
     pub raw: &'a [u8],
+    /// `raw`, then whatever follows it in the bytes the tokenizer holds: a read of a fixed size that starts
+    /// in the record's last field can run past it.
+    pub raw_and_after: &'a [u8],
     pub fields: Fields<'a>,
     /// Where `raw` lies in the bytes the tokenizer holds: how many bytes there are from its first byte to
     /// the end of them (the end of the call's window). `None` where the fields are csv-core's copies.
@@ -147,7 +150,8 @@ impl Scanner {
             Fields::InRaw(&self.ends)
         };
         let (to_end, ascii) = (Some(self.buffer.len()), self.non_ascii_end == 0);
-        each(RawRecord { line: self.record_line, raw: &self.buffer, fields, to_end, ascii });
+        let raw = &self.buffer;
+        each(RawRecord { line: self.record_line, raw, raw_and_after: raw, fields, to_end, ascii });
         self.buffer.clear();
         self.non_ascii_end = 0;
     }
@@ -229,6 +233,7 @@ impl Scanner {
                     each(RawRecord {
                         line: self.record_line,
                         raw: &data[record_start..at],
+                        raw_and_after: &data[record_start..],
                         fields: Fields::InRaw(&self.ends),
                         to_end: Some(data.len() - record_start + beyond),
                         // A record before the last non-ASCII byte of its block is checked all the same.
@@ -302,6 +307,7 @@ impl Scanner {
             each(RawRecord {
                 line,
                 raw: &consumed[record_start..record_end],
+                raw_and_after: &consumed[record_start..record_end],
                 fields: Fields::Unquoted {
                     data: &self.fallback_fields[..written],
                     ends: &self.fallback_ends[..ends],

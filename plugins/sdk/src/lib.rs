@@ -57,7 +57,7 @@ pub use json::{float as json_float, number_value};
 pub use lines::LineSplitter;
 pub use options::Options;
 pub use ranged::{RangeInput, RangeReader, RangedParser};
-pub use spans::{SpanEmitter, SpanParser};
+pub use spans::{RowInOrder, SpanEmitter, SpanParser};
 pub use template::{Input, Records, Template};
 
 /// The bindings generated from `wit/sluice.wit`. Plugins use them only through this crate's types.
