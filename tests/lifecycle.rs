@@ -30,6 +30,7 @@ on_every_backend!(
         a_failed_object_is_imported_again_once_its_options_are_fixed_and_retry_takes_one_on_demand,
         a_renamed_table_keeps_its_rows_and_history,
         a_run_killed_mid_way_is_finished_by_the_next_with_every_row_once,
+        rejects_lists_the_rejected_rows_of_each_run_with_object_line_reason_and_raw_text,
     ],
     // The databases' own: a table's column limit, and the `_sluice_versions` bookkeeping (Delta's versions
     // are its log's, kept by `optimize`: tests/delta.rs).
@@ -374,6 +375,54 @@ fn the_dataflow_list_and_history_show_status_tables_times_and_the_error_of_a_fai
     );
     assert!(stdout(&run(b, dir.path(), &["history", "Later"])).contains("Later has not run yet"));
     assert_eq!(run(b, dir.path(), &["history", "Nope"]).status.code(), Some(2));
+}
+
+fn rejects_lists_the_rejected_rows_of_each_run_with_object_line_reason_and_raw_text(b: &Backend) {
+    let dir = configured(
+        "[dataflows.People]\nsource = { type = \"local\", path = \"data\" }\nformat = { plugin = \"csv\" }\nsink = { table = \"people\" }\n",
+    );
+    assert!(stdout(&run(b, dir.path(), &["rejects", "People"])).contains("People rejected no rows"));
+    put(dir.path(), "a.csv", "id,name\n1,a\n2,b,extra\n3,\"two\nlines\",x\n", 2);
+    run(b, dir.path(), &["run", "People"]);
+    put(dir.path(), "b.csv", "id,name\n4\n5,e\n", 1);
+    run(b, dir.path(), &["run", "People"]);
+    let runs: serde_json::Value =
+        serde_json::from_slice(&run(b, dir.path(), &["history", "People", "--json"]).stdout).unwrap();
+    let (first, second) = (runs[1]["run"].as_i64().unwrap(), runs[0]["run"].as_i64().unwrap());
+
+    let rejects = |args: &[&str]| -> Vec<serde_json::Value> {
+        let output = run(b, dir.path(), &[&["rejects", "People", "--json"], args].concat());
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+    let all = rejects(&[]);
+    let seen: Vec<_> = all
+        .iter()
+        .map(|r| (r["run_id"].as_i64().unwrap(), r["object"].as_str().unwrap(), r["line"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(seen, [(first, "a.csv", 3), (first, "a.csv", 4), (second, "b.csv", 2)]);
+    assert_eq!(all[0]["table"], "people");
+    assert_eq!(all[0]["reason"], "expected 2 fields, found 3");
+    assert_eq!(all[1]["raw"], "3,\"two\nlines\",x", "the raw text whole, its line end kept");
+    assert_eq!(all[2]["reason"], "expected 2 fields, found 1");
+    assert!(all[0]["etag"].is_string());
+
+    assert_eq!(rejects(&["--run", &second.to_string()]).len(), 1);
+    let found_3 = rejects(&["--reason", "FOUND 3"]);
+    assert!(found_3.len() == 2 && found_3.iter().all(|r| r["object"] == "a.csv"), "{found_3:?}");
+    let none = run(b, dir.path(), &["rejects", "People", "--run", &first.to_string(), "--reason", "found 1"]);
+    assert_eq!(
+        stdout(&none).trim(),
+        format!("People rejected no rows in run {first} for a reason holding `found 1`")
+    );
+
+    // The table: a line each, the raw text on one line.
+    let table = stdout(&run(b, dir.path(), &["rejects", "People"]));
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("RUN") && lines[0].ends_with("RAW"), "{table}");
+    assert_eq!(lines.len(), 4, "{table}");
+    assert!(lines[2].contains("a.csv") && lines[2].ends_with("3,\"two\\nlines\",x"), "{table}");
+    assert_eq!(run(b, dir.path(), &["rejects", "Nobody"]).status.code(), Some(2));
 }
 
 fn remove_deletes_the_tables_ledger_cursor_and_history_and_the_next_run_starts_from_scratch(b: &Backend) {

@@ -189,6 +189,16 @@ fn rows_stripe_refuses_are_rejected_with_its_message_and_request_id_and_the_othe
         rejects[1]
     );
     assert!(rejects[2].starts_with("6 field `id` is empty"), "{}", rejects[2]);
+
+    // `sluice rejects` lists the rows Stripe refused, each with the record that was sent as its raw text.
+    let listed = run(b, dir.path(), &["rejects", "Catalog", "--reason", "stripe refused", "--json"]);
+    let listed: Vec<serde_json::Value> = serde_json::from_slice(&listed.stdout).unwrap();
+    let sent = |r: &serde_json::Value| -> serde_json::Value {
+        serde_json::from_str(r["raw"].as_str().unwrap()).unwrap()
+    };
+    let lines: Vec<_> = listed.iter().map(|r| (r["line"].as_u64(), sent(r)["id"].clone())).collect();
+    assert_eq!(lines, [(Some(3), serde_json::json!("b")), (Some(4), serde_json::json!("c"))]);
+    assert_eq!(sent(&listed[1])["default_price_data.unit_amount"], "-5");
 }
 
 #[test]

@@ -71,6 +71,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Shows the rows a dataflow rejected, oldest run first: the run, table, object and line of each, why it
+    /// was refused, and its raw text (cut to fit; --json has all of it).
+    Rejects {
+        dataflow: String,
+        /// Only the rows rejected by this run.
+        #[arg(long)]
+        run: Option<i64>,
+        /// Only the rows whose reason holds this text (ignoring case).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Takes a dataflow's table back to where it was before its newest run (rows and columns); the run's
     /// objects are imported again by the next run. Run it again to go back another run.
     Rollback {
@@ -193,6 +207,9 @@ fn main() -> ExitCode {
         Command::Retry { dataflow, object } => commands::run::retry(config, dataflow, object.as_deref()),
         Command::Dataflows { json, tables, workers } => {
             commands::dataflows::list(config, *json, *tables, *workers)
+        }
+        Command::Rejects { dataflow, run, reason, json } => {
+            commands::dataflows::rejects(config, dataflow, *run, reason.as_deref(), *json)
         }
         Command::History { dataflow, run: None, json } => {
             commands::dataflows::history(config, dataflow, *json)

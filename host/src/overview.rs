@@ -2,7 +2,7 @@
 //! refresh) and each one's run history. Read-only: nothing is created or changed by looking.
 
 use crate::config::{Config, DataflowConfig, SinkKind, SinkUrl, SourceConfig, TableKind, TablePurpose};
-use crate::sink::table_shape;
+use crate::sink::{StoredReject, stored_rejects, table_shape};
 use crate::state::{RunRecord, RunStatus, StateError, StateStore, is_running};
 use serde::Serialize;
 use std::time::SystemTime;
@@ -284,6 +284,42 @@ pub fn history(config: &Config, dataflow: &str) -> Result<Vec<RunSummary>, State
         None => Vec::new(),
     };
     Ok(runs.iter().map(run_summary).collect())
+}
+
+/// A row a dataflow rejected, with the table it was bound for.
+#[derive(Clone, Debug, Serialize)]
+pub struct RejectSummary {
+    /// The table the row was bound for.
+    pub table: String,
+    /// The row as the sink keeps it.
+    #[serde(flatten)]
+    pub reject: StoredReject,
+}
+
+/// The rows `name` rejected, by table, run, object and line: those of run `run` only, and those whose
+/// reason holds `reason` (ignoring case) only, where given. Read from the sink, where they are kept
+/// beside the rows loaded.
+pub fn rejects(
+    config: &Config,
+    name: &str,
+    run: Option<i64>,
+    reason: Option<&str>,
+) -> Result<Vec<RejectSummary>, String> {
+    let dataflow = config.dataflow(name).map_err(|e| e.to_string())?;
+    let sink_url = config.sink_database(dataflow);
+    let reason = reason.map(str::to_lowercase);
+    let mut summaries = Vec::new();
+    for (scope, table) in config.dataflow_tables(name, dataflow) {
+        let rejects = stored_rejects(&sink_url, &scope, &table, run)
+            .map_err(|e| format!("dataflow `{name}`, table `{table}`: {e}"))?;
+        summaries.extend(
+            rejects
+                .into_iter()
+                .filter(|r| reason.as_ref().is_none_or(|reason| r.reason.to_lowercase().contains(reason)))
+                .map(|reject| RejectSummary { table: table.clone(), reject }),
+        );
+    }
+    Ok(summaries)
 }
 
 fn run_summary(run: &RunRecord) -> RunSummary {

@@ -1,4 +1,5 @@
-//! `sluice dataflows` and `sluice history`: the dataflow list and a dataflow's runs, as text or JSON.
+//! `sluice dataflows`, `sluice history` and `sluice rejects`: the dataflow list, a dataflow's runs and the
+//! rows it rejected, as text or JSON.
 
 use super::{Failure, load_dataflows, print_table};
 use sluice::overview;
@@ -144,4 +145,61 @@ pub fn run_objects(config_path: Option<&Path>, name: &str, run: i64, json: bool)
             })
             .collect(),
     )
+}
+
+/// `rejects`: the rows a dataflow rejected, with their line, reason and raw text.
+pub fn rejects(
+    config_path: Option<&Path>,
+    name: &str,
+    run: Option<i64>,
+    reason: Option<&str>,
+    json: bool,
+) -> Result<(), Failure> {
+    let config = load_dataflows(config_path)?;
+    config.dataflow(name)?;
+    let rejects = overview::rejects(&config, name, run, reason).map_err(Failure::Input)?;
+    if json {
+        return out!("{}", serde_json::to_string_pretty(&rejects).expect("rejects serialize"));
+    }
+    if rejects.is_empty() {
+        let run = run.map_or(String::new(), |run| format!(" in run {run}"));
+        let reason = reason.map_or(String::new(), |reason| format!(" for a reason holding `{reason}`"));
+        return out!("{name} rejected no rows{run}{reason}");
+    }
+    print_table(
+        &["RUN", "TABLE", "OBJECT", "LINE", "REASON", "RAW"],
+        rejects
+            .into_iter()
+            .map(|r| {
+                vec![
+                    r.reject.run_id.to_string(),
+                    r.table,
+                    r.reject.object,
+                    r.reject.line.to_string(),
+                    r.reject.reason,
+                    one_line(&r.reject.raw, RAW_SHOWN),
+                ]
+            })
+            .collect(),
+    )
+}
+
+/// How many characters of a rejected row's raw text the table shows (`--json` has all of it).
+const RAW_SHOWN: usize = 60;
+
+/// `text` on one line of at most `limit` characters: line ends, tabs and other control characters
+/// escaped, the rest cut with `…`.
+fn one_line(text: &str, limit: usize) -> String {
+    let mut escaped = String::new();
+    for c in text.chars() {
+        if c.is_control() {
+            escaped.extend(c.escape_default());
+        } else {
+            escaped.push(c);
+        }
+    }
+    match escaped.char_indices().nth(limit) {
+        Some((cut, _)) => format!("{}…", &escaped[..cut]),
+        None => escaped,
+    }
 }

@@ -218,6 +218,41 @@ pub fn table_shape(url: &SinkUrl, dataflow: &str, table: &str) -> Option<(u64, u
     }
 }
 
+/// A rejected row as a sink keeps it: the run that refused it, the object and line it came from, why,
+/// and its raw text (up to 1 KiB).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct StoredReject {
+    /// The run that rejected it.
+    pub run_id: i64,
+    /// The key of the object it was read from.
+    pub object: String,
+    /// The version of that object (its ETag).
+    pub etag: String,
+    /// The 1-based line of the object the row starts on.
+    pub line: u64,
+    /// Why it was rejected.
+    pub reason: String,
+    /// Its raw text, up to 1 KiB.
+    pub raw: String,
+}
+
+/// The rejected rows `scope` keeps for its `table` at `url` (of run `run` only, where given), by run,
+/// object and line; read without changing anything. None where nothing was ever rejected.
+pub fn stored_rejects(
+    url: &SinkUrl,
+    scope: &str,
+    table: &str,
+    run: Option<i64>,
+) -> Result<Vec<StoredReject>, String> {
+    let mut rejects = match url {
+        SinkUrl::Database(DatabaseUrl::Sqlite(path)) => sqlite::stored_rejects(path, scope, run),
+        SinkUrl::Database(DatabaseUrl::Postgres(url)) => postgres::stored_rejects(url, scope, run),
+        SinkUrl::Delta(root) => delta::stored_rejects(root, scope, table, run),
+    }?;
+    rejects.sort_by(|a, b| (a.run_id, &a.object, a.line).cmp(&(b.run_id, &b.object, b.line)));
+    Ok(rejects)
+}
+
 /// Why a row's value cannot go into its column as the column is typed, for an object that fails on it.
 fn type_conflict(line: u64, column: &str, declared: &str, value: &Value<'_>) -> String {
     format!(

@@ -5,7 +5,7 @@
 use super::convert::{self, TableColumn};
 use super::location::TableAt;
 use crate::plugin::RejectedRow;
-use crate::sink::CommittedObject;
+use crate::sink::{CommittedObject, StoredReject};
 use crate::source::ObjectMeta;
 use crate::state::{from_millis, millis};
 use deltalake::arrow::array::{
@@ -268,6 +268,56 @@ pub async fn write_rejects(
         add.tags = Some(HashMap::from([(GROUP_TAG.to_string(), Some(group.to_string()))]));
     }
     Ok(adds)
+}
+
+/// The rows of the rejects table `table` at `at` (of run `run` only, where given), oldest file first.
+pub async fn read_rejects(
+    at: &TableAt,
+    table: &DeltaTable,
+    run: Option<i64>,
+) -> Result<Vec<StoredReject>, String> {
+    use deltalake::arrow::datatypes::Int64Type;
+    let store = at.store().await?;
+    let mut rejects = Vec::new();
+    for file in active(table).await? {
+        // A commit's marker file holds no rows.
+        for batch in read(store.as_ref(), &file.path, &file.partition_values)
+            .await?
+            .iter()
+            .filter(|b| b.num_rows() > 0)
+        {
+            let missing = |name: &str| {
+                format!("`{}` of the rejects table has no column `{name}` of its type", file.path)
+            };
+            let text = |name: &str| {
+                batch.column_by_name(name).and_then(|c| c.as_string_opt::<i32>()).ok_or_else(|| missing(name))
+            };
+            let number = |name: &str| {
+                batch
+                    .column_by_name(name)
+                    .and_then(|c| c.as_primitive_opt::<Int64Type>())
+                    .ok_or_else(|| missing(name))
+            };
+            let (objects, etags, reasons, raws) =
+                (text("object")?, text("etag")?, text("reason")?, text("raw")?);
+            let (lines, run_ids) = (number("line")?, number("run_id")?);
+            for row in 0..batch.num_rows() {
+                let run_id = run_ids.value(row);
+                if run.is_some_and(|run| run != run_id) {
+                    continue;
+                }
+                rejects.push(StoredReject {
+                    run_id,
+                    object: objects.value(row).to_string(),
+                    etag: etags.value(row).to_string(),
+                    line: lines.value(row) as u64,
+                    reason: reasons.value(row).to_string(),
+                    raw: raws.value(row).to_string(),
+                });
+            }
+        }
+    }
+    Ok(rejects)
 }
 
 /// What a commit changes in files written before it.

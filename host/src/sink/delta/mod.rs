@@ -27,8 +27,8 @@ mod object;
 mod prune;
 
 use super::{
-    CommittedObject, ObjectWrite, Optimized, RolledBack, SinkError, TableSink, TableSpec, fenced_out,
-    log_renamed,
+    CommittedObject, ObjectWrite, Optimized, RolledBack, SinkError, StoredReject, TableSink, TableSpec,
+    fenced_out, log_renamed,
 };
 use crate::config::{DeltaRoot, ParquetCompression, WriteMode};
 use crate::source::ObjectMeta;
@@ -141,6 +141,22 @@ pub fn table_shape(root: &DeltaRoot, scope: &str, table: &str) -> Option<(u64, u
     let columns = snapshot.schema().fields().count().saturating_sub(convert::LINEAGE.len());
     let rows = runtime.block_on(files::active(&loaded)).ok()?.iter().map(|f| f.rows).sum();
     Some((rows, columns))
+}
+
+/// The rejected rows of `scope`'s `table` under `root` (of run `run` only, where given).
+pub fn stored_rejects(
+    root: &DeltaRoot,
+    scope: &str,
+    table: &str,
+    run: Option<i64>,
+) -> Result<Vec<StoredReject>, String> {
+    runtime()?.block_on(async {
+        let at = rejects_at(&Location::new(root).await?, scope, table)?;
+        match at.load().await? {
+            Some(loaded) => files::read_rejects(&at, &loaded, run).await,
+            None => Ok(Vec::new()),
+        }
+    })
 }
 
 impl DeltaTables {

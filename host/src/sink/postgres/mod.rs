@@ -15,7 +15,9 @@ mod copy;
 mod object;
 
 use super::column::ColumnType;
-use super::{CommittedObject, ObjectWrite, RolledBack, SinkError, TableSink, TableSpec, log_renamed};
+use super::{
+    CommittedObject, ObjectWrite, RolledBack, SinkError, StoredReject, TableSink, TableSpec, log_renamed,
+};
 use crate::pg::{self, PooledClient, quote};
 use crate::source::ObjectMeta;
 use object::PostgresObject;
@@ -585,6 +587,38 @@ fn all_columns(columns: &[TableColumn]) -> String {
 
 fn count_rows(client: &mut impl GenericClient, table: &str) -> Result<u64, postgres::Error> {
     client.query_one(&format!("SELECT count(*) FROM {table}"), &[]).map(|row| row.get::<_, i64>(0) as u64)
+}
+
+/// The rejected rows `dataflow` keeps in the database at `url` (of run `run` only, where given).
+pub fn stored_rejects(url: &str, dataflow: &str, run: Option<i64>) -> Result<Vec<StoredReject>, String> {
+    let mut client = pg::connect(url)?;
+    let rejects = format!("{}._sluice_rejects", quote(&schema_of(dataflow)));
+    let read = |client: &mut PooledClient| -> Result<Vec<StoredReject>, postgres::Error> {
+        let exists: bool = client.query_one("SELECT to_regclass($1) IS NOT NULL", &[&rejects])?.get(0);
+        if !exists {
+            return Ok(Vec::new());
+        }
+        let rows = client.query(
+            &format!(
+                "SELECT run_id, object, etag, line, reason, raw FROM {rejects}
+                 WHERE $1::BIGINT IS NULL OR run_id = $1"
+            ),
+            &[&run],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|row| StoredReject {
+                run_id: row.get(0),
+                object: row.get(1),
+                etag: row.get(2),
+                line: row.get::<_, i64>(3) as u64,
+                reason: row.get(4),
+                raw: row.get(5),
+            })
+            .collect())
+    };
+    read(&mut client)
+        .map_err(|e| format!("cannot read the rejected rows of `{dataflow}`: {}", pg::describe(&e)))
 }
 
 /// The rows and columns of `dataflow`'s `table` in the database at `url`; `None` where it does not exist or

@@ -11,7 +11,9 @@
 
 mod object;
 
-use super::{CommittedObject, ObjectWrite, RolledBack, SinkError, TableSink, TableSpec, log_renamed};
+use super::{
+    CommittedObject, ObjectWrite, RolledBack, SinkError, StoredReject, TableSink, TableSpec, log_renamed,
+};
 use crate::source::ObjectMeta;
 use object::SqliteObject;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
@@ -584,6 +586,34 @@ pub fn table_shape(path: &Path, table: &str) -> Option<(u64, usize)> {
     let columns: i64 =
         connection.query_row("SELECT count(*) FROM pragma_table_info(?1)", [table], |row| row.get(0)).ok()?;
     Some((rows as u64, columns as usize))
+}
+
+/// The rejected rows `dataflow` keeps in the database at `path` (of run `run` only, where given),
+/// read-only.
+pub fn stored_rejects(path: &Path, dataflow: &str, run: Option<i64>) -> Result<Vec<StoredReject>, String> {
+    if !table_exists(path, "_sluice_rejects") {
+        return Ok(Vec::new());
+    }
+    let read = || -> rusqlite::Result<Vec<StoredReject>> {
+        let connection = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        let mut statement = connection.prepare(
+            "SELECT run_id, object, etag, line, reason, raw FROM _sluice_rejects
+             WHERE dataflow = ?1 AND (?2 IS NULL OR run_id = ?2)",
+        )?;
+        statement
+            .query_map(params![dataflow, run], |row| {
+                Ok(StoredReject {
+                    run_id: row.get(0)?,
+                    object: row.get(1)?,
+                    etag: row.get(2)?,
+                    line: row.get::<_, i64>(3)? as u64,
+                    reason: row.get(4)?,
+                    raw: row.get(5)?,
+                })
+            })?
+            .collect()
+    };
+    read().map_err(|e| format!("cannot read the rejected rows in `{}`: {e}", path.display()))
 }
 
 /// An SQL identifier, quoted.
