@@ -99,6 +99,17 @@ fn the_example_runs_on_schedule_and_the_api_shows_lists_runs_and_counts() {
     assert_eq!(runs[0]["rows_rejected"], 1);
     let objects = daemon.json(&format!("/api/dataflows/Orders/runs/{}", runs[0]["run"]));
     assert_eq!(objects.as_array().unwrap().len(), 2, "{objects}");
+    // The rejected rows hold the data itself: served as writes are, with the header (or the token).
+    let (status, rejects) = daemon.write(Method::GET, "/api/dataflows/Orders/rejects");
+    assert_eq!(status, 200, "{rejects}");
+    assert_eq!(rejects.as_array().unwrap().len(), 1, "{rejects}");
+    assert_eq!((rejects[0]["line"].as_u64(), rejects[0]["table"].as_str()), (Some(5), Some("orders")));
+    assert!(rejects[0]["raw"].as_str().unwrap().starts_with("1004,"), "{rejects}");
+    let (_, none) = daemon.write(Method::GET, "/api/dataflows/Orders/rejects?run=999&reason=fields");
+    assert_eq!(none, serde_json::json!([]));
+    let (status, _) = daemon.get("/api/dataflows/Orders/rejects");
+    assert_eq!(status, 403, "not without the header");
+    assert_eq!(daemon.write(Method::GET, "/api/dataflows/Nope/rejects").0, 404);
 
     let (status, body) = daemon.get("/metrics");
     assert_eq!(status, 200);

@@ -10,11 +10,13 @@
 //! | `GET /api/dataflows/{name}` | one dataflow, with its schedule, next slot and tables |
 //! | `GET /api/dataflows/{name}/runs` | its run history, newest first |
 //! | `GET /api/dataflows/{name}/runs/{run}` | the objects of one run |
+//! | `GET /api/dataflows/{name}/rejects?run=N&reason=TEXT` | its rejected rows, raw text and all (as `sluice rejects`) |
 //! | `POST /api/dataflows/{name}/run` | queues a run (202) |
 //! | `POST /api/dataflows/{name}/rollback` | takes the tables back before the newest run |
 //! | `DELETE /api/dataflows/{name}` | removes the dataflow's tables and state |
 //!
-//! The write routes take `Authorization: Bearer TOKEN` where `[daemon] token` is set. Bound beyond
+//! The write routes, and the rejected rows (which hold the data itself), take `Authorization: Bearer TOKEN`
+//! where `[daemon] token` is set. Bound beyond
 //! loopback without a token they are refused; on loopback without one they need an
 //! `X-Requested-With` header, which a page of another origin cannot send without the browser asking
 //! first (and it is not answered), so a web page cannot drive a local daemon through its visitor.
@@ -24,7 +26,7 @@ use crate::config::DaemonConfig;
 use crate::overview::{self, DataflowSummary, RunSummary};
 use crate::state::LockError;
 use crate::sync::SyncError;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -66,6 +68,7 @@ pub(super) async fn serve(daemon: Shared, listener: tokio::net::TcpListener, sto
         .route("/api/dataflows/{name}", get(detail).delete(remove))
         .route("/api/dataflows/{name}/runs", get(runs))
         .route("/api/dataflows/{name}/runs/{run}", get(run_objects))
+        .route("/api/dataflows/{name}/rejects", get(rejects))
         .route("/api/dataflows/{name}/run", post(run))
         .route("/api/dataflows/{name}/rollback", post(rollback))
         .with_state(daemon);
@@ -288,6 +291,32 @@ async fn run_objects(
         .await?
         .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     Ok(Json(objects).into_response())
+}
+
+/// Which rejected rows `GET /api/dataflows/{name}/rejects` lists.
+#[derive(serde::Deserialize)]
+struct RejectsQuery {
+    run: Option<i64>,
+    reason: Option<String>,
+}
+
+/// The rows a dataflow rejected: their raw text is the data itself, so they are served as a write is.
+async fn rejects(
+    State(daemon): State<Shared>,
+    Path(name): Path<String>,
+    Query(query): Query<RejectsQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&daemon, &headers)?;
+    let generation = daemon.generation();
+    if !generation.config.dataflows.contains_key(&name) {
+        return Err(not_found(&name));
+    }
+    let rejects =
+        blocking(move || overview::rejects(&generation.config, &name, query.run, query.reason.as_deref()))
+            .await?
+            .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e))?;
+    Ok(Json(rejects).into_response())
 }
 
 /// Whether a write may go ahead: the token where one is set; else only on loopback, from a client that
