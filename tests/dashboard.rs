@@ -98,6 +98,19 @@ fn the_dashboard_lists_runs_and_shows_a_failed_runs_error_in_chromium() {
     assert_eq!(seen["productsTables"], "0", "Remove deleted Products' table");
     assert_eq!(daemon.runs("Customers")[0]["status"], "rolled back");
     assert_eq!(seen["historyStatus"], "failed");
+    let orders_run = daemon.runs("Orders")[0]["run"].to_string();
+    assert_eq!(
+        seen["rejected"],
+        serde_json::json!([[
+            orders_run,
+            "orders",
+            "orders/orders-2026-11.csv",
+            "5",
+            "expected 7 fields, found 5",
+            "1004,Edsger Dijkstra,edsger@example.com,19.99,usd"
+        ]]),
+        "Orders' rejected row in its Run History"
+    );
     let error = seen["error"].as_str().unwrap();
     assert!(error.contains("exports-not-mounted"), "the failed run's error: {error}");
     assert!(

@@ -3,8 +3,9 @@
 //   node tests/browser/dashboard.mjs URL SCREENSHOT.png
 //
 // The list renders with the product's columns; Run on `Orders` starts a run whose status then shows;
-// Rollback on `Customers` and Remove on `Products` (each confirmed) take effect; Run on `Broken` fails and
-// its Run History shows the error; grouping by status groups. Prints what it
+// its Run History lists the run's rejected rows, which a reason filter narrows; Rollback on `Customers` and
+// Remove on `Products` (each confirmed) take effect; Run on `Broken` fails and its Run History shows the
+// error; grouping by status groups. Prints what it
 // saw as one JSON line; exits 1 naming the step that failed.
 import { chromium } from "playwright-core";
 
@@ -38,6 +39,13 @@ try {
     `${row("Orders")} .status`);
   const ordersRows = await page.textContent(`${row("Orders")} td:nth-child(4)`);
 
+  step = "Run History lists the rejected rows, narrowed by reason";
+  await page.click(`${row("Orders")} button:text-is("Run History")`);
+  await page.waitForSelector("#rejects tbody td.raw");
+  const rejected = await page.$$eval("#rejects tbody tr", (rows) => rows.map((r) => [...r.cells].map((c) => c.textContent)));
+  await page.fill("#reject-reason", "no reason like this");
+  await page.waitForFunction(() => document.querySelector("#rejects tbody td")?.textContent === "no rejected rows");
+
   step = "Rollback takes the run back";
   const waitStatus = (name, wanted) => page.waitForFunction(
     ([selector, text]) => document.querySelector(selector)?.textContent === text, [`${row(name)} .status`, wanted]);
@@ -68,7 +76,7 @@ try {
   await page.waitForSelector("#dataflows tbody tr.group", { state: "detached" });
   await page.screenshot({ path: screenshot, fullPage: true });
   console.log(JSON.stringify({ headers, names, statusBefore, ordersTables: ordersRows, productsTables, error,
-    historyStatus, groups }));
+    historyStatus, groups, rejected }));
 } catch (e) {
   console.error(`dashboard: step "${step}" failed: ${e.message}`);
   process.exitCode = 1;

@@ -1,5 +1,5 @@
-// The dashboard: the dataflow list with its actions, the workers, and a dataflow's run history, from the
-// daemon's API.
+// The dashboard: the dataflow list with its actions, the workers, and a dataflow's run history and rejected
+// rows, from the daemon's API.
 // Plain JavaScript with no dependencies, built into the binary; it refreshes itself every two seconds.
 "use strict";
 
@@ -122,6 +122,10 @@ function renderDataflows(dataflows) {
 }
 
 async function showHistory(name) {
+  if (historyOf !== name) {
+    $("#reject-run").value = "";
+    $("#reject-reason").value = "";
+  }
   historyOf = name;
   $("#history").hidden = false;
   $("#history-name").textContent = name;
@@ -145,6 +149,44 @@ async function refreshHistory() {
     cell(row, r.error, "error");
   }
   if (runs.length === 0) cell(body.insertRow(), "no runs yet").colSpan = 8;
+  offerRuns(runs.filter((r) => r.recorded).map((r) => r.run));
+  await refreshRejects();
+}
+
+// The runs the rejected rows can be narrowed to, keeping the one chosen.
+function offerRuns(runs) {
+  const select = $("#reject-run");
+  const chosen = select.value;
+  select.replaceChildren(new Option("all runs", ""), ...runs.map((run) => new Option(`run ${run}`, String(run))));
+  select.value = runs.map(String).includes(chosen) ? chosen : "";
+}
+
+// The dataflow's rejected rows, as the run and reason filters narrow them. Their raw text is the data itself,
+// so the API serves them as it does writes: with the API token where the daemon has one.
+async function refreshRejects() {
+  const query = new URLSearchParams();
+  if ($("#reject-run").value) query.set("run", $("#reject-run").value);
+  if ($("#reject-reason").value.trim()) query.set("reason", $("#reject-reason").value.trim());
+  const body = $("#rejects tbody");
+  let rejects;
+  try {
+    rejects = await api("GET", `/api/dataflows/${historyOf}/rejects?${query}`);
+  } catch (error) {
+    body.replaceChildren();
+    cell(body.insertRow(), `rejected rows not shown: ${error.message}`, "error").colSpan = 6;
+    return;
+  }
+  body.replaceChildren();
+  for (const r of rejects) {
+    const row = body.insertRow();
+    cell(row, r.run_id);
+    cell(row, r.table);
+    cell(row, r.object);
+    cell(row, r.line);
+    cell(row, r.reason, "reason");
+    cell(row, r.raw, "raw");
+  }
+  if (rejects.length === 0) cell(body.insertRow(), "no rejected rows").colSpan = 6;
 }
 
 // The workers sharing runs through a PostgreSQL state store; the section stays hidden without any.
@@ -184,5 +226,7 @@ async function refresh() {
 
 $("#group").addEventListener("change", refresh);
 $("#history-close").addEventListener("click", () => { historyOf = null; $("#history").hidden = true; });
+$("#reject-run").addEventListener("change", refreshRejects);
+$("#reject-reason").addEventListener("input", refreshRejects);
 refresh();
 setInterval(refresh, REFRESH_MS);
