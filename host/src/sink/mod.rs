@@ -237,7 +237,7 @@ pub struct StoredReject {
 }
 
 /// The rejected rows `scope` keeps for its `table` at `url` (of run `run` only, where given), by run,
-/// object and line; read without changing anything. None where nothing was ever rejected.
+/// object and line; read without changing anything. Empty where nothing was ever rejected.
 pub fn stored_rejects(
     url: &SinkUrl,
     scope: &str,
