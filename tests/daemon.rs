@@ -110,7 +110,6 @@ fn the_example_runs_on_schedule_and_the_api_shows_lists_runs_and_counts() {
     let (status, _) = daemon.get("/api/dataflows/Orders/rejects");
     assert_eq!(status, 403, "not without the header");
     assert_eq!(daemon.write(Method::GET, "/api/dataflows/Nope/rejects").0, 404);
-
     let (status, body) = daemon.get("/metrics");
     assert_eq!(status, 200);
     for expected in [
@@ -125,6 +124,26 @@ fn the_example_runs_on_schedule_and_the_api_shows_lists_runs_and_counts() {
         assert!(body.contains(expected), "/metrics lacks {expected}:\n{body}");
     }
 
+    // A replay, a write: Orders' one reject is the parser's, which only a new read of its file mends.
+    let plain = reqwest::blocking::Client::new().post(daemon.url("/api/dataflows/Orders/replay")).send();
+    assert_eq!(plain.unwrap().status().as_u16(), 403);
+    let (status, replay) = daemon.write(Method::POST, "/api/dataflows/Orders/replay");
+    assert_eq!(status, 200, "{replay}");
+    assert_eq!((replay["status"].as_str(), replay["retried"].as_u64()), (Some("succeeded"), Some(0)));
+    assert_eq!(replay["left"], 1, "{replay}");
+    assert_eq!(daemon.write(Method::POST, "/api/dataflows/Nope/replay").0, 404);
+    let (_, still) = daemon.write(Method::GET, "/api/dataflows/Orders/rejects");
+    assert_eq!(still.as_array().unwrap().len(), 1, "{still}");
+    // The preview shows records, data itself: with the header only. A diff is for a Stripe sink.
+    assert_eq!(daemon.get("/api/dataflows/Orders/preview").0, 403);
+    let (status, preview) = daemon.write(Method::GET, "/api/dataflows/Orders/preview");
+    assert_eq!(status, 200, "{preview}");
+    assert_eq!(preview["objects"].as_array().unwrap().len(), 2, "{preview}");
+    assert!(preview["sample"]["records"][0]["customer"].is_string(), "{preview}");
+    let (status, diff) = daemon.write(Method::GET, "/api/dataflows/Orders/diff");
+    assert_eq!(status, 422, "{diff}");
+    assert!(daemon.json("/api/dataflows/Orders")["config"].as_str().unwrap().contains("[dataflows.Orders]"));
+
     // Writes need the header a page of another origin cannot send; then Run, Rollback and Remove.
     let plain =
         reqwest::blocking::Client::new().post(daemon.url("/api/dataflows/Orders/run")).send().unwrap();
@@ -134,7 +153,7 @@ fn the_example_runs_on_schedule_and_the_api_shows_lists_runs_and_counts() {
     std::fs::write(&append, "id,customer,amount,currency,ordered_at\n2001,Ann,5.00,EUR,2026-12-01\n")
         .unwrap();
     daemon.run("Orders");
-    let run = daemon.wait_for_run_end("Orders", 1);
+    let run = daemon.wait_for_run_end("Orders", 2);
     assert_eq!(run["status"], "succeeded", "{run}");
     assert_eq!(run["rows_written"], 1);
     let (status, body) = daemon.write(Method::POST, "/api/dataflows/Orders/rollback");

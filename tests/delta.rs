@@ -136,6 +136,26 @@ fn dump(dir: &Path) -> Vec<String> {
 }
 
 #[test]
+fn a_replay_of_rejects_is_refused_naming_why_and_changes_nothing() {
+    let dir = people("");
+    put(dir.path(), "a.jsonl", "{\"id\": 1}\nnot json\n", 3);
+    expect(dir.path(), &["run"], 0);
+    let output = sluice(dir.path(), &["run", "People", "--replay-rejects"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output.stderr).contains(
+            "dataflow `People` writes Delta tables, which do not keep the step that refused each row yet"
+        ),
+        "{}",
+        text(&output.stderr)
+    );
+    let runs: Vec<serde_json::Value> =
+        serde_json::from_str(&expect(dir.path(), &["history", "People", "--json"], 0)).unwrap();
+    assert_eq!(runs.len(), 1, "no run was recorded");
+    assert_eq!(read(&[("r", &rejects(dir.path()))], "SELECT line FROM r"), ["2"]);
+}
+
+#[test]
 fn append_loads_rows_with_lineage_and_rejects_and_the_next_run_takes_only_what_changed() {
     let dir = people("");
     put(

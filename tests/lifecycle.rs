@@ -37,6 +37,7 @@ on_every_backend!(
     databases: [
         only_the_configured_number_of_versions_is_kept,
         a_file_with_more_columns_than_the_database_holds_fails_naming_the_limit_and_is_not_retried,
+        rejects_replayed_after_the_mapping_is_fixed_load_with_their_lineage_and_a_rollback_undoes_it,
     ],
 );
 
@@ -945,4 +946,89 @@ fn postgres_over_tls_verify_full_loads_and_a_host_the_certificate_does_not_name_
     assert_eq!(loaded.status.code(), Some(0), "{}", text(&loaded.stderr));
     assert!(stdout(&loaded).contains("People: succeeded — 1 objects, 2 rows"), "{}", stdout(&loaded));
     assert_eq!(b.count(dir.path(), "People", "SELECT count(*) FROM people"), 2);
+}
+
+/// A dataflow `Catalog` of CSV files into the table `products` (replaced at each run), through a mapping
+/// that takes a tier only from `tiers`.
+fn catalog_mapped(dir: &Path, tiers: &str) {
+    let config = format!(
+        "{DATABASES}[dataflows.Catalog]\nsource = {{ type = \"local\", path = \"data\" }}\nformat = {{ plugin = \"csv\" }}\n\
+         sink = {{ table = \"products\", mode = \"replace\" }}\n\n[dataflows.Catalog.template]\nplugin = \"map\"\n\
+         [dataflows.Catalog.template.options.fields]\nsku = \"sku\"\nprice = {{ column = \"price\", type = \"integer\" }}\n\
+         tier = {{ column = \"tier\", type = \"enum\", values = [{tiers}] }}\n"
+    );
+    std::fs::write(dir.join("connector.toml"), config).unwrap();
+}
+
+fn rejects_replayed_after_the_mapping_is_fixed_load_with_their_lineage_and_a_rollback_undoes_it(b: &Backend) {
+    let dir = configured("");
+    catalog_mapped(dir.path(), r#""basic""#);
+    // Line 3: a tier the mapping does not take yet; line 4: a tier it never takes; line 5: a row the
+    // parser refuses, which only a new read of the file mends.
+    put(dir.path(), "a.csv", "sku,price,tier\nmug,12,basic\nlamp,30,premium\npen,2,gold\ncup,3,basic,x\n", 2);
+    let first = run(b, dir.path(), &["run", "Catalog"]);
+    assert!(stdout(&first).contains("1 objects, 1 rows, 3 rejected"), "{}", stdout(&first));
+    let table = || {
+        b.strings(dir.path(), "Catalog", "SELECT sku || '|' || tier || '|' || _sluice_object || '|' || _sluice_line FROM products ORDER BY _sluice_line")
+    };
+    let rejects = || -> Vec<(u64, String, String)> {
+        let output = run(b, dir.path(), &["rejects", "Catalog", "--json"]);
+        let listed: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).unwrap();
+        let stage = |r: &serde_json::Value| r["stage"].as_str().unwrap_or("none").to_string();
+        listed
+            .iter()
+            .map(|r| (r["line"].as_u64().unwrap(), stage(r), r["reason"].as_str().unwrap().to_string()))
+            .collect()
+    };
+    let before = rejects();
+    let stages: Vec<(u64, &str)> = before.iter().map(|(line, stage, _)| (*line, stage.as_str())).collect();
+    assert_eq!(stages, [(3, "template"), (4, "template"), (5, "parse")], "{before:?}");
+
+    catalog_mapped(dir.path(), r#""basic", "premium""#);
+    let replay = run(b, dir.path(), &["run", "Catalog", "--replay-rejects"]);
+    assert_eq!(replay.status.code(), Some(0), "{}", text(&replay.stderr));
+    assert!(
+        stdout(&replay).contains(
+            "Catalog: replay succeeded — 2 rows tried again from 1 objects: 1 went through, 1 rejected again"
+        ),
+        "{}",
+        stdout(&replay)
+    );
+    assert!(
+        text(&replay.stderr).contains("1 rejected rows left as they are: the format plugin refused it"),
+        "{}",
+        text(&replay.stderr)
+    );
+    // The row that went through, beside the rows of the load (a replay replaces nothing), with its lineage.
+    assert_eq!(table(), ["mug|basic|a.csv|2", "lamp|premium|a.csv|3"]);
+    let runs: serde_json::Value =
+        serde_json::from_slice(&run(b, dir.path(), &["history", "Catalog", "--json"]).stdout).unwrap();
+    let replay_run = runs[0]["run"].as_i64().unwrap();
+    assert_eq!((runs[0]["rows_written"].as_u64(), runs[0]["rows_rejected"].as_u64()), (Some(1), Some(1)));
+    // By run: the parser's reject of the load, then the row the replay refused again.
+    let after = rejects();
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert_eq!(after[0], before[2], "the parse reject is as it was");
+    assert_eq!((after[1].0, after[1].1.as_str()), (4, "template"));
+    assert!(after[1].2.contains("gold"), "refused again, with the reason of now: {after:?}");
+    let output = run(b, dir.path(), &["rejects", "Catalog", "--run", &replay_run.to_string(), "--json"]);
+    let of_replay: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(of_replay.len(), 1, "the row refused again is the replay's");
+
+    // A rollback of the replay: its row leaves the table, and the rows it tried are rejected again.
+    let rolled = run(b, dir.path(), &["rollback", "Catalog"]);
+    assert_eq!(rolled.status.code(), Some(0), "{}", text(&rolled.stderr));
+    assert_eq!(table(), ["mug|basic|a.csv|2"]);
+    assert_eq!(rejects(), before);
+
+    // And a replay again after it, then nothing left to replay.
+    assert_eq!(run(b, dir.path(), &["run", "Catalog", "--replay-rejects"]).status.code(), Some(0));
+    assert_eq!(table(), ["mug|basic|a.csv|2", "lamp|premium|a.csv|3"]);
+    let again = run(b, dir.path(), &["run", "Catalog", "--replay-rejects"]);
+    assert!(
+        stdout(&again).contains("1 rows tried again from 1 objects: 0 went through, 1 rejected again"),
+        "{}",
+        stdout(&again)
+    );
+    assert_eq!(table().len(), 2);
 }

@@ -19,6 +19,7 @@ on_both_backends!(
     rows_stripe_refuses_are_rejected_with_its_message_and_request_id_and_the_others_land,
     customers_are_known_again_by_their_external_id_and_updated_not_duplicated,
     a_run_killed_mid_import_is_resumed_with_every_object_created_once,
+    rejects_replayed_after_the_mapping_and_stripe_are_fixed_land_once_and_leave_the_rejects,
 );
 
 fn sluice(b: &Backend, dir: &Path, key: &str) -> Command {
@@ -846,4 +847,173 @@ fn a_key_a_server_echoes_back_is_never_printed_logged_or_kept() {
         assert!(!everything.contains(key), "{key} leaked: {everything}");
         assert!(everything.contains("[redacted]"), "{everything}");
     }
+}
+
+/// Prices whose tier the mapping takes only as `tiers`.
+fn prices_template(tiers: &str) -> String {
+    format!(
+        r#"plugin = "map"
+options.object = "prices"
+[dataflows.Catalog.template.options.fields]
+"metadata.external_id" = "code"
+product = "product"
+currency = "currency"
+unit_amount = {{ column = "cents", type = "integer" }}
+"metadata.tier" = {{ column = "tier", type = "enum", values = [{tiers}] }}
+"#
+    )
+}
+
+fn rejects_replayed_after_the_mapping_and_stripe_are_fixed_land_once_and_leave_the_rejects(b: &Backend) {
+    let stripe = StripeServer::start();
+    stripe.insert("products", serde_json::json!({ "id": "mug", "name": "Mug" }), 1_700_000_000);
+    let dir = catalog(&stripe, "prices", Some(&prices_template(r#""basic""#)), "");
+    // p2's product is not in Stripe yet (Stripe refuses it); p3's tier the mapping does not take (the
+    // template refuses it).
+    put(
+        dir.path(),
+        "prices.csv",
+        "code,product,currency,cents,tier\np1,mug,usd,1250,basic\np2,lamp,usd,900,basic\np3,mug,usd,1500,premium\n",
+        60,
+    );
+    let output = run(b, dir.path(), &["run"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).contains("1 rows, 2 rejected"), "{}", text(&output.stdout));
+    let listed = |args: &[&str]| -> Vec<serde_json::Value> {
+        let output = run(b, dir.path(), &[&["rejects", "Catalog", "--json"], args].concat());
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+    let before = listed(&[]);
+    let stages: Vec<_> = before.iter().map(|r| (r["line"].as_u64().unwrap(), r["stage"].clone())).collect();
+    assert_eq!(stages, [(3, serde_json::json!("sink")), (4, serde_json::json!("template"))]);
+
+    // Fixed: the mapping takes premium, and the product is made in Stripe.
+    let config = dir.path().join("connector.toml");
+    let settings = std::fs::read_to_string(&config).unwrap();
+    let fixed = settings.replace(&prices_template(r#""basic""#), &prices_template(r#""basic", "premium""#));
+    assert_ne!(settings, fixed);
+    std::fs::write(&config, fixed).unwrap();
+    stripe.insert("products", serde_json::json!({ "id": "lamp", "name": "Lamp" }), 1_700_000_000);
+
+    let output = run(b, dir.path(), &["run", "Catalog", "--replay-rejects"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stdout).contains(
+            "Catalog: replay succeeded — 2 rows tried again from 1 objects: 2 went through, 0 rejected again"
+        ),
+        "{}",
+        text(&output.stdout)
+    );
+    let prices = stripe.objects("prices");
+    let mut codes: Vec<&str> =
+        prices.iter().map(|p| p["metadata"]["external_id"].as_str().unwrap()).collect();
+    codes.sort();
+    assert_eq!(codes, ["p1", "p2", "p3"], "each price once: {prices:#?}");
+    let p3 = prices.iter().find(|p| p["metadata"]["external_id"] == "p3").unwrap();
+    assert_eq!((p3["unit_amount"].as_i64(), p3["metadata"]["tier"].as_str()), (Some(1500), Some("premium")));
+    // p2 went again under a key of the replay's own: the key of its refused create would have met
+    // Stripe's replay of that refusal.
+    let keys: Vec<String> = stripe
+        .received()
+        .into_iter()
+        .filter(|r| r.path == "/v1/prices" && r.body.contains("p2"))
+        .filter_map(|r| r.idempotency_key)
+        .collect();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert_ne!(keys[0], keys[1]);
+    assert!(listed(&[]).is_empty(), "the rows that went through left the rejects");
+    let results = b.strings(
+        dir.path(),
+        "Catalog",
+        "SELECT external_id || '|' || action || '|' || _sluice_object || '|' || _sluice_line FROM stripe_prices ORDER BY _sluice_line",
+    );
+    assert_eq!(results, ["p1|created|prices.csv|2", "p2|created|prices.csv|3", "p3|created|prices.csv|4"]);
+
+    // Nothing left to replay: nothing is sent.
+    let sent = stripe.received().len();
+    let output = run(b, dir.path(), &["run", "Catalog", "--replay-rejects"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).contains("0 rows tried again"), "{}", text(&output.stdout));
+    assert_eq!(stripe.received().len(), sent);
+}
+
+#[test]
+fn a_diff_shows_what_a_run_would_create_update_field_by_field_and_leave_unchanged_writing_nothing() {
+    let stripe = StripeServer::start();
+    let b = &Backend::sqlite();
+    // Stripe holds two of the file's products already: one as the file has it, one under an older name.
+    stripe.insert(
+        "products",
+        serde_json::json!({ "id": "mug", "name": "Mug", "metadata": { "sku": "mug" } }),
+        1_700_000_000,
+    );
+    stripe.insert("products", serde_json::json!({ "id": "poster", "name": "Old Poster" }), 1_700_000_000);
+    let dir = catalog(&stripe, "products", Some(PRODUCTS_TEMPLATE), "");
+    put(
+        dir.path(),
+        "products.csv",
+        "sku,title,price,currency\nmug,Mug,12.50,usd\nposter,Poster & Frame,15.00,usd\nkettle,Kettle,30.00,usd\nlamp,Lamp,-1,usd\n",
+        60,
+    );
+    let output = run(b, dir.path(), &["preview", "Catalog", "--diff"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let table = text(&output.stdout);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(
+        lines[0],
+        "Catalog: the next run into Stripe products: 1 to create, 1 to update, 1 unchanged, 1 rejected",
+        "{table}"
+    );
+    let words = |line: &str| line.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+    assert_eq!(words(lines[2]), ["unchanged", "products.csv", "2", "mug", "mug"], "{table}");
+    assert_eq!(words(lines[3]), ["update", "products.csv", "3", "poster", "poster"], "{table}");
+    assert_eq!(lines[4].trim(), "metadata[sku]: (unset) ─► poster", "{table}");
+    assert_eq!(lines[5].trim(), "name: Old Poster ─► Poster & Frame", "{table}");
+    assert_eq!(words(lines[6]), ["create", "products.csv", "4", "kettle", "-"], "{table}");
+    assert!(
+        lines[7].starts_with("rejected   products.csv line 5: field `default_price_data.unit_amount`"),
+        "{table}"
+    );
+    // Read from Stripe, nothing written there or here.
+    let received = stripe.received();
+    assert!(
+        received.iter().all(|r| r.method == "GET"),
+        "{:?}",
+        received.iter().map(|r| (&r.method, &r.path)).collect::<Vec<_>>()
+    );
+    assert_eq!(received.len(), 3, "one read per record Stripe may hold");
+    assert_eq!(stripe.objects("products").len(), 2);
+    assert!(b.try_strings(dir.path(), "Catalog", "SELECT count(*) FROM stripe_products").is_err());
+
+    // The same as JSON.
+    let output = run(b, dir.path(), &["preview", "Catalog", "--diff", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["records"][1]["action"], "update");
+    assert_eq!(
+        json["records"][1]["changes"][1],
+        serde_json::json!({ "field": "name", "old": "Old Poster", "new": "Poster & Frame", "create_only": false })
+    );
+
+    // After the run, nothing is left to change; a new price is a change Stripe takes on create only.
+    assert_eq!(run(b, dir.path(), &["run"]).status.code(), Some(0));
+    put(
+        dir.path(),
+        "products.csv",
+        "sku,title,price,currency\nmug,Mug,12.50,usd\nposter,Poster & Frame,15.00,usd\nkettle,Kettle,35.00,usd\n",
+        1,
+    );
+    let output = run(b, dir.path(), &["preview", "Catalog", "--diff"]);
+    let table = text(&output.stdout);
+    assert!(
+        table
+            .starts_with("Catalog: the next run into Stripe products: 0 to create, 1 to update, 2 unchanged"),
+        "{table}"
+    );
+    assert!(
+        table.contains(
+            "default_price_data[unit_amount]: 3000 ─► 3500  (create only: the run replaces or refuses)"
+        ),
+        "{table}"
+    );
 }

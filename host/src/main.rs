@@ -46,6 +46,12 @@ enum Command {
     Run {
         /// The dataflow to run [default: every dataflow of the configuration].
         dataflow: Option<String>,
+        /// Instead of importing new objects, try the dataflow's rejected rows again: those its template
+        /// refused go through the template as it is now, those the sink (Stripe) refused go to it again.
+        /// A row that goes through leaves the rejects, keeping its object and line; `sluice rollback`
+        /// undoes the replay.
+        #[arg(long, requires = "dataflow")]
+        replay_rejects: bool,
     },
     /// Lists the dataflows: name, type (source ─► sink), status, tables, created, updated, last refresh.
     Dataflows {
@@ -116,9 +122,16 @@ enum Command {
     /// Shows what the next run of a dataflow would import, and its first records, writing nothing.
     Preview {
         dataflow: String,
-        /// How many records to show.
-        #[arg(long, default_value_t = 10)]
-        records: usize,
+        /// How many records to show (with --diff: to compare) [default: 10; with --diff, 1000].
+        #[arg(long)]
+        records: Option<usize>,
+        /// For a Stripe sink: what the run would create, update (field by field, old ─► new) and leave
+        /// unchanged, read from Stripe at the sink's rate limit. Nothing is written.
+        #[arg(long)]
+        diff: bool,
+        /// With --diff, print JSON instead of a table.
+        #[arg(long, requires = "diff")]
+        json: bool,
     },
     /// Tools for plugin authors: what a `.wasm` file is, and what it makes of a sample.
     Plugin {
@@ -203,7 +216,10 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Daemon => commands::daemon::daemon(config),
         Command::Check => commands::check::check(config),
-        Command::Run { dataflow } => commands::run::run(config, dataflow.as_deref()),
+        Command::Run { dataflow: Some(dataflow), replay_rejects: true } => {
+            commands::run::replay_rejects(config, dataflow)
+        }
+        Command::Run { dataflow, .. } => commands::run::run(config, dataflow.as_deref()),
         Command::Retry { dataflow, object } => commands::run::retry(config, dataflow, object.as_deref()),
         Command::Dataflows { json, tables, workers } => {
             commands::dataflows::list(config, *json, *tables, *workers)
@@ -220,7 +236,12 @@ fn main() -> ExitCode {
         Command::Rollback { dataflow, skip } => commands::rollback::rollback(config, dataflow, *skip),
         Command::Optimize { dataflow } => commands::rollback::optimize(config, dataflow),
         Command::Remove { dataflow, yes } => commands::remove::remove(config, dataflow, *yes),
-        Command::Preview { dataflow, records } => commands::preview::preview(config, dataflow, *records),
+        Command::Preview { dataflow, records, diff: false, .. } => {
+            commands::preview::preview(config, dataflow, records.unwrap_or(10))
+        }
+        Command::Preview { dataflow, records, diff: true, json } => {
+            commands::preview::diff(config, dataflow, records.unwrap_or(1000), *json)
+        }
         Command::Plugin { tool: PluginTool::New { name, kind, sdk } } => {
             commands::plugin::new(name, *kind, sdk.as_deref())
         }

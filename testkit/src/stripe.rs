@@ -172,6 +172,10 @@ impl StripeServer {
             None => self.state.new_id(prefix(path)),
         };
         let mut object = identified(&id, path, object.as_object().cloned().unwrap_or_default());
+        // As Stripe holds every object that has metadata: an empty map where none was given.
+        if object.get("metadata").is_none() && path != "events" {
+            object["metadata"] = json!({});
+        }
         object["created"] = json!(created);
         object["livemode"] = json!(false);
         let mut store = self.state.store.lock().unwrap();

@@ -1,5 +1,6 @@
-//! `sluice run`: runs dataflows now and ends with a summary; `sluice retry`: the same, after making a
-//! dataflow's failed objects pending.
+//! `sluice run`: runs dataflows now and ends with a summary (or, with `--replay-rejects`, tries a
+//! dataflow's rejected rows again); `sluice retry`: the same, after making a dataflow's failed objects
+//! pending.
 
 use super::progress::RunProgress;
 use super::{Failure, load_dataflows, plugin_host, runtime};
@@ -21,6 +22,39 @@ pub fn retry(config_path: Option<&Path>, name: &str, object: Option<&str>) -> Re
         )));
     }
     run(config_path, Some(name))
+}
+
+/// Tries the rejected rows of `name` again (`sluice run NAME --replay-rejects`).
+pub fn replay_rejects(config_path: Option<&Path>, name: &str) -> Result<(), Failure> {
+    let config = load_dataflows(config_path)?;
+    let host = plugin_host(&config)?;
+    let runtime = runtime()?;
+    let runner = Runner::new(&config, &host, runtime.handle().clone());
+    let replay = runner.replay_rejects(name, &RunProgress::new(name))?;
+    let (report, counts) = (&replay.run, replay.run.counts);
+    let _ = out!(
+        "{name}: replay {} — {} rows tried again from {} objects: {} went through, {} rejected again, {:.2} s",
+        report.status.as_str(),
+        replay.retried,
+        counts.objects,
+        counts.rows,
+        counts.rejected,
+        report.elapsed.as_secs_f64()
+    );
+    if !replay.left.is_empty() {
+        let mut why: Vec<&str> = replay.left.iter().map(|(_, why)| *why).collect();
+        why.sort_unstable();
+        why.dedup();
+        note!(
+            "{name}: {} rejected rows left as they are: {}; import their files again to read them anew",
+            replay.left.len(),
+            why.join("; ")
+        );
+    }
+    match report.status {
+        RunStatus::Succeeded => Ok(()),
+        _ => Err(Failure::Input(format!("{name}: {}", report.error.clone().unwrap_or_default()))),
+    }
 }
 
 pub fn run(config_path: Option<&Path>, only: Option<&str>) -> Result<(), Failure> {

@@ -41,11 +41,13 @@ pub mod daemon;
 mod dataflow;
 pub mod env;
 mod locate;
+mod masked;
 mod stripe;
 
 pub use daemon::DaemonConfig;
 pub use dataflow::*;
 pub use env::Secret;
+pub use masked::masked_dataflow;
 pub use stripe::STRIPE_KEY_VARIABLE;
 
 use crate::plugin::{

@@ -11,11 +11,14 @@
 //! | `GET /api/dataflows/{name}/runs` | its run history, newest first |
 //! | `GET /api/dataflows/{name}/runs/{run}` | the objects of one run |
 //! | `GET /api/dataflows/{name}/rejects?run=N&reason=TEXT` | its rejected rows, raw text and all (as `sluice rejects`) |
+//! | `GET /api/dataflows/{name}/preview` | what its next run would take, and the first records (as `sluice preview`) |
+//! | `GET /api/dataflows/{name}/diff` | for a Stripe sink, what the next run would change there (as `sluice preview --diff`) |
 //! | `POST /api/dataflows/{name}/run` | queues a run (202) |
 //! | `POST /api/dataflows/{name}/rollback` | takes the tables back before the newest run |
+//! | `POST /api/dataflows/{name}/replay` | tries its rejected rows again (as `sluice run --replay-rejects`) |
 //! | `DELETE /api/dataflows/{name}` | removes the dataflow's tables and state |
 //!
-//! The write routes, and the rejected rows (which hold the data itself), take `Authorization: Bearer TOKEN`
+//! The write routes, and the rejected rows, preview and diff (which hold the data itself), take `Authorization: Bearer TOKEN`
 //! where `[daemon] token` is set. Bound beyond
 //! loopback without a token they are refused; on loopback without one they need an
 //! `X-Requested-With` header, which a page of another origin cannot send without the browser asking
@@ -49,6 +52,9 @@ const PLUGIN_CALL_BUCKETS: &[f64] =
 
 type Shared = Arc<Daemon>;
 
+/// Records the dashboard's Stripe diff compares at most.
+const DIFF_RECORDS: usize = 1000;
+
 /// Serves until `stopped` is notified; requests in flight then finish.
 pub(super) async fn serve(daemon: Shared, listener: tokio::net::TcpListener, stopped: Arc<Notify>) {
     let app = Router::new()
@@ -69,8 +75,11 @@ pub(super) async fn serve(daemon: Shared, listener: tokio::net::TcpListener, sto
         .route("/api/dataflows/{name}/runs", get(runs))
         .route("/api/dataflows/{name}/runs/{run}", get(run_objects))
         .route("/api/dataflows/{name}/rejects", get(rejects))
+        .route("/api/dataflows/{name}/preview", get(preview))
+        .route("/api/dataflows/{name}/diff", get(diff))
         .route("/api/dataflows/{name}/run", post(run))
         .route("/api/dataflows/{name}/rollback", post(rollback))
+        .route("/api/dataflows/{name}/replay", post(replay))
         .with_state(daemon);
     let shutdown = async move { stopped.notified().await };
     if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
@@ -224,11 +233,15 @@ async fn detail(State(daemon): State<Shared>, Path(name): Path<String>) -> Resul
     let summary = summaries.into_iter().find(|s| s.name == name).ok_or_else(|| not_found(&name))?;
     let tables: Vec<_> = tables.into_iter().filter(|t| t.dataflow == name).collect();
     let time_zone = dataflow.time_zone.as_deref().unwrap_or(generation.config.daemon.time_zone());
+    // As written in the file the daemon runs, secrets masked.
+    let text = std::fs::read_to_string(generation.config.path()).unwrap_or_default();
     let body = json!({
         "dataflow": listed(&generation, &activities, summary),
         "description": dataflow.description,
         "time_zone": time_zone,
         "tables": tables,
+        "sink": format!("{:?}", dataflow.sink.kind).to_lowercase(),
+        "config": crate::config::masked_dataflow(&text, &name),
     });
     Ok(Json(body).into_response())
 }
@@ -432,6 +445,69 @@ async fn rollback(
     let (run, rows) = (rolled_back.run_id, rolled_back.rows_removed);
     tracing::info!(dataflow = name, run, rows, "rolled back");
     Ok(Json(json!({ "dataflow": name, "rolled_back_run": run, "rows_removed": rows })).into_response())
+}
+
+/// Reads what shows the dataflow `name`'s data itself, with nothing written: authorized as a write is,
+/// then `read` on a blocking thread with the daemon and the dataflow's name.
+async fn read_data<T: Serialize + Send + 'static>(
+    daemon: Shared,
+    name: &str,
+    headers: &HeaderMap,
+    read: impl FnOnce(&Daemon, &str) -> Result<T, SyncError> + Send + 'static,
+) -> Result<Response, ApiError> {
+    authorize(&daemon, headers)?;
+    if !daemon.generation().config.dataflows.contains_key(name) {
+        return Err(not_found(name));
+    }
+    let dataflow = name.to_string();
+    let data = blocking(move || read(&daemon, &dataflow)).await?.map_err(sync_error)?;
+    Ok(Json(data).into_response())
+}
+
+/// What the dataflow's next run would take, and its first records.
+async fn preview(
+    State(daemon): State<Shared>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    read_data(daemon, &name, &headers, |daemon, name| daemon.preview_now(name)).await
+}
+
+/// For a Stripe sink, what the next run would create, update and leave unchanged there.
+async fn diff(
+    State(daemon): State<Shared>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    read_data(daemon, &name, &headers, |daemon, name| {
+        let generation = daemon.generation();
+        daemon.runner(&generation).stripe_diff(name, DIFF_RECORDS).map(|(_, diff)| diff)
+    })
+    .await
+}
+
+/// Tries the dataflow's rejected rows again, and answers with how it went once it has.
+async fn replay(
+    State(daemon): State<Shared>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&daemon, &headers)?;
+    refuse_while_active(&daemon, &name)?;
+    let (replaying, dataflow) = (daemon.clone(), name.clone());
+    let replay = blocking(move || replaying.replay_now(&dataflow)).await?.map_err(sync_error)?;
+    let run = &replay.run;
+    Ok(Json(json!({
+        "dataflow": name,
+        "run": run.run_id,
+        "status": run.status.as_str(),
+        "retried": replay.retried,
+        "went_through": run.counts.rows,
+        "rejected_again": run.counts.rejected,
+        "left": replay.left.len(),
+        "error": run.error,
+    }))
+    .into_response())
 }
 
 async fn remove(

@@ -31,6 +31,7 @@ use crate::sync::{ObjectReport, Progress, RunReport, Runner, StopSignal, SyncErr
 use generation::Generation;
 use jiff::Timestamp;
 use serde::Serialize;
+use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -43,6 +44,9 @@ use tokio::sync::{Notify, Semaphore};
 const ROLLBACK_GRACE: Duration = Duration::from_secs(10);
 /// How often a stopping daemon looks whether its runs have ended.
 const IDLE_POLL: Duration = Duration::from_millis(50);
+
+/// Records the dashboard's preview shows of the next run's first object.
+const PREVIEW_RECORDS: usize = 10;
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -441,6 +445,51 @@ impl Daemon {
                 Ok(())
             }
         }
+    }
+
+    /// What the next run of `name` would take, and its first records, as the dashboard shows them (a
+    /// Stripe source's tables, for a dataflow that reads Stripe); read on this thread (a blocking one).
+    fn preview_now(&self, name: &str) -> Result<serde_json::Value, SyncError> {
+        let generation = self.generation();
+        let runner = self.runner(&generation);
+        if let crate::config::SourceConfig::Stripe(_) = generation.config.dataflow(name)?.source {
+            let tables = runner.preview_stripe(name)?;
+            let tables: Vec<_> = tables
+                .iter()
+                .map(|t| json!({ "object": t.object, "table": t.table, "in_stripe": t.in_stripe, "to_list": t.to_list, "rows": t.rows }))
+                .collect();
+            return Ok(json!({ "tables": tables }));
+        }
+        let preview = runner.preview(name, PREVIEW_RECORDS)?;
+        let objects: Vec<_> = preview
+            .plan
+            .objects
+            .iter()
+            .map(|p| {
+                json!({
+                    "key": p.object.key,
+                    "size": p.object.size,
+                    "last_modified": humantime::format_rfc3339_seconds(p.object.last_modified).to_string(),
+                    "decision": p.decision.as_str(),
+                })
+            })
+            .collect();
+        let sample = preview.sample.map(|sample| {
+            let records: Vec<serde_json::Value> =
+                sample.records.iter().filter_map(|r| serde_json::from_str(r).ok()).collect();
+            json!({ "key": sample.key, "records": records, "rejects": sample.rejects, "error": sample.error })
+        });
+        Ok(json!({ "listed": preview.plan.listed, "objects": objects, "sample": sample }))
+    }
+
+    /// Tries the rejected rows of `name` again on this thread (a blocking one), with the generation in
+    /// force.
+    fn replay_now(&self, name: &str) -> Result<crate::sync::ReplayReport, SyncError> {
+        let generation = self.generation();
+        let replay = self.runner(&generation).replay_rejects(name, &LogProgress { dataflow: name })?;
+        crate::metrics::run_ended(&replay.run);
+        log_run_end(name, &replay.run, "replay of rejected rows ended", 0, 0);
+        Ok(replay)
     }
 
     /// Runs `name` on this thread (a blocking one) with the generation in force when it starts.

@@ -65,7 +65,7 @@ pub struct FormatPlugin {
 }
 
 /// A row the plugin refused.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct RejectedRow {
     /// The 1-based line of the file the row starts on.
     pub line: u64,
@@ -73,12 +73,46 @@ pub struct RejectedRow {
     pub reason: String,
     /// Up to 1 KiB of the row's raw text.
     pub raw: String,
+    /// Which step refused it, and so what its raw text holds.
+    pub stage: RejectStage,
 }
 
-impl From<bindings::sluice::plugin::types::RejectedRow> for RejectedRow {
-    /// A reject as it crossed the component boundary (from a parser or a template).
-    fn from(wire: bindings::sluice::plugin::types::RejectedRow) -> Self {
-        RejectedRow { line: wire.line, reason: wire.reason, raw: wire.raw }
+/// The step of a load that refused a row. It says what the row's raw text is, and so whether the row can
+/// be tried again from it (`sluice run --replay-rejects`) without reading its file again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RejectStage {
+    /// The format plugin: the raw text is the file's own, which only a new read of the file parses.
+    Parse,
+    /// The data template: the raw text is the parsed record, as JSON, ready to be mapped again.
+    Template,
+    /// The sink (Stripe, or a table that cannot hold a value): the raw text is the record as it was to
+    /// be written, as JSON, ready to be written again.
+    Sink,
+}
+
+impl RejectStage {
+    /// The name a sink stores it under.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectStage::Parse => "parse",
+            RejectStage::Template => "template",
+            RejectStage::Sink => "sink",
+        }
+    }
+
+    /// The stage stored as `name`; `None` for a reject stored before stages were kept.
+    pub fn parse(name: &str) -> Option<RejectStage> {
+        [RejectStage::Parse, RejectStage::Template, RejectStage::Sink]
+            .into_iter()
+            .find(|s| s.as_str() == name)
+    }
+}
+
+impl RejectedRow {
+    /// A reject as it crossed the component boundary from a plugin that refused it at `stage`.
+    pub(super) fn from_wire(wire: bindings::sluice::plugin::types::RejectedRow, stage: RejectStage) -> Self {
+        RejectedRow { line: wire.line, reason: wire.reason, raw: wire.raw, stage }
     }
 }
 
@@ -384,7 +418,8 @@ impl FileParse {
 
     fn convert(&self, output: Output) -> Result<Parsed, PluginError> {
         let batches = output.batches.into_iter().map(RecordBatch::from_wire).collect::<Result<Vec<_>, _>>();
-        let rejects = output.rejects.into_iter().map(RejectedRow::from).collect();
+        let rejects =
+            output.rejects.into_iter().map(|r| RejectedRow::from_wire(r, RejectStage::Parse)).collect();
         Ok(Parsed { batches: batches.map_err(|message| self.malformed(message))?, rejects })
     }
 
@@ -424,7 +459,8 @@ impl FileParse {
             .into_iter()
             .map(|batch| RecordBatch::from_span_wire(batch, &window))
             .collect::<Result<Vec<_>, _>>();
-        let rejects = output.rejects.into_iter().map(RejectedRow::from).collect();
+        let rejects =
+            output.rejects.into_iter().map(|r| RejectedRow::from_wire(r, RejectStage::Parse)).collect();
         Ok(Parsed { batches: batches.map_err(|message| self.malformed(message))?, rejects })
     }
 
@@ -432,7 +468,8 @@ impl FileParse {
     fn convert_typed(&self, output: TypedOutput) -> Result<Parsed, PluginError> {
         let batches =
             output.batches.into_iter().map(RecordBatch::from_typed_wire).collect::<Result<Vec<_>, _>>();
-        let rejects = output.rejects.into_iter().map(RejectedRow::from).collect();
+        let rejects =
+            output.rejects.into_iter().map(|r| RejectedRow::from_wire(r, RejectStage::Parse)).collect();
         Ok(Parsed { batches: batches.map_err(|message| self.malformed(message))?, rejects })
     }
 

@@ -2,7 +2,7 @@
 
 use super::format::with_defaults;
 use super::sandbox::{Sandbox, call_failure, deadline_ticks, new_store};
-use super::{Limits, Parsed, PluginError, RejectedRow};
+use super::{Limits, Parsed, PluginError, RejectStage, RejectedRow};
 use crate::batch::RecordBatch;
 use wasmtime::Store;
 use wasmtime::component::ResourceAny;
@@ -117,7 +117,8 @@ impl TemplateRun {
             object: self.object.clone(),
             message,
         })?;
-        let rejects = output.rejects.into_iter().map(RejectedRow::from).collect();
+        let rejects =
+            output.rejects.into_iter().map(|r| RejectedRow::from_wire(r, RejectStage::Template)).collect();
         Ok(Templated { records, rejects })
     }
 

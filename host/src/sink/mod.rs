@@ -14,13 +14,13 @@ pub use custom::{RecordSink, RecordWriter};
 pub use delta::{DeltaTables, check_location as check_delta_location};
 pub use postgres::{PostgresTables, schema_of};
 pub use sqlite::SqliteTables;
-pub use stripe::{StripeSink, StripeTarget};
+pub use stripe::{Outgoing, StripeSink, StripeTarget};
 
 use crate::batch::{RecordBatch, Value};
 use crate::config::{
     DatabaseUrl, ParquetCompression, SinkUrl, TableKind, TablePurpose, TypeConflict, WriteMode,
 };
-use crate::plugin::RejectedRow;
+use crate::plugin::{RejectStage, RejectedRow};
 use crate::source::ObjectMeta;
 
 /// A sink error: what failed, and where it was being written.
@@ -234,6 +234,9 @@ pub struct StoredReject {
     pub reason: String,
     /// Its raw text, up to 1 KiB.
     pub raw: String,
+    /// The step that refused it; `None` where the sink does not keep it (a Delta table, or a row
+    /// rejected before stages were kept), and so where the row cannot be replayed.
+    pub stage: Option<RejectStage>,
 }
 
 /// The rejected rows `scope` keeps for its `table` at `url` (of run `run` only, where given), by run,
@@ -251,6 +254,25 @@ pub fn stored_rejects(
     }?;
     rejects.sort_by(|a, b| (a.run_id, &a.object, a.line).cmp(&(b.run_id, &b.object, b.line)));
     Ok(rejects)
+}
+
+/// Two text columns, `key` and `value`, of `scope`'s `table` at `url`, read without changing anything:
+/// how a Stripe diff reads the ids a results table recorded. Empty where the table or a column is not
+/// there yet.
+pub fn stored_pairs(
+    url: &SinkUrl,
+    scope: &str,
+    table: &str,
+    key: &str,
+    value: &str,
+) -> Result<Vec<(String, String)>, String> {
+    match url {
+        SinkUrl::Database(DatabaseUrl::Sqlite(path)) => sqlite::stored_pairs(path, table, key, value),
+        SinkUrl::Database(DatabaseUrl::Postgres(url)) => {
+            postgres::stored_pairs(url, scope, table, key, value)
+        }
+        SinkUrl::Delta(_) => Err("a Stripe sink keeps its results in a database, not in Delta tables".into()),
+    }
 }
 
 /// Why a row's value cannot go into its column as the column is typed, for an object that fails on it.
@@ -312,7 +334,12 @@ pub(crate) fn rejected_row(batch: &RecordBatch, row: usize, reason: String) -> R
     let mut raw = Vec::new();
     let _ = batch.write_json_row(row, &mut raw);
     raw.truncate(1024);
-    RejectedRow { line: batch.line(row), reason, raw: String::from_utf8_lossy(&raw).trim_end().to_string() }
+    RejectedRow {
+        line: batch.line(row),
+        reason,
+        raw: String::from_utf8_lossy(&raw).trim_end().to_string(),
+        stage: RejectStage::Sink,
+    }
 }
 
 /// A sink of tables for one dataflow; `Send`, so that objects can be loaded on threads of their own.
@@ -362,6 +389,22 @@ pub trait TableSink: Send {
     /// where the sink keeps files (a Delta table); `None` where it has nothing of the kind.
     fn optimize(&mut self) -> Result<Option<Optimized>, SinkError> {
         Ok(None)
+    }
+    /// Starts writing rows of `object` tried again from its rejected rows `retried`
+    /// (`sluice run --replay-rejects`); nothing is visible until [`ObjectWrite::commit`], which takes
+    /// the rows tried again out of the rejects (a row rejected again comes back under `run_id`) and
+    /// leaves the object's marker as its load left it. A rollback of `run_id` undoes both. By default,
+    /// refused: the sink keeps no rejects a replay can take out.
+    fn begin_replay<'s>(
+        &'s mut self,
+        _object: &ObjectMeta,
+        _run_id: i64,
+        _retried: &[StoredReject],
+    ) -> Result<Box<dyn ObjectWrite + 's>, SinkError> {
+        Err(SinkError::table(
+            "",
+            "this sink cannot replay rejected rows: only SQLite, PostgreSQL and Stripe sinks can (see `sluice run --replay-rejects`)",
+        ))
     }
     /// Starts writing one object; nothing is visible until [`ObjectWrite::commit`].
     fn begin_object<'s>(

@@ -8,7 +8,7 @@
 //! object's key and ETag, the record's line and the operation, so a retried request, or an object imported
 //! again after a crash, meets Stripe's replay of the first answer instead of making a second object.
 
-use super::{CommittedObject, ObjectWrite, RolledBack, SinkError, TableSink, rejected_row};
+use super::{CommittedObject, ObjectWrite, RolledBack, SinkError, StoredReject, TableSink, rejected_row};
 use crate::batch::{BatchBuilder, RecordBatch, Value};
 use crate::plugin::RejectedRow;
 use crate::source::ObjectMeta;
@@ -40,6 +40,18 @@ pub struct Outgoing {
     params: Vec<(String, String)>,
 }
 
+impl Outgoing {
+    /// The id the caller knows the record by.
+    pub fn external_id(&self) -> &str {
+        &self.external_id
+    }
+
+    /// Its parameters, by their bracketed names (`metadata[sku]`).
+    pub fn params(&self) -> &[(String, String)] {
+        &self.params
+    }
+}
+
 impl StripeTarget {
     /// The API path (`products`).
     pub fn object(&self) -> &'static str {
@@ -47,7 +59,7 @@ impl StripeTarget {
     }
 
     /// Whether the external id is Stripe's own `id` (products and coupons take a caller's id on create).
-    fn caller_ids(&self) -> bool {
+    pub(crate) fn caller_ids(&self) -> bool {
         self.external_id == "id"
     }
 
@@ -74,7 +86,7 @@ impl StripeTarget {
 
     /// The parameters of `record` that Stripe takes on create only (and that are not the record's
     /// identity), as JSON with sorted keys: what a later import compares against.
-    fn create_only(&self, record: &Outgoing) -> String {
+    pub(crate) fn create_only(&self, record: &Outgoing) -> String {
         let fixed: BTreeMap<&str, &str> = record
             .params
             .iter()
@@ -196,6 +208,30 @@ impl TableSink for StripeSink {
         object: &ObjectMeta,
         run_id: i64,
     ) -> Result<Box<dyn ObjectWrite + 's>, SinkError> {
+        self.begin(object, run_id, None)
+    }
+
+    /// Sends rows again that Stripe (or a template) refused. Their requests carry idempotency keys of the
+    /// replay's own: a key of the object's load would meet Stripe's replay of the refusal it answered then.
+    fn begin_replay<'s>(
+        &'s mut self,
+        object: &ObjectMeta,
+        run_id: i64,
+        retried: &[StoredReject],
+    ) -> Result<Box<dyn ObjectWrite + 's>, SinkError> {
+        self.begin(object, run_id, Some(retried))
+    }
+}
+
+impl StripeSink {
+    /// Starts writing `object`'s records to Stripe: loaded from its file, or, where `replaying` holds
+    /// its rejected rows, tried again from them.
+    fn begin<'s>(
+        &'s mut self,
+        object: &ObjectMeta,
+        run_id: i64,
+        replaying: Option<&[StoredReject]>,
+    ) -> Result<Box<dyn ObjectWrite + 's>, SinkError> {
         if self.known.is_none() {
             let ids = match self.target.caller_ids() {
                 true => HashMap::new(),
@@ -205,14 +241,21 @@ impl TableSink for StripeSink {
             self.known = Some(Known { ids, create_only });
         }
         let StripeSink { results, client, target, dataflow, runtime, known } = self;
-        let results = results.begin_object(object, run_id)?;
+        let mut key_base = format!("{dataflow}\0{}\0{}", object.key, object.etag);
+        let results = match replaying {
+            None => results.begin_object(object, run_id)?,
+            Some(retried) => {
+                key_base.push_str(&format!("\0replay {run_id}"));
+                results.begin_replay(object, run_id, retried)?
+            }
+        };
         Ok(Box::new(StripeObjectWrite {
             results,
             client,
             target,
             runtime,
             known: known.get_or_insert_with(Known::default),
-            key_base: format!("{dataflow}\0{}\0{}", object.key, object.etag),
+            key_base,
             landed: 0,
             refused: Vec::new(),
         }))

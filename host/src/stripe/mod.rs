@@ -9,4 +9,4 @@ mod records;
 pub use client::{API_BASE, API_VERSION, Answer, ClientSettings, StripeClient, StripeError};
 pub use form::{bracketed, record_params};
 pub use objects::{OBJECTS, ObjectSpec, OnChanged, Required, object_spec, supported_objects};
-pub use records::objects_batch;
+pub use records::{json_rows_batch, objects_batch};

@@ -7,8 +7,18 @@ use serde_json::Value as Json;
 
 /// A batch of `objects`, the first on line `first_line` (its place in the listing, counted from 1).
 pub fn objects_batch(objects: &[Json], first_line: u64) -> RecordBatch {
+    records_batch(&(first_line..).zip(objects).collect::<Vec<_>>())
+}
+
+/// A batch of JSON records, each with its line (a replay's rejected rows, by the lines they came from).
+pub fn json_rows_batch(records: &[(u64, Json)]) -> RecordBatch {
+    records_batch(&records.iter().map(|(line, record)| (*line, record)).collect::<Vec<_>>())
+}
+
+/// A batch of JSON objects, each with its line.
+fn records_batch(records: &[(u64, &Json)]) -> RecordBatch {
     let mut columns: Vec<&str> = Vec::new();
-    for object in objects {
+    for (_, object) in records {
         for key in object.as_object().into_iter().flat_map(|map| map.keys()) {
             if !columns.contains(&key.as_str()) {
                 columns.push(key);
@@ -17,7 +27,7 @@ pub fn objects_batch(objects: &[Json], first_line: u64) -> RecordBatch {
     }
     let mut builder = BatchBuilder::new(&columns);
     let mut texts: Vec<String> = Vec::with_capacity(columns.len());
-    for (index, object) in objects.iter().enumerate() {
+    for &(line, object) in records {
         texts.clear();
         texts.extend(columns.iter().map(|column| match object.get(*column) {
             Some(nested @ (Json::Object(_) | Json::Array(_))) => nested.to_string(),
@@ -38,7 +48,7 @@ pub fn objects_batch(objects: &[Json], first_line: u64) -> RecordBatch {
                 Some(_) => Value::Json(text),
             })
             .collect();
-        builder.push_row(first_line + index as u64, &values);
+        builder.push_row(line, &values);
     }
     builder.finish()
 }

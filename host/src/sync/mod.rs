@@ -21,10 +21,12 @@ pub mod plan;
 pub mod preview;
 mod registry;
 mod remove;
+mod replay;
 mod retry;
 mod rollback;
 pub mod runner;
 mod stores;
+mod stripe_diff;
 mod stripe_source;
 pub mod worker;
 
@@ -36,9 +38,11 @@ pub use plan::{Decision, Plan, PlannedObject};
 pub use preview::{Preview, Sample};
 pub use registry::Registry;
 pub use remove::remove;
+pub use replay::ReplayReport;
 pub use retry::retry;
 pub use rollback::rollback;
 pub use runner::{INTERRUPTED, ObjectReport, RunReport, Runner};
+pub use stripe_diff::{Action, FieldChange, RecordDiff, StripeDiff};
 pub use stripe_source::StripeTablePreview;
 pub use worker::{SharedObjects, Worker, WorkerPool};
 

@@ -8,7 +8,7 @@ use super::plan::Plan;
 use super::runner::Runner;
 use crate::config::{DataflowConfig, SinkKind};
 use crate::parse::ParseError;
-use crate::plugin::{FormatPlugin, RejectedRow, TemplatePlugin};
+use crate::plugin::{FormatPlugin, Parsed, RejectedRow, TemplatePlugin};
 use crate::sink::rejected_row;
 use crate::source::{ObjectMeta, Source};
 use crate::state::StateStore;
@@ -77,37 +77,16 @@ impl Runner<'_> {
         &self,
         source: &dyn Source,
         dataflow: &DataflowConfig,
-        (plugin, template): (&FormatPlugin, Option<&TemplatePlugin>),
+        plugins: (&FormatPlugin, Option<&TemplatePlugin>),
         options: &[(String, String)],
         object: &ObjectMeta,
         limit: usize,
     ) -> Sample {
         let mut sample =
             Sample { key: object.key.clone(), records: Vec::new(), rejects: Vec::new(), error: None };
-        let compression = dataflow.file_format().compression;
-        let input = match open_input(self.runtime(), source, object, compression, plugin, Default::default())
-        {
-            Ok(input) => input,
-            Err(OpenFailure::Source(error)) => {
-                sample.error = Some(error.to_string());
-                return sample;
-            }
-            Err(OpenFailure::Read(error)) => {
-                sample.error = Some(error.to_string());
-                return sample;
-            }
-        };
-        let template_options = dataflow.template.as_ref().map(|t| t.option_pairs()).unwrap_or_default();
         // A Stripe sink rejects a record Stripe would refuse before sending it: shown here as `run` rejects it.
         let stripe = (dataflow.sink.kind == SinkKind::Stripe).then(|| dataflow.sink.stripe().1);
-        let mut template = match template.map(|t| t.open(&object.key, &template_options)).transpose() {
-            Ok(template) => template,
-            Err(error) => {
-                sample.error = Some(error.to_string());
-                return sample;
-            }
-        };
-        let parsed = input.parse(plugin, template.as_mut(), &object.key, options, |parsed| {
+        sample.error = self.read_object(source, dataflow, plugins, options, object, |parsed| {
             for batch in &parsed.batches {
                 for row in 0..batch.num_rows() {
                     if sample.records.len() == limit {
@@ -126,13 +105,43 @@ impl Runner<'_> {
                 }
             }
             sample.rejects.extend(parsed.rejects.into_iter().take(limit - sample.rejects.len().min(limit)));
-            if sample.records.len() == limit {
-                // Enough read: stop the parse here.
-                return Err(io::Error::other(EnoughRead));
-            }
-            Ok(())
+            Ok(sample.records.len() < limit)
         });
-        sample.error = match parsed {
+        sample
+    }
+
+    /// Reads `object` through the dataflow's plugins, handing `take` what each call produced (templated
+    /// where the dataflow has a template) until it answers `false`; why it could not be read, where it
+    /// could not.
+    pub(super) fn read_object(
+        &self,
+        source: &dyn Source,
+        dataflow: &DataflowConfig,
+        (plugin, template): (&FormatPlugin, Option<&TemplatePlugin>),
+        options: &[(String, String)],
+        object: &ObjectMeta,
+        mut take: impl FnMut(Parsed) -> io::Result<bool>,
+    ) -> Option<String> {
+        let compression = dataflow.file_format().compression;
+        let input = match open_input(self.runtime(), source, object, compression, plugin, Default::default())
+        {
+            Ok(input) => input,
+            Err(OpenFailure::Source(error)) => return Some(error.to_string()),
+            Err(OpenFailure::Read(error)) => return Some(error.to_string()),
+        };
+        let template_options = dataflow.template.as_ref().map(|t| t.option_pairs()).unwrap_or_default();
+        let mut template = match template.map(|t| t.open(&object.key, &template_options)).transpose() {
+            Ok(template) => template,
+            Err(error) => return Some(error.to_string()),
+        };
+        let parsed = input.parse(plugin, template.as_mut(), &object.key, options, |parsed| {
+            match take(parsed)? {
+                true => Ok(()),
+                // Enough read: stop the parse here.
+                false => Err(io::Error::other(EnoughRead)),
+            }
+        });
+        match parsed {
             Ok(_) => None,
             Err(ParseError::Consume { source, .. })
                 if source.get_ref().is_some_and(|e| e.is::<EnoughRead>()) =>
@@ -140,8 +149,7 @@ impl Runner<'_> {
                 None
             }
             Err(error) => Some(error.to_string()),
-        };
-        sample
+        }
     }
 }
 

@@ -313,6 +313,7 @@ pub async fn read_rejects(
                     line: lines.value(row) as u64,
                     reason: reasons.value(row).to_string(),
                     raw: raws.value(row).to_string(),
+                    stage: None,
                 });
             }
         }

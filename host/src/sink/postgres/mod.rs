@@ -19,6 +19,7 @@ use super::{
     CommittedObject, ObjectWrite, RolledBack, SinkError, StoredReject, TableSink, TableSpec, log_renamed,
 };
 use crate::pg::{self, PooledClient, quote};
+use crate::plugin::RejectStage;
 use crate::source::ObjectMeta;
 use object::PostgresObject;
 use postgres::GenericClient;
@@ -67,6 +68,11 @@ const SCHEMA: &str = "
         run_id BIGINT NOT NULL
     );
     CREATE INDEX IF NOT EXISTS _sluice_rejects_by_object ON {s}._sluice_rejects (object);
+    -- The step that refused a row (parse, template, sink; empty where stored before stages were), and the
+    -- run that tried it again: it is no longer rejected (or was rejected again by that run).
+    ALTER TABLE {s}._sluice_rejects ADD COLUMN IF NOT EXISTS stage TEXT NOT NULL DEFAULT '',
+        ADD COLUMN IF NOT EXISTS replayed_by BIGINT;
+    CREATE INDEX IF NOT EXISTS _sluice_rejects_by_replay ON {s}._sluice_rejects (replayed_by);
     CREATE TABLE IF NOT EXISTS {s}._sluice_versions (
         run_id BIGINT PRIMARY KEY,
         created_table BOOLEAN NOT NULL,
@@ -140,7 +146,7 @@ impl PostgresTables {
                 "SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL AND to_regnamespace($3) IS NOT NULL",
                 &[
                     &format!("{schema}._sluice_tables"),
-                    &format!("{schema}._sluice_rejects_by_object"),
+                    &format!("{schema}._sluice_rejects_by_replay"),
                     &data_schema,
                 ],
             )
@@ -441,6 +447,13 @@ impl TableSink for PostgresTables {
                 .execute(&format!("DELETE FROM {schema}.{bookkeeping} WHERE run_id = $1"), &[&run_id])
                 .map_err(error)?;
         }
+        // Rows the run replayed are rejected again, as they were before it.
+        transaction
+            .execute(
+                &format!("UPDATE {schema}._sluice_rejects SET replayed_by = NULL WHERE replayed_by = $1"),
+                &[&run_id],
+            )
+            .map_err(error)?;
         let columns = read_columns(&mut transaction, &table)
             .map_err(|message| SinkError::table(name.clone(), message))?;
         transaction.commit().map_err(error)?;
@@ -525,20 +538,43 @@ impl TableSink for PostgresTables {
         object: &ObjectMeta,
         run_id: i64,
     ) -> Result<Box<dyn ObjectWrite + 's>, SinkError> {
+        Ok(Box::new(self.begin(object, run_id, None)?))
+    }
+
+    fn begin_replay<'s>(
+        &'s mut self,
+        object: &ObjectMeta,
+        run_id: i64,
+        retried: &[StoredReject],
+    ) -> Result<Box<dyn ObjectWrite + 's>, SinkError> {
+        Ok(Box::new(self.begin(object, run_id, Some(retried.to_vec()))?))
+    }
+}
+
+impl PostgresTables {
+    /// Starts writing `object`'s rows in a transaction of its own: loaded from its file, or, where
+    /// `replaying` holds its rejected rows, tried again from them.
+    fn begin(
+        &mut self,
+        object: &ObjectMeta,
+        run_id: i64,
+        replaying: Option<Vec<StoredReject>>,
+    ) -> Result<PostgresObject<'_>, SinkError> {
         let table = self.qualified(&self.spec.name);
         let undo = self.qualified(&undo_table(&self.spec.name));
         let transaction = self
             .client
             .transaction()
             .map_err(|e| SinkError::table(self.spec.name.clone(), pg::describe(&e)))?;
-        Ok(Box::new(PostgresObject::new(
+        Ok(PostgresObject::new(
             transaction,
             object::Target { schema: &self.schema, table, undo, spec: &self.spec },
             &mut self.columns,
             object.clone(),
             run_id,
             self.fence,
-        )))
+            replaying,
+        ))
     }
 }
 
@@ -598,10 +634,19 @@ pub fn stored_rejects(url: &str, dataflow: &str, run: Option<i64>) -> Result<Vec
         if !exists {
             return Ok(Vec::new());
         }
+        // A schema only read since an upgrade has no stages yet. Rows a replay took out of the rejects
+        // stay for a rollback of it, but are rejected no more.
+        let keeps_stages: bool = client
+            .query_one(
+                "SELECT count(*) > 0 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = 'replayed_by'",
+                &[&rejects],
+            )?
+            .get(0);
+        let (stage, pending) = if keeps_stages { ("stage", "replayed_by IS NULL") } else { ("''", "true") };
         let rows = client.query(
             &format!(
-                "SELECT run_id, object, etag, line, reason, raw FROM {rejects}
-                 WHERE $1::BIGINT IS NULL OR run_id = $1"
+                "SELECT run_id, object, etag, line, reason, raw, {stage} FROM {rejects}
+                 WHERE ($1::BIGINT IS NULL OR run_id = $1) AND {pending}"
             ),
             &[&run],
         )?;
@@ -614,11 +659,35 @@ pub fn stored_rejects(url: &str, dataflow: &str, run: Option<i64>) -> Result<Vec
                 line: row.get::<_, i64>(3) as u64,
                 reason: row.get(4),
                 raw: row.get(5),
+                stage: RejectStage::parse(row.get(6)),
             })
             .collect())
     };
     read(&mut client)
         .map_err(|e| format!("cannot read the rejected rows of `{dataflow}`: {}", pg::describe(&e)))
+}
+
+/// The columns `key` and `value` of `dataflow`'s `table` in the database at `url`; empty where the table
+/// or either column is not there.
+pub fn stored_pairs(
+    url: &str,
+    dataflow: &str,
+    table: &str,
+    key: &str,
+    value: &str,
+) -> Result<Vec<(String, String)>, String> {
+    let mut client = pg::connect(url)?;
+    let qualified = format!("{}.{}", quote(&schema_of(dataflow)), quote(table));
+    let read = |client: &mut PooledClient| -> Result<Vec<(String, String)>, String> {
+        let columns = read_columns(&mut **client, &qualified)?.unwrap_or_default();
+        if ![key, value].iter().all(|name| columns.iter().any(|c| c.name == *name)) {
+            return Ok(Vec::new());
+        }
+        let sql = format!("SELECT {}, {} FROM {qualified} ORDER BY _sluice_row", quote(key), quote(value));
+        let rows = client.query(&sql, &[]).map_err(|e| pg::describe(&e))?;
+        Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+    };
+    read(&mut client).map_err(|e| format!("cannot read `{table}` of `{dataflow}`: {e}"))
 }
 
 /// The rows and columns of `dataflow`'s `table` in the database at `url`; `None` where it does not exist or

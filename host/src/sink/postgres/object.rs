@@ -8,11 +8,11 @@ use super::{
 use crate::batch::{RecordBatch, Value};
 use crate::config::{TypeConflict, WriteMode};
 use crate::pg::{self, quote};
-use crate::plugin::RejectedRow;
+use crate::plugin::{RejectStage, RejectedRow};
 use crate::sink::column::ColumnType;
 use crate::sink::{
-    CommittedObject, ObjectWrite, SinkError, TableSpec, log_widened, rejected_row, too_many_columns,
-    type_conflict,
+    CommittedObject, ObjectWrite, SinkError, StoredReject, TableSpec, log_widened, rejected_row,
+    too_many_columns, type_conflict,
 };
 use crate::source::ObjectMeta;
 use crate::state::millis;
@@ -52,6 +52,9 @@ pub(super) struct PostgresObject<'s> {
     fence: Option<i64>,
     rows: u64,
     rejected: u64,
+    /// The object's rejected rows this transaction tries again, where it is a replay: it then adds to
+    /// what the object's load committed, rather than being the object's load.
+    replaying: Option<Vec<StoredReject>>,
     /// The COPY text of the batch being written, kept to reuse its allocation.
     buffer: String,
 }
@@ -64,6 +67,7 @@ impl<'s> PostgresObject<'s> {
         object: ObjectMeta,
         run_id: i64,
         fence: Option<i64>,
+        replaying: Option<Vec<StoredReject>>,
     ) -> PostgresObject<'s> {
         let columns = committed_columns.clone();
         PostgresObject {
@@ -76,12 +80,14 @@ impl<'s> PostgresObject<'s> {
             row_start: None,
             row_numbers: RowNumbers::default(),
             undo_ready: false,
-            earlier_rows_replaced: false,
+            // A replay adds to the table as the runs before it left it.
+            earlier_rows_replaced: replaying.is_some(),
             object,
             run_id,
             fence,
             rows: 0,
             rejected: 0,
+            replaying,
             buffer: String::new(),
         }
     }
@@ -502,7 +508,7 @@ impl ObjectWrite for PostgresObject<'_> {
 
     fn reject(&mut self, rejects: &[RejectedRow]) -> Result<(), SinkError> {
         let sql = format!(
-            "INSERT INTO {}._sluice_rejects (object, etag, line, reason, raw, run_id) VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO {}._sluice_rejects (object, etag, line, reason, raw, run_id, stage) VALUES ($1, $2, $3, $4, $5, $6, $7)",
             self.target.schema
         );
         let statement = self.transaction.prepare(&sql).map_err(|e| self.pg_error(e))?;
@@ -517,6 +523,7 @@ impl ObjectWrite for PostgresObject<'_> {
                         &reject.reason.replace('\0', ""),
                         &reject.raw.replace('\0', ""),
                         &self.run_id,
+                        &reject.stage.as_str(),
                     ],
                 )
                 .map_err(|e| SinkError::table(self.target.spec.name.clone(), pg::describe(&e)))?;
@@ -541,7 +548,35 @@ impl ObjectWrite for PostgresObject<'_> {
                 return Err(SinkError::table(name.clone(), crate::sink::fenced_out(token, newest)));
             }
         }
-        self.transaction
+        match &self.replaying {
+            // The object's marker stays its load's; the rows tried again leave the rejects.
+            Some(retried) => {
+                let replayed = self
+                    .transaction
+                    .prepare(&format!(
+                        "UPDATE {schema}._sluice_rejects SET replayed_by = $1 WHERE object = $2 AND etag = $3
+                         AND run_id = $4 AND line = $5 AND stage = $6 AND replayed_by IS NULL"
+                    ))
+                    .map_err(error)?;
+                for reject in retried {
+                    let stage = reject.stage.map_or("", RejectStage::as_str);
+                    self.transaction
+                        .execute(
+                            &replayed,
+                            &[
+                                &self.run_id,
+                                &reject.object,
+                                &reject.etag,
+                                &reject.run_id,
+                                &(reject.line as i64),
+                                &stage,
+                            ],
+                        )
+                        .map_err(error)?;
+                }
+            }
+            None => {
+                self.transaction
             .execute(
                 &format!(
                     "INSERT INTO {schema}._sluice_objects (key, etag, size, last_modified, rows, rejected, run_id, committed_at)
@@ -559,6 +594,8 @@ impl ObjectWrite for PostgresObject<'_> {
                 ],
             )
             .map_err(error)?;
+            }
+        }
         // The run's version of the table: what it created, for a rollback to take away.
         self.transaction
             .execute(

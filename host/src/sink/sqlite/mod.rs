@@ -14,6 +14,7 @@ mod object;
 use super::{
     CommittedObject, ObjectWrite, RolledBack, SinkError, StoredReject, TableSink, TableSpec, log_renamed,
 };
+use crate::plugin::RejectStage;
 use crate::source::ObjectMeta;
 use object::SqliteObject;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
@@ -59,7 +60,11 @@ const SCHEMA: &str = "
         line INTEGER NOT NULL,
         reason TEXT NOT NULL,
         raw TEXT NOT NULL,
-        run_id INTEGER NOT NULL
+        run_id INTEGER NOT NULL,
+        -- The step that refused the row (parse, template, sink); empty where stored before stages were.
+        stage TEXT NOT NULL DEFAULT '',
+        -- The run that tried the row again: it is no longer rejected (or was rejected again by that run).
+        replayed_by INTEGER
     );
     CREATE INDEX IF NOT EXISTS _sluice_rejects_by_object ON _sluice_rejects (dataflow, object);
     CREATE TABLE IF NOT EXISTS _sluice_versions (
@@ -120,6 +125,7 @@ impl SqliteTables {
         // A 64 MiB page cache keeps index pages of a large table in memory.
         connection
             .execute_batch(&format!("PRAGMA cache_size = -65536; {SCHEMA}"))
+            .and_then(|()| add_replay_columns(&connection))
             .map_err(|e| error(format!("{}: {e}", path.display())))?;
         let mut sink = SqliteTables {
             connection,
@@ -382,6 +388,13 @@ impl TableSink for SqliteTables {
                 )
                 .map_err(error)?;
         }
+        // Rows the run replayed are rejected again, as they were before it.
+        transaction
+            .execute(
+                "UPDATE _sluice_rejects SET replayed_by = NULL WHERE dataflow = ?1 AND replayed_by = ?2",
+                params![dataflow, run_id],
+            )
+            .map_err(error)?;
         transaction.commit().map_err(error)?;
         self.columns = self.existing_columns().map_err(|e| self.error(e))?;
         Ok(Some(RolledBack { run_id, rows_removed }))
@@ -445,6 +458,28 @@ impl TableSink for SqliteTables {
         object: &ObjectMeta,
         run_id: i64,
     ) -> Result<Box<dyn ObjectWrite + 's>, SinkError> {
+        Ok(Box::new(self.begin(object, run_id, None)?))
+    }
+
+    fn begin_replay<'s>(
+        &'s mut self,
+        object: &ObjectMeta,
+        run_id: i64,
+        retried: &[StoredReject],
+    ) -> Result<Box<dyn ObjectWrite + 's>, SinkError> {
+        Ok(Box::new(self.begin(object, run_id, Some(retried.to_vec()))?))
+    }
+}
+
+impl SqliteTables {
+    /// Starts writing `object`'s rows in a transaction of its own: loaded from its file, or, where
+    /// `replaying` holds its rejected rows, tried again from them.
+    fn begin(
+        &mut self,
+        object: &ObjectMeta,
+        run_id: i64,
+        replaying: Option<Vec<StoredReject>>,
+    ) -> Result<SqliteObject<'_>, SinkError> {
         let error = |e: rusqlite::Error| SinkError::table(self.spec.name.clone(), e.to_string());
         let transaction =
             self.connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(error)?;
@@ -456,14 +491,15 @@ impl TableSink for SqliteTables {
                 return Err(SinkError::table(self.spec.name.clone(), super::fenced_out(token, newest)));
             }
         }
-        Ok(Box::new(SqliteObject::new(
+        Ok(SqliteObject::new(
             transaction,
             &self.dataflow,
             &self.spec,
             &mut self.columns,
             object.clone(),
             run_id,
-        )))
+            replaying,
+        ))
     }
 }
 
@@ -596,10 +632,15 @@ pub fn stored_rejects(path: &Path, dataflow: &str, run: Option<i64>) -> Result<V
     }
     let read = || -> rusqlite::Result<Vec<StoredReject>> {
         let connection = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-        let mut statement = connection.prepare(
-            "SELECT run_id, object, etag, line, reason, raw FROM _sluice_rejects
-             WHERE dataflow = ?1 AND (?2 IS NULL OR run_id = ?2)",
-        )?;
+        // Rows a replay took out of the rejects stay for a rollback of it, but are rejected no more.
+        let (stage, pending) = match keeps_stages(&connection)? {
+            true => ("stage", "replayed_by IS NULL"),
+            false => ("''", "true"),
+        };
+        let mut statement = connection.prepare(&format!(
+            "SELECT run_id, object, etag, line, reason, raw, {stage} FROM _sluice_rejects
+             WHERE dataflow = ?1 AND (?2 IS NULL OR run_id = ?2) AND {pending}"
+        ))?;
         statement
             .query_map(params![dataflow, run], |row| {
                 Ok(StoredReject {
@@ -609,11 +650,60 @@ pub fn stored_rejects(path: &Path, dataflow: &str, run: Option<i64>) -> Result<V
                     line: row.get::<_, i64>(3)? as u64,
                     reason: row.get(4)?,
                     raw: row.get(5)?,
+                    stage: RejectStage::parse(&row.get::<_, String>(6)?),
                 })
             })?
             .collect()
     };
     read().map_err(|e| format!("cannot read the rejected rows in `{}`: {e}", path.display()))
+}
+
+/// The columns `key` and `value` of `table` in the database at `path`, read-only; empty where the table
+/// or either column is not there.
+pub fn stored_pairs(
+    path: &Path,
+    table: &str,
+    key: &str,
+    value: &str,
+) -> Result<Vec<(String, String)>, String> {
+    if !table_exists(path, table) {
+        return Ok(Vec::new());
+    }
+    let read = || -> rusqlite::Result<Vec<(String, String)>> {
+        let connection = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        let present: i64 = connection.query_row(
+            "SELECT count(*) FROM pragma_table_info(?1) WHERE name IN (?2, ?3)",
+            params![table, key, value],
+            |row| row.get(0),
+        )?;
+        if present < 2 {
+            return Ok(Vec::new());
+        }
+        let sql = format!("SELECT {}, {} FROM {} ORDER BY rowid", quote(key), quote(value), quote(table));
+        let mut statement = connection.prepare(&sql)?;
+        statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?.collect()
+    };
+    read().map_err(|e| format!("cannot read `{table}` in `{}`: {e}", path.display()))
+}
+
+/// Adds the columns a replay of rejects needs to a `_sluice_rejects` made before they were there.
+fn add_replay_columns(connection: &Connection) -> rusqlite::Result<()> {
+    if keeps_stages(connection)? {
+        return Ok(());
+    }
+    connection.execute_batch(
+        "ALTER TABLE _sluice_rejects ADD COLUMN stage TEXT NOT NULL DEFAULT '';
+         ALTER TABLE _sluice_rejects ADD COLUMN replayed_by INTEGER;",
+    )
+}
+
+/// Whether `_sluice_rejects` has the columns of a replay (a database only read since an upgrade has not).
+fn keeps_stages(connection: &Connection) -> rusqlite::Result<bool> {
+    connection.query_row(
+        "SELECT count(*) > 0 FROM pragma_table_info('_sluice_rejects') WHERE name = 'replayed_by'",
+        [],
+        |row| row.get(0),
+    )
 }
 
 /// An SQL identifier, quoted.

@@ -6,10 +6,10 @@ use super::{
 };
 use crate::batch::{RecordBatch, Value};
 use crate::config::{TypeConflict, WriteMode};
-use crate::plugin::RejectedRow;
+use crate::plugin::{RejectStage, RejectedRow};
 use crate::sink::{
-    CommittedObject, ObjectWrite, SinkError, TableSpec, log_widened, rejected_row, too_many_columns,
-    type_conflict,
+    CommittedObject, ObjectWrite, SinkError, StoredReject, TableSpec, log_widened, rejected_row,
+    too_many_columns, type_conflict,
 };
 use crate::source::ObjectMeta;
 use crate::state::millis;
@@ -41,6 +41,9 @@ pub(super) struct SqliteObject<'s> {
     run_id: i64,
     rows: u64,
     rejected: u64,
+    /// The object's rejected rows this transaction tries again, where it is a replay: it then adds to
+    /// what the object's load committed, rather than being the object's load.
+    replaying: Option<Vec<StoredReject>>,
 }
 
 impl<'s> SqliteObject<'s> {
@@ -51,6 +54,7 @@ impl<'s> SqliteObject<'s> {
         committed_columns: &'s mut Vec<String>,
         object: ObjectMeta,
         run_id: i64,
+        replaying: Option<Vec<StoredReject>>,
     ) -> SqliteObject<'s> {
         SqliteObject {
             transaction,
@@ -68,6 +72,7 @@ impl<'s> SqliteObject<'s> {
             run_id,
             rows: 0,
             rejected: 0,
+            replaying,
         }
     }
 
@@ -272,7 +277,8 @@ impl ObjectWrite for SqliteObject<'_> {
         if self.spec.mode != WriteMode::Append {
             self.fit_undo().map_err(|e| self.error(e))?;
         }
-        if self.spec.mode == WriteMode::Replace && self.rows == 0 {
+        // A replay adds to the table as the runs before it left it.
+        if self.spec.mode == WriteMode::Replace && self.rows == 0 && self.replaying.is_none() {
             self.replace_earlier_rows().map_err(|e| self.error(e))?;
         }
         // Merge: where a row's key is already in the table, the row there is displaced (into the undo log
@@ -354,8 +360,8 @@ impl ObjectWrite for SqliteObject<'_> {
         let mut statement = self
             .transaction
             .prepare_cached(
-                "INSERT INTO _sluice_rejects (dataflow, object, etag, line, reason, raw, run_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO _sluice_rejects (dataflow, object, etag, line, reason, raw, run_id, stage)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )
             .map_err(|e| self.error(e))?;
         for reject in rejects {
@@ -367,7 +373,8 @@ impl ObjectWrite for SqliteObject<'_> {
                     reject.line as i64,
                     reject.reason,
                     reject.raw,
-                    self.run_id
+                    self.run_id,
+                    reject.stage.as_str()
                 ])
                 .map_err(|e| SinkError::table(self.table.to_string(), e.to_string()))?;
         }
@@ -377,23 +384,51 @@ impl ObjectWrite for SqliteObject<'_> {
 
     fn commit(self: Box<Self>) -> Result<CommittedObject, SinkError> {
         let error = |e: rusqlite::Error| SinkError::table(self.table.to_string(), e.to_string());
-        self.transaction
-            .execute(
-                "INSERT INTO _sluice_objects (dataflow, key, etag, size, last_modified, rows, rejected, run_id,
-                 committed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![
-                    self.dataflow,
-                    self.object.key,
-                    self.object.etag,
-                    self.object.size as i64,
-                    millis(self.object.last_modified),
-                    self.rows as i64,
-                    self.rejected as i64,
-                    self.run_id,
-                    millis(SystemTime::now())
-                ],
-            )
-            .map_err(error)?;
+        match &self.replaying {
+            // The object's marker stays its load's; the rows tried again leave the rejects.
+            Some(retried) => {
+                let mut replayed = self
+                    .transaction
+                    .prepare_cached(
+                        "UPDATE _sluice_rejects SET replayed_by = ?1 WHERE dataflow = ?2 AND object = ?3
+                         AND etag = ?4 AND run_id = ?5 AND line = ?6 AND stage = ?7 AND replayed_by IS NULL",
+                    )
+                    .map_err(error)?;
+                for reject in retried {
+                    let stage = reject.stage.map_or("", RejectStage::as_str);
+                    replayed
+                        .execute(params![
+                            self.run_id,
+                            self.dataflow,
+                            reject.object,
+                            reject.etag,
+                            reject.run_id,
+                            reject.line as i64,
+                            stage
+                        ])
+                        .map_err(error)?;
+                }
+            }
+            None => {
+                self.transaction
+                .execute(
+                    "INSERT INTO _sluice_objects (dataflow, key, etag, size, last_modified, rows, rejected, run_id,
+                     committed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    params![
+                        self.dataflow,
+                        self.object.key,
+                        self.object.etag,
+                        self.object.size as i64,
+                        millis(self.object.last_modified),
+                        self.rows as i64,
+                        self.rejected as i64,
+                        self.run_id,
+                        millis(SystemTime::now())
+                    ],
+                )
+                .map_err(error)?;
+            }
+        }
         // The run's version of the table: what it created, for a rollback to take away.
         self.transaction
             .execute(
