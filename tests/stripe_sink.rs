@@ -1017,3 +1017,51 @@ fn a_diff_shows_what_a_run_would_create_update_field_by_field_and_leave_unchange
         "{table}"
     );
 }
+
+#[test]
+fn a_diff_knows_objects_stripe_names_by_the_external_id_the_results_table_holds() {
+    let stripe = StripeServer::start();
+    let b = &Backend::sqlite();
+    let template = r#"plugin = "map"
+options.object = "customers"
+[dataflows.Catalog.template.options.fields]
+"metadata.external_id" = "customer_no"
+email = "email"
+name = "name"
+"#;
+    let dir = catalog(&stripe, "customers", Some(template), "");
+    put(
+        dir.path(),
+        "customers.csv",
+        "customer_no,email,name\nc1,ann@example.com,Ann\nc2,bo@example.com,Bo\n",
+        60,
+    );
+    assert_eq!(run(b, dir.path(), &["run"]).status.code(), Some(0));
+    let ann = stripe.objects("customers").into_iter().find(|c| c["metadata"]["external_id"] == "c1").unwrap();
+    put(
+        dir.path(),
+        "more.csv",
+        "customer_no,email,name\nc1,ann@new.example.com,Ann\nc2,bo@example.com,Bo\nc3,cy@example.com,Cy\n",
+        1,
+    );
+    let sent = stripe.received().len();
+    let output = run(b, dir.path(), &["preview", "Catalog", "--diff", "--json"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let diff: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let records = diff["records"].as_array().unwrap();
+    let seen: Vec<_> =
+        records.iter().map(|r| (r["external_id"].as_str().unwrap(), r["action"].as_str().unwrap())).collect();
+    assert_eq!(seen, [("c1", "update"), ("c2", "unchanged"), ("c3", "create")]);
+    assert_eq!(records[0]["stripe_id"], ann["id"], "known by the Stripe id its first import got");
+    assert_eq!(
+        records[0]["changes"],
+        serde_json::json!([{ "field": "email", "old": "ann@example.com", "new": "ann@new.example.com", "create_only": false }])
+    );
+    let reads = &stripe.received()[sent..];
+    assert_eq!(reads.len(), 2, "c3 has no Stripe id to read");
+    assert!(
+        reads.iter().all(|r| r.method == "GET" && r.path.starts_with("/v1/customers/cus_")),
+        "{:?}",
+        reads.iter().map(|r| &r.path).collect::<Vec<_>>()
+    );
+}
