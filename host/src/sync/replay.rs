@@ -65,9 +65,9 @@ impl Runner<'_> {
             )));
         }
         refuse_custom_sink(name, dataflow, "replay rejected rows into")?;
-        if let (SinkUrl::Delta(_), false) =
-            (self.config().sink_database(dataflow), dataflow.sink.kind == SinkKind::Stripe)
-        {
+        let delta_tables = matches!(self.config().sink_database(dataflow), SinkUrl::Delta(_))
+            && dataflow.sink.kind != SinkKind::Stripe;
+        if delta_tables {
             return Err(SyncError::Plan(format!(
                 "dataflow `{name}` writes Delta tables, which do not keep the step that refused each row yet: its rejected rows cannot be replayed (import their files again)"
             )));
