@@ -6,8 +6,11 @@ use std::io::{self, Write};
 use crate::plugin::format_wire::{Batch as WireBatch, Column as WireColumn};
 
 mod arrow;
+mod rejected;
 mod spans;
 mod typed;
+
+pub use rejected::{RejectStage, RejectedRow};
 pub use sluice_as_text::TimeUnit;
 /// The Arrow crates [`RecordBatch::into_arrow`] converts to, at the version Sluice builds with.
 pub use {arrow_array, arrow_schema};

@@ -28,7 +28,10 @@ pub use cache::{CompileSource, default_cache_dir};
 pub use contract::{CONTRACT_VERSION, ContractVersion};
 pub(crate) use format::bindings::sluice::plugin::types as format_wire;
 pub(crate) use format::span_bindings::sluice::plugin::spans as span_wire;
-pub use format::{FileParse, FormatPlugin, Parsed, RejectStage, RejectedRow};
+// Rejected rows are the batch's (plain data that sinks keep); named here too, beside `Parsed`, as the
+// embedding API has always named them.
+pub use crate::batch::{RejectStage, RejectedRow};
+pub use format::{FileParse, FormatPlugin, Parsed};
 pub use inspect::{About, Import, Inspection, World};
 pub(crate) use ranged::typed_bindings::sluice::plugin::columns as typed_wire;
 pub use ranged::{MAX_READ, RangeRead};

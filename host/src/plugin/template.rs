@@ -2,8 +2,8 @@
 
 use super::format::with_defaults;
 use super::sandbox::{Sandbox, call_failure, deadline_ticks, new_store};
-use super::{Limits, Parsed, PluginError, RejectStage, RejectedRow};
-use crate::batch::RecordBatch;
+use super::{Limits, Parsed, PluginError};
+use crate::batch::{RecordBatch, RejectStage, RejectedRow};
 use wasmtime::Store;
 use wasmtime::component::ResourceAny;
 

@@ -9,7 +9,7 @@
 
 use super::{CommittedObject, ObjectWrite, RolledBack, SinkError, TableSink};
 use crate::batch::RecordBatch;
-use crate::plugin::RejectedRow;
+use crate::batch::RejectedRow;
 use crate::source::ObjectMeta;
 use std::sync::Arc;
 

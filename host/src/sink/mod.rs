@@ -17,10 +17,10 @@ pub use sqlite::SqliteTables;
 pub use stripe::{Outgoing, StripeSink, StripeTarget};
 
 use crate::batch::{RecordBatch, Value};
+use crate::batch::{RejectStage, RejectedRow};
 use crate::config::{
     DatabaseUrl, ParquetCompression, SinkUrl, TableKind, TablePurpose, TypeConflict, WriteMode,
 };
-use crate::plugin::{RejectStage, RejectedRow};
 use crate::source::ObjectMeta;
 
 /// A sink error: what failed, and where it was being written.

@@ -9,8 +9,8 @@
 //! again after a crash, meets Stripe's replay of the first answer instead of making a second object.
 
 use super::{CommittedObject, ObjectWrite, RolledBack, SinkError, StoredReject, TableSink, rejected_row};
+use crate::batch::RejectedRow;
 use crate::batch::{BatchBuilder, RecordBatch, Value};
-use crate::plugin::RejectedRow;
 use crate::source::ObjectMeta;
 use crate::stripe::{Answer, ObjectSpec, OnChanged, StripeClient, StripeError, record_params};
 use futures::StreamExt;

@@ -11,8 +11,9 @@
 use super::runner::{ObjectReport, RunReport};
 use super::stores::{DataflowStores, refuse_custom_sink, state_error};
 use super::{Progress, Runner, SyncError};
+use crate::batch::RejectStage;
 use crate::config::{DataflowConfig, SinkKind, SinkUrl, SourceConfig};
-use crate::plugin::{RejectStage, TemplatePlugin, Templated};
+use crate::plugin::{TemplatePlugin, Templated};
 use crate::sink::{StoredReject, TableSink, stored_rejects};
 use crate::source::ObjectMeta;
 use crate::state::{ObjectStatus, RunStatus};

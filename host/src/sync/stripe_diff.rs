@@ -8,8 +8,8 @@
 use super::preview::Preview;
 use super::runner::Runner;
 use super::{SyncError, member_format::MemberFormats};
+use crate::batch::RejectedRow;
 use crate::config::{DataflowConfig, SinkKind};
-use crate::plugin::RejectedRow;
 use crate::sink::{Outgoing, StripeTarget, rejected_row, stored_pairs};
 use crate::stripe::{StripeClient, StripeError};
 use futures::StreamExt;

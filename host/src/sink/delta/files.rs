@@ -4,7 +4,7 @@
 
 use super::convert::{self, TableColumn};
 use super::location::TableAt;
-use crate::plugin::RejectedRow;
+use crate::batch::RejectedRow;
 use crate::sink::{CommittedObject, StoredReject};
 use crate::source::ObjectMeta;
 use crate::state::{from_millis, millis};

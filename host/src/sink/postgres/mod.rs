@@ -18,8 +18,8 @@ use super::column::ColumnType;
 use super::{
     CommittedObject, ObjectWrite, RolledBack, SinkError, StoredReject, TableSink, TableSpec, log_renamed,
 };
+use crate::batch::RejectStage;
 use crate::pg::{self, PooledClient, quote};
-use crate::plugin::RejectStage;
 use crate::source::ObjectMeta;
 use object::PostgresObject;
 use postgres::GenericClient;

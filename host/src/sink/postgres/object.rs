@@ -6,9 +6,9 @@ use super::{
     all_columns, read_columns,
 };
 use crate::batch::{RecordBatch, Value};
+use crate::batch::{RejectStage, RejectedRow};
 use crate::config::{TypeConflict, WriteMode};
 use crate::pg::{self, quote};
-use crate::plugin::{RejectStage, RejectedRow};
 use crate::sink::column::ColumnType;
 use crate::sink::{
     CommittedObject, ObjectWrite, SinkError, StoredReject, TableSpec, log_widened, rejected_row,

@@ -14,7 +14,7 @@ mod object;
 use super::{
     CommittedObject, ObjectWrite, RolledBack, SinkError, StoredReject, TableSink, TableSpec, log_renamed,
 };
-use crate::plugin::RejectStage;
+use crate::batch::RejectStage;
 use crate::source::ObjectMeta;
 use object::SqliteObject;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};

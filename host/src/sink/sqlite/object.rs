@@ -5,8 +5,8 @@ use super::{
     retype_column, undo_table,
 };
 use crate::batch::{RecordBatch, Value};
+use crate::batch::{RejectStage, RejectedRow};
 use crate::config::{TypeConflict, WriteMode};
-use crate::plugin::{RejectStage, RejectedRow};
 use crate::sink::{
     CommittedObject, ObjectWrite, SinkError, StoredReject, TableSpec, log_widened, rejected_row,
     too_many_columns, type_conflict,
