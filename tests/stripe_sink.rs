@@ -287,16 +287,18 @@ fn at_stripes_rate_no_request_is_refused_for_rate_and_stripe_should_retry_false_
     assert_eq!(stripe.count(429), 1);
 }
 
-fn customers_are_known_again_by_their_external_id_and_updated_not_duplicated(b: &Backend) {
-    let stripe = StripeServer::start();
-    let template = r#"plugin = "map"
+/// Customers, known again by their `customer_no`.
+const CUSTOMERS_TEMPLATE: &str = r#"plugin = "map"
 options.object = "customers"
 [dataflows.Catalog.template.options.fields]
 "metadata.external_id" = "customer_no"
 email = "email"
 name = "name"
 "#;
-    let dir = catalog(&stripe, "customers", Some(template), "");
+
+fn customers_are_known_again_by_their_external_id_and_updated_not_duplicated(b: &Backend) {
+    let stripe = StripeServer::start();
+    let dir = catalog(&stripe, "customers", Some(CUSTOMERS_TEMPLATE), "");
     put(
         dir.path(),
         "customers.csv",
@@ -1022,14 +1024,7 @@ fn a_diff_shows_what_a_run_would_create_update_field_by_field_and_leave_unchange
 fn a_diff_knows_objects_stripe_names_by_the_external_id_the_results_table_holds() {
     let stripe = StripeServer::start();
     let b = &Backend::sqlite();
-    let template = r#"plugin = "map"
-options.object = "customers"
-[dataflows.Catalog.template.options.fields]
-"metadata.external_id" = "customer_no"
-email = "email"
-name = "name"
-"#;
-    let dir = catalog(&stripe, "customers", Some(template), "");
+    let dir = catalog(&stripe, "customers", Some(CUSTOMERS_TEMPLATE), "");
     put(
         dir.path(),
         "customers.csv",

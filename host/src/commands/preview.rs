@@ -59,7 +59,7 @@ pub fn diff(config_path: Option<&Path>, name: &str, limit: usize, json: bool) ->
     let host = plugin_host(&config)?;
     let runtime = runtime()?;
     let runner = Runner::new(&config, &host, runtime.handle().clone());
-    let (_, diff) = runner.stripe_diff(name, limit)?;
+    let diff = runner.stripe_diff(name, limit)?;
     if json {
         out!("{}", serde_json::to_string_pretty(&diff).expect("a diff serializes"))?;
     } else {

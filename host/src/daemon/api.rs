@@ -481,7 +481,7 @@ async fn diff(
 ) -> Result<Response, ApiError> {
     read_data(daemon, &name, &headers, |daemon, name| {
         let generation = daemon.generation();
-        daemon.runner(&generation).stripe_diff(name, DIFF_RECORDS).map(|(_, diff)| diff)
+        daemon.runner(&generation).stripe_diff(name, DIFF_RECORDS)
     })
     .await
 }

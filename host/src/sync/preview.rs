@@ -43,13 +43,8 @@ impl Runner<'_> {
         let dataflow = self.config().dataflow(name)?;
         let plugin = self.load_plugin(name, dataflow)?;
         let template = self.load_template(name, dataflow)?;
-        let state_error = |source| SyncError::State { dataflow: name.to_string(), source };
-        let mut state = StateStore::open_read_only(&self.config().state_database()).map_err(state_error)?;
         let source = self.build_source(name, dataflow)?;
-        let reading = super::runner::reading(name, dataflow, &plugin, template.as_ref());
-        let plan = self
-            .plan(name, dataflow, source.as_ref(), state.as_mut(), Some(&reading))
-            .map_err(SyncError::Plan)?;
+        let plan = self.plan_next(name, dataflow, (&plugin, template.as_ref()), source.as_ref())?;
         let sampled = plan.to_import().next().or_else(|| plan.objects.last().map(|p| &p.object));
         let Some(object) = sampled.cloned() else { return Ok(Preview { plan, sample: None }) };
 
@@ -70,6 +65,21 @@ impl Runner<'_> {
         let plugins = (&plugin, template.as_ref());
         let sample = self.read_sample(source.as_ref(), dataflow, plugins, &options, &object, limit);
         Ok(Preview { plan, sample: Some(sample) })
+    }
+
+    /// The plan of the dataflow's next run, as `plugins` read its objects, with the state store only read
+    /// (and not created).
+    pub(super) fn plan_next(
+        &self,
+        name: &str,
+        dataflow: &DataflowConfig,
+        (plugin, template): (&FormatPlugin, Option<&TemplatePlugin>),
+        source: &dyn Source,
+    ) -> Result<Plan, SyncError> {
+        let state_error = |source| SyncError::State { dataflow: name.to_string(), source };
+        let mut state = StateStore::open_read_only(&self.config().state_database()).map_err(state_error)?;
+        let reading = super::runner::reading(name, dataflow, plugin, template);
+        self.plan(name, dataflow, source, state.as_mut(), Some(&reading)).map_err(SyncError::Plan)
     }
 
     /// The first `limit` records (and rejects) of `object`, templated where the dataflow has a template,

@@ -5,7 +5,6 @@
 //! sink's rate limit. A record then shows as a create, an update with each field's value before and
 //! after, or unchanged.
 
-use super::preview::Preview;
 use super::runner::Runner;
 use super::{SyncError, member_format::MemberFormats};
 use crate::batch::RejectedRow;
@@ -88,7 +87,7 @@ pub struct FieldChange {
 
 impl Runner<'_> {
     /// The diff of the dataflow `name`'s next run, over its first `limit` records (see the module's doc).
-    pub fn stripe_diff(&self, name: &str, limit: usize) -> Result<(Preview, StripeDiff), SyncError> {
+    pub fn stripe_diff(&self, name: &str, limit: usize) -> Result<StripeDiff, SyncError> {
         let dataflow = self.config().dataflow(name)?;
         if dataflow.sink.kind != SinkKind::Stripe {
             return Err(SyncError::Plan(format!(
@@ -98,10 +97,10 @@ impl Runner<'_> {
         let (settings, target) = dataflow.sink.stripe();
         let sink_error = |message: String| SyncError::Plan(format!("dataflow `{name}`: {message}"));
         let client = StripeClient::new(settings).map_err(sink_error)?;
-        let preview = self.preview(name, 0)?;
         let plugin = self.load_plugin(name, dataflow)?;
         let template = self.load_template(name, dataflow)?;
         let source = self.build_source(name, dataflow)?;
+        let plan = self.plan_next(name, dataflow, (&plugin, template.as_ref()), source.as_ref())?;
         let mut diff = StripeDiff {
             object: target.object().to_string(),
             records: Vec::new(),
@@ -111,7 +110,7 @@ impl Runner<'_> {
         };
         let mut outgoing = Vec::new();
         let member_formats = MemberFormats::new(self, name);
-        for object in preview.plan.to_import() {
+        for object in plan.to_import() {
             if diff.capped {
                 break;
             }
@@ -151,7 +150,7 @@ impl Runner<'_> {
             .runtime()
             .block_on(compare_all(&client, &target, &known, outgoing))
             .map_err(|e| sink_error(e.to_string()))?;
-        Ok((preview, diff))
+        Ok(diff)
     }
 }
 
