@@ -2,6 +2,7 @@
 //! components.
 //!
 //! - [`config`]: `connector.toml`, read and checked.
+//! - [`object`]: an object of a source, as every part of a run names it.
 //! - [`source`]: where objects come from (S3, a local folder), listed and streamed.
 //! - [`plugin`]: the wasmtime host that loads format plugins and data templates and runs them under memory and time limits.
 //! - [`batch`]: record batches as plugins hand them over (column-major buffers).
@@ -92,6 +93,7 @@ pub mod config;
 pub mod daemon;
 pub mod embed;
 pub mod metrics;
+pub mod object;
 pub mod overview;
 pub mod parse;
 pub mod pg;

@@ -10,7 +10,7 @@
 use super::{CommittedObject, ObjectWrite, RolledBack, SinkError, TableSink};
 use crate::batch::RecordBatch;
 use crate::batch::RejectedRow;
-use crate::source::ObjectMeta;
+use crate::object::ObjectMeta;
 use std::sync::Arc;
 
 /// A sink of records written by the embedding program; registered by name with

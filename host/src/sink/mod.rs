@@ -21,7 +21,7 @@ use crate::batch::{RejectStage, RejectedRow};
 use crate::config::{
     DatabaseUrl, ParquetCompression, SinkUrl, TableKind, TablePurpose, TypeConflict, WriteMode,
 };
-use crate::source::ObjectMeta;
+use crate::object::ObjectMeta;
 
 /// A sink error: what failed, and where it was being written.
 #[derive(Debug, thiserror::Error)]

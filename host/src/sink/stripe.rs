@@ -11,7 +11,7 @@
 use super::{CommittedObject, ObjectWrite, RolledBack, SinkError, StoredReject, TableSink, rejected_row};
 use crate::batch::RejectedRow;
 use crate::batch::{BatchBuilder, RecordBatch, Value};
-use crate::source::ObjectMeta;
+use crate::object::ObjectMeta;
 use crate::stripe::{Answer, ObjectSpec, OnChanged, StripeClient, StripeError, record_params};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};

@@ -15,28 +15,16 @@ pub use notifications::{Delivery, KeepVisible, Message, Notifications, Received,
 pub use ranged::{FileRanges, spooled};
 pub use read_ahead::ReadAhead;
 pub use s3::S3Source;
+// Objects are named as the ground floor names them; sources list them.
+pub use crate::object::ObjectMeta;
 
 use crate::config::{Config, DataflowConfig, SourceConfig};
 use crate::plugin::RangeRead;
 use async_trait::async_trait;
-use std::time::SystemTime;
 use tokio::io::AsyncRead;
 
 /// A source that holds more objects than this gets a warning: every run lists them all.
 pub const MANY_OBJECTS: usize = 1000;
-
-/// One object of a source, as listed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ObjectMeta {
-    /// The key: a path below the bucket or folder, with `/`.
-    pub key: String,
-    /// Its size in bytes, as stored (compressed, where it is).
-    pub size: u64,
-    /// Changes whenever the object's content is replaced (S3's ETag; for a local file, its mtime and size).
-    pub etag: String,
-    /// When the object was last written (S3: when its upload began).
-    pub last_modified: SystemTime,
-}
 
 /// An object's bytes, as they arrive.
 pub type ObjectReader = Box<dyn AsyncRead + Send + Unpin>;

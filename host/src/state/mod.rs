@@ -12,7 +12,7 @@ mod work;
 use crate::config::DatabaseUrl;
 use crate::config::env::redact_stripe_keys;
 use crate::pg;
-use crate::source::ObjectMeta;
+use crate::object::ObjectMeta;
 use rusqlite::{Connection, OpenFlags};
 use sql::{Arg, Database, Row, Session, Sql};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -16,7 +16,7 @@ use super::sql::Row;
 use super::{Database, Lease, ObjectOutcome, ObjectStatus, StateError, StateStore, from_millis, millis};
 use crate::config::DatabaseUrl;
 use crate::config::env::redact_stripe_keys;
-use crate::source::ObjectMeta;
+use crate::object::ObjectMeta;
 use std::collections::HashMap;
 use std::sync::mpsc::{Sender, channel};
 use std::sync::{Arc, Mutex};

@@ -15,7 +15,8 @@
 //! ```
 
 use super::{Progress, RunReport, Runner, SyncError};
-use crate::source::{Delivery, Notifications, ObjectMeta, Received};
+use crate::object::ObjectMeta;
+use crate::source::{Delivery, Notifications, Received};
 use std::collections::HashSet;
 
 /// How a run of received events ended.

@@ -5,7 +5,7 @@
 
 use super::Runner;
 use crate::plugin::{BUNDLED_FORMATS, FormatPlugin, PluginError};
-use crate::source::ObjectMeta;
+use crate::object::ObjectMeta;
 use crate::source::archive::Member;
 use std::collections::HashMap;
 use std::sync::Mutex;

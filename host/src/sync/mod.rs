@@ -49,7 +49,8 @@ pub use worker::{SharedObjects, Worker, WorkerPool};
 use crate::config::ConfigError;
 use crate::plugin::PluginError;
 use crate::sink::SinkError;
-use crate::source::{ObjectMeta, SourceError};
+use crate::object::ObjectMeta;
+use crate::source::SourceError;
 use crate::state::{LockError, StateError};
 use std::sync::atomic::{AtomicU8, Ordering};
 

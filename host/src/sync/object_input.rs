@@ -4,7 +4,8 @@
 use crate::config::Compression;
 use crate::parse::{ParseError, ParseSummary, parse_ranged, parse_stream};
 use crate::plugin::{FormatPlugin, Parsed, RangeRead, TemplateRun};
-use crate::source::{self, ObjectMeta, ReadAhead, Source, SourceError, archive, decompressing};
+use crate::object::ObjectMeta;
+use crate::source::{self, ReadAhead, Source, SourceError, archive, decompressing};
 use std::io::{self, BufRead, Read};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

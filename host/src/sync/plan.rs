@@ -6,7 +6,7 @@
 //! keeps what the overlap lists again from being imported twice; an object whose ETag changed is a new
 //! version and is imported again.
 
-use crate::source::ObjectMeta;
+use crate::object::ObjectMeta;
 use crate::state::{LedgerEntry, ObjectStatus};
 use std::collections::{HashMap, HashSet};
 use std::time::SystemTime;

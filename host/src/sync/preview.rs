@@ -11,7 +11,8 @@ use crate::config::{DataflowConfig, SinkKind};
 use crate::parse::ParseError;
 use crate::plugin::{FormatPlugin, Parsed, TemplatePlugin};
 use crate::sink::rejected_row;
-use crate::source::{ObjectMeta, Source};
+use crate::object::ObjectMeta;
+use crate::source::Source;
 use crate::state::StateStore;
 use std::io;
 

@@ -15,7 +15,7 @@ use crate::batch::RejectStage;
 use crate::config::{DataflowConfig, SinkKind, SinkUrl, SourceConfig};
 use crate::plugin::{TemplatePlugin, Templated};
 use crate::sink::{StoredReject, TableSink, stored_rejects};
-use crate::source::ObjectMeta;
+use crate::object::ObjectMeta;
 use crate::state::{ObjectStatus, RunStatus};
 use crate::stripe::json_rows_batch;
 use serde_json::Value as Json;

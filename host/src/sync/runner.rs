@@ -17,7 +17,8 @@ use crate::config::{Config, DataflowConfig, SourceConfig};
 use crate::parse::{ParseError, ParseSummary};
 use crate::plugin::{FormatPlugin, Parsed, PluginHost, PluginSet, TemplatePlugin};
 use crate::sink::TableSink;
-use crate::source::{self, MANY_OBJECTS, ObjectMeta, Source, SourceError, archive};
+use crate::object::ObjectMeta;
+use crate::source::{self, MANY_OBJECTS, Source, SourceError, archive};
 use crate::state::{
     Lease, LedgerEntry, ObjectOutcome, ObjectStatus, RunCounts, RunStatus, StateError, StateStore,
 };

@@ -12,7 +12,7 @@ use super::stores::{lock, open_state, open_stripe_table, state_error};
 use super::{Progress, SyncError};
 use crate::config::{DataflowConfig, StripeSourceConfig};
 use crate::sink::{self, SinkError, TableSink};
-use crate::source::ObjectMeta;
+use crate::object::ObjectMeta;
 use crate::state::{Lease, ObjectStatus, RunStatus, StateStore};
 use crate::stripe::{StripeClient, StripeError, objects_batch};
 use serde_json::Value as Json;

@@ -31,7 +31,7 @@ use super::{
     fenced_out, log_renamed,
 };
 use crate::config::{DeltaRoot, ParquetCompression, WriteMode};
-use crate::source::ObjectMeta;
+use crate::object::ObjectMeta;
 use convert::TableColumn;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, Add, MetadataExt, Remove, Transaction};

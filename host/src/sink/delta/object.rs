@@ -13,7 +13,7 @@ use crate::batch::{RecordBatch, Value};
 use crate::config::{TypeConflict, WriteMode};
 use crate::sink::column::ColumnType;
 use crate::sink::{CommittedObject, ObjectWrite, SinkError, log_widened, rejected_row, type_conflict};
-use crate::source::ObjectMeta;
+use crate::object::ObjectMeta;
 use deltalake::arrow::array::RecordBatch as ArrowBatch;
 use deltalake::kernel::Add;
 use deltalake::parquet::file::properties::WriterProperties;

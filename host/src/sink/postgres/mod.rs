@@ -20,7 +20,7 @@ use super::{
 };
 use crate::batch::RejectStage;
 use crate::pg::{self, PooledClient, quote};
-use crate::source::ObjectMeta;
+use crate::object::ObjectMeta;
 use object::PostgresObject;
 use postgres::GenericClient;
 use postgres::error::SqlState;

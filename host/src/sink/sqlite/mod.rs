@@ -15,7 +15,7 @@ use super::{
     CommittedObject, ObjectWrite, RolledBack, SinkError, StoredReject, TableSink, TableSpec, log_renamed,
 };
 use crate::batch::RejectStage;
-use crate::source::ObjectMeta;
+use crate::object::ObjectMeta;
 use object::SqliteObject;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use std::path::Path;

@@ -11,7 +11,7 @@ use crate::sink::{
     CommittedObject, ObjectWrite, SinkError, StoredReject, TableSpec, log_widened, rejected_row,
     too_many_columns, type_conflict,
 };
-use crate::source::ObjectMeta;
+use crate::object::ObjectMeta;
 use crate::state::millis;
 use rusqlite::types::Null;
 use rusqlite::{OptionalExtension, Transaction, params};
