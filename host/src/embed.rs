@@ -30,9 +30,9 @@
 
 use crate::batch::RecordBatch;
 use crate::config::{Config, ConfigError, SourceConfig};
+use crate::object::ObjectMeta;
 use crate::plugin::{HostSettings, PluginHost, default_cache_dir};
 use crate::sink::{RecordSink, RecordWriter, SinkError};
-use crate::object::ObjectMeta;
 use crate::source::Source;
 use crate::sync::{Checked, Preview, Progress, Quiet, Registry, RunReport, Runner, StopSignal, SyncError};
 use std::path::Path;

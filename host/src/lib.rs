@@ -12,6 +12,7 @@
 //! - [`pg`]: pooled PostgreSQL connections, shared by the sink and the state store.
 //! - [`state`]: runs, the object ledger and cursors.
 //! - [`sync`]: a dataflow's run: planning, then each object from source to sink, exactly once.
+//! - [`time`]: times as Sluice stores them, milliseconds since 1970.
 //! - [`overview`]: the dataflow list and each dataflow's run history, as users look at them.
 //! - [`daemon`]: `sluice daemon`: schedules, live reload, the HTTP API, the dashboard page.
 //! - [`metrics`]: what Sluice counts, for the daemon's `/metrics`.
@@ -104,3 +105,4 @@ pub mod sqlite;
 pub mod state;
 pub mod stripe;
 pub mod sync;
+pub mod time;

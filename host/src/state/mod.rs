@@ -11,11 +11,12 @@ mod work;
 
 use crate::config::DatabaseUrl;
 use crate::config::env::redact_stripe_keys;
-use crate::pg;
 use crate::object::ObjectMeta;
+use crate::pg;
+use crate::time::{from_millis, millis};
 use rusqlite::{Connection, OpenFlags};
 use sql::{Arg, Database, Row, Session, Sql};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 pub use lease::{DEFAULT_LEASE_TIMEOUT, Lease, LockError, RunLock, is_running, lock_dataflow, lock_file};
 pub use work::{
@@ -754,23 +755,6 @@ impl StateStore {
             )
             .map(drop)
         })
-    }
-}
-
-/// Milliseconds since 1970, the unit times are stored in.
-pub fn millis(time: SystemTime) -> i64 {
-    match time.duration_since(UNIX_EPOCH) {
-        Ok(after) => after.as_millis() as i64,
-        Err(before) => -(before.duration().as_millis() as i64),
-    }
-}
-
-/// The time `millis` milliseconds after the Unix epoch (as [`millis`] counts).
-pub fn from_millis(millis: i64) -> SystemTime {
-    if millis >= 0 {
-        UNIX_EPOCH + Duration::from_millis(millis as u64)
-    } else {
-        UNIX_EPOCH - Duration::from_millis(millis.unsigned_abs())
     }
 }
 

@@ -13,10 +13,11 @@
 
 use super::renew::{Renewed, keep_renewed};
 use super::sql::Row;
-use super::{Database, Lease, ObjectOutcome, ObjectStatus, StateError, StateStore, from_millis, millis};
+use super::{Database, Lease, ObjectOutcome, ObjectStatus, StateError, StateStore};
 use crate::config::DatabaseUrl;
 use crate::config::env::redact_stripe_keys;
 use crate::object::ObjectMeta;
+use crate::time::{from_millis, millis};
 use std::collections::HashMap;
 use std::sync::mpsc::{Sender, channel};
 use std::sync::{Arc, Mutex};

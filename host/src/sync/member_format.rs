@@ -4,8 +4,8 @@
 //! it, whatever the members are called.
 
 use super::Runner;
-use crate::plugin::{BUNDLED_FORMATS, FormatPlugin, PluginError};
 use crate::object::ObjectMeta;
+use crate::plugin::{BUNDLED_FORMATS, FormatPlugin, PluginError};
 use crate::source::archive::Member;
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -47,9 +47,9 @@ pub use stripe_source::StripeTablePreview;
 pub use worker::{SharedObjects, Worker, WorkerPool};
 
 use crate::config::ConfigError;
+use crate::object::ObjectMeta;
 use crate::plugin::PluginError;
 use crate::sink::SinkError;
-use crate::object::ObjectMeta;
 use crate::source::SourceError;
 use crate::state::{LockError, StateError};
 use std::sync::atomic::{AtomicU8, Ordering};

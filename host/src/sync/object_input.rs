@@ -2,9 +2,9 @@
 //! is compressed), or by ranges for a plugin that reads that way (contract 1.2.0).
 
 use crate::config::Compression;
+use crate::object::ObjectMeta;
 use crate::parse::{ParseError, ParseSummary, parse_ranged, parse_stream};
 use crate::plugin::{FormatPlugin, Parsed, RangeRead, TemplateRun};
-use crate::object::ObjectMeta;
 use crate::source::{self, ReadAhead, Source, SourceError, archive, decompressing};
 use std::io::{self, BufRead, Read};
 use std::sync::Arc;

@@ -14,10 +14,10 @@ use super::stores::{DataflowStores, state_error};
 use super::worker::{SharedObjects, Worker, WorkerPool};
 use super::{Progress, Registry, StopSignal, SyncError};
 use crate::config::{Config, DataflowConfig, SourceConfig};
+use crate::object::ObjectMeta;
 use crate::parse::{ParseError, ParseSummary};
 use crate::plugin::{FormatPlugin, Parsed, PluginHost, PluginSet, TemplatePlugin};
 use crate::sink::TableSink;
-use crate::object::ObjectMeta;
 use crate::source::{self, MANY_OBJECTS, Source, SourceError, archive};
 use crate::state::{
     Lease, LedgerEntry, ObjectOutcome, ObjectStatus, RunCounts, RunStatus, StateError, StateStore,

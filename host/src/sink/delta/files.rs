@@ -5,9 +5,9 @@
 use super::convert::{self, TableColumn};
 use super::location::TableAt;
 use crate::batch::RejectedRow;
-use crate::sink::{CommittedObject, StoredReject};
 use crate::object::ObjectMeta;
-use crate::state::{from_millis, millis};
+use crate::sink::{CommittedObject, StoredReject};
+use crate::time::{from_millis, millis};
 use deltalake::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, RecordBatch as ArrowBatch, new_null_array,
 };

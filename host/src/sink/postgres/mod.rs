@@ -19,8 +19,8 @@ use super::{
     CommittedObject, ObjectWrite, RolledBack, SinkError, StoredReject, TableSink, TableSpec, log_renamed,
 };
 use crate::batch::RejectStage;
-use crate::pg::{self, PooledClient, quote};
 use crate::object::ObjectMeta;
+use crate::pg::{self, PooledClient, quote};
 use object::PostgresObject;
 use postgres::GenericClient;
 use postgres::error::SqlState;
@@ -333,7 +333,7 @@ impl TableSink for PostgresTables {
                 key: row.get(0),
                 etag: row.get(1),
                 size: row.get::<_, i64>(2) as u64,
-                last_modified: crate::state::from_millis(row.get(3)),
+                last_modified: crate::time::from_millis(row.get(3)),
                 rows: row.get::<_, i64>(4) as u64,
                 rejected: row.get::<_, i64>(5) as u64,
                 run_id: row.get(6),

@@ -8,14 +8,14 @@ use super::{
 use crate::batch::{RecordBatch, Value};
 use crate::batch::{RejectStage, RejectedRow};
 use crate::config::{TypeConflict, WriteMode};
+use crate::object::ObjectMeta;
 use crate::pg::{self, quote};
 use crate::sink::column::ColumnType;
 use crate::sink::{
     CommittedObject, ObjectWrite, SinkError, StoredReject, TableSpec, log_widened, rejected_row,
     too_many_columns, type_conflict,
 };
-use crate::object::ObjectMeta;
-use crate::state::millis;
+use crate::time::millis;
 use std::collections::VecDeque;
 use std::io::Write;
 use std::ops::Range;

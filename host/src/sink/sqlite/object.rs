@@ -7,12 +7,12 @@ use super::{
 use crate::batch::{RecordBatch, Value};
 use crate::batch::{RejectStage, RejectedRow};
 use crate::config::{TypeConflict, WriteMode};
+use crate::object::ObjectMeta;
 use crate::sink::{
     CommittedObject, ObjectWrite, SinkError, StoredReject, TableSpec, log_widened, rejected_row,
     too_many_columns, type_conflict,
 };
-use crate::object::ObjectMeta;
-use crate::state::millis;
+use crate::time::millis;
 use rusqlite::types::Null;
 use rusqlite::{OptionalExtension, Transaction, params};
 use std::time::SystemTime;
