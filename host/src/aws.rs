@@ -5,7 +5,7 @@
 //! the role, with `external_id` where the role's trust policy asks for one: the cross-account access of the
 //! product Sluice reproduces. An `endpoint` points the client (and its STS calls) at an S3-compatible store.
 
-use crate::config::Secret;
+use crate::env::Secret;
 use aws_config::environment::EnvironmentVariableRegionProvider;
 use aws_config::meta::region::RegionProviderChain;
 use aws_config::sts::AssumeRoleProvider;
@@ -21,10 +21,10 @@ const FALLBACK_REGION: &str = "us-east-1";
 #[serde(deny_unknown_fields)]
 pub struct S3Access {
     /// The bucket's region (default: from the environment or profile, else `us-east-1`).
-    #[serde(default, deserialize_with = "crate::config::env::optional")]
+    #[serde(default, deserialize_with = "crate::env::optional")]
     pub region: Option<String>,
     /// An S3-compatible store's address (`http://127.0.0.1:9000`).
-    #[serde(default, deserialize_with = "crate::config::env::optional")]
+    #[serde(default, deserialize_with = "crate::env::optional")]
     pub endpoint: Option<String>,
     /// Address buckets as `endpoint/bucket` rather than `bucket.endpoint` (default: true when `endpoint`
     /// is set).
@@ -36,7 +36,7 @@ pub struct S3Access {
     /// A session token that goes with temporary credentials.
     pub session_token: Option<Secret>,
     /// A role to assume for access, as with a cross-account IAM role.
-    #[serde(default, deserialize_with = "crate::config::env::optional")]
+    #[serde(default, deserialize_with = "crate::env::optional")]
     pub role_arn: Option<String>,
     /// The external ID the role's trust policy asks for.
     pub external_id: Option<Secret>,

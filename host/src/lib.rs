@@ -2,6 +2,7 @@
 //! components.
 //!
 //! - [`config`]: `connector.toml`, read and checked.
+//! - [`env`]: `${VAR}` in settings, and secrets kept out of logs.
 //! - [`object`]: an object of a source, as every part of a run names it.
 //! - [`source`]: where objects come from (S3, a local folder), listed and streamed.
 //! - [`plugin`]: the wasmtime host that loads format plugins and data templates and runs them under memory and time limits.
@@ -93,6 +94,7 @@ pub mod batch;
 pub mod config;
 pub mod daemon;
 pub mod embed;
+pub mod env;
 pub mod metrics;
 pub mod object;
 pub mod overview;

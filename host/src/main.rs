@@ -4,7 +4,7 @@ mod commands;
 
 use clap::{Parser, Subcommand};
 use commands::Failure;
-use sluice::config::env::redact_stripe_keys;
+use sluice::env::redact_stripe_keys;
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -1,7 +1,7 @@
 //! `[dataflows.NAME]`: where a dataflow reads, how it parses, where it writes, and when.
 
 use super::duration;
-use super::env::{self, Secret};
+use crate::env::{self, Secret};
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;

@@ -39,17 +39,17 @@
 
 pub mod daemon;
 mod dataflow;
-pub mod env;
 mod locate;
 mod masked;
 mod stripe;
 
+pub use crate::env::Secret;
 pub use daemon::DaemonConfig;
 pub use dataflow::*;
-pub use env::Secret;
 pub use masked::masked_dataflow;
 pub use stripe::STRIPE_KEY_VARIABLE;
 
+use crate::env;
 use crate::plugin::{
     BUNDLED_FORMATS, BUNDLED_TEMPLATES, Bundled, Limits, PluginSource, PluginSpec, bundled_format,
     bundled_template,

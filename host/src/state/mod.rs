@@ -10,7 +10,7 @@ mod sql;
 mod work;
 
 use crate::config::DatabaseUrl;
-use crate::config::env::redact_stripe_keys;
+use crate::env::redact_stripe_keys;
 use crate::object::ObjectMeta;
 use crate::pg;
 use crate::time::{from_millis, millis};

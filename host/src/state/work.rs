@@ -15,7 +15,7 @@ use super::renew::{Renewed, keep_renewed};
 use super::sql::Row;
 use super::{Database, Lease, ObjectOutcome, ObjectStatus, StateError, StateStore};
 use crate::config::DatabaseUrl;
-use crate::config::env::redact_stripe_keys;
+use crate::env::redact_stripe_keys;
 use crate::object::ObjectMeta;
 use crate::time::{from_millis, millis};
 use std::collections::HashMap;

@@ -3,7 +3,7 @@
 //! flight, and retries with exponential backoff and jitter where Stripe (or the network) says a request
 //! may succeed later.
 
-use crate::config::Secret;
+use crate::env::Secret;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::Method;
 use serde_json::Value as Json;
