@@ -65,6 +65,8 @@ use std::time::Duration;
 pub const DEFAULT_STATE_URL: &str = "sqlite://sluice-state.db";
 /// The tables sink's database when a dataflow names none, relative to the configuration file.
 pub const DEFAULT_SINK_URL: &str = "sqlite://sluice.db";
+/// How long a run's lease on its dataflow lasts unrenewed, where `[state] lease_timeout` does not say.
+pub const DEFAULT_LEASE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A configuration error, with where it is.
 #[derive(Debug, thiserror::Error)]
@@ -460,7 +462,7 @@ impl Config {
 
     /// How long a run's lease lasts unrenewed (`[state] lease_timeout`).
     pub fn lease_timeout(&self) -> Duration {
-        self.state.lease_timeout.unwrap_or(crate::state::DEFAULT_LEASE_TIMEOUT)
+        self.state.lease_timeout.unwrap_or(DEFAULT_LEASE_TIMEOUT)
     }
 
     /// Where a dataflow's tables sink keeps its tables.

@@ -24,9 +24,6 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
-/// How long a lease lasts unrenewed, where `[state] lease_timeout` does not say.
-pub const DEFAULT_LEASE_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// A run's hold on its dataflow, as the run checks it: its fencing token, and whether it was lost.
 #[derive(Debug)]
 pub struct Lease {

@@ -18,7 +18,7 @@ use rusqlite::{Connection, OpenFlags};
 use sql::{Arg, Database, Row, Session, Sql};
 use std::time::{Duration, SystemTime};
 
-pub use lease::{DEFAULT_LEASE_TIMEOUT, Lease, LockError, RunLock, is_running, lock_dataflow, lock_file};
+pub use lease::{Lease, LockError, RunLock, is_running, lock_dataflow, lock_file};
 pub use work::{
     Claim, MAX_ATTEMPTS, WORK_CHANNEL, WorkOutcome, WorkProgress, Worker, WorkerIdentity, WorkerRecord,
 };
