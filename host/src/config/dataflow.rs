@@ -2,6 +2,8 @@
 
 use super::duration;
 use crate::env::{self, Secret};
+use croner::Cron;
+use croner::parser::{CronParser, Seconds};
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -724,6 +726,15 @@ pub fn parse_schedule(text: &str) -> Result<Schedule, String> {
     let cron_like = matches!(fields.len(), 5 | 6)
         && fields.iter().all(|f| f.chars().all(|c| c.is_ascii_alphanumeric() || "*/,-?".contains(c)));
     if cron_like { Ok(Schedule::Cron(text.to_string())) } else { Err(invalid()) }
+}
+
+/// Reads a cron expression of five fields, or six with seconds first.
+pub fn parse_cron(expression: &str) -> Result<Cron, String> {
+    CronParser::builder()
+        .seconds(Seconds::Optional)
+        .build()
+        .parse(expression)
+        .map_err(|e| format!("`{expression}` is not a cron expression Sluice can run: {e}"))
 }
 
 #[cfg(test)]

@@ -313,7 +313,7 @@ impl Config {
                 daemon::check_time_zone(zone).map_err(|message| (key(".time_zone"), message))?;
             }
             if let Schedule::Cron(expression) = &dataflow.schedule {
-                crate::daemon::parse_cron(expression).map_err(|message| (key(".schedule"), message))?;
+                parse_cron(expression).map_err(|message| (key(".schedule"), message))?;
             }
             if let Some(template) = &dataflow.template {
                 self.template_spec(&template.plugin).map_err(|e| (key(".template.plugin"), e.message()))?;

@@ -21,7 +21,7 @@ mod scheduler;
 mod watch;
 mod workers;
 
-pub use schedule::{Timetable, parse_cron};
+pub use schedule::Timetable;
 
 use crate::config::Config;
 use crate::plugin::{HostSettings, PluginHost, default_cache_dir};

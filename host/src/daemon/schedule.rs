@@ -9,22 +9,12 @@
 //! - The jitter moves every slot of a dataflow later by the same amount, taken from a hash of its name:
 //!   stable across restarts, spread across dataflows.
 
-use crate::config::{Config, DataflowConfig, Schedule};
+use crate::config::{Config, DataflowConfig, Schedule, parse_cron};
 use croner::Cron;
-use croner::parser::{CronParser, Seconds};
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
-
-/// Reads a cron expression of five fields, or six with seconds first.
-pub fn parse_cron(expression: &str) -> Result<Cron, String> {
-    CronParser::builder()
-        .seconds(Seconds::Optional)
-        .build()
-        .parse(expression)
-        .map_err(|e| format!("`{expression}` is not a cron expression Sluice can run: {e}"))
-}
 
 /// The slots of one dataflow.
 #[derive(Clone, Debug)]
