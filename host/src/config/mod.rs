@@ -576,37 +576,6 @@ impl DataflowConfig {
         }
     }
 
-    /// The table a dataflow writes, and how.
-    pub fn table_spec(&self, dataflow: &str) -> crate::sink::TableSpec {
-        crate::sink::TableSpec {
-            name: self.table_name(dataflow),
-            mode: self.sink.mode,
-            key: self.sink.key.clone(),
-            versions: self.sink.versions.unwrap_or(DEFAULT_VERSIONS),
-            on_type_conflict: self.sink.on_type_conflict,
-            delta: crate::sink::DeltaWriting {
-                file_size: self.sink.file_size_mb.unwrap_or(DEFAULT_FILE_SIZE_MB) << 20,
-                commit_objects: self.sink.commit_objects.unwrap_or(DEFAULT_COMMIT_OBJECTS).max(1),
-                commit_interval: self.sink.commit_interval.unwrap_or(DEFAULT_COMMIT_INTERVAL),
-                compression: self.sink.compression,
-                purpose: self.sink.purpose,
-                kind: self.sink.table_kind,
-                partition_by: self.sink.partition_by.clone(),
-            },
-        }
-    }
-
-    /// The spec of `table`, one of a Stripe source's tables: merged on `id`, with the dataflow's versions
-    /// and type-conflict rule.
-    pub fn stripe_table_spec(&self, dataflow: &str, table: String) -> crate::sink::TableSpec {
-        crate::sink::TableSpec {
-            name: table,
-            mode: WriteMode::Merge,
-            key: vec!["id".to_string()],
-            ..self.table_spec(dataflow)
-        }
-    }
-
     /// How many objects a run loads at once into `sink` (see [`SinkConfig::parallelism`]).
     pub fn parallel_loads(&self, sink: &SinkUrl) -> usize {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());

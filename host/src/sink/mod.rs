@@ -19,7 +19,8 @@ pub use stripe::{Outgoing, StripeSink, StripeTarget};
 use crate::batch::{RecordBatch, Value};
 use crate::batch::{RejectStage, RejectedRow};
 use crate::config::{
-    DatabaseUrl, ParquetCompression, SinkUrl, TableKind, TablePurpose, TypeConflict, WriteMode,
+    DEFAULT_COMMIT_INTERVAL, DEFAULT_COMMIT_OBJECTS, DEFAULT_FILE_SIZE_MB, DEFAULT_VERSIONS, DatabaseUrl,
+    DataflowConfig, ParquetCompression, SinkUrl, TableKind, TablePurpose, TypeConflict, WriteMode,
 };
 use crate::object::ObjectMeta;
 
@@ -142,6 +143,38 @@ pub struct DeltaWriting {
 }
 
 impl TableSpec {
+    /// The table the dataflow `name` writes, and how, as its configuration says.
+    pub fn of(dataflow: &DataflowConfig, name: &str) -> TableSpec {
+        let sink = &dataflow.sink;
+        TableSpec {
+            name: dataflow.table_name(name),
+            mode: sink.mode,
+            key: sink.key.clone(),
+            versions: sink.versions.unwrap_or(DEFAULT_VERSIONS),
+            on_type_conflict: sink.on_type_conflict,
+            delta: DeltaWriting {
+                file_size: sink.file_size_mb.unwrap_or(DEFAULT_FILE_SIZE_MB) << 20,
+                commit_objects: sink.commit_objects.unwrap_or(DEFAULT_COMMIT_OBJECTS).max(1),
+                commit_interval: sink.commit_interval.unwrap_or(DEFAULT_COMMIT_INTERVAL),
+                compression: sink.compression,
+                purpose: sink.purpose,
+                kind: sink.table_kind,
+                partition_by: sink.partition_by.clone(),
+            },
+        }
+    }
+
+    /// The spec of `table`, one of the Stripe source `name`'s tables: merged on `id`, with the dataflow's
+    /// versions and type-conflict rule.
+    pub fn of_stripe_table(dataflow: &DataflowConfig, name: &str, table: String) -> TableSpec {
+        TableSpec {
+            name: table,
+            mode: WriteMode::Merge,
+            key: vec!["id".to_string()],
+            ..TableSpec::of(dataflow, name)
+        }
+    }
+
     /// The write mode and merge key as a sink records them in `_sluice_tables`.
     fn recorded_form(&self) -> (String, String) {
         (format!("{:?}", self.mode).to_ascii_lowercase(), self.key.join(","))

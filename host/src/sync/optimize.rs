@@ -4,7 +4,7 @@
 use super::SyncError;
 use super::stores::{lock, open_stripe_table, refuse_custom_sink, sink_error};
 use crate::config::{Config, SourceConfig};
-use crate::sink::Optimized;
+use crate::sink::{Optimized, TableSpec};
 
 /// Optimizes every table of `name`; each table with what was done to it (`None`: its sink keeps no files).
 pub fn optimize(config: &Config, name: &str) -> Result<Vec<(String, Option<Optimized>)>, SyncError> {
@@ -17,7 +17,7 @@ pub fn optimize(config: &Config, name: &str) -> Result<Vec<(String, Option<Optim
             SourceConfig::Stripe(_) => {
                 open_stripe_table(config, name, dataflow, &scope, table.clone(), lock.lease())
             }
-            _ => crate::sink::open(&config.sink_database(dataflow), &scope, &dataflow.table_spec(name)),
+            _ => crate::sink::open(&config.sink_database(dataflow), &scope, &TableSpec::of(dataflow, name)),
         }
         .map_err(sink_error(name))?;
         sink.fence(lock.lease().token()).map_err(sink_error(name))?;

@@ -17,7 +17,7 @@ use crate::config::{Config, DataflowConfig, SourceConfig};
 use crate::object::ObjectMeta;
 use crate::parse::{ParseError, ParseSummary};
 use crate::plugin::{FormatPlugin, Parsed, PluginHost, PluginSet, TemplatePlugin};
-use crate::sink::TableSink;
+use crate::sink::{TableSink, TableSpec};
 use crate::source::{self, MANY_OBJECTS, Source, SourceError, archive};
 use crate::state::{
     Lease, LedgerEntry, ObjectOutcome, ObjectStatus, RunCounts, RunStatus, StateError, StateStore,
@@ -473,7 +473,7 @@ impl<'a> Runner<'a> {
                 tally(report, &mut settled_now, &object, outcome);
             }
         } else if !together.is_empty() && stopped.is_none() {
-            let spec = run.dataflow.table_spec(name);
+            let spec = TableSpec::of(run.dataflow, name);
             let mut writers = Vec::with_capacity(parallel - 1);
             for _ in 1..parallel {
                 let mut writer = crate::sink::open(&sink_url, name, &spec).map_err(|e| e.to_string())?;
@@ -755,7 +755,7 @@ pub(super) fn reading(
         plugin.identity(),
         format.option_pairs(),
         format.compression,
-        dataflow.table_spec(name)
+        TableSpec::of(dataflow, name)
     );
     if let (Some(template), Some(config)) = (template, &dataflow.template) {
         read.push_str(&format!("\n{}\n{:?}", template.identity(), config.option_pairs()));

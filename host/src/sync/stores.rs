@@ -4,7 +4,7 @@
 
 use super::{Registry, SyncError};
 use crate::config::{Config, DataflowConfig, SinkKind};
-use crate::sink::{self, SinkError, StripeSink, TableSink};
+use crate::sink::{self, SinkError, StripeSink, TableSink, TableSpec};
 use crate::state::{Lease, RunLock, StateError, StateStore, lock_dataflow};
 use crate::stripe::StripeClient;
 use std::sync::Arc;
@@ -27,7 +27,7 @@ impl DataflowStores {
         let lock = lock(config, name)?;
         let mut sink = match registry.sink(name, dataflow) {
             Some(custom) => custom,
-            None => sink::open(&config.sink_database(dataflow), name, &dataflow.table_spec(name)),
+            None => sink::open(&config.sink_database(dataflow), name, &TableSpec::of(dataflow, name)),
         }
         .map_err(sink_error(name))?;
         if dataflow.sink.kind == SinkKind::Stripe {
@@ -81,8 +81,11 @@ pub(super) fn open_stripe_table(
     table: String,
     lease: &Lease,
 ) -> Result<Box<dyn TableSink>, SinkError> {
-    let mut sink =
-        sink::open(&config.sink_database(dataflow), scope, &dataflow.stripe_table_spec(name, table))?;
+    let mut sink = sink::open(
+        &config.sink_database(dataflow),
+        scope,
+        &TableSpec::of_stripe_table(dataflow, name, table),
+    )?;
     sink.fence(lease.token())?;
     Ok(sink)
 }

@@ -170,7 +170,7 @@ impl Known {
         target: &StripeTarget,
     ) -> Result<Known, String> {
         let url = runner.config().sink_database(dataflow);
-        let table = dataflow.table_spec(name).name;
+        let table = dataflow.table_name(name);
         let pairs = |value: &str| -> Result<HashMap<String, String>, String> {
             Ok(stored_pairs(&url, name, &table, "external_id", value)?.into_iter().collect())
         };

@@ -15,7 +15,7 @@ use super::runner::{DataflowRun, reading};
 use super::{Progress, Runner, SyncError};
 use crate::config::DataflowConfig;
 use crate::plugin::{FormatPlugin, TemplatePlugin};
-use crate::sink::TableSink;
+use crate::sink::{TableSink, TableSpec};
 use crate::source::Source;
 use crate::state::{Claim, Lease, ObjectOutcome, ObjectStatus, StateError, StateStore};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -238,7 +238,7 @@ impl<'r> SharedObjects<'r> {
             None => crate::sink::open(
                 &config.sink_database(self.dataflow),
                 self.name,
-                &self.dataflow.table_spec(self.name),
+                &TableSpec::of(self.dataflow, self.name),
             )
             .map(|open| (open, true)),
         };
