@@ -2,7 +2,6 @@
 //! settings (and a sink's target) when a run starts.
 
 use super::{Secret, SinkConfig, SinkKind, StripeSourceConfig, TemplateConfig, WriteMode};
-use crate::sink::StripeTarget;
 use crate::stripe::{ClientSettings, ObjectSpec, bracketed, object_spec, supported_objects};
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -64,13 +63,13 @@ impl SinkConfig {
     }
 
     /// The object a Stripe sink writes (checked when the configuration was read).
-    fn stripe_object(&self) -> &'static ObjectSpec {
+    pub fn stripe_object(&self) -> &'static ObjectSpec {
         self.object.as_deref().and_then(object_spec).expect("checked when the configuration was read")
     }
 
     /// The record field that holds a record's external id: `external_id`, else Stripe's own `id` for
     /// products and `metadata.external_id` for the rest.
-    fn external_id(&self) -> String {
+    pub fn external_id_field(&self) -> String {
         match &self.external_id {
             Some(field) => field.clone(),
             None if self.object.as_deref() == Some("products") => "id".into(),
@@ -106,7 +105,7 @@ impl SinkConfig {
                 format!("Stripe needs {missing} to create {}, and no field makes it: map it", spec.path),
             ));
         }
-        let external_id = self.external_id();
+        let external_id = self.external_id_field();
         if !targets.contains(&external_id) {
             return Err((
                 "options.fields",
@@ -119,20 +118,16 @@ impl SinkConfig {
         Ok(())
     }
 
-    /// The client settings and target of a Stripe sink (checked when the configuration was read).
-    pub fn stripe(&self) -> (ClientSettings, StripeTarget) {
-        let connection = Connection {
+    /// The client settings of a Stripe sink (checked when the configuration was read).
+    pub fn client_settings(&self) -> ClientSettings {
+        Connection {
             api_key: self.api_key.as_ref(),
             account: self.account.as_ref(),
             api_base: self.api_base.as_ref(),
             rate_limit: self.rate_limit,
             max_retries: self.max_retries,
-        };
-        let settings = connection.settings();
-        // Enough in flight to reach the rate at Stripe's usual few hundred milliseconds a write (a quarter of
-        // the rate: 6 at 25/s, 25 at 100/s), never so many that a refused key costs many requests.
-        let concurrency = self.concurrency.unwrap_or((settings.rate_limit.get() as usize / 4).clamp(4, 32));
-        (settings, StripeTarget { spec: self.stripe_object(), external_id: self.external_id(), concurrency })
+        }
+        .settings()
     }
 }
 

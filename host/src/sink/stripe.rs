@@ -11,8 +11,11 @@
 use super::{CommittedObject, ObjectWrite, RolledBack, SinkError, StoredReject, TableSink, rejected_row};
 use crate::batch::RejectedRow;
 use crate::batch::{BatchBuilder, RecordBatch, Value};
+use crate::config::SinkConfig;
 use crate::object::ObjectMeta;
-use crate::stripe::{Answer, ObjectSpec, OnChanged, StripeClient, StripeError, record_params};
+use crate::stripe::{
+    Answer, ClientSettings, ObjectSpec, OnChanged, StripeClient, StripeError, record_params,
+};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
@@ -53,6 +56,15 @@ impl Outgoing {
 }
 
 impl StripeTarget {
+    /// What the Stripe sink `sink` writes (its configuration was checked when read), through a client with
+    /// `settings`.
+    pub fn of(sink: &SinkConfig, settings: &ClientSettings) -> StripeTarget {
+        // Enough in flight to reach the rate at Stripe's usual few hundred milliseconds a write (a quarter of
+        // the rate: 6 at 25/s, 25 at 100/s), never so many that a refused key costs many requests.
+        let concurrency = sink.concurrency.unwrap_or((settings.rate_limit.get() as usize / 4).clamp(4, 32));
+        StripeTarget { spec: sink.stripe_object(), external_id: sink.external_id_field(), concurrency }
+    }
+
     /// The API path (`products`).
     pub fn object(&self) -> &'static str {
         self.spec.path

@@ -5,6 +5,7 @@
 
 use super::{Runner, SyncError};
 use crate::config::{DatabaseUrl, SinkKind, SinkUrl, SourceConfig};
+use crate::sink::StripeTarget;
 use crate::source::Notifications;
 use crate::state::StateStore;
 use crate::stripe::StripeClient;
@@ -96,7 +97,8 @@ impl Runner<'_> {
                 }
             }
             if dataflow.sink.kind == SinkKind::Stripe {
-                let (settings, target) = dataflow.sink.stripe();
+                let settings = dataflow.sink.client_settings();
+                let target = StripeTarget::of(&dataflow.sink, &settings);
                 let client = StripeClient::new(settings);
                 step(
                     format!("Stripe {}", target.object()),

@@ -11,7 +11,7 @@ use crate::config::{DataflowConfig, SinkKind};
 use crate::object::ObjectMeta;
 use crate::parse::ParseError;
 use crate::plugin::{FormatPlugin, Parsed, TemplatePlugin};
-use crate::sink::rejected_row;
+use crate::sink::{StripeTarget, rejected_row};
 use crate::source::Source;
 use crate::state::StateStore;
 use std::io;
@@ -97,7 +97,8 @@ impl Runner<'_> {
         let mut sample =
             Sample { key: object.key.clone(), records: Vec::new(), rejects: Vec::new(), error: None };
         // A Stripe sink rejects a record Stripe would refuse before sending it: shown here as `run` rejects it.
-        let stripe = (dataflow.sink.kind == SinkKind::Stripe).then(|| dataflow.sink.stripe().1);
+        let stripe = (dataflow.sink.kind == SinkKind::Stripe)
+            .then(|| StripeTarget::of(&dataflow.sink, &dataflow.sink.client_settings()));
         sample.error = self.read_object(source, dataflow, plugins, options, object, |parsed| {
             for batch in &parsed.batches {
                 for row in 0..batch.num_rows() {

@@ -4,7 +4,7 @@
 
 use super::{Registry, SyncError};
 use crate::config::{Config, DataflowConfig, SinkKind};
-use crate::sink::{self, SinkError, StripeSink, TableSink, TableSpec};
+use crate::sink::{self, SinkError, StripeSink, StripeTarget, TableSink, TableSpec};
 use crate::state::{Lease, RunLock, StateError, StateStore, lock_dataflow};
 use crate::stripe::StripeClient;
 use std::sync::Arc;
@@ -31,7 +31,8 @@ impl DataflowStores {
         }
         .map_err(sink_error(name))?;
         if dataflow.sink.kind == SinkKind::Stripe {
-            let (settings, target) = dataflow.sink.stripe();
+            let settings = dataflow.sink.client_settings();
+            let target = StripeTarget::of(&dataflow.sink, &settings);
             let client = StripeClient::new(settings)
                 .map_err(|message| sink_error(name)(SinkError::stripe(target.object(), message)))?;
             sink = Box::new(StripeSink::new(sink, client, target, name).map_err(sink_error(name))?);

@@ -94,7 +94,8 @@ impl Runner<'_> {
                 "dataflow `{name}` writes tables, not Stripe objects: --diff compares what a run would send to Stripe with what Stripe holds"
             )));
         }
-        let (settings, target) = dataflow.sink.stripe();
+        let settings = dataflow.sink.client_settings();
+        let target = StripeTarget::of(&dataflow.sink, &settings);
         let sink_error = |message: String| SyncError::Plan(format!("dataflow `{name}`: {message}"));
         let client = StripeClient::new(settings).map_err(sink_error)?;
         let plugin = self.load_plugin(name, dataflow)?;
