@@ -3,8 +3,6 @@
 //! daemon renders them in Prometheus' text format at `GET /metrics`. Without a recorder every call is a
 //! no-op.
 
-use crate::state::RunStatus;
-use crate::sync::RunReport;
 use std::time::{Duration, SystemTime};
 
 /// Runs ended, by dataflow and status.
@@ -49,27 +47,6 @@ pub(crate) fn plugin_call(plugin: &str, took: Duration) {
 
 pub(crate) fn stripe_request(method: &str, status: &str) {
     metrics::counter!(STRIPE_REQUESTS, "method" => method.to_string(), "status" => status.to_string())
-        .increment(1);
-}
-
-/// Counts a run that ended.
-pub fn run_ended(report: &RunReport) {
-    let dataflow = report.dataflow.clone();
-    let counts = report.counts;
-    metrics::counter!(RUNS, "dataflow" => dataflow.clone(), "status" => report.status.as_str()).increment(1);
-    metrics::counter!(OBJECTS, "dataflow" => dataflow.clone()).increment(counts.objects);
-    metrics::counter!(OBJECTS_FAILED, "dataflow" => dataflow.clone()).increment(counts.failed_objects);
-    metrics::counter!(ROWS, "dataflow" => dataflow.clone()).increment(counts.rows);
-    metrics::counter!(REJECTS, "dataflow" => dataflow.clone()).increment(counts.rejected);
-    metrics::counter!(BYTES, "dataflow" => dataflow.clone()).increment(counts.bytes);
-    if report.status == RunStatus::Succeeded {
-        last_success(&dataflow, SystemTime::now());
-    }
-}
-
-/// Counts a run that could not start (its sink or state store was unreachable, say) as failed.
-pub fn run_failed_to_start(dataflow: &str) {
-    metrics::counter!(RUNS, "dataflow" => dataflow.to_string(), "status" => RunStatus::Failed.as_str())
         .increment(1);
 }
 

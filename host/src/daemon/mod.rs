@@ -435,7 +435,7 @@ impl Daemon {
             &LogProgress { dataflow: name },
         ) {
             Ok(ran) => {
-                crate::metrics::run_ended(&ran.run);
+                ran.run.record_metrics();
                 log_run_end(name, &ran.run, "run of events ended", ran.deleted, ran.kept);
                 Ok(())
             }
@@ -487,7 +487,7 @@ impl Daemon {
     fn replay_now(&self, name: &str) -> Result<crate::sync::ReplayReport, SyncError> {
         let generation = self.generation();
         let replay = self.runner(&generation).replay_rejects(name, &LogProgress { dataflow: name })?;
-        crate::metrics::run_ended(&replay.run);
+        replay.run.record_metrics();
         log_run_end(name, &replay.run, "replay of rejected rows ended", 0, 0);
         Ok(replay)
     }
@@ -500,7 +500,7 @@ impl Daemon {
         let started = SystemTime::now();
         match self.runner(&generation).run(name, &LogProgress { dataflow: name }) {
             Ok(report) => {
-                crate::metrics::run_ended(&report);
+                report.record_metrics();
                 self.optimize_if_due(config, name);
                 log_run_end(name, &report, "run ended", 0, 0);
             }
@@ -514,7 +514,10 @@ impl Daemon {
 
     /// Counts, logs and records a run of `name` that could not start.
     fn failed_to_start(&self, config: &Config, name: &str, started: SystemTime, error: SyncError) {
-        crate::metrics::run_failed_to_start(name);
+        // Counted as a failed run: its sink or state store was unreachable, say.
+        let status = crate::state::RunStatus::Failed.as_str();
+        metrics::counter!(crate::metrics::RUNS, "dataflow" => name.to_string(), "status" => status)
+            .increment(1);
         tracing::error!(dataflow = name, "run failed: {error}");
         // The lease is taken in the state store: a lock that failed is the store failing.
         let state_unreachable =

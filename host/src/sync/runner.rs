@@ -83,6 +83,23 @@ pub struct RunReport {
 }
 
 impl RunReport {
+    /// Counts the run in Sluice's metrics ([`crate::metrics`]): how it ended, and what it moved.
+    pub fn record_metrics(&self) {
+        use crate::metrics::{BYTES, OBJECTS, OBJECTS_FAILED, REJECTS, ROWS, RUNS, last_success};
+        let dataflow = self.dataflow.clone();
+        let counts = self.counts;
+        metrics::counter!(RUNS, "dataflow" => dataflow.clone(), "status" => self.status.as_str())
+            .increment(1);
+        metrics::counter!(OBJECTS, "dataflow" => dataflow.clone()).increment(counts.objects);
+        metrics::counter!(OBJECTS_FAILED, "dataflow" => dataflow.clone()).increment(counts.failed_objects);
+        metrics::counter!(ROWS, "dataflow" => dataflow.clone()).increment(counts.rows);
+        metrics::counter!(REJECTS, "dataflow" => dataflow.clone()).increment(counts.rejected);
+        metrics::counter!(BYTES, "dataflow" => dataflow.clone()).increment(counts.bytes);
+        if self.status == RunStatus::Succeeded {
+            last_success(&dataflow, SystemTime::now());
+        }
+    }
+
     /// Records in `state` that a run of `name` starts (and the dataflow's settings as they are now); the
     /// report the run fills.
     pub(super) fn begin(
