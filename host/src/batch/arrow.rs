@@ -425,22 +425,19 @@ mod tests {
 
     #[test]
     fn typed_columns_become_their_arrow_types_taking_their_buffers_over() {
-        use crate::plugin::typed_wire::{
-            ColumnValues as Wire, TimeUnit as WireUnit, TimestampValues, TypedBatch, TypedColumn,
-        };
-        let column = |name: &str, valid: Vec<u8>, values| TypedColumn { name: name.into(), valid, values };
+        use crate::batch::Lines;
+        let column =
+            |name: &str, valid: Vec<u8>, values| Column::typed(name.into(), valid, values, 3).unwrap();
         let stamps =
-            TimestampValues { unit: WireUnit::Millisecond, utc: true, values: vec![1_500, 0, 2_000] };
-        let batch = RecordBatch::from_typed_wire(TypedBatch {
-            rows: 3,
-            columns: vec![
-                column("id", vec![], Wire::Integers(vec![7, 8, 9])),
-                column("at", vec![0b101], Wire::Timestamps(stamps)),
+            TypedValues::Timestamps { unit: TimeUnit::Millisecond, utc: true, values: vec![1_500, 0, 2_000] };
+        let batch = RecordBatch::from_columns(
+            3,
+            vec![
+                column("id", vec![], TypedValues::Integers(vec![7, 8, 9])),
+                column("at", vec![0b101], stamps),
             ],
-            lines: vec![],
-            first_line: 1,
-        })
-        .unwrap();
+            Lines::From(1),
+        );
         let arrow = batch.clone().into_arrow().unwrap();
         assert_eq!(arrow.schema().field(0).data_type(), &DataType::Int64);
         assert!(!arrow.schema().field(0).is_nullable());

@@ -1,9 +1,11 @@
 //! Record batches as the host holds them: the column-major buffers a plugin returned, checked once.
+//!
+//! A batch is plain data. The plugin host takes each contract's wire types apart into the layouts here
+//! (`plugin::wire`), and a column is checked as it is made ([`Column::tagged`], [`Column::typed`],
+//! [`Column::spans`]).
 
 use std::fmt;
 use std::io::{self, Write};
-
-use crate::plugin::format_wire::{Batch as WireBatch, Column as WireColumn};
 
 mod arrow;
 mod rejected;
@@ -12,15 +14,17 @@ mod typed;
 
 pub use rejected::{RejectStage, RejectedRow};
 pub use sluice_as_text::TimeUnit;
+pub(crate) use spans::UncheckedSpans;
+pub(crate) use typed::TypedValues;
 /// The Arrow crates [`RecordBatch::into_arrow`] converts to, at the version Sluice builds with.
 pub use {arrow_array, arrow_schema};
 
 /// The type tags of `value-type` in `wit/sluice.wit`, by discriminant.
-const NULL: u8 = 0;
+pub(crate) const NULL: u8 = 0;
 const BOOLEAN: u8 = 1;
 const INTEGER: u8 = 2;
 const FLOAT: u8 = 3;
-const TEXT: u8 = 4;
+pub(crate) const TEXT: u8 = 4;
 const JSON: u8 = 5;
 
 /// One value of a record.
@@ -96,10 +100,10 @@ enum Values {
 
 /// Contract 1.0's layout of a column: per row a type tag and an end offset into `data`.
 #[derive(Clone, Debug, Default)]
-struct Tags {
-    types: Vec<u8>,
-    ends: Vec<u32>,
-    data: Vec<u8>,
+pub(crate) struct Tags {
+    pub(crate) types: Vec<u8>,
+    pub(crate) ends: Vec<u32>,
+    pub(crate) data: Vec<u8>,
 }
 
 /// Row `row`'s bytes of `data`, ended by `ends` (each value's end offset).
@@ -201,6 +205,12 @@ impl Column {
         }
     }
 
+    /// A column in contract 1.0's layout, of `rows` rows, its layout checked (see [`Tags::check`]).
+    pub(crate) fn tagged(name: String, tags: Tags, rows: usize) -> Result<Column, String> {
+        tags.check(rows).map_err(|what| format!("column `{name}` {what}"))?;
+        Ok(Column { name, values: Values::Tagged(tags) })
+    }
+
     fn empty(name: &str) -> Column {
         Column { name: name.to_string(), values: Values::Tagged(Tags::default()) }
     }
@@ -270,7 +280,7 @@ pub struct RecordBatch {
 
 /// The line each record of a batch starts on.
 #[derive(Clone, Debug)]
-enum Lines {
+pub(crate) enum Lines {
     /// One per record.
     Listed(Vec<u64>),
     /// Record `i` starts on line `first + i`, as a column-major file numbers its records (contract
@@ -279,6 +289,28 @@ enum Lines {
 }
 
 impl Lines {
+    /// The line of each of `rows` records: listed one per record, or numbered from `first_line`.
+    pub(crate) fn of(lines: Vec<u64>, first_line: u64, rows: usize) -> Result<Lines, String> {
+        Ok(match (lines, first_line) {
+            (lines, 0) if lines.len() == rows => Lines::Listed(lines),
+            (lines, 0) => return Err(format!("{} line numbers for {rows} rows", lines.len())),
+            (lines, first) if lines.is_empty() => match first.checked_add(rows as u64) {
+                Some(_) => Lines::From(first),
+                None => {
+                    return Err(format!(
+                        "records numbered from line {first} run past the last line there is"
+                    ));
+                }
+            },
+            (lines, first) => {
+                return Err(format!(
+                    "{} line numbers and a first line ({first}): one or the other",
+                    lines.len()
+                ));
+            }
+        })
+    }
+
     fn into_vec(self, rows: usize) -> Vec<u64> {
         match self {
             Lines::Listed(lines) => lines,
@@ -288,39 +320,16 @@ impl Lines {
 }
 
 impl RecordBatch {
-    /// Takes a batch as it crossed the component boundary, checking its layout: every column has a tag
-    /// and an end offset per row, offsets ascend within the data, tags are known, and fixed-width values
-    /// have their width. Text is checked to be UTF-8 when it is read.
-    pub(crate) fn from_wire(batch: WireBatch) -> Result<Self, String> {
-        let rows = batch.rows as usize;
-        if batch.lines.len() != rows {
-            return Err(format!("{} line numbers for {rows} rows", batch.lines.len()));
-        }
-        let mut columns = Vec::with_capacity(batch.columns.len());
-        for column in batch.columns {
-            let WireColumn { name, types, ends, data } = column;
-            let tags = Tags { types, ends, data };
-            tags.check(rows).map_err(|what| format!("column `{name}` {what}"))?;
-            columns.push(Column { name, values: Values::Tagged(tags) });
-        }
-        Ok(RecordBatch { rows, columns, lines: Lines::Listed(batch.lines) })
+    /// A batch of `rows` records from columns made (and so checked) for that many rows.
+    pub(crate) fn from_columns(rows: usize, columns: Vec<Column>, lines: Lines) -> RecordBatch {
+        RecordBatch { rows, columns, lines }
     }
 
-    /// The batch in the form it crosses the component boundary in (to hand it to a template, which takes
-    /// contract 1.0's layout: a typed column's values are written in it).
-    pub(crate) fn to_wire(&self) -> WireBatch {
-        WireBatch {
-            rows: self.rows as u32,
-            columns: self
-                .columns
-                .iter()
-                .map(|column| {
-                    let (name, Tags { types, ends, data }) = column.clone().into_tags(self.rows);
-                    WireColumn { name, types, ends, data }
-                })
-                .collect(),
-            lines: self.lines.clone().into_vec(self.rows),
-        }
+    /// The batch in contract 1.0's layout, as a template takes it (a typed column's values are written in
+    /// it), and the line of each record.
+    pub(crate) fn to_tagged(&self) -> (Vec<(String, Tags)>, Vec<u64>) {
+        let columns = self.columns.iter().map(|column| column.clone().into_tags(self.rows)).collect();
+        (columns, self.lines.clone().into_vec(self.rows))
     }
 
     /// How many records the batch holds.

@@ -5,6 +5,7 @@ use super::ranged::typed_bindings::sluice::plugin::columns::{TypedFatalError, Ty
 use super::ranged::typed_bindings::{TypedRangedFormat, TypedRangedFormatPre};
 use super::ranged::{RangeRead, Served};
 use super::sandbox::{Sandbox, call_failure, deadline_ticks, new_store};
+use super::wire::{batch_from_span_wire, batch_from_typed_wire, batch_from_wire, rejected_from_wire};
 use super::{CompileSource, Limits, PluginError, identity};
 use crate::batch::{RecordBatch, RejectStage, RejectedRow};
 use std::time::Duration;
@@ -62,13 +63,6 @@ pub struct FormatPlugin {
     pub(super) default_options: &'static [(&'static str, &'static str)],
     pub(super) compiled_from: CompileSource,
     pub(super) compile_time: Duration,
-}
-
-impl RejectedRow {
-    /// A reject as it crossed the component boundary from a plugin that refused it at `stage`.
-    pub(super) fn from_wire(wire: bindings::sluice::plugin::types::RejectedRow, stage: RejectStage) -> Self {
-        RejectedRow { line: wire.line, reason: wire.reason, raw: wire.raw, stage }
-    }
 }
 
 /// What one call into a parser produced.
@@ -372,9 +366,8 @@ impl FileParse {
     }
 
     fn convert(&self, output: Output) -> Result<Parsed, PluginError> {
-        let batches = output.batches.into_iter().map(RecordBatch::from_wire).collect::<Result<Vec<_>, _>>();
-        let rejects =
-            output.rejects.into_iter().map(|r| RejectedRow::from_wire(r, RejectStage::Parse)).collect();
+        let batches = output.batches.into_iter().map(batch_from_wire).collect::<Result<Vec<_>, _>>();
+        let rejects = output.rejects.into_iter().map(|r| rejected_from_wire(r, RejectStage::Parse)).collect();
         Ok(Parsed { batches: batches.map_err(|message| self.malformed(message))?, rejects })
     }
 
@@ -412,19 +405,16 @@ impl FileParse {
         let batches = output
             .batches
             .into_iter()
-            .map(|batch| RecordBatch::from_span_wire(batch, &window))
+            .map(|batch| batch_from_span_wire(batch, &window))
             .collect::<Result<Vec<_>, _>>();
-        let rejects =
-            output.rejects.into_iter().map(|r| RejectedRow::from_wire(r, RejectStage::Parse)).collect();
+        let rejects = output.rejects.into_iter().map(|r| rejected_from_wire(r, RejectStage::Parse)).collect();
         Ok(Parsed { batches: batches.map_err(|message| self.malformed(message))?, rejects })
     }
 
     /// As [`FileParse::convert`], for typed batches (contract 1.3.0).
     fn convert_typed(&self, output: TypedOutput) -> Result<Parsed, PluginError> {
-        let batches =
-            output.batches.into_iter().map(RecordBatch::from_typed_wire).collect::<Result<Vec<_>, _>>();
-        let rejects =
-            output.rejects.into_iter().map(|r| RejectedRow::from_wire(r, RejectStage::Parse)).collect();
+        let batches = output.batches.into_iter().map(batch_from_typed_wire).collect::<Result<Vec<_>, _>>();
+        let rejects = output.rejects.into_iter().map(|r| rejected_from_wire(r, RejectStage::Parse)).collect();
         Ok(Parsed { batches: batches.map_err(|message| self.malformed(message))?, rejects })
     }
 

@@ -22,23 +22,25 @@ mod inspect;
 mod ranged;
 mod sandbox;
 mod template;
+mod wire;
 
 pub use bundled::{BUNDLED_FORMATS, BUNDLED_TEMPLATES, Bundled, bundled_format, bundled_template};
 pub use cache::{CompileSource, default_cache_dir};
 pub use contract::{CONTRACT_VERSION, ContractVersion};
-pub(crate) use format::bindings::sluice::plugin::types as format_wire;
-pub(crate) use format::span_bindings::sluice::plugin::spans as span_wire;
 // Rejected rows are the batch's (plain data that sinks keep); named here too, beside `Parsed`, as the
 // embedding API has always named them.
 pub use crate::batch::{RejectStage, RejectedRow};
 pub use format::{FileParse, FormatPlugin, Parsed};
 pub use inspect::{About, Import, Inspection, World};
-pub(crate) use ranged::typed_bindings::sluice::plugin::columns as typed_wire;
 pub use ranged::{MAX_READ, RangeRead};
 pub use template::{TemplatePlugin, TemplateRun, Templated};
 
 use cache::ComponentCache;
+// The wire types of each contract version, as `wire` takes them apart.
 use engine::EpochTicker;
+use format::bindings::sluice::plugin::types as format_wire;
+use format::span_bindings::sluice::plugin::spans as span_wire;
+use ranged::typed_bindings::sluice::plugin::columns as typed_wire;
 use sandbox::Sandbox;
 use sha2::Digest;
 use std::collections::HashMap;

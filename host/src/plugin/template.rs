@@ -2,6 +2,7 @@
 
 use super::format::with_defaults;
 use super::sandbox::{Sandbox, call_failure, deadline_ticks, new_store};
+use super::wire::{batch_from_wire, batch_to_wire, rejected_from_wire};
 use super::{Limits, Parsed, PluginError};
 use crate::batch::{RecordBatch, RejectStage, RejectedRow};
 use wasmtime::Store;
@@ -101,8 +102,11 @@ impl TemplateRun {
             });
         };
         self.store.set_epoch_deadline(deadline_ticks(self.limits));
-        let result =
-            instance.sluice_plugin_transform().mapper().call_apply(&mut self.store, mapper, &batch.to_wire());
+        let result = instance.sluice_plugin_transform().mapper().call_apply(
+            &mut self.store,
+            mapper,
+            &batch_to_wire(batch),
+        );
         let output = match result {
             Ok(Ok(output)) => output,
             Ok(Err(fatal)) => return Err(self.template_error(fatal.message)),
@@ -112,13 +116,13 @@ impl TemplateRun {
                 return Err(self.failure(error));
             }
         };
-        let records = RecordBatch::from_wire(output.records).map_err(|message| PluginError::Contract {
+        let records = batch_from_wire(output.records).map_err(|message| PluginError::Contract {
             plugin: self.plugin.clone(),
             object: self.object.clone(),
             message,
         })?;
         let rejects =
-            output.rejects.into_iter().map(|r| RejectedRow::from_wire(r, RejectStage::Template)).collect();
+            output.rejects.into_iter().map(|r| rejected_from_wire(r, RejectStage::Template)).collect();
         Ok(Templated { records, rejects })
     }
 
