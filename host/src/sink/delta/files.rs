@@ -3,7 +3,7 @@
 //! widened to text (copy on write: the old file is removed, a new one added, in the same commit).
 
 use super::convert::{self, TableColumn};
-use super::location::TableAt;
+use super::location::{MARKERS, TableAt};
 use crate::batch::RejectedRow;
 use crate::object::ObjectMeta;
 use crate::sink::{CommittedObject, StoredReject};
@@ -28,8 +28,6 @@ use std::sync::Arc;
 const MARKER_TAG: &str = "sluice.marker";
 /// The tag of a rejects file: the group whose commit its rows belong to.
 const GROUP_TAG: &str = "sluice.group";
-/// Where marker files go in a table's folder.
-pub const MARKERS: &str = "_sluice_markers";
 
 /// What a commit's marker file says.
 #[derive(Clone, Debug, Serialize, Deserialize)]

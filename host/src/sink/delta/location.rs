@@ -26,6 +26,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use url::Url;
 
+/// Where marker files go in a table's folder: Sluice's own, beside the Delta table's.
+pub const MARKERS: &str = "_sluice_markers";
+
 /// Credentials are resolved again this long before they expire.
 const CREDENTIAL_MARGIN: Duration = Duration::from_secs(300);
 
@@ -211,7 +214,7 @@ impl TableAt {
             let file = file.map_err(|e| self.explain(&e))?;
             let path = file.location.as_ref();
             let own = path.starts_with("_delta_log/")
-                || path.starts_with(&format!("{}/", super::files::MARKERS))
+                || path.starts_with(&format!("{MARKERS}/"))
                 || path.contains(".parquet");
             if !own {
                 return Ok(Some(path.to_string()));
