@@ -1,8 +1,12 @@
 //! Running a format plugin over one file.
 
-use super::ranged::bindings::{RangedFormat, RangedFormatPre};
-use super::ranged::typed_bindings::sluice::plugin::columns::{TypedFatalError, TypedOutput};
-use super::ranged::typed_bindings::{TypedRangedFormat, TypedRangedFormatPre};
+use super::bindings::format::sluice::plugin::types::{FatalError, Output};
+use super::bindings::format::{Format, FormatPre};
+use super::bindings::ranged::{RangedFormat, RangedFormatPre};
+use super::bindings::typed::sluice::plugin::spans::{SpanFatalError, SpanOutput};
+use super::bindings::typed::{TypedFormat, TypedFormatPre};
+use super::bindings::typed_ranged::sluice::plugin::columns::{TypedFatalError, TypedOutput};
+use super::bindings::typed_ranged::{TypedRangedFormat, TypedRangedFormatPre};
 use super::ranged::{RangeRead, Served};
 use super::sandbox::{Sandbox, call_failure, deadline_ticks, new_store};
 use super::wire::{batch_from_span_wire, batch_from_typed_wire, batch_from_wire, rejected_from_wire};
@@ -11,32 +15,6 @@ use crate::batch::{RecordBatch, RejectStage, RejectedRow};
 use std::time::Duration;
 use wasmtime::Store;
 use wasmtime::component::ResourceAny;
-
-/// The host side of the `format` world of `wit/sluice.wit`.
-pub(crate) mod bindings {
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "format",
-    });
-}
-
-/// The host side of the `typed-format` world (contract 1.4.0), sharing the `types` and `columns` of the
-/// worlds above.
-pub(crate) mod span_bindings {
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "typed-format",
-        with: {
-            "sluice:plugin/types": crate::plugin::format::bindings::sluice::plugin::types,
-            "sluice:plugin/columns": crate::plugin::ranged::typed_bindings::sluice::plugin::columns,
-        },
-    });
-}
-
-use bindings::sluice::plugin::types::{FatalError, Output};
-use bindings::{Format, FormatPre};
-use span_bindings::sluice::plugin::spans::{SpanFatalError, SpanOutput};
-use span_bindings::{TypedFormat, TypedFormatPre};
 
 /// How a format plugin's instances are made, by the world it implements.
 #[derive(Clone)]

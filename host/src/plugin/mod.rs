@@ -13,6 +13,7 @@
 //!   a fresh store and instance each, so whatever one file does to a plugin (a trap, a runaway loop,
 //!   exhausted memory) fails that file alone.
 
+mod bindings;
 mod bundled;
 mod cache;
 mod contract;
@@ -37,10 +38,10 @@ pub use template::{TemplatePlugin, TemplateRun, Templated};
 
 use cache::ComponentCache;
 // The wire types of each contract version, as `wire` takes them apart.
+use bindings::format::sluice::plugin::types as format_wire;
+use bindings::typed::sluice::plugin::spans as span_wire;
+use bindings::typed_ranged::sluice::plugin::columns as typed_wire;
 use engine::EpochTicker;
-use format::bindings::sluice::plugin::types as format_wire;
-use format::span_bindings::sluice::plugin::spans as span_wire;
-use ranged::typed_bindings::sluice::plugin::columns as typed_wire;
 use sandbox::Sandbox;
 use sha2::Digest;
 use std::collections::HashMap;
@@ -199,7 +200,7 @@ impl PluginHost {
         // the context behind them (see `Sandbox`) grants nothing.
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         // A ranged parser's file (contract 1.2.0). Other plugins do not import it.
-        ranged::bindings::sluice::plugin::input::add_to_linker::<_, wasmtime::component::HasSelf<Sandbox>>(
+        bindings::ranged::sluice::plugin::input::add_to_linker::<_, wasmtime::component::HasSelf<Sandbox>>(
             &mut linker,
             |sandbox| sandbox,
         )?;
@@ -229,16 +230,16 @@ impl PluginHost {
         };
         let pre = match prepared.world {
             Some(World::RangedFormat) => format::ParserPre::Ranged(
-                ranged::bindings::RangedFormatPre::new(prepared.pre).map_err(not_a_format)?,
+                bindings::ranged::RangedFormatPre::new(prepared.pre).map_err(not_a_format)?,
             ),
             Some(World::TypedRangedFormat) => format::ParserPre::TypedRanged(
-                ranged::typed_bindings::TypedRangedFormatPre::new(prepared.pre).map_err(not_a_format)?,
+                bindings::typed_ranged::TypedRangedFormatPre::new(prepared.pre).map_err(not_a_format)?,
             ),
             Some(World::TypedFormat) => format::ParserPre::Spans(
-                format::span_bindings::TypedFormatPre::new(prepared.pre).map_err(not_a_format)?,
+                bindings::typed::TypedFormatPre::new(prepared.pre).map_err(not_a_format)?,
             ),
             _ => format::ParserPre::Stream(
-                format::bindings::FormatPre::new(prepared.pre).map_err(not_a_format)?,
+                bindings::format::FormatPre::new(prepared.pre).map_err(not_a_format)?,
             ),
         };
         Ok(FormatPlugin {
@@ -255,7 +256,7 @@ impl PluginHost {
     /// Loads a data template: as [`PluginHost::load_format`], for the `template` world.
     pub fn load_template(&self, spec: &PluginSpec) -> Result<TemplatePlugin, PluginError> {
         let prepared = self.prepare(spec)?;
-        let pre = template::bindings::TemplatePre::new(prepared.pre).map_err(|e| {
+        let pre = bindings::template::TemplatePre::new(prepared.pre).map_err(|e| {
             load_error(
                 spec,
                 format!(

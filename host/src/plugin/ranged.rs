@@ -6,7 +6,6 @@
 //! the file is not touched. A read that fails (a broken connection) is kept, so that the object's error
 //! says why and whether the next run should try it again.
 
-use super::sandbox::Sandbox;
 use std::io;
 
 /// The longest range one read may take. A plugin's memory is capped far below what a `u32` length could
@@ -47,7 +46,14 @@ impl Served {
         self.failed.take()
     }
 
-    fn read(&mut self, offset: u64, len: u32) -> Result<Vec<u8>, String> {
+    /// The file's size in bytes.
+    pub(crate) fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The `len` bytes at `offset`, refused (with the reason the plugin sees) where the range is outside
+    /// the file or longer than one read may be.
+    pub(crate) fn read(&mut self, offset: u64, len: u32) -> Result<Vec<u8>, String> {
         if len > MAX_READ {
             return Err(format!(
                 "a read of {len} bytes is more than the {} MiB one read may take",
@@ -72,42 +78,6 @@ impl Served {
                 self.failed.get_or_insert(error);
                 Err(message)
             }
-        }
-    }
-}
-
-/// The host side of the `ranged-format` world of `wit/sluice.wit`, sharing the `types` of the `format`
-/// world's bindings so that what a parser returns is read by one piece of code.
-pub(crate) mod bindings {
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "ranged-format",
-        with: { "sluice:plugin/types": crate::plugin::format::bindings::sluice::plugin::types },
-    });
-}
-
-/// The host side of the `typed-ranged-format` world (contract 1.3.0), sharing the `types` and the `input`
-/// of the worlds above.
-pub(crate) mod typed_bindings {
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "typed-ranged-format",
-        with: {
-            "sluice:plugin/types": crate::plugin::format::bindings::sluice::plugin::types,
-            "sluice:plugin/input": super::bindings::sluice::plugin::input,
-        },
-    });
-}
-
-impl bindings::sluice::plugin::input::Host for Sandbox {
-    fn size(&mut self) -> u64 {
-        self.input.as_ref().map_or(0, |served| served.size)
-    }
-
-    fn read(&mut self, offset: u64, len: u32) -> Result<Vec<u8>, String> {
-        match self.input.as_mut() {
-            Some(served) => served.read(offset, len),
-            None => Err("this parse has no file to read by ranges".into()),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! What a plugin instance may touch: nothing of the host, and a capped amount of memory.
 
+use super::bindings::ranged::sluice::plugin::input;
 use super::engine::EPOCH_TICK;
 use super::ranged::Served;
 use super::{Limits, PluginError};
@@ -52,6 +53,21 @@ impl Sandbox {
 impl WasiView for Sandbox {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// Contract 1.2.0's `input`, the one thing of the host a plugin may reach: the file a ranged parser reads,
+/// each range checked by [`Served`].
+impl input::Host for Sandbox {
+    fn size(&mut self) -> u64 {
+        self.input.as_ref().map_or(0, Served::size)
+    }
+
+    fn read(&mut self, offset: u64, len: u32) -> Result<Vec<u8>, String> {
+        match self.input.as_mut() {
+            Some(served) => served.read(offset, len),
+            None => Err("this parse has no file to read by ranges".into()),
+        }
     }
 }
 

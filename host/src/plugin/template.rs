@@ -1,5 +1,6 @@
 //! Running a data template over the batches of one object.
 
+use super::bindings::template::{Template, TemplatePre};
 use super::format::with_defaults;
 use super::sandbox::{Sandbox, call_failure, deadline_ticks, new_store};
 use super::wire::{batch_from_wire, batch_to_wire, rejected_from_wire};
@@ -7,18 +8,6 @@ use super::{Limits, Parsed, PluginError};
 use crate::batch::{RecordBatch, RejectStage, RejectedRow};
 use wasmtime::Store;
 use wasmtime::component::ResourceAny;
-
-/// The host side of the `template` world of `wit/sluice.wit`. Its `types` are the format world's, so a
-/// batch crosses into a template in the same form it came out of a parser.
-pub(crate) mod bindings {
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "template",
-        with: { "sluice:plugin/types": super::super::format::bindings::sluice::plugin::types },
-    });
-}
-
-use bindings::{Template, TemplatePre};
 
 /// A loaded template. Opening it for an object costs one instantiation, not a compilation.
 #[derive(Clone)]
