@@ -1,11 +1,11 @@
-//! Which version of the `sluice:plugin` contract a plugin was built against, and whether this host runs it.
+//! Which version of the `sluice:plugin` contract a plugin was built against, and whether this host runs it;
+//! and which of the contract's worlds it implements.
 //!
 //! The contract (`wit/sluice.wit`) follows semver: a minor version only adds an interface a plugin may
 //! export, so a host runs plugins of its own major built against its minor or an earlier one. A plugin of
 //! another major, or of a newer minor (which may rely on what this host does not know), is refused with
 //! both versions named, before anything of it runs.
 
-use super::World;
 use std::fmt;
 
 /// The contract this host implements: the `package` line of `wit/sluice.wit` (a unit test keeps the two
@@ -91,6 +91,36 @@ pub(super) fn version_refusal<'a>(exports: impl IntoIterator<Item = &'a str>) ->
     match sluice_export(exports)? {
         (_, Ok(version)) => version.refusal(),
         (_, Err(unreadable)) => Some(unreadable),
+    }
+}
+
+/// Which world a component implements, by the interface it exports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum World {
+    /// Exports `sluice:plugin/parser`: a format plugin, fed its file as a stream.
+    Format,
+    /// Exports `sluice:plugin/ranged-parser` (since 1.2.0): a format plugin that reads its file by ranges.
+    RangedFormat,
+    /// Exports `sluice:plugin/typed-ranged-parser` (since 1.3.0): a format plugin that reads its file by
+    /// ranges and hands over typed columns.
+    TypedRangedFormat,
+    /// Exports `sluice:plugin/typed-parser` (since 1.4.0): a format plugin, fed its file as a stream, that
+    /// hands over text as spans of the bytes it was fed.
+    TypedFormat,
+    /// Exports `sluice:plugin/transform`: a data template.
+    Template,
+}
+
+impl World {
+    /// The world's name in `wit/sluice.wit`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            World::Format => "format",
+            World::RangedFormat => "ranged-format",
+            World::TypedRangedFormat => "typed-ranged-format",
+            World::TypedFormat => "typed-format",
+            World::Template => "template",
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! version it exports, what it says of itself, what it imports (and which of those the sandbox refuses),
 //! its size and what it costs to compile.
 
-use super::contract::{self, CONTRACT_PACKAGE, ContractVersion};
+use super::contract::{self, CONTRACT_PACKAGE, ContractVersion, World};
 use super::sandbox::{deadline_ticks, new_store};
 use super::{CompileSource, FORBIDDEN_IMPORTS, Limits, PluginHost};
 use std::time::{Duration, Instant};
@@ -14,36 +14,6 @@ mod about_bindings {
         path: "../wit",
         world: "described",
     });
-}
-
-/// Which world a component implements, by the interface it exports.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum World {
-    /// Exports `sluice:plugin/parser`: a format plugin, fed its file as a stream.
-    Format,
-    /// Exports `sluice:plugin/ranged-parser` (since 1.2.0): a format plugin that reads its file by ranges.
-    RangedFormat,
-    /// Exports `sluice:plugin/typed-ranged-parser` (since 1.3.0): a format plugin that reads its file by
-    /// ranges and hands over typed columns.
-    TypedRangedFormat,
-    /// Exports `sluice:plugin/typed-parser` (since 1.4.0): a format plugin, fed its file as a stream, that
-    /// hands over text as spans of the bytes it was fed.
-    TypedFormat,
-    /// Exports `sluice:plugin/transform`: a data template.
-    Template,
-}
-
-impl World {
-    /// The world's name in `wit/sluice.wit`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            World::Format => "format",
-            World::RangedFormat => "ranged-format",
-            World::TypedRangedFormat => "typed-ranged-format",
-            World::TypedFormat => "typed-format",
-            World::Template => "template",
-        }
-    }
 }
 
 /// One import of a component, with why the sandbox refuses it where it does.

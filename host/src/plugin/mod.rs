@@ -27,12 +27,12 @@ mod wire;
 
 pub use bundled::{BUNDLED_FORMATS, BUNDLED_TEMPLATES, Bundled, bundled_format, bundled_template};
 pub use cache::{CompileSource, default_cache_dir};
-pub use contract::{CONTRACT_VERSION, ContractVersion};
+pub use contract::{CONTRACT_VERSION, ContractVersion, World};
 // Rejected rows are the batch's (plain data that sinks keep); named here too, beside `Parsed`, as the
 // embedding API has always named them.
 pub use crate::batch::{RejectStage, RejectedRow};
 pub use format::{FileParse, FormatPlugin, Parsed};
-pub use inspect::{About, Import, Inspection, World};
+pub use inspect::{About, Import, Inspection};
 pub use ranged::{MAX_READ, RangeRead};
 pub use template::{TemplatePlugin, TemplateRun, Templated};
 
