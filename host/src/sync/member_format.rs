@@ -3,24 +3,30 @@
 //! dataflow reads); else the dataflow's own. A dataflow with a plugin of its own reads every member with
 //! it, whatever the members are called.
 
-use super::Runner;
+use super::SyncError;
 use crate::object::ObjectMeta;
 use crate::plugin::{BUNDLED_FORMATS, FormatPlugin, PluginError};
 use crate::source::archive::Member;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+/// What loads a format plugin by its name for a dataflow (the runner, with the plugins it was given).
+pub(super) trait FormatLoader: Sync {
+    /// The format plugin `plugin`, for the dataflow `dataflow`.
+    fn load_format(&self, dataflow: &str, plugin: &str) -> Result<FormatPlugin, SyncError>;
+}
+
 /// The formats a run's members are read with, each loaded once.
 pub(super) struct MemberFormats<'r> {
-    runner: &'r Runner<'r>,
+    loader: &'r dyn FormatLoader,
     dataflow: &'r str,
     /// Formats loaded for members so far, by name.
     loaded: Mutex<HashMap<&'static str, FormatPlugin>>,
 }
 
 impl<'r> MemberFormats<'r> {
-    pub fn new(runner: &'r Runner<'r>, dataflow: &'r str) -> Self {
-        MemberFormats { runner, dataflow, loaded: Mutex::default() }
+    pub fn new(loader: &'r dyn FormatLoader, dataflow: &'r str) -> Self {
+        MemberFormats { loader, dataflow, loaded: Mutex::default() }
     }
 
     /// The format `object` is read with where it is not `plugin` (the dataflow's), with no options of the
@@ -35,7 +41,7 @@ impl<'r> MemberFormats<'r> {
         if let Some(format) = loaded.get(named) {
             return Some(Ok(format.clone()));
         }
-        let format = self.runner.load_format(self.dataflow, named).map_err(|error| PluginError::Load {
+        let format = self.loader.load_format(self.dataflow, named).map_err(|error| PluginError::Load {
             plugin: named.to_string(),
             reason: format!("for member `{}`: {error}", object.key),
         });

@@ -6,7 +6,7 @@
 //! leaves, at worst, a committed object the ledger does not know yet: the next run reads the sink's markers
 //! first and records it.
 
-use super::member_format::MemberFormats;
+use super::member_format::{FormatLoader, MemberFormats};
 use super::object_input::{OpenFailure, open_input};
 use super::plan::{Decision, Plan, PlannedObject, Window, next_cursor, plan, taken_at_any_age};
 use super::registry::EMPTY;
@@ -695,6 +695,12 @@ impl<'a> Runner<'a> {
         let listing = archive::expand(&self.runtime, source, listing, compression, wanted)
             .map_err(|e| format!("dataflow `{name}`: {e}"))?;
         Ok(plan(listing, &ledger, window, reading))
+    }
+}
+
+impl FormatLoader for Runner<'_> {
+    fn load_format(&self, dataflow: &str, plugin: &str) -> Result<FormatPlugin, SyncError> {
+        Runner::load_format(self, dataflow, plugin)
     }
 }
 
