@@ -5,7 +5,7 @@
 use super::{Daemon, DaemonError};
 use crate::config::{Config, DatabaseUrl};
 use crate::state::{WORK_CHANNEL, lock_file};
-use crate::sync::worker::reading_of;
+use crate::sync::runner::reading_of;
 use crate::sync::{Runner, SharedObjects, Worker, WorkerPool};
 use postgres::fallible_iterator::FallibleIterator;
 use std::collections::HashMap;

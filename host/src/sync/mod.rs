@@ -14,6 +14,7 @@
 
 mod check;
 pub mod events;
+mod load;
 mod member_format;
 mod object_input;
 mod optimize;
@@ -32,6 +33,7 @@ pub mod worker;
 
 pub use check::Checked;
 pub use events::EventsReport;
+pub use load::{INTERRUPTED, ObjectReport};
 pub use member_format::member_format_other_than;
 pub use optimize::optimize;
 pub use plan::{Decision, Plan, PlannedObject};
@@ -41,7 +43,7 @@ pub use remove::remove;
 pub use replay::ReplayReport;
 pub use retry::retry;
 pub use rollback::rollback;
-pub use runner::{INTERRUPTED, ObjectReport, RunReport, Runner};
+pub use runner::{RunReport, Runner};
 pub use stripe_diff::{Action, FieldChange, RecordDiff, StripeDiff};
 pub use stripe_source::StripeTablePreview;
 pub use worker::{SharedObjects, Worker, WorkerPool};

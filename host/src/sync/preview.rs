@@ -79,7 +79,7 @@ impl Runner<'_> {
     ) -> Result<Plan, SyncError> {
         let state_error = |source| SyncError::State { dataflow: name.to_string(), source };
         let mut state = StateStore::open_read_only(&self.config().state_database()).map_err(state_error)?;
-        let reading = super::runner::reading(name, dataflow, plugin, template);
+        let reading = super::load::reading(name, dataflow, plugin, template);
         self.plan(name, dataflow, source, state.as_mut(), Some(&reading)).map_err(SyncError::Plan)
     }
 

@@ -8,7 +8,8 @@
 //! A row the format plugin refused is left: its raw text is the file's own, and only a new read of the
 //! file parses it.
 
-use super::runner::{ObjectReport, RunReport};
+use super::load::ObjectReport;
+use super::runner::RunReport;
 use super::stores::{DataflowStores, refuse_custom_sink, state_error};
 use super::{Progress, Runner, SyncError};
 use crate::batch::RejectStage;

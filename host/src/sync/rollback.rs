@@ -1,8 +1,8 @@
 //! `sluice rollback`: a dataflow's table back to where it was before its newest run.
 
 use super::SyncError;
+use super::load::reconcile;
 use super::registry::EMPTY;
-use super::runner::reconcile;
 use super::stores::{
     DataflowStores, lock, open_state, open_stripe_table, refuse_custom_sink, sink_error, state_error,
 };

@@ -7,7 +7,8 @@
 //! Each page commits with its marker; a run killed part-way keeps the pages it finished, and the next run,
 //! listing from the same cursor, merges the rest in, each object once.
 
-use super::runner::{ObjectReport, RunReport, Runner};
+use super::load::ObjectReport;
+use super::runner::{RunReport, Runner};
 use super::stores::{lock, open_state, open_stripe_table, state_error};
 use super::{Progress, SyncError};
 use crate::config::{DataflowConfig, StripeSourceConfig};

@@ -10,10 +10,10 @@
 //! was frozen, and another took it over) is lost, and its object stops before its commit. The sink's marker
 //! keeps each object's rows once, whichever worker commits it.
 
+use super::load::{DataflowRun, ObjectReport};
 use super::member_format::MemberFormats;
-use super::runner::{DataflowRun, reading};
-use super::{Progress, Runner, SyncError};
-use crate::config::DataflowConfig;
+use super::{Progress, StopSignal};
+use crate::config::{Config, DataflowConfig};
 use crate::plugin::{FormatPlugin, TemplatePlugin};
 use crate::sink::{TableSink, TableSpec};
 use crate::source::Source;
@@ -21,6 +21,7 @@ use crate::state::{Claim, Lease, ObjectOutcome, ObjectStatus, StateError, StateS
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, SystemTime};
+use tokio::runtime::Handle;
 
 pub use crate::state::Worker;
 
@@ -85,57 +86,23 @@ impl WorkerPool {
     }
 }
 
-/// How the dataflow `name` reads its objects with `runner`'s plugins: a worker claims only objects of runs
-/// that read them the same way (the same plugins, builds, options and table).
-pub fn reading_of(runner: &Runner<'_>, name: &str) -> Result<String, SyncError> {
-    let dataflow = runner.config().dataflow(name)?;
-    let plugin = runner.load_plugin(name, dataflow)?;
-    let template = runner.load_template(name, dataflow)?;
-    Ok(reading(name, dataflow, &plugin, template.as_ref()))
-}
-
-/// What loads the shared objects of one dataflow: its plugins, how it reads, and its source.
+/// What loads the shared objects of one dataflow: its plugins, how it reads, and its source. The runner
+/// makes it (`SharedObjects::new`, and for a run of its own that shares its objects), from the plugins it
+/// loads and the configuration and stop signal it runs with.
 pub struct SharedObjects<'r> {
-    runner: &'r Runner<'r>,
-    name: &'r str,
-    dataflow: &'r DataflowConfig,
-    plugin: FormatPlugin,
-    template: Option<TemplatePlugin>,
-    reading: String,
-    source: Arc<dyn Source>,
-    member_formats: MemberFormats<'r>,
+    pub(super) config: &'r Config,
+    pub(super) stop: &'r StopSignal,
+    pub(super) runtime: &'r Handle,
+    pub(super) name: &'r str,
+    pub(super) dataflow: &'r DataflowConfig,
+    pub(super) plugin: FormatPlugin,
+    pub(super) template: Option<TemplatePlugin>,
+    pub(super) reading: String,
+    pub(super) source: Arc<dyn Source>,
+    pub(super) member_formats: MemberFormats<'r>,
 }
 
 impl<'r> SharedObjects<'r> {
-    /// Loads the dataflow `name`'s plugins and builds its source, as `runner` has them.
-    pub fn new(runner: &'r Runner<'r>, name: &'r str) -> Result<SharedObjects<'r>, SyncError> {
-        let dataflow = runner.config().dataflow(name)?;
-        let plugin = runner.load_plugin(name, dataflow)?;
-        let template = runner.load_template(name, dataflow)?;
-        let reading = reading(name, dataflow, &plugin, template.as_ref());
-        let source = runner.build_source(name, dataflow)?;
-        let member_formats = MemberFormats::new(runner, name);
-        Ok(SharedObjects { runner, name, dataflow, plugin, template, reading, source, member_formats })
-    }
-
-    /// The shared objects of `run`, loaded with its plugins and `source`.
-    pub(super) fn of_run(
-        runner: &'r Runner<'r>,
-        run: &DataflowRun<'r>,
-        source: Arc<dyn Source>,
-    ) -> SharedObjects<'r> {
-        SharedObjects {
-            runner,
-            name: run.name,
-            dataflow: run.dataflow,
-            plugin: run.plugin.clone(),
-            template: run.template.cloned(),
-            reading: run.reading.clone(),
-            source,
-            member_formats: MemberFormats::new(runner, run.name),
-        }
-    }
-
     /// How the dataflow reads its objects here: a worker claims only objects queued by a run that reads
     /// them the same way (the same plugins, builds and options).
     pub fn reading(&self) -> &str {
@@ -149,7 +116,7 @@ impl<'r> SharedObjects<'r> {
         let name = self.name;
         let mut sink: Option<(Box<dyn TableSink>, i64)> = None;
         let mut taken = 0;
-        while !self.runner.stop().draining() {
+        while !self.stop.draining() {
             // The state store's connection is the pool's only between loads: loads in flight hold the
             // sink's, and a connection held across a load would keep a worker beside it waiting.
             let claimed = self
@@ -204,7 +171,7 @@ impl<'r> SharedObjects<'r> {
     }
 
     fn state(&self) -> Result<StateStore, StateError> {
-        StateStore::open(&self.runner.config().state_database())
+        StateStore::open(&self.config.state_database())
     }
 
     /// Loads one claimed object into the sink (opened on first use with the run token it is fenced with).
@@ -216,8 +183,7 @@ impl<'r> SharedObjects<'r> {
         claim: &Claim,
         lease: &Lease,
         progress: &dyn Progress,
-    ) -> super::ObjectReport {
-        let config = self.runner.config();
+    ) -> ObjectReport {
         let run = DataflowRun {
             name: self.name,
             dataflow: self.dataflow,
@@ -227,8 +193,8 @@ impl<'r> SharedObjects<'r> {
             template: self.template.as_ref(),
             run_id: claim.run_id,
             progress,
-            runtime: self.runner.runtime(),
-            stop: self.runner.stop(),
+            runtime: self.runtime,
+            stop: self.stop,
             lease,
         };
         // Fenced once per run: the sink is the worker's for as long as it claims objects of the dataflow.
@@ -236,7 +202,7 @@ impl<'r> SharedObjects<'r> {
             Some((open, fence)) if fence == claim.fence => Ok((open, false)),
             Some((open, _)) => Ok((open, true)),
             None => crate::sink::open(
-                &config.sink_database(self.dataflow),
+                &self.config.sink_database(self.dataflow),
                 self.name,
                 &TableSpec::of(self.dataflow, self.name),
             )
