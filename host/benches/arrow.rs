@@ -9,6 +9,10 @@
 //! cargo bench --bench arrow -- --rows 1000000 --rounds 3
 //! ```
 
+#[path = "support/args.rs"]
+mod args;
+
+use args::number_flag;
 use sluice::batch::arrow_array::builder::{Float64Builder, Int64Builder, StringBuilder};
 use sluice::batch::arrow_array::{ArrayRef, RecordBatch as ArrowBatch};
 use sluice::batch::arrow_schema::{DataType, Field, Schema, SchemaRef};
@@ -19,10 +23,8 @@ use std::time::{Duration, Instant};
 const BATCH_ROWS: usize = 16_384;
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
-    let flag = |name: &str| args.iter().position(|a| a == name).map(|i| args[i + 1].clone());
-    let rows: usize = flag("--rows").map_or(4_000_000, |v| v.parse().expect("--rows takes a number"));
-    let rounds: usize = flag("--rounds").map_or(5, |v| v.parse().expect("--rounds takes a number"));
+    let rows: usize = number_flag("--rows", 4_000_000);
+    let rounds: usize = number_flag("--rounds", 5);
 
     let batches = batches(rows);
     let schema: SchemaRef = Arc::new(Schema::new(vec![

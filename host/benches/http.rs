@@ -9,6 +9,10 @@
 //! cargo bench --bench http -- --rate 2000 --seconds 5
 //! ```
 
+#[path = "support/args.rs"]
+mod args;
+
+use args::number_flag;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,10 +21,8 @@ use std::time::{Duration, Instant};
 const P99_LIMIT: Duration = Duration::from_millis(50);
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
-    let flag = |name: &str| args.iter().position(|a| a == name).map(|i| args[i + 1].clone());
-    let rate: u64 = flag("--rate").map_or(1000, |v| v.parse().expect("--rate takes a number"));
-    let seconds: u64 = flag("--seconds").map_or(10, |v| v.parse().expect("--seconds takes a number"));
+    let rate: u64 = number_flag("--rate", 1000);
+    let seconds: u64 = number_flag("--seconds", 10);
 
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
     let dir = tempfile::tempdir().expect("a folder for the bench");

@@ -14,6 +14,10 @@
 //! cargo bench --bench languages -- --mb 5 --rounds 1
 //! ```
 
+#[path = "support/args.rs"]
+mod args;
+
+use args::number_flag;
 use sluice::parse::parse_stream;
 use sluice::plugin::{
     FormatPlugin, HostSettings, Limits, PluginHost, PluginSource, PluginSpec, TemplatePlugin, bundled_format,
@@ -23,10 +27,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
-    let flag = |name: &str| args.iter().position(|a| a == name).map(|i| args[i + 1].clone());
-    let megabytes: usize = flag("--mb").map_or(20, |v| v.parse().expect("--mb takes a number"));
-    let rounds: usize = flag("--rounds").map_or(3, |v| v.parse().expect("--rounds takes a number"));
+    let megabytes: usize = number_flag("--mb", 20);
+    let rounds: usize = number_flag("--rounds", 3);
 
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
     let rust_format = build_rust(&root, "keyvalues", "format");

@@ -15,6 +15,10 @@
 //! baseline and then the plugin; throughputs are the medians of the rounds, and a ratio is the median of the
 //! rounds' own ratios.
 
+#[path = "support/args.rs"]
+mod args;
+
+use args::{flag, flag_values, number_flag};
 use sluice::parse::parse_stream;
 use sluice::plugin::{
     FormatPlugin, HostSettings, Limits, PluginHost, PluginSource, PluginSpec, bundled_format,
@@ -24,10 +28,8 @@ use std::io::Write;
 use std::time::Instant;
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
-    let flag = |name: &str| args.iter().position(|a| a == name).map(|i| args[i + 1].clone());
-    let megabytes: usize = flag("--mb").map_or(100, |v| v.parse().expect("--mb takes a number"));
-    let rounds: usize = flag("--rounds").map_or(5, |v| v.parse().expect("--rounds takes a number"));
+    let megabytes: usize = number_flag("--mb", 100);
+    let rounds: usize = number_flag("--rounds", 5);
 
     if let Some(dir) = flag("--generate") {
         let dir = std::path::Path::new(&dir);
@@ -47,9 +49,9 @@ fn main() {
     );
     println!("{:<34} {:>10} {:>12} {:>8}", "parser", "MB/s", "rows", "ratio");
 
-    if let Some(at) = args.iter().position(|a| a == "--compare-csv") {
+    if let Some(builds) = flag_values("--compare-csv", 2) {
         let plugin = |path: &String| load_file(&host, path);
-        let (before, after) = (plugin(&args[at + 1]), plugin(&args[at + 2]));
+        let (before, after) = (plugin(&builds[0]), plugin(&builds[1]));
         let before: Parser = ("csv plugin, before", &|| through_plugin(&before, &csv));
         compare(rounds, csv.len(), before, ("csv plugin, after", &|| through_plugin(&after, &csv)));
         return;

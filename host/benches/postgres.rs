@@ -16,6 +16,10 @@
 //!
 //! Needs the PostgreSQL of `SLUICE_TEST_POSTGRES` (default postgres://postgres@127.0.0.1:5432/test) and psql.
 
+#[path = "support/args.rs"]
+mod args;
+
+use args::{flag, number_flag};
 use sluice::config::Config;
 use sluice::plugin::{HostSettings, PluginHost};
 use sluice::state::RunStatus;
@@ -27,10 +31,8 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
-    let flag = |name: &str| args.iter().position(|a| a == name).map(|i| args[i + 1].clone());
-    let rows: u64 = flag("--rows").map_or(10_000_000, |v| v.parse().expect("--rows takes a number"));
-    let files: u64 = flag("--files").map_or(20, |v| v.parse().expect("--files takes a number"));
+    let rows: u64 = number_flag("--rows", 10_000_000);
+    let files: u64 = number_flag("--files", 20);
     // Objects loaded at once; the sink's default (the machine's cores, at most 4) when not given.
     let parallelism =
         flag("--parallelism").map_or(String::new(), |n| format!("sink = {{ parallelism = {n} }}\n"));

@@ -8,6 +8,10 @@
 //! cargo bench --bench stripe -- --products 2000 --rate 100    # quicker
 //! ```
 
+#[path = "support/args.rs"]
+mod args;
+
+use args::number_flag;
 use sluice::config::Config;
 use sluice::plugin::{HostSettings, PluginHost};
 use sluice::state::RunStatus;
@@ -17,11 +21,8 @@ use std::fmt::Write as _;
 use std::time::Instant;
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
-    let flag = |name: &str| args.iter().position(|a| a == name).map(|i| args[i + 1].clone());
-    let products: usize =
-        flag("--products").map_or(20_000, |v| v.parse().expect("--products takes a number"));
-    let rate: u32 = flag("--rate").map_or(100, |v| v.parse().expect("--rate takes a number"));
+    let products: usize = number_flag("--products", 20_000);
+    let rate: u32 = number_flag("--rate", 100);
 
     let stripe =
         StripeServer::start_with(Settings { rate_limit: Some(rate), burst: 10, ..Settings::default() });

@@ -1,5 +1,8 @@
 //! What the sync benches share: generated order exports in the in-process S3 server, one timed sync of
-//! them, and the process's peak resident memory.
+//! them, the process's peak resident memory, and the command line's flags (`args`, which the other benches
+//! take on its own).
+
+pub mod args;
 
 use sluice::config::Config;
 use sluice::plugin::{HostSettings, PluginHost};
@@ -8,6 +11,8 @@ use sluice::sync::{Quiet, Runner};
 use sluice_testkit::orders::csv_object;
 use sluice_testkit::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
 use std::time::{Duration, Instant, SystemTime};
+
+pub use args::number_flag;
 
 pub const BUCKET: &str = "bench";
 
@@ -107,17 +112,6 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-/// The number the command line gives `name` (`--mb 100`), or `default`.
-pub fn number_flag(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.iter().position(|a| a == name) {
-        Some(at) => {
-            args.get(at + 1).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{name} takes a number"))
-        }
-        None => default,
     }
 }
 
