@@ -1,23 +1,36 @@
 //! Sluice: a config-file-driven data-connector runtime whose file formats are sandboxed WebAssembly
 //! components.
 //!
-//! - [`config`]: `connector.toml`, read and checked.
-//! - [`env`]: `${VAR}` in settings, and secrets kept out of logs.
-//! - [`object`]: an object of a source, as every part of a run names it.
-//! - [`source`]: where objects come from (S3, a local folder), listed and streamed.
-//! - [`plugin`]: the wasmtime host that loads format plugins and data templates and runs them under memory and time limits.
-//! - [`batch`]: record batches as plugins hand them over (column-major buffers).
-//! - [`parse`]: streaming one file through a format plugin.
-//! - [`sink`]: where records go (tables in SQLite or PostgreSQL, or Stripe objects).
-//! - [`stripe`]: Stripe's API, through one careful client.
-//! - [`pg`]: pooled PostgreSQL connections, shared by the sink and the state store.
-//! - [`state`]: runs, the object ledger and cursors.
-//! - [`sync`]: a dataflow's run: planning, then each object from source to sink, exactly once.
-//! - [`time`]: times as Sluice stores them, milliseconds since 1970.
-//! - [`overview`]: the dataflow list and each dataflow's run history, as users look at them.
-//! - [`daemon`]: `sluice daemon`: schedules, live reload, the HTTP API, the dashboard page.
-//! - [`metrics`]: what Sluice counts, for the daemon's `/metrics`.
-//! - [`embed`]: Sluice inside another Rust program: its own sources and sinks, progress, pulled batches.
+//! The modules stand on floors, each importing only from the floors below it, so that any one can be read
+//! (and tested) knowing only what is under it:
+//!
+//! 1. The ground: the vocabulary every part speaks, importing nothing of Sluice.
+//!    - [`object`]: an object of a source, as every part of a run names it.
+//!    - [`time`]: times as Sluice stores them, milliseconds since 1970.
+//!    - [`batch`]: record batches as plugins hand them over (column-major buffers), and rejected rows.
+//!    - [`env`]: `${VAR}` in settings, and secrets kept out of logs.
+//!    - [`metrics`]: what Sluice counts, for the daemon's `/metrics`.
+//!    - [`pg`] and [`sqlite`]: database connections, shared by the sinks and the state store.
+//!    - [`allocator`]: the process's memory allocator, tuned for buffers that cross threads.
+//! 2. The world outside, each behind one careful client.
+//!    - [`aws`]: access to S3 and S3-compatible stores.
+//!    - [`stripe`]: Stripe's API.
+//!    - [`plugin`]: the wasmtime host that loads format plugins and data templates and runs them under
+//!      memory and time limits.
+//! 3. What names and drives those clients.
+//!    - [`config`]: `connector.toml`, read and checked.
+//!    - [`parse`]: streaming one file through a format plugin.
+//! 4. Where a run's records come from, where they go, and what runs remember.
+//!    - [`source`]: where objects come from (S3, a local folder), listed and streamed.
+//!    - [`sink`]: where records go (tables in SQLite, PostgreSQL or Delta Lake, or Stripe objects).
+//!    - [`state`]: runs, the object ledger and cursors.
+//! 5. Runs, and how users look at them.
+//!    - [`sync`]: a dataflow's run: planning, then each object from source to sink, exactly once.
+//!    - [`overview`]: the dataflow list and each dataflow's run history.
+//! 6. The ways in.
+//!    - [`daemon`]: `sluice daemon`: schedules, live reload, the HTTP API, the dashboard page.
+//!    - [`embed`]: Sluice inside another Rust program: its own sources and sinks, progress, pulled
+//!      batches.
 //!
 //! # Embedding
 //!
@@ -88,23 +101,36 @@
 
 #![deny(missing_docs)]
 
+// The floors, from the ground up (see above); `tests/floors.rs` holds every module to them.
+
+// 1. The ground.
 pub mod allocator;
-pub mod aws;
 pub mod batch;
-pub mod config;
-pub mod daemon;
-pub mod embed;
 pub mod env;
 pub mod metrics;
 pub mod object;
-pub mod overview;
-pub mod parse;
 pub mod pg;
+pub mod sqlite;
+pub mod time;
+
+// 2. The world outside.
+pub mod aws;
 pub mod plugin;
+pub mod stripe;
+
+// 3. What names and drives the clients.
+pub mod config;
+pub mod parse;
+
+// 4. Sources, sinks and state.
 pub mod sink;
 pub mod source;
-pub mod sqlite;
 pub mod state;
-pub mod stripe;
+
+// 5. Runs, and how users look at them.
+pub mod overview;
 pub mod sync;
-pub mod time;
+
+// 6. The ways in.
+pub mod daemon;
+pub mod embed;
