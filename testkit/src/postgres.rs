@@ -52,6 +52,17 @@ impl TestDatabase {
         Client::connect(&self.url, NoTls).expect("the test database accepts connections")
     }
 
+    /// How many sessions on the database have an `application_name` `LIKE` `pattern`.
+    pub fn sessions_named(&self, pattern: &str) -> u64 {
+        let row = admin()
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND application_name LIKE $2",
+                &[&self.name, &pattern],
+            )
+            .unwrap();
+        row.get::<_, i64>(0) as u64
+    }
+
     /// Ends every session Sluice has open on the database, as a server restart or failover would.
     pub fn terminate_sessions(&self) -> u64 {
         self.terminate_sessions_named("sluice%")

@@ -10,6 +10,7 @@ use sluice_testkit::TestDatabase;
 use sluice_testkit::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
 use std::path::Path;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 /// The bucket and prefix of [`Backend::DeltaS3`]'s tables.
 const LAKE_BUCKET: &str = "lake";
@@ -104,6 +105,18 @@ impl Backend {
         match self {
             Backend::Delta | Backend::DeltaS3(_) => 4,
             Backend::Sqlite | Backend::Postgres(_) => 0,
+        }
+    }
+
+    /// Waits until the database has ended every session of a `sluice` that was killed: a commit the process
+    /// sent just before it died still completes on the server, until its session sees the process gone.
+    pub fn await_killed_sessions(&self) {
+        if let Backend::Postgres(db) = self {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while db.sessions_named("sluice%") > 0 {
+                assert!(Instant::now() < deadline, "the killed process's sessions are still open");
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
     }
 
